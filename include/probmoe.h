@@ -1,0 +1,199 @@
+/*
+ * probmoe: sparse Mixture-of-Experts routing with differentiable probabilistic routers.
+ *
+ * One public header. Every symbol is prefixed pm_. Functions that can fail return a
+ * pm_status (0 on success, negative on error) or a count (>= 0) and, on failure, set a
+ * thread-local message readable with pm_last_error() that names the bad argument and
+ * says what to do. The math is documented in docs/ROUTING.md of the shared docs and
+ * summarised in README.md.
+ */
+#ifndef PROBMOE_H
+#define PROBMOE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum {
+    PM_OK = 0,
+    PM_ERR_ARG = -1,      /* an argument is out of its valid range */
+    PM_ERR_NONFINITE = -2, /* NaN or infinite input */
+    PM_ERR_NOMEM = -3,    /* an allocation failed */
+    PM_ERR_STATE = -4,    /* an object was used in a state that does not allow it */
+} pm_status;
+
+/* The message of the last error on this thread ("" if none). */
+const char *pm_last_error(void);
+
+/* ------------------------------------------------------ random numbers */
+
+/*
+ * Counter-based generator (Philox4x32-10). A generator is fully described by
+ * (seed, stream, substream, counter), so any token's random numbers can be produced
+ * independently of which thread handles it: results never depend on thread count.
+ */
+typedef struct {
+    uint64_t seed;
+    uint64_t stream;
+    uint32_t substream;
+    uint32_t counter;   /* index of the next 128-bit block */
+    uint32_t block[4];  /* the current block */
+    int used;           /* words of block already handed out (4 = empty) */
+} pm_rng;
+
+void pm_rng_init(pm_rng *rng, uint64_t seed, uint64_t stream);
+/* A generator for item `index` of the same (seed, stream): independent of rng's state. */
+void pm_rng_substream(const pm_rng *base, uint32_t index, pm_rng *out);
+uint32_t pm_rng_u32(pm_rng *rng);
+/* Uniform double in [0, 1) with 53 random bits. */
+double pm_rng_uniform(pm_rng *rng);
+
+/* --------------------------------------------- the k-subset distribution */
+
+/*
+ * p(S) ∝ ∏_{i∈S} exp(theta_i) over subsets S of {0..n-1} with kmin <= |S| <= kmax
+ * (kmin == kmax == k: exact-k). Valid input: n >= 1, 0 <= kmin <= kmax <= n, finite theta.
+ */
+
+/* log Σ_S ∏_{i∈S} exp(theta_i); NaN (and pm_last_error set) on bad input. */
+double pm_subset_logz(const float *theta, int n, int kmin, int kmax);
+/* m_i = P(i ∈ S). Returns 0 or a negative pm_status. */
+int pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m);
+/* out = Cov(z)·u (z the 0/1 indicator of S), the Jacobian of the marginals applied to u. */
+int pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out);
+/* One exact sample. Returns |S| (or a negative pm_status); idx gets the indices, increasing. */
+int pm_subset_sample(const float *theta, int n, int kmin, int kmax, pm_rng *rng, int *idx);
+/* The most probable subset (ties to the smaller set, then to lower indices); returns |S|. */
+int pm_subset_map(const float *theta, int n, int kmin, int kmax, int *idx);
+
+/* ------------------------------------------------- LapSum soft top-k */
+
+/*
+ * p_i = F((r_i - t)/alpha), F the Laplace CDF, with t such that Σ p_i = k.
+ * Valid input: n >= 1, 0 < k < n, alpha > 0, all finite. Returns t (NaN on bad input).
+ */
+float pm_lapsum_forward(const float *r, int n, float k, float alpha, float *p);
+/* Vector-Jacobian product: given dp = dL/dp, writes dr (n values), *dk and *dalpha.
+ * t is the value pm_lapsum_forward returned. Returns 0 or a negative pm_status. */
+int pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
+                       float *dr, float *dk, float *dalpha);
+
+/* ---------------------------------------------------- batched routers */
+
+typedef enum {
+    PM_ROUTER_TOPK = 0,      /* conventional top-k of softmax */
+    PM_ROUTER_PROBMOE,       /* ProbMoE exact-k (arXiv 2606.01509) */
+    PM_ROUTER_PROBMOE_DYN,   /* ProbMoE dynamic-k, kmin..kmax experts per token */
+    PM_ROUTER_DENSEMIXER,    /* top-k forward, dense router gradient */
+    PM_ROUTER_SOFTMOE,       /* SoftMoE: LapSum soft top-k (arXiv 2606.17952) */
+    PM_ROUTER_KIND_COUNT
+} pm_router_kind;
+
+/* "topk", "probmoe", ... ; NULL for an invalid kind. */
+const char *pm_router_kind_name(pm_router_kind kind);
+/* Parses a name; returns a negative pm_status (with a message listing the names) if unknown. */
+int pm_router_kind_parse(const char *name, pm_router_kind *kind);
+
+typedef struct {
+    pm_router_kind kind;
+    int num_experts;       /* E */
+    int k;                 /* experts per token: topk, probmoe, densemixer */
+    int k_min, k_max;      /* probmoe-dyn range */
+    bool norm_topk_prob;   /* renormalise the selected weights (see README for each router) */
+    /* softmoe */
+    float soft_k;          /* k_l: real-valued mean number of experts, 0 < soft_k < E */
+    float alpha;           /* LapSum scale, > 0 */
+    float tau;             /* keep experts with p > tau; < 0: calibrate on the first batch */
+    float cap;             /* keep at most ceil(cap * soft_k) experts per token, cap >= 1 */
+    bool soft_renormalize; /* divide kept weights by their sum */
+    /* auxiliary terms */
+    float lb_coef;         /* Switch load balancing: lb_coef * E * Σ_i f_i P_i */
+    float z_coef;          /* router z-loss: z_coef * mean_t (logsumexp θ_t)^2 */
+    float bias_rate;       /* topk only: DeepSeek-V3 selection-bias step γ; 0 = off */
+} pm_router_config;
+
+/* A config with defaults for the kind: k = 2, alpha = 1, tau = -1, cap = 2, no aux terms. */
+pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, int k);
+/* Checks a config; 0 or a negative pm_status with a message naming the field. */
+int pm_router_config_check(const pm_router_config *cfg);
+
+typedef struct pm_router pm_router;
+
+/*
+ * The result of routing T tokens. Two lists in CSR form:
+ *  - combine: token t's output is Σ weights[p] * f_{experts[p]}(x_t) for p in
+ *    offsets[t] .. offsets[t+1]-1 (experts increasing within a token);
+ *  - compute: the (token, expert) pairs whose c = <dL/dy_t, f_e(x_t)> the backward pass
+ *    needs, c_offsets/c_experts; equal to the combine list except for densemixer in
+ *    training, where it holds all E experts of every token.
+ */
+typedef struct {
+    int num_tokens, num_experts;
+    int capacity_tokens;
+    int *offsets, *experts;       /* (T+1), (pairs) */
+    float *weights;               /* (pairs) */
+    int *c_offsets, *c_experts;   /* (T+1), (compute pairs) */
+    bool training;
+    /* per batch */
+    float lb_loss, z_loss;        /* values of the auxiliary terms (coefficients included) */
+    int64_t *load;                /* (E) combine pairs per expert */
+    double mean_active;           /* mean number of combine pairs per token */
+    /* kept for the backward pass */
+    float *token_t;               /* (T) softmoe: LapSum threshold of each token */
+    float *lb_dprob;              /* (E) d lb_loss / d π_{t,i}, the same for every token */
+} pm_routing;
+
+pm_router *pm_router_create(const pm_router_config *cfg);
+void pm_router_free(pm_router *router);
+const pm_router_config *pm_router_get_config(const pm_router *router);
+
+/* Routing buffers for up to max_tokens tokens with this router. NULL on failure. */
+pm_routing *pm_routing_create(const pm_router *router, int max_tokens);
+void pm_routing_free(pm_routing *routing);
+
+/*
+ * Routes T tokens. logits is (T, E). In training, probmoe/probmoe-dyn draw samples from
+ * rng: token t uses pm_rng_substream(rng, t), so results do not depend on thread count.
+ * rng may be NULL when no sampling is needed (eval, or other routers).
+ */
+int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T,
+                      bool training, const pm_rng *rng);
+
+/*
+ * dlogits (T, E) += dL/dlogits given c (one value per compute pair, aligned with
+ * c_experts); aux terms enter with weight aux_scale (1 when the aux values are added to
+ * the loss as they are). For softmoe, d(soft_k) and d(alpha) are accumulated in the router
+ * (pm_router_soft_grads).
+ */
+int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
+                       const float *logits, const float *c, float aux_scale);
+
+/* softmoe: learnable parameters and their accumulated gradients. */
+int pm_router_set_soft_params(pm_router *router, float soft_k, float alpha);
+void pm_router_soft_grads(const pm_router *router, double *d_soft_k, double *d_alpha);
+void pm_router_zero_soft_grads(pm_router *router);
+/* softmoe: the truncation threshold (negative until calibrated). */
+float pm_router_tau(const pm_router *router);
+void pm_router_set_tau(pm_router *router, float tau);
+
+/* topk with bias_rate > 0: the selection bias b (E values) and its update
+ * b_i += γ·sign(mean load − load_i) from the load accumulated since the last update. */
+const float *pm_router_bias(const pm_router *router);
+void pm_router_update_bias(pm_router *router);
+
+/*
+ * softmoe learned budget over L layers: k_l = 1 + (K - L)·softmax(eta)_l.
+ * Backward: d_eta += J^T d_k. Returns 0 or a negative pm_status (need K > L).
+ */
+int pm_softmoe_budget_forward(float *k_out, const float *eta, int L, float K);
+int pm_softmoe_budget_backward(float *d_eta, const float *eta, const float *d_k, int L, float K);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PROBMOE_H */

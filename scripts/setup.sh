@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages probmoe needs, if any are missing. Idempotent and
+# non-interactive; as a non-root user it prints the command to run instead.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libopenblas-dev libcmocka-dev libcjson-dev
+          libpcre2-dev)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "probmoe needs these Debian packages: ${missing[*]}" >&2
+  echo "Install them with:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "Installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

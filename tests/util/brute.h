@@ -1,0 +1,18 @@
+/* Brute-force oracle for the k-subset distribution: enumerate every subset of n <= 20 items
+ * in long double. The tests compare the DP, the sampler and the routers against it. */
+#ifndef PM_TEST_BRUTE_H
+#define PM_TEST_BRUTE_H
+
+#include <stdint.h>
+
+/* log Σ_{kmin <= |S| <= kmax} exp(Σ_{i∈S} θ_i). */
+long double brute_logz(const float *theta, int n, int kmin, int kmax);
+/* p(S) for every bit mask S (1 << n entries; 0 outside the size range). */
+void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long double *prob);
+/* Marginals (n) and covariance of the indicator vector (n × n, row-major). */
+void brute_moments(const float *theta, int n, int kmin, int kmax, long double *marginals,
+                   long double *cov);
+/* The most probable subset as a bit mask: largest Σθ, then fewer items, then lower indices. */
+uint32_t brute_map(const float *theta, int n, int kmin, int kmax);
+
+#endif
