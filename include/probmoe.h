@@ -143,9 +143,7 @@ typedef struct {
     float lb_loss, z_loss;        /* values of the auxiliary terms (coefficients included) */
     int64_t *load;                /* (E) combine pairs per expert */
     double mean_active;           /* mean number of combine pairs per token */
-    /* kept for the backward pass */
-    float *token_t;               /* (T) softmoe: LapSum threshold of each token */
-    float *lb_dprob;              /* (E) d lb_loss / d π_{t,i}, the same for every token */
+    struct pm_routing_state *state; /* what the backward pass needs (internal) */
 } pm_routing;
 
 pm_router *pm_router_create(const pm_router_config *cfg);

@@ -3,11 +3,17 @@
 #include <math.h>
 #include <stdlib.h>
 
-static long double subset_log_weight(const float *theta, int n, uint32_t mask) {
+static long double subset_log_weight(const long double *theta, int n, uint32_t mask) {
     long double s = 0.0L;
     for (int i = 0; i < n; i++)
         if (mask >> i & 1u) s += theta[i];
     return s;
+}
+
+enum { MAX_ITEMS = 24 };
+
+static void widen(const float *theta, int n, long double *wide) {
+    for (int i = 0; i < n; i++) wide[i] = theta[i];
 }
 
 static int in_range(uint32_t mask, int kmin, int kmax) {
@@ -15,7 +21,7 @@ static int in_range(uint32_t mask, int kmin, int kmax) {
     return size >= kmin && size <= kmax;
 }
 
-long double brute_logz(const float *theta, int n, int kmin, int kmax) {
+static long double logz_ld(const long double *theta, int n, int kmin, int kmax) {
     long double top = -INFINITY;
     for (uint32_t mask = 0; mask < (1u << n); mask++)
         if (in_range(mask, kmin, kmax)) {
@@ -28,16 +34,16 @@ long double brute_logz(const float *theta, int n, int kmin, int kmax) {
     return top + logl(sum);
 }
 
-void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long double *prob) {
-    long double log_z = brute_logz(theta, n, kmin, kmax);
+static void subset_probs_ld(const long double *theta, int n, int kmin, int kmax, long double *prob) {
+    long double log_z = logz_ld(theta, n, kmin, kmax);
     for (uint32_t mask = 0; mask < (1u << n); mask++)
         prob[mask] = in_range(mask, kmin, kmax) ? expl(subset_log_weight(theta, n, mask) - log_z) : 0.0L;
 }
 
-void brute_moments(const float *theta, int n, int kmin, int kmax, long double *marginals,
-                   long double *cov) {
+void brute_moments_ld(const long double *theta, int n, int kmin, int kmax,
+                      long double *marginals, long double *cov) {
     long double *prob = malloc(sizeof(long double) << n);
-    brute_subset_probs(theta, n, kmin, kmax, prob);
+    subset_probs_ld(theta, n, kmin, kmax, prob);
     for (int i = 0; i < n; i++) marginals[i] = 0.0L;
     for (int i = 0; i < n * n; i++) cov[i] = 0.0L;
     for (uint32_t mask = 0; mask < (1u << n); mask++) {
@@ -61,7 +67,7 @@ void brute_moments(const float *theta, int n, int kmin, int kmax, long double *m
     free(prob);
 }
 
-uint32_t brute_map(const float *theta, int n, int kmin, int kmax) {
+static uint32_t map_ld(const long double *theta, int n, int kmin, int kmax) {
     uint32_t best = 0;
     long double best_weight = -INFINITY;
     int best_size = 0;
@@ -80,4 +86,63 @@ uint32_t brute_map(const float *theta, int n, int kmin, int kmax) {
         }
     }
     return best;
+}
+
+static long double laplace_cdf(long double u) { return u <= 0 ? 0.5L * expl(u) : 1.0L - 0.5L * expl(-u); }
+
+long double brute_lapsum(const long double *r, int n, long double k, long double alpha,
+                         long double *p) {
+    long double lo = r[0], hi = r[0];
+    for (int i = 1; i < n; i++) {
+        if (r[i] < lo) lo = r[i];
+        if (r[i] > hi) hi = r[i];
+    }
+    /* The soft count falls from n to 0 as t grows; widen until it brackets k. */
+    lo -= alpha;
+    hi += alpha;
+    for (;;) {
+        long double count = 0.0L;
+        for (int i = 0; i < n; i++) count += laplace_cdf((r[i] - lo) / alpha);
+        if (count >= k) break;
+        lo -= (hi - lo);
+    }
+    for (;;) {
+        long double count = 0.0L;
+        for (int i = 0; i < n; i++) count += laplace_cdf((r[i] - hi) / alpha);
+        if (count <= k) break;
+        hi += (hi - lo);
+    }
+    for (int iter = 0; iter < 200; iter++) {
+        long double mid = 0.5L * (lo + hi), count = 0.0L;
+        for (int i = 0; i < n; i++) count += laplace_cdf((r[i] - mid) / alpha);
+        if (count > k) lo = mid; else hi = mid;
+    }
+    long double t = 0.5L * (lo + hi);
+    for (int i = 0; i < n; i++) p[i] = laplace_cdf((r[i] - t) / alpha);
+    return t;
+}
+
+long double brute_logz(const float *theta, int n, int kmin, int kmax) {
+    long double wide[MAX_ITEMS];
+    widen(theta, n, wide);
+    return logz_ld(wide, n, kmin, kmax);
+}
+
+void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long double *prob) {
+    long double wide[MAX_ITEMS];
+    widen(theta, n, wide);
+    subset_probs_ld(wide, n, kmin, kmax, prob);
+}
+
+void brute_moments(const float *theta, int n, int kmin, int kmax, long double *marginals,
+                   long double *cov) {
+    long double wide[MAX_ITEMS];
+    widen(theta, n, wide);
+    brute_moments_ld(wide, n, kmin, kmax, marginals, cov);
+}
+
+uint32_t brute_map(const float *theta, int n, int kmin, int kmax) {
+    long double wide[MAX_ITEMS];
+    widen(theta, n, wide);
+    return map_ld(wide, n, kmin, kmax);
 }

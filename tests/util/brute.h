@@ -1,4 +1,4 @@
-/* Brute-force oracle for the k-subset distribution: enumerate every subset of n <= 20 items
+/* Brute-force oracle for the k-subset distribution: enumerate every subset of n <= 24 items
  * in long double. The tests compare the DP, the sampler and the routers against it. */
 #ifndef PM_TEST_BRUTE_H
 #define PM_TEST_BRUTE_H
@@ -12,7 +12,15 @@ void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long doub
 /* Marginals (n) and covariance of the indicator vector (n × n, row-major). */
 void brute_moments(const float *theta, int n, int kmin, int kmax, long double *marginals,
                    long double *cov);
+/* The same in long double, for finite differences. */
+void brute_moments_ld(const long double *theta, int n, int kmin, int kmax,
+                      long double *marginals, long double *cov);
 /* The most probable subset as a bit mask: largest Σθ, then fewer items, then lower indices. */
 uint32_t brute_map(const float *theta, int n, int kmin, int kmax);
 
+
+
+/* LapSum by bisection in long double: p_i = F((r_i − t)/alpha) with Σp = k; returns t. */
+long double brute_lapsum(const long double *r, int n, long double k, long double alpha,
+                         long double *p);
 #endif

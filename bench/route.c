@@ -1,0 +1,97 @@
+/* Router forward + backward (training mode) over T = 4096 tokens for several (E, k), on one
+ * thread and on all threads: nanoseconds per token and each router's ratio to topk measured
+ * in the same run. Targets: probmoe <= 2 µs/token at E = 64, k = 8 on one thread;
+ * probmoe-dyn <= 1.5x probmoe. Usage: route [repeats] */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "probmoe.h"
+
+enum { TOKENS = 4096 };
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void fill_normal(pm_rng *rng, float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        double u1 = pm_rng_uniform(rng), u2 = pm_rng_uniform(rng);
+        x[i] = (float)(sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2));
+    }
+}
+
+/* Best time over `repeats` of one forward + backward, in ns per token. */
+static double time_router(pm_router_kind kind, int E, int k, const float *logits, const float *c,
+                          float *dlogits, int repeats) {
+    pm_router_config cfg = pm_router_config_default(kind, E, k);
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, TOKENS);
+    if (!router || !routing) {
+        fprintf(stderr, "route: %s\n", pm_last_error());
+        exit(1);
+    }
+    pm_rng rng;
+    pm_rng_init(&rng, 1, 0);
+    double best = INFINITY;
+    for (int r = 0; r <= repeats; r++) { /* the first run warms caches and calibrates tau */
+        double start = now_seconds();
+        if (pm_router_forward(router, routing, logits, TOKENS, true, &rng) < 0 ||
+            pm_router_backward(router, dlogits, routing, logits, c, 1.0f) < 0) {
+            fprintf(stderr, "route: %s\n", pm_last_error());
+            exit(1);
+        }
+        double elapsed = now_seconds() - start;
+        if (r > 0 && elapsed < best) best = elapsed;
+    }
+    pm_routing_free(routing);
+    pm_router_free(router);
+    return best * 1e9 / TOKENS;
+}
+
+int main(int argc, char **argv) {
+    const int repeats = argc > 1 ? atoi(argv[1]) : 5;
+    const int sizes[][2] = {{8, 2}, {16, 4}, {60, 4}, {64, 8}, {256, 8}};
+    const int all_threads = omp_get_max_threads();
+    const int thread_counts[2] = {1, all_threads};
+    float *logits = malloc(sizeof(float) * TOKENS * 256);
+    float *c = malloc(sizeof(float) * TOKENS * 256);
+    float *dlogits = calloc((size_t)TOKENS * 256, sizeof(float));
+    pm_rng rng;
+    pm_rng_init(&rng, 42, 0);
+    fill_normal(&rng, logits, (size_t)TOKENS * 256);
+    fill_normal(&rng, c, (size_t)TOKENS * 256);
+
+    printf("router forward+backward, training mode, T = %d tokens, best of %d\n", TOKENS, repeats);
+    printf("%-7s %3s %3s  %-12s %10s %9s\n", "threads", "E", "k", "router", "ns/token", "vs topk");
+    double probmoe_64_8 = 0.0, dyn_ratio_64_8 = 0.0;
+    for (int tc = 0; tc < (all_threads > 1 ? 2 : 1); tc++) {
+        omp_set_num_threads(thread_counts[tc]);
+        for (int s = 0; s < 5; s++) {
+            const int E = sizes[s][0], k = sizes[s][1];
+            double ns[PM_ROUTER_KIND_COUNT];
+            for (int kind = 0; kind < PM_ROUTER_KIND_COUNT; kind++) {
+                ns[kind] = time_router((pm_router_kind)kind, E, k, logits, c, dlogits, repeats);
+                printf("%-7d %3d %3d  %-12s %10.1f %8.2fx\n", thread_counts[tc], E, k,
+                       pm_router_kind_name((pm_router_kind)kind), ns[kind], ns[kind] / ns[0]);
+            }
+            if (tc == 0 && E == 64 && k == 8) {
+                probmoe_64_8 = ns[PM_ROUTER_PROBMOE];
+                dyn_ratio_64_8 = ns[PM_ROUTER_PROBMOE_DYN] / ns[PM_ROUTER_PROBMOE];
+            }
+        }
+    }
+    printf("\ntarget: probmoe at E=64, k=8, 1 thread: %.0f ns/token (target <= 2000): %s\n",
+           probmoe_64_8, probmoe_64_8 <= 2000.0 ? "met" : "MISSED");
+    printf("target: probmoe-dyn (k 1..16) / probmoe at E=64, k=8, 1 thread: %.2fx (target <= 1.5x): %s\n",
+           dyn_ratio_64_8, dyn_ratio_64_8 <= 1.5 ? "met" : "MISSED");
+    free(logits);
+    free(c);
+    free(dlogits);
+    return 0;
+}

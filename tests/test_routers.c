@@ -1,0 +1,551 @@
+/* The batched routers: dL/dlogits against central finite differences of an independent
+ * long-double reference of each router's (surrogate) loss with the discrete choice held
+ * fixed, probmoe against the brute-force covariance formula and ROUTING.md's worked
+ * example, routing semantics, auxiliary terms, thread-count independence, bad input. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brute.h"
+#include "check.h"
+
+enum { T = 5, E = 6, MAX_C = T * E };
+
+/* Everything the reference loss needs about one forward pass. */
+typedef struct {
+    pm_router_config cfg;
+    const pm_routing *routing;
+    const float *a;            /* c values, aligned with the compute list */
+    long double theta0[T * E]; /* where stop-gradients are evaluated */
+    long double soft_k, alpha;
+} reference;
+
+static void softmax_ld(const long double *theta, int n, long double *probs, long double *lse) {
+    long double top = theta[0], sum = 0.0L;
+    for (int i = 1; i < n; i++) top = fmaxl(top, theta[i]);
+    for (int i = 0; i < n; i++) sum += expl(theta[i] - top);
+    for (int i = 0; i < n; i++) probs[i] = expl(theta[i] - top) / sum;
+    *lse = top + logl(sum);
+}
+
+/* L(θ) = Σ_t Σ_pairs a_p w_p(θ) + aux terms, ROUTING.md section 2 written out directly. */
+static long double reference_loss(const reference *ref, const long double *theta,
+                                  long double soft_k, long double alpha) {
+    const pm_router_config *cfg = &ref->cfg;
+    const pm_routing *routing = ref->routing;
+    const bool train = routing->training;
+    long double loss = 0.0L, mean_probs[E] = {0}, lse_squares = 0.0L;
+    for (int t = 0; t < T; t++) {
+        const long double *th = theta + t * E;
+        long double probs[E], probs0[E], lse, lse0;
+        softmax_ld(th, E, probs, &lse);
+        softmax_ld(ref->theta0 + t * E, E, probs0, &lse0);
+        for (int i = 0; i < E; i++) mean_probs[i] += probs[i] / T;
+        lse_squares += lse * lse;
+        const int begin = routing->offsets[t], end = routing->offsets[t + 1];
+        const float *a = ref->a + routing->c_offsets[t];
+        long double selected_sum = 0.0L, selected_sum0 = 0.0L;
+        for (int p = begin; p < end; p++) {
+            selected_sum += probs[routing->experts[p]];
+            selected_sum0 += probs0[routing->experts[p]];
+        }
+        const bool probmoe = cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN;
+        if (cfg->kind == PM_ROUTER_SOFTMOE) {
+            long double p[E], kept_sum = 0.0L;
+            brute_lapsum(th, E, soft_k, alpha, p);
+            for (int q = begin; q < end; q++) kept_sum += p[routing->experts[q]];
+            for (int q = begin; q < end; q++)
+                loss += a[q - begin] * p[routing->experts[q]] / (cfg->soft_renormalize ? kept_sum : 1.0L);
+        } else if (probmoe && train) {
+            /* gate g = z + m(θ) − m(θ0): value z, gradient through the marginals */
+            int kmin = cfg->kind == PM_ROUTER_PROBMOE ? cfg->k : cfg->k_min;
+            int kmax = cfg->kind == PM_ROUTER_PROBMOE ? cfg->k : cfg->k_max;
+            long double m[E], m0[E], cov[E * E];
+            brute_moments_ld(th, E, kmin, kmax, m, cov);
+            brute_moments_ld(ref->theta0 + t * E, E, kmin, kmax, m0, cov);
+            for (int p = begin; p < end; p++) {
+                int j = routing->experts[p];
+                loss += a[p - begin] * (1.0L + m[j] - m0[j]) * probs[j];
+            }
+        } else if (cfg->kind == PM_ROUTER_DENSEMIXER && train) {
+            /* the dense mixture over all E; unselected weights use stop(Σ_S π) */
+            for (int j = 0; j < E; j++) {
+                bool selected = false;
+                for (int p = begin; p < end; p++) selected |= routing->experts[p] == j;
+                long double denominator = !cfg->norm_topk_prob ? 1.0L : selected ? selected_sum : selected_sum0;
+                loss += a[j] * probs[j] / denominator;
+            }
+        } else {
+            bool renormalize = cfg->norm_topk_prob;
+            for (int p = begin; p < end; p++)
+                loss += a[p - begin] * probs[routing->experts[p]] / (renormalize ? selected_sum : 1.0L);
+        }
+    }
+    if (cfg->lb_coef > 0.0f) {
+        long double pairs = routing->offsets[T], balance = 0.0L;
+        for (int i = 0; i < E; i++) balance += routing->load[i] / pairs * mean_probs[i];
+        loss += cfg->lb_coef * E * balance;
+    }
+    if (cfg->z_coef > 0.0f) loss += cfg->z_coef * lse_squares / T;
+    return loss;
+}
+
+/* Runs forward + backward for cfg on fixed logits and compares every gradient with
+ * central differences of reference_loss. */
+static void check_router_gradient(pm_router_config cfg, bool training, uint64_t seed) {
+    pm_rng rng;
+    pm_rng_init(&rng, seed, 0);
+    float logits[T * E], c[MAX_C], dlogits[T * E] = {0};
+    random_normal(&rng, logits, T * E, 1.0);
+    pm_router *router = pm_router_create(&cfg);
+    assert_non_null(router);
+    pm_routing *routing = pm_routing_create(router, T);
+    assert_non_null(routing);
+    assert_int_equal(pm_router_forward(router, routing, logits, T, training, &rng), 0);
+    random_normal(&rng, c, routing->c_offsets[T], 1.0);
+    assert_int_equal(pm_router_backward(router, dlogits, routing, logits, c, 1.0f), 0);
+
+    static reference ref;
+    ref.cfg = cfg;
+    ref.routing = routing;
+    ref.a = c;
+    ref.soft_k = cfg.soft_k;
+    ref.alpha = cfg.alpha;
+    for (int i = 0; i < T * E; i++) ref.theta0[i] = logits[i];
+    long double theta[T * E];
+    memcpy(theta, ref.theta0, sizeof theta);
+    const long double h = 1e-5L;
+    for (int i = 0; i < T * E; i++) {
+        theta[i] = ref.theta0[i] + h;
+        long double up = reference_loss(&ref, theta, ref.soft_k, ref.alpha);
+        theta[i] = ref.theta0[i] - h;
+        long double down = reference_loss(&ref, theta, ref.soft_k, ref.alpha);
+        theta[i] = ref.theta0[i];
+        assert_close(dlogits[i], (up - down) / (2 * h), 2e-4, 2e-6, pm_router_kind_name(cfg.kind), i);
+    }
+    if (cfg.kind == PM_ROUTER_SOFTMOE) {
+        double d_soft_k, d_alpha;
+        pm_router_soft_grads(router, &d_soft_k, &d_alpha);
+        long double want_k = (reference_loss(&ref, theta, ref.soft_k + h, ref.alpha) -
+                              reference_loss(&ref, theta, ref.soft_k - h, ref.alpha)) / (2 * h);
+        long double want_alpha = (reference_loss(&ref, theta, ref.soft_k, ref.alpha + h) -
+                                  reference_loss(&ref, theta, ref.soft_k, ref.alpha - h)) / (2 * h);
+        assert_close(d_soft_k, want_k, 2e-4, 2e-6, "d soft_k", 0);
+        assert_close(d_alpha, want_alpha, 2e-4, 2e-6, "d alpha", 0);
+    }
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+static void test_gradients_topk(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_TOPK, E, 2);
+    check_router_gradient(cfg, true, 1);
+    cfg.norm_topk_prob = true;
+    check_router_gradient(cfg, true, 2);
+    cfg.lb_coef = 0.3f;
+    cfg.z_coef = 0.05f;
+    check_router_gradient(cfg, true, 3);
+    cfg.bias_rate = 0.01f;
+    check_router_gradient(cfg, false, 4);
+}
+
+static void test_gradients_probmoe(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_PROBMOE, E, 2);
+    for (uint64_t seed = 10; seed < 14; seed++) check_router_gradient(cfg, true, seed);
+    check_router_gradient(cfg, false, 14);
+    cfg.norm_topk_prob = true; /* ignored in training, used at inference */
+    check_router_gradient(cfg, true, 15);
+    check_router_gradient(cfg, false, 16);
+    cfg.k = 3;
+    cfg.lb_coef = 0.1f;
+    cfg.z_coef = 0.01f;
+    check_router_gradient(cfg, true, 17);
+}
+
+static void test_gradients_probmoe_dyn(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, E, 2);
+    cfg.k_min = 1;
+    cfg.k_max = 4;
+    for (uint64_t seed = 20; seed < 24; seed++) check_router_gradient(cfg, true, seed);
+    check_router_gradient(cfg, false, 24);
+    cfg.k_min = 0;
+    cfg.k_max = E;
+    cfg.norm_topk_prob = true;
+    check_router_gradient(cfg, true, 25);
+    check_router_gradient(cfg, false, 26);
+}
+
+static void test_gradients_densemixer(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_DENSEMIXER, E, 2);
+    check_router_gradient(cfg, true, 30);
+    check_router_gradient(cfg, false, 31);
+    cfg.norm_topk_prob = true;
+    check_router_gradient(cfg, true, 32);
+    cfg.lb_coef = 0.2f;
+    check_router_gradient(cfg, true, 33);
+}
+
+static void test_gradients_softmoe(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_SOFTMOE, E, 2);
+    cfg.soft_k = 2.5f;
+    cfg.alpha = 0.7f;
+    check_router_gradient(cfg, true, 40);
+    cfg.soft_renormalize = true;
+    check_router_gradient(cfg, true, 41);
+    cfg.alpha = 0.1f;
+    cfg.cap = 1.0f;
+    cfg.z_coef = 0.02f;
+    check_router_gradient(cfg, false, 42);
+}
+
+/* probmoe's router gradient equals Cov(z)·(z⊙c⊙π) + softmax-VJP(z⊙c) with the covariance
+ * enumerated by brute force. */
+static void test_probmoe_against_covariance_formula(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, E, 2);
+    cfg.k_min = 2;
+    cfg.k_max = 5;
+    pm_rng rng;
+    pm_rng_init(&rng, 50, 0);
+    float logits[T * E], c[MAX_C], dlogits[T * E] = {0};
+    random_normal(&rng, logits, T * E, 3.0);
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, T);
+    assert_int_equal(pm_router_forward(router, routing, logits, T, true, &rng), 0);
+    random_normal(&rng, c, routing->c_offsets[T], 1.0);
+    assert_int_equal(pm_router_backward(router, dlogits, routing, logits, c, 1.0f), 0);
+    for (int t = 0; t < T; t++) {
+        long double m[E], cov[E * E], probs[E], lse, zc[E] = {0}, u[E] = {0};
+        long double theta[E];
+        for (int i = 0; i < E; i++) theta[i] = logits[t * E + i];
+        brute_moments_ld(theta, E, cfg.k_min, cfg.k_max, m, cov);
+        softmax_ld(theta, E, probs, &lse);
+        int size = routing->offsets[t + 1] - routing->offsets[t];
+        assert_true(size >= cfg.k_min && size <= cfg.k_max);
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) {
+            int j = routing->experts[p];
+            assert_close(routing->weights[p], probs[j], 1e-6, 0, "weight π_j", j);
+            zc[j] = c[p];
+            u[j] = c[p] * probs[j];
+        }
+        long double mean = 0.0L;
+        for (int j = 0; j < E; j++) mean += probs[j] * zc[j];
+        for (int i = 0; i < E; i++) {
+            long double want = probs[i] * (zc[i] - mean);
+            for (int j = 0; j < E; j++) want += cov[i * E + j] * u[j];
+            assert_close(dlogits[t * E + i], want, 1e-5, 1e-7, "probmoe dθ", t * E + i);
+        }
+    }
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+/* ROUTING.md section 5: z = [1,1,0,0], c = [0.7, −0.4, ·, ·] gives
+ * dθ = [0.277408, −0.208736, −0.047815, −0.020856]. Seeds are tried until the sampler
+ * draws {1, 2} (probability 0.535). */
+static void test_worked_example_gradient(void **state) {
+    (void)state;
+    const float probs[4] = {0.8f, 0.6f, 0.4f, 0.2f};
+    float logits[4], dlogits[4] = {0}, c[2] = {0.7f, -0.4f};
+    for (int i = 0; i < 4; i++) logits[i] = (float)log(probs[i] / (1.0 - probs[i]));
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_PROBMOE, 4, 2);
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, 1);
+    pm_rng rng;
+    int seed = 0;
+    do {
+        pm_rng_init(&rng, (uint64_t)seed++, 0);
+        assert_int_equal(pm_router_forward(router, routing, logits, 1, true, &rng), 0);
+    } while (!(routing->experts[0] == 0 && routing->experts[1] == 1) && seed < 100);
+    assert_int_equal(routing->experts[0], 0);
+    assert_int_equal(routing->experts[1], 1);
+    assert_close(routing->weights[0], 0.623377, 0, 5e-7, "π", 0);
+    assert_close(routing->weights[1], 0.233766, 0, 5e-7, "π", 1);
+    assert_int_equal(pm_router_backward(router, dlogits, routing, logits, c, 1.0f), 0);
+    const double want[4] = {0.277408, -0.208736, -0.047815, -0.020856};
+    /* 6 digits: half a unit of the sixth decimal plus float rounding */
+    for (int i = 0; i < 4; i++) assert_close(dlogits[i], want[i], 0, 6e-7, "dθ", i);
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+/* Same seed → bit-identical routing and gradients with 1 and 2 threads. */
+static void test_thread_count_independence(void **state) {
+    (void)state;
+    enum { TOKENS = 997, EXPERTS = 16 };
+    static float logits[TOKENS * EXPERTS], c[TOKENS * EXPERTS], grads[2][TOKENS * EXPERTS];
+    static int experts[2][TOKENS * EXPERTS];
+    static float weights[2][TOKENS * EXPERTS];
+    pm_rng rng;
+    pm_rng_init(&rng, 60, 0);
+    random_normal(&rng, logits, TOKENS * EXPERTS, 2.0);
+    random_normal(&rng, c, TOKENS * EXPERTS, 1.0);
+    for (int kind = 0; kind < PM_ROUTER_KIND_COUNT; kind++) {
+        pm_router_config cfg = pm_router_config_default((pm_router_kind)kind, EXPERTS, 4);
+        cfg.lb_coef = 0.01f;
+        cfg.z_coef = 0.001f;
+        float lb[2], mean_active[2];
+        for (int run = 0; run < 2; run++) {
+            omp_set_num_threads(run + 1);
+            pm_router *router = pm_router_create(&cfg);
+            pm_routing *routing = pm_routing_create(router, TOKENS);
+            assert_int_equal(pm_router_forward(router, routing, logits, TOKENS, true, &rng), 0);
+            memset(grads[run], 0, sizeof grads[run]);
+            assert_int_equal(pm_router_backward(router, grads[run], routing, logits, c, 1.0f), 0);
+            int pairs = routing->offsets[TOKENS];
+            memcpy(experts[run], routing->experts, sizeof(int) * pairs);
+            memcpy(weights[run], routing->weights, sizeof(float) * pairs);
+            lb[run] = routing->lb_loss;
+            mean_active[run] = (float)routing->mean_active;
+            pm_routing_free(routing);
+            pm_router_free(router);
+        }
+        omp_set_num_threads(2);
+        assert_memory_equal(experts[0], experts[1], sizeof experts[0]);
+        assert_memory_equal(weights[0], weights[1], sizeof weights[0]);
+        assert_memory_equal(grads[0], grads[1], sizeof grads[0]);
+        assert_true(lb[0] == lb[1] && mean_active[0] == mean_active[1]);
+    }
+}
+
+/* Training samples of many identical tokens select expert i with frequency m_i. */
+static void test_sampling_frequencies(void **state) {
+    (void)state;
+    enum { TOKENS = 20000 };
+    static float logits[TOKENS * E];
+    const float theta[E] = {1.2f, -0.3f, 0.4f, 2.0f, -1.5f, 0.0f};
+    for (int t = 0; t < TOKENS; t++) memcpy(logits + t * E, theta, sizeof theta);
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, E, 2);
+    cfg.k_min = 1;
+    cfg.k_max = 4;
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, TOKENS);
+    pm_rng rng;
+    pm_rng_init(&rng, 70, 3);
+    assert_int_equal(pm_router_forward(router, routing, logits, TOKENS, true, &rng), 0);
+    float m[E];
+    assert_int_equal(pm_subset_marginals(theta, E, 1, 4, m), 0);
+    double expected_active = 0.0;
+    for (int i = 0; i < E; i++) {
+        double frequency = (double)routing->load[i] / TOKENS;
+        double sigma = sqrt(m[i] * (1.0 - m[i]) / TOKENS);
+        assert_close(frequency, m[i], 0, 5.0 * sigma + 1e-9, "selection frequency", i);
+        expected_active += m[i];
+    }
+    assert_close(routing->mean_active, expected_active, 0, 0.03, "mean active", 0);
+    for (int t = 0; t < TOKENS; t++) {
+        int size = routing->offsets[t + 1] - routing->offsets[t];
+        assert_true(size >= 1 && size <= 4);
+    }
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+/* Selection rules: topk picks the top-k of π; dynamic-k at inference picks the MAP set;
+ * densemixer asks for all experts in training; softmoe keeps at most ceil(cap·k). */
+static void test_selection_rules(void **state) {
+    (void)state;
+    enum { TOKENS = 400, EXPERTS = 8 };
+    static float logits[TOKENS * EXPERTS];
+    pm_rng rng;
+    pm_rng_init(&rng, 80, 0);
+    random_normal(&rng, logits, TOKENS * EXPERTS, 1.5);
+    for (int kind = 0; kind < PM_ROUTER_KIND_COUNT; kind++) {
+        pm_router_config cfg = pm_router_config_default((pm_router_kind)kind, EXPERTS, 3);
+        pm_router *router = pm_router_create(&cfg);
+        pm_routing *routing = pm_routing_create(router, TOKENS);
+        for (int training = 0; training <= 1; training++) {
+            assert_int_equal(pm_router_forward(router, routing, logits, TOKENS, training, &rng), 0);
+            for (int t = 0; t < TOKENS; t++) {
+                const float *theta = logits + t * EXPERTS;
+                int begin = routing->offsets[t], count = routing->offsets[t + 1] - begin;
+                uint32_t mask = 0;
+                for (int p = begin; p < begin + count; p++) {
+                    if (p > begin) assert_true(routing->experts[p] > routing->experts[p - 1]);
+                    mask |= 1u << routing->experts[p];
+                }
+                bool deterministic = kind == PM_ROUTER_TOPK || kind == PM_ROUTER_DENSEMIXER || !training;
+                if (kind == PM_ROUTER_PROBMOE_DYN && !training)
+                    assert_int_equal(mask, brute_map(theta, EXPERTS, cfg.k_min, cfg.k_max));
+                else if (deterministic && kind != PM_ROUTER_SOFTMOE)
+                    assert_int_equal(mask, brute_map(theta, EXPERTS, 3, 3));
+                if (kind == PM_ROUTER_SOFTMOE) assert_true(count <= 6);
+                int compute = routing->c_offsets[t + 1] - routing->c_offsets[t];
+                assert_int_equal(compute, kind == PM_ROUTER_DENSEMIXER && training ? EXPERTS : count);
+            }
+        }
+        if (kind == PM_ROUTER_SOFTMOE) {
+            /* tau was calibrated on the first batch so that about soft_k experts pass it */
+            assert_true(pm_router_tau(router) > 0.0f);
+            assert_close(routing->mean_active, 3.0, 0, 0.5, "softmoe mean active", 0);
+        }
+        pm_routing_free(routing);
+        pm_router_free(router);
+    }
+}
+
+/* The Switch loss equals its coefficient at perfect balance; the z-loss is coef·mean lse². */
+static void test_auxiliary_values(void **state) {
+    (void)state;
+    float logits[4 * 4] = {0};
+    for (int t = 0; t < 4; t++) logits[t * 4 + t] = 2.0f; /* token t prefers expert t */
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_TOPK, 4, 1);
+    cfg.lb_coef = 0.01f;
+    cfg.z_coef = 0.1f;
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, 4);
+    assert_int_equal(pm_router_forward(router, routing, logits, 4, true, NULL), 0);
+    assert_close(routing->lb_loss, 0.01, 1e-6, 0, "balanced Switch loss", 0);
+    double lse = log(exp(2.0) + 3.0);
+    assert_close(routing->z_loss, 0.1 * lse * lse, 1e-6, 0, "z-loss", 0);
+    /* all tokens to expert 0: f = e_0, so the loss is coef·E·P_0 */
+    for (int t = 0; t < 4; t++) {
+        memset(logits + t * 4, 0, sizeof(float) * 4);
+        logits[t * 4] = 2.0f;
+    }
+    assert_int_equal(pm_router_forward(router, routing, logits, 4, true, NULL), 0);
+    assert_close(routing->lb_loss, 0.01 * 4 * exp(2.0) / (exp(2.0) + 3.0), 1e-6, 0, "collapsed", 0);
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+/* DeepSeek-V3 bias: overloaded experts' bias falls, underloaded ones' rises, and a large
+ * bias moves selection without changing the weights. */
+static void test_selection_bias(void **state) {
+    (void)state;
+    float logits[2 * 4] = {3, 2, 1, 0, 3, 2, 1, 0};
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_TOPK, 4, 1);
+    cfg.bias_rate = 0.5f;
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, 2);
+    assert_int_equal(pm_router_forward(router, routing, logits, 2, true, NULL), 0);
+    assert_int_equal(routing->experts[0], 0);
+    pm_router_update_bias(router);
+    const float *bias = pm_router_bias(router);
+    assert_close(bias[0], -0.5, 0, 0, "bias of the overloaded expert", 0);
+    for (int i = 1; i < 4; i++) assert_close(bias[i], 0.5, 0, 0, "bias", i);
+    pm_router_update_bias(router); /* no load since: mean = load, no change */
+    assert_close(bias[1], 0.5, 0, 0, "bias after an empty step", 1);
+    assert_int_equal(pm_router_forward(router, routing, logits, 2, true, NULL), 0);
+    /* scores π + b: expert 1 (0.237 + 0.5) now beats expert 0 (0.644 − 0.5) */
+    assert_int_equal(routing->experts[0], 1);
+    double z = exp(3.0) + exp(2.0) + exp(1.0) + 1.0;
+    assert_close(routing->weights[0], exp(2.0) / z, 1e-6, 0, "unbiased weight", 0);
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+static void test_softmoe_budget(void **state) {
+    (void)state;
+    const float eta[4] = {0.3f, -1.0f, 0.5f, 0.0f}, d_k[4] = {0.2f, -0.7f, 1.1f, 0.4f};
+    float k[4], d_eta[4] = {0};
+    assert_int_equal(pm_softmoe_budget_forward(k, eta, 4, 10.0f), 0);
+    double sum = 0.0;
+    for (int l = 0; l < 4; l++) sum += k[l];
+    assert_close(sum, 10.0, 1e-6, 0, "total budget", 0);
+    assert_int_equal(pm_softmoe_budget_backward(d_eta, eta, d_k, 4, 10.0f), 0);
+    for (int l = 0; l < 4; l++) {
+        long double up = 0, down = 0, shares_up[4], shares_down[4], lse;
+        long double e_up[4], e_down[4];
+        for (int m = 0; m < 4; m++) e_up[m] = e_down[m] = eta[m];
+        e_up[l] += 1e-6L;
+        e_down[l] -= 1e-6L;
+        softmax_ld(e_up, 4, shares_up, &lse);
+        softmax_ld(e_down, 4, shares_down, &lse);
+        for (int m = 0; m < 4; m++) {
+            up += d_k[m] * (1 + 6 * shares_up[m]);
+            down += d_k[m] * (1 + 6 * shares_down[m]);
+        }
+        assert_close(d_eta[l], (up - down) / 2e-6L, 1e-4, 1e-6, "d eta", l);
+    }
+    assert_true(pm_softmoe_budget_forward(k, eta, 4, 4.0f) < 0);
+    assert_non_null(strstr(pm_last_error(), "K = 4"));
+}
+
+static void expect_config_error(pm_router_config cfg, const char *needle) {
+    assert_true(pm_router_config_check(&cfg) < 0);
+    assert_null(pm_router_create(&cfg));
+    if (!strstr(pm_last_error(), needle)) fail_msg("message '%s' lacks '%s'", pm_last_error(), needle);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    pm_router_config cfg = pm_router_config_default(PM_ROUTER_TOPK, 8, 9);
+    expect_config_error(cfg, "k = 9");
+    cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, 8, 2);
+    cfg.k_min = 5;
+    cfg.k_max = 3;
+    expect_config_error(cfg, "k_min = 5, k_max = 3");
+    cfg = pm_router_config_default(PM_ROUTER_SOFTMOE, 8, 2);
+    cfg.alpha = 0.0f;
+    expect_config_error(cfg, "alpha = 0");
+    cfg = pm_router_config_default(PM_ROUTER_SOFTMOE, 8, 2);
+    cfg.soft_k = 8.0f;
+    expect_config_error(cfg, "soft_k = 8");
+    cfg = pm_router_config_default(PM_ROUTER_PROBMOE, 8, 2);
+    cfg.bias_rate = 0.1f;
+    expect_config_error(cfg, "topk only");
+    cfg.bias_rate = 0.0f;
+    cfg.lb_coef = NAN;
+    expect_config_error(cfg, "lb_coef");
+    cfg = pm_router_config_default((pm_router_kind)17, 8, 2);
+    expect_config_error(cfg, "kind = 17");
+    cfg = pm_router_config_default(PM_ROUTER_TOPK, 0, 1);
+    expect_config_error(cfg, "num_experts = 0");
+
+    pm_router_kind kind;
+    assert_true(pm_router_kind_parse("top2", &kind) < 0);
+    assert_non_null(strstr(pm_last_error(), "unknown router 'top2'"));
+    assert_int_equal(pm_router_kind_parse("probmoe-dyn", &kind), 0);
+    assert_int_equal(kind, PM_ROUTER_PROBMOE_DYN);
+
+    cfg = pm_router_config_default(PM_ROUTER_PROBMOE, 4, 2);
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = pm_routing_create(router, 2);
+    float logits[3 * 4] = {0}, dlogits[3 * 4], c[8] = {0};
+    assert_true(pm_router_backward(router, dlogits, routing, logits, c, 1.0f) < 0);
+    assert_non_null(strstr(pm_last_error(), "pm_router_forward first"));
+    assert_true(pm_router_forward(router, routing, logits, 3, true, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "T = 3"));
+    assert_true(pm_router_forward(router, routing, logits, 2, true, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "rng"));
+    logits[6] = NAN;
+    pm_rng rng;
+    pm_rng_init(&rng, 1, 1);
+    assert_int_equal(pm_router_forward(router, routing, logits, 2, true, &rng), PM_ERR_NONFINITE);
+    assert_non_null(strstr(pm_last_error(), "token 1, expert 2"));
+    pm_router_config other = pm_router_config_default(PM_ROUTER_TOPK, 5, 2);
+    pm_router *other_router = pm_router_create(&other);
+    logits[6] = 0.0f;
+    assert_true(pm_router_forward(other_router, routing, logits, 2, false, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "another router"));
+    pm_router_free(other_router);
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gradients_topk),
+        cmocka_unit_test(test_gradients_probmoe),
+        cmocka_unit_test(test_gradients_probmoe_dyn),
+        cmocka_unit_test(test_gradients_densemixer),
+        cmocka_unit_test(test_gradients_softmoe),
+        cmocka_unit_test(test_probmoe_against_covariance_formula),
+        cmocka_unit_test(test_worked_example_gradient),
+        cmocka_unit_test(test_thread_count_independence),
+        cmocka_unit_test(test_sampling_frequencies),
+        cmocka_unit_test(test_selection_rules),
+        cmocka_unit_test(test_auxiliary_values),
+        cmocka_unit_test(test_selection_bias),
+        cmocka_unit_test(test_softmoe_budget),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
