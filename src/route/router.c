@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fast_exp.h"
 #include "route/lapsum.h"
 #include "route/router_internal.h"
 #include "route/subset_dp.h"
@@ -201,7 +202,16 @@ static int check_batch(const pm_router *router, const pm_routing *routing, const
         return pm_fail(PM_ERR_ARG, "%s: T = %d tokens; the routing buffers hold 1 to %d "
                        "(create larger ones with pm_routing_create)", function, T, routing->capacity_tokens);
     if (!logits) return pm_fail(PM_ERR_ARG, "%s: logits is NULL", function);
-    for (size_t i = 0; i < (size_t)T * E; i++)
+    /* count non-finite values branch-free (it vectorises), then find the first */
+    const size_t total = (size_t)T * E;
+    size_t nonfinite = 0;
+#pragma omp simd reduction(+ : nonfinite)
+    for (size_t i = 0; i < total; i++) {
+        uint32_t bits;
+        memcpy(&bits, logits + i, sizeof bits);
+        nonfinite += (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    for (size_t i = 0; nonfinite > 0 && i < total; i++)
         if (!isfinite(logits[i]))
             return pm_fail(PM_ERR_NONFINITE, "%s: logits[token %zu, expert %zu] = %g is not finite; "
                            "the model producing them has diverged (lower the learning rate or "
@@ -214,7 +224,12 @@ static void softmax_token(const float *logits, int E, float *probs, float *lse) 
     float top = logits[0];
     for (int i = 1; i < E; i++) top = logits[i] > top ? logits[i] : top;
     double sum = 0.0;
-    for (int i = 0; i < E; i++) sum += probs[i] = (float)exp((double)logits[i] - top);
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < E; i++) {
+        double e = pm_exp((double)logits[i] - top);
+        probs[i] = (float)e;
+        sum += e;
+    }
     const double scale = 1.0 / sum;
     for (int i = 0; i < E; i++) probs[i] = (float)(probs[i] * scale);
     *lse = (float)(top + log(sum));

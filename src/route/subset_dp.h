@@ -3,8 +3,10 @@
  * kmin <= |S| <= kmax. Internal: inputs are assumed valid (the pm_subset_* wrappers and
  * the routers check them).
  *
- * Table F[j][m] = e_m(w_1..w_j), the elementary symmetric polynomials of the first j
- * weights, m <= kmax. Two number systems:
+ * Table F[m][j] = e_m(w_1..w_j), the elementary symmetric polynomials of the first j
+ * weights, m <= kmax, stored degree-major (row m holds j = 0..n contiguously) so that sums
+ * over degrees vectorise across items and the sampler scans a contiguous row. Two number
+ * systems:
  *  - linear: w = exp(θ - max θ) in double. Exact and fast while no product of up to kmax
  *    weights can underflow (spread·kmax bounded) and C(n, m) cannot overflow;
  *  - log: F holds log values and every sum is a log-add-exp. Slower, valid for any
@@ -25,7 +27,7 @@ typedef struct {
     bool log_domain;
     double shift;          /* linear: max θ, subtracted before exp */
     double *w;             /* (n) linear: exp(θ − shift); log: θ */
-    double *table;         /* (n+1, kmax+1) F, linear or log */
+    double *table;         /* (kmax+1, n+1) F, linear or log */
     double *degree_weight; /* (kmax+1) linear: exp(m·shift − c) for kmin <= m <= kmax, else 0;
                               log: 0 in range, −inf outside */
     double *scratch;       /* room for the backward sweeps */
