@@ -10,16 +10,17 @@
 #include "route/lapsum.h"
 #include "route/router_internal.h"
 #include "route/subset_dp.h"
+#include "route/subset_lanes.h"
 
 /* ------------------------------------------------------------ router object */
 
 size_t router_scratch_doubles(const pm_router_config *cfg) {
     const int E = cfg->num_experts;
-    size_t dp = 0;
-    if (cfg->kind == PM_ROUTER_PROBMOE) dp = subset_dp_workspace(E, cfg->k);
-    if (cfg->kind == PM_ROUTER_PROBMOE_DYN) dp = subset_dp_workspace(E, cfg->k_max);
-    size_t soft = cfg->kind == PM_ROUTER_SOFTMOE ? lapsum_scratch_size(E) : 0;
-    return (dp > soft ? dp : soft) + 4 * (size_t)E + 8;
+    size_t kind = 0;
+    if (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN)
+        kind = probmoe_scratch_doubles(cfg);
+    if (cfg->kind == PM_ROUTER_SOFTMOE) kind = lapsum_scratch_size(E);
+    return kind + 4 * (size_t)E + 8;
 }
 
 pm_router *pm_router_create(const pm_router_config *cfg) {
@@ -337,12 +338,22 @@ int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, i
     }
     const float tau = router->tau;
 
+    const int groups = (T + DP_LANES - 1) / DP_LANES;
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        token_ctx ctx = {router, logits + (size_t)t * E, state->probs + (size_t)t * E, t, training,
-                         rng, thread_scratch(router)};
-        state->stage_counts[t] = route_token(&ctx, state, tau, state->stage_experts + (size_t)t * S,
-                                             state->stage_weights + (size_t)t * S);
+    for (int g = 0; g < groups; g++) {
+        const int first = g * DP_LANES, count = T - first < DP_LANES ? T - first : DP_LANES;
+        group_ctx group = {router, logits, state->probs, first, count, training, rng,
+                           thread_scratch(router)};
+        if (samples) {
+            probmoe_forward_group(&group, S, state->stage_experts, state->stage_weights,
+                                  state->stage_counts);
+            continue;
+        }
+        for (int t = first; t < first + count; t++) {
+            token_ctx ctx = group_token_ctx(&group, t);
+            state->stage_counts[t] = route_token(&ctx, state, tau, state->stage_experts + (size_t)t * S,
+                                                 state->stage_weights + (size_t)t * S);
+        }
     }
     assemble(router, out, T);
     auxiliary_terms(router, out, T);
@@ -352,6 +363,23 @@ int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, i
 }
 
 /* ---------------------------------------------------------------- backward */
+
+/* dθ of one token for every router but probmoe in training (done by groups). */
+static void token_backward(const token_ctx *ctx, const pm_routing *routing, const int *experts,
+                           int count, const float *c, double *dtheta) {
+    struct pm_routing_state *state = routing->state;
+    const int t = ctx->token;
+    if (ctx->router->cfg.kind == PM_ROUTER_DENSEMIXER && routing->training) {
+        densemixer_backward(ctx, experts, count, c, dtheta);
+    } else if (ctx->router->cfg.kind == PM_ROUTER_SOFTMOE) {
+        state->token_d_soft_k[t] = state->token_d_alpha[t] = 0.0;
+        softmoe_backward(ctx, state->soft_t[t], state->used_alpha, experts, count, c, dtheta,
+                         &state->token_d_soft_k[t], &state->token_d_alpha[t]);
+    } else {
+        /* topk, and probmoe / probmoe-dyn / densemixer at inference */
+        deterministic_backward(ctx, experts, count, c, dtheta);
+    }
+}
 
 int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
                        const float *logits, const float *c, float aux_scale) {
@@ -370,42 +398,38 @@ int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *rout
     const int E = cfg->num_experts;
     const bool soft = cfg->kind == PM_ROUTER_SOFTMOE;
     const double z_scale = 2.0 * aux_scale * cfg->z_coef / T;
-    /* one double row per thread for dθ, after the thread's scratch */
-    double *rows = malloc(sizeof(double) * 2 * E * (size_t)router->scratch_threads);
+    const bool samples = routing->training &&
+                         (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN);
+    /* per thread: dθ rows for one group of tokens, and one row for the aux gradient */
+    const size_t rows_per_thread = (size_t)E * (DP_LANES + 1);
+    double *rows = malloc(sizeof(double) * rows_per_thread * (size_t)router->scratch_threads);
     if (!rows) return pm_fail(PM_ERR_NOMEM, "pm_router_backward: out of memory");
+    const int groups = (T + DP_LANES - 1) / DP_LANES;
 
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        double *dtheta = rows + 2 * (size_t)E * omp_get_thread_num(), *aux = dtheta + E;
-        token_ctx ctx = {router, logits + (size_t)t * E, state->probs + (size_t)t * E, t,
-                         routing->training, NULL, thread_scratch(router)};
-        const int *experts = routing->experts + routing->offsets[t];
-        const int count = routing->offsets[t + 1] - routing->offsets[t];
-        const float *token_c = c ? c + routing->c_offsets[t] : NULL;
-        switch (cfg->kind) {
-        case PM_ROUTER_PROBMOE:
-        case PM_ROUTER_PROBMOE_DYN: probmoe_backward(&ctx, experts, count, token_c, dtheta); break;
-        case PM_ROUTER_DENSEMIXER:
-            if (routing->training)
-                densemixer_backward(&ctx, experts, count, token_c, dtheta);
-            else
-                deterministic_backward(&ctx, experts, count, token_c, dtheta);
-            break;
-        case PM_ROUTER_SOFTMOE:
-            state->token_d_soft_k[t] = state->token_d_alpha[t] = 0.0;
-            softmoe_backward(&ctx, state->soft_t[t], state->used_alpha, experts, count, token_c,
-                             dtheta, &state->token_d_soft_k[t], &state->token_d_alpha[t]);
-            break;
-        default: deterministic_backward(&ctx, experts, count, token_c, dtheta); break;
+    for (int g = 0; g < groups; g++) {
+        const int first = g * DP_LANES, count = T - first < DP_LANES ? T - first : DP_LANES;
+        double *group_rows = rows + rows_per_thread * omp_get_thread_num();
+        double *aux = group_rows + (size_t)E * DP_LANES;
+        group_ctx group = {router, logits, state->probs, first, count, routing->training, NULL,
+                           thread_scratch(router)};
+        if (samples) probmoe_backward_group(&group, routing, c, group_rows);
+        for (int t = first; t < first + count; t++) {
+            double *dtheta = group_rows + (size_t)(t - first) * E;
+            token_ctx ctx = group_token_ctx(&group, t);
+            const int *experts = routing->experts + routing->offsets[t];
+            const int count_t = routing->offsets[t + 1] - routing->offsets[t];
+            const float *token_c = c ? c + routing->c_offsets[t] : NULL;
+            if (!samples) token_backward(&ctx, routing, experts, count_t, token_c, dtheta);
+            if (cfg->lb_coef > 0.0f || cfg->z_coef > 0.0f) {
+                /* dL/dπ from the load-balancing loss, dL/dθ = 2·coef·lse·π / T from the z-loss */
+                for (int i = 0; i < E; i++) aux[i] = aux_scale * state->lb_dprob[i];
+                if (cfg->lb_coef > 0.0f) softmax_vjp_add(ctx.probs, aux, E, dtheta);
+                for (int i = 0; i < E; i++) dtheta[i] += z_scale * state->lse[t] * ctx.probs[i];
+            }
+            float *row = dlogits + (size_t)t * E;
+            for (int i = 0; i < E; i++) row[i] += (float)dtheta[i];
         }
-        if (cfg->lb_coef > 0.0f || cfg->z_coef > 0.0f) {
-            /* dL/dπ from the load-balancing loss, dL/dθ = 2·coef·lse·π / T from the z-loss */
-            for (int i = 0; i < E; i++) aux[i] = aux_scale * state->lb_dprob[i];
-            if (cfg->lb_coef > 0.0f) softmax_vjp_add(ctx.probs, aux, E, dtheta);
-            for (int i = 0; i < E; i++) dtheta[i] += z_scale * state->lse[t] * ctx.probs[i];
-        }
-        float *row = dlogits + (size_t)t * E;
-        for (int i = 0; i < E; i++) row[i] += (float)dtheta[i];
     }
     free(rows);
     if (soft)

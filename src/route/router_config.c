@@ -30,9 +30,11 @@ pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, 
     cfg.kind = kind;
     cfg.num_experts = num_experts;
     cfg.k = k;
-    /* dynamic-k: from one expert up to twice the exact-k budget */
-    cfg.k_min = 1;
-    cfg.k_max = 2 * k < num_experts ? 2 * k : num_experts;
+    /* dynamic-k: a range around k, [ceil(k/2), max(k+1, k + k/2)], so that the average
+     * budget stays near exact-k's */
+    cfg.k_min = k > 1 ? (k + 1) / 2 : 1;
+    cfg.k_max = k + k / 2 > k + 1 ? k + k / 2 : k + 1;
+    if (cfg.k_max > num_experts) cfg.k_max = num_experts;
     cfg.soft_k = (float)k;
     cfg.alpha = 1.0f;
     cfg.tau = -1.0f;

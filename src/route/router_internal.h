@@ -50,6 +50,26 @@ typedef struct {
     double *scratch;                /* this thread's scratch */
 } token_ctx;
 
+/* A group of up to DP_LANES consecutive tokens (probmoe routes them through SIMD lanes). */
+typedef struct {
+    const pm_router *router;
+    const float *logits;            /* (T, E) the whole batch */
+    const float *probs;             /* (T, E) */
+    int first, count;
+    bool training;
+    const pm_rng *rng;
+    double *scratch;
+} group_ctx;
+
+token_ctx group_token_ctx(const group_ctx *group, int t);
+/* probmoe in training for a group: stages token t's pairs at experts/weights + t·stride. */
+void probmoe_forward_group(const group_ctx *group, int stride, int *experts, float *weights,
+                           int *counts);
+/* dθ of the group's tokens into rows ((count, E), row t − first), c as in pm_router_backward. */
+void probmoe_backward_group(const group_ctx *group, const pm_routing *routing, const float *c,
+                            double *rows);
+size_t probmoe_scratch_doubles(const pm_router_config *cfg);
+
 /* Forward: writes the token's combine pairs (experts increasing) and returns their count.
  * Backward: given c for the token's compute pairs, writes dθ (E values, overwritten). */
 int deterministic_forward(const token_ctx *ctx, int *experts, float *weights);

@@ -25,6 +25,15 @@ static inline double *row(const subset_dp *dp, double *table, int m) {
 
 static size_t table_size(int n, int kmax) { return ((size_t)kmax + 1) * ((size_t)n + 1); }
 
+bool subset_dp_is_linear(const float *theta, int n, int kmax) {
+    float lo = theta[0], hi = theta[0];
+    for (int i = 1; i < n; i++) {
+        lo = theta[i] < lo ? theta[i] : lo;
+        hi = theta[i] > hi ? theta[i] : hi;
+    }
+    return n <= LINEAR_MAX_N && ((double)hi - lo) * kmax <= LINEAR_MAX_EXPONENT;
+}
+
 size_t subset_dp_workspace(int n, int kmax) {
     /* w, F, degree weights; scratch: DF, Fbar, DFbar tables, four per-item sums, and two
      * columns for the log system's sweeps */
@@ -89,13 +98,9 @@ void subset_dp_forward(subset_dp *dp, const float *theta, int n, int kmin, int k
     dp->degree_weight = dp->table + table_size(n, kmax);
     dp->scratch = dp->degree_weight + kmax + 1;
 
-    float lo = theta[0], hi = theta[0];
-    for (int i = 1; i < n; i++) {
-        lo = theta[i] < lo ? theta[i] : lo;
-        hi = theta[i] > hi ? theta[i] : hi;
-    }
-    dp->log_domain =
-        force_log || n > LINEAR_MAX_N || ((double)hi - lo) * kmax > LINEAR_MAX_EXPONENT;
+    float hi = theta[0];
+    for (int i = 1; i < n; i++) hi = theta[i] > hi ? theta[i] : hi;
+    dp->log_domain = force_log || !subset_dp_is_linear(theta, n, kmax);
     dp->shift = dp->log_domain ? 0.0 : hi;
     if (dp->log_domain) {
         for (int i = 0; i < n; i++) dp->w[i] = theta[i];

@@ -35,6 +35,9 @@ typedef struct {
     double z_scaled;       /* linear: Σ_m degree_weight[m]·F[n][m] = Z·exp(−c) */
 } subset_dp;
 
+/* Whether the linear system is exact for these logits (else the log system is used). */
+bool subset_dp_is_linear(const float *theta, int n, int kmax);
+
 /* Doubles of workspace subset_dp_forward needs for (n, kmax). */
 size_t subset_dp_workspace(int n, int kmax);
 
