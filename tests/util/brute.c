@@ -123,26 +123,26 @@ long double brute_lapsum(const long double *r, int n, long double k, long double
 }
 
 long double brute_logz(const float *theta, int n, int kmin, int kmax) {
-    long double wide[MAX_ITEMS];
+    long double wide[MAX_ITEMS] = {0};
     widen(theta, n, wide);
     return logz_ld(wide, n, kmin, kmax);
 }
 
 void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long double *prob) {
-    long double wide[MAX_ITEMS];
+    long double wide[MAX_ITEMS] = {0};
     widen(theta, n, wide);
     subset_probs_ld(wide, n, kmin, kmax, prob);
 }
 
 void brute_moments(const float *theta, int n, int kmin, int kmax, long double *marginals,
                    long double *cov) {
-    long double wide[MAX_ITEMS];
+    long double wide[MAX_ITEMS] = {0};
     widen(theta, n, wide);
     brute_moments_ld(wide, n, kmin, kmax, marginals, cov);
 }
 
 uint32_t brute_map(const float *theta, int n, int kmin, int kmax) {
-    long double wide[MAX_ITEMS];
+    long double wide[MAX_ITEMS] = {0};
     widen(theta, n, wide);
     return map_ld(wide, n, kmin, kmax);
 }
