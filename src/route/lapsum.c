@@ -17,16 +17,10 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/fast_exp.h"
 #include "route/route_args.h"
 
 static const double LN2 = 0.69314718055994530942; /* M_LN2 is not in strict C11 */
-
-/* log(e^a + e^b), exact for -inf arguments. */
-static double log_add_exp(double a, double b) {
-    double hi = a > b ? a : b, lo = a > b ? b : a;
-    if (hi == -INFINITY) return -INFINITY;
-    return hi + log1p(exp(lo - hi));
-}
 
 /* asinh(d·e^{−log_scale}) without forming e^{−log_scale}, which may overflow or vanish. */
 static double asinh_scaled(double d, double log_scale) {
@@ -39,39 +33,60 @@ static double asinh_scaled(double d, double log_scale) {
     return asinh(sign * exp(log_x));
 }
 
-static int compare_descending(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x < y) - (x > y);
+/* Shell sort, descending (Ciura's gaps): no comparison callbacks, fast for router sizes. */
+static void sort_descending(double *y, int n) {
+    static const int gaps[] = {701, 301, 132, 57, 23, 10, 4, 1};
+    for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+        const int gap = gaps[g];
+        for (int i = gap; i < n; i++) {
+            double v = y[i];
+            int j = i;
+            for (; j >= gap && y[j - gap] < v; j -= gap) y[j] = y[j - gap];
+            y[j] = v;
+        }
+    }
 }
 
-size_t lapsum_scratch_size(int n) { return 2 * (size_t)n + 1; }
+size_t lapsum_scratch_size(int n) { return 3 * (size_t)n + 1; }
 
+/*
+ * The sums B and C are kept scaled by their largest term, which the descending order makes
+ * a neighbour: b_a = B_a e^{y_{a-1}} and c_a = C_a e^{−y_a} lie in [1, n], and both follow
+ * from the ratios d_i = e^{y_{i+1} − y_i} <= 1 (one vectorised pass of exponentials). The
+ * soft count at the breakpoint y_a is then a − ½ b_a d_{a-1} + ½ c_a, with no logarithms.
+ */
 double lapsum_threshold(const float *r, int n, double k, double alpha, double *scratch) {
-    double *y = scratch;              /* (n) r/alpha, descending */
-    double *log_c = scratch + n;      /* (n+1) log_c[a] = ln Σ_{i>=a} e^{y_i} */
+    double *y = scratch;          /* (n) r/alpha, descending */
+    double *ratio = y + n;        /* (n) d_i = e^{y_{i+1} − y_i}, d_{n-1} = 0 */
+    double *c_scaled = ratio + n; /* (n+1) c_a */
     for (int i = 0; i < n; i++) y[i] = (double)r[i] / alpha;
-    qsort(y, (size_t)n, sizeof *y, compare_descending);
-    log_c[n] = -INFINITY;
-    for (int i = n - 1; i >= 0; i--) log_c[i] = log_add_exp(log_c[i + 1], y[i]);
+    sort_descending(y, n);
+#pragma omp simd
+    for (int i = 0; i < n - 1; i++) ratio[i] = pm_exp(y[i + 1] - y[i]);
+    ratio[n - 1] = 0.0;
+    c_scaled[n] = 0.0;
+    for (int a = n - 1; a >= 0; a--) c_scaled[a] = 1.0 + c_scaled[a + 1] * ratio[a];
 
-    /* a = the first breakpoint whose soft count reaches k (n if none). S(y_a) uses the
-     * a-above form; both exponentials are sums of e^{−|y_i − y_a|}, so they stay <= n. */
-    double log_b = -INFINITY; /* ln Σ_{i<a} e^{−y_i} */
+    /* a = the first breakpoint whose soft count reaches k (n if none) */
+    double b_scaled = 0.0; /* b_a; B_0 = 0 */
     int a = 0;
     for (; a < n; a++) {
-        double count = a - 0.5 * exp(y[a] + log_b) + 0.5 * exp(log_c[a] - y[a]);
+        double count = a - (a > 0 ? 0.5 * b_scaled * ratio[a - 1] : 0.0) + 0.5 * c_scaled[a];
         if (count >= k) break;
-        log_b = log_add_exp(log_b, -y[a]);
+        b_scaled = 1.0 + (a > 0 ? b_scaled * ratio[a - 1] : 0.0);
     }
 
     double s;
     if (a == 0) {
-        s = log_c[0] - log(2.0 * k); /* nothing above: S = ½C/z */
-    } else if (a == n) {
-        s = log(2.0 * (n - k)) - log_b; /* everything above: S = n − ½Bz */
+        s = y[0] + log(c_scaled[0]) - log(2.0 * k); /* nothing above: S = ½C/z */
     } else {
-        double half_log_bc = 0.5 * (log_b + log_c[a]);
-        s = 0.5 * (log_c[a] - log_b) + asinh_scaled(a - k, half_log_bc);
+        const double log_b = -y[a - 1] + log(b_scaled);
+        if (a == n) {
+            s = log(2.0 * (n - k)) - log_b; /* everything above: S = n − ½Bz */
+        } else {
+            const double log_c = y[a] + log(c_scaled[a]);
+            s = 0.5 * (log_c - log_b) + asinh_scaled(a - k, 0.5 * (log_b + log_c));
+        }
     }
     /* Exact arithmetic puts s in [y_a, y_{a-1}]; rounding may step just outside. */
     if (a < n && s < y[a]) s = y[a];
@@ -80,9 +95,10 @@ double lapsum_threshold(const float *r, int n, double k, double alpha, double *s
 }
 
 void lapsum_probs(const float *r, int n, double alpha, double t, float *p) {
+#pragma omp simd
     for (int i = 0; i < n; i++) {
-        double u = ((double)r[i] - t) / alpha;
-        p[i] = (float)(u <= 0.0 ? 0.5 * exp(u) : 1.0 - 0.5 * exp(-u));
+        double u = ((double)r[i] - t) / alpha, half_tail = 0.5 * pm_exp(-fabs(u));
+        p[i] = (float)(u <= 0.0 ? half_tail : 1.0 - half_tail);
     }
 }
 
@@ -102,9 +118,10 @@ void lapsum_vjp(const float *r, int n, double alpha, double t, const float *dp, 
         if (u > u_max) u_max = u;
     }
     double sum_w = 0.0, sum_wv = 0.0, sum_wd = 0.0;
+#pragma omp simd reduction(+ : sum_w, sum_wv, sum_wd)
     for (int i = 0; i < n; i++) {
         double delta = (double)r[i] - t;
-        double w = exp(-fabs(delta) / alpha - u_max);
+        double w = pm_exp(-fabs(delta) / alpha - u_max);
         sum_w += w;
         sum_wv += w * dp[i];
         sum_wd += w * delta;
@@ -112,10 +129,11 @@ void lapsum_vjp(const float *r, int n, double alpha, double t, const float *dp, 
     double mean_v = sum_wv / sum_w, mean_delta = sum_wd / sum_w; /* sum_w >= 1 */
 
     double log_alpha = log(alpha), grad_alpha = 0.0;
+#pragma omp simd reduction(+ : grad_alpha)
     for (int j = 0; j < n; j++) {
         double delta = (double)r[j] - t, u = -fabs(delta) / alpha;
-        dr[j] = (float)(0.5 * exp(u - log_alpha) * (dp[j] - mean_v));
-        grad_alpha += 0.5 * exp(u - 2.0 * log_alpha) * dp[j] * (delta - mean_delta);
+        dr[j] = (float)(0.5 * pm_exp(u - log_alpha) * (dp[j] - mean_v));
+        grad_alpha += 0.5 * pm_exp(u - 2.0 * log_alpha) * dp[j] * (delta - mean_delta);
     }
     *dk = mean_v;
     *dalpha = -grad_alpha;

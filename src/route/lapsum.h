@@ -10,8 +10,8 @@
 
 #include <stddef.h>
 
-/* Doubles of scratch lapsum_threshold needs for n scores: 2n + 1 (the scaled scores sorted
- * descending, then the suffix log-sums of their exponentials). */
+/* Doubles of scratch lapsum_threshold needs for n scores: 3n + 1 (the scaled scores sorted
+ * descending, the ratios of neighbouring exponentials, the scaled suffix sums). */
 size_t lapsum_scratch_size(int n);
 
 /* The threshold t with Σ_i F((r_i − t)/alpha) = k. O(n log n). scratch holds
