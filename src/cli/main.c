@@ -1,13 +1,28 @@
+/* probmoe: the command-line tool. Subcommands live in cmd_*.c. */
 #include <stdio.h>
 #include <string.h>
 
-#include "probmoe.h"
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: probmoe <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  route      route token logits with any router and print experts, weights and load\n"
+    "  version    print the version\n"
+    "\n"
+    "Run 'probmoe <command> --help' for a command's options.\n";
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("probmoe 0.1.0\n");
         return 0;
     }
-    fprintf(stderr, "usage: probmoe --version\n");
+    if (strcmp(argv[1], "route") == 0) return cmd_route(argc - 1, argv + 1);
+    fprintf(stderr, "probmoe: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

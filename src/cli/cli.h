@@ -1,0 +1,14 @@
+/* The probmoe command: one function per subcommand, and small argument helpers. */
+#ifndef PM_CLI_H
+#define PM_CLI_H
+
+#include <stdbool.h>
+
+/* Each returns the process exit code: 0 on success, 1 on a runtime error, 2 on bad usage. */
+int cmd_route(int argc, char **argv);
+
+/* Parses the value of option `name` as an int / float; prints an error and returns false. */
+bool parse_int_option(const char *name, const char *text, int *value);
+bool parse_float_option(const char *name, const char *text, float *value);
+
+#endif

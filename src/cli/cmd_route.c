@@ -1,0 +1,214 @@
+#define _POSIX_C_SOURCE 200809L /* getline */
+/* probmoe route: reads router logits (one token per line) and prints how a router routes
+ * them, so any router can be tried without writing C. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "probmoe.h"
+
+static const char route_usage[] =
+    "usage: probmoe route --router NAME --k K [options] [FILE]\n"
+    "\n"
+    "Reads logits from FILE (or standard input): one token per line, E numbers separated by\n"
+    "spaces or commas. Prints each token's experts and combine weights, then the load.\n"
+    "\n"
+    "  --router NAME   topk, probmoe, probmoe-dyn, densemixer or softmoe (default probmoe)\n"
+    "  --k K           experts per token (default 2)\n"
+    "  --kmin A --kmax B   probmoe-dyn range (default around k)\n"
+    "  --soft-k X --alpha A --tau T --cap C   softmoe settings (tau < 0: calibrate)\n"
+    "  --norm          renormalise the selected weights (norm_topk_prob)\n"
+    "  --train         training mode: probmoe samples, densemixer computes every expert\n"
+    "  --seed S        seed of the sampler (default 0)\n"
+    "  --marginals     also print P(expert in S) under the router's subset distribution\n";
+
+/* Growing array of floats. */
+typedef struct {
+    float *data;
+    size_t size, capacity;
+} float_list;
+
+static int push(float_list *list, float value) {
+    if (list->size == list->capacity) {
+        size_t grown = list->capacity ? 2 * list->capacity : 256;
+        float *data = realloc(list->data, grown * sizeof(float));
+        if (!data) return -1;
+        list->data = data;
+        list->capacity = grown;
+    }
+    list->data[list->size++] = value;
+    return 0;
+}
+
+/* Reads rows of numbers; every row must have as many as the first. Returns the row count,
+ * or -1 after printing what is wrong. */
+static int read_logits(FILE *in, const char *name, float_list *values, int *num_experts) {
+    char *line = NULL;
+    size_t line_capacity = 0;
+    int rows = 0, line_number = 0;
+    *num_experts = 0;
+    while (getline(&line, &line_capacity, in) > 0) {
+        line_number++;
+        int count = 0;
+        for (char *token = strtok(line, " ,\t\r\n"); token; token = strtok(NULL, " ,\t\r\n")) {
+            char *end = NULL;
+            float value = strtof(token, &end);
+            if (*end != '\0') {
+                fprintf(stderr, "probmoe route: %s line %d: '%s' is not a number\n", name, line_number, token);
+                free(line);
+                return -1;
+            }
+            if (push(values, value) < 0) {
+                fprintf(stderr, "probmoe route: out of memory reading %s\n", name);
+                free(line);
+                return -1;
+            }
+            count++;
+        }
+        if (count == 0) continue;
+        if (*num_experts == 0) *num_experts = count;
+        if (count != *num_experts) {
+            fprintf(stderr, "probmoe route: %s line %d has %d logits, the first token had %d; every "
+                    "line needs one logit per expert\n", name, line_number, count, *num_experts);
+            free(line);
+            return -1;
+        }
+        rows++;
+    }
+    free(line);
+    if (rows == 0) fprintf(stderr, "probmoe route: %s holds no logits; give one token per line\n", name);
+    return rows > 0 ? rows : -1;
+}
+
+typedef struct {
+    pm_router_kind kind;
+    int k, kmin, kmax, seed;
+    float soft_k, alpha, tau, cap;
+    bool norm, train, marginals, has_kmin, has_kmax, has_soft_k;
+    const char *input;
+} route_options;
+
+/* Returns 0, or the exit code to stop with. */
+static int parse_route_options(int argc, char **argv, route_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->kind = PM_ROUTER_PROBMOE;
+    opt->k = 2;
+    opt->alpha = 1.0f;
+    opt->tau = -1.0f;
+    opt->cap = 2.0f;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true, takes_value = true;
+        if (strcmp(arg, "--help") == 0) {
+            fputs(route_usage, stdout);
+            return -1;
+        } else if (strcmp(arg, "--router") == 0) {
+            if (!value || pm_router_kind_parse(value, &opt->kind) < 0) {
+                fprintf(stderr, "probmoe route: %s\n", value ? pm_last_error() : "--router needs a name");
+                return 2;
+            }
+        } else if (strcmp(arg, "--k") == 0) {
+            ok = parse_int_option(arg, value, &opt->k);
+        } else if (strcmp(arg, "--kmin") == 0) {
+            ok = opt->has_kmin = parse_int_option(arg, value, &opt->kmin);
+        } else if (strcmp(arg, "--kmax") == 0) {
+            ok = opt->has_kmax = parse_int_option(arg, value, &opt->kmax);
+        } else if (strcmp(arg, "--seed") == 0) {
+            ok = parse_int_option(arg, value, &opt->seed);
+        } else if (strcmp(arg, "--soft-k") == 0) {
+            ok = opt->has_soft_k = parse_float_option(arg, value, &opt->soft_k);
+        } else if (strcmp(arg, "--alpha") == 0) {
+            ok = parse_float_option(arg, value, &opt->alpha);
+        } else if (strcmp(arg, "--tau") == 0) {
+            ok = parse_float_option(arg, value, &opt->tau);
+        } else if (strcmp(arg, "--cap") == 0) {
+            ok = parse_float_option(arg, value, &opt->cap);
+        } else {
+            takes_value = false;
+            if (strcmp(arg, "--norm") == 0) opt->norm = true;
+            else if (strcmp(arg, "--train") == 0) opt->train = true;
+            else if (strcmp(arg, "--marginals") == 0) opt->marginals = true;
+            else if (arg[0] == '-' && arg[1] != '\0') {
+                fprintf(stderr, "probmoe route: unknown option '%s'\n\n%s", arg, route_usage);
+                return 2;
+            } else if (opt->input) {
+                fprintf(stderr, "probmoe route: one input file only ('%s' and '%s')\n", opt->input, arg);
+                return 2;
+            } else {
+                opt->input = arg;
+            }
+        }
+        if (!ok) return 2;
+        if (takes_value) i++;
+    }
+    return 0;
+}
+
+static void print_marginals(const pm_router_config *cfg, const float *theta) {
+    int kmin = cfg->kind == PM_ROUTER_PROBMOE_DYN ? cfg->k_min : cfg->k;
+    int kmax = cfg->kind == PM_ROUTER_PROBMOE_DYN ? cfg->k_max : cfg->k;
+    float *m = malloc(sizeof(float) * cfg->num_experts);
+    if (!m || pm_subset_marginals(theta, cfg->num_experts, kmin, kmax, m) < 0) {
+        free(m);
+        return;
+    }
+    printf("    P(in S):");
+    for (int e = 0; e < cfg->num_experts; e++) printf(" %.4f", m[e]);
+    printf("\n");
+    free(m);
+}
+
+int cmd_route(int argc, char **argv) {
+    route_options opt;
+    int status = parse_route_options(argc, argv, &opt);
+    if (status != 0) return status < 0 ? 0 : status;
+    FILE *in = opt.input ? fopen(opt.input, "r") : stdin;
+    if (!in) {
+        fprintf(stderr, "probmoe route: cannot open '%s'; check the path\n", opt.input);
+        return 1;
+    }
+    float_list logits = {0};
+    int E = 0, T = read_logits(in, opt.input ? opt.input : "standard input", &logits, &E);
+    if (opt.input) fclose(in);
+    if (T < 0) {
+        free(logits.data);
+        return 1;
+    }
+    pm_router_config cfg = pm_router_config_default(opt.kind, E, opt.k);
+    if (opt.has_kmin) cfg.k_min = opt.kmin;
+    if (opt.has_kmax) cfg.k_max = opt.kmax;
+    if (opt.has_soft_k) cfg.soft_k = opt.soft_k;
+    cfg.alpha = opt.alpha;
+    cfg.tau = opt.tau;
+    cfg.cap = opt.cap;
+    cfg.norm_topk_prob = opt.norm;
+    pm_router *router = pm_router_create(&cfg);
+    pm_routing *routing = router ? pm_routing_create(router, T) : NULL;
+    pm_rng rng;
+    pm_rng_init(&rng, (uint64_t)opt.seed, 0);
+    if (!routing || pm_router_forward(router, routing, logits.data, T, opt.train, &rng) < 0) {
+        fprintf(stderr, "probmoe route: %s\n", pm_last_error());
+        pm_routing_free(routing);
+        pm_router_free(router);
+        free(logits.data);
+        return 1;
+    }
+    printf("%s, %d experts, %s mode\n", pm_router_kind_name(opt.kind), E, opt.train ? "training" : "inference");
+    for (int t = 0; t < T; t++) {
+        printf("token %d:", t);
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
+            printf(" %d:%.6f", routing->experts[p], routing->weights[p]);
+        printf("\n");
+        if (opt.marginals && (opt.kind == PM_ROUTER_PROBMOE || opt.kind == PM_ROUTER_PROBMOE_DYN))
+            print_marginals(&cfg, logits.data + (size_t)t * E);
+    }
+    printf("mean active experts %.3f; load", routing->mean_active);
+    for (int e = 0; e < E; e++) printf(" %lld", (long long)routing->load[e]);
+    printf("\n");
+    pm_routing_free(routing);
+    pm_router_free(router);
+    free(logits.data);
+    return 0;
+}
