@@ -1,11 +1,11 @@
 /* LapSum soft top-k: the threshold, the probabilities and the vector-jacobian product against
  * a long-double bisection oracle and finite differences; extreme inputs; bad input. */
-#include "check.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "brute.h"
+#include "check.h"
 #include "core/error.h"
 #include "route/lapsum.h"
 
@@ -14,42 +14,11 @@
 static const float ALPHAS[] = {1e-3f, 0.1f, 1.0f, 10.0f, 1e3f};
 #define NUM_ALPHAS ((int)(sizeof ALPHAS / sizeof ALPHAS[0]))
 
-/* ------------------------------------------------------ long-double oracle */
-
-static long double ref_cdf(long double u) {
-    return u <= 0.0L ? 0.5L * expl(u) : 1.0L - 0.5L * expl(-u);
-}
-
-static long double ref_soft_count(const long double *r, int n, long double t, long double alpha) {
-    long double count = 0.0L;
-    for (int i = 0; i < n; i++) count += ref_cdf((r[i] - t) / alpha);
-    return count;
-}
-
-/* t with Σ F((r_i − t)/alpha) = k by bisection: independent of the closed form under test. */
-static long double ref_threshold(const long double *r, int n, long double k, long double alpha) {
-    long double r_min = r[0], r_max = r[0];
-    for (int i = 1; i < n; i++) {
-        if (r[i] < r_min) r_min = r[i];
-        if (r[i] > r_max) r_max = r[i];
-    }
-    /* Every u >= c with c >= ln(n / 2(n − k)) gives a count >= k; symmetrically above. */
-    long double lo = r_min - alpha * (fabsl(logl(n / (2.0L * (n - k)))) + 1.0L);
-    long double hi = r_max + alpha * (fabsl(logl(n / (2.0L * k))) + 1.0L);
-    while (hi - lo > 1e-20L * (fabsl(lo) + fabsl(hi)) + 1e-24L * alpha) {
-        long double mid = lo + 0.5L * (hi - lo);
-        if (mid <= lo || mid >= hi) break;
-        if (ref_soft_count(r, n, mid, alpha) > k) lo = mid;
-        else hi = mid;
-    }
-    return lo + 0.5L * (hi - lo);
-}
-
 /* L = Σ v_i p_i(r, k, alpha), the scalar the vjp differentiates. */
 static long double ref_loss(const long double *r, int n, const float *v, long double k,
                             long double alpha) {
-    long double t = ref_threshold(r, n, k, alpha), loss = 0.0L;
-    for (int i = 0; i < n; i++) loss += v[i] * ref_cdf((r[i] - t) / alpha);
+    long double t = brute_lapsum_threshold(r, n, k, alpha), loss = 0.0L;
+    for (int i = 0; i < n; i++) loss += v[i] * brute_laplace_cdf((r[i] - t) / alpha);
     return loss;
 }
 
@@ -89,7 +58,7 @@ static void test_threshold_and_probs_match_bisection(void **state) {
                 random_normal(&rng, r, n, draw % 2 ? 1.0 : 2.0 * alpha);
                 float k = random_k(&rng, n);
                 widen(r, n, rl);
-                long double t_ref = ref_threshold(rl, n, k, alpha);
+                long double t_ref = brute_lapsum_threshold(rl, n, k, alpha);
                 double t_tol = 1e-12 * (max_abs_float(r, n) + alpha);
 
                 double *scratch = malloc(sizeof(double) * lapsum_scratch_size(n));
@@ -102,7 +71,7 @@ static void test_threshold_and_probs_match_bisection(void **state) {
                 assert_close(t_public, t_ref, 1e-7, t_tol, "public t", n);
                 double sum = 0.0;
                 for (int i = 0; i < n; i++) {
-                    long double want = ref_cdf((rl[i] - t_ref) / alpha);
+                    long double want = brute_laplace_cdf((rl[i] - t_ref) / alpha);
                     assert_close(p[i], want, 0.0, 1e-7, "p", i);
                     sum += p[i];
                 }
@@ -209,7 +178,7 @@ static void test_gradients_match_finite_differences(void **state) {
                 do {
                     random_normal(&rng, r, n, draw ? 1.0 : 2.0 * alpha);
                     widen(r, n, rl);
-                    long double t = ref_threshold(rl, n, k, alpha);
+                    long double t = brute_lapsum_threshold(rl, n, k, alpha);
                     closest = INFINITY;
                     for (int i = 0; i < n; i++)
                         closest = fmin(closest, (double)(fabsl(rl[i] - t) / alpha));
@@ -256,11 +225,11 @@ static void check_stable(const float *r, int n, float k, float alpha, pm_rng *rn
     float t = pm_lapsum_forward(r, n, k, alpha, p);
     assert_true(isfinite(t));
     widen(r, n, rl);
-    long double t_ref = ref_threshold(rl, n, k, alpha);
+    long double t_ref = brute_lapsum_threshold(rl, n, k, alpha);
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         assert_true(isfinite(p[i]) && p[i] >= 0.0f && p[i] <= 1.0f);
-        assert_close(p[i], ref_cdf((rl[i] - t_ref) / alpha), 0.0, 1e-6, "p", i);
+        assert_close(p[i], brute_laplace_cdf((rl[i] - t_ref) / alpha), 0.0, 1e-6, "p", i);
         sum += p[i];
     }
     assert_close(sum, k, 0.0, 1e-4, "sum p", n);

@@ -88,37 +88,38 @@ static uint32_t map_ld(const long double *theta, int n, int kmin, int kmax) {
     return best;
 }
 
-static long double laplace_cdf(long double u) { return u <= 0 ? 0.5L * expl(u) : 1.0L - 0.5L * expl(-u); }
+long double brute_laplace_cdf(long double u) {
+    return u <= 0.0L ? 0.5L * expl(u) : 1.0L - 0.5L * expl(-u);
+}
+
+static long double soft_count(const long double *r, int n, long double t, long double alpha) {
+    long double count = 0.0L;
+    for (int i = 0; i < n; i++) count += brute_laplace_cdf((r[i] - t) / alpha);
+    return count;
+}
+
+long double brute_lapsum_threshold(const long double *r, int n, long double k, long double alpha) {
+    long double r_min = r[0], r_max = r[0];
+    for (int i = 1; i < n; i++) {
+        if (r[i] < r_min) r_min = r[i];
+        if (r[i] > r_max) r_max = r[i];
+    }
+    /* Every u >= c with c >= ln(n / 2(n − k)) gives a count >= k; symmetrically above. */
+    long double lo = r_min - alpha * (fabsl(logl(n / (2.0L * (n - k)))) + 1.0L);
+    long double hi = r_max + alpha * (fabsl(logl(n / (2.0L * k))) + 1.0L);
+    while (hi - lo > 1e-20L * (fabsl(lo) + fabsl(hi)) + 1e-24L * alpha) {
+        long double mid = lo + 0.5L * (hi - lo);
+        if (mid <= lo || mid >= hi) break;
+        if (soft_count(r, n, mid, alpha) > k) lo = mid;
+        else hi = mid;
+    }
+    return lo + 0.5L * (hi - lo);
+}
 
 long double brute_lapsum(const long double *r, int n, long double k, long double alpha,
                          long double *p) {
-    long double lo = r[0], hi = r[0];
-    for (int i = 1; i < n; i++) {
-        if (r[i] < lo) lo = r[i];
-        if (r[i] > hi) hi = r[i];
-    }
-    /* The soft count falls from n to 0 as t grows; widen until it brackets k. */
-    lo -= alpha;
-    hi += alpha;
-    for (;;) {
-        long double count = 0.0L;
-        for (int i = 0; i < n; i++) count += laplace_cdf((r[i] - lo) / alpha);
-        if (count >= k) break;
-        lo -= (hi - lo);
-    }
-    for (;;) {
-        long double count = 0.0L;
-        for (int i = 0; i < n; i++) count += laplace_cdf((r[i] - hi) / alpha);
-        if (count <= k) break;
-        hi += (hi - lo);
-    }
-    for (int iter = 0; iter < 200; iter++) {
-        long double mid = 0.5L * (lo + hi), count = 0.0L;
-        for (int i = 0; i < n; i++) count += laplace_cdf((r[i] - mid) / alpha);
-        if (count > k) lo = mid; else hi = mid;
-    }
-    long double t = 0.5L * (lo + hi);
-    for (int i = 0; i < n; i++) p[i] = laplace_cdf((r[i] - t) / alpha);
+    long double t = brute_lapsum_threshold(r, n, k, alpha);
+    for (int i = 0; i < n; i++) p[i] = brute_laplace_cdf((r[i] - t) / alpha);
     return t;
 }
 

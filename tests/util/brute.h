@@ -20,7 +20,10 @@ uint32_t brute_map(const float *theta, int n, int kmin, int kmax);
 
 
 
-/* LapSum by bisection in long double: p_i = F((r_i − t)/alpha) with Σp = k; returns t. */
+/* LapSum by bisection in long double, independent of the closed form under test:
+ * F the Laplace CDF, t with Σ F((r_i − t)/alpha) = k, p_i = F((r_i − t)/alpha). */
+long double brute_laplace_cdf(long double u);
+long double brute_lapsum_threshold(const long double *r, int n, long double k, long double alpha);
 long double brute_lapsum(const long double *r, int n, long double k, long double alpha,
                          long double *p);
 #endif
