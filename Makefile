@@ -24,9 +24,16 @@ test: build
 bench: build
 	$(BUILD)/bench/route
 
-demo:
-	@echo "make demo arrives with the model (issue 3); for now see README.md for 'make test' and 'make bench'."
-	@exit 1
+# Until the model lands (issue 3), the demo shows every router on ROUTING.md's worked example.
+EXAMPLE_LOGITS = 1.3862944 0.4054651 -0.4054651 -1.3862944
+demo: build
+	@echo "== the k-subset distribution and the ProbMoE router (examples/subset_example.c)"
+	@$(BUILD)/examples/subset_example
+	@for router in topk probmoe probmoe-dyn densemixer softmoe; do \
+	  echo; echo "== probmoe route --router $$router --k 2 --train --marginals"; \
+	  echo "$(EXAMPLE_LOGITS)" | $(BUILD)/probmoe route --router $$router --k 2 --train --marginals || exit 1; \
+	done
+	@echo; echo "Training the default MoE language model arrives with the model (issue 3)."
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
