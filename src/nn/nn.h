@@ -1,0 +1,78 @@
+/*
+ * Dense kernels of the transformer, in float32, row-major. Conventions (ARCHITECTURE.md):
+ * kernels come in pairs foo_forward / foo_backward; outputs first, then inputs, then sizes;
+ * shapes in comments; backward functions ACCUMULATE (+=) into every gradient buffer they
+ * get, so a caller zeroes gradients once per step. Matrix products go through BLAS; loops
+ * over rows are parallel with OpenMP and deterministic (no cross-thread reductions whose
+ * order depends on the thread count).
+ *
+ * Linear layers use Hugging Face's layout: weight (out_features, in_features), y = x·Wᵀ.
+ */
+#ifndef PM_NN_H
+#define PM_NN_H
+
+#include <stdint.h>
+
+/* out (T, N) = in (T, K) · weight (N, K)ᵀ. Overwrites out. */
+void matmul_forward(float *out, const float *in, const float *weight, int T, int K, int N);
+/* din (T, K) += dout (T, N) · weight (N, K); dweight (N, K) += dout (T, N)ᵀ · in (T, K).
+ * Either gradient pointer may be NULL to skip it. */
+void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
+                     const float *weight, int T, int K, int N);
+
+/* out (T, C) = in / sqrt(mean(in²) + eps) * weight (C); rstd (T) keeps 1/sqrt(mean + eps). */
+void rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int T, int C,
+                     float eps);
+/* din (T, C) +=, dweight (C) += (dweight may be NULL). */
+void rmsnorm_backward(float *din, float *dweight, const float *dout, const float *in,
+                      const float *weight, const float *rstd, int T, int C);
+
+/*
+ * Rotary embedding, rotate-half convention (Hugging Face Llama/OLMoE): for each head's
+ * vector x (D values, D even) at position p, with inv_freq_i = theta^(−2i/D), i < D/2:
+ *   out_i       = x_i cos(p·f_i) − x_{i+D/2} sin(p·f_i)
+ *   out_{i+D/2} = x_{i+D/2} cos(p·f_i) + x_i sin(p·f_i)
+ * x is (T, heads, D); positions (T). In place is allowed (out == in).
+ */
+void rope_forward(float *out, const float *in, const int32_t *positions, int T, int heads, int D,
+                  float theta);
+/* din (T, heads, D) += the inverse rotation of dout. */
+void rope_backward(float *din, const float *dout, const int32_t *positions, int T, int heads,
+                   int D, float theta);
+
+/*
+ * Causal scaled dot-product attention with grouped KV heads, B sequences of S tokens:
+ * q (B, S, H, D), k and v (B, S, KVH, D) with H % KVH == 0 (query head h reads KV head
+ * h / (H / KVH)), scale 1/sqrt(D). out (B, S, H, D). att (B, H, S, S) keeps the softmax
+ * probabilities for the backward pass (entries above the diagonal are 0).
+ */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       int B, int S, int H, int KVH, int D);
+/* dq (B, S, H, D) +=, dk and dv (B, S, KVH, D) +=. */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                        const float *q, const float *k, const float *v, int B, int S, int H,
+                        int KVH, int D);
+
+/* out (T, I) = silu(gate) * up, silu(x) = x / (1 + e^{−x}). */
+void swiglu_forward(float *out, const float *gate, const float *up, int T, int I);
+/* dgate, dup (T, I) +=. */
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                     const float *up, int T, int I);
+
+/* out (T, C) = table[tokens[t]] (table (V, C)). */
+void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C);
+/* dtable (V, C) += scatter of dout (T, C); deterministic for repeated tokens. */
+void embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int T, int C);
+
+/*
+ * Mean cross-entropy over positions whose target is >= 0 (targets < 0 are ignored).
+ * logits (T, V). Returns the mean loss (0 if every target is ignored) and writes the number
+ * of counted positions to *count. Backward: dlogits (T, V) += dloss · (softmax − onehot) / count
+ * on counted rows (ignored rows get nothing).
+ */
+float cross_entropy_forward(const float *logits, const int32_t *targets, int T, int V,
+                            int *count);
+void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, int T,
+                            int V, float dloss);
+
+#endif
