@@ -11,6 +11,7 @@
 #define PROBMOE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -192,6 +193,83 @@ void pm_router_update_bias(pm_router *router);
  */
 int pm_softmoe_budget_forward(float *k_out, const float *eta, int L, float K);
 int pm_softmoe_budget_backward(float *d_eta, const float *eta, const float *d_k, int L, float K);
+
+/* ------------------------------------------------------------- the model */
+
+/*
+ * An OLMoE decoder (Hugging Face OlmoeForCausalLM semantics) whose MoE blocks use any router
+ * above. The configuration mirrors Hugging Face's config.json for OLMoE; the router settings
+ * live in its "probmoe" object.
+ */
+typedef struct {
+    int vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads;
+    int num_experts, experts_per_token, max_position_embeddings;
+    float rope_theta, rms_norm_eps, initializer_range;
+    pm_router_config router; /* num_experts and k mirror the fields above */
+} pm_model_config;
+
+/* The demo model: 4 layers, hidden 256, 8 heads, 8 experts of width 512, k 2, probmoe. */
+pm_model_config pm_model_config_default(void);
+/* 0 or a negative pm_status with a message naming the field. */
+int pm_model_config_check(const pm_model_config *cfg);
+/* Parses config.json text (source names it in messages). Unknown keys are ignored. */
+int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source);
+int pm_model_config_load(pm_model_config *cfg, const char *path);
+/* config.json text for cfg (Hugging Face's fields plus "probmoe"); free() it. NULL on OOM. */
+char *pm_model_config_to_json(const pm_model_config *cfg);
+
+typedef struct {
+    const char *name;      /* Hugging Face tensor name */
+    int rank;
+    int64_t shape[2];
+    size_t offset, count;  /* in floats, within the parameter (and gradient) array */
+    bool decay;            /* AdamW weight decay applies (matrices, not norm weights) */
+} pm_param;
+
+typedef struct pm_model pm_model;
+
+/* A model with buffers for batches of up to max_batch sequences of max_seq tokens. */
+pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq);
+void pm_model_free(pm_model *model);
+const pm_model_config *pm_model_get_config(const pm_model *model);
+
+int pm_model_num_params(const pm_model *model);
+const pm_param *pm_model_param(const pm_model *model, int index);
+const pm_param *pm_model_find_param(const pm_model *model, const char *name);
+size_t pm_model_size(const pm_model *model);   /* floats in the parameter array */
+float *pm_model_weights(pm_model *model);      /* all parameters, one allocation */
+float *pm_model_grads(pm_model *model);        /* their gradients, same layout */
+void pm_model_zero_grads(pm_model *model);
+/* Normal(0, initializer_range) matrices, embeddings normal(0, 1)·range, norm weights 1. */
+void pm_model_init_weights(pm_model *model, uint64_t seed);
+
+/*
+ * Forward pass over tokens (B, S). With targets (B, S; < 0 ignored) it sets *loss to the
+ * mean cross-entropy plus the routers' auxiliary terms summed over layers. Training mode
+ * samples routes with generator (seed, stream = step·L + layer). Logits stay available.
+ */
+int pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B,
+                     int S, bool training, uint64_t seed, uint64_t step, float *loss);
+/* Gradients of the last forward's loss, accumulated (+=) into pm_model_grads. */
+int pm_model_backward(pm_model *model);
+const float *pm_model_logits(const pm_model *model);          /* (B, S, V) */
+void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
+const pm_routing *pm_model_routing(const pm_model *model, int layer);
+pm_router *pm_model_router(pm_model *model, int layer);
+
+/*
+ * Test hook: when set, each training forward asks source(user, layer, T, &offsets, &experts)
+ * for the subsets to use in that layer (CSR over tokens, experts increasing); returning false
+ * lets the router choose. The subsets then get the router's training weights (π_j for
+ * probmoe). Used to replay the samples of the PyTorch reference.
+ */
+typedef bool (*pm_routing_source)(void *user, int layer, int T, const int **offsets,
+                                  const int **experts);
+void pm_model_set_routing_source(pm_model *model, pm_routing_source source, void *user);
+
+/* Routes with given subsets instead of choosing (the hook above, for one router). */
+int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
+                            bool training, const int *offsets, const int *experts);
 
 #ifdef __cplusplus
 }

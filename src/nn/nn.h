@@ -53,11 +53,11 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         const float *q, const float *k, const float *v, int B, int S, int H,
                         int KVH, int D);
 
-/* out (T, I) = silu(gate) * up, silu(x) = x / (1 + e^{−x}). */
-void swiglu_forward(float *out, const float *gate, const float *up, int T, int I);
-/* dgate, dup (T, I) +=. */
+/* out (T, N) = silu(gate) * up, silu(x) = x / (1 + e^{−x}). */
+void swiglu_forward(float *out, const float *gate, const float *up, int T, int N);
+/* dgate, dup (T, N) +=. */
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                     const float *up, int T, int I);
+                     const float *up, int T, int N);
 
 /* out (T, C) = table[tokens[t]] (table (V, C)). */
 void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C);

@@ -362,6 +362,56 @@ int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, i
     return PM_OK;
 }
 
+/* Weights for a given selection: π_j, renormalised where the router's rule does so. */
+static void given_weights(const pm_router_config *cfg, bool training, const float *probs,
+                          const int *experts, int count, float *weights) {
+    const bool sampled = training && (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN);
+    double sum = 0.0;
+    for (int p = 0; p < count; p++) sum += probs[experts[p]];
+    for (int p = 0; p < count; p++)
+        weights[p] = cfg->norm_topk_prob && !sampled && sum > 0.0 ? (float)(probs[experts[p]] / sum)
+                                                                  : probs[experts[p]];
+}
+
+int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
+                            bool training, const int *offsets, const int *experts) {
+    int status = check_batch(router, out, logits, T, "pm_router_forward_given");
+    if (status < 0) return status;
+    const pm_router_config *cfg = &router->cfg;
+    if (cfg->kind == PM_ROUTER_SOFTMOE)
+        return pm_fail(PM_ERR_ARG, "pm_router_forward_given: softmoe weights come from LapSum, not from "
+                       "a given selection");
+    struct pm_routing_state *state = out->state;
+    const int E = cfg->num_experts, S = state->max_pairs;
+    if (!offsets || !experts || offsets[0] != 0)
+        return pm_fail(PM_ERR_ARG, "pm_router_forward_given: offsets must start at 0 and experts be given");
+    for (int t = 0; t < T; t++) {
+        const int count = offsets[t + 1] - offsets[t];
+        if (count < 0 || count > S)
+            return pm_fail(PM_ERR_ARG, "pm_router_forward_given: token %d has %d experts; this router "
+                           "allows 0 to %d", t, count, S);
+        for (int p = offsets[t]; p < offsets[t + 1]; p++)
+            if (experts[p] < 0 || experts[p] >= E || (p > offsets[t] && experts[p] <= experts[p - 1]))
+                return pm_fail(PM_ERR_ARG, "pm_router_forward_given: token %d: experts must be increasing "
+                               "indices below %d", t, E);
+    }
+    out->num_tokens = T;
+    out->training = training;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        const size_t at = (size_t)t * E;
+        softmax_token(logits + at, E, state->probs + at, state->lse + t);
+        const int count = offsets[t + 1] - offsets[t];
+        memcpy(state->stage_experts + (size_t)t * S, experts + offsets[t], sizeof(int) * count);
+        given_weights(cfg, training, state->probs + at, experts + offsets[t], count,
+                      state->stage_weights + (size_t)t * S);
+        state->stage_counts[t] = count;
+    }
+    assemble(router, out, T);
+    auxiliary_terms(router, out, T);
+    return PM_OK;
+}
+
 /* ---------------------------------------------------------------- backward */
 
 /* dθ of one token for every router but probmoe in training (done by groups). */

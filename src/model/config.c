@@ -1,0 +1,264 @@
+/* The model configuration: Hugging Face's config.json for OLMoE plus a "probmoe" object. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "probmoe.h"
+
+pm_model_config pm_model_config_default(void) {
+    pm_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.vocab_size = 256;
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 512;
+    cfg.num_layers = 4;
+    cfg.num_heads = 8;
+    cfg.num_kv_heads = 8;
+    cfg.num_experts = 8;
+    cfg.experts_per_token = 2;
+    cfg.max_position_embeddings = 1024;
+    cfg.rope_theta = 10000.0f;
+    cfg.rms_norm_eps = 1e-5f;
+    cfg.initializer_range = 0.02f;
+    cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, cfg.num_experts, cfg.experts_per_token);
+    return cfg;
+}
+
+static int positive(int value, const char *field) {
+    if (value < 1) return pm_fail(PM_ERR_ARG, "model config: %s = %d; it must be at least 1", field, value);
+    return PM_OK;
+}
+
+int pm_model_config_check(const pm_model_config *cfg) {
+    const struct { int value; const char *field; } sizes[] = {
+        {cfg->vocab_size, "vocab_size"}, {cfg->hidden_size, "hidden_size"},
+        {cfg->intermediate_size, "intermediate_size"}, {cfg->num_layers, "num_hidden_layers"},
+        {cfg->num_heads, "num_attention_heads"}, {cfg->num_kv_heads, "num_key_value_heads"},
+        {cfg->num_experts, "num_experts"}, {cfg->experts_per_token, "num_experts_per_tok"},
+        {cfg->max_position_embeddings, "max_position_embeddings"},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int status = positive(sizes[i].value, sizes[i].field);
+        if (status < 0) return status;
+    }
+    if (cfg->hidden_size % cfg->num_heads != 0)
+        return pm_fail(PM_ERR_ARG, "model config: num_attention_heads = %d does not divide hidden_size = %d",
+                       cfg->num_heads, cfg->hidden_size);
+    if ((cfg->hidden_size / cfg->num_heads) % 2 != 0)
+        return pm_fail(PM_ERR_ARG, "model config: the head size hidden_size / num_attention_heads = %d must "
+                       "be even for rotary embeddings", cfg->hidden_size / cfg->num_heads);
+    if (cfg->num_heads % cfg->num_kv_heads != 0)
+        return pm_fail(PM_ERR_ARG, "model config: num_key_value_heads = %d does not divide "
+                       "num_attention_heads = %d", cfg->num_kv_heads, cfg->num_heads);
+    if (cfg->experts_per_token > cfg->num_experts)
+        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds num_experts = %d",
+                       cfg->experts_per_token, cfg->num_experts);
+    if (!(cfg->rope_theta > 0.0f) || !isfinite(cfg->rope_theta))
+        return pm_fail(PM_ERR_ARG, "model config: rope_theta = %g; it must be positive", (double)cfg->rope_theta);
+    if (!(cfg->rms_norm_eps > 0.0f) || !isfinite(cfg->rms_norm_eps))
+        return pm_fail(PM_ERR_ARG, "model config: rms_norm_eps = %g; it must be positive", (double)cfg->rms_norm_eps);
+    if (cfg->router.num_experts != cfg->num_experts)
+        return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d",
+                       cfg->router.num_experts, cfg->num_experts);
+    return pm_router_config_check(&cfg->router);
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+typedef struct {
+    const cJSON *object;
+    const char *source;
+    const char *prefix; /* "" or "probmoe." for messages */
+    int status;
+} json_reader;
+
+static const cJSON *field(json_reader *reader, const char *name) {
+    return cJSON_GetObjectItemCaseSensitive(reader->object, name);
+}
+
+static void read_int(json_reader *reader, const char *name, int *out, bool required) {
+    if (reader->status < 0) return;
+    const cJSON *item = field(reader, name);
+    if (!item || cJSON_IsNull(item)) {
+        if (required)
+            reader->status = pm_fail(PM_ERR_ARG, "%s: the field %s%s is missing; add it (a whole number)",
+                                     reader->source, reader->prefix, name);
+        return;
+    }
+    double value = item->valuedouble;
+    if (!cJSON_IsNumber(item) || value != floor(value) || fabs(value) > 2147483647.0) {
+        reader->status = pm_fail(PM_ERR_ARG, "%s: %s%s must be a whole number", reader->source,
+                                 reader->prefix, name);
+        return;
+    }
+    *out = (int)value;
+}
+
+static void read_float(json_reader *reader, const char *name, float *out) {
+    if (reader->status < 0) return;
+    const cJSON *item = field(reader, name);
+    if (!item || cJSON_IsNull(item)) return;
+    if (!cJSON_IsNumber(item)) {
+        reader->status = pm_fail(PM_ERR_ARG, "%s: %s%s must be a number", reader->source, reader->prefix, name);
+        return;
+    }
+    *out = (float)item->valuedouble;
+}
+
+static void read_bool(json_reader *reader, const char *name, bool *out) {
+    if (reader->status < 0) return;
+    const cJSON *item = field(reader, name);
+    if (!item || cJSON_IsNull(item)) return;
+    if (!cJSON_IsBool(item)) {
+        reader->status = pm_fail(PM_ERR_ARG, "%s: %s%s must be true or false", reader->source,
+                                 reader->prefix, name);
+        return;
+    }
+    *out = cJSON_IsTrue(item);
+}
+
+/* The "probmoe" object; missing fields keep the router's defaults. */
+static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_coef, const char *source) {
+    pm_router_kind kind = PM_ROUTER_PROBMOE;
+    json_reader reader = {object, source, "probmoe.", PM_OK};
+    const cJSON *name = object ? cJSON_GetObjectItemCaseSensitive(object, "router") : NULL;
+    if (name && !cJSON_IsString(name))
+        return pm_fail(PM_ERR_ARG, "%s: probmoe.router must be a router name", source);
+    if (name && pm_router_kind_parse(name->valuestring, &kind) < 0)
+        return pm_fail(PM_ERR_ARG, "%s: probmoe.router: %s", source, pm_last_error());
+    bool norm = cfg->router.norm_topk_prob;
+    cfg->router = pm_router_config_default(kind, cfg->num_experts, cfg->experts_per_token);
+    cfg->router.norm_topk_prob = norm;
+    /* Without a probmoe object, Hugging Face's coefficient applies to the routers that HF
+     * trains with it (top-k style); ProbMoE and SoftMoE train without it by default. */
+    if (kind == PM_ROUTER_TOPK || kind == PM_ROUTER_DENSEMIXER) cfg->router.lb_coef = hf_aux_coef;
+    if (!object) return PM_OK;
+    read_int(&reader, "k_min", &cfg->router.k_min, false);
+    read_int(&reader, "k_max", &cfg->router.k_max, false);
+    read_float(&reader, "soft_k", &cfg->router.soft_k);
+    read_float(&reader, "alpha", &cfg->router.alpha);
+    read_float(&reader, "tau", &cfg->router.tau);
+    read_float(&reader, "cap", &cfg->router.cap);
+    read_bool(&reader, "soft_renormalize", &cfg->router.soft_renormalize);
+    read_float(&reader, "lb_coef", &cfg->router.lb_coef);
+    read_float(&reader, "z_coef", &cfg->router.z_coef);
+    read_float(&reader, "bias_rate", &cfg->router.bias_rate);
+    return reader.status;
+}
+
+int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source) {
+    cJSON *root = cJSON_Parse(json);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return pm_fail(PM_ERR_ARG, "%s: not a JSON object (check the syntax near '%.20s')", source,
+                       cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    }
+    *cfg = pm_model_config_default();
+    json_reader reader = {root, source, "", PM_OK};
+    read_int(&reader, "vocab_size", &cfg->vocab_size, true);
+    read_int(&reader, "hidden_size", &cfg->hidden_size, true);
+    read_int(&reader, "intermediate_size", &cfg->intermediate_size, true);
+    read_int(&reader, "num_hidden_layers", &cfg->num_layers, true);
+    read_int(&reader, "num_attention_heads", &cfg->num_heads, true);
+    cfg->num_kv_heads = cfg->num_heads;
+    read_int(&reader, "num_key_value_heads", &cfg->num_kv_heads, false);
+    read_int(&reader, "num_experts", &cfg->num_experts, true);
+    read_int(&reader, "num_experts_per_tok", &cfg->experts_per_token, true);
+    read_int(&reader, "max_position_embeddings", &cfg->max_position_embeddings, false);
+    read_float(&reader, "rope_theta", &cfg->rope_theta);
+    read_float(&reader, "rms_norm_eps", &cfg->rms_norm_eps);
+    read_float(&reader, "initializer_range", &cfg->initializer_range);
+    bool tied = false, norm = false;
+    float hf_aux_coef = 0.0f;
+    read_bool(&reader, "tie_word_embeddings", &tied);
+    read_bool(&reader, "norm_topk_prob", &norm);
+    read_float(&reader, "router_aux_loss_coef", &hf_aux_coef);
+    int status = reader.status;
+    if (status == 0 && tied)
+        status = pm_fail(PM_ERR_ARG, "%s: tie_word_embeddings = true is not supported (OLMoE unties "
+                         "lm_head); set it to false", source);
+    const cJSON *hidden_act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (status == 0 && hidden_act && !(cJSON_IsString(hidden_act) && strcmp(hidden_act->valuestring, "silu") == 0))
+        status = pm_fail(PM_ERR_ARG, "%s: hidden_act must be \"silu\" (SwiGLU experts)", source);
+    if (status == 0) {
+        cfg->router.norm_topk_prob = norm;
+        status = read_router(cJSON_GetObjectItemCaseSensitive(root, "probmoe"), cfg, hf_aux_coef, source);
+    }
+    cJSON_Delete(root);
+    if (status == 0) status = pm_model_config_check(cfg);
+    return status;
+}
+
+int pm_model_config_load(pm_model_config *cfg, const char *path) {
+    FILE *file = fopen(path, "rb");
+    if (!file) return pm_fail(PM_ERR_ARG, "cannot open the model config '%s'; check the path", path);
+    fseek(file, 0, SEEK_END);
+    long size = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    if (size < 0 || size > (1L << 24)) {
+        fclose(file);
+        return pm_fail(PM_ERR_ARG, "%s: a config.json of %ld bytes is not plausible", path, size);
+    }
+    char *text = malloc((size_t)size + 1);
+    if (!text) {
+        fclose(file);
+        return pm_fail(PM_ERR_NOMEM, "out of memory reading %s", path);
+    }
+    size_t got = fread(text, 1, (size_t)size, file);
+    fclose(file);
+    text[got] = '\0';
+    int status = pm_model_config_from_json(cfg, text, path);
+    free(text);
+    return status;
+}
+
+char *pm_model_config_to_json(const pm_model_config *cfg) {
+    cJSON *root = cJSON_CreateObject(), *probmoe = cJSON_CreateObject();
+    cJSON *architectures = cJSON_CreateArray();
+    if (!root || !probmoe || !architectures) {
+        cJSON_Delete(root);
+        cJSON_Delete(probmoe);
+        cJSON_Delete(architectures);
+        return NULL;
+    }
+    cJSON_AddItemToArray(architectures, cJSON_CreateString("OlmoeForCausalLM"));
+    cJSON_AddItemToObject(root, "architectures", architectures);
+    cJSON_AddStringToObject(root, "model_type", "olmoe");
+    cJSON_AddNumberToObject(root, "vocab_size", cfg->vocab_size);
+    cJSON_AddNumberToObject(root, "hidden_size", cfg->hidden_size);
+    cJSON_AddNumberToObject(root, "intermediate_size", cfg->intermediate_size);
+    cJSON_AddNumberToObject(root, "num_hidden_layers", cfg->num_layers);
+    cJSON_AddNumberToObject(root, "num_attention_heads", cfg->num_heads);
+    cJSON_AddNumberToObject(root, "num_key_value_heads", cfg->num_kv_heads);
+    cJSON_AddNumberToObject(root, "num_experts", cfg->num_experts);
+    cJSON_AddNumberToObject(root, "num_experts_per_tok", cfg->experts_per_token);
+    cJSON_AddNumberToObject(root, "max_position_embeddings", cfg->max_position_embeddings);
+    cJSON_AddNumberToObject(root, "rope_theta", cfg->rope_theta);
+    cJSON_AddNumberToObject(root, "rms_norm_eps", cfg->rms_norm_eps);
+    cJSON_AddNumberToObject(root, "initializer_range", cfg->initializer_range);
+    cJSON_AddBoolToObject(root, "norm_topk_prob", cfg->router.norm_topk_prob);
+    cJSON_AddNumberToObject(root, "router_aux_loss_coef", cfg->router.lb_coef);
+    cJSON_AddBoolToObject(root, "tie_word_embeddings", false);
+    cJSON_AddStringToObject(root, "hidden_act", "silu");
+    cJSON_AddBoolToObject(root, "attention_bias", false);
+    cJSON_AddNullToObject(root, "clip_qkv");
+    cJSON_AddBoolToObject(root, "output_router_logits", false);
+    cJSON_AddStringToObject(probmoe, "router", pm_router_kind_name(cfg->router.kind));
+    cJSON_AddNumberToObject(probmoe, "k_min", cfg->router.k_min);
+    cJSON_AddNumberToObject(probmoe, "k_max", cfg->router.k_max);
+    cJSON_AddNumberToObject(probmoe, "soft_k", cfg->router.soft_k);
+    cJSON_AddNumberToObject(probmoe, "alpha", cfg->router.alpha);
+    cJSON_AddNumberToObject(probmoe, "tau", cfg->router.tau);
+    cJSON_AddNumberToObject(probmoe, "cap", cfg->router.cap);
+    cJSON_AddBoolToObject(probmoe, "soft_renormalize", cfg->router.soft_renormalize);
+    cJSON_AddNumberToObject(probmoe, "lb_coef", cfg->router.lb_coef);
+    cJSON_AddNumberToObject(probmoe, "z_coef", cfg->router.z_coef);
+    cJSON_AddNumberToObject(probmoe, "bias_rate", cfg->router.bias_rate);
+    cJSON_AddItemToObject(root, "probmoe", probmoe);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+}

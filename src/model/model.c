@@ -1,0 +1,331 @@
+/* The OLMoE decoder: buffers, forward pass and backward pass. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model_internal.h"
+#include "nn/nn.h"
+
+/* Most (token, expert) pairs the router may ask to compute per token. */
+static int compute_pairs_per_token(const pm_router_config *router) {
+    switch (router->kind) {
+    case PM_ROUTER_DENSEMIXER:
+    case PM_ROUTER_SOFTMOE: return router->num_experts;
+    case PM_ROUTER_PROBMOE_DYN: return router->k_max;
+    default: return router->k;
+    }
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static float *alloc_floats(size_t count, bool *ok) {
+    float *p = malloc(sizeof(float) * (count ? count : 1));
+    if (!p) *ok = false;
+    return p;
+}
+
+static bool layer_alloc(pm_model *model, layer_state *layer, int l) {
+    const pm_model_config *cfg = &model->cfg;
+    const size_t T = (size_t)model->max_batch * model->max_seq, H = cfg->hidden_size;
+    const size_t KV = H / cfg->num_heads * cfg->num_kv_heads, E = cfg->num_experts;
+    bool ok = true;
+    layer->x_in = alloc_floats(T * H, &ok);
+    layer->ln1 = alloc_floats(T * H, &ok);
+    layer->rstd1 = alloc_floats(T, &ok);
+    layer->q_raw = alloc_floats(T * H, &ok);
+    layer->q_rstd = alloc_floats(T, &ok);
+    layer->q_rot = alloc_floats(T * H, &ok);
+    layer->k_raw = alloc_floats(T * KV, &ok);
+    layer->k_rstd = alloc_floats(T, &ok);
+    layer->k_rot = alloc_floats(T * KV, &ok);
+    layer->v = alloc_floats(T * KV, &ok);
+    layer->att = alloc_floats((size_t)model->max_batch * cfg->num_heads * model->max_seq * model->max_seq, &ok);
+    layer->attn_out = alloc_floats(T * H, &ok);
+    layer->x_mid = alloc_floats(T * H, &ok);
+    layer->ln2 = alloc_floats(T * H, &ok);
+    layer->rstd2 = alloc_floats(T, &ok);
+    layer->router_logits = alloc_floats(T * E, &ok);
+    layer->router = pm_router_create(&cfg->router);
+    layer->routing = layer->router ? pm_routing_create(layer->router, (int)T) : NULL;
+    layer->experts = calloc(E, sizeof(moe_expert));
+    if (!ok || !layer->router || !layer->routing || !layer->experts) return false;
+    const int max_pairs = (int)T * compute_pairs_per_token(&cfg->router);
+    if (moe_state_init(&layer->moe, (int)H, cfg->intermediate_size, (int)E, (int)T, max_pairs) < 0) return false;
+    const layer_params *lp = &model->layer_params[l];
+    for (size_t e = 0; e < E; e++) {
+        const int first = lp->expert0 + 3 * (int)e;
+        layer->experts[e] = (moe_expert){param_weights(model, first), param_weights(model, first + 1),
+                                         param_weights(model, first + 2), param_grads(model, first),
+                                         param_grads(model, first + 1), param_grads(model, first + 2)};
+    }
+    return true;
+}
+
+static void layer_free(layer_state *layer) {
+    float *buffers[] = {layer->x_in, layer->ln1, layer->rstd1, layer->q_raw, layer->q_rstd, layer->q_rot,
+                        layer->k_raw, layer->k_rstd, layer->k_rot, layer->v, layer->att, layer->attn_out,
+                        layer->x_mid, layer->ln2, layer->rstd2, layer->router_logits};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+    pm_routing_free(layer->routing);
+    pm_router_free(layer->router);
+    moe_state_free(&layer->moe);
+    free(layer->experts);
+}
+
+pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq) {
+    int status = pm_model_config_check(cfg);
+    if (status < 0) return NULL;
+    if (max_batch < 1 || max_seq < 1 || max_seq > cfg->max_position_embeddings) {
+        pm_fail(PM_ERR_ARG, "pm_model_create: batch %d × sequence %d; need at least 1 × 1 and a sequence "
+                "no longer than max_position_embeddings = %d", max_batch, max_seq,
+                cfg->max_position_embeddings);
+        return NULL;
+    }
+    pm_model *model = calloc(1, sizeof *model);
+    if (!model) {
+        pm_fail(PM_ERR_NOMEM, "pm_model_create: out of memory");
+        return NULL;
+    }
+    model->cfg = *cfg;
+    model->max_batch = max_batch;
+    model->max_seq = max_seq;
+    bool ok = model_build_params(model) == PM_OK;
+    const size_t T = (size_t)max_batch * max_seq, H = cfg->hidden_size, V = cfg->vocab_size;
+    const size_t KV = H / cfg->num_heads * cfg->num_kv_heads, E = cfg->num_experts;
+    if (ok) {
+        model->weights = alloc_floats(model->size, &ok);
+        model->grads = calloc(model->size, sizeof(float));
+        model->layers = calloc((size_t)cfg->num_layers, sizeof(layer_state));
+        model->positions = malloc(sizeof(int32_t) * T);
+        ok = ok && model->grads && model->layers && model->positions;
+    }
+    for (int l = 0; ok && l < cfg->num_layers; l++) ok = layer_alloc(model, &model->layers[l], l);
+    if (ok) {
+        model->x_final = alloc_floats(T * H, &ok);
+        model->lnf = alloc_floats(T * H, &ok);
+        model->rstdf = alloc_floats(T, &ok);
+        model->logits = alloc_floats(T * V, &ok);
+        model->d_logits = alloc_floats(T * V, &ok);
+        model->d_resid = alloc_floats(T * H, &ok);
+        model->d_ln = alloc_floats(T * H, &ok);
+        model->d_q = alloc_floats(T * H, &ok);
+        model->d_q_raw = alloc_floats(T * H, &ok);
+        model->d_k = alloc_floats(T * KV, &ok);
+        model->d_k_raw = alloc_floats(T * KV, &ok);
+        model->d_v = alloc_floats(T * KV, &ok);
+        model->d_attn = alloc_floats(T * H, &ok);
+        model->d_router = alloc_floats(T * E, &ok);
+        const size_t pairs = T * compute_pairs_per_token(&cfg->router);
+        model->c = alloc_floats(pairs, &ok);
+        ok = ok && moe_scratch_init(&model->moe_scratch, (int)H, cfg->intermediate_size, (int)pairs) == PM_OK;
+    }
+    if (!ok) {
+        pm_model_free(model);
+        pm_fail(PM_ERR_NOMEM, "pm_model_create: out of memory for a batch of %d × %d tokens; use a "
+                "smaller batch or sequence length", max_batch, max_seq);
+        return NULL;
+    }
+    return model;
+}
+
+void pm_model_free(pm_model *model) {
+    if (!model) return;
+    for (int l = 0; model->layers && l < model->cfg.num_layers; l++) layer_free(&model->layers[l]);
+    float *buffers[] = {model->weights, model->grads, model->x_final, model->lnf, model->rstdf, model->logits,
+                        model->d_logits, model->d_resid, model->d_ln, model->d_q, model->d_q_raw, model->d_k,
+                        model->d_k_raw, model->d_v, model->d_attn, model->d_router, model->c};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+    moe_scratch_free(&model->moe_scratch);
+    free(model->layers);
+    free(model->positions);
+    free(model->params);
+    free(model->names);
+    free(model->layer_params);
+    free(model);
+}
+
+const pm_model_config *pm_model_get_config(const pm_model *model) { return &model->cfg; }
+const float *pm_model_logits(const pm_model *model) { return model->logits; }
+const pm_routing *pm_model_routing(const pm_model *model, int layer) { return model->layers[layer].routing; }
+pm_router *pm_model_router(pm_model *model, int layer) { return model->layers[layer].router; }
+
+void pm_model_last_losses(const pm_model *model, float *ce, float *aux) {
+    if (ce) *ce = model->ce_loss;
+    if (aux) *aux = model->aux_loss;
+}
+
+void pm_model_set_routing_source(pm_model *model, pm_routing_source source, void *user) {
+    model->routing_source = source;
+    model->routing_user = user;
+}
+
+/* --------------------------------------------------------------- forward */
+
+static int check_batch(const pm_model *model, const int32_t *tokens, const int32_t *targets, int B, int S) {
+    if (!tokens) return pm_fail(PM_ERR_ARG, "pm_model_forward: tokens is NULL");
+    if (B < 1 || B > model->max_batch || S < 1 || S > model->max_seq)
+        return pm_fail(PM_ERR_ARG, "pm_model_forward: batch %d × sequence %d does not fit the model's buffers "
+                       "(%d × %d)", B, S, model->max_batch, model->max_seq);
+    const int V = model->cfg.vocab_size;
+    for (int i = 0; i < B * S; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return pm_fail(PM_ERR_ARG, "pm_model_forward: token %d at position %d is outside the vocabulary "
+                           "(0..%d); was the data prepared with another tokenizer?", tokens[i], i, V - 1);
+        if (targets && targets[i] >= V)
+            return pm_fail(PM_ERR_ARG, "pm_model_forward: target %d at position %d is outside the vocabulary "
+                           "(0..%d)", targets[i], i, V - 1);
+    }
+    return PM_OK;
+}
+
+static int route_layer(pm_model *model, int l, int T, bool training, uint64_t seed, uint64_t step) {
+    layer_state *layer = &model->layers[l];
+    const int *offsets, *experts;
+    if (training && model->routing_source &&
+        model->routing_source(model->routing_user, l, T, &offsets, &experts))
+        return pm_router_forward_given(layer->router, layer->routing, layer->router_logits, T, training,
+                                       offsets, experts);
+    pm_rng rng;
+    pm_rng_init(&rng, seed, step * (uint64_t)model->cfg.num_layers + (uint64_t)l);
+    return pm_router_forward(layer->router, layer->routing, layer->router_logits, T, training, &rng);
+}
+
+static int layer_forward(pm_model *model, int l, float *x_out, bool training, uint64_t seed, uint64_t step) {
+    const pm_model_config *cfg = &model->cfg;
+    layer_state *layer = &model->layers[l];
+    const layer_params *lp = &model->layer_params[l];
+    const int B = model->batch, S = model->seq, T = B * S, H = cfg->hidden_size;
+    const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads, E = cfg->num_experts;
+    rmsnorm_forward(layer->ln1, layer->rstd1, layer->x_in, param_weights(model, lp->input_norm), T, H,
+                    cfg->rms_norm_eps);
+    matmul_forward(layer->q_raw, layer->ln1, param_weights(model, lp->q), T, H, H);
+    matmul_forward(layer->k_raw, layer->ln1, param_weights(model, lp->k), T, H, KV);
+    matmul_forward(layer->v, layer->ln1, param_weights(model, lp->v), T, H, KV);
+    /* OLMoE normalises the whole projections (not per head), then applies rope */
+    rmsnorm_forward(layer->q_rot, layer->q_rstd, layer->q_raw, param_weights(model, lp->q_norm), T, H,
+                    cfg->rms_norm_eps);
+    rmsnorm_forward(layer->k_rot, layer->k_rstd, layer->k_raw, param_weights(model, lp->k_norm), T, KV,
+                    cfg->rms_norm_eps);
+    rope_forward(layer->q_rot, layer->q_rot, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
+    rope_forward(layer->k_rot, layer->k_rot, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
+    attention_forward(layer->attn_out, layer->att, layer->q_rot, layer->k_rot, layer->v, B, S, cfg->num_heads,
+                      cfg->num_kv_heads, D);
+    matmul_forward(layer->x_mid, layer->attn_out, param_weights(model, lp->o), T, H, H);
+    for (size_t i = 0; i < (size_t)T * H; i++) layer->x_mid[i] += layer->x_in[i];
+    rmsnorm_forward(layer->ln2, layer->rstd2, layer->x_mid, param_weights(model, lp->post_norm), T, H,
+                    cfg->rms_norm_eps);
+    matmul_forward(layer->router_logits, layer->ln2, param_weights(model, lp->router), T, H, E);
+    int status = route_layer(model, l, T, training, seed, step);
+    if (status < 0) return status;
+    moe_forward(&layer->moe, x_out, layer->ln2, layer->routing, layer->experts);
+    for (size_t i = 0; i < (size_t)T * H; i++) x_out[i] += layer->x_mid[i];
+    return PM_OK;
+}
+
+int pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B, int S,
+                     bool training, uint64_t seed, uint64_t step, float *loss) {
+    int status = check_batch(model, tokens, targets, B, S);
+    if (status < 0) return status;
+    const pm_model_config *cfg = &model->cfg;
+    const int T = B * S, H = cfg->hidden_size, V = cfg->vocab_size, L = cfg->num_layers;
+    model->batch = B;
+    model->seq = S;
+    model->tokens = tokens;
+    model->targets = targets;
+    model->has_targets = targets != NULL;
+    for (int t = 0; t < T; t++) model->positions[t] = t % S;
+    embedding_forward(L > 0 ? model->layers[0].x_in : model->x_final, tokens, param_weights(model, model->embed), T, H);
+    double aux = 0.0;
+    for (int l = 0; l < L; l++) {
+        float *x_out = l + 1 < L ? model->layers[l + 1].x_in : model->x_final;
+        status = layer_forward(model, l, x_out, training, seed, step);
+        if (status < 0) return status;
+        aux += model->layers[l].routing->lb_loss + model->layers[l].routing->z_loss;
+    }
+    rmsnorm_forward(model->lnf, model->rstdf, model->x_final, param_weights(model, model->final_norm), T, H,
+                    cfg->rms_norm_eps);
+    matmul_forward(model->logits, model->lnf, param_weights(model, model->lm_head), T, H, V);
+    model->aux_loss = (float)aux;
+    model->ce_loss = 0.0f;
+    if (targets) {
+        int count = 0;
+        model->ce_loss = cross_entropy_forward(model->logits, targets, T, V, &count);
+    }
+    if (loss) *loss = model->ce_loss + model->aux_loss;
+    return PM_OK;
+}
+
+/* -------------------------------------------------------------- backward */
+
+static int layer_backward(pm_model *model, int l) {
+    const pm_model_config *cfg = &model->cfg;
+    layer_state *layer = &model->layers[l];
+    const layer_params *lp = &model->layer_params[l];
+    const int B = model->batch, S = model->seq, T = B * S, H = cfg->hidden_size;
+    const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads, E = cfg->num_experts;
+    float *d_resid = model->d_resid; /* dL/d(layer output) on entry, dL/d(layer input) on exit */
+    /* MoE block: x_out = x_mid + moe(ln2) */
+    memset(model->d_ln, 0, sizeof(float) * T * H);
+    moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing, layer->experts);
+    memset(model->d_router, 0, sizeof(float) * T * E);
+    int status = pm_router_backward(layer->router, model->d_router, layer->routing, layer->router_logits, model->c,
+                                    1.0f);
+    if (status < 0) return status;
+    matmul_backward(model->d_ln, param_grads(model, lp->router), model->d_router, layer->ln2,
+                    param_weights(model, lp->router), T, H, E);
+    rmsnorm_backward(d_resid, param_grads(model, lp->post_norm), model->d_ln, layer->x_mid,
+                     param_weights(model, lp->post_norm), layer->rstd2, T, H);
+    /* attention block: x_mid = x_in + o_proj(attention(...)) */
+    memset(model->d_attn, 0, sizeof(float) * T * H);
+    matmul_backward(model->d_attn, param_grads(model, lp->o), d_resid, layer->attn_out, param_weights(model, lp->o),
+                    T, H, H);
+    memset(model->d_q, 0, sizeof(float) * T * H);
+    memset(model->d_k, 0, sizeof(float) * T * KV);
+    memset(model->d_v, 0, sizeof(float) * T * KV);
+    attention_backward(model->d_q, model->d_k, model->d_v, model->d_attn, layer->att, layer->q_rot, layer->k_rot,
+                       layer->v, B, S, cfg->num_heads, cfg->num_kv_heads, D);
+    /* rope is linear: its backward maps d(rotated) to d(normalised) */
+    memset(model->d_q_raw, 0, sizeof(float) * T * H);
+    memset(model->d_k_raw, 0, sizeof(float) * T * KV);
+    memset(model->d_attn, 0, sizeof(float) * T * H); /* reused: d of the normalised q */
+    rope_backward(model->d_attn, model->d_q, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
+    rmsnorm_backward(model->d_q_raw, param_grads(model, lp->q_norm), model->d_attn, layer->q_raw,
+                     param_weights(model, lp->q_norm), layer->q_rstd, T, H);
+    memset(model->d_q, 0, sizeof(float) * T * KV); /* reused: d of the normalised k */
+    rope_backward(model->d_q, model->d_k, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
+    rmsnorm_backward(model->d_k_raw, param_grads(model, lp->k_norm), model->d_q, layer->k_raw,
+                     param_weights(model, lp->k_norm), layer->k_rstd, T, KV);
+    memset(model->d_ln, 0, sizeof(float) * T * H);
+    matmul_backward(model->d_ln, param_grads(model, lp->q), model->d_q_raw, layer->ln1, param_weights(model, lp->q),
+                    T, H, H);
+    matmul_backward(model->d_ln, param_grads(model, lp->k), model->d_k_raw, layer->ln1, param_weights(model, lp->k),
+                    T, H, KV);
+    matmul_backward(model->d_ln, param_grads(model, lp->v), model->d_v, layer->ln1, param_weights(model, lp->v), T,
+                    H, KV);
+    rmsnorm_backward(d_resid, param_grads(model, lp->input_norm), model->d_ln, layer->x_in,
+                     param_weights(model, lp->input_norm), layer->rstd1, T, H);
+    return PM_OK;
+}
+
+int pm_model_backward(pm_model *model) {
+    if (!model->has_targets)
+        return pm_fail(PM_ERR_STATE, "pm_model_backward: the last forward pass had no targets; pass targets "
+                       "to pm_model_forward to get a loss to differentiate");
+    const pm_model_config *cfg = &model->cfg;
+    const int T = model->batch * model->seq, H = cfg->hidden_size, V = cfg->vocab_size;
+    memset(model->d_logits, 0, sizeof(float) * T * V);
+    cross_entropy_backward(model->d_logits, model->logits, model->targets, T, V, 1.0f);
+    memset(model->d_ln, 0, sizeof(float) * T * H);
+    matmul_backward(model->d_ln, param_grads(model, model->lm_head), model->d_logits, model->lnf,
+                    param_weights(model, model->lm_head), T, H, V);
+    memset(model->d_resid, 0, sizeof(float) * T * H);
+    rmsnorm_backward(model->d_resid, param_grads(model, model->final_norm), model->d_ln, model->x_final,
+                     param_weights(model, model->final_norm), model->rstdf, T, H);
+    for (int l = cfg->num_layers - 1; l >= 0; l--) {
+        int status = layer_backward(model, l);
+        if (status < 0) return status;
+    }
+    embedding_backward(param_grads(model, model->embed), model->d_resid, model->tokens, T, H);
+    return PM_OK;
+}

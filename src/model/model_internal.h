@@ -1,0 +1,67 @@
+/* Internals of the OLMoE model: the parameter table and per-layer activations. */
+#ifndef PM_MODEL_INTERNAL_H
+#define PM_MODEL_INTERNAL_H
+
+#include "moe/moe.h"
+#include "probmoe.h"
+
+/* Indices into the parameter table for one decoder layer; expert e's gate, up and down
+ * projections are at expert0 + 3e + 0, 1, 2. */
+typedef struct {
+    int input_norm, q, k, v, o, q_norm, k_norm, post_norm, router, expert0;
+} layer_params;
+
+/* One layer's activations for the current batch, kept for the backward pass. */
+typedef struct {
+    float *x_in;          /* (T, H) the layer's input (residual stream) */
+    float *ln1, *rstd1;   /* (T, H), (T) */
+    float *q_raw, *q_rstd, *q_rot;   /* (T, H), (T), (T, H) projection, its norm, after rope */
+    float *k_raw, *k_rstd, *k_rot;   /* (T, KV), (T), (T, KV) */
+    float *v;             /* (T, KV) */
+    float *att;           /* (B, heads, S, S) attention probabilities */
+    float *attn_out;      /* (T, H) before o_proj */
+    float *x_mid;         /* (T, H) after the attention residual */
+    float *ln2, *rstd2;   /* (T, H), (T) */
+    float *router_logits; /* (T, E) */
+    pm_router *router;
+    pm_routing *routing;
+    moe_state moe;
+    moe_expert *experts;  /* (E) weight and gradient pointers */
+} layer_state;
+
+struct pm_model {
+    pm_model_config cfg;
+    int max_batch, max_seq;
+    int num_params;
+    pm_param *params;
+    char *names;           /* storage of the parameter names */
+    size_t size;           /* floats in weights / grads */
+    float *weights, *grads;
+    layer_params *layer_params;
+    int embed, final_norm, lm_head;
+    layer_state *layers;
+    /* batch */
+    int batch, seq;
+    int32_t *positions;    /* (T) */
+    const int32_t *tokens, *targets;
+    float *x_final, *lnf, *rstdf, *logits; /* (T, H), (T, H), (T), (T, V) */
+    float ce_loss, aux_loss;
+    bool has_targets;
+    /* backward scratch */
+    float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
+    moe_scratch moe_scratch;
+    pm_routing_source routing_source;
+    void *routing_user;
+};
+
+/* Builds the parameter table (names, shapes, offsets) for cfg. 0 or PM_ERR_NOMEM. */
+int model_build_params(pm_model *model);
+
+static inline float *param_weights(pm_model *model, int index) {
+    return model->weights + model->params[index].offset;
+}
+static inline float *param_grads(pm_model *model, int index) {
+    return model->grads + model->params[index].offset;
+}
+
+#endif

@@ -1,0 +1,107 @@
+/* The parameter table: Hugging Face tensor names, shapes and offsets into one allocation,
+ * expert tensors contiguous per layer. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model_internal.h"
+
+enum { NAME_LENGTH = 96 };
+
+/* Appends a parameter; returns its index. */
+static int add_param(pm_model *model, const char *name, int64_t rows, int64_t cols) {
+    const int index = model->num_params++;
+    pm_param *param = &model->params[index];
+    char *slot = model->names + (size_t)index * NAME_LENGTH;
+    snprintf(slot, NAME_LENGTH, "%s", name);
+    param->name = slot;
+    param->rank = cols > 0 ? 2 : 1;
+    param->shape[0] = rows;
+    param->shape[1] = cols > 0 ? cols : 0;
+    param->count = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
+    param->offset = model->size;
+    param->decay = param->rank == 2;
+    model->size += param->count;
+    return index;
+}
+
+int model_build_params(pm_model *model) {
+    const pm_model_config *cfg = &model->cfg;
+    const int H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
+    const int KV = H / cfg->num_heads * cfg->num_kv_heads;
+    const int total = 3 + cfg->num_layers * (9 + 3 * E);
+    model->params = calloc((size_t)total, sizeof(pm_param));
+    model->names = calloc((size_t)total, NAME_LENGTH);
+    model->layer_params = calloc((size_t)cfg->num_layers, sizeof(layer_params));
+    if (!model->params || !model->names || !model->layer_params)
+        return pm_fail(PM_ERR_NOMEM, "model: out of memory for the parameter table");
+    char name[NAME_LENGTH];
+    model->embed = add_param(model, "model.embed_tokens.weight", cfg->vocab_size, H);
+    for (int l = 0; l < cfg->num_layers; l++) {
+        layer_params *lp = &model->layer_params[l];
+#define LAYER_PARAM(field, suffix, rows, cols)                                      \
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                  \
+    lp->field = add_param(model, name, rows, cols)
+        LAYER_PARAM(input_norm, "input_layernorm.weight", H, 0);
+        LAYER_PARAM(q, "self_attn.q_proj.weight", H, H);
+        LAYER_PARAM(k, "self_attn.k_proj.weight", KV, H);
+        LAYER_PARAM(v, "self_attn.v_proj.weight", KV, H);
+        LAYER_PARAM(o, "self_attn.o_proj.weight", H, H);
+        LAYER_PARAM(q_norm, "self_attn.q_norm.weight", H, 0);
+        LAYER_PARAM(k_norm, "self_attn.k_norm.weight", KV, 0);
+        LAYER_PARAM(post_norm, "post_attention_layernorm.weight", H, 0);
+        LAYER_PARAM(router, "mlp.gate.weight", E, H);
+#undef LAYER_PARAM
+        for (int e = 0; e < E; e++) {
+            const char *projections[3] = {"gate_proj", "up_proj", "down_proj"};
+            for (int j = 0; j < 3; j++) {
+                snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, projections[j]);
+                int index = add_param(model, name, j < 2 ? I : H, j < 2 ? H : I);
+                if (e == 0 && j == 0) lp->expert0 = index;
+            }
+        }
+    }
+    model->final_norm = add_param(model, "model.norm.weight", H, 0);
+    model->lm_head = add_param(model, "lm_head.weight", cfg->vocab_size, H);
+    return PM_OK;
+}
+
+int pm_model_num_params(const pm_model *model) { return model->num_params; }
+
+const pm_param *pm_model_param(const pm_model *model, int index) {
+    return index >= 0 && index < model->num_params ? &model->params[index] : NULL;
+}
+
+const pm_param *pm_model_find_param(const pm_model *model, const char *name) {
+    for (int i = 0; i < model->num_params; i++)
+        if (strcmp(model->params[i].name, name) == 0) return &model->params[i];
+    return NULL;
+}
+
+size_t pm_model_size(const pm_model *model) { return model->size; }
+float *pm_model_weights(pm_model *model) { return model->weights; }
+float *pm_model_grads(pm_model *model) { return model->grads; }
+void pm_model_zero_grads(pm_model *model) { memset(model->grads, 0, sizeof(float) * model->size); }
+
+/* Matrices normal(0, initializer_range), norm weights 1; one generator stream per tensor,
+ * so initialisation does not depend on the thread count or on the table's order. */
+void pm_model_init_weights(pm_model *model, uint64_t seed) {
+    const float range = model->cfg.initializer_range;
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < model->num_params; i++) {
+        const pm_param *param = &model->params[i];
+        float *w = model->weights + param->offset;
+        if (param->rank == 1) {
+            for (size_t j = 0; j < param->count; j++) w[j] = 1.0f;
+            continue;
+        }
+        pm_rng rng;
+        pm_rng_init(&rng, seed, 0x1000000ull + (uint64_t)i);
+        for (size_t j = 0; j < param->count; j++) {
+            double u1 = pm_rng_uniform(&rng), u2 = pm_rng_uniform(&rng);
+            w[j] = (float)(range * sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2));
+        }
+    }
+}

@@ -1,0 +1,195 @@
+#include "moe/moe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "nn/nn.h"
+
+int moe_state_init(moe_state *state, int hidden, int intermediate, int num_experts,
+                   int max_tokens, int max_pairs) {
+    memset(state, 0, sizeof *state);
+    state->hidden = hidden;
+    state->intermediate = intermediate;
+    state->num_experts = num_experts;
+    state->capacity_pairs = max_pairs;
+    state->capacity_tokens = max_tokens;
+    const size_t P = (size_t)max_pairs;
+    state->expert_offsets = malloc(sizeof(int) * (num_experts + 1));
+    state->expert_selected = malloc(sizeof(int) * num_experts);
+    state->pair_row = malloc(sizeof(int) * P);
+    state->combine_row = malloc(sizeof(int) * P);
+    state->pair_token = malloc(sizeof(int) * P);
+    state->sort_counts = malloc(sizeof(int) * 2 * num_experts);
+    state->combine_pair = malloc(sizeof(int) * P);
+    state->weighted = malloc(P);
+    state->x = malloc(sizeof(float) * P * hidden);
+    state->gate = malloc(sizeof(float) * P * intermediate);
+    state->up = malloc(sizeof(float) * P * intermediate);
+    state->act = malloc(sizeof(float) * P * intermediate);
+    state->out = malloc(sizeof(float) * P * hidden);
+    if (!state->expert_offsets || !state->expert_selected || !state->pair_row || !state->combine_row ||
+        !state->pair_token || !state->sort_counts || !state->combine_pair || !state->weighted || !state->x || !state->gate || !state->up || !state->act || !state->out) {
+        moe_state_free(state);
+        return pm_fail(PM_ERR_NOMEM, "MoE layer: out of memory for %d expert rows", max_pairs);
+    }
+    return PM_OK;
+}
+
+void moe_state_free(moe_state *state) {
+    free(state->expert_offsets);
+    free(state->expert_selected);
+    free(state->pair_row);
+    free(state->combine_row);
+    free(state->pair_token);
+    free(state->sort_counts);
+    free(state->combine_pair);
+    free(state->weighted);
+    free(state->x);
+    free(state->gate);
+    free(state->up);
+    free(state->act);
+    free(state->out);
+    memset(state, 0, sizeof *state);
+}
+
+int moe_scratch_init(moe_scratch *scratch, int hidden, int intermediate, int max_pairs) {
+    const size_t P = (size_t)max_pairs;
+    scratch->d_out = malloc(sizeof(float) * P * hidden);
+    scratch->d_act = malloc(sizeof(float) * P * intermediate);
+    scratch->d_gate = malloc(sizeof(float) * P * intermediate);
+    scratch->d_up = malloc(sizeof(float) * P * intermediate);
+    scratch->d_x = malloc(sizeof(float) * P * hidden);
+    if (!scratch->d_out || !scratch->d_act || !scratch->d_gate || !scratch->d_up || !scratch->d_x) {
+        moe_scratch_free(scratch);
+        return pm_fail(PM_ERR_NOMEM, "MoE layer: out of memory for %d expert rows", max_pairs);
+    }
+    return PM_OK;
+}
+
+void moe_scratch_free(moe_scratch *scratch) {
+    free(scratch->d_out);
+    free(scratch->d_act);
+    free(scratch->d_gate);
+    free(scratch->d_up);
+    free(scratch->d_x);
+    memset(scratch, 0, sizeof *scratch);
+}
+
+/*
+ * Counting sort of the compute pairs by (expert, carries a weight first). Each combine pair
+ * is matched to its compute pair by merging the two expert-sorted lists of its token.
+ */
+static void dispatch(moe_state *state, const pm_routing *routing) {
+    const int T = routing->num_tokens, E = state->num_experts;
+    const int P = routing->c_offsets[T];
+    int *selected_count = state->sort_counts, *other_count = state->sort_counts + E;
+    unsigned char *weighted = state->weighted;
+    int *combine_pair = state->combine_pair;
+    memset(state->sort_counts, 0, sizeof(int) * 2 * E);
+    memset(weighted, 0, (size_t)P);
+    for (int t = 0; t < T; t++) {
+        int p = routing->c_offsets[t];
+        for (int q = routing->offsets[t]; q < routing->offsets[t + 1]; q++) {
+            while (routing->c_experts[p] != routing->experts[q]) p++;
+            combine_pair[q] = p;
+            weighted[p] = 1;
+        }
+        for (p = routing->c_offsets[t]; p < routing->c_offsets[t + 1]; p++) {
+            state->pair_token[p] = t;
+            if (weighted[p])
+                selected_count[routing->c_experts[p]]++;
+            else
+                other_count[routing->c_experts[p]]++;
+        }
+    }
+    state->expert_offsets[0] = 0;
+    for (int e = 0; e < E; e++) {
+        state->expert_offsets[e + 1] = state->expert_offsets[e] + selected_count[e] + other_count[e];
+        state->expert_selected[e] = selected_count[e];
+        other_count[e] = state->expert_offsets[e] + selected_count[e]; /* next unweighted row */
+        selected_count[e] = state->expert_offsets[e];                  /* next weighted row */
+    }
+    for (int p = 0; p < P; p++) {
+        const int e = routing->c_experts[p];
+        state->pair_row[p] = weighted[p] ? selected_count[e]++ : other_count[e]++;
+    }
+    for (int q = 0; q < routing->offsets[T]; q++) state->combine_row[q] = state->pair_row[combine_pair[q]];
+}
+
+void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
+                 const moe_expert *experts) {
+    const int T = routing->num_tokens, H = state->hidden, I = state->intermediate;
+    state->num_tokens = T;
+    state->num_pairs = routing->c_offsets[T];
+    dispatch(state, routing);
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < state->num_pairs; p++)
+        memcpy(state->x + (size_t)state->pair_row[p] * H, x + (size_t)state->pair_token[p] * H,
+               sizeof(float) * H);
+    for (int e = 0; e < state->num_experts; e++) {
+        const int first = state->expert_offsets[e], rows = state->expert_offsets[e + 1] - first;
+        if (rows == 0) continue;
+        const float *xs = state->x + (size_t)first * H;
+        matmul_forward(state->gate + (size_t)first * I, xs, experts[e].gate, rows, H, I);
+        matmul_forward(state->up + (size_t)first * I, xs, experts[e].up, rows, H, I);
+        swiglu_forward(state->act + (size_t)first * I, state->gate + (size_t)first * I,
+                       state->up + (size_t)first * I, rows, I);
+        matmul_forward(state->out + (size_t)first * H, state->act + (size_t)first * I, experts[e].down,
+                       rows, I, H);
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *row = y + (size_t)t * H;
+        memset(row, 0, sizeof(float) * H);
+        for (int q = routing->offsets[t]; q < routing->offsets[t + 1]; q++) {
+            const float w = routing->weights[q], *f = state->out + (size_t)state->combine_row[q] * H;
+            for (int i = 0; i < H; i++) row[i] += w * f[i];
+        }
+    }
+}
+
+void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, const float *dy,
+                  const pm_routing *routing, const moe_expert *experts) {
+    const int T = state->num_tokens, H = state->hidden, I = state->intermediate;
+    /* c for the router: every computed pair, weighted or not */
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < state->num_pairs; p++) {
+        const float *g = dy + (size_t)state->pair_token[p] * H, *f = state->out + (size_t)state->pair_row[p] * H;
+        double dot = 0.0;
+        for (int i = 0; i < H; i++) dot += (double)g[i] * f[i];
+        c[p] = (float)dot;
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++)
+        for (int q = routing->offsets[t]; q < routing->offsets[t + 1]; q++) {
+            float *d = scratch->d_out + (size_t)state->combine_row[q] * H;
+            const float w = routing->weights[q], *g = dy + (size_t)t * H;
+            for (int i = 0; i < H; i++) d[i] = w * g[i];
+        }
+    for (int e = 0; e < state->num_experts; e++) {
+        const int first = state->expert_offsets[e], rows = state->expert_selected[e];
+        if (rows == 0) continue;
+        const size_t hi = (size_t)first * H, ii = (size_t)first * I;
+        memset(scratch->d_act + ii, 0, sizeof(float) * rows * I);
+        memset(scratch->d_gate + ii, 0, sizeof(float) * rows * I);
+        memset(scratch->d_up + ii, 0, sizeof(float) * rows * I);
+        memset(scratch->d_x + hi, 0, sizeof(float) * rows * H);
+        matmul_backward(scratch->d_act + ii, experts[e].d_down, scratch->d_out + hi, state->act + ii,
+                        experts[e].down, rows, I, H);
+        swiglu_backward(scratch->d_gate + ii, scratch->d_up + ii, scratch->d_act + ii, state->gate + ii,
+                        state->up + ii, rows, I);
+        matmul_backward(scratch->d_x + hi, experts[e].d_gate, scratch->d_gate + ii, state->x + hi,
+                        experts[e].gate, rows, H, I);
+        matmul_backward(scratch->d_x + hi, experts[e].d_up, scratch->d_up + ii, state->x + hi,
+                        experts[e].up, rows, H, I);
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *row = dx + (size_t)t * H;
+        for (int q = routing->offsets[t]; q < routing->offsets[t + 1]; q++) {
+            const float *d = scratch->d_x + (size_t)state->combine_row[q] * H;
+            for (int i = 0; i < H; i++) row[i] += d[i];
+        }
+    }
+}
