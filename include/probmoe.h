@@ -267,6 +267,11 @@ typedef bool (*pm_routing_source)(void *user, int layer, int T, const int **offs
                                   const int **experts);
 void pm_model_set_routing_source(pm_model *model, pm_routing_source source, void *user);
 
+/* Writes dir/model.safetensors (Hugging Face names, F32) and dir/config.json; creates dir. */
+int pm_model_save(pm_model *model, const char *dir);
+/* Loads a model directory written by pm_model_save (or another tool with the same names). */
+pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
+
 /* Routes with given subsets instead of choosing (the hook above, for one router). */
 int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
                             bool training, const int *offsets, const int *experts);

@@ -1,0 +1,251 @@
+/* probmoe train: builds the model config and training options from a JSON file and/or
+ * flags, then trains and reports the validation loss against the unigram baseline. */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "train/routing_stats.h"
+#include "train/trainer.h"
+
+static const char train_usage[] =
+    "usage: probmoe train --data FILE [--out DIR] [--config FILE] [options]\n"
+    "\n"
+    "Trains an OLMoE-style MoE language model (byte-level tokens) on a text file. Writes\n"
+    "DIR/metrics.jsonl during training, then DIR/model.safetensors and DIR/config.json.\n"
+    "\n"
+    "  --config FILE      a Hugging Face OLMoE config.json (with an optional \"probmoe\" object\n"
+    "                     for the router and an optional \"train\" object with the options below)\n"
+    "model:   --layers N --hidden N --intermediate N --heads N --kv-heads N --experts N --k N\n"
+    "         --max-positions N\n"
+    "router:  --router topk|probmoe|probmoe-dyn|densemixer|softmoe --kmin A --kmax B\n"
+    "         --soft-k X --alpha X --tau X --cap X --norm --lb-coef X --z-coef X\n"
+    "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
+    "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
+    "         --eval-interval N --eval-batches N --val-fraction X\n"
+    "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
+    "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
+
+typedef struct {
+    pm_model_config model;
+    train_options train;
+    long tokens;
+} train_request;
+
+/* Applies the "train" object of a config file. Returns 0 or 2 after printing the problem. */
+static int apply_train_object(const cJSON *object, train_request *request, const char *path) {
+    const struct { const char *key; int *target; } ints[] = {
+        {"batch", &request->train.batch}, {"seq", &request->train.seq}, {"accum", &request->train.accum},
+        {"eval_batches", &request->train.eval_batches}};
+    const struct { const char *key; float *target; } floats[] = {
+        {"lr", &request->train.lr}, {"min_lr_ratio", &request->train.min_lr_ratio},
+        {"clip", &request->train.clip}, {"weight_decay", &request->train.adamw.weight_decay}};
+    const struct { const char *key; long *target; } longs[] = {
+        {"steps", &request->train.steps}, {"tokens", &request->tokens}, {"warmup", &request->train.warmup},
+        {"eval_interval", &request->train.eval_interval}};
+    for (const cJSON *item = object ? object->child : NULL; item; item = item->next) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+            if (strcmp(item->string, ints[i].key) == 0) *ints[i].target = item->valueint, known = true;
+        for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+            if (strcmp(item->string, floats[i].key) == 0) *floats[i].target = (float)item->valuedouble, known = true;
+        for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+            if (strcmp(item->string, longs[i].key) == 0) *longs[i].target = (long)item->valuedouble, known = true;
+        if (strcmp(item->string, "seed") == 0) request->train.seed = (uint64_t)item->valuedouble, known = true;
+        if (strcmp(item->string, "data") == 0 && cJSON_IsString(item)) request->train.data_path = strdup(item->valuestring), known = true;
+        if (strcmp(item->string, "out") == 0 && cJSON_IsString(item)) request->train.out_dir = strdup(item->valuestring), known = true;
+        if (!known || (!cJSON_IsNumber(item) && !cJSON_IsString(item))) {
+            fprintf(stderr, "probmoe train: %s: unknown or mistyped train.%s\n", path, item->string);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int load_config_file(const char *path, train_request *request) {
+    if (pm_model_config_load(&request->model, path) < 0) {
+        fprintf(stderr, "probmoe train: %s\n", pm_last_error());
+        return 2;
+    }
+    FILE *file = fopen(path, "rb");
+    char *text = NULL;
+    size_t length = 0;
+    if (file) {
+        fseek(file, 0, SEEK_END);
+        length = (size_t)ftell(file);
+        fseek(file, 0, SEEK_SET);
+        text = calloc(length + 1, 1);
+        if (text && fread(text, 1, length, file) != length) length = 0;
+        fclose(file);
+    }
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    int status = apply_train_object(cJSON_GetObjectItemCaseSensitive(root, "train"), request, path);
+    cJSON_Delete(root);
+    free(text);
+    return status;
+}
+
+/* Matches `--name value`; parses into the typed target. */
+typedef enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_STRING } option_type;
+typedef struct {
+    const char *name;
+    option_type type;
+    void *target;
+} option;
+
+static int parse_value(const option *opt, const char *value) {
+    switch (opt->type) {
+    case OPT_INT: return parse_int_option(opt->name, value, opt->target) ? 0 : 2;
+    case OPT_FLOAT: return parse_float_option(opt->name, value, opt->target) ? 0 : 2;
+    case OPT_LONG: {
+        float parsed;
+        if (!parse_float_option(opt->name, value, &parsed) || parsed < 0 || parsed != floorf(parsed)) {
+            fprintf(stderr, "probmoe train: %s needs a whole number, got '%s'\n", opt->name, value ? value : "");
+            return 2;
+        }
+        *(long *)opt->target = (long)parsed;
+        return 0;
+    }
+    case OPT_STRING: *(const char **)opt->target = value; return 0;
+    }
+    return 2;
+}
+
+/* Rebuilds the router's defaults for a new kind, E or k, keeping the settings that do not
+ * depend on them. */
+static void reset_router(pm_model_config *m, pm_router_kind kind) {
+    pm_router_config fresh = pm_router_config_default(kind, m->num_experts, m->experts_per_token);
+    fresh.norm_topk_prob = m->router.norm_topk_prob;
+    fresh.lb_coef = m->router.lb_coef;
+    fresh.z_coef = m->router.z_coef;
+    m->router = fresh;
+}
+
+/* Two passes: the router's shape (--router, --experts, --k) first, as it resets the router's
+ * defaults, then every other flag on top. */
+static int parse_train_args(int argc, char **argv, train_request *request) {
+    pm_model_config *m = &request->model;
+    pm_router_config *r = &m->router;
+    train_options *t = &request->train;
+    const char *router = NULL, *schedule = NULL;
+    int seed = -1, heads = -1, kv_heads = -1;
+    const option shape_options[] = {
+        {"--router", OPT_STRING, &router}, {"--experts", OPT_INT, &m->num_experts},
+        {"--k", OPT_INT, &m->experts_per_token},
+    };
+    const option options[] = {
+        {"--data", OPT_STRING, &t->data_path}, {"--out", OPT_STRING, &t->out_dir},
+        {"--config", OPT_STRING, NULL}, /* read before the flags */
+        {"--layers", OPT_INT, &m->num_layers}, {"--hidden", OPT_INT, &m->hidden_size},
+        {"--intermediate", OPT_INT, &m->intermediate_size}, {"--heads", OPT_INT, &heads},
+        {"--kv-heads", OPT_INT, &kv_heads}, {"--max-positions", OPT_INT, &m->max_position_embeddings},
+        {"--kmin", OPT_INT, &r->k_min}, {"--kmax", OPT_INT, &r->k_max}, {"--soft-k", OPT_FLOAT, &r->soft_k},
+        {"--alpha", OPT_FLOAT, &r->alpha}, {"--tau", OPT_FLOAT, &r->tau}, {"--cap", OPT_FLOAT, &r->cap},
+        {"--lb-coef", OPT_FLOAT, &r->lb_coef}, {"--z-coef", OPT_FLOAT, &r->z_coef},
+        {"--steps", OPT_LONG, &t->steps}, {"--tokens", OPT_LONG, &request->tokens},
+        {"--batch", OPT_INT, &t->batch}, {"--seq", OPT_INT, &t->seq}, {"--accum", OPT_INT, &t->accum},
+        {"--lr", OPT_FLOAT, &t->lr}, {"--min-lr-ratio", OPT_FLOAT, &t->min_lr_ratio},
+        {"--warmup", OPT_LONG, &t->warmup}, {"--schedule", OPT_STRING, &schedule},
+        {"--clip", OPT_FLOAT, &t->clip}, {"--weight-decay", OPT_FLOAT, &t->adamw.weight_decay},
+        {"--seed", OPT_INT, &seed}, {"--eval-interval", OPT_LONG, &t->eval_interval},
+        {"--eval-batches", OPT_INT, &t->eval_batches},
+    };
+    const size_t shape_count = sizeof shape_options / sizeof shape_options[0];
+    const size_t option_count = sizeof options / sizeof options[0];
+    bool reshaped = false;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--help") == 0) {
+                fputs(train_usage, stdout);
+                return -1;
+            }
+            if (strcmp(argv[i], "--norm") == 0) {
+                r->norm_topk_prob = true;
+                continue;
+            }
+            const option *match = NULL;
+            bool shape = false;
+            for (size_t o = 0; o < shape_count; o++)
+                if (strcmp(argv[i], shape_options[o].name) == 0) match = &shape_options[o], shape = true;
+            for (size_t o = 0; o < option_count; o++)
+                if (strcmp(argv[i], options[o].name) == 0) match = &options[o];
+            if (!match) {
+                fprintf(stderr, "probmoe train: unknown option '%s'\n\n%s", argv[i], train_usage);
+                return 2;
+            }
+            if (i + 1 >= argc) {
+                fprintf(stderr, "probmoe train: %s needs a value\n", argv[i]);
+                return 2;
+            }
+            i++;
+            if (shape != (pass == 0) || !match->target) continue;
+            int status = parse_value(match, argv[i]);
+            if (status) return status;
+            reshaped |= shape;
+        }
+        if (pass == 0 && reshaped) {
+            pm_router_kind kind = r->kind;
+            if (router && pm_router_kind_parse(router, &kind) < 0) {
+                fprintf(stderr, "probmoe train: --router: %s\n", pm_last_error());
+                return 2;
+            }
+            reset_router(m, kind);
+        }
+    }
+    if (schedule) {
+        if (strcmp(schedule, "cosine") == 0) t->schedule = SCHEDULE_COSINE;
+        else if (strcmp(schedule, "linear") == 0) t->schedule = SCHEDULE_LINEAR;
+        else if (strcmp(schedule, "constant") == 0) t->schedule = SCHEDULE_CONSTANT;
+        else {
+            fprintf(stderr, "probmoe train: --schedule '%s'; choose cosine, linear or constant\n", schedule);
+            return 2;
+        }
+    }
+    if (seed >= 0) t->seed = (uint64_t)seed;
+    /* --heads alone means plain multi-head attention */
+    if (heads > 0) m->num_heads = heads;
+    if (kv_heads > 0 || heads > 0) m->num_kv_heads = kv_heads > 0 ? kv_heads : heads;
+    return 0;
+}
+
+static void print_summary(const train_result *result, const train_request *request) {
+    printf("\ntrained %ld steps at %.0f tokens/s\n", result->steps_done, result->tokens_per_second);
+    printf("validation loss %.4f nats/token (unigram baseline %.4f, %.1f%% below it)\n", result->final_val_loss,
+           result->unigram_loss, 100.0 * (1.0 - result->final_val_loss / result->unigram_loss));
+    printf("saved %s/model.safetensors and %s/config.json; metrics in %s/metrics.jsonl\n",
+           request->train.out_dir, request->train.out_dir, request->train.out_dir);
+}
+
+int cmd_train(int argc, char **argv) {
+    train_request request;
+    request.model = pm_model_config_default();
+    request.train = train_options_default();
+    request.tokens = 0;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--config") == 0) {
+            int status = load_config_file(argv[i + 1], &request);
+            if (status) return status;
+        }
+    int status = parse_train_args(argc, argv, &request);
+    if (status) return status < 0 ? 0 : status;
+    if (request.tokens > 0) {
+        const long per_step = (long)request.train.batch * request.train.seq * request.train.accum;
+        request.train.steps = (request.tokens + per_step - 1) / per_step;
+    }
+    if (pm_model_config_check(&request.model) < 0 || train_options_check(&request.train, &request.model) < 0) {
+        fprintf(stderr, "probmoe train: %s\n", pm_last_error());
+        return 2;
+    }
+    request.train.progress = isatty(fileno(stderr));
+    train_result result;
+    if (train_run(&request.model, &request.train, &result) < 0) {
+        fprintf(stderr, "probmoe train: %s\n", pm_last_error());
+        return 1;
+    }
+    print_summary(&result, &request);
+    return 0;
+}

@@ -1,0 +1,90 @@
+#include "data/text_data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "probmoe.h"
+
+int text_data_load(text_data *data, const char *path, const tokenizer *tok, double val_fraction,
+                   int min_tokens) {
+    memset(data, 0, sizeof *data);
+    FILE *file = fopen(path, "rb");
+    if (!file) return pm_fail(PM_ERR_ARG, "cannot open the data file '%s'; check the path", path);
+    fseek(file, 0, SEEK_END);
+    long size = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    if (size <= 0) {
+        fclose(file);
+        return pm_fail(PM_ERR_ARG, "the data file '%s' is empty; give a text file to train on", path);
+    }
+    char *text = malloc((size_t)size);
+    if (!text) {
+        fclose(file);
+        return pm_fail(PM_ERR_NOMEM, "out of memory reading '%s' (%ld bytes)", path, size);
+    }
+    size_t got = fread(text, 1, (size_t)size, file);
+    fclose(file);
+    size_t needed = tok->encode(tok, text, got, NULL, 0);
+    data->tokens = malloc(sizeof(int32_t) * (needed ? needed : 1));
+    if (!data->tokens) {
+        free(text);
+        return pm_fail(PM_ERR_NOMEM, "out of memory tokenizing '%s'", path);
+    }
+    data->count = tok->encode(tok, text, got, data->tokens, needed);
+    free(text);
+    data->split = (size_t)((1.0 - val_fraction) * (double)data->count);
+    if (data->split < (size_t)min_tokens + 1 || data->count - data->split < (size_t)min_tokens + 1) {
+        size_t count = data->count;
+        text_data_free(data);
+        return pm_fail(PM_ERR_ARG, "'%s' has %zu tokens: too few for training and validation sequences of %d "
+                       "tokens; give more text or a shorter --seq", path, count, min_tokens);
+    }
+    return PM_OK;
+}
+
+void text_data_free(text_data *data) {
+    free(data->tokens);
+    memset(data, 0, sizeof *data);
+}
+
+double text_data_unigram_loss(const text_data *data, int vocab_size) {
+    double *counts = calloc((size_t)vocab_size, sizeof(double));
+    if (!counts) return NAN;
+    for (size_t i = 0; i < data->split; i++) counts[data->tokens[i]] += 1.0;
+    const double total = (double)data->split + vocab_size;
+    double loss = 0.0;
+    for (size_t i = data->split; i < data->count; i++) loss -= log((counts[data->tokens[i]] + 1.0) / total);
+    free(counts);
+    return loss / (double)(data->count - data->split);
+}
+
+static void window(const int32_t *tokens, size_t start, int S, int32_t *inputs, int32_t *targets) {
+    memcpy(inputs, tokens + start, sizeof(int32_t) * S);
+    memcpy(targets, tokens + start + 1, sizeof(int32_t) * S);
+}
+
+void text_data_train_batch(const text_data *data, uint64_t seed, uint64_t batch_index, int B, int S,
+                           int32_t *inputs, int32_t *targets) {
+    pm_rng base;
+    pm_rng_init(&base, seed, 0xDA7A000000000000ull + batch_index);
+    const size_t starts = data->split - (size_t)S; /* window + next token inside training */
+    for (int b = 0; b < B; b++) {
+        pm_rng rng;
+        pm_rng_substream(&base, (uint32_t)b, &rng);
+        size_t start = (size_t)(pm_rng_uniform(&rng) * (double)starts);
+        if (start >= starts) start = starts - 1;
+        window(data->tokens, start, S, inputs + (size_t)b * S, targets + (size_t)b * S);
+    }
+}
+
+void text_data_val_batch(const text_data *data, int batch_index, int B, int S, int32_t *inputs,
+                         int32_t *targets) {
+    const size_t span = data->count - data->split - (size_t)S; /* ≥ 1 by text_data_load */
+    for (int b = 0; b < B; b++) {
+        size_t start = data->split + ((size_t)batch_index * B + b) * (size_t)S % span;
+        window(data->tokens, start, S, inputs + (size_t)b * S, targets + (size_t)b * S);
+    }
+}

@@ -1,0 +1,20 @@
+#include "data/tokenizer.h"
+
+static size_t encode_bytes(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
+                           size_t capacity) {
+    (void)self;
+    for (size_t i = 0; i < length && i < capacity; i++) tokens[i] = (unsigned char)text[i];
+    return length;
+}
+
+static size_t decode_byte(const tokenizer *self, int32_t token, char *out, size_t capacity) {
+    (void)self;
+    if (capacity < 1 || token < 0 || token > 255) return 0;
+    out[0] = (char)token;
+    return 1;
+}
+
+const tokenizer *tokenizer_bytes(void) {
+    static const tokenizer bytes = {"bytes", 256, encode_bytes, decode_byte};
+    return &bytes;
+}

@@ -1,0 +1,217 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty, fileno, mkdir */
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "train/routing_stats.h"
+
+train_options train_options_default(void) {
+    train_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.out_dir = "runs/default";
+    opt.batch = 8;
+    opt.seq = 128;
+    opt.accum = 1;
+    opt.steps = 1000;
+    opt.lr = 3e-3f;
+    opt.min_lr_ratio = 0.1f;
+    opt.warmup = 50;
+    opt.schedule = SCHEDULE_COSINE;
+    opt.clip = 1.0f;
+    opt.adamw = (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f};
+    opt.seed = 1;
+    opt.eval_interval = 100;
+    opt.eval_batches = 8;
+    opt.val_fraction = 0.1;
+    opt.max_bad_steps = 5;
+    return opt;
+}
+
+int train_options_check(const train_options *opt, const pm_model_config *cfg) {
+    if (!opt->data_path) return pm_fail(PM_ERR_ARG, "train: no data; give a text file with --data");
+    if (opt->batch < 1 || opt->seq < 1 || opt->accum < 1 || opt->steps < 1)
+        return pm_fail(PM_ERR_ARG, "train: --batch, --seq, --accum and --steps must be at least 1");
+    if (opt->seq > cfg->max_position_embeddings)
+        return pm_fail(PM_ERR_ARG, "train: --seq %d is longer than max_position_embeddings = %d; shorten the "
+                       "sequences or raise max_position_embeddings", opt->seq, cfg->max_position_embeddings);
+    if (!(opt->lr > 0.0f) || !isfinite(opt->lr))
+        return pm_fail(PM_ERR_ARG, "train: --lr %g; the learning rate must be positive", (double)opt->lr);
+    if (opt->warmup < 0 || opt->clip < 0.0f || opt->eval_batches < 1 || opt->eval_interval < 0)
+        return pm_fail(PM_ERR_ARG, "train: --warmup, --clip and --eval-interval must be >= 0, --eval-batches >= 1");
+    if (!(opt->val_fraction > 0.0 && opt->val_fraction < 1.0))
+        return pm_fail(PM_ERR_ARG, "train: the validation fraction %g must lie in (0, 1)", opt->val_fraction);
+    return PM_OK;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int evaluate_loss(pm_model *model, const text_data *data, int batches, int B, int S, double *loss) {
+    int32_t *inputs = malloc(sizeof(int32_t) * B * S), *targets = malloc(sizeof(int32_t) * B * S);
+    int status = inputs && targets ? PM_OK : pm_fail(PM_ERR_NOMEM, "evaluation: out of memory");
+    double total = 0.0;
+    for (int i = 0; status == 0 && i < batches; i++) {
+        float batch_loss;
+        text_data_val_batch(data, i, B, S, inputs, targets);
+        status = pm_model_forward(model, inputs, targets, B, S, false, 0, 0, &batch_loss);
+        float ce;
+        pm_model_last_losses(model, &ce, NULL);
+        total += ce;
+    }
+    free(inputs);
+    free(targets);
+    *loss = total / batches;
+    return status;
+}
+
+/* One JSON line per step: the figures a plot or a resumed run needs. */
+static void log_step(FILE *metrics, pm_model *model, long step, double loss, float lr, double grad_norm,
+                     double tokens_per_second, double val_loss) {
+    fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f",
+            step, loss, lr, grad_norm, tokens_per_second);
+    if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.6f", val_loss);
+    fprintf(metrics, ", \"layers\": [");
+    for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) {
+        routing_stats stats = routing_stats_of(pm_model_routing(model, l));
+        fprintf(metrics, "%s{\"mean_active\": %.4f, \"load_entropy\": %.4f, \"max_over_mean\": %.4f, "
+                "\"dead_experts\": %d}", l ? ", " : "", stats.mean_active, stats.load_entropy,
+                stats.max_over_mean, stats.dead_experts);
+    }
+    fprintf(metrics, "]}\n");
+    fflush(metrics);
+}
+
+static void print_progress(long step, long steps, double loss, double tokens_per_second, double elapsed) {
+    double eta = step > 0 ? elapsed / step * (steps - step) : 0.0;
+    fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tok/s  ETA %dm%02ds   ", step, steps, loss,
+            tokens_per_second, (int)(eta / 60), (int)fmod(eta, 60.0));
+    fflush(stderr);
+}
+
+/* Forward and backward over opt->accum micro-batches; gradients averaged. */
+static int accumulate_gradients(pm_model *model, const text_data *data, const train_options *opt, long step,
+                                int32_t *inputs, int32_t *targets, double *loss) {
+    pm_model_zero_grads(model);
+    *loss = 0.0;
+    for (int micro = 0; micro < opt->accum; micro++) {
+        const uint64_t index = (uint64_t)step * opt->accum + micro;
+        text_data_train_batch(data, opt->seed, index, opt->batch, opt->seq, inputs, targets);
+        float micro_loss;
+        int status = pm_model_forward(model, inputs, targets, opt->batch, opt->seq, true, opt->seed, index,
+                                      &micro_loss);
+        if (status == 0) status = pm_model_backward(model);
+        if (status < 0) return status;
+        *loss += micro_loss / opt->accum;
+    }
+    if (opt->accum > 1) scale_gradients(pm_model_grads(model), pm_model_size(model), 1.0f / opt->accum);
+    return PM_OK;
+}
+
+static int train_loop(pm_model *model, const text_data *data, const train_options *opt, FILE *metrics,
+                      train_result *result) {
+    adamw optimizer;
+    int status = adamw_init(&optimizer, model, opt->adamw);
+    if (status < 0) return status;
+    const size_t tokens = (size_t)opt->batch * opt->seq;
+    int32_t *inputs = malloc(sizeof(int32_t) * tokens), *targets = malloc(sizeof(int32_t) * tokens);
+    if (!inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
+    const double start = now_seconds();
+    int bad_in_a_row = 0;
+    for (long step = 0; status == 0 && step < opt->steps; step++) {
+        const double step_start = now_seconds();
+        double loss;
+        status = accumulate_gradients(model, data, opt, step, inputs, targets, &loss);
+        if (status < 0) break;
+        const double grad_norm = gradient_norm(pm_model_grads(model), pm_model_size(model));
+        const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
+        if (!isfinite(loss) || !isfinite(grad_norm)) {
+            fprintf(stderr, "\nstep %ld: the loss or gradient is not finite (loss %g, gradient norm %g); "
+                    "skipping this update\n", step, loss, grad_norm);
+            if (++bad_in_a_row >= opt->max_bad_steps) {
+                status = pm_fail(PM_ERR_NONFINITE, "train: %d non-finite steps in a row; stopping. Lower --lr "
+                                 "or --clip; nothing was saved from this run", bad_in_a_row);
+            }
+            continue;
+        }
+        bad_in_a_row = 0;
+        if (opt->clip > 0.0f && grad_norm > opt->clip)
+            scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
+        adamw_step(&optimizer, model, lr);
+        const double now = now_seconds();
+        const double tokens_per_second = tokens * opt->accum / (now - step_start);
+        double val_loss = NAN;
+        const bool last = step + 1 == opt->steps;
+        if (last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0)) {
+            status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
+            if (status < 0) break;
+        }
+        log_step(metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
+        if (opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
+        if (!isnan(val_loss) && opt->progress) fprintf(stderr, "\nstep %ld: validation loss %.4f\n", step + 1, val_loss);
+        result->steps_done = step + 1;
+        result->final_train_loss = loss;
+        if (!isnan(val_loss)) result->final_val_loss = val_loss;
+    }
+    if (opt->progress) fprintf(stderr, "\n");
+    result->tokens_per_second = result->steps_done * (double)tokens * opt->accum / (now_seconds() - start);
+    free(inputs);
+    free(targets);
+    adamw_free(&optimizer);
+    return status;
+}
+
+int train_run(const pm_model_config *cfg, const train_options *opt, train_result *result) {
+    memset(result, 0, sizeof *result);
+    result->final_val_loss = NAN;
+    int status = pm_model_config_check(cfg);
+    if (status == 0) status = train_options_check(opt, cfg);
+    if (status < 0) return status;
+    const tokenizer *tok = tokenizer_bytes();
+    if (cfg->vocab_size < tok->vocab_size)
+        return pm_fail(PM_ERR_ARG, "train: vocab_size = %d is smaller than the %s tokenizer's %d tokens",
+                       cfg->vocab_size, tok->name, tok->vocab_size);
+    text_data data;
+    status = text_data_load(&data, opt->data_path, tok, opt->val_fraction, opt->seq);
+    if (status < 0) return status;
+    result->unigram_loss = text_data_unigram_loss(&data, tok->vocab_size);
+    pm_model *model = pm_model_create(cfg, opt->batch, opt->seq);
+    if (!model) {
+        text_data_free(&data);
+        return PM_ERR_NOMEM;
+    }
+    /* Only now, with data and model in hand, touch the output directory. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", opt->out_dir);
+    struct stat existing;
+    FILE *metrics = NULL;
+    if (stat(path, &existing) == 0)
+        status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out or remove "
+                         "it first (nothing was changed)", opt->out_dir);
+    else if (mkdir(opt->out_dir, 0755) != 0 && errno != EEXIST)
+        status = pm_fail(PM_ERR_ARG, "train: cannot create '%s': %s", opt->out_dir, strerror(errno));
+    if (status == 0) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", opt->out_dir);
+        metrics = fopen(path, "w");
+        if (!metrics) status = pm_fail(PM_ERR_ARG, "train: cannot write '%s': %s", path, strerror(errno));
+    }
+    if (status == 0) {
+        pm_model_init_weights(model, opt->seed);
+        status = train_loop(model, &data, opt, metrics, result);
+    }
+    if (metrics) fclose(metrics);
+    if (status == 0) status = pm_model_save(model, opt->out_dir);
+    pm_model_free(model);
+    text_data_free(&data);
+    return status;
+}

@@ -1,0 +1,45 @@
+/* The training loop: data, schedule, accumulation, clipping, AdamW, evaluation, metrics. */
+#ifndef PM_TRAIN_TRAINER_H
+#define PM_TRAIN_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "data/text_data.h"
+#include "probmoe.h"
+#include "train/optim.h"
+
+typedef struct {
+    const char *data_path;  /* a text file */
+    const char *out_dir;    /* metrics.jsonl, model.safetensors, config.json */
+    int batch, seq, accum;  /* sequences per micro-batch, tokens per sequence, micro-batches */
+    long steps;             /* optimizer steps */
+    float lr, min_lr_ratio; /* peak rate; the decay ends at lr·min_lr_ratio */
+    long warmup;            /* steps of linear warmup */
+    lr_schedule schedule;
+    float clip;             /* global gradient-norm limit; 0 = off */
+    adamw_config adamw;
+    uint64_t seed;
+    long eval_interval;     /* steps between validation losses; 0 = only at the end */
+    int eval_batches;
+    double val_fraction;
+    int max_bad_steps;      /* stop after this many non-finite steps in a row */
+    bool progress;          /* a progress line on stderr */
+} train_options;
+
+typedef struct {
+    long steps_done;
+    double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
+} train_result;
+
+train_options train_options_default(void);
+/* Checks the options against the model config; 0 or a negative pm_status naming the flag. */
+int train_options_check(const train_options *opt, const pm_model_config *cfg);
+
+/* Trains a fresh model. Nothing is written before the data and model are known to be good. */
+int train_run(const pm_model_config *cfg, const train_options *opt, train_result *result);
+
+/* Mean validation loss over n fixed batches (inference-mode routing). */
+int evaluate_loss(pm_model *model, const text_data *data, int batches, int B, int S, double *loss);
+
+#endif
