@@ -3,7 +3,7 @@ BUILD ?= build
 BUILD_SAN ?= build-san
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-fast test-san bench clean demo
+.PHONY: all setup build test bench clean demo fixtures
 
 all: build
 
@@ -34,6 +34,12 @@ demo: build
 	  echo "$(EXAMPLE_LOGITS)" | $(BUILD)/probmoe route --router $$router --k 2 --train --marginals || exit 1; \
 	done
 	@echo; echo "Training the default MoE language model arrives with the model (issue 3)."
+
+# Regenerates tests/fixtures from the PyTorch reference in dev/ (needs Debian's python3-torch).
+fixtures:
+	@dpkg-query -W -f='$${Status}' python3-torch 2>/dev/null | grep -q "install ok installed" || \
+	  { echo "make fixtures needs python3-torch: apt-get install -y python3-torch"; exit 1; }
+	/usr/bin/python3 dev/make_fixtures.py
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
