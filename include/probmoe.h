@@ -272,6 +272,21 @@ int pm_model_save(pm_model *model, const char *dir);
 /* Loads a model directory written by pm_model_save (or another tool with the same names). */
 pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
 
+/*
+ * Generation with a key/value cache. Each fed token returns the logits for the next one.
+ * router == NULL keeps the model's router (at its inference rule); another config (same E)
+ * switches, e.g., a probmoe-trained model to probmoe-dyn MAP routing with a range.
+ */
+typedef struct pm_generator pm_generator;
+pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len);
+void pm_generator_free(pm_generator *gen);
+void pm_generator_reset(pm_generator *gen);
+int pm_generator_feed(pm_generator *gen, int32_t token, float *logits); /* logits (V) or NULL */
+int pm_generator_length(const pm_generator *gen);
+double pm_generator_mean_active(const pm_generator *gen, int layer);
+/* Greedy when temperature <= 0; otherwise nucleus sampling with top_p in (0, 1]. */
+int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);
+
 /* Routes with given subsets instead of choosing (the hook above, for one router). */
 int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
                             bool training, const int *offsets, const int *experts);

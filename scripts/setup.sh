@@ -3,7 +3,7 @@
 # non-interactive; as a non-root user it prints the command to run instead.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libopenblas-dev libcmocka-dev libcjson-dev
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libcjson-dev
           libpcre2-dev)
 
 missing=()

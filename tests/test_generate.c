@@ -1,0 +1,104 @@
+/* Generation: the key/value-cache path gives the full forward pass's logits at every
+ * position (inference routing), for every router; sampling rules. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+static pm_model_config tiny_config(pm_router_kind kind) {
+    pm_model_config cfg = pm_model_config_default();
+    cfg.vocab_size = 50;
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 24;
+    cfg.num_layers = 2;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 2;
+    cfg.num_experts = 6;
+    cfg.experts_per_token = 2;
+    cfg.max_position_embeddings = 64;
+    cfg.initializer_range = 0.3f;
+    cfg.router = pm_router_config_default(kind, cfg.num_experts, cfg.experts_per_token);
+    cfg.router.tau = 0.2f;
+    return cfg;
+}
+
+static void test_cache_matches_full_forward(void **state) {
+    (void)state;
+    enum { S = 13 };
+    int32_t tokens[S];
+    pm_rng rng;
+    pm_rng_init(&rng, 3, 0);
+    for (int i = 0; i < S; i++) tokens[i] = (int32_t)(pm_rng_u32(&rng) % 50);
+    for (int kind = 0; kind < PM_ROUTER_KIND_COUNT; kind++) {
+        pm_model_config cfg = tiny_config((pm_router_kind)kind);
+        pm_model *model = pm_model_create(&cfg, 1, S);
+        assert_non_null(model);
+        pm_model_init_weights(model, 11);
+        assert_int_equal(pm_model_forward(model, tokens, NULL, 1, S, false, 0, 0, NULL), 0);
+        const float *full = pm_model_logits(model);
+        pm_generator *gen = pm_generator_create(model, NULL, S);
+        assert_non_null(gen);
+        float logits[50];
+        for (int t = 0; t < S; t++) {
+            assert_int_equal(pm_generator_feed(gen, tokens[t], logits), 0);
+            for (int v = 0; v < 50; v++)
+                assert_close(logits[v], full[t * 50 + v], 1e-4, 1e-4, pm_router_kind_name((pm_router_kind)kind), t);
+        }
+        assert_true(pm_generator_feed(gen, 1, logits) < 0); /* the context is full */
+        assert_non_null(strstr(pm_last_error(), "context is full"));
+        pm_generator_free(gen);
+        pm_model_free(model);
+    }
+}
+
+/* Switching a probmoe model to dynamic-k MAP routing changes the number of experts per token. */
+static void test_router_override(void **state) {
+    (void)state;
+    pm_model_config cfg = tiny_config(PM_ROUTER_PROBMOE);
+    pm_model *model = pm_model_create(&cfg, 1, 16);
+    pm_model_init_weights(model, 12);
+    pm_router_config dyn = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, 6, 2);
+    dyn.k_min = 1;
+    dyn.k_max = 5;
+    pm_generator *exact = pm_generator_create(model, NULL, 16), *dynamic = pm_generator_create(model, &dyn, 16);
+    for (int t = 0; t < 16; t++) {
+        assert_int_equal(pm_generator_feed(exact, t, NULL), 0);
+        assert_int_equal(pm_generator_feed(dynamic, t, NULL), 0);
+    }
+    assert_close(pm_generator_mean_active(exact, 0), 2.0, 0, 1e-12, "exact-k active", 0);
+    double active = pm_generator_mean_active(dynamic, 0);
+    assert_true(active >= 1.0 && active <= 5.0 && fabs(active - 2.0) > 1e-9);
+    dyn.num_experts = 7;
+    assert_null(pm_generator_create(model, &dyn, 16));
+    pm_generator_free(exact);
+    pm_generator_free(dynamic);
+    pm_model_free(model);
+}
+
+static void test_sampling(void **state) {
+    (void)state;
+    const float logits[4] = {1.0f, 3.0f, 2.0f, -1.0f};
+    pm_rng rng;
+    pm_rng_init(&rng, 5, 0);
+    assert_int_equal(pm_sample_token(logits, 4, 0.0f, 1.0f, &rng), 1);
+    assert_int_equal(pm_sample_token(logits, 4, 1.0f, 0.01f, &rng), 1); /* nucleus of one token */
+    int counts[4] = {0};
+    enum { DRAWS = 40000 };
+    for (int i = 0; i < DRAWS; i++) counts[pm_sample_token(logits, 4, 1.0f, 1.0f, &rng)]++;
+    double z = exp(1.0) + exp(3.0) + exp(2.0) + exp(-1.0);
+    const double p[4] = {exp(1.0) / z, exp(3.0) / z, exp(2.0) / z, exp(-1.0) / z};
+    for (int v = 0; v < 4; v++)
+        assert_close(counts[v] / (double)DRAWS, p[v], 0, 5 * sqrt(p[v] * (1 - p[v]) / DRAWS), "frequency", v);
+    /* top_p = 0.8 keeps tokens 1 and 2 (0.665 + 0.245 >= 0.8): token 0 never appears */
+    for (int i = 0; i < 2000; i++) assert_true(pm_sample_token(logits, 4, 1.0f, 0.8f, &rng) != 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache_matches_full_forward),
+        cmocka_unit_test(test_router_override),
+        cmocka_unit_test(test_sampling),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
