@@ -24,16 +24,10 @@ test: build
 bench: build
 	$(BUILD)/bench/route
 
-# Until the model lands (issue 3), the demo shows every router on ROUTING.md's worked example.
-EXAMPLE_LOGITS = 1.3862944 0.4054651 -0.4054651 -1.3862944
+# Trains the default MoE on Tiny Shakespeare for a few minutes, then shows a sample and the
+# routing summary (scripts/demo.sh; DEMO_STEPS=N to change the length).
 demo: build
-	@echo "== the k-subset distribution and the ProbMoE router (examples/subset_example.c)"
-	@$(BUILD)/examples/subset_example
-	@for router in topk probmoe probmoe-dyn densemixer softmoe; do \
-	  echo; echo "== probmoe route --router $$router --k 2 --train --marginals"; \
-	  echo "$(EXAMPLE_LOGITS)" | $(BUILD)/probmoe route --router $$router --k 2 --train --marginals || exit 1; \
-	done
-	@echo; echo "Training the default MoE language model arrives with the model (issue 3)."
+	@BUILD=$(BUILD) bash scripts/demo.sh
 
 # Regenerates tests/fixtures from the PyTorch reference in dev/ (needs Debian's python3-torch).
 fixtures:

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libcjson-dev
-          libpcre2-dev)
+          libpcre2-dev curl ca-certificates)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -7,6 +7,7 @@
 /* Each returns the process exit code: 0 on success, 1 on a runtime error, 2 on bad usage. */
 int cmd_route(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* Parses the value of option `name` as an int / float; prints an error and returns false. */
 bool parse_int_option(const char *name, const char *text, int *value);

@@ -216,6 +216,11 @@ static void print_summary(const train_result *result, const train_request *reque
     printf("\ntrained %ld steps at %.0f tokens/s\n", result->steps_done, result->tokens_per_second);
     printf("validation loss %.4f nats/token (unigram baseline %.4f, %.1f%% below it)\n", result->final_val_loss,
            result->unigram_loss, 100.0 * (1.0 - result->final_val_loss / result->unigram_loss));
+    printf("routing in the last step (%s):\n", pm_router_kind_name(request->model.router.kind));
+    printf("  layer  active experts  load entropy  max/mean load  dead experts\n");
+    for (int l = 0; l < result->num_layers; l++)
+        printf("  %5d  %14.2f  %12.3f  %13.2f  %12d\n", l, result->routing[l].mean_active,
+               result->routing[l].load_entropy, result->routing[l].max_over_mean, result->routing[l].dead_experts);
     printf("saved %s/model.safetensors and %s/config.json; metrics in %s/metrics.jsonl\n",
            request->train.out_dir, request->train.out_dir, request->train.out_dir);
 }

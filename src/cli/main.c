@@ -9,6 +9,7 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  train      train a MoE language model on a text file\n"
+    "  generate   continue a prompt with a trained model\n"
     "  route      route token logits with any router and print experts, weights and load\n"
     "  version    print the version\n"
     "\n"
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "route") == 0) return cmd_route(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(argv[1], "generate") == 0) return cmd_generate(argc - 1, argv + 1);
     fprintf(stderr, "probmoe: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -1,12 +1,11 @@
 /* Model directories: model.safetensors (Hugging Face tensor names) and config.json. */
-#define _POSIX_C_SOURCE 200809L /* mkdir */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/error.h"
+#include "io/fs.h"
 #include "io/safetensors.h"
 #include "probmoe.h"
 
@@ -26,10 +25,9 @@ static int write_text(const char *path, const char *text) {
 }
 
 int pm_model_save(pm_model *model, const char *dir) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return pm_fail(PM_ERR_ARG, "cannot create the directory '%s': %s", dir, strerror(errno));
     char path[4096];
-    int status = join(path, sizeof path, dir, "config.json");
+    int status = ensure_directory(dir);
+    if (status == 0) status = join(path, sizeof path, dir, "config.json");
     char *config = status == 0 ? pm_model_config_to_json(pm_model_get_config(model)) : NULL;
     if (status == 0 && !config) status = pm_fail(PM_ERR_NOMEM, "out of memory writing config.json");
     if (status == 0) status = write_text(path, config);

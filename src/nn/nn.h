@@ -32,7 +32,8 @@ void rmsnorm_backward(float *din, float *dweight, const float *dout, const float
  * vector x (D values, D even) at position p, with inv_freq_i = theta^(−2i/D), i < D/2:
  *   out_i       = x_i cos(p·f_i) − x_{i+D/2} sin(p·f_i)
  *   out_{i+D/2} = x_{i+D/2} cos(p·f_i) + x_i sin(p·f_i)
- * x is (T, heads, D); positions (T). In place is allowed (out == in).
+ * x is (T, heads, D), D even; positions (T). In place is allowed (out == in). Angles are
+ * formed in double, so large positions (1e5) keep float accuracy.
  */
 void rope_forward(float *out, const float *in, const int32_t *positions, int T, int heads, int D,
                   float theta);
@@ -59,16 +60,17 @@ void swiglu_forward(float *out, const float *gate, const float *up, int T, int N
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                      const float *up, int T, int N);
 
-/* out (T, C) = table[tokens[t]] (table (V, C)). */
+/* out (T, C) = table[tokens[t]] (table (V, C), 0 <= tokens[t] < V). */
 void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C);
 /* dtable (V, C) += scatter of dout (T, C); deterministic for repeated tokens. */
 void embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int T, int C);
 
 /*
  * Mean cross-entropy over positions whose target is >= 0 (targets < 0 are ignored).
- * logits (T, V). Returns the mean loss (0 if every target is ignored) and writes the number
- * of counted positions to *count. Backward: dlogits (T, V) += dloss · (softmax − onehot) / count
- * on counted rows (ignored rows get nothing).
+ * logits (T, V), targets < V. Returns the mean loss (0 if every target is ignored) and writes
+ * the number of counted positions to *count (count may be NULL). Backward:
+ * dlogits (T, V) += dloss · (softmax − onehot) / count on counted rows (ignored rows get
+ * nothing).
  */
 float cross_entropy_forward(const float *logits, const int32_t *targets, int T, int V,
                             int *count);

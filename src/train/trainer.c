@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/fs.h"
 #include "train/routing_stats.h"
 
 train_options train_options_default(void) {
@@ -161,6 +162,10 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
         if (!isnan(val_loss) && opt->progress) fprintf(stderr, "\nstep %ld: validation loss %.4f\n", step + 1, val_loss);
         result->steps_done = step + 1;
         result->final_train_loss = loss;
+        result->num_layers = pm_model_get_config(model)->num_layers < TRAIN_MAX_REPORTED_LAYERS
+                                 ? pm_model_get_config(model)->num_layers
+                                 : TRAIN_MAX_REPORTED_LAYERS;
+        for (int l = 0; l < result->num_layers; l++) result->routing[l] = routing_stats_of(pm_model_routing(model, l));
         if (!isnan(val_loss)) result->final_val_loss = val_loss;
     }
     if (opt->progress) fprintf(stderr, "\n");
@@ -198,8 +203,8 @@ int train_run(const pm_model_config *cfg, const train_options *opt, train_result
     if (stat(path, &existing) == 0)
         status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out or remove "
                          "it first (nothing was changed)", opt->out_dir);
-    else if (mkdir(opt->out_dir, 0755) != 0 && errno != EEXIST)
-        status = pm_fail(PM_ERR_ARG, "train: cannot create '%s': %s", opt->out_dir, strerror(errno));
+    else
+        status = ensure_directory(opt->out_dir);
     if (status == 0) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", opt->out_dir);
         metrics = fopen(path, "w");

@@ -8,6 +8,7 @@
 #include "data/text_data.h"
 #include "probmoe.h"
 #include "train/optim.h"
+#include "train/routing_stats.h"
 
 typedef struct {
     const char *data_path;  /* a text file */
@@ -27,9 +28,13 @@ typedef struct {
     bool progress;          /* a progress line on stderr */
 } train_options;
 
+enum { TRAIN_MAX_REPORTED_LAYERS = 64 };
+
 typedef struct {
     long steps_done;
     double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
+    int num_layers;  /* routing of the last training step, per layer */
+    routing_stats routing[TRAIN_MAX_REPORTED_LAYERS];
 } train_result;
 
 train_options train_options_default(void);

@@ -1,0 +1,183 @@
+/* probmoe generate: continues a prompt with a trained model (key/value cache), optionally
+ * with another router's inference rule. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "data/tokenizer.h"
+#include "probmoe.h"
+
+static const char generate_usage[] =
+    "usage: probmoe generate --model DIR [--prompt TEXT] [options]\n"
+    "\n"
+    "  --max-new N        tokens to generate (default 200)\n"
+    "  --temperature T    0 = greedy (default 0.8)\n"
+    "  --top-p P          nucleus sampling mass (default 0.95)\n"
+    "  --seed S           sampling seed (default 0)\n"
+    "  --stop TEXT        stop once the output ends with TEXT (may repeat)\n"
+    "  --router NAME      route with another router's inference rule, e.g. probmoe-dyn;\n"
+    "  --k K --kmin A --kmax B   its settings (default: the model's k)\n";
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+typedef struct {
+    const char *model_dir, *prompt, *router;
+    const char *stops[8];
+    int stop_count, max_new, seed, k, kmin, kmax;
+    float temperature, top_p;
+} generate_options;
+
+static int parse_generate_options(int argc, char **argv, generate_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->prompt = "\n";
+    opt->max_new = 200;
+    opt->temperature = 0.8f;
+    opt->top_p = 0.95f;
+    opt->k = opt->kmin = opt->kmax = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (strcmp(arg, "--help") == 0) {
+            fputs(generate_usage, stdout);
+            return -1;
+        }
+        if (!value) {
+            fprintf(stderr, "probmoe generate: %s needs a value\n\n%s", arg, generate_usage);
+            return 2;
+        }
+        if (strcmp(arg, "--model") == 0) opt->model_dir = value;
+        else if (strcmp(arg, "--prompt") == 0) opt->prompt = value;
+        else if (strcmp(arg, "--router") == 0) opt->router = value;
+        else if (strcmp(arg, "--max-new") == 0) ok = parse_int_option(arg, value, &opt->max_new);
+        else if (strcmp(arg, "--seed") == 0) ok = parse_int_option(arg, value, &opt->seed);
+        else if (strcmp(arg, "--k") == 0) ok = parse_int_option(arg, value, &opt->k);
+        else if (strcmp(arg, "--kmin") == 0) ok = parse_int_option(arg, value, &opt->kmin);
+        else if (strcmp(arg, "--kmax") == 0) ok = parse_int_option(arg, value, &opt->kmax);
+        else if (strcmp(arg, "--temperature") == 0) ok = parse_float_option(arg, value, &opt->temperature);
+        else if (strcmp(arg, "--top-p") == 0) ok = parse_float_option(arg, value, &opt->top_p);
+        else if (strcmp(arg, "--stop") == 0 && opt->stop_count < 8) opt->stops[opt->stop_count++] = value;
+        else {
+            fprintf(stderr, "probmoe generate: unknown option '%s'\n\n%s", arg, generate_usage);
+            return 2;
+        }
+        if (!ok) return 2;
+        i++;
+    }
+    if (!opt->model_dir) {
+        fprintf(stderr, "probmoe generate: which model? give --model DIR (a directory written by probmoe train)\n");
+        return 2;
+    }
+    if (opt->max_new < 0 || !(opt->top_p > 0.0f && opt->top_p <= 1.0f)) {
+        fprintf(stderr, "probmoe generate: --max-new must be >= 0 and --top-p in (0, 1]\n");
+        return 2;
+    }
+    return 0;
+}
+
+static bool ends_with(const char *text, size_t length, const char *suffix) {
+    size_t n = strlen(suffix);
+    return n > 0 && n <= length && memcmp(text + length - n, suffix, n) == 0;
+}
+
+/* The router to generate with: the model's own, or another kind with the given settings. */
+static int inference_router(const generate_options *opt, const pm_model_config *cfg, pm_router_config *out,
+                            bool *override) {
+    *override = false;
+    if (!opt->router && opt->k < 0 && opt->kmin < 0 && opt->kmax < 0) return 0;
+    pm_router_kind kind = cfg->router.kind;
+    if (opt->router && pm_router_kind_parse(opt->router, &kind) < 0) {
+        fprintf(stderr, "probmoe generate: --router: %s\n", pm_last_error());
+        return 2;
+    }
+    *out = pm_router_config_default(kind, cfg->num_experts, opt->k > 0 ? opt->k : cfg->experts_per_token);
+    out->norm_topk_prob = cfg->router.norm_topk_prob;
+    if (opt->kmin >= 0) out->k_min = opt->kmin;
+    if (opt->kmax >= 0) out->k_max = opt->kmax;
+    if (kind == PM_ROUTER_SOFTMOE) out->tau = cfg->router.tau;
+    if (pm_router_config_check(out) < 0) {
+        fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
+        return 2;
+    }
+    *override = true;
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    generate_options opt;
+    int status = parse_generate_options(argc, argv, &opt);
+    if (status) return status < 0 ? 0 : status;
+    const tokenizer *tok = tokenizer_bytes();
+    size_t prompt_length = strlen(opt.prompt);
+    const int context = (int)prompt_length + opt.max_new;
+    pm_model *model = pm_model_load(opt.model_dir, 1, 1);
+    if (!model) {
+        fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
+        return 1;
+    }
+    const pm_model_config *cfg = pm_model_get_config(model);
+    pm_router_config router;
+    bool override;
+    status = inference_router(&opt, cfg, &router, &override);
+    if (status) {
+        pm_model_free(model);
+        return status;
+    }
+    if (context > cfg->max_position_embeddings) {
+        fprintf(stderr, "probmoe generate: prompt (%zu tokens) + --max-new %d exceeds the model's context of %d\n",
+                prompt_length, opt.max_new, cfg->max_position_embeddings);
+        pm_model_free(model);
+        return 2;
+    }
+    pm_generator *gen = pm_generator_create(model, override ? &router : NULL, context > 0 ? context : 1);
+    float *logits = malloc(sizeof(float) * cfg->vocab_size);
+    int32_t *prompt = malloc(sizeof(int32_t) * (prompt_length + 1));
+    char *output = malloc((size_t)opt.max_new * 8 + 1); /* a token decodes to at most 8 bytes */
+    if (!gen || !logits || !prompt || !output) {
+        fprintf(stderr, "probmoe generate: %s\n", gen ? "out of memory" : pm_last_error());
+        status = 1;
+    }
+    size_t prompt_tokens = status ? 0 : tok->encode(tok, opt.prompt, prompt_length, prompt, prompt_length);
+    for (size_t i = 0; status == 0 && i < prompt_tokens; i++)
+        if (pm_generator_feed(gen, prompt[i], logits) < 0) status = 1;
+    if (status == 0) fputs(opt.prompt, stdout);
+    pm_rng rng;
+    pm_rng_init(&rng, (uint64_t)opt.seed, 0x6E6E);
+    size_t length = 0;
+    const double start = now_seconds();
+    int generated = 0;
+    for (; status == 0 && generated < opt.max_new; generated++) {
+        int32_t next = pm_sample_token(logits, cfg->vocab_size, opt.temperature, opt.top_p, &rng);
+        char bytes[8];
+        size_t n = tok->decode_token(tok, next, bytes, sizeof bytes);
+        fwrite(bytes, 1, n, stdout);
+        fflush(stdout);
+        memcpy(output + length, bytes, n);
+        length += n;
+        bool stop = false;
+        for (int s = 0; s < opt.stop_count; s++) stop |= ends_with(output, length, opt.stops[s]);
+        if (stop || generated + 1 == opt.max_new) {
+            generated++;
+            break;
+        }
+        if (pm_generator_feed(gen, next, logits) < 0) status = 1;
+    }
+    if (status) fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
+    const double seconds = now_seconds() - start;
+    fprintf(stderr, "\n[%d tokens, %.1f tokens/s; mean active experts per layer:", generated,
+            seconds > 0 ? generated / seconds : 0.0);
+    for (int l = 0; status == 0 && l < cfg->num_layers; l++) fprintf(stderr, " %.2f", pm_generator_mean_active(gen, l));
+    fprintf(stderr, "]\n");
+    free(output);
+    free(prompt);
+    free(logits);
+    pm_generator_free(gen);
+    pm_model_free(model);
+    return status;
+}

@@ -1,0 +1,29 @@
+/* Linear layers through BLAS: y = x·Wᵀ with W stored (out_features, in_features). */
+#include <cblas.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+/* BLAS rejects leading dimensions below 1 even when a size is 0. */
+static int ld(int n) { return n > 1 ? n : 1; }
+
+void matmul_forward(float *out, const float *in, const float *weight, int T, int K, int N) {
+    if (T <= 0 || N <= 0) return;
+    if (K <= 0) {
+        memset(out, 0, sizeof(float) * (size_t)T * (size_t)N);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, in, ld(K), weight, ld(K),
+                0.0f, out, ld(N));
+}
+
+void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
+                     const float *weight, int T, int K, int N) {
+    if (T <= 0 || K <= 0 || N <= 0) return;
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, K, N, 1.0f, dout, ld(N), weight,
+                    ld(K), 1.0f, din, ld(K));
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, T, 1.0f, dout, ld(N), in, ld(K),
+                    1.0f, dweight, ld(K));
+}
