@@ -27,3 +27,30 @@ expect_output("k above E" 1 "k = 9" route --router topk --k 9 ${work}/example.tx
 expect_output("ragged rows" 1 "line 2 has 2 logits" route ${work}/ragged.txt)
 expect_output("missing file" 1 "cannot open" route ${work}/no-such-file.txt)
 expect_output("unknown command" 2 "unknown command 'trian'" trian)
+
+# probmoe train: each bad input names the field, exits non-zero and writes nothing.
+file(WRITE ${work}/empty.txt "")
+file(WRITE ${work}/text.txt "to be or not to be, that is the question\n")
+function(expect_train_error description pattern)
+  file(REMOVE_RECURSE ${work}/out)
+  expect_output("${description}" 2 "${pattern}" train --out ${work}/out ${ARGN})
+  if(EXISTS ${work}/out)
+    message(FATAL_ERROR "${description}: ${work}/out was created")
+  endif()
+endfunction()
+expect_train_error("k above E" "num_experts_per_tok = 9 exceeds num_experts = 8"
+                   --data ${work}/text.txt --experts 8 --k 9)
+expect_train_error("heads not dividing hidden" "num_attention_heads = 6 does not divide hidden_size = 256"
+                   --data ${work}/text.txt --heads 6)
+expect_train_error("sequence too long" "--seq 2048 is longer than max_position_embeddings = 1024"
+                   --data ${work}/text.txt --seq 2048)
+expect_train_error("unknown router" "unknown router 'top2'" --data ${work}/text.txt --router top2)
+expect_train_error("no data" "give a text file with --data")
+file(REMOVE_RECURSE ${work}/out)
+expect_output("missing data file" 1 "cannot open the data file" train --data ${work}/nothing.txt --out ${work}/out)
+expect_output("empty data file" 1 "is empty" train --data ${work}/empty.txt --out ${work}/out)
+expect_output("too little data" 1 "too few for training" train --data ${work}/text.txt --out ${work}/out)
+if(EXISTS ${work}/out)
+  message(FATAL_ERROR "a failed train run created ${work}/out")
+endif()
+expect_output("generate without a model" 1 "cannot open the model config" generate --model ${work}/nothing)

@@ -133,8 +133,12 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
         const double step_start = now_seconds();
         double loss;
         status = accumulate_gradients(model, data, opt, step, inputs, targets, &loss);
+        if (status == PM_ERR_NONFINITE) { /* non-finite router logits: a diverged step */
+            loss = NAN;
+            status = PM_OK;
+        }
         if (status < 0) break;
-        const double grad_norm = gradient_norm(pm_model_grads(model), pm_model_size(model));
+        const double grad_norm = isfinite(loss) ? gradient_norm(pm_model_grads(model), pm_model_size(model)) : NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
             fprintf(stderr, "\nstep %ld: the loss or gradient is not finite (loss %g, gradient norm %g); "

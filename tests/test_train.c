@@ -1,0 +1,188 @@
+/* Training: reproducible from a seed (bit-identical for the same thread count, equal to 1e-5
+ * across thread counts), learns a simple corpus, stops cleanly on divergence without writing a
+ * model, and refuses to overwrite a trained model. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "train/trainer.h"
+
+static char work[64];
+
+static int make_corpus(void **state) {
+    (void)state;
+    snprintf(work, sizeof work, "/tmp/probmoe_train_XXXXXX");
+    if (!mkdtemp(work)) return -1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/corpus.txt", work);
+    FILE *file = fopen(path, "w");
+    pm_rng rng;
+    pm_rng_init(&rng, 1, 0);
+    const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"};
+    for (int i = 0; i < 6000; i++) fputs(words[pm_rng_u32(&rng) % 8], file);
+    fclose(file);
+    return 0;
+}
+
+static int remove_work(void **state) {
+    (void)state;
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", work);
+    return system(command) == 0 ? 0 : -1;
+}
+
+static pm_model_config tiny_model(void) {
+    pm_model_config cfg = pm_model_config_default();
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 32;
+    cfg.num_layers = 2;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 2;
+    cfg.num_experts = 4;
+    cfg.experts_per_token = 2;
+    cfg.max_position_embeddings = 64;
+    cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, 4, 2);
+    return cfg;
+}
+
+static train_options tiny_options(const char *out) {
+    static char data[128];
+    snprintf(data, sizeof data, "%s/corpus.txt", work);
+    train_options opt = train_options_default();
+    opt.data_path = data;
+    opt.out_dir = out;
+    opt.batch = 4;
+    opt.seq = 32;
+    opt.accum = 2;
+    opt.steps = 6;
+    opt.warmup = 2;
+    opt.eval_interval = 3;
+    opt.eval_batches = 2;
+    return opt;
+}
+
+/* The "loss" of every line of out/metrics.jsonl. */
+static int read_losses(const char *out, double *losses, int capacity) {
+    char path[160], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    int count = 0;
+    while (count < capacity && fgets(line, sizeof line, file)) {
+        char *at = strstr(line, "\"loss\": ");
+        assert_non_null(at);
+        losses[count++] = strtod(at + 8, NULL);
+    }
+    fclose(file);
+    return count;
+}
+
+static void run(const char *name, int threads, double *losses) {
+    char out[128];
+    snprintf(out, sizeof out, "%s/%s", work, name);
+    omp_set_num_threads(threads);
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    train_result result;
+    if (train_run(&cfg, &opt, &result) < 0) fail_msg("%s", pm_last_error());
+    omp_set_num_threads(2);
+    assert_int_equal(read_losses(out, losses, 6), 6);
+}
+
+static void test_reproducible(void **state) {
+    (void)state;
+    double a[6], b[6], c[6];
+    run("one_thread_a", 1, a);
+    run("one_thread_b", 1, b);
+    run("two_threads", 2, c);
+    for (int i = 0; i < 6; i++) {
+        assert_true(a[i] == b[i]); /* the same seed and thread count: identical */
+        assert_close(c[i], a[i], 1e-5, 0, "loss with 2 threads", i);
+    }
+    /* another seed gives another run */
+    char out[128];
+    snprintf(out, sizeof out, "%s/other_seed", work);
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    opt.seed = 2;
+    train_result result;
+    assert_int_equal(train_run(&cfg, &opt, &result), 0);
+    double d[6];
+    read_losses(out, d, 6);
+    assert_true(d[0] != a[0]);
+}
+
+static void test_learns(void **state) {
+    (void)state;
+    char out[128];
+    snprintf(out, sizeof out, "%s/learns", work);
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    opt.steps = 120;
+    opt.eval_interval = 0;
+    opt.lr = 1e-2f;
+    train_result result;
+    assert_int_equal(train_run(&cfg, &opt, &result), 0);
+    /* eight words in random order: far below the unigram loss is possible */
+    assert_true(result.final_val_loss < 0.8 * result.unigram_loss);
+    char path[160];
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    struct stat info;
+    assert_int_equal(stat(path, &info), 0);
+    /* a second run into the same directory is refused and changes nothing */
+    assert_true(train_run(&cfg, &opt, &result) < 0);
+    assert_non_null(strstr(pm_last_error(), "already holds a trained model"));
+    struct stat after;
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(after.st_mtime == info.st_mtime && after.st_size == info.st_size);
+}
+
+static void test_divergence_stops_without_saving(void **state) {
+    (void)state;
+    char out[128], path[160];
+    snprintf(out, sizeof out, "%s/diverges", work);
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    opt.steps = 20;
+    opt.lr = 1e30f;
+    opt.warmup = 0;
+    opt.clip = 0.0f;
+    train_result result;
+    assert_true(train_run(&cfg, &opt, &result) < 0);
+    assert_non_null(strstr(pm_last_error(), "non-finite steps in a row"));
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    struct stat info;
+    assert_true(stat(path, &info) != 0);
+}
+
+static void test_bad_options(void **state) {
+    (void)state;
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options("/tmp/never");
+    opt.seq = 65;
+    assert_true(train_options_check(&opt, &cfg) < 0);
+    assert_non_null(strstr(pm_last_error(), "max_position_embeddings = 64"));
+    opt = tiny_options("/tmp/never");
+    opt.data_path = "/no/such/file.txt";
+    train_result result;
+    assert_true(train_run(&cfg, &opt, &result) < 0);
+    assert_non_null(strstr(pm_last_error(), "cannot open the data file"));
+    struct stat info;
+    assert_true(stat("/tmp/never", &info) != 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_divergence_stops_without_saving),
+        cmocka_unit_test(test_bad_options),
+    };
+    return cmocka_run_group_tests(tests, make_corpus, remove_work);
+}
