@@ -1,0 +1,248 @@
+/* One training step (forward + backward + AdamW) of the model: tokens/s, achieved GFLOP/s and
+ * peak memory, for the demo config and for L=4, H=512, 8 heads, E=16, k=4, I=1024, S=256, B=8
+ * with each router. The same run measures cblas_sgemm at comparable sizes and, when Debian's
+ * python3-torch is installed, the dev/ PyTorch reference's step, and prints the ratios.
+ * Each configuration runs in a child process so its peak memory is its own.
+ * Usage: train_step [steps] [--no-torch] */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probmoe.h"
+#include "train/optim.h"
+
+typedef struct {
+    const char *name;
+    int layers, hidden, heads, experts, k, intermediate, seq, batch, vocab;
+} bench_config;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Matrix-multiply FLOPs of one step: 6 per active weight per token (forward 2, backward 4)
+ * plus causal attention (about 6·B·S²·H). densemixer's forward also runs every expert. */
+static double step_flops(const bench_config *c, pm_router_kind kind) {
+    const double H = c->hidden, T = (double)c->batch * c->seq;
+    const double expert = 3.0 * H * c->intermediate;
+    double active = 4.0 * H * H + H * c->experts + c->k * expert;
+    double flops = 6.0 * (c->layers * active + H * c->vocab) * T + 6.0 * c->layers * c->batch * (double)c->seq * c->seq * H;
+    if (kind == PM_ROUTER_DENSEMIXER) flops += 2.0 * c->layers * (c->experts - c->k) * expert * T;
+    return flops;
+}
+
+/* Runs `steps` steps after one warm-up; writes the median seconds per step. */
+static int run_config(const bench_config *c, pm_router_kind kind, int steps, double *seconds) {
+    pm_model_config cfg = pm_model_config_default();
+    cfg.vocab_size = c->vocab;
+    cfg.hidden_size = c->hidden;
+    cfg.intermediate_size = c->intermediate;
+    cfg.num_layers = c->layers;
+    cfg.num_heads = cfg.num_kv_heads = c->heads;
+    cfg.num_experts = c->experts;
+    cfg.experts_per_token = c->k;
+    cfg.max_position_embeddings = c->seq;
+    cfg.router = pm_router_config_default(kind, c->experts, c->k);
+    pm_model *model = pm_model_create(&cfg, c->batch, c->seq);
+    if (!model) {
+        fprintf(stderr, "train_step: %s\n", pm_last_error());
+        return 1;
+    }
+    pm_model_init_weights(model, 1);
+    adamw optimizer;
+    adamw_init(&optimizer, model, (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f});
+    const int T = c->batch * c->seq;
+    int32_t *tokens = malloc(sizeof(int32_t) * T), *targets = malloc(sizeof(int32_t) * T);
+    pm_rng rng;
+    pm_rng_init(&rng, 7, 0);
+    for (int i = 0; i < T; i++) tokens[i] = (int32_t)(pm_rng_u32(&rng) % c->vocab), targets[i] = (int32_t)(pm_rng_u32(&rng) % c->vocab);
+    double *times = malloc(sizeof(double) * (steps + 1));
+    for (int s = 0; s <= steps; s++) {
+        double start = now_seconds();
+        float loss;
+        pm_model_zero_grads(model);
+        if (pm_model_forward(model, tokens, targets, c->batch, c->seq, true, 1, (uint64_t)s, &loss) < 0 ||
+            pm_model_backward(model) < 0) {
+            fprintf(stderr, "train_step: %s\n", pm_last_error());
+            return 1;
+        }
+        adamw_step(&optimizer, model, 1e-4f);
+        times[s] = now_seconds() - start;
+    }
+    /* median of the timed steps (the first is a warm-up) */
+    for (int i = 2; i <= steps; i++)
+        for (int j = i; j > 1 && times[j] < times[j - 1]; j--) {
+            double t = times[j];
+            times[j] = times[j - 1];
+            times[j - 1] = t;
+        }
+    *seconds = times[1 + steps / 2];
+    free(times);
+    free(tokens);
+    free(targets);
+    adamw_free(&optimizer);
+    pm_model_free(model);
+    return 0;
+}
+
+/* Runs job(arg, results) in a child process and copies its two results back; the parent
+ * never starts OpenMP or BLAS threads, so forking stays safe. Results: [0] the job's figure,
+ * [1] the child's peak resident MiB. */
+typedef int (*child_job)(const void *arg, double *figure);
+
+static int in_child(child_job job, const void *arg, double results[2]) {
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) return 1;
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        close(pipe_fds[0]);
+        double out[2] = {0, 0};
+        int status = job(arg, &out[0]);
+        struct rusage usage;
+        getrusage(RUSAGE_SELF, &usage);
+        out[1] = usage.ru_maxrss / 1024.0;
+        if (write(pipe_fds[1], out, sizeof out) != (ssize_t)sizeof out) status = 1;
+        _exit(status);
+    }
+    close(pipe_fds[1]);
+    ssize_t got = read(pipe_fds[0], results, 2 * sizeof(double));
+    close(pipe_fds[0]);
+    int status;
+    waitpid(child, &status, 0);
+    return got == (ssize_t)(2 * sizeof(double)) && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
+typedef struct {
+    const bench_config *config;
+    pm_router_kind kind;
+    int steps;
+} step_job;
+
+static int run_step_job(const void *arg, double *seconds) {
+    const step_job *job = arg;
+    return run_config(job->config, job->kind, job->steps, seconds);
+}
+
+/* Best of three sgemm runs of (M, N, K), in GFLOP/s. */
+static int sgemm_job(const void *arg, double *rate) {
+    const int *shape = arg, M = shape[0], N = shape[1], K = shape[2];
+    float *a = calloc((size_t)M * K, sizeof(float)), *b = calloc((size_t)N * K, sizeof(float));
+    float *out = calloc((size_t)M * N, sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = INFINITY;
+    for (int r = 0; r < 4; r++) {
+        double start = now_seconds();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, out, N);
+        double elapsed = now_seconds() - start;
+        if (r > 0 && elapsed < best) best = elapsed;
+    }
+    free(a);
+    free(b);
+    free(out);
+    *rate = 2.0 * M * N * K / best * 1e-9;
+    return 0;
+}
+
+static double sgemm_rate(int M, int N, int K) {
+    const int shape[3] = {M, N, K};
+    double results[2];
+    return in_child(sgemm_job, shape, results) == 0 ? results[0] : NAN;
+}
+
+/* tokens/s of the PyTorch reference's step, or 0 if it cannot run here. */
+static double torch_tokens_per_second(const bench_config *c, const char *router) {
+    char command[512];
+    snprintf(command, sizeof command,
+             "/usr/bin/python3 dev/bench_torch_step.py --layers %d --hidden %d --heads %d --kv-heads %d "
+             "--experts %d --k %d --intermediate %d --seq %d --batch %d --vocab %d --router %s --threads %d "
+             "2>/dev/null",
+             c->layers, c->hidden, c->heads, c->heads, c->experts, c->k, c->intermediate, c->seq, c->batch, c->vocab,
+             router, omp_get_max_threads());
+    FILE *pipe_in = popen(command, "r");
+    if (!pipe_in) return 0.0;
+    char line[512];
+    double rate = 0.0;
+    while (fgets(line, sizeof line, pipe_in)) {
+        /* the reference prints "tokens/s <figure>" */
+        if (strncmp(line, "tokens/s ", 9) == 0) rate = strtod(line + 9, NULL);
+    }
+    pclose(pipe_in);
+    return rate;
+}
+
+int main(int argc, char **argv) {
+    int steps = 5;
+    bool torch = true;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-torch") == 0) torch = false;
+        else steps = atoi(argv[i]) > 0 ? atoi(argv[i]) : steps;
+    }
+    const bench_config demo = {"demo", 4, 256, 8, 8, 2, 512, 128, 8, 256};
+    const bench_config large = {"large", 4, 512, 8, 16, 4, 1024, 256, 8, 256};
+    printf("one training step (forward + backward + AdamW), %d threads, median of %d steps\n",
+           omp_get_max_threads(), steps);
+    /* sgemm at the shapes the large config's step runs: the best of them is the reference */
+    const int rows = large.batch * large.seq, expert_rows = rows * large.k / large.experts;
+    const int shapes[][3] = {{rows, large.hidden, large.hidden},          /* dense projection */
+                             {large.hidden, large.hidden, rows},          /* its weight gradient */
+                             {expert_rows, large.intermediate, large.hidden}, /* an expert's rows */
+                             {large.intermediate, large.hidden, expert_rows}, /* its weight gradient */
+                             {rows, large.vocab, large.hidden}};          /* lm_head */
+    double reference_rate = 0.0;
+    printf("cblas_sgemm GFLOP/s (M×N×K):");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        double rate = sgemm_rate(shapes[i][0], shapes[i][1], shapes[i][2]);
+        printf(" %.1f (%d×%d×%d)", rate, shapes[i][0], shapes[i][1], shapes[i][2]);
+        if (rate > reference_rate) reference_rate = rate;
+    }
+    printf("; reference: the best, %.1f GFLOP/s\n\n", reference_rate);
+    printf("%-6s %-12s %10s %10s %9s %10s %9s\n", "config", "router", "ms/step", "tokens/s", "GFLOP/s",
+           "vs sgemm", "peak MiB");
+    double seconds[2][PM_ROUTER_KIND_COUNT] = {{0}};
+    const bench_config *configs[2] = {&demo, &large};
+    for (int ci = 0; ci < 2; ci++)
+        for (int kind = 0; kind < PM_ROUTER_KIND_COUNT; kind++) {
+            if (ci == 0 && kind != PM_ROUTER_PROBMOE && kind != PM_ROUTER_TOPK) continue;
+            const bench_config *c = configs[ci];
+            const step_job job = {c, (pm_router_kind)kind, steps};
+            double results[2];
+            if (in_child(run_step_job, &job, results) != 0) {
+                printf("%-6s %-12s failed\n", c->name, pm_router_kind_name((pm_router_kind)kind));
+                continue;
+            }
+            seconds[ci][kind] = results[0];
+            const double peak = results[1], tokens = (double)c->batch * c->seq;
+            const double gflops = step_flops(c, (pm_router_kind)kind) / seconds[ci][kind] * 1e-9;
+            printf("%-6s %-12s %10.1f %10.0f %9.1f %9.0f%% %9.0f\n", c->name,
+                   pm_router_kind_name((pm_router_kind)kind), 1e3 * seconds[ci][kind], tokens / seconds[ci][kind],
+                   gflops, 100.0 * gflops / reference_rate, peak);
+        }
+    const double *large_s = seconds[1];
+    const double probmoe_gflops = step_flops(&large, PM_ROUTER_PROBMOE) / large_s[PM_ROUTER_PROBMOE] * 1e-9;
+    printf("\ntarget: large config with probmoe at >= 50%% of sgemm: %.0f%% (%s)\n",
+           100.0 * probmoe_gflops / reference_rate, probmoe_gflops >= 0.5 * reference_rate ? "met" : "MISSED");
+    printf("target: probmoe step within 1.10x of topk's: %.2fx (%s)\n", large_s[PM_ROUTER_PROBMOE] / large_s[PM_ROUTER_TOPK],
+           large_s[PM_ROUTER_PROBMOE] <= 1.10 * large_s[PM_ROUTER_TOPK] ? "met" : "MISSED");
+    printf("densemixer's extra cost over topk: %.2fx the step time\n", large_s[PM_ROUTER_DENSEMIXER] / large_s[PM_ROUTER_TOPK]);
+    double torch_rate = torch ? torch_tokens_per_second(&large, "probmoe") : 0.0;
+    if (torch_rate > 0.0) {
+        const double ours = large.batch * large.seq / large_s[PM_ROUTER_PROBMOE];
+        printf("target: probmoe at >= 2x the PyTorch reference's tokens/s: %.0f vs %.0f = %.2fx (%s)\n", ours,
+               torch_rate, ours / torch_rate, ours >= 2.0 * torch_rate ? "met" : "MISSED");
+    } else {
+        printf("PyTorch reference: not measured (needs python3-torch and dev/bench_torch_step.py)\n");
+    }
+    return 0;
+}
