@@ -23,6 +23,7 @@ test: build
 
 bench: build
 	$(BUILD)/bench/route
+	$(BUILD)/bench/train_step
 
 # Trains the default MoE on Tiny Shakespeare for a few minutes, then shows a sample and the
 # routing summary (scripts/demo.sh; DEMO_STEPS=N to change the length).

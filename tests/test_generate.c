@@ -1,6 +1,8 @@
 /* Generation: the key/value-cache path gives the full forward pass's logits at every
  * position (inference routing), for every router; sampling rules. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +78,39 @@ static void test_router_override(void **state) {
     pm_model_free(model);
 }
 
+/* A saved model directory loads back with the same config, weights, per-layer softmoe tau
+ * and logits. */
+static void test_save_load_round_trip(void **state) {
+    (void)state;
+    char dir[] = "/tmp/probmoe_save_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    pm_model_config cfg = tiny_config(PM_ROUTER_SOFTMOE);
+    cfg.router.tau = -1.0f; /* calibrated per layer on the first batch */
+    pm_model *model = pm_model_create(&cfg, 2, 8);
+    pm_model_init_weights(model, 13);
+    int32_t tokens[16];
+    for (int i = 0; i < 16; i++) tokens[i] = (i * 7) % 50;
+    assert_int_equal(pm_model_forward(model, tokens, NULL, 2, 8, true, 1, 0, NULL), 0);
+    assert_int_equal(pm_model_forward(model, tokens, NULL, 2, 8, false, 1, 0, NULL), 0);
+    assert_int_equal(pm_model_save(model, dir), 0);
+    pm_model *loaded = pm_model_load(dir, 2, 8);
+    if (!loaded) fail_msg("%s", pm_last_error());
+    assert_int_equal(pm_model_size(loaded), pm_model_size(model));
+    assert_memory_equal(pm_model_weights(loaded), pm_model_weights(model), sizeof(float) * pm_model_size(model));
+    for (int l = 0; l < cfg.num_layers; l++) {
+        assert_true(pm_router_tau(pm_model_router(model, l)) > 0.0f);
+        assert_true(pm_router_tau(pm_model_router(loaded, l)) == pm_router_tau(pm_model_router(model, l)));
+    }
+    assert_int_equal(pm_model_get_config(loaded)->router.kind, PM_ROUTER_SOFTMOE);
+    assert_int_equal(pm_model_forward(loaded, tokens, NULL, 2, 8, false, 1, 0, NULL), 0);
+    assert_memory_equal(pm_model_logits(loaded), pm_model_logits(model), sizeof(float) * 16 * 50);
+    pm_model_free(loaded);
+    pm_model_free(model);
+    char command[96];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    assert_int_equal(system(command), 0);
+}
+
 static void test_sampling(void **state) {
     (void)state;
     const float logits[4] = {1.0f, 3.0f, 2.0f, -1.0f};
@@ -98,6 +133,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache_matches_full_forward),
         cmocka_unit_test(test_router_override),
+        cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,15 @@ int pm_model_save(pm_model *model, const char *dir) {
         status = st_writer_add(writer, param->name, ST_F32, param->shape, param->rank, weights + param->offset);
     }
     if (status == 0) status = st_writer_set_metadata(writer, "format", "pt");
+    /* softmoe calibrates tau per layer on its first batch; keep the values so inference
+     * routes exactly as training did */
+    char taus[4096] = "[";
+    for (int l = 0; status == 0 && l < pm_model_get_config(model)->num_layers; l++) {
+        size_t used = strlen(taus);
+        snprintf(taus + used, sizeof taus - used, "%s%.9g", l ? ", " : "", (double)pm_router_tau(pm_model_router(model, l)));
+    }
+    strncat(taus, "]", sizeof taus - strlen(taus) - 1);
+    if (status == 0) status = st_writer_set_metadata(writer, "probmoe.layer_tau", taus);
     if (status == 0) status = join(path, sizeof path, dir, "model.safetensors");
     if (status == 0) status = st_writer_write(writer, path);
     st_writer_free(writer);
@@ -63,6 +72,15 @@ pm_model *pm_model_load(const char *dir, int max_batch, int max_seq) {
             status = pm_fail(PM_ERR_ARG, "%s: the tensor %s is missing", path, param->name);
         else
             status = st_read_f32(file, param->name, param->shape, param->rank, weights + param->offset);
+    }
+    const char *taus = status == 0 ? st_metadata(file, "probmoe.layer_tau") : NULL;
+    for (int l = 0; taus && l < cfg.num_layers; l++) {
+        while (*taus == '[' || *taus == ',' || *taus == ' ') taus++;
+        char *end;
+        float tau = strtof(taus, &end);
+        if (end == taus) break;
+        pm_router_set_tau(pm_model_router(model, l), tau);
+        taus = end;
     }
     st_close(file);
     if (status < 0) {

@@ -153,6 +153,8 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
         if (opt->clip > 0.0f && grad_norm > opt->clip)
             scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
         adamw_step(&optimizer, model, lr);
+        /* DeepSeek-style selection bias (topk with bias_rate > 0; a no-op otherwise) */
+        for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) pm_router_update_bias(pm_model_router(model, l));
         const double now = now_seconds();
         const double tokens_per_second = tokens * opt->accum / (now - step_start);
         double val_loss = NAN;
