@@ -143,8 +143,8 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "probmoe generate: %s\n", gen ? "out of memory" : pm_last_error());
         status = 1;
     }
-    size_t prompt_tokens = status ? 0 : tok->encode(tok, opt.prompt, prompt_length, prompt, prompt_length);
-    for (size_t i = 0; status == 0 && i < prompt_tokens; i++)
+    int64_t prompt_tokens = status ? 0 : tok->encode(tok, opt.prompt, prompt_length, prompt, prompt_length);
+    for (int64_t i = 0; status == 0 && i < prompt_tokens; i++)
         if (pm_generator_feed(gen, prompt[i], logits) < 0) status = 1;
     if (status == 0) fputs(opt.prompt, stdout);
     pm_rng rng;

@@ -27,13 +27,17 @@ int text_data_load(text_data *data, const char *path, const tokenizer *tok, doub
     }
     size_t got = fread(text, 1, (size_t)size, file);
     fclose(file);
-    size_t needed = tok->encode(tok, text, got, NULL, 0);
-    data->tokens = malloc(sizeof(int32_t) * (needed ? needed : 1));
+    int64_t needed = tok->encode(tok, text, got, NULL, 0);
+    if (needed < 0) {
+        free(text);
+        return pm_fail(PM_ERR_ARG, "%s: %s", path, pm_last_error());
+    }
+    data->tokens = malloc(sizeof(int32_t) * (needed ? (size_t)needed : 1));
     if (!data->tokens) {
         free(text);
         return pm_fail(PM_ERR_NOMEM, "out of memory tokenizing '%s'", path);
     }
-    data->count = tok->encode(tok, text, got, data->tokens, needed);
+    data->count = (size_t)tok->encode(tok, text, got, data->tokens, (size_t)needed);
     free(text);
     data->split = (size_t)((1.0 - val_fraction) * (double)data->count);
     if (data->split < (size_t)min_tokens + 1 || data->count - data->split < (size_t)min_tokens + 1) {

@@ -1,5 +1,8 @@
-/* The tokenizer interface the trainer and generator use. Until the BPE tokenizer lands the
- * only implementation is byte-level: token = byte, vocabulary 256. */
+/*
+ * The tokenizer interface the data pipeline, the trainer and the generator use. Two kinds:
+ * byte-level (token = byte, 256 tokens, no file) and byte-level BPE as GPT-2 and Hugging Face
+ * tokenizers do it, loaded from a tokenizer.json or from GPT-2's encoder.json + vocab.bpe.
+ */
 #ifndef PM_DATA_TOKENIZER_H
 #define PM_DATA_TOKENIZER_H
 
@@ -9,14 +12,38 @@
 typedef struct tokenizer tokenizer;
 struct tokenizer {
     const char *name;
-    int vocab_size;
-    /* Writes at most capacity tokens; returns how many the text needs (may exceed capacity). */
-    size_t (*encode)(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
-                     size_t capacity);
-    /* Appends the bytes of one token to out (capacity bytes); returns the byte count. */
+    int vocab_size;       /* ids are 0 .. vocab_size-1 (added tokens included) */
+    int32_t eos_token;    /* the end-of-text token, or -1 */
+    uint64_t vocab_hash;  /* identifies the vocabulary and merges; shards record it */
+    /* Encodes text (added/special tokens written literally in the text map to their ids).
+     * Writes at most capacity tokens and returns how many the text needs (it may exceed
+     * capacity: call again with more room), or a negative pm_status (invalid UTF-8: the
+     * message gives the byte offset). tokens may be NULL when capacity is 0. Safe to call
+     * from several threads at once. */
+    int64_t (*encode)(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
+                      size_t capacity);
+    /* Writes the bytes of one token to out (capacity bytes); returns the byte count (0 for an
+     * id outside the vocabulary). Concatenating the bytes of encode's tokens gives the text
+     * back exactly. */
     size_t (*decode_token)(const tokenizer *self, int32_t token, char *out, size_t capacity);
+    void (*destroy)(tokenizer *self); /* NULL for static tokenizers */
+    void *impl;
 };
 
+/* The byte-level tokenizer (static; never freed). */
 const tokenizer *tokenizer_bytes(void);
+
+/*
+ * Loads a byte-level BPE tokenizer: a tokenizer.json file (Hugging Face format, model type
+ * BPE with a ByteLevel pre-tokenizer), or a directory holding tokenizer.json, or one holding
+ * GPT-2's encoder.json and vocab.bpe. 0 or a negative pm_status with a message naming the file
+ * and what is wrong (e.g. a merge whose parts are not in the vocabulary).
+ */
+int tokenizer_load(const char *path, tokenizer **out);
+/* Frees a loaded tokenizer (does nothing for static ones). */
+void tokenizer_free(tokenizer *tok);
+
+/* The longest byte string a token decodes to (for buffers). */
+enum { TOKENIZER_MAX_TOKEN_BYTES = 256 };
 
 #endif

@@ -191,6 +191,12 @@ static int route_layer(pm_model *model, int l, int T, bool training, uint64_t se
     return pm_router_forward(layer->router, layer->routing, layer->router_logits, T, training, &rng);
 }
 
+/* y += x: the residual connections */
+static void add_into(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
 static int layer_forward(pm_model *model, int l, float *x_out, bool training, uint64_t seed, uint64_t step) {
     const pm_model_config *cfg = &model->cfg;
     layer_state *layer = &model->layers[l];
@@ -212,14 +218,14 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     attention_forward(layer->attn_out, layer->att, layer->q_rot, layer->k_rot, layer->v, B, S, cfg->num_heads,
                       cfg->num_kv_heads, D);
     matmul_forward(layer->x_mid, layer->attn_out, param_weights(model, lp->o), T, H, H);
-    for (size_t i = 0; i < (size_t)T * H; i++) layer->x_mid[i] += layer->x_in[i];
+    add_into(layer->x_mid, layer->x_in, (size_t)T * H);
     rmsnorm_forward(layer->ln2, layer->rstd2, layer->x_mid, param_weights(model, lp->post_norm), T, H,
                     cfg->rms_norm_eps);
     matmul_forward(layer->router_logits, layer->ln2, param_weights(model, lp->router), T, H, E);
     int status = route_layer(model, l, T, training, seed, step);
     if (status < 0) return status;
     moe_forward(&layer->moe, x_out, layer->ln2, layer->routing, layer->experts);
-    for (size_t i = 0; i < (size_t)T * H; i++) x_out[i] += layer->x_mid[i];
+    add_into(x_out, layer->x_mid, (size_t)T * H);
     return PM_OK;
 }
 

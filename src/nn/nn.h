@@ -49,7 +49,9 @@ void rope_backward(float *din, const float *dout, const int32_t *positions, int 
  */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int S, int H, int KVH, int D);
-/* dq (B, S, H, D) +=, dk and dv (B, S, KVH, D) +=. */
+/* dq (B, S, H, D) +=, dk and dv (B, S, KVH, D) +=. Needs 64·S floats of scratch per thread; if
+ * that allocation fails, dq, dk and dv are set to NaN instead (the failure then shows as a
+ * non-finite gradient). */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v, int B, int S, int H,
                         int KVH, int D);

@@ -165,7 +165,9 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
         }
         log_step(metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
         if (opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
-        if (!isnan(val_loss) && opt->progress) fprintf(stderr, "\nstep %ld: validation loss %.4f\n", step + 1, val_loss);
+        if (!isnan(val_loss)) /* also without a terminal, so logs show how training goes */
+            fprintf(stderr, "%sstep %ld/%ld: loss %.4f, validation loss %.4f, %.0f tokens/s\n",
+                    opt->progress ? "\n" : "", step + 1, opt->steps, loss, val_loss, tokens_per_second);
         result->steps_done = step + 1;
         result->final_train_loss = loss;
         result->num_layers = pm_model_get_config(model)->num_layers < TRAIN_MAX_REPORTED_LAYERS
