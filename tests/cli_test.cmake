@@ -45,7 +45,7 @@ expect_train_error("heads not dividing hidden" "num_attention_heads = 6 does not
 expect_train_error("sequence too long" "--seq 2048 is longer than max_position_embeddings = 1024"
                    --data ${work}/text.txt --seq 2048)
 expect_train_error("unknown router" "unknown router 'top2'" --data ${work}/text.txt --router top2)
-expect_train_error("no data" "give a text file with --data")
+expect_train_error("no data" "with --data")
 file(REMOVE_RECURSE ${work}/out)
 expect_output("missing data file" 1 "cannot open the data file" train --data ${work}/nothing.txt --out ${work}/out)
 expect_output("empty data file" 1 "is empty" train --data ${work}/empty.txt --out ${work}/out)

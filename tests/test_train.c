@@ -90,7 +90,7 @@ static void run(const char *name, int threads, double *losses) {
     pm_model_config cfg = tiny_model();
     train_options opt = tiny_options(out);
     train_result result;
-    if (train_run(&cfg, &opt, &result) < 0) fail_msg("%s", pm_last_error());
+    if (train_run(&cfg, &opt, NULL, &result) < 0) fail_msg("%s", pm_last_error());
     omp_set_num_threads(2);
     assert_int_equal(read_losses(out, losses, 6), 6);
 }
@@ -112,7 +112,7 @@ static void test_reproducible(void **state) {
     train_options opt = tiny_options(out);
     opt.seed = 2;
     train_result result;
-    assert_int_equal(train_run(&cfg, &opt, &result), 0);
+    assert_int_equal(train_run(&cfg, &opt, NULL, &result), 0);
     double d[6];
     read_losses(out, d, 6);
     assert_true(d[0] != a[0]);
@@ -128,7 +128,7 @@ static void test_learns(void **state) {
     opt.eval_interval = 0;
     opt.lr = 1e-2f;
     train_result result;
-    assert_int_equal(train_run(&cfg, &opt, &result), 0);
+    assert_int_equal(train_run(&cfg, &opt, NULL, &result), 0);
     /* eight words in random order: far below the unigram loss is possible */
     assert_true(result.final_val_loss < 0.8 * result.unigram_loss);
     char path[160];
@@ -136,7 +136,7 @@ static void test_learns(void **state) {
     struct stat info;
     assert_int_equal(stat(path, &info), 0);
     /* a second run into the same directory is refused and changes nothing */
-    assert_true(train_run(&cfg, &opt, &result) < 0);
+    assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
     assert_non_null(strstr(pm_last_error(), "already holds a trained model"));
     struct stat after;
     assert_int_equal(stat(path, &after), 0);
@@ -154,7 +154,7 @@ static void test_divergence_stops_without_saving(void **state) {
     opt.warmup = 0;
     opt.clip = 0.0f;
     train_result result;
-    assert_true(train_run(&cfg, &opt, &result) < 0);
+    assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
     assert_non_null(strstr(pm_last_error(), "non-finite steps in a row"));
     snprintf(path, sizeof path, "%s/model.safetensors", out);
     struct stat info;
@@ -171,7 +171,7 @@ static void test_bad_options(void **state) {
     opt = tiny_options("/tmp/never");
     opt.data_path = "/no/such/file.txt";
     train_result result;
-    assert_true(train_run(&cfg, &opt, &result) < 0);
+    assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
     assert_non_null(strstr(pm_last_error(), "cannot open the data file"));
     struct stat info;
     assert_true(stat("/tmp/never", &info) != 0);

@@ -113,7 +113,23 @@ int cmd_generate(int argc, char **argv) {
     generate_options opt;
     int status = parse_generate_options(argc, argv, &opt);
     if (status) return status < 0 ? 0 : status;
-    const tokenizer *tok = tokenizer_bytes();
+    /* the model directory's tokenizer files, else bytes */
+    tokenizer *loaded_tok = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", opt.model_dir);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        snprintf(path, sizeof path, "%s/encoder.json", opt.model_dir);
+        probe = fopen(path, "rb");
+    }
+    if (probe) {
+        fclose(probe);
+        if (tokenizer_load(opt.model_dir, &loaded_tok) < 0) {
+            fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
+            return 1;
+        }
+    }
+    const tokenizer *tok = loaded_tok ? loaded_tok : tokenizer_bytes();
     size_t prompt_length = strlen(opt.prompt);
     const int context = (int)prompt_length + opt.max_new;
     pm_model *model = pm_model_load(opt.model_dir, 1, 1);
@@ -138,12 +154,16 @@ int cmd_generate(int argc, char **argv) {
     pm_generator *gen = pm_generator_create(model, override ? &router : NULL, context > 0 ? context : 1);
     float *logits = malloc(sizeof(float) * cfg->vocab_size);
     int32_t *prompt = malloc(sizeof(int32_t) * (prompt_length + 1));
-    char *output = malloc((size_t)opt.max_new * 8 + 1); /* a token decodes to at most 8 bytes */
+    char *output = malloc((size_t)opt.max_new * TOKENIZER_MAX_TOKEN_BYTES + 1);
     if (!gen || !logits || !prompt || !output) {
         fprintf(stderr, "probmoe generate: %s\n", gen ? "out of memory" : pm_last_error());
         status = 1;
     }
     int64_t prompt_tokens = status ? 0 : tok->encode(tok, opt.prompt, prompt_length, prompt, prompt_length);
+    if (prompt_tokens < 0) {
+        fprintf(stderr, "probmoe generate: the prompt: %s\n", pm_last_error());
+        status = 2;
+    }
     for (int64_t i = 0; status == 0 && i < prompt_tokens; i++)
         if (pm_generator_feed(gen, prompt[i], logits) < 0) status = 1;
     if (status == 0) fputs(opt.prompt, stdout);
@@ -154,7 +174,7 @@ int cmd_generate(int argc, char **argv) {
     int generated = 0;
     for (; status == 0 && generated < opt.max_new; generated++) {
         int32_t next = pm_sample_token(logits, cfg->vocab_size, opt.temperature, opt.top_p, &rng);
-        char bytes[8];
+        char bytes[TOKENIZER_MAX_TOKEN_BYTES];
         size_t n = tok->decode_token(tok, next, bytes, sizeof bytes);
         fwrite(bytes, 1, n, stdout);
         fflush(stdout);
@@ -179,5 +199,6 @@ int cmd_generate(int argc, char **argv) {
     free(logits);
     pm_generator_free(gen);
     pm_model_free(model);
+    tokenizer_free(loaded_tok);
     return status;
 }

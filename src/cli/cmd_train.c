@@ -15,7 +15,8 @@
 static const char train_usage[] =
     "usage: probmoe train --data FILE [--out DIR] [--config FILE] [options]\n"
     "\n"
-    "Trains an OLMoE-style MoE language model (byte-level tokens) on a text file. Writes\n"
+    "Trains an OLMoE-style MoE language model on a text file (bytes as tokens, or a BPE\n"
+    "tokenizer given with --tokenizer tokenizer.json). Writes\n"
     "DIR/metrics.jsonl during training, then DIR/model.safetensors and DIR/config.json.\n"
     "\n"
     "  --config FILE      a Hugging Face OLMoE config.json (with an optional \"probmoe\" object\n"
@@ -26,7 +27,7 @@ static const char train_usage[] =
     "         --soft-k X --alpha X --tau X --cap X --norm --lb-coef X --z-coef X\n"
     "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
-    "         --eval-interval N --eval-batches N --val-fraction X\n"
+    "         --eval-interval N --eval-batches N   --tokenizer FILE\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
 
@@ -139,6 +140,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     };
     const option options[] = {
         {"--data", OPT_STRING, &t->data_path}, {"--out", OPT_STRING, &t->out_dir},
+        {"--tokenizer", OPT_STRING, &t->tokenizer_path},
         {"--config", OPT_STRING, NULL}, /* read before the flags */
         {"--layers", OPT_INT, &m->num_layers}, {"--hidden", OPT_INT, &m->hidden_size},
         {"--intermediate", OPT_INT, &m->intermediate_size}, {"--heads", OPT_INT, &heads},
@@ -237,17 +239,29 @@ int cmd_train(int argc, char **argv) {
         }
     int status = parse_train_args(argc, argv, &request);
     if (status) return status < 0 ? 0 : status;
+    tokenizer *tok = NULL;
+    if (request.train.tokenizer_path) {
+        if (tokenizer_load(request.train.tokenizer_path, &tok) < 0) {
+            fprintf(stderr, "probmoe train: %s\n", pm_last_error());
+            return 2;
+        }
+        /* the tokenizer decides the vocabulary unless a config asked for a larger one */
+        if (request.model.vocab_size < tok->vocab_size) request.model.vocab_size = tok->vocab_size;
+    }
     if (request.tokens > 0) {
         const long per_step = (long)request.train.batch * request.train.seq * request.train.accum;
         request.train.steps = (request.tokens + per_step - 1) / per_step;
     }
     if (pm_model_config_check(&request.model) < 0 || train_options_check(&request.train, &request.model) < 0) {
         fprintf(stderr, "probmoe train: %s\n", pm_last_error());
+        tokenizer_free(tok);
         return 2;
     }
     request.train.progress = isatty(fileno(stderr));
     train_result result;
-    if (train_run(&request.model, &request.train, &result) < 0) {
+    status = train_run(&request.model, &request.train, tok, &result);
+    tokenizer_free(tok);
+    if (status < 0) {
         fprintf(stderr, "probmoe train: %s\n", pm_last_error());
         return 1;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "data/shards.h"
 #include "probmoe.h"
 
 int text_data_load(text_data *data, const char *path, const tokenizer *tok, double val_fraction,
@@ -29,8 +30,10 @@ int text_data_load(text_data *data, const char *path, const tokenizer *tok, doub
     fclose(file);
     int64_t needed = tok->encode(tok, text, got, NULL, 0);
     if (needed < 0) {
+        char reason[400]; /* pm_fail formats into the buffer pm_last_error() returns */
+        snprintf(reason, sizeof reason, "%s", pm_last_error());
         free(text);
-        return pm_fail(PM_ERR_ARG, "%s: %s", path, pm_last_error());
+        return pm_fail(PM_ERR_ARG, "%s: %s", path, reason);
     }
     data->tokens = malloc(sizeof(int32_t) * (needed ? (size_t)needed : 1));
     if (!data->tokens) {
@@ -47,6 +50,38 @@ int text_data_load(text_data *data, const char *path, const tokenizer *tok, doub
                        "tokens; give more text or a shorter --seq", path, count, min_tokens);
     }
     return PM_OK;
+}
+
+int text_data_load_shards(text_data *data, const char *dir, const tokenizer *tok, int min_tokens) {
+    memset(data, 0, sizeof *data);
+    char path[4096];
+    token_shard train, val;
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    int status = shard_read(path, tok->vocab_hash, &train);
+    if (status < 0) return status;
+    snprintf(path, sizeof path, "%s/val.bin", dir);
+    status = shard_read(path, tok->vocab_hash, &val);
+    if (status < 0) {
+        shard_free(&train);
+        return status;
+    }
+    if (train.count < (size_t)min_tokens + 1 || val.count < (size_t)min_tokens + 1) {
+        status = pm_fail(PM_ERR_ARG, "%s: %zu training and %zu validation tokens: too few for sequences of %d "
+                         "tokens; prepare more data or use a shorter --seq", dir, train.count, val.count, min_tokens);
+    } else {
+        data->tokens = malloc(sizeof(int32_t) * (train.count + val.count));
+        if (!data->tokens) {
+            status = pm_fail(PM_ERR_NOMEM, "out of memory for the shards of %s", dir);
+        } else {
+            memcpy(data->tokens, train.tokens, sizeof(int32_t) * train.count);
+            memcpy(data->tokens + train.count, val.tokens, sizeof(int32_t) * val.count);
+            data->count = train.count + val.count;
+            data->split = train.count;
+        }
+    }
+    shard_free(&train);
+    shard_free(&val);
+    return status;
 }
 
 void text_data_free(text_data *data) {

@@ -17,6 +17,9 @@ typedef struct {
  * missing or empty file, too little text for one sequence) name the file and what to do. */
 int text_data_load(text_data *data, const char *path, const tokenizer *tok, double val_fraction,
                    int min_tokens);
+/* Reads DIR/train.bin and DIR/val.bin (made by `probmoe data prepare` with the same
+ * tokenizer: the shards' vocabulary hash must match tok's). */
+int text_data_load_shards(text_data *data, const char *dir, const tokenizer *tok, int min_tokens);
 void text_data_free(text_data *data);
 
 /* Cross-entropy (nats/token) of the validation tokens under the training tokens' unigram

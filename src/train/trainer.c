@@ -37,7 +37,9 @@ train_options train_options_default(void) {
 }
 
 int train_options_check(const train_options *opt, const pm_model_config *cfg) {
-    if (!opt->data_path) return pm_fail(PM_ERR_ARG, "train: no data; give a text file with --data");
+    if (!opt->data_path)
+        return pm_fail(PM_ERR_ARG, "train: no data; give a text file or a directory from `probmoe data prepare` "
+                       "with --data");
     if (opt->batch < 1 || opt->seq < 1 || opt->accum < 1 || opt->steps < 1)
         return pm_fail(PM_ERR_ARG, "train: --batch, --seq, --accum and --steps must be at least 1");
     if (opt->seq > cfg->max_position_embeddings)
@@ -184,18 +186,55 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
     return status;
 }
 
-int train_run(const pm_model_config *cfg, const train_options *opt, train_result *result) {
+/* Copies the tokenizer's files into the model directory so the model can be used alone. */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    int status = in && out ? PM_OK : pm_fail(PM_ERR_ARG, "cannot copy '%s' to '%s'", from, to);
+    char buffer[1 << 16];
+    size_t got;
+    while (status == 0 && (got = fread(buffer, 1, sizeof buffer, in)) > 0)
+        if (fwrite(buffer, 1, got, out) != got) status = pm_fail(PM_ERR_ARG, "writing '%s' failed", to);
+    if (out && fclose(out) != 0 && status == 0) status = pm_fail(PM_ERR_ARG, "writing '%s' failed", to);
+    if (in) fclose(in);
+    return status;
+}
+
+static int save_tokenizer(const char *source, const char *dir) {
+    struct stat info;
+    char from[4096], to[4096];
+    if (stat(source, &info) != 0) return pm_fail(PM_ERR_ARG, "the tokenizer '%s' disappeared", source);
+    if (!S_ISDIR(info.st_mode)) {
+        snprintf(to, sizeof to, "%s/tokenizer.json", dir);
+        return copy_file(source, to);
+    }
+    const char *names[] = {"tokenizer.json", "encoder.json", "vocab.bpe"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/%s", source, names[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, names[i]);
+        if (stat(from, &info) == 0) {
+            int status = copy_file(from, to);
+            if (status < 0) return status;
+        }
+    }
+    return PM_OK;
+}
+
+int train_run(const pm_model_config *cfg, const train_options *opt, const tokenizer *tok, train_result *result) {
     memset(result, 0, sizeof *result);
     result->final_val_loss = NAN;
     int status = pm_model_config_check(cfg);
     if (status == 0) status = train_options_check(opt, cfg);
     if (status < 0) return status;
-    const tokenizer *tok = tokenizer_bytes();
+    if (!tok) tok = tokenizer_bytes();
     if (cfg->vocab_size < tok->vocab_size)
         return pm_fail(PM_ERR_ARG, "train: vocab_size = %d is smaller than the %s tokenizer's %d tokens",
                        cfg->vocab_size, tok->name, tok->vocab_size);
     text_data data;
-    status = text_data_load(&data, opt->data_path, tok, opt->val_fraction, opt->seq);
+    struct stat data_info;
+    if (stat(opt->data_path, &data_info) == 0 && S_ISDIR(data_info.st_mode))
+        status = text_data_load_shards(&data, opt->data_path, tok, opt->seq);
+    else
+        status = text_data_load(&data, opt->data_path, tok, opt->val_fraction, opt->seq);
     if (status < 0) return status;
     result->unigram_loss = text_data_unigram_loss(&data, tok->vocab_size);
     pm_model *model = pm_model_create(cfg, opt->batch, opt->seq);
@@ -224,6 +263,7 @@ int train_run(const pm_model_config *cfg, const train_options *opt, train_result
     }
     if (metrics) fclose(metrics);
     if (status == 0) status = pm_model_save(model, opt->out_dir);
+    if (status == 0 && opt->tokenizer_path) status = save_tokenizer(opt->tokenizer_path, opt->out_dir);
     pm_model_free(model);
     text_data_free(&data);
     return status;

@@ -12,6 +12,7 @@
 
 typedef struct {
     const char *data_path;  /* a text file */
+    const char *tokenizer_path; /* tokenizer.json or a GPT-2 directory; NULL: bytes */
     const char *out_dir;    /* metrics.jsonl, model.safetensors, config.json */
     int batch, seq, accum;  /* sequences per micro-batch, tokens per sequence, micro-batches */
     long steps;             /* optimizer steps */
@@ -41,8 +42,11 @@ train_options train_options_default(void);
 /* Checks the options against the model config; 0 or a negative pm_status naming the flag. */
 int train_options_check(const train_options *opt, const pm_model_config *cfg);
 
-/* Trains a fresh model. Nothing is written before the data and model are known to be good. */
-int train_run(const pm_model_config *cfg, const train_options *opt, train_result *result);
+/* Trains a fresh model on text tokenized by tok (its files are copied next to the model when
+ * opt->tokenizer_path is set). Nothing is written before the data and model are known to be
+ * good. */
+int train_run(const pm_model_config *cfg, const train_options *opt, const tokenizer *tok,
+              train_result *result);
 
 /* Mean validation loss over n fixed batches (inference-mode routing). */
 int evaluate_loss(pm_model *model, const text_data *data, int batches, int B, int S, double *loss);

@@ -1,0 +1,97 @@
+/*
+ * Reads OpenAI's original GPT-2 files: encoder.json (byte-mapped token string -> id) and
+ * vocab.bpe (a "#version" line, then one "left right" merge per line, in rank order).
+ * "<|endoftext|>" (id 50256 in GPT-2) is split out of text literally and is the eos token.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "data/bpe_internal.h"
+
+static const char end_of_text[] = "<|endoftext|>";
+
+static int add_encoder(const char *file, const char *text, size_t length, bpe_builder *b) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
+    if (!root) {
+        const size_t at = end && end >= text && end <= text + length ? (size_t)(end - text) : length;
+        return pm_fail(PM_ERR_ARG, "%s: not valid JSON near byte %zu of %zu%s", file, at, length,
+                       at + 16 >= length ? " (is the file truncated?)" : "");
+    }
+    int status = PM_OK;
+    if (!cJSON_IsObject(root))
+        status = pm_fail(PM_ERR_ARG, "%s: expected an object mapping token strings to ids", file);
+    /* Added first, so that the vocabulary entry of the same name is recognised as it. */
+    const cJSON *eot = cJSON_GetObjectItemCaseSensitive(root, end_of_text);
+    if (!status && eot && cJSON_IsNumber(eot))
+        status = bpe_builder_add_added(b, end_of_text, strlen(end_of_text), (int64_t)eot->valuedouble, true);
+    for (const cJSON *t = status ? NULL : root->child; t && !status; t = t->next) {
+        const double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
+        const int64_t id = v >= 0 && v < 2147483647.0 && (double)(int64_t)v == v ? (int64_t)v : -1;
+        if (id < 0) {
+            char ex[48];
+            status = pm_fail(PM_ERR_ARG, "%s: token '%s' has an id that is not a non-negative integer", file,
+                             bpe_excerpt(t->string, strlen(t->string), ex));
+        } else {
+            status = bpe_builder_add_token(b, t->string, strlen(t->string), id);
+        }
+    }
+    cJSON_Delete(root);
+    return status ? status : bpe_builder_end_vocab(b);
+}
+
+static int add_merge_lines(const char *file, char *text, size_t length, bpe_builder *b) {
+    size_t line = 0;
+    for (char *at = text; at < text + length;) {
+        char *end = memchr(at, '\n', (size_t)(text + length - at));
+        if (!end) end = text + length;
+        char *next = end + 1;
+        line++;
+        if (end > at && end[-1] == '\r') end--; /* '\r' is never part of a token ("č" stands for it) */
+        const size_t n = (size_t)(end - at);
+        const bool header = line == 1 && n >= 8 && memcmp(at, "#version", 8) == 0;
+        if (n > 0 && !header) {
+            const char *space = memchr(at, ' ', n);
+            if (!space || space == at || space == end - 1 || memchr(space + 1, ' ', (size_t)(end - space - 1))) {
+                char ex[48];
+                return pm_fail(PM_ERR_ARG, "%s: line %zu ('%s') is not two tokens separated by one space", file,
+                               line, bpe_excerpt(at, n, ex));
+            }
+            char where[32];
+            snprintf(where, sizeof where, "line %zu", line);
+            const int status = bpe_builder_add_merge(b, at, (size_t)(space - at), space + 1,
+                                                     (size_t)(end - space - 1), where);
+            if (status) return status;
+        }
+        at = next;
+    }
+    return PM_OK;
+}
+
+int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **out) {
+    *out = NULL;
+    char *text;
+    size_t length;
+    int status = bpe_read_file(encoder_json, &text, &length);
+    if (status) return status;
+    bpe_builder *b = bpe_builder_create(encoder_json);
+    if (!b) {
+        free(text);
+        return PM_ERR_NOMEM;
+    }
+    status = add_encoder(encoder_json, text, length, b);
+    free(text);
+    if (!status) status = bpe_read_file(vocab_bpe, &text, &length);
+    if (!status) {
+        status = bpe_builder_rename(b, vocab_bpe); /* messages about merges name vocab.bpe */
+        if (!status) status = add_merge_lines(vocab_bpe, text, length, b);
+        free(text);
+    }
+    if (!status) status = bpe_builder_finish(b, false, out);
+    if (!status) (*out)->eos = bpe_builder_added_id(b, end_of_text);
+    bpe_builder_free(b);
+    return status;
+}

@@ -1,0 +1,134 @@
+/*
+ * Byte-level BPE internals shared by the loaders (tokenizer.json, encoder.json + vocab.bpe),
+ * the merge loop and the encoder. A loader feeds a bpe_builder (added tokens, then the
+ * vocabulary, then merges in rank order); the builder validates every entry and produces an
+ * immutable bpe_model that any number of threads may read at once.
+ */
+#ifndef PM_DATA_BPE_INTERNAL_H
+#define PM_DATA_BPE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/tokenizer.h"
+
+/* One merge rule as stored: the pair (left, right) becomes merged; lower rank merges first. */
+typedef struct {
+    uint64_t key; /* left << 32 | right; BPE_NO_PAIR marks an empty slot */
+    int32_t rank;
+    int32_t merged;
+} bpe_pair;
+
+#define BPE_NO_PAIR UINT64_MAX
+#define BPE_NO_RANK INT32_MAX
+
+/* A token split out of the text literally before pre-tokenization (HF "added_tokens"). */
+typedef struct {
+    int32_t id;
+    uint32_t length;
+    const uint8_t *bytes; /* points into bpe_model.bytes */
+} bpe_added;
+
+/* An open-addressing map from a byte string to a token id (used for ignore_merges). */
+typedef struct {
+    int32_t *slots; /* token ids, -1 for empty */
+    uint32_t mask;
+} bpe_string_map;
+
+typedef struct bpe_model {
+    int32_t count;    /* tokens, ids 0..count-1 */
+    uint32_t *offset; /* token i's bytes are bytes[offset[i] .. offset[i+1]) */
+    uint8_t *bytes;
+    int32_t byte_token[256]; /* the single-byte token of each byte, -1 if the vocabulary lacks it */
+    bpe_pair *pairs;         /* hash table of merges, pair_mask + 1 slots */
+    uint32_t pair_mask;
+    int32_t merge_count;
+    bpe_added *added; /* longest first, so the first match at a position is the longest */
+    int32_t added_count;
+    bool added_first_byte[256]; /* which bytes can start an added token (a quick skip) */
+    bool ignore_merges;         /* HF option: a piece that is a whole token is emitted as is */
+    bpe_string_map whole;       /* byte string -> id, built only for ignore_merges */
+    int32_t eos;
+    uint64_t hash;
+} bpe_model;
+
+/* Token id's bytes and length. */
+static inline const uint8_t *bpe_token_bytes(const bpe_model *m, int32_t id, size_t *length) {
+    *length = m->offset[id + 1] - m->offset[id];
+    return m->bytes + m->offset[id];
+}
+
+/* Looks up the merge of (left, right): its rank (BPE_NO_RANK if none) and merged token. */
+static inline int32_t bpe_pair_rank(const bpe_model *m, int32_t left, int32_t right, int32_t *merged) {
+    const uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+    /* Fibonacci hashing spreads the structured (left, right) keys over the table. */
+    uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & m->pair_mask;
+    for (;;) {
+        const bpe_pair *p = &m->pairs[slot];
+        if (p->key == key) {
+            *merged = p->merged;
+            return p->rank;
+        }
+        if (p->key == BPE_NO_PAIR) return BPE_NO_RANK;
+        slot = (slot + 1) & m->pair_mask;
+    }
+}
+
+/* The id of the token whose bytes are exactly text[0..length), or -1 (needs m->whole). */
+int32_t bpe_whole_token(const bpe_model *m, const uint8_t *text, size_t length);
+
+void bpe_model_free(bpe_model *m);
+
+/* ------------------------------------------------------------------ building */
+
+typedef struct bpe_builder bpe_builder;
+
+/* file names the source in every error message. NULL when out of memory (error set). */
+bpe_builder *bpe_builder_create(const char *file);
+void bpe_builder_free(bpe_builder *b);
+/* Changes the file later messages name (GPT-2 keeps the merges in a second file). */
+int bpe_builder_rename(bpe_builder *b, const char *file);
+/* An added token: content is its literal text (raw UTF-8, not byte-mapped). Add these first. */
+int bpe_builder_add_added(bpe_builder *b, const char *content, size_t length, int64_t id, bool special);
+/* A vocabulary entry: text is the byte-mapped string as written in the file. */
+int bpe_builder_add_token(bpe_builder *b, const char *text, size_t length, int64_t id);
+/* Ends the vocabulary: checks that ids are unique and run 0..count-1. */
+int bpe_builder_end_vocab(bpe_builder *b);
+/* The next merge (rank = the number added before it); where says e.g. "line 7" for messages. */
+int bpe_builder_add_merge(bpe_builder *b, const char *left, size_t left_length, const char *right,
+                          size_t right_length, const char *where);
+/* Finishes the model (the builder may still be freed after); eos is -1 until the loader sets it. */
+int bpe_builder_finish(bpe_builder *b, bool ignore_merges, bpe_model **out);
+/* The id of an added token with this content, or -1 (to choose eos_token). */
+int32_t bpe_builder_added_id(const bpe_builder *b, const char *content);
+
+/* Loaders: they fill a builder and finish it. */
+int bpe_load_tokenizer_json(const char *file, bpe_model **out);
+int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **out);
+/* Reads a whole file (NUL-terminated for convenience); error names the file. */
+int bpe_read_file(const char *path, char **text, size_t *length);
+/* Copies up to 40 bytes of a token into out (for messages), marking truncation with "...". */
+const char *bpe_excerpt(const char *text, size_t length, char out[48]);
+
+/* ------------------------------------------------------------------ merging */
+
+/* Scratch space for merging one piece; grows to the longest piece seen. */
+typedef struct {
+    size_t capacity;
+    int32_t *rank, *merged, *next, *prev;
+    struct bpe_heap_entry *heap;
+} bpe_scratch;
+
+/* Pieces longer than this use the heap; shorter ones the quadratic scan, which is faster. */
+enum { BPE_SCAN_MAX = 64 };
+
+/* Applies the merges to the symbols ids[0..n) in rank order (leftmost first among equal
+ * ranks, as GPT-2 and Hugging Face do), in place; returns the new count. */
+size_t bpe_merge_scan(const bpe_model *m, int32_t *ids, size_t n, bpe_scratch *s);
+size_t bpe_merge_heap(const bpe_model *m, int32_t *ids, size_t n, bpe_scratch *s);
+/* 0 or PM_ERR_NOMEM: makes room for a piece of n symbols. */
+int bpe_scratch_reserve(bpe_scratch *s, size_t n);
+void bpe_scratch_free(bpe_scratch *s);
+
+#endif
