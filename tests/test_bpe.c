@@ -177,6 +177,8 @@ static void test_gpt2_known_answers(void **state) {
     (void)state;
     tokenizer *tok = load_gpt2();
     assert_int_equal(tok->eos_token, 50256);
+    /* Shards record this hash: a change to its definition must be deliberate. */
+    assert_true(tok->vocab_hash == 0x8515EF025F95EBBCull);
     EXPECT_IDS(tok, "Hello world", 15496, 995);
     EXPECT_IDS(tok, "Hello<|endoftext|>world", 15496, 50256, 6894);
     EXPECT_IDS(tok, "<|endoftext|>", 50256);
@@ -327,7 +329,7 @@ static void test_merge_loops_agree(void **state) {
 /* ------------------------------------------------------------------ tokenizer.json */
 
 /* A small tokenizer: the 256 byte tokens (id = byte), then whole words built by merges, and
- * added tokens, one of them also listed in the vocabulary as Hugging Face does. */
+ * added tokens, two of them also listed in the vocabulary as Hugging Face files may do. */
 static const char *const small_merges[][2] = {{"h", "e"},  {"l", "l"},   {"he", "ll"}, {"hell", "o"},
                                               {"Ġ", "w"},  {"o", "r"},   {"Ġw", "or"}, {"l", "d"},
                                               {"Ġwor", "ld"}, {"a", "b"}, {"b", "c"}};
@@ -353,9 +355,11 @@ static char *small_tokenizer_json(bool merges_as_pairs) {
             cJSON_AddItemToArray(merges, cJSON_CreateString(line));
         }
     }
+    /* Added tokens in the vocabulary: under their raw text, or byte-mapped ("Ġ" for ' '). */
     cJSON_AddNumberToObject(vocab, "<|endoftext|>", 267);
-    const char *contents[3] = {"<|endoftext|>", "<|end|>", "<|endoftext|>!!"};
-    for (int i = 0; i < 3; i++) {
+    cJSON_AddNumberToObject(vocab, "<|aĠb|>", 270);
+    const char *contents[4] = {"<|endoftext|>", "<|end|>", "<|endoftext|>!!", "<|a b|>"};
+    for (int i = 0; i < 4; i++) {
         cJSON *t = cJSON_CreateObject();
         cJSON_AddNumberToObject(t, "id", 267 + i);
         cJSON_AddStringToObject(t, "content", contents[i]);
@@ -397,7 +401,7 @@ static void test_small_tokenizer_json(void **state) {
     tokenizer *toks[2] = {load_small(dir, "a.json", false), load_small(dir, "b.json", true)};
     for (int f = 0; f < 2; f++) {
         tokenizer *tok = toks[f];
-        assert_int_equal(tok->vocab_size, 270);
+        assert_int_equal(tok->vocab_size, 271);
         assert_int_equal(tok->eos_token, 267);
         EXPECT_IDS(tok, "hello world", 259, 264);
         EXPECT_IDS(tok, "hello  world", 259, 32, 264);
@@ -406,6 +410,7 @@ static void test_small_tokenizer_json(void **state) {
         EXPECT_IDS(tok, "hello world<|endoftext|>abc<|endoftext|>!!<|end|>", 259, 264, 267, 265, 'c', 269, 268);
         EXPECT_IDS(tok, "<|endoftext|>!", 267, '!'); /* the longer added token needs "!!" */
         EXPECT_IDS(tok, "<|end|", '<', '|', 'e', 'n', 'd', '|');
+        EXPECT_IDS(tok, "x<|a b|>", 'x', 270);
         char out[TOKENIZER_MAX_TOKEN_BYTES];
         assert_int_equal(tok->decode_token(tok, 264, out, sizeof out), 6);
         assert_memory_equal(out, " world", 6);
@@ -429,6 +434,22 @@ static void test_small_tokenizer_json(void **state) {
     by_dir = load_or_fail(dir);
     EXPECT_IDS(by_dir, "hello", 259);
     tokenizer_free(by_dir);
+    /* ignore_merges (newer Hugging Face files): a piece that is a whole token stays whole. */
+    for (int ignore = 0; ignore < 2; ignore++) {
+        char json[256], *path = join(dir, "a.json");
+        snprintf(json, sizeof json, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+                 "\"ignore_merges\": %s, \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"abc\": 4, "
+                 "\"bc\": 5}, \"merges\": [\"a b\", \"b c\"]}}", ignore ? "true" : "false");
+        write_text(path, json, strlen(json));
+        tokenizer *tok = load_or_fail(path);
+        if (ignore)
+            EXPECT_IDS(tok, "abc", 4);
+        else
+            EXPECT_IDS(tok, "abc", 3, 2);
+        EXPECT_IDS(tok, "abcc", 3, 2, 2);
+        tokenizer_free(tok);
+        free(path);
+    }
     remove_dir(dir);
 }
 
@@ -534,7 +555,8 @@ static void test_broken_files(void **state) {
     expect_json_error(dir, "{" PIPELINE ", \"normalizer\": {\"type\": \"NFC\"}, \"model\": {\"type\": \"BPE\", "
                       "\"vocab\": {\"a\": 0}, \"merges\": []}}", "normalizer (NFC)", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true}, "
-                      "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", "add_prefix_space", NULL);
+                      "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+                      "add_prefix_space", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
                       "\"vocab\": {\"a\": 0}, \"merges\": []}}", "pre_tokenizer Whitespace is not supported", NULL);
     expect_json_error(dir, "{" PIPELINE ", \"added_tokens\": [{\"id\": 0, \"content\": \"<m>\", \"lstrip\": true}], "

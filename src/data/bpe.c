@@ -25,6 +25,9 @@
 /* A direct-mapped cache: 16k entries of 60 bytes, about 1 MB per worker. Pieces up to 22
  * bytes (nearly all words) are cached; the slot is simply overwritten on a collision. */
 enum { CACHE_SLOTS = 1 << 14, CACHE_PIECE_MAX = 22, CACHE_TOKENS_MAX = 8 };
+/* Merging a piece takes about 40 bytes of scratch per byte; a worker keeps it between calls
+ * only for pieces up to this many bytes. */
+enum { KEEP_SCRATCH_MAX = 1 << 16 };
 
 typedef struct {
     uint32_t check; /* high bits of the piece's hash, to skip most mismatches cheaply */
@@ -122,6 +125,8 @@ static int missing_byte(const encode_state *s, const uint8_t *at) {
 static int merge_piece(encode_state *s, const uint8_t *p, size_t length, cache_entry *slot, uint32_t check) {
     const bpe_model *m = s->model;
     worker *w = s->w;
+    if (length > INT32_MAX) /* symbol positions are int32 */
+        return pm_fail(PM_ERR_ARG, "encode: a piece of %zu bytes without a break is too long", length);
     if (length > w->ids_capacity) {
         int32_t *grown = realloc(w->ids, length * sizeof *grown);
         if (!grown) return pm_fail(PM_ERR_NOMEM, "encode: out of memory for a piece of %zu bytes", length);
@@ -244,6 +249,12 @@ static int64_t encode_bpe(const tokenizer *self, const char *text, size_t length
             next += added->length;
         }
         at = next;
+    }
+    if (w->ids_capacity > KEEP_SCRATCH_MAX) { /* a huge piece's scratch is not worth keeping */
+        bpe_scratch_free(&w->scratch);
+        free(w->ids);
+        w->ids = NULL;
+        w->ids_capacity = 0;
     }
     release(t, w);
     return status ? status : (int64_t)s.count;

@@ -31,6 +31,7 @@ struct bpe_builder {
     size_t arena_length, arena_capacity;
     entry *entries; /* added tokens first, then vocabulary entries not equal to one */
     size_t count, capacity, added_count;
+    size_t token_count; /* distinct tokens, after bpe_builder_end_vocab */
     int32_t *map; /* key string -> entry index, open addressing, -1 empty */
     size_t map_mask;
     int32_t *entry_of_id; /* after bpe_builder_end_vocab */
@@ -187,12 +188,12 @@ static int check_id(const bpe_builder *b, const char *what, const char *text, si
     if (id < 0 || id > INT32_MAX - 1)
         return pm_fail(PM_ERR_ARG, "%s: %s '%s' has id %lld; ids must be integers from 0 to the vocabulary size - 1",
                        b->file, what, bpe_excerpt(text, length, ex), (long long)id);
-    if (length == 0) return pm_fail(PM_ERR_ARG, "%s: %s with id %lld is the empty string", b->file, what, (long long)id);
+    if (length == 0)
+        return pm_fail(PM_ERR_ARG, "%s: %s with id %lld is the empty string", b->file, what, (long long)id);
     return PM_OK;
 }
 
-int bpe_builder_add_added(bpe_builder *b, const char *content, size_t length, int64_t id, bool special) {
-    (void)special; /* special or not, an added token is split out of the text literally */
+int bpe_builder_add_added(bpe_builder *b, const char *content, size_t length, int64_t id) {
     char ex[48];
     int status = check_id(b, "added token", content, length, id);
     if (status) return status;
@@ -238,13 +239,20 @@ int bpe_builder_add_token(bpe_builder *b, const char *text, size_t length, int64
     return append_entry(b, text, length, bytes, (size_t)n, id, false);
 }
 
+/* Whether entries x and y are one added token listed twice: under its raw text in
+ * added_tokens and under its byte-mapped spelling in the vocabulary, with the same id. */
+static bool same_added_token(const bpe_builder *b, const entry *x, const entry *y) {
+    return x->added != y->added && x->byte_length == y->byte_length &&
+           memcmp(b->arena + x->bytes, b->arena + y->bytes, x->byte_length) == 0;
+}
+
 int bpe_builder_end_vocab(bpe_builder *b) {
     char ex[48], ex2[48];
     if (b->count == 0) return pm_fail(PM_ERR_ARG, "%s: the vocabulary is empty", b->file);
     b->entry_of_id = malloc(b->count * sizeof *b->entry_of_id);
     if (!b->entry_of_id) return out_of_memory(b);
     memset(b->entry_of_id, 0xFF, b->count * sizeof *b->entry_of_id);
-    /* With count entries, unique ids below count are exactly 0..count-1: no gaps possible. */
+    size_t tokens = b->count;
     for (size_t i = 0; i < b->count; i++) {
         const entry *e = &b->entries[i];
         const char *key = b->arena + e->key;
@@ -253,6 +261,11 @@ int bpe_builder_end_vocab(bpe_builder *b) {
                            "be unique and run 0..%zu)", b->file, bpe_excerpt(key, e->key_length, ex), e->id,
                            b->count - 1, b->count, b->count - 1);
         const int32_t other = b->entry_of_id[e->id];
+        if (other >= 0 && same_added_token(b, e, &b->entries[other])) {
+            if (e->added) b->entry_of_id[e->id] = (int32_t)i; /* the added entry stands for both */
+            tokens--;
+            continue;
+        }
         if (other >= 0) {
             const entry *o = &b->entries[other];
             return pm_fail(PM_ERR_ARG, "%s: duplicate id %d: tokens '%s' and '%s' both have it", b->file, e->id,
@@ -260,6 +273,15 @@ int bpe_builder_end_vocab(bpe_builder *b) {
         }
         b->entry_of_id[e->id] = (int32_t)i;
     }
+    /* Unique ids below `tokens` are exactly 0..tokens-1: an id past that leaves a gap. */
+    for (size_t id = tokens; id < b->count; id++)
+        if (b->entry_of_id[id] >= 0) {
+            const entry *e = &b->entries[b->entry_of_id[id]];
+            return pm_fail(PM_ERR_ARG, "%s: token '%s' has id %d, outside 0..%zu (the file has %zu tokens; ids must "
+                           "be unique and run 0..%zu)", b->file, bpe_excerpt(b->arena + e->key, e->key_length, ex),
+                           e->id, tokens - 1, tokens, tokens - 1);
+        }
+    b->token_count = tokens;
     return PM_OK;
 }
 
@@ -325,8 +347,8 @@ static size_t power_of_two_at_least(size_t n) {
 
 /* Token bytes in id order, the single-byte tokens and the added tokens. */
 static int build_tokens(const bpe_builder *b, bpe_model *m) {
-    m->count = (int32_t)b->count;
-    m->offset = malloc((b->count + 1) * sizeof *m->offset);
+    m->count = (int32_t)b->token_count;
+    m->offset = malloc((b->token_count + 1) * sizeof *m->offset);
     m->bytes = malloc(b->arena_length + 1);
     m->added = malloc((b->added_count + 1) * sizeof *m->added);
     if (!m->offset || !m->bytes || !m->added) return out_of_memory(b);
@@ -369,7 +391,7 @@ static int build_pairs(const bpe_builder *b, bpe_model *m) {
 }
 
 static int build_whole(const bpe_builder *b, bpe_model *m) {
-    const size_t slots = power_of_two_at_least(2 * b->count);
+    const size_t slots = power_of_two_at_least(2 * b->token_count);
     m->whole.slots = malloc(slots * sizeof *m->whole.slots);
     if (!m->whole.slots) return out_of_memory(b);
     memset(m->whole.slots, 0xFF, slots * sizeof *m->whole.slots);

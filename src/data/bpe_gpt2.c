@@ -14,23 +14,18 @@
 static const char end_of_text[] = "<|endoftext|>";
 
 static int add_encoder(const char *file, const char *text, size_t length, bpe_builder *b) {
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
-    if (!root) {
-        const size_t at = end && end >= text && end <= text + length ? (size_t)(end - text) : length;
-        return pm_fail(PM_ERR_ARG, "%s: not valid JSON near byte %zu of %zu%s", file, at, length,
-                       at + 16 >= length ? " (is the file truncated?)" : "");
-    }
-    int status = PM_OK;
+    void *parsed;
+    int status = bpe_parse_json(file, text, length, &parsed);
+    if (status) return status;
+    cJSON *root = parsed;
     if (!cJSON_IsObject(root))
         status = pm_fail(PM_ERR_ARG, "%s: expected an object mapping token strings to ids", file);
     /* Added first, so that the vocabulary entry of the same name is recognised as it. */
     const cJSON *eot = cJSON_GetObjectItemCaseSensitive(root, end_of_text);
-    if (!status && eot && cJSON_IsNumber(eot))
-        status = bpe_builder_add_added(b, end_of_text, strlen(end_of_text), (int64_t)eot->valuedouble, true);
+    if (!status && cJSON_IsNumber(eot))
+        status = bpe_builder_add_added(b, end_of_text, strlen(end_of_text), bpe_id_of_number(eot->valuedouble));
     for (const cJSON *t = status ? NULL : root->child; t && !status; t = t->next) {
-        const double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
-        const int64_t id = v >= 0 && v < 2147483647.0 && (double)(int64_t)v == v ? (int64_t)v : -1;
+        const int64_t id = cJSON_IsNumber(t) ? bpe_id_of_number(t->valuedouble) : -1;
         if (id < 0) {
             char ex[48];
             status = pm_fail(PM_ERR_ARG, "%s: token '%s' has an id that is not a non-negative integer", file,

@@ -89,8 +89,9 @@ bpe_builder *bpe_builder_create(const char *file);
 void bpe_builder_free(bpe_builder *b);
 /* Changes the file later messages name (GPT-2 keeps the merges in a second file). */
 int bpe_builder_rename(bpe_builder *b, const char *file);
-/* An added token: content is its literal text (raw UTF-8, not byte-mapped). Add these first. */
-int bpe_builder_add_added(bpe_builder *b, const char *content, size_t length, int64_t id, bool special);
+/* An added token: content is its literal text (raw UTF-8, not byte-mapped). Add these first.
+ * Special or not, an added token is split out of the text literally, as Hugging Face does. */
+int bpe_builder_add_added(bpe_builder *b, const char *content, size_t length, int64_t id);
 /* A vocabulary entry: text is the byte-mapped string as written in the file. */
 int bpe_builder_add_token(bpe_builder *b, const char *text, size_t length, int64_t id);
 /* Ends the vocabulary: checks that ids are unique and run 0..count-1. */
@@ -98,7 +99,7 @@ int bpe_builder_end_vocab(bpe_builder *b);
 /* The next merge (rank = the number added before it); where says e.g. "line 7" for messages. */
 int bpe_builder_add_merge(bpe_builder *b, const char *left, size_t left_length, const char *right,
                           size_t right_length, const char *where);
-/* Finishes the model (the builder may still be freed after); eos is -1 until the loader sets it. */
+/* Finishes the model (free the builder after); its eos is -1 until the loader sets it. */
 int bpe_builder_finish(bpe_builder *b, bool ignore_merges, bpe_model **out);
 /* The id of an added token with this content, or -1 (to choose eos_token). */
 int32_t bpe_builder_added_id(const bpe_builder *b, const char *content);
@@ -106,6 +107,13 @@ int32_t bpe_builder_added_id(const bpe_builder *b, const char *content);
 /* Loaders: they fill a builder and finish it. */
 int bpe_load_tokenizer_json(const char *file, bpe_model **out);
 int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **out);
+/* An id read as a JSON number: the integer, or -1 if it is negative, fractional or too big. */
+static inline int64_t bpe_id_of_number(double v) {
+    return v >= 0 && v < 2147483647.0 && (double)(int64_t)v == v ? (int64_t)v : -1;
+}
+/* Parses JSON text (a cJSON *, as void * to keep cJSON out of this header); error names the
+ * file and the byte offset where parsing stopped. */
+int bpe_parse_json(const char *file, const char *text, size_t length, void **root);
 /* Reads a whole file (NUL-terminated for convenience); error names the file. */
 int bpe_read_file(const char *path, char **text, size_t *length);
 /* Copies up to 40 bytes of a token into out (for messages), marking truncation with "...". */

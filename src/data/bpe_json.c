@@ -104,11 +104,8 @@ static int check_model_options(const char *file, const cJSON *model) {
 
 /* Reads an id: a JSON number that is a non-negative integer (range is checked later). */
 static int json_id(const char *file, const char *what, const char *name, const cJSON *v, int64_t *id) {
-    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483647.0 &&
-        (double)(int64_t)v->valuedouble == v->valuedouble) {
-        *id = (int64_t)v->valuedouble;
-        return PM_OK;
-    }
+    *id = cJSON_IsNumber(v) ? bpe_id_of_number(v->valuedouble) : -1;
+    if (*id >= 0) return PM_OK;
     char ex[48];
     return pm_fail(PM_ERR_ARG, "%s: %s '%s' has id %s; ids must be integers from 0 to the vocabulary size - 1",
                    file, what, bpe_excerpt(name, strlen(name), ex),
@@ -134,8 +131,7 @@ static int add_added_tokens(const char *file, const cJSON *root, bpe_builder *b)
         int64_t value = -1;
         int status = json_id(file, "added token", content->valuestring, id, &value);
         if (status) return status;
-        status = bpe_builder_add_added(b, content->valuestring, strlen(content->valuestring), value,
-                                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "special")));
+        status = bpe_builder_add_added(b, content->valuestring, strlen(content->valuestring), value);
         if (status) return status;
     }
     return PM_OK;
@@ -216,21 +212,25 @@ static int load_parsed(const char *file, const cJSON *root, bpe_model **out) {
     return status;
 }
 
+int bpe_parse_json(const char *file, const char *text, size_t length, void **root) {
+    const char *end = NULL;
+    *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
+    if (*root) return PM_OK;
+    const size_t at = end && end >= text && end <= text + length ? (size_t)(end - text) : length;
+    return pm_fail(PM_ERR_ARG, "%s: not valid JSON near byte %zu of %zu%s", file, at, length,
+                   at + 16 >= length ? " (is the file truncated?)" : "");
+}
+
 int bpe_load_tokenizer_json(const char *file, bpe_model **out) {
     *out = NULL;
     char *text;
     size_t length;
     int status = bpe_read_file(file, &text, &length);
     if (status) return status;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
-    if (!root) {
-        const size_t at = end && end >= text && end <= text + length ? (size_t)(end - text) : length;
-        free(text);
-        return pm_fail(PM_ERR_ARG, "%s: not valid JSON near byte %zu of %zu%s", file, at, length,
-                       at + 16 >= length ? " (is the file truncated?)" : "");
-    }
+    void *root;
+    status = bpe_parse_json(file, text, length, &root);
     free(text);
+    if (status) return status;
     status = load_parsed(file, root, out);
     cJSON_Delete(root);
     return status;

@@ -106,7 +106,7 @@ static struct bpe_heap_entry heap_pop(struct bpe_heap_entry *heap, size_t *size)
 /* Pushes the pair (left_pos, right_pos) if it merges. */
 static void push_pair(const bpe_model *m, struct bpe_heap_entry *heap, size_t *size, const int32_t *ids,
                       int32_t left_pos, int32_t right_pos) {
-    int32_t merged;
+    int32_t merged = -1;
     const int32_t rank = bpe_pair_rank(m, ids[left_pos], ids[right_pos], &merged);
     if (rank != BPE_NO_RANK) heap_push(heap, size, (struct bpe_heap_entry){rank, left_pos});
 }
@@ -125,7 +125,7 @@ size_t bpe_merge_heap(const bpe_model *m, int32_t *ids, size_t n, bpe_scratch *s
         const struct bpe_heap_entry e = heap_pop(heap, &size);
         const int32_t right = next[e.pos];
         if (ids[e.pos] < 0 || right < 0) continue; /* merged away, or now last */
-        int32_t merged;
+        int32_t merged = -1;
         if (bpe_pair_rank(m, ids[e.pos], ids[right], &merged) != e.rank) continue; /* stale */
         ids[e.pos] = merged;
         ids[right] = -1; /* dead */
