@@ -33,10 +33,11 @@ demo: build
 	@BUILD=$(BUILD) bash scripts/demo.sh
 
 # Regenerates tests/fixtures from the PyTorch reference in dev/ (needs Debian's python3-torch).
-fixtures:
+fixtures: build
 	@dpkg-query -W -f='$${Status}' python3-torch 2>/dev/null | grep -q "install ok installed" || \
 	  { echo "make fixtures needs python3-torch: apt-get install -y python3-torch"; exit 1; }
 	/usr/bin/python3 dev/make_fixtures.py
+	BUILD=$(BUILD) sh dev/make_interop_fixtures.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

@@ -185,6 +185,7 @@ void pm_router_set_tau(pm_router *router, float tau);
 /* topk with bias_rate > 0: the selection bias b (E values) and its update
  * b_i += γ·sign(mean load − load_i) from the load accumulated since the last update. */
 const float *pm_router_bias(const pm_router *router);
+void pm_router_set_bias(pm_router *router, const float *bias); /* E values (resume) */
 void pm_router_update_bias(pm_router *router);
 
 /*

@@ -37,5 +37,5 @@ echo "== training the default MoE with ProbMoE routing ($steps steps of 8 × 128
   --batch 8 --seq 128 --eval-interval 200 --eval-batches 16 --seed 1
 
 echo
-echo "== a sample (probmoe generate --model $out --prompt 'ROMEO:')"
-"$probmoe" generate --model "$out" --prompt "ROMEO:" --max-new 120 --temperature 0.8 --seed 1
+echo "== a sample (probmoe generate --model $out/model --prompt ROMEO:)"
+"$probmoe" generate --model "$out/model" --prompt "ROMEO:" --max-new 120 --temperature 0.8 --seed 1

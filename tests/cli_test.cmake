@@ -53,4 +53,4 @@ expect_output("too little data" 1 "too few for training" train --data ${work}/te
 if(EXISTS ${work}/out)
   message(FATAL_ERROR "a failed train run created ${work}/out")
 endif()
-expect_output("generate without a model" 1 "cannot open the model config" generate --model ${work}/nothing)
+expect_output("generate without a model" 1 "does not exist" generate --model ${work}/nothing)

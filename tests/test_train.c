@@ -132,7 +132,7 @@ static void test_learns(void **state) {
     /* eight words in random order: far below the unigram loss is possible */
     assert_true(result.final_val_loss < 0.8 * result.unigram_loss);
     char path[160];
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    snprintf(path, sizeof path, "%s/model/model.safetensors", out);
     struct stat info;
     assert_int_equal(stat(path, &info), 0);
     /* a second run into the same directory is refused and changes nothing */
@@ -156,9 +156,55 @@ static void test_divergence_stops_without_saving(void **state) {
     train_result result;
     assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
     assert_non_null(strstr(pm_last_error(), "non-finite steps in a row"));
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    snprintf(path, sizeof path, "%s/model/model.safetensors", out);
     struct stat info;
     assert_true(stat(path, &info) != 0);
+}
+
+/* Resuming from the checkpoint of step 4 of an 8-step run gives steps 5..8 of the
+ * uninterrupted run bit for bit, router selection biases included; old checkpoints beyond
+ * keep_last are pruned. */
+static void test_resume_is_exact(void **state) {
+    (void)state;
+    char whole[128], resumed[128], pruned[128], checkpoint[192];
+    snprintf(whole, sizeof whole, "%s/whole", work);
+    snprintf(resumed, sizeof resumed, "%s/resumed", work);
+    snprintf(pruned, sizeof pruned, "%s/pruned", work);
+    pm_model_config cfg = tiny_model();
+    cfg.router = pm_router_config_default(PM_ROUTER_TOPK, 4, 2);
+    cfg.router.bias_rate = 0.01f; /* router state beyond the weights must survive too */
+    train_options opt = tiny_options(whole);
+    opt.steps = 8;
+    opt.save_interval = 4;
+    train_result result;
+    if (train_run(&cfg, &opt, NULL, &result) < 0) fail_msg("%s", pm_last_error());
+    double want[8], got[4];
+    assert_int_equal(read_losses(whole, want, 8), 8);
+
+    train_options resume = train_options_default();
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-000004", whole);
+    resume.resume_dir = checkpoint;
+    resume.out_dir = resumed;
+    resume.steps = 0;      /* the checkpoint's own total */
+    resume.data_path = NULL; /* from the checkpoint's trainer state */
+    if (train_run(&cfg, &resume, NULL, &result) < 0) fail_msg("%s", pm_last_error());
+    assert_int_equal(result.steps_done, 8);
+    assert_int_equal(read_losses(resumed, got, 4), 4);
+    for (int i = 0; i < 4; i++)
+        if (got[i] != want[4 + i]) fail_msg("step %d: resumed loss %.9g, uninterrupted %.9g", 5 + i, got[i], want[4 + i]);
+
+    opt = tiny_options(pruned);
+    opt.steps = 6;
+    opt.save_interval = 2;
+    opt.keep_last = 2;
+    if (train_run(&cfg, &opt, NULL, &result) < 0) fail_msg("%s", pm_last_error());
+    struct stat info;
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-000002", pruned);
+    assert_true(stat(checkpoint, &info) != 0);
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-000004", pruned);
+    assert_int_equal(stat(checkpoint, &info), 0);
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-000006", pruned);
+    assert_int_equal(stat(checkpoint, &info), 0);
 }
 
 static void test_bad_options(void **state) {
@@ -183,6 +229,7 @@ int main(void) {
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_divergence_stops_without_saving),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_resume_is_exact),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);
 }

@@ -28,6 +28,8 @@ static const char train_usage[] =
     "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
     "         --eval-interval N --eval-batches N   --tokenizer FILE\n"
+    "save:    --save-interval N (checkpoint every N steps)  --keep-last N  --bf16 (final weights)\n"
+    "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
 
@@ -155,6 +157,8 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         {"--clip", OPT_FLOAT, &t->clip}, {"--weight-decay", OPT_FLOAT, &t->adamw.weight_decay},
         {"--seed", OPT_INT, &seed}, {"--eval-interval", OPT_LONG, &t->eval_interval},
         {"--eval-batches", OPT_INT, &t->eval_batches},
+        {"--save-interval", OPT_LONG, &t->save_interval}, {"--keep-last", OPT_INT, &t->keep_last},
+        {"--resume", OPT_STRING, &t->resume_dir},
     };
     const size_t shape_count = sizeof shape_options / sizeof shape_options[0];
     const size_t option_count = sizeof options / sizeof options[0];
@@ -167,6 +171,10 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
             }
             if (strcmp(argv[i], "--norm") == 0) {
                 r->norm_topk_prob = true;
+                continue;
+            }
+            if (strcmp(argv[i], "--bf16") == 0) {
+                t->save_bf16 = true;
                 continue;
             }
             const option *match = NULL;
@@ -215,7 +223,12 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
 }
 
 static void print_summary(const train_result *result, const train_request *request) {
-    printf("\ntrained %ld steps at %.0f tokens/s\n", result->steps_done, result->tokens_per_second);
+    if (result->interrupted) {
+        printf("\nstopped at step %ld; saved %s\nresume with: probmoe train --resume %s\n", result->steps_done,
+               result->last_checkpoint, result->last_checkpoint);
+        return;
+    }
+    printf("\ntrained to step %ld at %.0f tokens/s\n", result->steps_done, result->tokens_per_second);
     printf("validation loss %.4f nats/token (unigram baseline %.4f, %.1f%% below it)\n", result->final_val_loss,
            result->unigram_loss, 100.0 * (1.0 - result->final_val_loss / result->unigram_loss));
     printf("routing in the last step (%s):\n", pm_router_kind_name(request->model.router.kind));
@@ -223,8 +236,8 @@ static void print_summary(const train_result *result, const train_request *reque
     for (int l = 0; l < result->num_layers; l++)
         printf("  %5d  %14.2f  %12.3f  %13.2f  %12d\n", l, result->routing[l].mean_active,
                result->routing[l].load_entropy, result->routing[l].max_over_mean, result->routing[l].dead_experts);
-    printf("saved %s/model.safetensors and %s/config.json; metrics in %s/metrics.jsonl\n",
-           request->train.out_dir, request->train.out_dir, request->train.out_dir);
+    printf("saved the model to %s (probmoe generate --model %s); metrics in %s/metrics.jsonl\n",
+           result->model_dir, result->model_dir, request->train.out_dir);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -237,8 +250,55 @@ int cmd_train(int argc, char **argv) {
             int status = load_config_file(argv[i + 1], &request);
             if (status) return status;
         }
+    bool resuming = false;
+    for (int i = 1; i < argc; i++) resuming |= strcmp(argv[i], "--resume") == 0;
+    if (resuming) request.train.steps = 0; /* the checkpoint's, unless --steps extends it */
     int status = parse_train_args(argc, argv, &request);
     if (status) return status < 0 ? 0 : status;
+    static char command_line[4096], parent[4096];
+    size_t used = 0;
+    for (int i = 0; i < argc && used < sizeof command_line; i++)
+        used += (size_t)snprintf(command_line + used, sizeof command_line - used, "%s%s", i ? " " : "probmoe ", argv[i]);
+    request.train.command_line = command_line;
+    if (resuming) {
+        /* by default the run continues in the directory holding the checkpoint */
+        bool out_given = false;
+        for (int i = 1; i < argc; i++) out_given |= strcmp(argv[i], "--out") == 0;
+        snprintf(parent, sizeof parent, "%s", request.train.resume_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) *slash = '\0';
+        else snprintf(parent, sizeof parent, ".");
+        if (!out_given) request.train.out_dir = parent;
+        if (!request.train.tokenizer_path) {
+            char probe[4200];
+            snprintf(probe, sizeof probe, "%s/config.json", request.train.resume_dir);
+            FILE *config = fopen(probe, "rb");
+            if (!config) {
+                fprintf(stderr, "probmoe train: --resume %s: no checkpoint there (config.json is missing)\n",
+                        request.train.resume_dir);
+                return 2;
+            }
+            fclose(config);
+            snprintf(probe, sizeof probe, "%s/tokenizer.json", request.train.resume_dir);
+            FILE *has_tokenizer = fopen(probe, "rb");
+            if (!has_tokenizer) {
+                snprintf(probe, sizeof probe, "%s/encoder.json", request.train.resume_dir);
+                has_tokenizer = fopen(probe, "rb");
+            }
+            if (has_tokenizer) {
+                fclose(has_tokenizer);
+                request.train.tokenizer_path = request.train.resume_dir;
+            }
+        }
+        if (pm_model_config_load(&request.model, request.train.resume_dir) < 0) {
+            char config_path[4200];
+            snprintf(config_path, sizeof config_path, "%s/config.json", request.train.resume_dir);
+            if (pm_model_config_load(&request.model, config_path) < 0) {
+                fprintf(stderr, "probmoe train: %s\n", pm_last_error());
+                return 2;
+            }
+        }
+    }
     tokenizer *tok = NULL;
     if (request.train.tokenizer_path) {
         if (tokenizer_load(request.train.tokenizer_path, &tok) < 0) {
@@ -252,7 +312,8 @@ int cmd_train(int argc, char **argv) {
         const long per_step = (long)request.train.batch * request.train.seq * request.train.accum;
         request.train.steps = (request.tokens + per_step - 1) / per_step;
     }
-    if (pm_model_config_check(&request.model) < 0 || train_options_check(&request.train, &request.model) < 0) {
+    if (pm_model_config_check(&request.model) < 0 ||
+        (!resuming && train_options_check(&request.train, &request.model) < 0)) {
         fprintf(stderr, "probmoe train: %s\n", pm_last_error());
         tokenizer_free(tok);
         return 2;

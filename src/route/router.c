@@ -92,6 +92,10 @@ void pm_router_set_tau(pm_router *router, float tau) { router->tau = tau; }
 
 const float *pm_router_bias(const pm_router *router) { return router->bias; }
 
+void pm_router_set_bias(pm_router *router, const float *bias) {
+    memcpy(router->bias, bias, sizeof(float) * router->cfg.num_experts);
+}
+
 void pm_router_update_bias(pm_router *router) {
     const int E = router->cfg.num_experts;
     if (router->cfg.bias_rate <= 0.0f) return;

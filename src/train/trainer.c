@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,9 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/checkpoint.h"
 #include "io/fs.h"
+#include "train/train_state.h"
 #include "train/routing_stats.h"
 
 train_options train_options_default(void) {
@@ -121,17 +124,49 @@ static int accumulate_gradients(pm_model *model, const text_data *data, const tr
     return PM_OK;
 }
 
-static int train_loop(pm_model *model, const text_data *data, const train_options *opt, FILE *metrics,
-                      train_result *result) {
+/* Set by SIGINT/SIGTERM: finish the step, save, stop. */
+static volatile sig_atomic_t stop_requested = 0;
+static void request_stop(int signal_number) {
+    (void)signal_number;
+    stop_requested = 1;
+}
+
+/* Everything a step needs, so the loop and the checkpointing share it. */
+typedef struct {
+    pm_model *model;
+    const text_data *data;
+    const train_options *opt;
     adamw optimizer;
-    int status = adamw_init(&optimizer, model, opt->adamw);
-    if (status < 0) return status;
+    train_history history;
+    FILE *metrics;
+} train_session;
+
+/* Saves out/checkpoint-<step> with the optimizer and trainer state; prunes old ones. */
+static int save_checkpoint(train_session *session, long step, char *where, size_t where_size) {
+    const train_options *opt = session->opt;
+    char *state = train_state_to_json(opt, step, session->model, &session->history);
+    if (!state) return pm_fail(PM_ERR_NOMEM, "train: out of memory writing the trainer state");
+    snprintf(where, where_size, "%s/checkpoint-%06ld", opt->out_dir, step);
+    checkpoint_extras extras = {session->optimizer.m, session->optimizer.v, session->optimizer.step, state,
+                                opt->tokenizer_path};
+    checkpoint_options options = {false, 0};
+    int status = checkpoint_save(session->model, &extras, where, &options);
+    free(state);
+    if (status == 0) status = checkpoint_prune(opt->out_dir, "checkpoint-", opt->keep_last);
+    return status;
+}
+
+static int train_loop(train_session *session, long first_step, train_result *result) {
+    pm_model *model = session->model;
+    const text_data *data = session->data;
+    const train_options *opt = session->opt;
+    int status = PM_OK;
     const size_t tokens = (size_t)opt->batch * opt->seq;
     int32_t *inputs = malloc(sizeof(int32_t) * tokens), *targets = malloc(sizeof(int32_t) * tokens);
     if (!inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
     const double start = now_seconds();
     int bad_in_a_row = 0;
-    for (long step = 0; status == 0 && step < opt->steps; step++) {
+    for (long step = first_step; status == 0 && step < opt->steps; step++) {
         const double step_start = now_seconds();
         double loss;
         status = accumulate_gradients(model, data, opt, step, inputs, targets, &loss);
@@ -154,7 +189,7 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
         bad_in_a_row = 0;
         if (opt->clip > 0.0f && grad_norm > opt->clip)
             scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
-        adamw_step(&optimizer, model, lr);
+        adamw_step(&session->optimizer, model, lr);
         /* DeepSeek-style selection bias (topk with bias_rate > 0; a no-op otherwise) */
         for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) pm_router_update_bias(pm_model_router(model, l));
         const double now = now_seconds();
@@ -165,7 +200,8 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
             status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
             if (status < 0) break;
         }
-        log_step(metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
+        log_step(session->metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
+        status = train_history_add(&session->history, step + 1, loss, val_loss);
         if (opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
         if (!isnan(val_loss)) /* also without a terminal, so logs show how training goes */
             fprintf(stderr, "%sstep %ld/%ld: loss %.4f, validation loss %.4f, %.0f tokens/s\n",
@@ -177,94 +213,120 @@ static int train_loop(pm_model *model, const text_data *data, const train_option
                                  : TRAIN_MAX_REPORTED_LAYERS;
         for (int l = 0; l < result->num_layers; l++) result->routing[l] = routing_stats_of(pm_model_routing(model, l));
         if (!isnan(val_loss)) result->final_val_loss = val_loss;
-    }
-    if (opt->progress) fprintf(stderr, "\n");
-    result->tokens_per_second = result->steps_done * (double)tokens * opt->accum / (now_seconds() - start);
-    free(inputs);
-    free(targets);
-    adamw_free(&optimizer);
-    return status;
-}
-
-/* Copies the tokenizer's files into the model directory so the model can be used alone. */
-static int copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
-    int status = in && out ? PM_OK : pm_fail(PM_ERR_ARG, "cannot copy '%s' to '%s'", from, to);
-    char buffer[1 << 16];
-    size_t got;
-    while (status == 0 && (got = fread(buffer, 1, sizeof buffer, in)) > 0)
-        if (fwrite(buffer, 1, got, out) != got) status = pm_fail(PM_ERR_ARG, "writing '%s' failed", to);
-    if (out && fclose(out) != 0 && status == 0) status = pm_fail(PM_ERR_ARG, "writing '%s' failed", to);
-    if (in) fclose(in);
-    return status;
-}
-
-static int save_tokenizer(const char *source, const char *dir) {
-    struct stat info;
-    char from[4096], to[4096];
-    if (stat(source, &info) != 0) return pm_fail(PM_ERR_ARG, "the tokenizer '%s' disappeared", source);
-    if (!S_ISDIR(info.st_mode)) {
-        snprintf(to, sizeof to, "%s/tokenizer.json", dir);
-        return copy_file(source, to);
-    }
-    const char *names[] = {"tokenizer.json", "encoder.json", "vocab.bpe"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(from, sizeof from, "%s/%s", source, names[i]);
-        snprintf(to, sizeof to, "%s/%s", dir, names[i]);
-        if (stat(from, &info) == 0) {
-            int status = copy_file(from, to);
-            if (status < 0) return status;
+        const bool periodic = opt->save_interval > 0 && (step + 1) % opt->save_interval == 0;
+        if (status == 0 && (periodic || stop_requested))
+            status = save_checkpoint(session, step + 1, result->last_checkpoint, sizeof result->last_checkpoint);
+        if (status == 0 && stop_requested) {
+            result->interrupted = true;
+            break;
         }
     }
-    return PM_OK;
+    if (opt->progress) fprintf(stderr, "\n");
+    const long done = result->steps_done - first_step;
+    result->tokens_per_second = done * (double)tokens * opt->accum / (now_seconds() - start);
+    free(inputs);
+    free(targets);
+    return status;
 }
 
-int train_run(const pm_model_config *cfg, const train_options *opt, const tokenizer *tok, train_result *result) {
+/* The model to train: a fresh one, or the one in opt->resume_dir with its optimizer and
+ * trainer state (which also restore the options). */
+static int open_session(train_session *session, const pm_model_config *cfg, train_options *opt,
+                        long *first_step) {
+    *first_step = 0;
+    if (!opt->resume_dir) {
+        session->model = pm_model_create(cfg, opt->batch, opt->seq);
+        if (!session->model) return PM_ERR_NOMEM;
+        pm_model_init_weights(session->model, opt->seed);
+        return adamw_init(&session->optimizer, session->model, opt->adamw);
+    }
+    char *state = checkpoint_load_trainer_state(opt->resume_dir);
+    if (!state) return PM_ERR_ARG;
+    /* the stored options first (the model's buffers depend on batch and seq), then the model,
+     * then what the state says about the model */
+    const long requested_steps = opt->steps;
+    long step = 0;
+    int status = train_state_from_json(state, opt->resume_dir, opt, &step, NULL, NULL);
+    if (requested_steps > 0) opt->steps = requested_steps;
+    if (status == 0) {
+        session->model = checkpoint_load_model(opt->resume_dir, opt->batch, opt->seq, false);
+        if (!session->model) status = PM_ERR_ARG;
+    }
+    train_options ignored = *opt;
+    if (status == 0)
+        status = train_state_from_json(state, opt->resume_dir, &ignored, &step, session->model, &session->history);
+    free(state);
+    if (status == 0) status = adamw_init(&session->optimizer, session->model, opt->adamw);
+    if (status == 0)
+        status = checkpoint_load_optimizer(opt->resume_dir, session->optimizer.m, session->optimizer.v,
+                                           session->optimizer.size, &session->optimizer.step);
+    if (status == 0 && step >= opt->steps)
+        status = pm_fail(PM_ERR_ARG, "train: %s is at step %ld of %ld already; give --steps to train further",
+                         opt->resume_dir, step, opt->steps);
+    *first_step = step;
+    return status;
+}
+
+int train_run(const pm_model_config *cfg, const train_options *options, const tokenizer *tok, train_result *result) {
     memset(result, 0, sizeof *result);
     result->final_val_loss = NAN;
+    train_options opt = *options;
     int status = pm_model_config_check(cfg);
-    if (status == 0) status = train_options_check(opt, cfg);
+    if (status == 0 && !opt.resume_dir) status = train_options_check(&opt, cfg);
     if (status < 0) return status;
     if (!tok) tok = tokenizer_bytes();
-    if (cfg->vocab_size < tok->vocab_size)
-        return pm_fail(PM_ERR_ARG, "train: vocab_size = %d is smaller than the %s tokenizer's %d tokens",
-                       cfg->vocab_size, tok->name, tok->vocab_size);
+    train_session session;
+    memset(&session, 0, sizeof session);
+    session.opt = &opt;
+    long first_step = 0;
+    status = open_session(&session, cfg, &opt, &first_step);
+    const pm_model_config *model_cfg = session.model ? pm_model_get_config(session.model) : cfg;
+    if (status == 0 && opt.resume_dir) status = train_options_check(&opt, model_cfg);
+    if (status == 0 && model_cfg->vocab_size < tok->vocab_size)
+        status = pm_fail(PM_ERR_ARG, "train: vocab_size = %d is smaller than the %s tokenizer's %d tokens",
+                         model_cfg->vocab_size, tok->name, tok->vocab_size);
     text_data data;
-    struct stat data_info;
-    if (stat(opt->data_path, &data_info) == 0 && S_ISDIR(data_info.st_mode))
-        status = text_data_load_shards(&data, opt->data_path, tok, opt->seq);
-    else
-        status = text_data_load(&data, opt->data_path, tok, opt->val_fraction, opt->seq);
-    if (status < 0) return status;
-    result->unigram_loss = text_data_unigram_loss(&data, tok->vocab_size);
-    pm_model *model = pm_model_create(cfg, opt->batch, opt->seq);
-    if (!model) {
-        text_data_free(&data);
-        return PM_ERR_NOMEM;
+    memset(&data, 0, sizeof data);
+    if (status == 0) {
+        struct stat data_info;
+        if (stat(opt.data_path, &data_info) == 0 && S_ISDIR(data_info.st_mode))
+            status = text_data_load_shards(&data, opt.data_path, tok, opt.seq);
+        else
+            status = text_data_load(&data, opt.data_path, tok, opt.val_fraction, opt.seq);
     }
+    if (status == 0) result->unigram_loss = text_data_unigram_loss(&data, tok->vocab_size);
+    session.data = &data;
     /* Only now, with data and model in hand, touch the output directory. */
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", opt->out_dir);
+    char path[4200];
+    snprintf(result->model_dir, sizeof result->model_dir, "%s/model", opt.out_dir);
+    snprintf(path, sizeof path, "%s/config.json", result->model_dir);
     struct stat existing;
-    FILE *metrics = NULL;
-    if (stat(path, &existing) == 0)
-        status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out or remove "
-                         "it first (nothing was changed)", opt->out_dir);
-    else
-        status = ensure_directory(opt->out_dir);
+    if (status == 0 && !opt.resume_dir && stat(path, &existing) == 0)
+        status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out, resume "
+                         "with --resume, or remove it first (nothing was changed)", opt.out_dir);
+    if (status == 0) status = ensure_directory(opt.out_dir);
     if (status == 0) {
-        snprintf(path, sizeof path, "%s/metrics.jsonl", opt->out_dir);
-        metrics = fopen(path, "w");
-        if (!metrics) status = pm_fail(PM_ERR_ARG, "train: cannot write '%s': %s", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/metrics.jsonl", opt.out_dir);
+        session.metrics = fopen(path, opt.resume_dir ? "a" : "w");
+        if (!session.metrics) status = pm_fail(PM_ERR_ARG, "train: cannot write '%s': %s", path, strerror(errno));
     }
-    if (status == 0) {
-        pm_model_init_weights(model, opt->seed);
-        status = train_loop(model, &data, opt, metrics, result);
+    struct sigaction stop = {0}, old_int, old_term;
+    stop.sa_handler = request_stop;
+    stop_requested = 0;
+    sigaction(SIGINT, &stop, &old_int);
+    sigaction(SIGTERM, &stop, &old_term);
+    if (status == 0) status = train_loop(&session, first_step, result);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (session.metrics) fclose(session.metrics);
+    if (status == 0 && !result->interrupted) {
+        checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};
+        checkpoint_options save = {opt.save_bf16, 0};
+        status = checkpoint_save(session.model, &extras, result->model_dir, &save);
     }
-    if (metrics) fclose(metrics);
-    if (status == 0) status = pm_model_save(model, opt->out_dir);
-    if (status == 0 && opt->tokenizer_path) status = save_tokenizer(opt->tokenizer_path, opt->out_dir);
-    pm_model_free(model);
+    adamw_free(&session.optimizer);
+    train_history_free(&session.history);
+    pm_model_free(session.model);
     text_data_free(&data);
     return status;
 }

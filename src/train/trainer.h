@@ -27,6 +27,11 @@ typedef struct {
     double val_fraction;
     int max_bad_steps;      /* stop after this many non-finite steps in a row */
     bool progress;          /* a progress line on stderr */
+    long save_interval;     /* a checkpoint every N steps into out/checkpoint-<step>; 0 = none */
+    int keep_last;          /* keep only the newest N checkpoints; 0 = all */
+    bool save_bf16;         /* store the final model's weights as BF16 */
+    const char *resume_dir; /* continue from this checkpoint */
+    const char *command_line; /* recorded in trainer_state.json */
 } train_options;
 
 enum { TRAIN_MAX_REPORTED_LAYERS = 64 };
@@ -36,15 +41,22 @@ typedef struct {
     double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
     int num_layers;  /* routing of the last training step, per layer */
     routing_stats routing[TRAIN_MAX_REPORTED_LAYERS];
+    bool interrupted; /* stopped by SIGINT/SIGTERM after saving a checkpoint */
+    char last_checkpoint[4096];
+    char model_dir[4096]; /* where the final model went */
 } train_result;
 
 train_options train_options_default(void);
 /* Checks the options against the model config; 0 or a negative pm_status naming the flag. */
 int train_options_check(const train_options *opt, const pm_model_config *cfg);
 
-/* Trains a fresh model on text tokenized by tok (its files are copied next to the model when
- * opt->tokenizer_path is set). Nothing is written before the data and model are known to be
- * good. */
+/*
+ * Trains a fresh model (or, with opt->resume_dir, continues one) on text tokenized by tok.
+ * Layout of opt->out_dir: metrics.jsonl, checkpoint-<step>/ every save_interval steps, and
+ * model/ with the final model (a model directory: config.json, model.safetensors, tokenizer).
+ * Nothing is written before the data and model are known to be good. SIGINT/SIGTERM finish
+ * the current step, save a checkpoint and return 0 with result->interrupted set.
+ */
 int train_run(const pm_model_config *cfg, const train_options *opt, const tokenizer *tok,
               train_result *result);
 

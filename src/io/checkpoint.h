@@ -1,0 +1,79 @@
+/*
+ * Checkpoints: Hugging Face-style model directories plus training state, saved so that a
+ * crash at any moment leaves the previous checkpoint intact and loadable.
+ *
+ * A directory holds
+ *   config.json                       Hugging Face OlmoeConfig fields + "probmoe" object
+ *   model.safetensors                 HF tensor names, F32 (or BF16 on request); above the
+ *     or model-0000i-of-0000n.safetensors + model.safetensors.index.json  shard limit
+ *   tokenizer.json (or encoder.json + vocab.bpe)   when the model has a BPE tokenizer
+ *   optimizer.safetensors             training only: AdamW "adamw.m", "adamw.v" in the
+ *                                     parameter layout, metadata "step"
+ *   trainer_state.json                training only: whatever JSON the trainer hands over
+ *
+ * The weights files also carry the per-layer softmoe thresholds (metadata
+ * "probmoe.layer_tau"), so a loaded model routes exactly as the saved one did.
+ *
+ * Saving writes everything into DIR.tmp-<pid>, fsyncs every file and the directory, then
+ * renames an existing DIR to DIR.old-<pid>, renames DIR.tmp-<pid> to DIR, fsyncs the parent
+ * directory and only then removes DIR.old-<pid> (renamed to DIR.del-<pid> first, so it
+ * vanishes at once). A name a loader uses therefore always holds a complete checkpoint:
+ *   - DIR, whenever it exists (it only ever appears complete);
+ *   - if DIR is missing (a crash between the two renames), DIR.old-<pid>. Saves remove every
+ *     DIR.old-* before renaming DIR aside, so there is at most one.
+ * The checkpoint_load_* functions follow this rule. DIR.tmp-* and DIR.del-* are never read;
+ * the next save of DIR removes those of processes no longer running, and stale DIR.old-*.
+ *
+ * An existing DIR is replaced whole: it must be a directory (not a symbolic link) holding
+ * only regular files. Files a save does not write (say metrics.jsonl) are hard-linked into
+ * the new directory, so they survive; the checkpoint's own files (the names above, including
+ * a previous save's shards or tokenizer files) are not. A subdirectory makes the save fail
+ * rather than be deleted. One process at a time may save a given DIR.
+ */
+#ifndef PM_IO_CHECKPOINT_H
+#define PM_IO_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "probmoe.h"
+
+typedef struct {
+    bool bf16;            /* store the weights as BF16 (optimizer state stays F32) */
+    size_t shard_bytes;   /* above this many bytes of weights, shards of at most this many
+                             (a larger tensor gets one of its own); 0 = one file */
+} checkpoint_options;
+
+/* What a training checkpoint adds to the model (all optional: NULL / 0 to omit). */
+typedef struct {
+    const float *adam_m, *adam_v; /* pm_model_size(model) floats each */
+    long adam_step;
+    const char *trainer_state_json;
+    const char *tokenizer_path;   /* a tokenizer.json file or a directory with the files */
+} checkpoint_extras;
+
+/* Saves crash-safely (see above). 0 or a negative pm_status naming the path. */
+int checkpoint_save(pm_model *model, const checkpoint_extras *extras, const char *dir,
+                    const checkpoint_options *options);
+
+/*
+ * Loads a model directory: config.json, then the weights from model.safetensors or (if there
+ * is none) the sharded index, converting F32/BF16/F16. Every tensor's shape is checked against
+ * the config; a missing tensor is an error, and so is an unknown one unless allow_unknown is
+ * set. The index must list every parameter exactly once, in a file beside it that holds it.
+ * NULL with pm_last_error() naming the directory and file.
+ */
+pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, bool allow_unknown);
+
+/* Reads optimizer.safetensors into m, v (size floats each) and *step. */
+int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, long *step);
+
+/* trainer_state.json's text (free() it), or NULL with pm_last_error() set. */
+char *checkpoint_load_trainer_state(const char *dir);
+
+/* Removes all but the newest keep_last directories named <parent>/<prefix><number>
+ * (numbers compared as integers; other names, and files, are left alone), together with
+ * their crash leftovers <prefix><number>.old-* etc. keep_last <= 0 keeps all. */
+int checkpoint_prune(const char *parent, const char *prefix, int keep_last);
+
+#endif

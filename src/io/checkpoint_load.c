@@ -1,0 +1,219 @@
+/*
+ * Loading checkpoints: the model from config.json and model.safetensors or Hugging Face's
+ * sharded layout (model.safetensors.index.json), the optimizer state, the trainer state.
+ * The directory read is DIR, or the copy a crashed save left aside (ckpt_resolve).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/checkpoint_internal.h"
+#include "io/safetensors.h"
+
+typedef struct {
+    const char *name;
+    int index;
+} named_param;
+
+typedef struct {
+    pm_model *model;
+    bool allow_unknown;
+    named_param *sorted;   /* the parameters by name, for lookups among thousands */
+    const char **file_of;  /* per parameter, the file the index puts it in (NULL: no index) */
+    bool *loaded;
+} weight_loader;
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(((const named_param *)a)->name, ((const named_param *)b)->name);
+}
+
+static int find_param(const weight_loader *w, const char *name) {
+    int lo = 0, hi = pm_model_num_params(w->model);
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(w->sorted[mid].name, name);
+        if (c == 0) return w->sorted[mid].index;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+/* Sets each layer's softmoe threshold from the "probmoe.layer_tau" metadata, a JSON array. */
+static void restore_taus(pm_model *model, const char *taus) {
+    for (int l = 0; taus && l < pm_model_get_config(model)->num_layers; l++) {
+        while (*taus == '[' || *taus == ',' || *taus == ' ') taus++;
+        char *end;
+        float tau = strtof(taus, &end);
+        if (end == taus) break;
+        pm_router_set_tau(pm_model_router(model, l), tau);
+        taus = end;
+    }
+}
+
+static int fail_unknown(const char *path, const char *name) {
+    return pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not a parameter of the model that config.json describes "
+                   "(a different architecture or config? allow unknown tensors to skip it)", path, name);
+}
+
+/* Reads the parameters in one weights file; file_name is relative to dir. */
+static int load_file(weight_loader *w, const char *dir, const char *file_name) {
+    char path[CKPT_PATH_MAX];
+    st_file *file = NULL;
+    int status = ckpt_join(path, sizeof path, dir, file_name);
+    if (status == 0) status = st_open(&file, path);
+    float *weights = pm_model_weights(w->model);
+    for (int i = 0; status == 0 && i < st_count(file); i++) {
+        const st_tensor *tensor = st_tensor_at(file, i);
+        int p = find_param(w, tensor->name);
+        if (p < 0) {
+            if (!w->allow_unknown) status = fail_unknown(path, tensor->name);
+            continue;
+        }
+        if (w->file_of && strcmp(w->file_of[p], file_name) != 0) {
+            status = pm_fail(PM_ERR_ARG, "%s holds the tensor '%s', but the index puts it in '%s'", path, tensor->name,
+                             w->file_of[p]);
+            break;
+        }
+        const pm_param *param = pm_model_param(w->model, p);
+        status = st_read_f32(file, param->name, param->shape, param->rank, weights + param->offset);
+        w->loaded[p] = true;
+    }
+    for (int p = 0; status == 0 && w->file_of && p < pm_model_num_params(w->model); p++)
+        if (!w->loaded[p] && strcmp(w->file_of[p], file_name) == 0)
+            status = pm_fail(PM_ERR_ARG, "%s: the index puts the tensor '%s' in this file, but it is not there", path,
+                             pm_model_param(w->model, p)->name);
+    if (status == 0) restore_taus(w->model, st_metadata(file, "probmoe.layer_tau"));
+    st_close(file);
+    return status;
+}
+
+/* A shard named by the index must be a file beside it, not a path leading elsewhere. */
+static bool plain_file_name(const char *name) { return name[0] && name[0] != '.' && !strchr(name, '/'); }
+
+/*
+ * The sharded layout. The index is checked before any shard is read: a JSON object whose
+ * "weight_map" lists every parameter exactly once, each in a plain file name. Its
+ * "metadata"."total_size" is informational (tools disagree on what it counts), so not checked.
+ */
+static int load_index(weight_loader *w, const char *dir, const char *index_path) {
+    char *text = NULL;
+    int status = ckpt_read_text(index_path, (size_t)64 << 20, &text);
+    if (status < 0) return status;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(root) || !cJSON_IsObject(map))
+        status = pm_fail(PM_ERR_ARG, "%s is not a shard index: it needs to be a JSON object with a \"weight_map\" "
+                         "object", index_path);
+    for (const cJSON *entry = map ? map->child : NULL; status == 0 && entry; entry = entry->next) {
+        if (!cJSON_IsString(entry) || !plain_file_name(entry->valuestring)) {
+            status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not mapped to a file name in the same directory",
+                             index_path, entry->string);
+            break;
+        }
+        int p = find_param(w, entry->string);
+        if (p < 0 && !w->allow_unknown) status = fail_unknown(index_path, entry->string);
+        else if (p >= 0 && w->file_of[p])
+            status = pm_fail(PM_ERR_ARG, "%s lists the tensor '%s' twice", index_path, entry->string);
+        else if (p >= 0) w->file_of[p] = entry->valuestring;
+    }
+    const int n = pm_model_num_params(w->model);
+    for (int p = 0; status == 0 && p < n; p++)
+        if (!w->file_of[p])
+            status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is missing (the index does not list it)", index_path,
+                             pm_model_param(w->model, p)->name);
+    /* each shard once, in the order of the parameters it first holds */
+    for (int p = 0; status == 0 && p < n; p++) {
+        bool seen = false;
+        for (int q = 0; q < p && !seen; q++) seen = strcmp(w->file_of[q], w->file_of[p]) == 0;
+        if (!seen) status = load_file(w, dir, w->file_of[p]);
+    }
+    cJSON_Delete(root);
+    return status;
+}
+
+static int load_weights(pm_model *model, const char *dir, bool allow_unknown) {
+    const int n = pm_model_num_params(model);
+    weight_loader w = {model, allow_unknown, malloc(sizeof(named_param) * (size_t)n), calloc((size_t)n, sizeof(char *)),
+                       calloc((size_t)n, sizeof(bool))};
+    char path[CKPT_PATH_MAX];
+    int status = w.sorted && w.file_of && w.loaded ? PM_OK : pm_fail(PM_ERR_NOMEM, "out of memory loading '%s'", dir);
+    for (int i = 0; status == 0 && i < n; i++) w.sorted[i] = (named_param){pm_model_param(model, i)->name, i};
+    if (status == 0) qsort(w.sorted, (size_t)n, sizeof(named_param), compare_names);
+    if (status == 0) status = ckpt_join(path, sizeof path, dir, "model.safetensors");
+    FILE *single = status == 0 ? fopen(path, "rb") : NULL;
+    if (single) { /* Hugging Face prefers the single file too when both exist */
+        fclose(single);
+        const char **file_of = w.file_of;
+        w.file_of = NULL;
+        status = load_file(&w, dir, "model.safetensors");
+        w.file_of = file_of;
+        for (int p = 0; status == 0 && p < n; p++)
+            if (!w.loaded[p])
+                status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is missing", path, pm_model_param(model, p)->name);
+    } else if (status == 0) {
+        status = ckpt_join(path, sizeof path, dir, "model.safetensors.index.json");
+        FILE *index = status == 0 ? fopen(path, "rb") : NULL;
+        if (index) {
+            fclose(index);
+            status = load_index(&w, dir, path);
+        } else if (status == 0) {
+            status = pm_fail(PM_ERR_ARG, "'%s' holds no weights: neither model.safetensors nor "
+                             "model.safetensors.index.json", dir);
+        }
+    }
+    free(w.sorted);
+    free(w.file_of);
+    free(w.loaded);
+    return status;
+}
+
+pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, bool allow_unknown) {
+    char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
+    pm_model_config cfg;
+    if (ckpt_resolve(dir, root, sizeof root) < 0 || ckpt_join(path, sizeof path, root, "config.json") < 0 ||
+        pm_model_config_load(&cfg, path) < 0)
+        return NULL;
+    if (max_seq > cfg.max_position_embeddings) max_seq = cfg.max_position_embeddings;
+    pm_model *model = pm_model_create(&cfg, max_batch, max_seq);
+    if (model && load_weights(model, root, allow_unknown) < 0) {
+        pm_model_free(model);
+        return NULL;
+    }
+    return model;
+}
+
+pm_model *pm_model_load(const char *dir, int max_batch, int max_seq) {
+    return checkpoint_load_model(dir, max_batch, max_seq, false);
+}
+
+int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, long *step) {
+    if (!m || !v || !step) return pm_fail(PM_ERR_ARG, "checkpoint_load_optimizer: m, v or step is NULL");
+    char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
+    st_file *file = NULL;
+    int status = ckpt_resolve(dir, root, sizeof root);
+    if (status == 0) status = ckpt_join(path, sizeof path, root, "optimizer.safetensors");
+    if (status == 0) status = st_open(&file, path);
+    int64_t shape[1] = {(int64_t)size};
+    if (status == 0) status = st_read_f32(file, "adamw.m", shape, 1, m);
+    if (status == 0) status = st_read_f32(file, "adamw.v", shape, 1, v);
+    const char *text = status == 0 ? st_metadata(file, "step") : NULL;
+    char *end = NULL;
+    long value = text ? strtol(text, &end, 10) : -1;
+    if (status == 0 && (!text || end == text || *end || value < 0))
+        status = pm_fail(PM_ERR_ARG, "%s: the metadata \"step\" is missing or not a count", path);
+    if (status == 0) *step = value;
+    st_close(file);
+    return status;
+}
+
+char *checkpoint_load_trainer_state(const char *dir) {
+    char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX], *text = NULL;
+    if (ckpt_resolve(dir, root, sizeof root) == 0 && ckpt_join(path, sizeof path, root, "trainer_state.json") == 0)
+        ckpt_read_text(path, (size_t)64 << 20, &text);
+    return text;
+}

@@ -1,0 +1,686 @@
+/* Checkpoints: round trips (F32, BF16, sharded, optimizer, trainer state, tokenizer), clear
+ * errors for broken directories, pruning, replacing directories safely, and crash safety:
+ * a save killed at any moment leaves a loadable checkpoint. */
+#define _POSIX_C_SOURCE 200809L /* fork, kill, mkdtemp, nanosleep, symlink */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "check.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+
+/* ------------------------------------------------------------ helpers */
+
+/* snprintf into a rotating set of buffers, so several paths can be built in one call. */
+static const char *fmt(const char *format, ...) {
+    static char buffers[8][4200];
+    static int next;
+    char *out = buffers[next++ % 8];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(out, sizeof buffers[0], format, args);
+    va_end(args);
+    return out;
+}
+
+static char *make_temp_dir(void) {
+    static char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/probmoe_ckpt_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return dir;
+}
+
+static void remove_tree(const char *dir) { assert_int_equal(system(fmt("rm -rf '%s'", dir)), 0); }
+
+static bool exists(const char *path) {
+    struct stat info;
+    return stat(path, &info) == 0;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    fputs(text, file);
+    assert_int_equal(fclose(file), 0);
+}
+
+static char *read_text(const char *path) {
+    FILE *file = fopen(path, "rb");
+    if (!file) return NULL;
+    static char text[1 << 16];
+    size_t got = fread(text, 1, sizeof text - 1, file);
+    fclose(file);
+    text[got] = '\0';
+    return text;
+}
+
+/* Entries of dir, "." and ".." excluded. */
+static int count_entries(const char *dir) {
+    DIR *handle = opendir(dir);
+    if (!handle) return -1;
+    int count = 0;
+    for (struct dirent *entry; (entry = readdir(handle));)
+        count += strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0;
+    closedir(handle);
+    return count;
+}
+
+static void assert_error_mentions(const char *a, const char *b) {
+    const char *message = pm_last_error();
+    if (!strstr(message, a) || (b && !strstr(message, b)))
+        fail_msg("the error \"%s\" should mention '%s'%s%s", message, a, b ? " and " : "", b ? b : "");
+}
+
+static pm_model_config tiny_config(pm_router_kind kind) {
+    pm_model_config cfg = pm_model_config_default();
+    cfg.vocab_size = 50;
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 24;
+    cfg.num_layers = 2;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 2;
+    cfg.num_experts = 6;
+    cfg.experts_per_token = 2;
+    cfg.max_position_embeddings = 64;
+    cfg.router = pm_router_config_default(kind, cfg.num_experts, cfg.experts_per_token);
+    return cfg;
+}
+
+/* Random weights without pm_model_init_weights: no OpenMP region in this test, so forking
+ * is safe in any order. */
+static pm_model *tiny_model(uint64_t seed) {
+    pm_model_config cfg = tiny_config(PM_ROUTER_SOFTMOE);
+    pm_model *model = pm_model_create(&cfg, 1, 8);
+    assert_non_null(model);
+    pm_rng rng;
+    pm_rng_init(&rng, seed, 0);
+    random_normal(&rng, pm_model_weights(model), (int)pm_model_size(model), 0.5);
+    pm_router_set_tau(pm_model_router(model, 0), 0.125f + (float)seed * 1e-3f);
+    pm_router_set_tau(pm_model_router(model, 1), 0.375f);
+    return model;
+}
+
+static pm_model *load(const char *dir, bool allow_unknown) {
+    pm_model *model = checkpoint_load_model(dir, 1, 8, allow_unknown);
+    if (!model) fail_msg("loading %s: %s", dir, pm_last_error());
+    return model;
+}
+
+static void assert_same_weights(pm_model *a, pm_model *b) {
+    assert_int_equal(pm_model_size(a), pm_model_size(b));
+    assert_memory_equal(pm_model_weights(a), pm_model_weights(b), sizeof(float) * pm_model_size(a));
+}
+
+/* Writes a model directory by hand: config.json and model.safetensors with the given writer. */
+static void write_by_hand(const char *dir, const pm_model_config *cfg, st_writer *writer) {
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char *config = pm_model_config_to_json(cfg);
+    write_text(fmt("%s/config.json", dir), config);
+    free(config);
+    assert_int_equal(st_writer_write(writer, fmt("%s/model.safetensors", dir)), 0);
+    st_writer_free(writer);
+}
+
+/* A writer holding model's parameters as F32, except the one named skip (may be NULL). */
+static st_writer *writer_with_params(pm_model *model, const char *skip) {
+    st_writer *writer = st_writer_create();
+    for (int i = 0; i < pm_model_num_params(model); i++) {
+        const pm_param *p = pm_model_param(model, i);
+        if (skip && strcmp(p->name, skip) == 0) continue;
+        assert_int_equal(st_writer_add(writer, p->name, ST_F32, p->shape, p->rank, pm_model_weights(model) + p->offset), 0);
+    }
+    return writer;
+}
+
+/* ------------------------------------------------------------ crash safety */
+
+/* ~56 MB of F32 weights: a sharded save takes long enough to be killed in the middle. */
+static pm_model_config big_config(void) {
+    pm_model_config cfg = tiny_config(PM_ROUTER_TOPK);
+    cfg.vocab_size = 512;
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 512;
+    cfg.num_layers = 4;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 4;
+    cfg.num_experts = 8;
+    cfg.max_position_embeddings = 16;
+    cfg.router = pm_router_config_default(PM_ROUTER_TOPK, 8, 2);
+    return cfg;
+}
+
+/* Every weight tells which save wrote it: generation·1000 + (i mod 997)/4, exact in F32. */
+static void fill_generation(pm_model *model, int generation) {
+    float *w = pm_model_weights(model);
+    for (size_t i = 0; i < pm_model_size(model); i++) w[i] = (float)generation * 1000.0f + (float)(i % 997) * 0.25f;
+}
+
+/* The generation all weights come from, or -1 if they are mixed. */
+static int generation_of(pm_model *model) {
+    const float *w = pm_model_weights(model);
+    int generation = (int)lroundf(w[0] / 1000.0f);
+    for (size_t i = 0; i < pm_model_size(model); i++)
+        if (w[i] != (float)generation * 1000.0f + (float)(i % 997) * 0.25f) return -1;
+    return generation;
+}
+
+static pid_t spawn_save(const char *dir, int generation) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pm_model_config cfg = big_config();
+        pm_model *model = pm_model_create(&cfg, 1, 1);
+        if (!model) _exit(2);
+        fill_generation(model, generation);
+        checkpoint_options options = {false, 1 << 20}; /* ~60 shards, each fsynced */
+        _exit(checkpoint_save(model, NULL, dir, &options) == 0 ? 0 : 1);
+    }
+    return pid;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+typedef enum { KILL_AFTER_MS, KILL_WHEN_EXISTS, KILL_WHEN_FILES, NO_KILL } kill_rule;
+
+/* Waits until rule says so (or the child is done), kills the child, reaps it; true if it
+ * finished its save. */
+static bool run_and_kill(pid_t pid, kill_rule rule, int ms, const char *watch, int files) {
+    int status;
+    if (rule == KILL_AFTER_MS) sleep_ms(ms);
+    while (rule == KILL_WHEN_EXISTS || rule == KILL_WHEN_FILES) {
+        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (rule == KILL_WHEN_EXISTS ? exists(watch) : count_entries(watch) >= files) break;
+    }
+    if (rule != NO_KILL) kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) fail_msg("the saving child failed (%d)", WEXITSTATUS(status));
+    return WIFEXITED(status);
+}
+
+/* Runs first, before anything else in this process could start OpenMP threads (libgomp's
+ * state does not survive fork); the saves happen in children. The kills land before a save
+ * starts, while it writes shards, and while it removes the previous copy. The moment between
+ * its two renames is too short to hit by polling: test_loads_from_old_after_crash builds
+ * that state by hand. */
+static void test_crash_safety(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir(), *dir = fmt("%s/ckpt", parent);
+    char dir_copy[256];
+    snprintf(dir_copy, sizeof dir_copy, "%s", dir);
+    dir = dir_copy;
+    assert_true(run_and_kill(spawn_save(dir, 1), NO_KILL, 0, NULL, 0));
+    struct {
+        kill_rule rule;
+        int ms;
+        const char *watch; /* "tmp" or "old": the child's sibling to watch */
+        int files;
+    } trials[] = {{KILL_AFTER_MS, 1, NULL, 0},  {KILL_AFTER_MS, 5, NULL, 0},   {KILL_AFTER_MS, 20, NULL, 0},
+                  {KILL_AFTER_MS, 80, NULL, 0}, {KILL_WHEN_EXISTS, 0, "tmp", 0}, {KILL_WHEN_FILES, 0, "tmp", 10},
+                  {KILL_WHEN_FILES, 0, "tmp", 40}, {KILL_WHEN_EXISTS, 0, "old", 0}, {KILL_WHEN_EXISTS, 0, "old", 0},
+                  {NO_KILL, 0, NULL, 0}};
+    int latest = 1;
+    for (size_t t = 0; t < sizeof trials / sizeof trials[0]; t++) {
+        int generation = (int)t + 2;
+        pid_t pid = spawn_save(dir, generation);
+        const char *watch = trials[t].watch ? fmt("%s.%s-%ld", dir, trials[t].watch, (long)pid) : NULL;
+        bool finished = run_and_kill(pid, trials[t].rule, trials[t].ms, watch, trials[t].files);
+        pm_model *model = load(dir, false);
+        int found = generation_of(model);
+        pm_model_free(model);
+        if (found != latest && found != generation)
+            fail_msg("trial %zu: weights of generation %d, expected %d or %d", t, found, latest, generation);
+        if (finished) assert_int_equal(found, generation);
+        latest = found;
+    }
+    assert_int_equal(latest, (int)(sizeof trials / sizeof trials[0]) + 1);
+    /* the last, complete save swept away what the killed ones left */
+    assert_int_equal(count_entries(parent), 1);
+    remove_tree(parent);
+}
+
+/* The state after a crash between a save's two renames: DIR missing, DIR.old-<pid> complete,
+ * DIR.tmp-<pid> partial. Loading uses the old copy; the next save cleans everything. */
+static void test_loads_from_old_after_crash(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/ckpt", parent);
+    pm_model *first = tiny_model(1), *second = tiny_model(2);
+    assert_int_equal(checkpoint_save(first, NULL, dir, NULL), 0);
+    pid_t dead = fork(); /* a process id that no longer runs */
+    if (dead == 0) _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_int_equal(rename(dir, fmt("%s.old-%ld", dir, (long)dead)), 0);
+    assert_int_equal(mkdir(fmt("%s.tmp-%ld", dir, (long)dead), 0755), 0);
+    write_text(fmt("%s.tmp-%ld/config.json", dir, (long)dead), "{");
+    pm_model *loaded = load(dir, false);
+    assert_same_weights(loaded, first);
+    pm_model_free(loaded);
+    assert_int_equal(checkpoint_save(second, NULL, dir, NULL), 0);
+    assert_int_equal(count_entries(parent), 1);
+    loaded = load(dir, false);
+    assert_same_weights(loaded, second);
+    pm_model_free(loaded);
+    pm_model_free(first);
+    pm_model_free(second);
+    remove_tree(parent);
+}
+
+/* ------------------------------------------------------------ round trips */
+
+static void test_round_trip_f32(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/run/ckpt/", parent); /* missing parents; a trailing slash */
+    pm_model *model = tiny_model(3);
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    assert_true(exists(fmt("%s/run/ckpt/config.json", parent)));
+    assert_true(exists(fmt("%s/run/ckpt/model.safetensors", parent)));
+    assert_int_equal(count_entries(fmt("%s/run", parent)), 1);
+    assert_int_equal(count_entries(fmt("%s/run/ckpt", parent)), 2);
+    pm_model *loaded = load(dir, false);
+    assert_same_weights(loaded, model);
+    for (int l = 0; l < 2; l++)
+        assert_true(pm_router_tau(pm_model_router(loaded, l)) == pm_router_tau(pm_model_router(model, l)));
+    const pm_model_config *a = pm_model_get_config(model), *b = pm_model_get_config(loaded);
+    assert_int_equal(b->router.kind, PM_ROUTER_SOFTMOE);
+    assert_int_equal(b->num_kv_heads, a->num_kv_heads);
+    assert_int_equal(b->intermediate_size, a->intermediate_size);
+    pm_model_free(loaded);
+    /* the public pair, replacing the directory */
+    pm_model *other = tiny_model(4);
+    assert_int_equal(pm_model_save(other, dir), 0);
+    loaded = pm_model_load(dir, 1, 8);
+    assert_non_null(loaded);
+    assert_same_weights(loaded, other);
+    assert_int_equal(count_entries(fmt("%s/run", parent)), 1);
+    pm_model_free(loaded);
+    pm_model_free(other);
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+static void test_round_trip_bf16(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/ckpt", parent);
+    pm_model *model = tiny_model(5);
+    checkpoint_options options = {true, 0};
+    assert_int_equal(checkpoint_save(model, NULL, dir, &options), 0);
+    st_file *file;
+    assert_int_equal(st_open(&file, fmt("%s/model.safetensors", dir)), 0);
+    assert_int_equal(st_find(file, "lm_head.weight")->dtype, ST_BF16);
+    st_close(file);
+    pm_model *loaded = load(dir, false);
+    const float *want = pm_model_weights(model), *got = pm_model_weights(loaded);
+    for (size_t i = 0; i < pm_model_size(model); i++) {
+        uint32_t bits;
+        memcpy(&bits, &got[i], sizeof bits);
+        assert_int_equal(bits & 0xFFFFu, 0); /* a bfloat16 value */
+        assert_close(got[i], want[i], 1.0 / 256, 0, "bf16 weight", (int)i);
+    }
+    pm_model_free(loaded);
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+static void test_sharded(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/ckpt", parent);
+    pm_model *model = tiny_model(6);
+    const size_t limit = 16 << 10;
+    checkpoint_options options = {false, limit};
+    assert_int_equal(checkpoint_save(model, NULL, dir, &options), 0);
+    assert_false(exists(fmt("%s/model.safetensors", dir)));
+    cJSON *index = cJSON_Parse(read_text(fmt("%s/model.safetensors.index.json", dir)));
+    assert_non_null(index);
+    const cJSON *total = cJSON_GetObjectItem(cJSON_GetObjectItem(index, "metadata"), "total_size");
+    assert_true(cJSON_IsNumber(total) && total->valuedouble == 4.0 * (double)pm_model_size(model));
+    const cJSON *map = cJSON_GetObjectItem(index, "weight_map");
+    assert_int_equal(cJSON_GetArraySize(map), pm_model_num_params(model));
+    int shards = 0;
+    for (const cJSON *entry = map->child; entry; entry = entry->next)
+        sscanf(entry->valuestring, "model-%*d-of-%d.safetensors", &shards);
+    assert_true(shards > 3);
+    assert_int_equal(count_entries(dir), shards + 2); /* + config.json and the index */
+    for (int s = 1; s <= shards; s++) {
+        st_file *file;
+        assert_int_equal(st_open(&file, fmt("%s/model-%05d-of-%05d.safetensors", dir, s, shards)), 0);
+        size_t bytes = 0;
+        for (int i = 0; i < st_count(file); i++) {
+            bytes += st_tensor_at(file, i)->num_bytes;
+            const cJSON *mapped = cJSON_GetObjectItem(map, st_tensor_at(file, i)->name);
+            assert_string_equal(mapped->valuestring, fmt("model-%05d-of-%05d.safetensors", s, shards));
+        }
+        assert_true(bytes <= limit || st_count(file) == 1);
+        st_close(file);
+    }
+    cJSON_Delete(index);
+    pm_model *loaded = load(dir, false);
+    assert_same_weights(loaded, model);
+    assert_true(pm_router_tau(pm_model_router(loaded, 1)) == 0.375f);
+    pm_model_free(loaded);
+    /* a single-file save over a sharded one leaves no stale shards behind */
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    assert_int_equal(count_entries(dir), 2);
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+static void test_training_state(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/checkpoint-000100", parent);
+    pm_model *model = tiny_model(7);
+    const size_t n = pm_model_size(model);
+    float *m = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n), *m2 = malloc(sizeof(float) * n),
+          *v2 = malloc(sizeof(float) * n);
+    pm_rng rng;
+    pm_rng_init(&rng, 8, 0);
+    random_normal(&rng, m, (int)n, 1e-3);
+    for (size_t i = 0; i < n; i++) v[i] = m[i] * m[i];
+    const char *trainer_state = "{\"step\": 100, \"note\": \"verbatim: caf\xc3\xa9\"}\n";
+    checkpoint_extras extras = {m, v, 100, trainer_state, NULL};
+    checkpoint_options bf16 = {true, 0}; /* the optimizer state stays F32 anyway */
+    assert_int_equal(checkpoint_save(model, &extras, dir, &bf16), 0);
+    long step = 0;
+    assert_int_equal(checkpoint_load_optimizer(dir, m2, v2, n, &step), 0);
+    assert_int_equal(step, 100);
+    assert_memory_equal(m2, m, sizeof(float) * n);
+    assert_memory_equal(v2, v, sizeof(float) * n);
+    char *text = checkpoint_load_trainer_state(dir);
+    assert_non_null(text);
+    assert_string_equal(text, trainer_state);
+    free(text);
+    assert_true(checkpoint_load_optimizer(dir, m2, v2, n - 1, &step) < 0);
+    assert_error_mentions("adamw.m", "optimizer.safetensors");
+    /* a model-only checkpoint has neither */
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    assert_true(checkpoint_load_optimizer(dir, m2, v2, n, &step) < 0);
+    assert_error_mentions(dir, "optimizer.safetensors");
+    assert_null(checkpoint_load_trainer_state(dir));
+    assert_error_mentions(dir, "trainer_state.json");
+    extras.adam_v = NULL;
+    assert_true(checkpoint_save(model, &extras, dir, NULL) < 0);
+    free(m), free(v), free(m2), free(v2);
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+static void test_tokenizer_files(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256], parent_copy[64];
+    snprintf(parent_copy, sizeof parent_copy, "%s", parent);
+    parent = parent_copy;
+    snprintf(dir, sizeof dir, "%s/ckpt", parent);
+    pm_model *model = tiny_model(9);
+    write_text(fmt("%s/my_tokenizer.json", parent), "{\"model\": {\"type\": \"BPE\"}}");
+    checkpoint_extras extras = {NULL, NULL, 0, NULL, fmt("%s/my_tokenizer.json", parent)};
+    assert_int_equal(checkpoint_save(model, &extras, dir, NULL), 0);
+    assert_string_equal(read_text(fmt("%s/tokenizer.json", dir)), "{\"model\": {\"type\": \"BPE\"}}");
+    assert_int_equal(mkdir(fmt("%s/gpt2", parent), 0755), 0);
+    write_text(fmt("%s/gpt2/encoder.json", parent), "{\"!\": 0}");
+    write_text(fmt("%s/gpt2/vocab.bpe", parent), "#version: 0.2\n");
+    extras.tokenizer_path = fmt("%s/gpt2", parent);
+    assert_int_equal(checkpoint_save(model, &extras, dir, NULL), 0);
+    assert_string_equal(read_text(fmt("%s/encoder.json", dir)), "{\"!\": 0}");
+    assert_string_equal(read_text(fmt("%s/vocab.bpe", dir)), "#version: 0.2\n");
+    assert_false(exists(fmt("%s/tokenizer.json", dir)));
+    /* a directory with tokenizer.json: only that */
+    write_text(fmt("%s/gpt2/tokenizer.json", parent), "{}");
+    assert_int_equal(checkpoint_save(model, &extras, dir, NULL), 0);
+    assert_string_equal(read_text(fmt("%s/tokenizer.json", dir)), "{}");
+    assert_false(exists(fmt("%s/vocab.bpe", dir)));
+    /* nothing usable: an error, and the previous checkpoint untouched */
+    assert_int_equal(mkdir(fmt("%s/empty", parent), 0755), 0);
+    extras.tokenizer_path = fmt("%s/empty", parent);
+    assert_true(checkpoint_save(model, &extras, dir, NULL) < 0);
+    assert_error_mentions("empty", "tokenizer.json");
+    assert_string_equal(read_text(fmt("%s/tokenizer.json", dir)), "{}");
+    assert_int_equal(count_entries(parent), 4); /* ckpt, my_tokenizer.json, gpt2, empty: no tmp */
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+/* A hand-written directory with F16 weights (as some converters produce) loads exactly. */
+static uint16_t to_f16(float x) { /* exact for the values used: 0 or ±m/16, |m| <= 32 */
+    if (x == 0.0f) return 0;
+    int e;
+    float f = frexpf(fabsf(x), &e); /* |x| = f·2^e, f in [0.5, 1) */
+    uint16_t bits = (uint16_t)((e - 1 + 15) << 10 | (int)lroundf((2 * f - 1) * 1024));
+    return x < 0 ? (uint16_t)(bits | 0x8000u) : bits;
+}
+
+static void test_f16_by_hand(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/f16", parent);
+    pm_model *model = tiny_model(10);
+    float *w = pm_model_weights(model);
+    uint16_t *half = malloc(sizeof(uint16_t) * pm_model_size(model));
+    for (size_t i = 0; i < pm_model_size(model); i++) {
+        w[i] = (float)((int)(i % 65) - 32) / 16.0f;
+        half[i] = to_f16(w[i]);
+    }
+    st_writer *writer = st_writer_create();
+    for (int i = 0; i < pm_model_num_params(model); i++) {
+        const pm_param *p = pm_model_param(model, i);
+        assert_int_equal(st_writer_add(writer, p->name, ST_F16, p->shape, p->rank, half + p->offset), 0);
+    }
+    write_by_hand(dir, pm_model_get_config(model), writer);
+    pm_model *loaded = load(dir, false);
+    assert_same_weights(loaded, model);
+    pm_model_free(loaded);
+    free(half);
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void test_broken_single_file(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char base[64];
+    snprintf(base, sizeof base, "%s", parent);
+    pm_model *model = tiny_model(11);
+    const pm_model_config *cfg = pm_model_get_config(model);
+
+    write_by_hand(fmt("%s/missing", base), cfg, writer_with_params(model, "model.norm.weight"));
+    assert_null(checkpoint_load_model(fmt("%s/missing", base), 1, 8, true));
+    assert_error_mentions("model.norm.weight", "missing/model.safetensors");
+
+    st_writer *writer = writer_with_params(model, NULL);
+    int64_t shape[1] = {4};
+    assert_int_equal(st_writer_add(writer, "model.extra.weight", ST_F32, shape, 1, pm_model_weights(model)), 0);
+    write_by_hand(fmt("%s/unknown", base), cfg, writer);
+    assert_null(checkpoint_load_model(fmt("%s/unknown", base), 1, 8, false));
+    assert_error_mentions("model.extra.weight", "unknown/model.safetensors");
+    pm_model *loaded = load(fmt("%s/unknown", base), true);
+    assert_same_weights(loaded, model);
+    pm_model_free(loaded);
+
+    /* k_proj is (16, 32): stored transposed */
+    writer = writer_with_params(model, "model.layers.1.self_attn.k_proj.weight");
+    const pm_param *k = pm_model_find_param(model, "model.layers.1.self_attn.k_proj.weight");
+    int64_t transposed[2] = {k->shape[1], k->shape[0]};
+    assert_int_equal(st_writer_add(writer, k->name, ST_F32, transposed, 2, pm_model_weights(model) + k->offset), 0);
+    write_by_hand(fmt("%s/shape", base), cfg, writer);
+    assert_null(checkpoint_load_model(fmt("%s/shape", base), 1, 8, false));
+    assert_error_mentions("model.layers.1.self_attn.k_proj.weight", "shape/model.safetensors");
+
+    assert_int_equal(mkdir(fmt("%s/empty", base), 0755), 0);
+    char *config = pm_model_config_to_json(cfg);
+    write_text(fmt("%s/empty/config.json", base), config);
+    free(config);
+    assert_null(checkpoint_load_model(fmt("%s/empty", base), 1, 8, false));
+    assert_error_mentions("empty", "model.safetensors.index.json");
+    assert_null(checkpoint_load_model(fmt("%s/nowhere", base), 1, 8, false));
+    assert_error_mentions("nowhere", "does not exist");
+    pm_model_free(model);
+    remove_tree(base);
+}
+
+/* Rewrites the index of dir with edit applied to its weight_map, loads, checks the error. */
+static void expect_index_error(const char *dir, const char *original, void (*edit)(cJSON *map), const char *a,
+                               const char *b) {
+    cJSON *index = cJSON_Parse(original);
+    edit(cJSON_GetObjectItem(index, "weight_map"));
+    char *text = cJSON_Print(index);
+    write_text(fmt("%s/model.safetensors.index.json", dir), text);
+    free(text);
+    cJSON_Delete(index);
+    assert_null(checkpoint_load_model(dir, 1, 8, false));
+    assert_error_mentions(a, b);
+}
+
+static void duplicate_entry(cJSON *map) { cJSON_AddStringToObject(map, "model.norm.weight", map->child->valuestring); }
+static void drop_entry(cJSON *map) { cJSON_DeleteItemFromObject(map, "model.norm.weight"); }
+static void unknown_entry(cJSON *map) { cJSON_AddStringToObject(map, "model.extra.weight", map->child->valuestring); }
+static void escaping_entry(cJSON *map) {
+    cJSON_ReplaceItemInObject(map, "model.norm.weight", cJSON_CreateString("../model-00001-of-00009.safetensors"));
+}
+static void moved_entry(cJSON *map) { /* the first tensor claimed to be in the last file */
+    cJSON *last = map->child;
+    while (last->next) last = last->next;
+    cJSON_ReplaceItemInObject(map, map->child->string, cJSON_CreateString(last->valuestring));
+}
+
+static void test_broken_index(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/sharded", parent);
+    pm_model *model = tiny_model(12);
+    checkpoint_options options = {false, 16 << 10};
+    assert_int_equal(checkpoint_save(model, NULL, dir, &options), 0);
+    const char *index_path = fmt("%s/model.safetensors.index.json", dir);
+    char *original = strdup(read_text(index_path));
+    expect_index_error(dir, original, duplicate_entry, "model.norm.weight", "twice");
+    expect_index_error(dir, original, drop_entry, "model.norm.weight", "index.json");
+    expect_index_error(dir, original, unknown_entry, "model.extra.weight", "index.json");
+    expect_index_error(dir, original, escaping_entry, "model.norm.weight", "same directory");
+    expect_index_error(dir, original, moved_entry, "model.embed_tokens.weight", "index");
+    write_text(index_path, "{\"weight_map\": [");
+    assert_null(checkpoint_load_model(dir, 1, 8, false));
+    assert_error_mentions(index_path, "weight_map");
+    write_text(index_path, original);
+    pm_model *loaded = load(dir, false);
+    assert_same_weights(loaded, model);
+    pm_model_free(loaded);
+    /* allow_unknown accepts an extra listed name */
+    expect_index_error(dir, original, unknown_entry, "model.extra.weight", NULL);
+    loaded = load(dir, true);
+    pm_model_free(loaded);
+    write_text(index_path, original);
+    const char *shard = strstr(original, "model-00002-of-");
+    assert_non_null(shard);
+    char shard_name[64];
+    snprintf(shard_name, sizeof shard_name, "%.32s", shard);
+    assert_int_equal(unlink(fmt("%s/%s", dir, shard_name)), 0);
+    assert_null(checkpoint_load_model(dir, 1, 8, false));
+    assert_error_mentions(shard_name, dir);
+    free(original);
+    pm_model_free(model);
+    remove_tree(parent);
+}
+
+/* ------------------------------------------------------------ directories */
+
+static void test_replacing_directories(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256], base[64];
+    snprintf(base, sizeof base, "%s", parent);
+    snprintf(dir, sizeof dir, "%s/model", base);
+    pm_model *model = tiny_model(13);
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    /* files that a save does not write survive it */
+    write_text(fmt("%s/metrics.jsonl", dir), "{\"step\": 1}\n");
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    assert_string_equal(read_text(fmt("%s/metrics.jsonl", dir)), "{\"step\": 1}\n");
+    /* a subdirectory would be deleted with the directory: refused, nothing changed */
+    assert_int_equal(mkdir(fmt("%s/checkpoint-5", dir), 0755), 0);
+    assert_true(checkpoint_save(model, NULL, dir, NULL) < 0);
+    assert_error_mentions(dir, "checkpoint-5");
+    assert_true(exists(fmt("%s/checkpoint-5", dir)));
+    assert_int_equal(count_entries(base), 1);
+    /* a symbolic link, or a file, is not replaced */
+    assert_int_equal(symlink(dir, fmt("%s/link", base)), 0);
+    assert_true(checkpoint_save(model, NULL, fmt("%s/link", base), NULL) < 0);
+    assert_error_mentions("link", "symbolic link");
+    write_text(fmt("%s/file", base), "x");
+    assert_true(checkpoint_save(model, NULL, fmt("%s/file", base), NULL) < 0);
+    assert_error_mentions("file", "not a directory");
+    assert_true(checkpoint_save(model, NULL, ".", NULL) < 0);
+    pm_model_free(model);
+    remove_tree(base);
+}
+
+static void test_prune(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char base[64];
+    snprintf(base, sizeof base, "%s", parent);
+    const char *dirs[] = {"checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-10", "checkpoint-0011",
+                          "checkpoint-1.old-1", "checkpoint-x", "other-5", "checkpoint-"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        assert_int_equal(mkdir(fmt("%s/%s", base, dirs[i]), 0755), 0);
+        write_text(fmt("%s/%s/config.json", base, dirs[i]), "{}");
+    }
+    write_text(fmt("%s/checkpoint-99", base), "a file, not a checkpoint");
+    assert_int_equal(checkpoint_prune(base, "checkpoint-", 0), 0);
+    assert_int_equal(checkpoint_prune(base, "checkpoint-", 5), 0);
+    assert_int_equal(count_entries(base), 10);
+    assert_int_equal(checkpoint_prune(base, "checkpoint-", 3), 0);
+    const char *kept[] = {"checkpoint-3", "checkpoint-10", "checkpoint-0011", "checkpoint-x", "other-5",
+                          "checkpoint-", "checkpoint-99"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        if (!exists(fmt("%s/%s", base, kept[i]))) fail_msg("%s was removed", kept[i]);
+    assert_int_equal(count_entries(base), 7); /* checkpoint-1 went with its crash leftover */
+    assert_int_equal(checkpoint_prune(base, "checkpoint-", 1), 0);
+    assert_true(exists(fmt("%s/checkpoint-0011", base)));
+    assert_int_equal(count_entries(base), 5);
+    assert_true(checkpoint_prune(fmt("%s/nowhere", base), "checkpoint-", 1) < 0);
+    remove_tree(base);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crash_safety), /* first: it forks */
+        cmocka_unit_test(test_loads_from_old_after_crash),
+        cmocka_unit_test(test_round_trip_f32),
+        cmocka_unit_test(test_round_trip_bf16),
+        cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_training_state),
+        cmocka_unit_test(test_tokenizer_files),
+        cmocka_unit_test(test_f16_by_hand),
+        cmocka_unit_test(test_broken_single_file),
+        cmocka_unit_test(test_broken_index),
+        cmocka_unit_test(test_replacing_directories),
+        cmocka_unit_test(test_prune),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
