@@ -268,7 +268,8 @@ typedef bool (*pm_routing_source)(void *user, int layer, int T, const int **offs
                                   const int **experts);
 void pm_model_set_routing_source(pm_model *model, pm_routing_source source, void *user);
 
-/* Writes dir/model.safetensors (Hugging Face names, F32) and dir/config.json; creates dir. */
+/* Writes the model directory dir (config.json, model.safetensors with Hugging Face names,
+ * F32), replacing an existing one crash-safely: a crash leaves the old or the new directory. */
 int pm_model_save(pm_model *model, const char *dir);
 /* Loads a model directory written by pm_model_save (or another tool with the same names). */
 pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);

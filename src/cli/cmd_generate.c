@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "data/tokenizer.h"
+#include "io/checkpoint.h"
 #include "probmoe.h"
 
 static const char generate_usage[] =
@@ -19,7 +20,8 @@ static const char generate_usage[] =
     "  --seed S           sampling seed (default 0)\n"
     "  --stop TEXT        stop once the output ends with TEXT (may repeat)\n"
     "  --router NAME      route with another router's inference rule, e.g. probmoe-dyn;\n"
-    "  --k K --kmin A --kmax B   its settings (default: the model's k)\n";
+    "  --k K --kmin A --kmax B   its settings (default: the model's k)\n"
+    "  --allow-unknown    load checkpoints holding tensors this model does not use\n";
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -32,6 +34,7 @@ typedef struct {
     const char *stops[8];
     int stop_count, max_new, seed, k, kmin, kmax;
     float temperature, top_p;
+    bool allow_unknown;
 } generate_options;
 
 static int parse_generate_options(int argc, char **argv, generate_options *opt) {
@@ -47,6 +50,10 @@ static int parse_generate_options(int argc, char **argv, generate_options *opt) 
         if (strcmp(arg, "--help") == 0) {
             fputs(generate_usage, stdout);
             return -1;
+        }
+        if (strcmp(arg, "--allow-unknown") == 0) {
+            opt->allow_unknown = true;
+            continue;
         }
         if (!value) {
             fprintf(stderr, "probmoe generate: %s needs a value\n\n%s", arg, generate_usage);
@@ -132,7 +139,7 @@ int cmd_generate(int argc, char **argv) {
     const tokenizer *tok = loaded_tok ? loaded_tok : tokenizer_bytes();
     size_t prompt_length = strlen(opt.prompt);
     const int context = (int)prompt_length + opt.max_new;
-    pm_model *model = pm_model_load(opt.model_dir, 1, 1);
+    pm_model *model = checkpoint_load_model(opt.model_dir, 1, 1, opt.allow_unknown);
     if (!model) {
         fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
         return 1;

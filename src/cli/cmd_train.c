@@ -29,6 +29,7 @@ static const char train_usage[] =
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
     "         --eval-interval N --eval-batches N   --tokenizer FILE\n"
     "save:    --save-interval N (checkpoint every N steps)  --keep-last N  --bf16 (final weights)\n"
+    "         --max-shard-mb N  split weight files above N MB (default 2048; 0: never)\n"
     "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
@@ -136,6 +137,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     train_options *t = &request->train;
     const char *router = NULL, *schedule = NULL;
     int seed = -1, heads = -1, kv_heads = -1;
+    long max_shard_mb = -1;
     const option shape_options[] = {
         {"--router", OPT_STRING, &router}, {"--experts", OPT_INT, &m->num_experts},
         {"--k", OPT_INT, &m->experts_per_token},
@@ -158,7 +160,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         {"--seed", OPT_INT, &seed}, {"--eval-interval", OPT_LONG, &t->eval_interval},
         {"--eval-batches", OPT_INT, &t->eval_batches},
         {"--save-interval", OPT_LONG, &t->save_interval}, {"--keep-last", OPT_INT, &t->keep_last},
-        {"--resume", OPT_STRING, &t->resume_dir},
+        {"--resume", OPT_STRING, &t->resume_dir}, {"--max-shard-mb", OPT_LONG, &max_shard_mb},
     };
     const size_t shape_count = sizeof shape_options / sizeof shape_options[0];
     const size_t option_count = sizeof options / sizeof options[0];
@@ -216,6 +218,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         }
     }
     if (seed >= 0) t->seed = (uint64_t)seed;
+    if (max_shard_mb >= 0) t->shard_bytes = (size_t)max_shard_mb << 20;
     /* --heads alone means plain multi-head attention */
     if (heads > 0) m->num_heads = heads;
     if (kv_heads > 0 || heads > 0) m->num_kv_heads = kv_heads > 0 ? kv_heads : heads;

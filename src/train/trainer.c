@@ -36,6 +36,7 @@ train_options train_options_default(void) {
     opt.eval_batches = 8;
     opt.val_fraction = 0.1;
     opt.max_bad_steps = 5;
+    opt.shard_bytes = (size_t)2 << 30;
     return opt;
 }
 
@@ -149,7 +150,7 @@ static int save_checkpoint(train_session *session, long step, char *where, size_
     snprintf(where, where_size, "%s/checkpoint-%06ld", opt->out_dir, step);
     checkpoint_extras extras = {session->optimizer.m, session->optimizer.v, session->optimizer.step, state,
                                 opt->tokenizer_path};
-    checkpoint_options options = {false, 0};
+    checkpoint_options options = {false, opt->shard_bytes};
     int status = checkpoint_save(session->model, &extras, where, &options);
     free(state);
     if (status == 0) status = checkpoint_prune(opt->out_dir, "checkpoint-", opt->keep_last);
@@ -321,7 +322,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     if (session.metrics) fclose(session.metrics);
     if (status == 0 && !result->interrupted) {
         checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};
-        checkpoint_options save = {opt.save_bf16, 0};
+        checkpoint_options save = {opt.save_bf16, opt.shard_bytes};
         status = checkpoint_save(session.model, &extras, result->model_dir, &save);
     }
     adamw_free(&session.optimizer);

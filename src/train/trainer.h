@@ -30,6 +30,7 @@ typedef struct {
     long save_interval;     /* a checkpoint every N steps into out/checkpoint-<step>; 0 = none */
     int keep_last;          /* keep only the newest N checkpoints; 0 = all */
     bool save_bf16;         /* store the final model's weights as BF16 */
+    size_t shard_bytes;     /* split weight files above this size (Hugging Face sharding) */
     const char *resume_dir; /* continue from this checkpoint */
     const char *command_line; /* recorded in trainer_state.json */
 } train_options;
