@@ -223,6 +223,45 @@ static void test_bad_options(void **state) {
     assert_true(stat("/tmp/never", &info) != 0);
 }
 
+/* Fine-tuning from a trained model on GSM8K-format data lowers the held-out answer loss. */
+static void test_finetune_gsm8k(void **state) {
+    (void)state;
+    char base[128], tuned[128], model_dir[160], jsonl[128];
+    snprintf(base, sizeof base, "%s/base", work);
+    snprintf(tuned, sizeof tuned, "%s/tuned", work);
+    snprintf(jsonl, sizeof jsonl, "%s/math.jsonl", work);
+    FILE *file = fopen(jsonl, "w");
+    for (int i = 0; i < 60; i++)
+        fprintf(file, "{\"question\": \"What is %d plus %d?\", \"answer\": \"%d + %d = %d\\n#### %d\"}\n", i, i % 7,
+                i, i % 7, i + i % 7, i + i % 7);
+    fclose(file);
+    pm_model_config cfg = tiny_model();
+    cfg.max_position_embeddings = 64;
+    train_options opt = tiny_options(base);
+    opt.steps = 4;
+    train_result result;
+    assert_int_equal(train_run(&cfg, &opt, NULL, &result), 0);
+    snprintf(model_dir, sizeof model_dir, "%s/model", base);
+    opt = tiny_options(tuned);
+    opt.init_dir = model_dir;
+    opt.data_path = jsonl;
+    opt.supervised = true;
+    opt.seq = 63;
+    opt.steps = 40;
+    opt.eval_interval = 1;
+    opt.lr = 1e-2f;
+    if (train_run(&cfg, &opt, NULL, &result) < 0) fail_msg("%s", pm_last_error());
+    assert_true(isnan(result.unigram_loss));
+    /* the first evaluated loss (after step 1) against the last */
+    char path[160], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", tuned);
+    file = fopen(path, "r");
+    assert_non_null(fgets(line, sizeof line, file));
+    fclose(file);
+    double first = strtod(strstr(line, "\"val_loss\": ") + 12, NULL);
+    assert_true(result.final_val_loss < 0.7 * first);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reproducible),
@@ -230,6 +269,7 @@ int main(void) {
         cmocka_unit_test(test_divergence_stops_without_saving),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_resume_is_exact),
+        cmocka_unit_test(test_finetune_gsm8k),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);
 }

@@ -31,6 +31,8 @@ static const char train_usage[] =
     "save:    --save-interval N (checkpoint every N steps)  --keep-last N  --bf16 (final weights)\n"
     "         --max-shard-mb N  split weight files above N MB (default 2048; 0: never)\n"
     "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
+    "fine-tune: --init MODEL_DIR (start from its weights)  --gsm8k FILE (GSM8K JSONL instead of\n"
+    "         --data; the loss covers the answer tokens only)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
 
@@ -138,6 +140,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     const char *router = NULL, *schedule = NULL;
     int seed = -1, heads = -1, kv_heads = -1;
     long max_shard_mb = -1;
+    const char *gsm8k = NULL;
     const option shape_options[] = {
         {"--router", OPT_STRING, &router}, {"--experts", OPT_INT, &m->num_experts},
         {"--k", OPT_INT, &m->experts_per_token},
@@ -161,6 +164,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         {"--eval-batches", OPT_INT, &t->eval_batches},
         {"--save-interval", OPT_LONG, &t->save_interval}, {"--keep-last", OPT_INT, &t->keep_last},
         {"--resume", OPT_STRING, &t->resume_dir}, {"--max-shard-mb", OPT_LONG, &max_shard_mb},
+        {"--gsm8k", OPT_STRING, &gsm8k}, {"--init", OPT_STRING, &t->init_dir},
     };
     const size_t shape_count = sizeof shape_options / sizeof shape_options[0];
     const size_t option_count = sizeof options / sizeof options[0];
@@ -219,6 +223,10 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     }
     if (seed >= 0) t->seed = (uint64_t)seed;
     if (max_shard_mb >= 0) t->shard_bytes = (size_t)max_shard_mb << 20;
+    if (gsm8k) {
+        t->data_path = gsm8k;
+        t->supervised = true;
+    }
     /* --heads alone means plain multi-head attention */
     if (heads > 0) m->num_heads = heads;
     if (kv_heads > 0 || heads > 0) m->num_kv_heads = kv_heads > 0 ? kv_heads : heads;
@@ -232,8 +240,11 @@ static void print_summary(const train_result *result, const train_request *reque
         return;
     }
     printf("\ntrained to step %ld at %.0f tokens/s\n", result->steps_done, result->tokens_per_second);
-    printf("validation loss %.4f nats/token (unigram baseline %.4f, %.1f%% below it)\n", result->final_val_loss,
-           result->unigram_loss, 100.0 * (1.0 - result->final_val_loss / result->unigram_loss));
+    if (isnan(result->unigram_loss)) /* supervised data: the loss covers answer tokens only */
+        printf("validation loss %.4f nats/token on held-out answers\n", result->final_val_loss);
+    else
+        printf("validation loss %.4f nats/token (unigram baseline %.4f, %.1f%% below it)\n", result->final_val_loss,
+               result->unigram_loss, 100.0 * (1.0 - result->final_val_loss / result->unigram_loss));
     printf("routing in the last step (%s):\n", pm_router_kind_name(request->model.router.kind));
     printf("  layer  active experts  load entropy  max/mean load  dead experts\n");
     for (int l = 0; l < result->num_layers; l++)
@@ -263,6 +274,21 @@ int cmd_train(int argc, char **argv) {
     for (int i = 0; i < argc && used < sizeof command_line; i++)
         used += (size_t)snprintf(command_line + used, sizeof command_line - used, "%s%s", i ? " " : "probmoe ", argv[i]);
     request.train.command_line = command_line;
+    if (request.train.init_dir && !resuming) {
+        /* fine-tuning: the model (and its tokenizer) come from the initial directory */
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.json", request.train.init_dir);
+        if (pm_model_config_load(&request.model, path) < 0) {
+            fprintf(stderr, "probmoe train: --init: %s\n", pm_last_error());
+            return 2;
+        }
+        snprintf(path, sizeof path, "%s/tokenizer.json", request.train.init_dir);
+        FILE *has_tokenizer = fopen(path, "rb");
+        if (has_tokenizer) {
+            fclose(has_tokenizer);
+            if (!request.train.tokenizer_path) request.train.tokenizer_path = request.train.init_dir;
+        }
+    }
     if (resuming) {
         /* by default the run continues in the directory holding the checkpoint */
         bool out_given = false;

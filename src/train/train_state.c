@@ -57,6 +57,7 @@ char *train_state_to_json(const train_options *opt, long step, pm_model *model, 
     cJSON_AddNumberToObject(root, "save_interval", (double)opt->save_interval);
     cJSON_AddNumberToObject(root, "keep_last", opt->keep_last);
     cJSON_AddStringToObject(root, "data", opt->data_path ? opt->data_path : "");
+    cJSON_AddBoolToObject(root, "supervised", opt->supervised);
     if (opt->tokenizer_path) cJSON_AddStringToObject(root, "tokenizer", opt->tokenizer_path);
     cJSON_AddStringToObject(root, "command_line", opt->command_line ? opt->command_line : "");
     /* the selection biases (topk with bias_rate > 0) are the routers' only trained state
@@ -125,7 +126,10 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     opt->val_fraction = number(root, "val_fraction", opt->val_fraction);
     opt->save_interval = (long)number(root, "save_interval", (double)opt->save_interval);
     opt->keep_last = (int)number(root, "keep_last", opt->keep_last);
-    if (!opt->data_path && string(root, "data")) opt->data_path = strdup(string(root, "data"));
+    if (!opt->data_path && string(root, "data")) {
+        opt->data_path = strdup(string(root, "data"));
+        opt->supervised = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "supervised"));
+    }
     if (!opt->tokenizer_path && string(root, "tokenizer")) opt->tokenizer_path = strdup(string(root, "tokenizer"));
     const pm_model_config *cfg = model ? pm_model_get_config(model) : NULL;
     const cJSON *biases = cJSON_GetObjectItemCaseSensitive(root, "router_bias");

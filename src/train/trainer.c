@@ -64,13 +64,13 @@ static double now_seconds(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-int evaluate_loss(pm_model *model, const text_data *data, int batches, int B, int S, double *loss) {
+int evaluate_loss(pm_model *model, const batch_source *data, int batches, int B, int S, double *loss) {
     int32_t *inputs = malloc(sizeof(int32_t) * B * S), *targets = malloc(sizeof(int32_t) * B * S);
     int status = inputs && targets ? PM_OK : pm_fail(PM_ERR_NOMEM, "evaluation: out of memory");
     double total = 0.0;
     for (int i = 0; status == 0 && i < batches; i++) {
         float batch_loss;
-        text_data_val_batch(data, i, B, S, inputs, targets);
+        batches_val(data, i, B, S, inputs, targets);
         status = pm_model_forward(model, inputs, targets, B, S, false, 0, 0, &batch_loss);
         float ce;
         pm_model_last_losses(model, &ce, NULL);
@@ -107,13 +107,13 @@ static void print_progress(long step, long steps, double loss, double tokens_per
 }
 
 /* Forward and backward over opt->accum micro-batches; gradients averaged. */
-static int accumulate_gradients(pm_model *model, const text_data *data, const train_options *opt, long step,
+static int accumulate_gradients(pm_model *model, const batch_source *data, const train_options *opt, long step,
                                 int32_t *inputs, int32_t *targets, double *loss) {
     pm_model_zero_grads(model);
     *loss = 0.0;
     for (int micro = 0; micro < opt->accum; micro++) {
         const uint64_t index = (uint64_t)step * opt->accum + micro;
-        text_data_train_batch(data, opt->seed, index, opt->batch, opt->seq, inputs, targets);
+        batches_train(data, opt->seed, index, opt->batch, opt->seq, inputs, targets);
         float micro_loss;
         int status = pm_model_forward(model, inputs, targets, opt->batch, opt->seq, true, opt->seed, index,
                                       &micro_loss);
@@ -135,7 +135,7 @@ static void request_stop(int signal_number) {
 /* Everything a step needs, so the loop and the checkpointing share it. */
 typedef struct {
     pm_model *model;
-    const text_data *data;
+    const batch_source *data;
     const train_options *opt;
     adamw optimizer;
     train_history history;
@@ -159,7 +159,7 @@ static int save_checkpoint(train_session *session, long step, char *where, size_
 
 static int train_loop(train_session *session, long first_step, train_result *result) {
     pm_model *model = session->model;
-    const text_data *data = session->data;
+    const batch_source *data = session->data;
     const train_options *opt = session->opt;
     int status = PM_OK;
     const size_t tokens = (size_t)opt->batch * opt->seq;
@@ -236,9 +236,14 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
                         long *first_step) {
     *first_step = 0;
     if (!opt->resume_dir) {
-        session->model = pm_model_create(cfg, opt->batch, opt->seq);
-        if (!session->model) return PM_ERR_NOMEM;
-        pm_model_init_weights(session->model, opt->seed);
+        if (opt->init_dir) { /* fine-tuning: a trained model's weights, a fresh optimizer */
+            session->model = checkpoint_load_model(opt->init_dir, opt->batch, opt->seq, false);
+            if (!session->model) return PM_ERR_ARG;
+        } else {
+            session->model = pm_model_create(cfg, opt->batch, opt->seq);
+            if (!session->model) return PM_ERR_NOMEM;
+            pm_model_init_weights(session->model, opt->seed);
+        }
         return adamw_init(&session->optimizer, session->model, opt->adamw);
     }
     char *state = checkpoint_load_trainer_state(opt->resume_dir);
@@ -286,16 +291,12 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     if (status == 0 && model_cfg->vocab_size < tok->vocab_size)
         status = pm_fail(PM_ERR_ARG, "train: vocab_size = %d is smaller than the %s tokenizer's %d tokens",
                          model_cfg->vocab_size, tok->name, tok->vocab_size);
-    text_data data;
+    batch_source data;
     memset(&data, 0, sizeof data);
-    if (status == 0) {
-        struct stat data_info;
-        if (stat(opt.data_path, &data_info) == 0 && S_ISDIR(data_info.st_mode))
-            status = text_data_load_shards(&data, opt.data_path, tok, opt.seq);
-        else
-            status = text_data_load(&data, opt.data_path, tok, opt.val_fraction, opt.seq);
-    }
-    if (status == 0) result->unigram_loss = text_data_unigram_loss(&data, tok->vocab_size);
+    if (status == 0)
+        status = opt.supervised ? batches_open_gsm8k(&data, opt.data_path, tok, opt.val_fraction, opt.seq)
+                                : batches_open_text(&data, opt.data_path, tok, opt.val_fraction, opt.seq);
+    if (status == 0) result->unigram_loss = data.unigram_loss;
     session.data = &data;
     /* Only now, with data and model in hand, touch the output directory. */
     char path[4200];
@@ -328,6 +329,6 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     adamw_free(&session.optimizer);
     train_history_free(&session.history);
     pm_model_free(session.model);
-    text_data_free(&data);
+    batches_close(&data);
     return status;
 }

@@ -6,12 +6,15 @@
 #include <stdint.h>
 
 #include "data/text_data.h"
+#include "train/batches.h"
 #include "probmoe.h"
 #include "train/optim.h"
 #include "train/routing_stats.h"
 
 typedef struct {
-    const char *data_path;  /* a text file */
+    const char *data_path;  /* a text file or a shard directory; GSM8K JSONL when supervised */
+    bool supervised;        /* fine-tune on GSM8K: loss on answer tokens only */
+    const char *init_dir;   /* start from this model directory's weights (fresh optimizer) */
     const char *tokenizer_path; /* tokenizer.json or a GPT-2 directory; NULL: bytes */
     const char *out_dir;    /* metrics.jsonl, model.safetensors, config.json */
     int batch, seq, accum;  /* sequences per micro-batch, tokens per sequence, micro-batches */
@@ -62,6 +65,6 @@ int train_run(const pm_model_config *cfg, const train_options *opt, const tokeni
               train_result *result);
 
 /* Mean validation loss over n fixed batches (inference-mode routing). */
-int evaluate_loss(pm_model *model, const text_data *data, int batches, int B, int S, double *loss);
+int evaluate_loss(pm_model *model, const batch_source *data, int batches, int B, int S, double *loss);
 
 #endif
