@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libcjson-dev
-          libpcre2-dev curl ca-certificates)
+          libpcre2-dev curl ca-certificates gnuplot-nox)
 
 missing=()
 for package in "${packages[@]}"; do

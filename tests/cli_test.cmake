@@ -54,3 +54,10 @@ if(EXISTS ${work}/out)
   message(FATAL_ERROR "a failed train run created ${work}/out")
 endif()
 expect_output("generate without a model" 1 "does not exist" generate --model ${work}/nothing)
+
+# probmoe compare: bad input is refused before anything runs.
+expect_output("compare: unknown router" 1 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)
+expect_output("compare: unknown preset" 2 "unknown preset 'huge'" compare --preset huge)
+if(EXISTS ${work}/cmp)
+  message(FATAL_ERROR "a refused compare created ${work}/cmp")
+endif()

@@ -8,8 +8,10 @@
 int cmd_route(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Parses the value of option `name` as an int / float; prints an error and returns false. */
 bool parse_int_option(const char *name, const char *text, int *value);

@@ -10,6 +10,8 @@ static const char usage[] =
     "commands:\n"
     "  train      train a MoE language model on a text file\n"
     "  generate   continue a prompt with a trained model\n"
+    "  compare    train every router on the same budget and write a report\n"
+    "  eval       validation loss on token shards; GSM8K answer loss and exact match\n"
     "  data       prepare token shards from corpora and text files\n"
     "  tokenizer  learn a byte-level BPE vocabulary (tokenizer.json) from text files\n"
     "  route      route token logits with any router and print experts, weights and load\n"
@@ -29,6 +31,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "route") == 0) return cmd_route(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(argv[1], "generate") == 0) return cmd_generate(argc - 1, argv + 1);
+    if (strcmp(argv[1], "compare") == 0) return cmd_compare(argc - 1, argv + 1);
+    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     if (strcmp(argv[1], "data") == 0) return cmd_data(argc - 1, argv + 1);
     if (strcmp(argv[1], "tokenizer") == 0) return cmd_tokenizer(argc - 1, argv + 1);
     fprintf(stderr, "probmoe: unknown command '%s'\n\n%s", argv[1], usage);

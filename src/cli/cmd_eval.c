@@ -1,0 +1,159 @@
+/* probmoe eval: validation loss on token shards and/or GSM8K loss and exact match. */
+#define _POSIX_C_SOURCE 200809L /* stat */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "eval/eval.h"
+
+static const char eval_usage[] =
+    "usage: probmoe eval --model DIR --data SHARD_DIR [--batches N] [--seq S]\n"
+    "       probmoe eval --model DIR --gsm8k [PATH] [--limit N] [--max-new N] [--out FILE.jsonl]\n"
+    "\n"
+    "  --data DIR       validation loss and perplexity on DIR/val.bin (from probmoe data prepare)\n"
+    "  --batches N      rows of --seq tokens to score (default: all)\n"
+    "  --seq S          tokens per row (default 128, at most the model's context)\n"
+    "  --gsm8k [PATH]   GSM8K test set (default ../shared/data/gsm8k/test.jsonl or\n"
+    "                   data/gsm8k/test.jsonl; scripts/fetch_data.sh gsm8k-test fetches it):\n"
+    "                   answer-token loss and exact match of greedy answers\n"
+    "  --limit N        the first N examples (default: all)\n"
+    "  --max-new N      tokens to generate per answer (default 256)\n"
+    "  --out FILE       per-example outputs as JSON lines\n"
+    "  --allow-unknown  load checkpoints holding tensors this model does not use\n"
+    "\n"
+    "Routers use their inference rules. --data and --gsm8k may be given together.\n";
+
+/* Where `probmoe eval --gsm8k` looks without a path: beside the repository (run from it),
+ * then where scripts/fetch_data.sh downloads to. */
+static const char *const default_gsm8k[] = {"../shared/data/gsm8k/test.jsonl", "data/gsm8k/test.jsonl"};
+
+typedef struct {
+    const char *model_dir, *data_dir, *gsm8k, *out;
+    bool use_gsm8k, allow_unknown;
+    int batches, seq, limit, max_new;
+} eval_options;
+
+static int parse_eval_options(int argc, char **argv, eval_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->limit = -1;
+    opt->max_new = 256;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (strcmp(arg, "--help") == 0) {
+            fputs(eval_usage, stdout);
+            return -1;
+        }
+        if (strcmp(arg, "--allow-unknown") == 0) {
+            opt->allow_unknown = true;
+            continue;
+        }
+        if (strcmp(arg, "--gsm8k") == 0) { /* the path is optional: the next word unless an option */
+            opt->use_gsm8k = true;
+            if (value && strncmp(value, "--", 2) != 0) opt->gsm8k = value, i++;
+            continue;
+        }
+        static const char *const valued[] = {"--model", "--data", "--out", "--batches", "--seq", "--limit",
+                                             "--max-new"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(arg, valued[k]) == 0;
+        if (!known) {
+            fprintf(stderr, "probmoe eval: unknown option '%s'\n\n%s", arg, eval_usage);
+            return 2;
+        }
+        if (!value) {
+            fprintf(stderr, "probmoe eval: %s needs a value\n\n%s", arg, eval_usage);
+            return 2;
+        }
+        if (strcmp(arg, "--model") == 0) opt->model_dir = value;
+        else if (strcmp(arg, "--data") == 0) opt->data_dir = value;
+        else if (strcmp(arg, "--out") == 0) opt->out = value;
+        else if (strcmp(arg, "--batches") == 0) ok = parse_int_option(arg, value, &opt->batches);
+        else if (strcmp(arg, "--seq") == 0) ok = parse_int_option(arg, value, &opt->seq);
+        else if (strcmp(arg, "--limit") == 0) ok = parse_int_option(arg, value, &opt->limit);
+        else ok = parse_int_option(arg, value, &opt->max_new);
+        if (!ok) return 2;
+        i++;
+    }
+    if (!opt->model_dir) {
+        fprintf(stderr, "probmoe eval: which model? give --model DIR (a directory written by probmoe train)\n");
+        return 2;
+    }
+    if (!opt->data_dir && !opt->use_gsm8k) {
+        fprintf(stderr, "probmoe eval: what to evaluate on? give --data SHARD_DIR and/or --gsm8k [PATH]\n\n%s",
+                eval_usage);
+        return 2;
+    }
+    if (opt->batches < 0 || opt->seq < 0 || opt->max_new < 0 || opt->limit < -1) {
+        fprintf(stderr, "probmoe eval: --batches, --seq, --max-new and --limit must not be negative\n");
+        return 2;
+    }
+    if (opt->limit == 0) {
+        fprintf(stderr, "probmoe eval: --limit 0 leaves no examples to evaluate\n");
+        return 2;
+    }
+    return 0;
+}
+
+static const char *find_gsm8k(void) {
+    for (size_t i = 0; i < sizeof default_gsm8k / sizeof default_gsm8k[0]; i++) {
+        struct stat st;
+        if (stat(default_gsm8k[i], &st) == 0 && S_ISREG(st.st_mode)) return default_gsm8k[i];
+    }
+    fprintf(stderr, "probmoe eval: no GSM8K test set at %s or %s (relative to the current directory): run from the "
+            "repository, fetch it with scripts/fetch_data.sh gsm8k-test, or give --gsm8k PATH\n",
+            default_gsm8k[0], default_gsm8k[1]);
+    return NULL;
+}
+
+static int run_shards(pm_model *model, const tokenizer *tok, const eval_options *opt) {
+    const int context = pm_model_get_config(model)->max_position_embeddings;
+    const int seq = opt->seq > 0 ? opt->seq : (context < 128 ? context : 128);
+    eval_loss_result r;
+    if (eval_shards(model, tok, opt->data_dir, opt->batches, seq, &r) < 0) {
+        fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
+        return 1;
+    }
+    printf("validation loss %.4f nats/token, perplexity %.3f (%d rows of %d tokens: %ld tokens of %s/val.bin)\n",
+           r.loss, r.perplexity, r.batches, r.seq, r.tokens, opt->data_dir);
+    return 0;
+}
+
+static int run_gsm8k(pm_model *model, const tokenizer *tok, const eval_options *opt) {
+    const char *path = opt->gsm8k;
+    eval_gsm8k_result r;
+    int status = eval_gsm8k(model, tok, path, opt->limit, opt->max_new, opt->out, stderr, &r);
+    if (status < 0) {
+        fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
+        return 1;
+    }
+    printf("gsm8k (%s): %d examples, answer loss %.4f nats/token, perplexity %.3f (%ld answer tokens), "
+           "exact match %.2f%% (%d/%d), %.1f s\n",
+           path, r.examples, r.answer_loss, r.answer_perplexity, r.answer_tokens, 100.0 * r.exact_match, r.correct,
+           r.examples, r.seconds);
+    if (r.truncated > 0) printf("gsm8k: %d examples cut from the left to fit the context\n", r.truncated);
+    if (opt->out) printf("wrote %s\n", opt->out);
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_options opt;
+    int status = parse_eval_options(argc, argv, &opt);
+    if (status) return status < 0 ? 0 : status;
+    /* find the test set before loading the model, so a missing file fails at once */
+    if (opt.use_gsm8k && !opt.gsm8k && !(opt.gsm8k = find_gsm8k())) return 1;
+    pm_model *model;
+    tokenizer *tok;
+    /* GSM8K examples can be as long as the context; shards need only --seq */
+    const int max_seq = opt.use_gsm8k ? 0 : (opt.seq > 0 ? opt.seq : 128);
+    if (eval_load_model(opt.model_dir, max_seq, opt.allow_unknown, &model, &tok) < 0) {
+        fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
+        return 1;
+    }
+    if (opt.data_dir) status = run_shards(model, tok, &opt);
+    if (status == 0 && opt.use_gsm8k) status = run_gsm8k(model, tok, &opt);
+    pm_model_free(model);
+    tokenizer_free(tok);
+    return status;
+}

@@ -1,0 +1,97 @@
+/*
+ * Evaluation of a trained model: validation loss on token shards, and GSM8K (answer-token loss
+ * plus exact match of greedily decoded answers). Used by `probmoe eval` and `probmoe compare`.
+ *
+ * Every evaluation runs the routers at their inference rules (no sampling), one sequence at a
+ * time (batch size 1), so the model needs max_batch >= 1 and a max_seq long enough for what
+ * it scores; eval_load_model gives such a model.
+ */
+#ifndef PM_EVAL_EVAL_H
+#define PM_EVAL_EVAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "data/tokenizer.h"
+#include "probmoe.h"
+
+/*
+ * Loads a model directory (checkpoint_load_model) and its tokenizer: tokenizer.json or
+ * encoder.json + vocab.bpe in the directory, else the byte-level tokenizer. The model gets
+ * buffers for one sequence of max_seq tokens; max_seq <= 0 means max_position_embeddings
+ * (what eval_gsm8k may need). A missing directory, a tokenizer larger than the model's
+ * vocabulary, or a bad checkpoint is an error naming the directory. On success free the
+ * results with pm_model_free and tokenizer_free (the byte tokenizer is static: freeing it
+ * does nothing). 0 or a negative pm_status; *model and *tok are NULL on failure.
+ */
+int eval_load_model(const char *dir, int max_seq, bool allow_unknown, pm_model **model, tokenizer **tok);
+
+typedef struct {
+    double loss;       /* mean cross-entropy per target token, nats (auxiliary terms excluded) */
+    double perplexity; /* exp(loss) */
+    int batches;       /* rows scored */
+    int seq;           /* tokens per row */
+    long tokens;       /* target tokens scored: batches × seq */
+} eval_loss_result;
+
+/*
+ * Validation loss on shard_dir/val.bin. The shard must have been made with tok (its vocab hash
+ * must match: a shard of another tokenizer is an error) and tok's ids must fit the model.
+ * Rows are the shard's consecutive windows of seq+1 tokens (loader_shard_rows: row k holds
+ * tokens kS .. kS+S), in file order; one batch is one row. The first `batches` rows are
+ * scored (batches <= 0 or more than there are: all of them). The model needs max_seq >= seq.
+ * Each row's targets are all valid, so the mean over rows is the mean over tokens.
+ * 0 or a negative pm_status (no val.bin, a shard shorter than seq+1 tokens, ...).
+ */
+int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
+                eval_loss_result *result);
+
+typedef struct {
+    int examples;            /* evaluated */
+    int correct;             /* exact matches */
+    double exact_match;      /* correct / examples, in [0, 1] */
+    double answer_loss;      /* mean cross-entropy over all answer tokens of all examples */
+    double answer_perplexity;/* exp(answer_loss) */
+    long answer_tokens;      /* answer tokens scored (eos included when the tokenizer has one) */
+    int truncated;           /* examples cut from the left to fit the context (loss or prompt) */
+    double seconds;          /* wall time */
+} eval_gsm8k_result;
+
+/*
+ * GSM8K on the JSONL file jsonl (gsm8k.h format; malformed lines are an error), its first
+ * `limit` examples (limit < 0: all; limit 0 is an error, as is a file without examples):
+ *  - answer loss: the example tokenized as for fine-tuning (prompt, then " answer" + eos with
+ *    the loss mask on the completion, sft.h), one forward pass, cross-entropy on the masked
+ *    targets. An example longer than the context keeps its last max_position_embeddings + 1
+ *    tokens (as padded fine-tuning rows do). The model needs max_seq >= the longest example,
+ *    capped at max_position_embeddings.
+ *  - exact match: the prompt's tokens are fed to a key/value-cache generator, then up to
+ *    max_new tokens are chosen greedily, stopping at the end-of-text token (not part of the
+ *    text). A prompt that leaves fewer than max_new positions in the context is cut from the
+ *    left (counted in truncated); max_new must be below max_position_embeddings. eval_score_answer compares the output's last
+ *    number with the reference answer.
+ * out_jsonl (NULL: none) gets one JSON object per example, as evaluated:
+ *   {"index": i (0-based, in the file's order), "line": file line, "prompt", "generated",
+ *    "predicted": "18" or null, "gold": "18", "correct": bool, "answer_loss", "answer_tokens"}
+ * Text that is not valid UTF-8 (a byte-level model may stop mid-character) is written with
+ * U+FFFD in place of the bad bytes. progress (NULL: silent) gets "done/total, accuracy,
+ * examples/s", rewritten in place on a terminal, else a line every 5% of the examples.
+ * 0 or a negative pm_status; result holds what was done so far on failure.
+ */
+int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int limit, int max_new,
+               const char *out_jsonl, FILE *progress, eval_gsm8k_result *result);
+
+/*
+ * The last number in text: an optional '-', digits with optional thousands commas, and an
+ * optional decimal part ("$1,234.50." gives "1234.50"). Written to out without commas;
+ * false when text holds no digit or the number does not fit in capacity bytes.
+ */
+bool eval_last_number(const char *text, char *out, size_t capacity);
+
+/* Whether generated text answers correctly: its last number matches reference (a final
+ * answer as gsm8k_extract_answer gives it) under gsm8k_answers_match. predicted (may be NULL)
+ * gets the number, or "" when there is none. */
+bool eval_score_answer(const char *generated, const char *reference, char *predicted, size_t capacity);
+
+#endif
