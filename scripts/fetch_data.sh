@@ -30,7 +30,7 @@ esac
 matches() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$sha256" ]; }
 
 for candidate in "../shared/data/$relative" "data/$relative"; do
-  if matches "$candidate"; then echo "$candidate"; exit 0; fi
+  if matches "$candidate"; then readlink -f "$candidate"; exit 0; fi
   [ -f "$candidate" ] && echo "warning: $candidate does not match its sha256 sum; ignoring it" >&2
 done
 
@@ -47,4 +47,4 @@ if ! matches "data/$relative.part"; then
   exit 1
 fi
 mv "data/$relative.part" "data/$relative"
-echo "data/$relative"
+readlink -f "data/$relative"

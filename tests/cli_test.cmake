@@ -56,8 +56,35 @@ endif()
 expect_output("generate without a model" 1 "does not exist" generate --model ${work}/nothing)
 
 # probmoe compare: bad input is refused before anything runs.
+file(REMOVE_RECURSE ${work}/cmp)
 expect_output("compare: unknown router" 1 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)
 expect_output("compare: unknown preset" 2 "unknown preset 'huge'" compare --preset huge)
 if(EXISTS ${work}/cmp)
   message(FATAL_ERROR "a refused compare created ${work}/cmp")
+endif()
+
+# probmoe compare end to end on a tiny budget: a report with a row per router; a second run
+# reuses every finished stage; other settings in the same directory are refused.
+get_filename_component(repo ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
+set(compare_args compare --routers topk,probmoe --pretrain-steps 6 --finetune-steps 2 --gsm8k-limit 2
+    --max-new 8 --out ${work}/cmp)
+file(REMOVE_RECURSE ${work}/cmp)
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} ${compare_args}
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT EXISTS ${work}/cmp/report.md)
+  message(FATAL_ERROR "compare failed: ${rc}\n${out}${err}")
+endif()
+file(READ ${work}/cmp/report.md report)
+if(NOT report MATCHES "\\| topk \\|" OR NOT report MATCHES "\\| probmoe \\| [0-9.]+ \\([0-9.]+×\\)")
+  message(FATAL_ERROR "report.md lacks the router rows:\n${report}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} ${compare_args}
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR out MATCHES "pre-training" OR NOT out MATCHES "wrote")
+  message(FATAL_ERROR "a second compare did not reuse the finished runs:\n${out}${err}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} compare --routers topk
+                --pretrain-steps 7 --out ${work}/cmp OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(rc EQUAL 0 OR NOT err MATCHES "other settings")
+  message(FATAL_ERROR "compare accepted other settings in the same directory:\n${out}${err}")
 endif()

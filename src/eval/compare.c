@@ -303,6 +303,32 @@ static int record_peak(const char *dir, const char *stage, double peak_mib) {
     return write_text(path, text);
 }
 
+/* Finished stages are reused only under the same settings: the first run records them in
+ * settings.json and later runs must match (routers and seeds may be added). */
+static int check_settings(const compare_options *opt) {
+    const pm_model_config *m = &opt->model;
+    char settings[1024], path[4200], existing[1024] = "";
+    snprintf(settings, sizeof settings,
+             "{\"layers\": %d, \"hidden\": %d, \"heads\": %d, \"kv_heads\": %d, \"experts\": %d, \"k\": %d, "
+             "\"intermediate\": %d, \"max_positions\": %d, \"vocab\": %d, \"pretrain_steps\": %ld, "
+             "\"finetune_steps\": %ld, \"batch\": %d, \"seq\": %d, \"finetune_batch\": %d, \"finetune_seq\": %d, "
+             "\"lr\": %g, \"finetune_lr\": %g, \"eval_batches\": %d, \"gsm8k_limit\": %d, \"max_new\": %d}\n",
+             m->num_layers, m->hidden_size, m->num_heads, m->num_kv_heads, m->num_experts, m->experts_per_token,
+             m->intermediate_size, m->max_position_embeddings, opt->vocab_size, opt->pretrain_steps,
+             opt->finetune_steps, opt->batch, opt->seq, opt->finetune_batch, opt->finetune_seq, (double)opt->lr,
+             (double)opt->finetune_lr, opt->eval_batches, opt->gsm8k_limit, opt->max_new);
+    snprintf(path, sizeof path, "%s/settings.json", opt->out_dir);
+    FILE *file = fopen(path, "r");
+    if (!file) return write_text(path, settings);
+    size_t got = fread(existing, 1, sizeof existing - 1, file);
+    fclose(file);
+    existing[got] = '\0';
+    if (strcmp(existing, settings) != 0)
+        return pm_fail(PM_ERR_ARG, "compare: %s holds runs made with other settings (%s); use another --out to "
+                       "keep both", opt->out_dir, path);
+    return PM_OK;
+}
+
 /* ------------------------------------------------------------------- run */
 
 int compare_run(const compare_options *opt) {
@@ -315,6 +341,7 @@ int compare_run(const compare_options *opt) {
     }
     if (pm_model_config_check(&opt->model) < 0) return PM_ERR_ARG;
     int status = ensure_directory(opt->out_dir);
+    if (status == 0) status = check_settings(opt);
     char text[4096], gsm8k_train[4096], gsm8k_test[4096];
     if (status == 0) {
         if (opt->text_path) snprintf(text, sizeof text, "%s", opt->text_path);
