@@ -62,8 +62,18 @@ static int apply_train_object(const cJSON *object, train_request *request, const
         for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
             if (strcmp(item->string, longs[i].key) == 0) *longs[i].target = (long)item->valuedouble, known = true;
         if (strcmp(item->string, "seed") == 0) request->train.seed = (uint64_t)item->valuedouble, known = true;
-        if (strcmp(item->string, "data") == 0 && cJSON_IsString(item)) request->train.data_path = strdup(item->valuestring), known = true;
-        if (strcmp(item->string, "out") == 0 && cJSON_IsString(item)) request->train.out_dir = strdup(item->valuestring), known = true;
+        /* the strings outlive the parsed JSON: static storage (one config per run) */
+        static char data[4096], out[4096];
+        if (strcmp(item->string, "data") == 0 && cJSON_IsString(item)) {
+            snprintf(data, sizeof data, "%s", item->valuestring);
+            request->train.data_path = data;
+            known = true;
+        }
+        if (strcmp(item->string, "out") == 0 && cJSON_IsString(item)) {
+            snprintf(out, sizeof out, "%s", item->valuestring);
+            request->train.out_dir = out;
+            known = true;
+        }
         if (!known || (!cJSON_IsNumber(item) && !cJSON_IsString(item))) {
             fprintf(stderr, "probmoe train: %s: unknown or mistyped train.%s\n", path, item->string);
             return 2;

@@ -1,4 +1,3 @@
-#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "train/train_state.h"
 
 #include <cjson/cJSON.h>
@@ -98,7 +97,7 @@ static const char *string(const cJSON *root, const char *key) {
 }
 
 int train_state_from_json(const char *json, const char *source, train_options *opt, long *step, pm_model *model,
-                          train_history *history) {
+                          train_history *history, train_state_paths *paths) {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "step")) || !string(root, "seed")) {
         cJSON_Delete(root);
@@ -127,10 +126,14 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     opt->save_interval = (long)number(root, "save_interval", (double)opt->save_interval);
     opt->keep_last = (int)number(root, "keep_last", opt->keep_last);
     if (!opt->data_path && string(root, "data")) {
-        opt->data_path = strdup(string(root, "data"));
+        snprintf(paths->data_path, sizeof paths->data_path, "%s", string(root, "data"));
+        opt->data_path = paths->data_path;
         opt->supervised = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "supervised"));
     }
-    if (!opt->tokenizer_path && string(root, "tokenizer")) opt->tokenizer_path = strdup(string(root, "tokenizer"));
+    if (!opt->tokenizer_path && string(root, "tokenizer")) {
+        snprintf(paths->tokenizer_path, sizeof paths->tokenizer_path, "%s", string(root, "tokenizer"));
+        opt->tokenizer_path = paths->tokenizer_path;
+    }
     const pm_model_config *cfg = model ? pm_model_get_config(model) : NULL;
     const cJSON *biases = cJSON_GetObjectItemCaseSensitive(root, "router_bias");
     int status = PM_OK;

@@ -32,7 +32,13 @@ char *train_state_to_json(const train_options *opt, long step, pm_model *model, 
  * afterwards), the step reached, and, when model / history are not NULL, the routers'
  * selection biases and the history. 0 or a negative pm_status naming what is wrong.
  */
+/* Paths restored from the state are copied into storage the caller owns (it must outlive
+ * opt's use of them). */
+typedef struct {
+    char data_path[4096], tokenizer_path[4096];
+} train_state_paths;
+
 int train_state_from_json(const char *json, const char *source, train_options *opt, long *step, pm_model *model,
-                          train_history *history);
+                          train_history *history, train_state_paths *paths);
 
 #endif

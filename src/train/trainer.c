@@ -140,6 +140,7 @@ typedef struct {
     adamw optimizer;
     train_history history;
     FILE *metrics;
+    train_state_paths restored; /* paths a resumed run takes from its trainer state */
 } train_session;
 
 /* Saves out/checkpoint-<step> with the optimizer and trainer state; prunes old ones. */
@@ -252,7 +253,7 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
      * then what the state says about the model */
     const long requested_steps = opt->steps;
     long step = 0;
-    int status = train_state_from_json(state, opt->resume_dir, opt, &step, NULL, NULL);
+    int status = train_state_from_json(state, opt->resume_dir, opt, &step, NULL, NULL, &session->restored);
     if (requested_steps > 0) opt->steps = requested_steps;
     if (status == 0) {
         session->model = checkpoint_load_model(opt->resume_dir, opt->batch, opt->seq, false);
@@ -260,7 +261,8 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
     }
     train_options ignored = *opt;
     if (status == 0)
-        status = train_state_from_json(state, opt->resume_dir, &ignored, &step, session->model, &session->history);
+        status = train_state_from_json(state, opt->resume_dir, &ignored, &step, session->model, &session->history,
+                                       &session->restored);
     free(state);
     if (status == 0) status = adamw_init(&session->optimizer, session->model, opt->adamw);
     if (status == 0)
