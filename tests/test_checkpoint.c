@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "tiny_model.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 
@@ -83,20 +84,7 @@ static void assert_error_mentions(const char *a, const char *b) {
         fail_msg("the error \"%s\" should mention '%s'%s%s", message, a, b ? " and " : "", b ? b : "");
 }
 
-static pm_model_config tiny_config(pm_router_kind kind) {
-    pm_model_config cfg = pm_model_config_default();
-    cfg.vocab_size = 50;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 24;
-    cfg.num_layers = 2;
-    cfg.num_heads = 4;
-    cfg.num_kv_heads = 2;
-    cfg.num_experts = 6;
-    cfg.experts_per_token = 2;
-    cfg.max_position_embeddings = 64;
-    cfg.router = pm_router_config_default(kind, cfg.num_experts, cfg.experts_per_token);
-    return cfg;
-}
+static pm_model_config tiny_config(pm_router_kind kind) { return tiny_model_config(kind); }
 
 /* Random weights without pm_model_init_weights: no OpenMP region in this test, so forking
  * is safe in any order. */
