@@ -88,3 +88,15 @@ execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} 
 if(rc EQUAL 0 OR NOT err MATCHES "other settings")
   message(FATAL_ERROR "compare accepted other settings in the same directory:\n${out}${err}")
 endif()
+
+# probmoe eval on the compare run's model: loss on the shards and routing analytics files.
+file(REMOVE_RECURSE ${work}/analytics)
+expect_output("eval with analytics" 0 "routing over the same rows" eval --model ${work}/cmp/runs/topk-seed1/finetune/model
+              --data ${work}/cmp/data --batches 2 --seq 32 --analytics ${work}/analytics)
+file(STRINGS ${work}/analytics/routing_layers.csv layer_rows)
+list(LENGTH layer_rows row_count)
+if(NOT row_count EQUAL 3) # a header and one row per layer of the 2-layer quick model
+  message(FATAL_ERROR "routing_layers.csv has ${row_count} lines")
+endif()
+expect_output("eval analytics without data" 2 "give both" eval --model ${work}/cmp/runs/topk-seed1/finetune/model
+              --gsm8k --analytics ${work}/analytics)

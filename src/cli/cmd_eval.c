@@ -21,6 +21,7 @@ static const char eval_usage[] =
     "  --max-new N      tokens to generate per answer (default 256)\n"
     "  --out FILE       per-example outputs as JSON lines\n"
     "  --allow-unknown  load checkpoints holding tensors this model does not use\n"
+    "  --analytics DIR  routing analytics of the --data rows (CSV, JSON, plots) into DIR\n"
     "\n"
     "Routers use their inference rules. --data and --gsm8k may be given together.\n";
 
@@ -29,7 +30,7 @@ static const char eval_usage[] =
 static const char *const default_gsm8k[] = {"../shared/data/gsm8k/test.jsonl", "data/gsm8k/test.jsonl"};
 
 typedef struct {
-    const char *model_dir, *data_dir, *gsm8k, *out;
+    const char *model_dir, *data_dir, *gsm8k, *out, *analytics_dir;
     bool use_gsm8k, allow_unknown;
     int batches, seq, limit, max_new;
 } eval_options;
@@ -55,7 +56,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
             continue;
         }
         static const char *const valued[] = {"--model", "--data", "--out", "--batches", "--seq", "--limit",
-                                             "--max-new"};
+                                             "--max-new", "--analytics"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(arg, valued[k]) == 0;
         if (!known) {
@@ -69,6 +70,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
         if (strcmp(arg, "--model") == 0) opt->model_dir = value;
         else if (strcmp(arg, "--data") == 0) opt->data_dir = value;
         else if (strcmp(arg, "--out") == 0) opt->out = value;
+        else if (strcmp(arg, "--analytics") == 0) opt->analytics_dir = value;
         else if (strcmp(arg, "--batches") == 0) ok = parse_int_option(arg, value, &opt->batches);
         else if (strcmp(arg, "--seq") == 0) ok = parse_int_option(arg, value, &opt->seq);
         else if (strcmp(arg, "--limit") == 0) ok = parse_int_option(arg, value, &opt->limit);
@@ -87,6 +89,10 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
     }
     if (opt->batches < 0 || opt->seq < 0 || opt->max_new < 0 || opt->limit < -1) {
         fprintf(stderr, "probmoe eval: --batches, --seq, --max-new and --limit must not be negative\n");
+        return 2;
+    }
+    if (opt->analytics_dir && !opt->data_dir) {
+        fprintf(stderr, "probmoe eval: --analytics routes the validation windows of --data SHARD_DIR; give both\n");
         return 2;
     }
     if (opt->limit == 0) {
@@ -117,6 +123,20 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
     }
     printf("validation loss %.4f nats/token, perplexity %.3f (%d rows of %d tokens: %ld tokens of %s/val.bin)\n",
            r.loss, r.perplexity, r.batches, r.seq, r.tokens, opt->data_dir);
+    if (!opt->analytics_dir) return 0;
+    analytics *a = NULL;
+    if (eval_routing(model, tok, opt->data_dir, r.batches, seq, opt->analytics_dir, opt->model_dir, &a) < 0) {
+        fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
+        return 1;
+    }
+    printf("routing over the same rows (written to %s):\n", opt->analytics_dir);
+    printf("  layer  active  load entropy  max/mean  dead  routing entropy  cover 99%%  top-k mass\n");
+    for (int l = 0; l < analytics_num_layers(a); l++) {
+        const analytics_layer *layer = analytics_get_layer(a, l);
+        printf("  %5d  %6.2f  %12.3f  %8.2f  %4d  %15.3f  %9.2f  %10.3f\n", l, layer->mean_active, layer->load_entropy,
+               layer->max_over_mean, layer->dead_experts, layer->routing_entropy, layer->cover99, layer->topk_mass);
+    }
+    analytics_free(a);
     return 0;
 }
 

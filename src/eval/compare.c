@@ -226,33 +226,6 @@ typedef struct {
     char dir[4096];
 } eval_stage;
 
-/* Routing analytics over the first eval_batches validation windows, in inference mode. */
-static int routing_analytics(pm_model *model, const tokenizer *tok, const compare_options *opt, const char *data_dir,
-                             const char *out_dir, analytics **out) {
-    text_data data;
-    int status = text_data_load_shards(&data, data_dir, tok, opt->seq);
-    if (status < 0) return status;
-    analytics *a = analytics_create(model);
-    int32_t *inputs = malloc(sizeof(int32_t) * opt->seq), *targets = malloc(sizeof(int32_t) * opt->seq);
-    if (!a || !inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "compare: out of memory for analytics");
-    for (int i = 0; status == 0 && i < opt->eval_batches; i++) {
-        text_data_val_batch(&data, i, 1, opt->seq, inputs, targets);
-        status = pm_model_forward(model, inputs, NULL, 1, opt->seq, false, 0, 0, NULL);
-        if (status == 0) status = analytics_add_batch(a, model, inputs, 1, opt->seq);
-    }
-    if (status == 0) status = analytics_finish(a);
-    if (status == 0) status = analytics_write_all(a, out_dir);
-    free(inputs);
-    free(targets);
-    text_data_free(&data);
-    if (status < 0) {
-        analytics_free(a);
-        return status;
-    }
-    *out = a;
-    return PM_OK;
-}
-
 static int eval_job(const compare_options *opt, const void *arg) {
     const eval_stage *stage = arg;
     char model_dir[4200], path[4300], routing_dir[4300];
@@ -269,7 +242,7 @@ static int eval_job(const compare_options *opt, const void *arg) {
         status = eval_gsm8k(model, tok, stage->gsm8k_test, opt->gsm8k_limit, opt->max_new, path, NULL, &gsm8k);
     analytics *a = NULL;
     snprintf(routing_dir, sizeof routing_dir, "%s/routing", stage->dir);
-    if (status == 0) status = routing_analytics(model, tok, opt, stage->data, routing_dir, &a);
+    if (status == 0) status = eval_routing(model, tok, stage->data, opt->eval_batches, opt->seq, routing_dir, stage->label, &a);
     if (status == 0) {
         const int L = analytics_num_layers(a);
         double active = 0.0, entropy = 0.0;
@@ -284,11 +257,6 @@ static int eval_job(const compare_options *opt, const void *arg) {
                  text.loss, gsm8k.answer_loss, gsm8k.exact_match, gsm8k.examples, active, entropy);
         snprintf(path, sizeof path, "%s/eval.json", stage->dir);
         status = write_text(path, text_json);
-        /* per-run routing plots (a missing gnuplot only skips them) */
-        char plot_dir[4300];
-        snprintf(plot_dir, sizeof plot_dir, "%s/plots", stage->dir);
-        if (status == 0 && ensure_directory(plot_dir) == 0 && plots_from_analytics(plot_dir, "routing", stage->label, a) < 0)
-            fprintf(stderr, "compare: routing plots: %s\n", pm_last_error());
     }
     analytics_free(a);
     pm_model_free(model);

@@ -107,7 +107,7 @@ static void write_plots(const compare_options *opt, FILE *report) {
     fprintf(report, "\n## Plots\n\n![pre-training loss](plots/pretrain_loss.png)\n\n"
             "![active experts per layer at inference](plots/active_per_layer.png)\n\n"
             "Each run's expert-load heatmap, active experts per layer and active experts against token "
-            "frequency are in `runs/<router>-seed1/plots/`.\n");
+            "frequency are in `runs/<router>-seed1/routing/plots/`.\n");
 }
 
 int compare_write_report(const compare_options *opt) {

@@ -94,4 +94,14 @@ bool eval_last_number(const char *text, char *out, size_t capacity);
  * gets the number, or "" when there is none. */
 bool eval_score_answer(const char *generated, const char *reference, char *predicted, size_t capacity);
 
+/*
+ * Routing analytics (analytics.h) over the first `batches` validation windows of seq tokens
+ * of shard_dir, in inference mode, written to out_dir (routing_layers.csv,
+ * routing_frequency.csv, routing.json) with plots in out_dir/plots (skipped with a warning
+ * without gnuplot). *out (may be NULL) receives the analytics; free with analytics_free.
+ */
+#include "eval/analytics.h"
+int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
+                 const char *out_dir, const char *label, analytics **out);
+
 #endif

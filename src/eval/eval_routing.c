@@ -1,0 +1,43 @@
+/* Routing analytics of a model over a shard directory's validation windows, written as
+ * CSV/JSON and, when gnuplot is there, plotted. Shared by `probmoe eval --analytics` and
+ * `probmoe compare`. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "data/text_data.h"
+#include "eval/eval.h"
+#include "eval/plots.h"
+#include "io/fs.h"
+
+int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
+                 const char *out_dir, const char *label, analytics **out) {
+    if (out) *out = NULL;
+    text_data data;
+    int status = text_data_load_shards(&data, shard_dir, tok, seq);
+    if (status < 0) return status;
+    analytics *a = analytics_create(model);
+    int32_t *inputs = malloc(sizeof(int32_t) * seq), *targets = malloc(sizeof(int32_t) * seq);
+    if (!a || !inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "routing analytics: out of memory");
+    for (int i = 0; status == 0 && i < batches; i++) {
+        text_data_val_batch(&data, i, 1, seq, inputs, targets);
+        status = pm_model_forward(model, inputs, NULL, 1, seq, false, 0, 0, NULL);
+        if (status == 0) status = analytics_add_batch(a, model, inputs, 1, seq);
+    }
+    if (status == 0) status = analytics_finish(a);
+    if (status == 0) status = analytics_write_all(a, out_dir);
+    char plot_dir[4200];
+    snprintf(plot_dir, sizeof plot_dir, "%s/plots", out_dir);
+    /* plots are a bonus: a missing gnuplot or a failed plot only warns */
+    if (status == 0 && ensure_directory(plot_dir) == 0 && plots_from_analytics(plot_dir, "routing", label, a) < 0)
+        fprintf(stderr, "routing plots: %s\n", pm_last_error());
+    free(inputs);
+    free(targets);
+    text_data_free(&data);
+    if (status < 0 || !out) {
+        analytics_free(a);
+        return status;
+    }
+    *out = a;
+    return PM_OK;
+}
