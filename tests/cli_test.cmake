@@ -100,3 +100,5 @@ if(NOT row_count EQUAL 3) # a header and one row per layer of the 2-layer quick 
 endif()
 expect_output("eval analytics without data" 2 "give both" eval --model ${work}/cmp/runs/topk-seed1/finetune/model
               --gsm8k --analytics ${work}/analytics)
+expect_output("generate from a run directory" 0 "mean active experts per layer"
+              generate --model ${work}/cmp/runs/topk-seed1/finetune --prompt "Question:" --max-new 4 --temperature 0)

@@ -120,9 +120,20 @@ int cmd_generate(int argc, char **argv) {
     generate_options opt;
     int status = parse_generate_options(argc, argv, &opt);
     if (status) return status < 0 ? 0 : status;
+    char path[4400];
+    /* a training run's directory holds its final model in model/ */
+    static char run_model[4200];
+    snprintf(path, sizeof path, "%s/config.json", opt.model_dir);
+    snprintf(run_model, sizeof run_model, "%s/model/config.json", opt.model_dir);
+    FILE *config = fopen(path, "rb"), *run_config = config ? NULL : fopen(run_model, "rb");
+    if (config) fclose(config);
+    if (run_config) {
+        fclose(run_config);
+        snprintf(run_model, sizeof run_model, "%s/model", opt.model_dir);
+        opt.model_dir = run_model;
+    }
     /* the model directory's tokenizer files, else bytes */
     tokenizer *loaded_tok = NULL;
-    char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", opt.model_dir);
     FILE *probe = fopen(path, "rb");
     if (!probe) {
