@@ -37,6 +37,16 @@ char *train_state_to_json(const train_options *opt, long step, pm_model *model, 
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)opt->seed);
     cJSON_ReplaceItemInObject(root, "seed", cJSON_CreateString(seed));
+    /* Every random number is counter-based (Philox keyed by the seed): a generator's whole
+     * state is (seed, stream), and batches and routing samples take their stream from the
+     * step. These two objects say so explicitly for tools reading the file. */
+    cJSON *rng = cJSON_AddObjectToObject(root, "rng");
+    cJSON_AddStringToObject(rng, "generator", "philox4x32-10, counter-based");
+    cJSON_AddStringToObject(rng, "seed", seed);
+    cJSON_AddNumberToObject(rng, "next_step", (double)step);
+    cJSON *position = cJSON_AddObjectToObject(root, "data_position");
+    cJSON_AddNumberToObject(position, "batches_consumed", (double)step * opt->accum);
+    cJSON_AddNumberToObject(position, "next_batch_index", (double)step * opt->accum);
     cJSON_AddNumberToObject(root, "steps", (double)opt->steps);
     cJSON_AddNumberToObject(root, "batch", opt->batch);
     cJSON_AddNumberToObject(root, "seq", opt->seq);
