@@ -4,11 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
 #include "data/tokenizer.h"
-#include "io/checkpoint.h"
+#include "eval/eval.h"
 #include "probmoe.h"
 
 static const char generate_usage[] =
@@ -120,41 +121,25 @@ int cmd_generate(int argc, char **argv) {
     generate_options opt;
     int status = parse_generate_options(argc, argv, &opt);
     if (status) return status < 0 ? 0 : status;
-    char path[4400];
     /* a training run's directory holds its final model in model/ */
     static char run_model[4200];
-    snprintf(path, sizeof path, "%s/config.json", opt.model_dir);
-    snprintf(run_model, sizeof run_model, "%s/model/config.json", opt.model_dir);
-    FILE *config = fopen(path, "rb"), *run_config = config ? NULL : fopen(run_model, "rb");
-    if (config) fclose(config);
-    if (run_config) {
-        fclose(run_config);
+    char config[4400];
+    snprintf(config, sizeof config, "%s/config.json", opt.model_dir);
+    struct stat info;
+    if (stat(config, &info) != 0) {
         snprintf(run_model, sizeof run_model, "%s/model", opt.model_dir);
-        opt.model_dir = run_model;
+        snprintf(config, sizeof config, "%s/config.json", run_model);
+        if (stat(config, &info) == 0) opt.model_dir = run_model;
     }
-    /* the model directory's tokenizer files, else bytes */
+    pm_model *model = NULL;
     tokenizer *loaded_tok = NULL;
-    snprintf(path, sizeof path, "%s/tokenizer.json", opt.model_dir);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        snprintf(path, sizeof path, "%s/encoder.json", opt.model_dir);
-        probe = fopen(path, "rb");
-    }
-    if (probe) {
-        fclose(probe);
-        if (tokenizer_load(opt.model_dir, &loaded_tok) < 0) {
-            fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
-            return 1;
-        }
-    }
-    const tokenizer *tok = loaded_tok ? loaded_tok : tokenizer_bytes();
-    size_t prompt_length = strlen(opt.prompt);
-    const int context = (int)prompt_length + opt.max_new;
-    pm_model *model = checkpoint_load_model(opt.model_dir, 1, 1, opt.allow_unknown);
-    if (!model) {
+    if (eval_load_model(opt.model_dir, 1, opt.allow_unknown, &model, &loaded_tok) < 0) {
         fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
         return 1;
     }
+    const tokenizer *tok = loaded_tok;
+    size_t prompt_length = strlen(opt.prompt);
+    const int context = (int)prompt_length + opt.max_new;
     const pm_model_config *cfg = pm_model_get_config(model);
     pm_router_config router;
     bool override;

@@ -67,14 +67,15 @@ size_t probmoe_scratch_doubles(const pm_router_config *cfg) {
            subset_lanes_workspace(cfg->num_experts, kmax) + 2 * E * DP_LANES;
 }
 
-/* Splits a group into tokens for the lanes (linear system) and the rest. */
-static int lane_tokens(const group_ctx *group, int kmax, int *lane_token, int *scalar_token,
+/* The size range, and the group split into tokens for the lanes (linear system) and the rest. */
+static int split_group(const group_ctx *group, int *kmin, int *kmax, int *lane_token, int *scalar_token,
                        int *scalar_count) {
     const int E = group->router->cfg.num_experts;
+    size_range(&group->router->cfg, kmin, kmax);
     int lanes = 0;
     *scalar_count = 0;
     for (int t = group->first; t < group->first + group->count; t++) {
-        if (subset_dp_is_linear(group->logits + (size_t)t * E, E, kmax))
+        if (subset_dp_is_linear(group->logits + (size_t)t * E, E, *kmax))
             lane_token[lanes++] = t;
         else
             scalar_token[(*scalar_count)++] = t;
@@ -106,11 +107,9 @@ token_ctx group_token_ctx(const group_ctx *group, int t) {
 
 void probmoe_forward_group(const group_ctx *group, int stride, int *experts, float *weights,
                            int *counts) {
-    const pm_router_config *cfg = &group->router->cfg;
-    const int E = cfg->num_experts;
+    const int E = group->router->cfg.num_experts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
-    size_range(cfg, &kmin, &kmax);
-    const int lanes = lane_tokens(group, kmax, lane_token, scalar_token, &scalar_count);
+    const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
     for (int s = 0; s < scalar_count; s++) {
         const int t = scalar_token[s];
         token_ctx ctx = group_token_ctx(group, t);
@@ -132,11 +131,9 @@ void probmoe_forward_group(const group_ctx *group, int stride, int *experts, flo
 
 void probmoe_backward_group(const group_ctx *group, const pm_routing *routing, const float *c,
                             double *rows) {
-    const pm_router_config *cfg = &group->router->cfg;
-    const int E = cfg->num_experts;
+    const int E = group->router->cfg.num_experts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
-    size_range(cfg, &kmin, &kmax);
-    const int lanes = lane_tokens(group, kmax, lane_token, scalar_token, &scalar_count);
+    const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
     for (int s = 0; s < scalar_count; s++) {
         const int t = scalar_token[s];
         token_ctx ctx = group_token_ctx(group, t);
