@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "data/bpe_internal.h"
-#include "data/tokenizer.h"
+#include "tokenizer/bpe_internal.h"
+#include "tokenizer/tokenizer.h"
 #include "probmoe.h"
 
 static double now_seconds(void) {

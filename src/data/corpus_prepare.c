@@ -12,8 +12,8 @@
 #include "core/error.h"
 #include "data/corpus.h"
 #include "data/shards.h"
-#include "io/atomic_file.h"
-#include "io/fs.h"
+#include "core/atomic_file.h"
+#include "core/fs.h"
 
 static const char *const output_names[] = {"train.bin", "val.bin", "data.json"};
 enum { OUTPUT_COUNT = 3, PATH_BYTES = 4096 };

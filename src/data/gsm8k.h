@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 #include "data/sft.h"
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     char *question, *answer; /* as in the file */

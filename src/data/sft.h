@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     int32_t *tokens;    /* every example's prompt then completion tokens, back to back */

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 static const char shard_magic[8] = {'P', 'M', 'S', 'H', 'A', 'R', 'D', '\0'};
 

@@ -6,8 +6,8 @@
 
 #include "core/error.h"
 #include "eval/analytics.h"
-#include "io/atomic_file.h"
-#include "io/fs.h"
+#include "core/atomic_file.h"
+#include "core/fs.h"
 
 static int commit(atomic_file *out) {
     if (ferror(out->file)) {

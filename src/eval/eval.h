@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "probmoe.h"
 
 /*

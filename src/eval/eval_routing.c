@@ -8,7 +8,7 @@
 #include "data/text_data.h"
 #include "eval/eval.h"
 #include "eval/plots.h"
-#include "io/fs.h"
+#include "core/fs.h"
 
 int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
                  const char *out_dir, const char *label, analytics **out) {

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "eval/plots_internal.h"
-#include "io/fs.h"
+#include "core/fs.h"
 
 /* Image size and font shared by both terminals, so PNG and SVG look alike. */
 #define PLOT_SIZE "1000,650"

@@ -19,7 +19,7 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_internal.h"
-#include "io/fs.h"
+#include "core/fs.h"
 #include "io/safetensors.h"
 
 /* Files a save writes (some of them). Other files in an existing DIR are carried over. */

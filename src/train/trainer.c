@@ -13,7 +13,7 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
-#include "io/fs.h"
+#include "core/fs.h"
 #include "train/train_state.h"
 #include "train/routing_stats.h"
 

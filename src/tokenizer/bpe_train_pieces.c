@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/bpe_train_internal.h"
+#include "tokenizer/bpe_train_internal.h"
 
 /* Pieces average a few bytes: 8-byte words mixed by multiply and xor-shift, then a final
  * avalanche. */

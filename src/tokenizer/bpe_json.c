@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/bpe_internal.h"
+#include "tokenizer/bpe_internal.h"
 
 static bool has_type(const cJSON *object, const char *type) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(object, "type");

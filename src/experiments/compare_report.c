@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
-#include "eval/compare_report.h"
+#include "experiments/compare_report.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "eval/plots.h"
-#include "io/fs.h"
+#include "core/fs.h"
 
 /* A number from a small JSON file (result.json, eval.json) or a plain number file; NaN if absent. */
 static double read_number(const char *path, const char *key) {

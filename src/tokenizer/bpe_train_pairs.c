@@ -1,4 +1,4 @@
-#include "data/bpe_train_pairs.h"
+#include "tokenizer/bpe_train_pairs.h"
 
 #include <stdlib.h>
 #include <string.h>

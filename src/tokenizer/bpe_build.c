@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/bpe_internal.h"
-#include "data/byte_unicode.h"
+#include "tokenizer/bpe_internal.h"
+#include "tokenizer/byte_unicode.h"
 
 typedef struct {
     size_t key, bytes;            /* offsets into the arena: the string as written, its bytes */

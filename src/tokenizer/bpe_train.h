@@ -12,8 +12,8 @@
  * (reachable through another split), so every id has distinct bytes. The last id is the
  * added special token "<|endoftext|>". Same corpus, same file: the output is deterministic.
  */
-#ifndef PM_DATA_BPE_TRAIN_H
-#define PM_DATA_BPE_TRAIN_H
+#ifndef PM_TOKENIZER_BPE_TRAIN_H
+#define PM_TOKENIZER_BPE_TRAIN_H
 
 #include <stdint.h>
 

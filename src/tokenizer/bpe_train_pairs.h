@@ -1,7 +1,7 @@
 /* The BPE trainer's pair statistics: a table of adjacent token pairs with their weighted
  * counts and the words holding them, and a max-heap choosing the next merge. */
-#ifndef PM_DATA_BPE_TRAIN_PAIRS_H
-#define PM_DATA_BPE_TRAIN_PAIRS_H
+#ifndef PM_TOKENIZER_BPE_TRAIN_PAIRS_H
+#define PM_TOKENIZER_BPE_TRAIN_PAIRS_H
 
 #include <stddef.h>
 #include <stdint.h>

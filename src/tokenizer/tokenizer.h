@@ -3,8 +3,8 @@
  * byte-level (token = byte, 256 tokens, no file) and byte-level BPE as GPT-2 and Hugging Face
  * tokenizers do it, loaded from a tokenizer.json or from GPT-2's encoder.json + vocab.bpe.
  */
-#ifndef PM_DATA_TOKENIZER_H
-#define PM_DATA_TOKENIZER_H
+#ifndef PM_TOKENIZER_TOKENIZER_H
+#define PM_TOKENIZER_TOKENIZER_H
 
 #include <stddef.h>
 #include <stdint.h>

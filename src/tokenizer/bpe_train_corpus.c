@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "data/bpe_train_internal.h"
-#include "data/pretokenize.h"
+#include "tokenizer/bpe_train_internal.h"
+#include "tokenizer/pretokenize.h"
 
 size_t bpe_train_utf8_valid_prefix(const char *text, size_t length) {
     const uint8_t *s = (const uint8_t *)text;

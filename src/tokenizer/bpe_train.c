@@ -1,7 +1,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, access */
 /* bpe_train: checks the request, then counts the corpus's pieces, learns the merges and writes
  * the tokenizer.json (see bpe_train.h). */
-#include "data/bpe_train.h"
+#include "tokenizer/bpe_train.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "data/bpe_train_internal.h"
+#include "tokenizer/bpe_train_internal.h"
 
 /* Corpus read in chunks of this size (more only to reach a place where a piece surely ends). */
 enum { CHUNK_BYTES = 1 << 22 };

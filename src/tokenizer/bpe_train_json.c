@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "data/bpe_train_internal.h"
-#include "data/byte_unicode.h"
+#include "tokenizer/bpe_train_internal.h"
+#include "tokenizer/byte_unicode.h"
 
 static const char header[] =
     "{\n"

@@ -1,5 +1,5 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "data/pretokenize.h"
+#include "tokenizer/pretokenize.h"
 
 #include <pcre2.h>
 #include <stdlib.h>

@@ -4,14 +4,14 @@
  * vocabulary, then merges in rank order); the builder validates every entry and produces an
  * immutable bpe_model that any number of threads may read at once.
  */
-#ifndef PM_DATA_BPE_INTERNAL_H
-#define PM_DATA_BPE_INTERNAL_H
+#ifndef PM_TOKENIZER_BPE_INTERNAL_H
+#define PM_TOKENIZER_BPE_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* One merge rule as stored: the pair (left, right) becomes merged; lower rank merges first. */
 typedef struct {

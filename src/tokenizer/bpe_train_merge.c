@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/bpe_train_internal.h"
-#include "data/bpe_train_pairs.h"
-#include "data/tokenizer.h"
+#include "tokenizer/bpe_train_internal.h"
+#include "tokenizer/bpe_train_pairs.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     int32_t *symbols; /* word w's tokens: symbols[start[w] .. + length[w]) */

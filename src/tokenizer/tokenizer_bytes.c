@@ -1,4 +1,4 @@
-#include "data/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static int64_t encode_bytes(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
                             size_t capacity) {

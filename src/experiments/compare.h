@@ -12,8 +12,8 @@
  * only when it succeeded, so running the command again reuses finished stages and resumes an
  * interrupted training from its last checkpoint.
  */
-#ifndef PM_EVAL_COMPARE_H
-#define PM_EVAL_COMPARE_H
+#ifndef PM_EXPERIMENTS_COMPARE_H
+#define PM_EXPERIMENTS_COMPARE_H
 
 #include "probmoe.h"
 
@@ -25,7 +25,7 @@ typedef struct {
     int router_count;
     int seeds;
     pm_model_config model;          /* the router part is set per run */
-    const char *text_path;          /* the pre-training corpus */
+    const char *text_path;          /* the pre-training corpus (the caller locates the data) */
     int vocab_size;                 /* of the BPE vocabulary learned from it */
     const char *gsm8k_train, *gsm8k_test;
     long pretrain_steps, finetune_steps;
@@ -37,6 +37,9 @@ typedef struct {
 
 /* The two presets: "quick" (about 10 minutes on 2 cores) and "paper" (a longer run). */
 int compare_preset(const char *name, compare_options *opt);
+
+/* Checks the options (routers, seeds, model) without touching the disk. 0 or a negative pm_status. */
+int compare_check(const compare_options *opt);
 
 /* Runs (or reuses) every stage, then writes report.md and the plots. 0 or a negative
  * pm_status naming the stage that failed. */

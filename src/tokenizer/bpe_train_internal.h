@@ -1,11 +1,11 @@
 /* The stages of bpe_train: count the corpus's pieces, learn merges over them, write the JSON. */
-#ifndef PM_DATA_BPE_TRAIN_INTERNAL_H
-#define PM_DATA_BPE_TRAIN_INTERNAL_H
+#ifndef PM_TOKENIZER_BPE_TRAIN_INTERNAL_H
+#define PM_TOKENIZER_BPE_TRAIN_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/bpe_train.h"
+#include "tokenizer/bpe_train.h"
 
 /* A fast 64-bit hash of a short byte string (not stable across machines: used for tables). */
 uint64_t bpe_train_hash_bytes(const char *bytes, size_t length);

@@ -1,4 +1,4 @@
-#include "data/byte_unicode.h"
+#include "tokenizer/byte_unicode.h"
 
 /* Printable bytes keep their code point: '!'..'~', '¡'..'¬', '®'..'ÿ'. */
 static int printable(uint8_t b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; }

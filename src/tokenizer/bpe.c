@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "data/bpe_internal.h"
-#include "data/pretokenize.h"
-#include "data/tokenizer.h"
+#include "tokenizer/bpe_internal.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer.h"
 
 /* A direct-mapped cache: 16k entries of 60 bytes, about 1 MB per worker. Pieces up to 22
  * bytes (nearly all words) are cached; the slot is simply overwritten on a collision. */

@@ -4,8 +4,8 @@
  * themselves, the other 68 bytes to U+0100.. in order. Token strings in those files are UTF-8
  * strings of these characters.
  */
-#ifndef PM_DATA_BYTE_UNICODE_H
-#define PM_DATA_BYTE_UNICODE_H
+#ifndef PM_TOKENIZER_BYTE_UNICODE_H
+#define PM_TOKENIZER_BYTE_UNICODE_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -4,8 +4,8 @@
  * (PCRE2, UTF mode with Unicode properties, JIT-compiled when available); byte-level BPE
  * then merges within each piece. Pieces cover the text exactly, in order.
  */
-#ifndef PM_DATA_PRETOKENIZE_H
-#define PM_DATA_PRETOKENIZE_H
+#ifndef PM_TOKENIZER_PRETOKENIZE_H
+#define PM_TOKENIZER_PRETOKENIZE_H
 
 #include <stddef.h>
 

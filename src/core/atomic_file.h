@@ -1,8 +1,8 @@
 /* Writing a file so that readers see either the old file or the complete new one, never a
  * partial one (a crash or a full disk mid-write leaves only a stray temporary file, which the
  * writer removes when it can). */
-#ifndef PM_IO_ATOMIC_FILE_H
-#define PM_IO_ATOMIC_FILE_H
+#ifndef PM_CORE_ATOMIC_FILE_H
+#define PM_CORE_ATOMIC_FILE_H
 
 #include <stdio.h>
 

@@ -1,5 +1,5 @@
 #define _DEFAULT_SOURCE /* fork, popen, dirent and wait4 (per-child peak memory) */
-#include "eval/compare.h"
+#include "experiments/compare.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -14,14 +14,14 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "data/bpe_train.h"
+#include "tokenizer/bpe_train.h"
 #include "data/corpus.h"
 #include "data/text_data.h"
 #include "eval/analytics.h"
-#include "eval/compare_report.h"
+#include "experiments/compare_report.h"
 #include "eval/eval.h"
 #include "eval/plots.h"
-#include "io/fs.h"
+#include "core/fs.h"
 #include "train/trainer.h"
 
 static const char *const default_routers[] = {"topk", "topk-lb", "probmoe", "probmoe-dyn", "densemixer", "softmoe"};
@@ -88,22 +88,6 @@ static int in_child(stage_job job, const compare_options *opt, const void *arg, 
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return pm_fail(PM_ERR_STATE, "compare: %s failed (see the message above); run the same command again "
                        "to retry from where it stopped", what);
-    return PM_OK;
-}
-
-/* The path a fetch script prints (scripts/ in the working directory or in $PROBMOE_ROOT). */
-static int fetch(const char *script, const char *name, char *path, size_t size) {
-    const char *root = getenv("PROBMOE_ROOT");
-    char command[1024];
-    snprintf(command, sizeof command, "%s/scripts/%s %s", root ? root : ".", script, name);
-    FILE *pipe = popen(command, "r");
-    if (!pipe) return pm_fail(PM_ERR_ARG, "compare: cannot run %s", command);
-    bool got = fgets(path, (int)size, pipe) != NULL;
-    int status = pclose(pipe);
-    if (!got || status != 0)
-        return pm_fail(PM_ERR_ARG, "compare: `%s` failed; run it from the repository (or set PROBMOE_ROOT)",
-                       command);
-    path[strcspn(path, "\n")] = '\0';
     return PM_OK;
 }
 
@@ -299,7 +283,7 @@ static int check_settings(const compare_options *opt) {
 
 /* ------------------------------------------------------------------- run */
 
-int compare_run(const compare_options *opt) {
+int compare_check(const compare_options *opt) {
     if (opt->router_count < 1 || opt->seeds < 1)
         return pm_fail(PM_ERR_ARG, "compare: give at least one router and one seed");
     pm_router_config probe;
@@ -307,22 +291,16 @@ int compare_run(const compare_options *opt) {
         int status = compare_router_config(opt->routers[r], &opt->model, &probe);
         if (status < 0) return status;
     }
-    if (pm_model_config_check(&opt->model) < 0) return PM_ERR_ARG;
-    int status = ensure_directory(opt->out_dir);
+    return pm_model_config_check(&opt->model) < 0 ? PM_ERR_ARG : PM_OK;
+}
+
+int compare_run(const compare_options *opt) {
+    int status = compare_check(opt);
+    if (status == 0) status = ensure_directory(opt->out_dir);
     if (status == 0) status = check_settings(opt);
-    char text[4096], gsm8k_train[4096], gsm8k_test[4096];
-    if (status == 0) {
-        if (opt->text_path) snprintf(text, sizeof text, "%s", opt->text_path);
-        else status = fetch("fetch_data.sh", "tinyshakespeare", text, sizeof text);
-    }
-    if (status == 0) {
-        if (opt->gsm8k_train) snprintf(gsm8k_train, sizeof gsm8k_train, "%s", opt->gsm8k_train);
-        else status = fetch("fetch_data.sh", "gsm8k-train", gsm8k_train, sizeof gsm8k_train);
-    }
-    if (status == 0) {
-        if (opt->gsm8k_test) snprintf(gsm8k_test, sizeof gsm8k_test, "%s", opt->gsm8k_test);
-        else status = fetch("fetch_data.sh", "gsm8k-test", gsm8k_test, sizeof gsm8k_test);
-    }
+    if (status == 0 && (!opt->text_path || !opt->gsm8k_train || !opt->gsm8k_test))
+        status = pm_fail(PM_ERR_ARG, "compare: the text corpus and GSM8K train/test paths are needed");
+    const char *text = opt->text_path, *gsm8k_train = opt->gsm8k_train, *gsm8k_test = opt->gsm8k_test;
     if (status < 0) return status;
     char tokenizer_path[4200], data_dir[4200], marker[4300];
     snprintf(tokenizer_path, sizeof tokenizer_path, "%s/tokenizer.json", opt->out_dir);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/bpe_internal.h"
+#include "tokenizer/bpe_internal.h"
 
 /* A pair of adjacent symbols starting at pos, ordered by rank, then position. An entry goes
  * stale when its symbols change; since each pair has one rank, an entry is still good exactly

@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L /* mkdir */
-#include "io/fs.h"
+#include "core/fs.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/bpe_internal.h"
+#include "tokenizer/bpe_internal.h"
 
 static const char end_of_text[] = "<|endoftext|>";
 
