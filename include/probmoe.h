@@ -14,6 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* PM_API marks the public functions: the library is built with hidden visibility, so nothing
+ * else is exported. */
+#if defined(_WIN32)
+#define PM_API
+#elif defined(__GNUC__)
+#define PM_API __attribute__((visibility("default")))
+#else
+#define PM_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,7 +39,7 @@ typedef enum {
 } pm_status;
 
 /* The message of the last error on this thread ("" if none). */
-const char *pm_last_error(void);
+PM_API const char *pm_last_error(void);
 
 /* ------------------------------------------------------ random numbers */
 
@@ -47,12 +57,12 @@ typedef struct {
     int used;           /* words of block already handed out (4 = empty) */
 } pm_rng;
 
-void pm_rng_init(pm_rng *rng, uint64_t seed, uint64_t stream);
+PM_API void pm_rng_init(pm_rng *rng, uint64_t seed, uint64_t stream);
 /* A generator for item `index` of the same (seed, stream): independent of rng's state. */
-void pm_rng_substream(const pm_rng *base, uint32_t index, pm_rng *out);
-uint32_t pm_rng_u32(pm_rng *rng);
+PM_API void pm_rng_substream(const pm_rng *base, uint32_t index, pm_rng *out);
+PM_API uint32_t pm_rng_u32(pm_rng *rng);
 /* Uniform double in [0, 1) with 53 random bits. */
-double pm_rng_uniform(pm_rng *rng);
+PM_API double pm_rng_uniform(pm_rng *rng);
 
 /* --------------------------------------------- the k-subset distribution */
 
@@ -62,15 +72,15 @@ double pm_rng_uniform(pm_rng *rng);
  */
 
 /* log Σ_S ∏_{i∈S} exp(theta_i); NaN (and pm_last_error set) on bad input. */
-double pm_subset_logz(const float *theta, int n, int kmin, int kmax);
+PM_API double pm_subset_logz(const float *theta, int n, int kmin, int kmax);
 /* m_i = P(i ∈ S). Returns 0 or a negative pm_status. */
-int pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m);
+PM_API int pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m);
 /* out = Cov(z)·u (z the 0/1 indicator of S), the Jacobian of the marginals applied to u. */
-int pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out);
+PM_API int pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out);
 /* One exact sample. Returns |S| (or a negative pm_status); idx gets the indices, increasing. */
-int pm_subset_sample(const float *theta, int n, int kmin, int kmax, pm_rng *rng, int *idx);
+PM_API int pm_subset_sample(const float *theta, int n, int kmin, int kmax, pm_rng *rng, int *idx);
 /* The most probable subset (ties to the smaller set, then to lower indices); returns |S|. */
-int pm_subset_map(const float *theta, int n, int kmin, int kmax, int *idx);
+PM_API int pm_subset_map(const float *theta, int n, int kmin, int kmax, int *idx);
 
 /* ------------------------------------------------- LapSum soft top-k */
 
@@ -78,10 +88,10 @@ int pm_subset_map(const float *theta, int n, int kmin, int kmax, int *idx);
  * p_i = F((r_i - t)/alpha), F the Laplace CDF, with t such that Σ p_i = k.
  * Valid input: n >= 1, 0 < k < n, alpha > 0, all finite. Returns t (NaN on bad input).
  */
-float pm_lapsum_forward(const float *r, int n, float k, float alpha, float *p);
+PM_API float pm_lapsum_forward(const float *r, int n, float k, float alpha, float *p);
 /* Vector-Jacobian product: given dp = dL/dp, writes dr (n values), *dk and *dalpha.
  * t is the value pm_lapsum_forward returned. Returns 0 or a negative pm_status. */
-int pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
+PM_API int pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
                        float *dr, float *dk, float *dalpha);
 
 /* ---------------------------------------------------- batched routers */
@@ -95,10 +105,12 @@ typedef enum {
     PM_ROUTER_KIND_COUNT
 } pm_router_kind;
 
+/* How many routers the table holds; kinds are 0 .. count-1. */
+PM_API int pm_router_kind_count(void);
 /* "topk", "probmoe", ... ; NULL for an invalid kind. */
-const char *pm_router_kind_name(pm_router_kind kind);
+PM_API const char *pm_router_kind_name(pm_router_kind kind);
 /* Parses a name; returns a negative pm_status (with a message listing the names) if unknown. */
-int pm_router_kind_parse(const char *name, pm_router_kind *kind);
+PM_API int pm_router_kind_parse(const char *name, pm_router_kind *kind);
 
 typedef struct {
     pm_router_kind kind;
@@ -121,9 +133,9 @@ typedef struct {
 /* A config with defaults for the kind: the given k; probmoe-dyn range [ceil(k/2), max(k+1,
  * k + k/2)] capped at E; softmoe soft_k = k, alpha = 1, tau = -1 (calibrate), cap = 2;
  * no aux terms, no renormalisation. */
-pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, int k);
+PM_API pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, int k);
 /* Checks a config; 0 or a negative pm_status with a message naming the field. */
-int pm_router_config_check(const pm_router_config *cfg);
+PM_API int pm_router_config_check(const pm_router_config *cfg);
 
 typedef struct pm_router pm_router;
 
@@ -149,20 +161,20 @@ typedef struct {
     struct pm_routing_state *state; /* what the backward pass needs (internal) */
 } pm_routing;
 
-pm_router *pm_router_create(const pm_router_config *cfg);
-void pm_router_free(pm_router *router);
-const pm_router_config *pm_router_get_config(const pm_router *router);
+PM_API pm_router *pm_router_create(const pm_router_config *cfg);
+PM_API void pm_router_free(pm_router *router);
+PM_API const pm_router_config *pm_router_get_config(const pm_router *router);
 
 /* Routing buffers for up to max_tokens tokens with this router. NULL on failure. */
-pm_routing *pm_routing_create(const pm_router *router, int max_tokens);
-void pm_routing_free(pm_routing *routing);
+PM_API pm_routing *pm_routing_create(const pm_router *router, int max_tokens);
+PM_API void pm_routing_free(pm_routing *routing);
 
 /*
  * Routes T tokens. logits is (T, E). In training, probmoe/probmoe-dyn draw samples from
  * rng: token t uses pm_rng_substream(rng, t), so results do not depend on thread count.
  * rng may be NULL when no sampling is needed (eval, or other routers).
  */
-int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T,
+PM_API int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T,
                       bool training, const pm_rng *rng);
 
 /*
@@ -171,29 +183,29 @@ int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, i
  * the loss as they are). For softmoe, d(soft_k) and d(alpha) are accumulated in the router
  * (pm_router_soft_grads).
  */
-int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
+PM_API int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
                        const float *logits, const float *c, float aux_scale);
 
 /* softmoe: learnable parameters and their accumulated gradients. */
-int pm_router_set_soft_params(pm_router *router, float soft_k, float alpha);
-void pm_router_soft_grads(const pm_router *router, double *d_soft_k, double *d_alpha);
-void pm_router_zero_soft_grads(pm_router *router);
+PM_API int pm_router_set_soft_params(pm_router *router, float soft_k, float alpha);
+PM_API void pm_router_soft_grads(const pm_router *router, double *d_soft_k, double *d_alpha);
+PM_API void pm_router_zero_soft_grads(pm_router *router);
 /* softmoe: the truncation threshold (negative until calibrated). */
-float pm_router_tau(const pm_router *router);
-void pm_router_set_tau(pm_router *router, float tau);
+PM_API float pm_router_tau(const pm_router *router);
+PM_API void pm_router_set_tau(pm_router *router, float tau);
 
 /* topk with bias_rate > 0: the selection bias b (E values) and its update
  * b_i += γ·sign(mean load − load_i) from the load accumulated since the last update. */
-const float *pm_router_bias(const pm_router *router);
-void pm_router_set_bias(pm_router *router, const float *bias); /* E values (resume) */
-void pm_router_update_bias(pm_router *router);
+PM_API const float *pm_router_bias(const pm_router *router);
+PM_API void pm_router_set_bias(pm_router *router, const float *bias); /* E values (resume) */
+PM_API void pm_router_update_bias(pm_router *router);
 
 /*
  * softmoe learned budget over L layers: k_l = 1 + (K - L)·softmax(eta)_l.
  * Backward: d_eta += J^T d_k. Returns 0 or a negative pm_status (need K > L).
  */
-int pm_softmoe_budget_forward(float *k_out, const float *eta, int L, float K);
-int pm_softmoe_budget_backward(float *d_eta, const float *eta, const float *d_k, int L, float K);
+PM_API int pm_softmoe_budget_forward(float *k_out, const float *eta, int L, float K);
+PM_API int pm_softmoe_budget_backward(float *d_eta, const float *eta, const float *d_k, int L, float K);
 
 /* ------------------------------------------------------------- the model */
 
@@ -210,14 +222,14 @@ typedef struct {
 } pm_model_config;
 
 /* The demo model: 4 layers, hidden 256, 8 heads, 8 experts of width 512, k 2, probmoe. */
-pm_model_config pm_model_config_default(void);
+PM_API pm_model_config pm_model_config_default(void);
 /* 0 or a negative pm_status with a message naming the field. */
-int pm_model_config_check(const pm_model_config *cfg);
+PM_API int pm_model_config_check(const pm_model_config *cfg);
 /* Parses config.json text (source names it in messages). Unknown keys are ignored. */
-int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source);
-int pm_model_config_load(pm_model_config *cfg, const char *path);
+PM_API int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source);
+PM_API int pm_model_config_load(pm_model_config *cfg, const char *path);
 /* config.json text for cfg (Hugging Face's fields plus "probmoe"); free() it. NULL on OOM. */
-char *pm_model_config_to_json(const pm_model_config *cfg);
+PM_API char *pm_model_config_to_json(const pm_model_config *cfg);
 
 typedef struct {
     const char *name;      /* Hugging Face tensor name */
@@ -230,33 +242,33 @@ typedef struct {
 typedef struct pm_model pm_model;
 
 /* A model with buffers for batches of up to max_batch sequences of max_seq tokens. */
-pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq);
-void pm_model_free(pm_model *model);
-const pm_model_config *pm_model_get_config(const pm_model *model);
+PM_API pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq);
+PM_API void pm_model_free(pm_model *model);
+PM_API const pm_model_config *pm_model_get_config(const pm_model *model);
 
-int pm_model_num_params(const pm_model *model);
-const pm_param *pm_model_param(const pm_model *model, int index);
-const pm_param *pm_model_find_param(const pm_model *model, const char *name);
-size_t pm_model_size(const pm_model *model);   /* floats in the parameter array */
-float *pm_model_weights(pm_model *model);      /* all parameters, one allocation */
-float *pm_model_grads(pm_model *model);        /* their gradients, same layout */
-void pm_model_zero_grads(pm_model *model);
+PM_API int pm_model_num_params(const pm_model *model);
+PM_API const pm_param *pm_model_param(const pm_model *model, int index);
+PM_API const pm_param *pm_model_find_param(const pm_model *model, const char *name);
+PM_API size_t pm_model_size(const pm_model *model);   /* floats in the parameter array */
+PM_API float *pm_model_weights(pm_model *model);      /* all parameters, one allocation */
+PM_API float *pm_model_grads(pm_model *model);        /* their gradients, same layout */
+PM_API void pm_model_zero_grads(pm_model *model);
 /* Normal(0, initializer_range) matrices, embeddings normal(0, 1)·range, norm weights 1. */
-void pm_model_init_weights(pm_model *model, uint64_t seed);
+PM_API void pm_model_init_weights(pm_model *model, uint64_t seed);
 
 /*
  * Forward pass over tokens (B, S). With targets (B, S; < 0 ignored) it sets *loss to the
  * mean cross-entropy plus the routers' auxiliary terms summed over layers. Training mode
  * samples routes with generator (seed, stream = step·L + layer). Logits stay available.
  */
-int pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B,
+PM_API int pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B,
                      int S, bool training, uint64_t seed, uint64_t step, float *loss);
 /* Gradients of the last forward's loss, accumulated (+=) into pm_model_grads. */
-int pm_model_backward(pm_model *model);
-const float *pm_model_logits(const pm_model *model);          /* (B, S, V) */
-void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
-const pm_routing *pm_model_routing(const pm_model *model, int layer);
-pm_router *pm_model_router(pm_model *model, int layer);
+PM_API int pm_model_backward(pm_model *model);
+PM_API const float *pm_model_logits(const pm_model *model);          /* (B, S, V) */
+PM_API void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
+PM_API const pm_routing *pm_model_routing(const pm_model *model, int layer);
+PM_API pm_router *pm_model_router(pm_model *model, int layer);
 
 /*
  * Test hook: when set, each training forward asks source(user, layer, T, &offsets, &experts)
@@ -266,13 +278,13 @@ pm_router *pm_model_router(pm_model *model, int layer);
  */
 typedef bool (*pm_routing_source)(void *user, int layer, int T, const int **offsets,
                                   const int **experts);
-void pm_model_set_routing_source(pm_model *model, pm_routing_source source, void *user);
+PM_API void pm_model_set_routing_source(pm_model *model, pm_routing_source source, void *user);
 
 /* Writes the model directory dir (config.json, model.safetensors with Hugging Face names,
  * F32), replacing an existing one crash-safely: a crash leaves the old or the new directory. */
-int pm_model_save(pm_model *model, const char *dir);
+PM_API int pm_model_save(pm_model *model, const char *dir);
 /* Loads a model directory written by pm_model_save (or another tool with the same names). */
-pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
+PM_API pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
 
 /*
  * Generation with a key/value cache. Each fed token returns the logits for the next one.
@@ -280,17 +292,17 @@ pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
  * switches, e.g., a probmoe-trained model to probmoe-dyn MAP routing with a range.
  */
 typedef struct pm_generator pm_generator;
-pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len);
-void pm_generator_free(pm_generator *gen);
-void pm_generator_reset(pm_generator *gen);
-int pm_generator_feed(pm_generator *gen, int32_t token, float *logits); /* logits (V) or NULL */
-int pm_generator_length(const pm_generator *gen);
-double pm_generator_mean_active(const pm_generator *gen, int layer);
+PM_API pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len);
+PM_API void pm_generator_free(pm_generator *gen);
+PM_API void pm_generator_reset(pm_generator *gen);
+PM_API int pm_generator_feed(pm_generator *gen, int32_t token, float *logits); /* logits (V) or NULL */
+PM_API int pm_generator_length(const pm_generator *gen);
+PM_API double pm_generator_mean_active(const pm_generator *gen, int layer);
 /* Greedy when temperature <= 0; otherwise nucleus sampling with top_p in (0, 1]. */
-int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);
+PM_API int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);
 
 /* Routes with given subsets instead of choosing (the hook above, for one router). */
-int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
+PM_API int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
                             bool training, const int *offsets, const int *experts);
 
 #ifdef __cplusplus

@@ -9,6 +9,8 @@ static const char *const kind_names[PM_ROUTER_KIND_COUNT] = {
     "topk", "probmoe", "probmoe-dyn", "densemixer", "softmoe",
 };
 
+int pm_router_kind_count(void) { return PM_ROUTER_KIND_COUNT; }
+
 const char *pm_router_kind_name(pm_router_kind kind) {
     return kind >= 0 && kind < PM_ROUTER_KIND_COUNT ? kind_names[kind] : NULL;
 }
