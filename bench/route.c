@@ -74,23 +74,25 @@ int main(int argc, char **argv) {
         for (int s = 0; s < 5; s++) {
             const int E = sizes[s][0], k = sizes[s][1];
             /* every kind with its defaults, then probmoe-dyn over the wider range [1, 2k] */
-            pm_router_config variants[PM_ROUTER_KIND_COUNT + 1];
-            char names[PM_ROUTER_KIND_COUNT + 1][32];
-            for (int v = 0; v <= PM_ROUTER_KIND_COUNT; v++) {
-                pm_router_kind kind = v < PM_ROUTER_KIND_COUNT ? (pm_router_kind)v : PM_ROUTER_PROBMOE_DYN;
+            enum { MAX_VARIANTS = 33 };
+            const int kinds = pm_router_kind_count() < MAX_VARIANTS - 1 ? pm_router_kind_count() : MAX_VARIANTS - 1;
+            pm_router_config variants[MAX_VARIANTS];
+            char names[MAX_VARIANTS][32];
+            for (int v = 0; v <= kinds; v++) {
+                pm_router_kind kind = v < kinds ? v : PM_ROUTER_PROBMOE_DYN;
                 variants[v] = pm_router_config_default(kind, E, k);
-                if (v == PM_ROUTER_KIND_COUNT) {
+                if (v == kinds) {
                     variants[v].k_min = 1;
                     variants[v].k_max = 2 * k < E ? 2 * k : E;
                 }
-                if (kind == PM_ROUTER_PROBMOE_DYN)
+                if (v == kinds || kind == PM_ROUTER_PROBMOE_DYN)
                     snprintf(names[v], sizeof names[v], "probmoe-dyn %d..%d", variants[v].k_min,
                              variants[v].k_max);
                 else
                     snprintf(names[v], sizeof names[v], "%s", pm_router_kind_name(kind));
             }
-            double ns[PM_ROUTER_KIND_COUNT + 1];
-            for (int v = 0; v <= PM_ROUTER_KIND_COUNT; v++) {
+            double ns[MAX_VARIANTS];
+            for (int v = 0; v <= kinds; v++) {
                 ns[v] = time_router(&variants[v], logits, c, dlogits, repeats);
                 printf("%-7d %3d %3d  %-20s %10.1f %8.2fx\n", thread_counts[tc], E, k, names[v], ns[v],
                        ns[v] / ns[PM_ROUTER_TOPK]);
@@ -98,7 +100,7 @@ int main(int argc, char **argv) {
             if (tc == 0 && E == 64 && k == 8) {
                 probmoe_64_8 = ns[PM_ROUTER_PROBMOE];
                 dyn_ratio_64_8 = ns[PM_ROUTER_PROBMOE_DYN] / ns[PM_ROUTER_PROBMOE];
-                wide_ratio_64_8 = ns[PM_ROUTER_KIND_COUNT] / ns[PM_ROUTER_PROBMOE];
+                wide_ratio_64_8 = ns[kinds] / ns[PM_ROUTER_PROBMOE];
             }
         }
     }

@@ -2,10 +2,10 @@
  * probmoe: sparse Mixture-of-Experts routing with differentiable probabilistic routers.
  *
  * One public header. Every symbol is prefixed pm_. Functions that can fail return a
- * pm_status (0 on success, negative on error) or a count (>= 0) and, on failure, set a
- * thread-local message readable with pm_last_error() that names the bad argument and
- * says what to do. The math is documented in docs/ROUTING.md of the shared docs and
- * summarised in README.md.
+ * pm_status (PM_OK on success, negative on error) or a count (>= 0, or a negative pm_status)
+ * and, on failure, set a thread-local message readable with pm_last_error() that names the
+ * bad argument and says what to do; functions returning a pointer return NULL and set it.
+ * The math is documented in docs/ROUTING.md and summarised in README.md.
  */
 #ifndef PROBMOE_H
 #define PROBMOE_H
@@ -38,6 +38,8 @@ typedef enum {
     PM_ERR_STATE = -4,    /* an object was used in a state that does not allow it */
 } pm_status;
 
+/* A short name for a status: "ok", "invalid argument", ... */
+PM_API const char *pm_status_string(pm_status status);
 /* The message of the last error on this thread ("" if none). */
 PM_API const char *pm_last_error(void);
 
@@ -74,9 +76,9 @@ PM_API double pm_rng_uniform(pm_rng *rng);
 /* log Σ_S ∏_{i∈S} exp(theta_i); NaN (and pm_last_error set) on bad input. */
 PM_API double pm_subset_logz(const float *theta, int n, int kmin, int kmax);
 /* m_i = P(i ∈ S). Returns 0 or a negative pm_status. */
-PM_API int pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m);
+PM_API pm_status pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m);
 /* out = Cov(z)·u (z the 0/1 indicator of S), the Jacobian of the marginals applied to u. */
-PM_API int pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out);
+PM_API pm_status pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out);
 /* One exact sample. Returns |S| (or a negative pm_status); idx gets the indices, increasing. */
 PM_API int pm_subset_sample(const float *theta, int n, int kmin, int kmax, pm_rng *rng, int *idx);
 /* The most probable subset (ties to the smaller set, then to lower indices); returns |S|. */
@@ -91,26 +93,36 @@ PM_API int pm_subset_map(const float *theta, int n, int kmin, int kmax, int *idx
 PM_API float pm_lapsum_forward(const float *r, int n, float k, float alpha, float *p);
 /* Vector-Jacobian product: given dp = dL/dp, writes dr (n values), *dk and *dalpha.
  * t is the value pm_lapsum_forward returned. Returns 0 or a negative pm_status. */
-PM_API int pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
+PM_API pm_status pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
                        float *dr, float *dk, float *dalpha);
 
 /* ---------------------------------------------------- batched routers */
 
-typedef enum {
+/*
+ * Routers are the entries of one table (src/route/router_table.c); a kind is an index into
+ * it, 0 .. pm_router_kind_count() − 1. The first five have names below; every router, these
+ * and those added later (e.g. the ablation hybrids topk-marginal and sample-softmax), is found
+ * by name with pm_router_kind_parse.
+ */
+typedef int pm_router_kind;
+enum {
     PM_ROUTER_TOPK = 0,      /* conventional top-k of softmax */
     PM_ROUTER_PROBMOE,       /* ProbMoE exact-k (arXiv 2606.01509) */
     PM_ROUTER_PROBMOE_DYN,   /* ProbMoE dynamic-k, kmin..kmax experts per token */
     PM_ROUTER_DENSEMIXER,    /* top-k forward, dense router gradient */
     PM_ROUTER_SOFTMOE,       /* SoftMoE: LapSum soft top-k (arXiv 2606.17952) */
-    PM_ROUTER_KIND_COUNT
-} pm_router_kind;
+};
 
-/* How many routers the table holds; kinds are 0 .. count-1. */
+/* How many routers the table holds. */
 PM_API int pm_router_kind_count(void);
 /* "topk", "probmoe", ... ; NULL for an invalid kind. */
 PM_API const char *pm_router_kind_name(pm_router_kind kind);
-/* Parses a name; returns a negative pm_status (with a message listing the names) if unknown. */
-PM_API int pm_router_kind_parse(const char *name, pm_router_kind *kind);
+/* One line: what the router is and where it comes from; NULL for an invalid kind. */
+PM_API const char *pm_router_kind_help(pm_router_kind kind);
+/* "topk, probmoe, ..." (this thread's buffer, valid until the next call). */
+PM_API const char *pm_router_kind_list(void);
+/* Parses a name; PM_ERR_ARG (with a message listing the names) if unknown. */
+PM_API pm_status pm_router_kind_parse(const char *name, pm_router_kind *kind);
 
 typedef struct {
     pm_router_kind kind;
@@ -134,8 +146,21 @@ typedef struct {
  * k + k/2)] capped at E; softmoe soft_k = k, alpha = 1, tau = -1 (calibrate), cap = 2;
  * no aux terms, no renormalisation. */
 PM_API pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, int k);
-/* Checks a config; 0 or a negative pm_status with a message naming the field. */
-PM_API int pm_router_config_check(const pm_router_config *cfg);
+/* Checks a config; PM_OK or an error with a message naming the field. */
+PM_API pm_status pm_router_config_check(const pm_router_config *cfg);
+/* Whether the router draws random subsets in training (pm_router_forward then needs a generator). */
+PM_API bool pm_router_samples(const pm_router_config *cfg);
+/* Whether the kind is an ablation (topk-marginal, sample-softmax: the ProbMoE paper's forward ×
+ * backward study) rather than a method; compare leaves them out unless asked. */
+PM_API bool pm_router_is_ablation(pm_router_kind kind);
+/* Whether Hugging Face trains this kind with its router_aux_loss_coef (top-k style routers), so
+ * that a config.json without a "probmoe" object gives it that coefficient. */
+PM_API bool pm_router_uses_hf_aux_loss(pm_router_kind kind);
+/* The range kmin..kmax of the subset distribution p(S) the router samples or differentiates;
+ * false if it has none. */
+PM_API bool pm_router_subset_range(const pm_router_config *cfg, int *kmin, int *kmax);
+/* Most (token, expert) pairs per token the router asks the MoE layer to compute. */
+PM_API int pm_router_max_pairs(const pm_router_config *cfg, bool training);
 
 typedef struct pm_router pm_router;
 
@@ -170,42 +195,57 @@ PM_API pm_routing *pm_routing_create(const pm_router *router, int max_tokens);
 PM_API void pm_routing_free(pm_routing *routing);
 
 /*
- * Routes T tokens. logits is (T, E). In training, probmoe/probmoe-dyn draw samples from
- * rng: token t uses pm_rng_substream(rng, t), so results do not depend on thread count.
- * rng may be NULL when no sampling is needed (eval, or other routers).
+ * Routes T tokens. logits is (T, E). Routers that sample in training draw from rng: token t
+ * uses pm_rng_substream(rng, t), so results do not depend on thread count. rng may be NULL
+ * when no sampling is needed (inference, or a router that does not sample).
  */
-PM_API int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T,
-                      bool training, const pm_rng *rng);
+PM_API pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T,
+                                   bool training, const pm_rng *rng);
 
 /*
  * dlogits (T, E) += dL/dlogits given c (one value per compute pair, aligned with
  * c_experts); aux terms enter with weight aux_scale (1 when the aux values are added to
- * the loss as they are). For softmoe, d(soft_k) and d(alpha) are accumulated in the router
- * (pm_router_soft_grads).
+ * the loss as they are). Gradients of the router's learnable values (softmoe's soft_k and
+ * alpha) accumulate in their grads (pm_router_value_get).
  */
-PM_API int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
-                       const float *logits, const float *c, float aux_scale);
+PM_API pm_status pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
+                                    const float *logits, const float *c, float aux_scale);
 
-/* softmoe: learnable parameters and their accumulated gradients. */
-PM_API int pm_router_set_soft_params(pm_router *router, float soft_k, float alpha);
-PM_API void pm_router_soft_grads(const pm_router *router, double *d_soft_k, double *d_alpha);
-PM_API void pm_router_zero_soft_grads(pm_router *router);
-/* softmoe: the truncation threshold (negative until calibrated). */
-PM_API float pm_router_tau(const pm_router *router);
-PM_API void pm_router_set_tau(pm_router *router, float tau);
+/* π = softmax(θ) of the last forward pass, (num_tokens, E). */
+PM_API const float *pm_routing_probs(const pm_routing *routing);
 
-/* topk with bias_rate > 0: the selection bias b (E values) and its update
- * b_i += γ·sign(mean load − load_i) from the load accumulated since the last update. */
-PM_API const float *pm_router_bias(const pm_router *router);
-PM_API void pm_router_set_bias(pm_router *router, const float *bias); /* E values (resume) */
-PM_API void pm_router_update_bias(pm_router *router);
+/*
+ * A router's persistent values, as its table entry lists them: its state (topk's
+ * "selection_bias", E values; softmoe's "tau", 1) and its learnable parameters (softmoe's
+ * "soft_k" and "alpha"). The model saves all of them with its weights and restores them on
+ * load, so a reloaded model routes exactly as the saved one did. values (and grads, for
+ * learnable ones) point into the router and may be written.
+ */
+typedef struct {
+    const char *name, *help;
+    int size;
+    bool learnable;
+    float *values;
+    double *grads; /* accumulated by pm_router_backward; NULL for state */
+} pm_router_value;
+
+PM_API int pm_router_value_count(const pm_router *router);
+PM_API pm_status pm_router_value_get(const pm_router *router, int index, pm_router_value *out);
+/* The values named name (NULL if the router has none); *size gets their count. */
+PM_API float *pm_router_find_value(const pm_router *router, const char *name, int *size);
+/* Copies every value `to` has from the same-named value of `from` (sizes must agree). */
+PM_API pm_status pm_router_copy_values(pm_router *to, const pm_router *from);
+PM_API void pm_router_zero_grads(pm_router *router);
+/* After an optimizer step: the router's per-step update (topk with bias_rate > 0:
+ * b_i += γ·sign(mean load − load_i) over the training load since the last step). */
+PM_API void pm_router_step(pm_router *router);
 
 /*
  * softmoe learned budget over L layers: k_l = 1 + (K - L)·softmax(eta)_l.
  * Backward: d_eta += J^T d_k. Returns 0 or a negative pm_status (need K > L).
  */
-PM_API int pm_softmoe_budget_forward(float *k_out, const float *eta, int L, float K);
-PM_API int pm_softmoe_budget_backward(float *d_eta, const float *eta, const float *d_k, int L, float K);
+PM_API pm_status pm_softmoe_budget_forward(float *k_out, const float *eta, int L, float K);
+PM_API pm_status pm_softmoe_budget_backward(float *d_eta, const float *eta, const float *d_k, int L, float K);
 
 /* ------------------------------------------------------------- the model */
 
@@ -224,10 +264,10 @@ typedef struct {
 /* The demo model: 4 layers, hidden 256, 8 heads, 8 experts of width 512, k 2, probmoe. */
 PM_API pm_model_config pm_model_config_default(void);
 /* 0 or a negative pm_status with a message naming the field. */
-PM_API int pm_model_config_check(const pm_model_config *cfg);
+PM_API pm_status pm_model_config_check(const pm_model_config *cfg);
 /* Parses config.json text (source names it in messages). Unknown keys are ignored. */
-PM_API int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source);
-PM_API int pm_model_config_load(pm_model_config *cfg, const char *path);
+PM_API pm_status pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source);
+PM_API pm_status pm_model_config_load(pm_model_config *cfg, const char *path);
 /* config.json text for cfg (Hugging Face's fields plus "probmoe"); free() it. NULL on OOM. */
 PM_API char *pm_model_config_to_json(const pm_model_config *cfg);
 
@@ -261,10 +301,10 @@ PM_API void pm_model_init_weights(pm_model *model, uint64_t seed);
  * mean cross-entropy plus the routers' auxiliary terms summed over layers. Training mode
  * samples routes with generator (seed, stream = step·L + layer). Logits stay available.
  */
-PM_API int pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B,
+PM_API pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B,
                      int S, bool training, uint64_t seed, uint64_t step, float *loss);
 /* Gradients of the last forward's loss, accumulated (+=) into pm_model_grads. */
-PM_API int pm_model_backward(pm_model *model);
+PM_API pm_status pm_model_backward(pm_model *model);
 PM_API const float *pm_model_logits(const pm_model *model);          /* (B, S, V) */
 PM_API void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
 PM_API const pm_routing *pm_model_routing(const pm_model *model, int layer);
@@ -282,7 +322,14 @@ PM_API void pm_model_set_routing_source(pm_model *model, pm_routing_source sourc
 
 /* Writes the model directory dir (config.json, model.safetensors with Hugging Face names,
  * F32), replacing an existing one crash-safely: a crash leaves the old or the new directory. */
-PM_API int pm_model_save(pm_model *model, const char *dir);
+PM_API pm_status pm_model_save(pm_model *model, const char *dir);
+/* Every layer's router values (pm_router_value: state and learnable parameters) as JSON,
+ * {"name": [[layer 0 values], [layer 1 values], ...], ...}; free() it; NULL on OOM. The model
+ * directory keeps it in the weights' metadata ("probmoe.router_values"). */
+PM_API char *pm_model_router_values_json(const pm_model *model);
+/* Sets the values the JSON lists (names the router lacks, or wrong sizes: an error, and
+ * nothing changes); values it does not list keep theirs. */
+PM_API pm_status pm_model_set_router_values_json(pm_model *model, const char *json, const char *source);
 /* Loads a model directory written by pm_model_save (or another tool with the same names). */
 PM_API pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
 
@@ -295,14 +342,14 @@ typedef struct pm_generator pm_generator;
 PM_API pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len);
 PM_API void pm_generator_free(pm_generator *gen);
 PM_API void pm_generator_reset(pm_generator *gen);
-PM_API int pm_generator_feed(pm_generator *gen, int32_t token, float *logits); /* logits (V) or NULL */
+PM_API pm_status pm_generator_feed(pm_generator *gen, int32_t token, float *logits); /* logits (V) or NULL */
 PM_API int pm_generator_length(const pm_generator *gen);
 PM_API double pm_generator_mean_active(const pm_generator *gen, int layer);
 /* Greedy when temperature <= 0; otherwise nucleus sampling with top_p in (0, 1]. */
 PM_API int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);
 
 /* Routes with given subsets instead of choosing (the hook above, for one router). */
-PM_API int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
+PM_API pm_status pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
                             bool training, const int *offsets, const int *experts);
 
 #ifdef __cplusplus

@@ -95,8 +95,8 @@ static pm_model *tiny_model(uint64_t seed) {
     pm_rng rng;
     pm_rng_init(&rng, seed, 0);
     random_normal(&rng, pm_model_weights(model), (int)pm_model_size(model), 0.5);
-    pm_router_set_tau(pm_model_router(model, 0), 0.125f + (float)seed * 1e-3f);
-    pm_router_set_tau(pm_model_router(model, 1), 0.375f);
+    *pm_router_find_value(pm_model_router(model, 0), "tau", NULL) = 0.125f + (float)seed * 1e-3f;
+    *pm_router_find_value(pm_model_router(model, 1), "tau", NULL) = 0.375f;
     return model;
 }
 
@@ -285,7 +285,7 @@ static void test_round_trip_f32(void **state) {
     pm_model *loaded = load(dir, false);
     assert_same_weights(loaded, model);
     for (int l = 0; l < 2; l++)
-        assert_true(pm_router_tau(pm_model_router(loaded, l)) == pm_router_tau(pm_model_router(model, l)));
+        assert_true(*pm_router_find_value(pm_model_router(loaded, l), "tau", NULL) == *pm_router_find_value(pm_model_router(model, l), "tau", NULL));
     const pm_model_config *a = pm_model_get_config(model), *b = pm_model_get_config(loaded);
     assert_int_equal(b->router.kind, PM_ROUTER_SOFTMOE);
     assert_int_equal(b->num_kv_heads, a->num_kv_heads);
@@ -365,7 +365,7 @@ static void test_sharded(void **state) {
     cJSON_Delete(index);
     pm_model *loaded = load(dir, false);
     assert_same_weights(loaded, model);
-    assert_true(pm_router_tau(pm_model_router(loaded, 1)) == 0.375f);
+    assert_true(*pm_router_find_value(pm_model_router(loaded, 1), "tau", NULL) == 0.375f);
     pm_model_free(loaded);
     /* a single-file save over a sharded one leaves no stale shards behind */
     assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);

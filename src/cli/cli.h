@@ -4,6 +4,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#include "probmoe.h"
 
 /* Each returns the process exit code: 0 on success, 1 on a runtime error, 2 on bad usage. */
 int cmd_route(int argc, char **argv);
@@ -17,6 +20,21 @@ int cmd_eval(int argc, char **argv);
 /* Parses the value of option `name` as an int / float; prints an error and returns false. */
 bool parse_int_option(const char *name, const char *text, int *value);
 bool parse_float_option(const char *name, const char *text, float *value);
+
+/* Router settings from the command line (router_flags.c): --norm and one flag per router
+ * config field, collected as given and applied on top of the router's defaults. */
+enum { ROUTER_FLAGS_MAX = 32 };
+typedef struct {
+    const char *values[ROUTER_FLAGS_MAX]; /* per field of route/router_fields.h; NULL: not given */
+    bool norm, any;
+} router_flags;
+/* If argv[*i] is a router flag, records it (advancing *i past its value) and returns true;
+ * *error is set (and the problem printed) when its value is missing. */
+bool router_flags_take(router_flags *flags, int argc, char **argv, int *i, bool *error);
+/* Parses the recorded values into cfg; false after printing a bad value. */
+bool router_flags_apply(const router_flags *flags, pm_router_config *cfg);
+/* The --router names and the router flags, for usage texts. */
+void router_flags_usage(FILE *out);
 
 /* Runs scripts/SCRIPT NAME from the repository ($PROBMOE_ROOT or the working directory) and
  * puts the path it prints into location. Prints what went wrong (as `who`) and returns false. */

@@ -15,7 +15,8 @@ static const char compare_usage[] =
     "Finished stages are reused when the command runs again; an interrupted training resumes.\n"
     "\n"
     "  --preset NAME         quick (about 10 minutes on 2 cores, the default) or paper (longer)\n"
-    "  --routers A,B,...     from topk, topk-lb, probmoe, probmoe-dyn, densemixer, softmoe (default all)\n"
+    "  --routers A,B,...     routers to compare (default: every router but the ablations, and\n"
+    "                        topk-lb = topk with the Switch loss 0.01); see the list below\n"
     "  --seeds N             seeds per router\n"
     "  --out DIR             where runs and the report go\n"
     "  --pretrain-steps N --finetune-steps N --gsm8k-limit N --max-new N   the budget\n";
@@ -35,6 +36,7 @@ int cmd_compare(int argc, char **argv) {
         int number = 0;
         if (strcmp(arg, "--help") == 0) {
             fputs(compare_usage, stdout);
+            printf("\nrouters: topk-lb, %s\n", pm_router_kind_list());
             return 0;
         }
         if (!value) {

@@ -12,17 +12,21 @@
 #include "eval/eval.h"
 #include "probmoe.h"
 
-static const char generate_usage[] =
-    "usage: probmoe generate --model DIR [--prompt TEXT] [options]\n"
-    "\n"
-    "  --max-new N        tokens to generate (default 200)\n"
-    "  --temperature T    0 = greedy (default 0.8)\n"
-    "  --top-p P          nucleus sampling mass (default 0.95)\n"
-    "  --seed S           sampling seed (default 0)\n"
-    "  --stop TEXT        stop once the output ends with TEXT (may repeat)\n"
-    "  --router NAME      route with another router's inference rule, e.g. probmoe-dyn;\n"
-    "  --k K --kmin A --kmax B   its settings (default: the model's k)\n"
-    "  --allow-unknown    load checkpoints holding tensors this model does not use\n";
+static void generate_usage(FILE *out) {
+    fputs("usage: probmoe generate --model DIR [--prompt TEXT] [options]\n"
+          "\n"
+          "  --max-new N        tokens to generate (default 200)\n"
+          "  --temperature T    0 = greedy (default 0.8)\n"
+          "  --top-p P          nucleus sampling mass (default 0.95)\n"
+          "  --seed S           sampling seed (default 0)\n"
+          "  --stop TEXT        stop once the output ends with TEXT (may repeat)\n"
+          "  --allow-unknown    load checkpoints holding tensors this model does not use\n"
+          "  --k K              experts per token of the router below (default: the model's k)\n"
+          "Routing (default: the model's router at its inference rule; any flag below switches to\n"
+          "that router's inference rule with these settings, e.g. --router probmoe-dyn --kmax 3):\n",
+          out);
+    router_flags_usage(out);
+}
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -33,9 +37,10 @@ static double now_seconds(void) {
 typedef struct {
     const char *model_dir, *prompt, *router;
     const char *stops[8];
-    int stop_count, max_new, seed, k, kmin, kmax;
+    int stop_count, max_new, seed, k;
     float temperature, top_p;
     bool allow_unknown;
+    router_flags router_settings;
 } generate_options;
 
 static int parse_generate_options(int argc, char **argv, generate_options *opt) {
@@ -44,20 +49,26 @@ static int parse_generate_options(int argc, char **argv, generate_options *opt) 
     opt->max_new = 200;
     opt->temperature = 0.8f;
     opt->top_p = 0.95f;
-    opt->k = opt->kmin = opt->kmax = -1;
+    opt->k = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (strcmp(arg, "--help") == 0) {
-            fputs(generate_usage, stdout);
+            generate_usage(stdout);
             return -1;
+        }
+        bool error = false;
+        if (router_flags_take(&opt->router_settings, argc, argv, &i, &error)) {
+            if (error) return 2;
+            continue;
         }
         if (strcmp(arg, "--allow-unknown") == 0) {
             opt->allow_unknown = true;
             continue;
         }
         if (!value) {
-            fprintf(stderr, "probmoe generate: %s needs a value\n\n%s", arg, generate_usage);
+            fprintf(stderr, "probmoe generate: %s needs a value\n\n", arg);
+            generate_usage(stderr);
             return 2;
         }
         if (strcmp(arg, "--model") == 0) opt->model_dir = value;
@@ -66,13 +77,12 @@ static int parse_generate_options(int argc, char **argv, generate_options *opt) 
         else if (strcmp(arg, "--max-new") == 0) ok = parse_int_option(arg, value, &opt->max_new);
         else if (strcmp(arg, "--seed") == 0) ok = parse_int_option(arg, value, &opt->seed);
         else if (strcmp(arg, "--k") == 0) ok = parse_int_option(arg, value, &opt->k);
-        else if (strcmp(arg, "--kmin") == 0) ok = parse_int_option(arg, value, &opt->kmin);
-        else if (strcmp(arg, "--kmax") == 0) ok = parse_int_option(arg, value, &opt->kmax);
         else if (strcmp(arg, "--temperature") == 0) ok = parse_float_option(arg, value, &opt->temperature);
         else if (strcmp(arg, "--top-p") == 0) ok = parse_float_option(arg, value, &opt->top_p);
         else if (strcmp(arg, "--stop") == 0 && opt->stop_count < 8) opt->stops[opt->stop_count++] = value;
         else {
-            fprintf(stderr, "probmoe generate: unknown option '%s'\n\n%s", arg, generate_usage);
+            fprintf(stderr, "probmoe generate: unknown option '%s'\n\n", arg);
+            generate_usage(stderr);
             return 2;
         }
         if (!ok) return 2;
@@ -98,7 +108,7 @@ static bool ends_with(const char *text, size_t length, const char *suffix) {
 static int inference_router(const generate_options *opt, const pm_model_config *cfg, pm_router_config *out,
                             bool *override) {
     *override = false;
-    if (!opt->router && opt->k < 0 && opt->kmin < 0 && opt->kmax < 0) return 0;
+    if (!opt->router && opt->k < 0 && !opt->router_settings.any) return 0;
     pm_router_kind kind = cfg->router.kind;
     if (opt->router && pm_router_kind_parse(opt->router, &kind) < 0) {
         fprintf(stderr, "probmoe generate: --router: %s\n", pm_last_error());
@@ -106,9 +116,7 @@ static int inference_router(const generate_options *opt, const pm_model_config *
     }
     *out = pm_router_config_default(kind, cfg->num_experts, opt->k > 0 ? opt->k : cfg->experts_per_token);
     out->norm_topk_prob = cfg->router.norm_topk_prob;
-    if (opt->kmin >= 0) out->k_min = opt->kmin;
-    if (opt->kmax >= 0) out->k_max = opt->kmax;
-    if (kind == PM_ROUTER_SOFTMOE) out->tau = cfg->router.tau;
+    if (!router_flags_apply(&opt->router_settings, out)) return 2;
     if (pm_router_config_check(out) < 0) {
         fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
         return 2;

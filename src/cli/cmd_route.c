@@ -9,20 +9,20 @@
 #include "cli/cli.h"
 #include "probmoe.h"
 
-static const char route_usage[] =
-    "usage: probmoe route --router NAME --k K [options] [FILE]\n"
-    "\n"
-    "Reads logits from FILE (or standard input): one token per line, E numbers separated by\n"
-    "spaces or commas. Prints each token's experts and combine weights, then the load.\n"
-    "\n"
-    "  --router NAME   topk, probmoe, probmoe-dyn, densemixer or softmoe (default probmoe)\n"
-    "  --k K           experts per token (default 2)\n"
-    "  --kmin A --kmax B   probmoe-dyn range (default around k)\n"
-    "  --soft-k X --alpha A --tau T --cap C   softmoe settings (tau < 0: calibrate)\n"
-    "  --norm          renormalise the selected weights (norm_topk_prob)\n"
-    "  --train         training mode: probmoe samples, densemixer computes every expert\n"
-    "  --seed S        seed of the sampler (default 0)\n"
-    "  --marginals     also print P(expert in S) under the router's subset distribution\n";
+static void route_usage(FILE *out) {
+    fputs("usage: probmoe route --router NAME --k K [options] [FILE]\n"
+          "\n"
+          "Reads logits from FILE (or standard input): one token per line, E numbers separated by\n"
+          "spaces or commas. Prints each token's experts and combine weights, then the load.\n"
+          "\n"
+          "  --k K           experts per token (default 2)\n"
+          "  --train         training mode: sampling routers sample, densemixer computes every expert\n"
+          "  --seed S        seed of the sampler (default 0)\n"
+          "  --marginals     also print P(expert in S) under the router's subset distribution\n",
+          out);
+    router_flags_usage(out);
+    fputs("Defaults: --router probmoe; each router's own defaults for the other settings.\n", out);
+}
 
 /* Growing array of floats. */
 typedef struct {
@@ -84,9 +84,9 @@ static int read_logits(FILE *in, const char *name, float_list *values, int *num_
 
 typedef struct {
     pm_router_kind kind;
-    int k, kmin, kmax, seed;
-    float soft_k, alpha, tau, cap;
-    bool norm, train, marginals, has_kmin, has_kmax, has_soft_k;
+    int k, seed;
+    bool train, marginals;
+    router_flags router;
     const char *input;
 } route_options;
 
@@ -95,15 +95,15 @@ static int parse_route_options(int argc, char **argv, route_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->kind = PM_ROUTER_PROBMOE;
     opt->k = 2;
-    opt->alpha = 1.0f;
-    opt->tau = -1.0f;
-    opt->cap = 2.0f;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true, takes_value = true;
+        bool ok = true, takes_value = true, error = false;
         if (strcmp(arg, "--help") == 0) {
-            fputs(route_usage, stdout);
+            route_usage(stdout);
             return -1;
+        } else if (router_flags_take(&opt->router, argc, argv, &i, &error)) {
+            if (error) return 2;
+            continue;
         } else if (strcmp(arg, "--router") == 0) {
             if (!value || pm_router_kind_parse(value, &opt->kind) < 0) {
                 fprintf(stderr, "probmoe route: %s\n", value ? pm_last_error() : "--router needs a name");
@@ -111,27 +111,15 @@ static int parse_route_options(int argc, char **argv, route_options *opt) {
             }
         } else if (strcmp(arg, "--k") == 0) {
             ok = parse_int_option(arg, value, &opt->k);
-        } else if (strcmp(arg, "--kmin") == 0) {
-            ok = opt->has_kmin = parse_int_option(arg, value, &opt->kmin);
-        } else if (strcmp(arg, "--kmax") == 0) {
-            ok = opt->has_kmax = parse_int_option(arg, value, &opt->kmax);
         } else if (strcmp(arg, "--seed") == 0) {
             ok = parse_int_option(arg, value, &opt->seed);
-        } else if (strcmp(arg, "--soft-k") == 0) {
-            ok = opt->has_soft_k = parse_float_option(arg, value, &opt->soft_k);
-        } else if (strcmp(arg, "--alpha") == 0) {
-            ok = parse_float_option(arg, value, &opt->alpha);
-        } else if (strcmp(arg, "--tau") == 0) {
-            ok = parse_float_option(arg, value, &opt->tau);
-        } else if (strcmp(arg, "--cap") == 0) {
-            ok = parse_float_option(arg, value, &opt->cap);
         } else {
             takes_value = false;
-            if (strcmp(arg, "--norm") == 0) opt->norm = true;
-            else if (strcmp(arg, "--train") == 0) opt->train = true;
+            if (strcmp(arg, "--train") == 0) opt->train = true;
             else if (strcmp(arg, "--marginals") == 0) opt->marginals = true;
             else if (arg[0] == '-' && arg[1] != '\0') {
-                fprintf(stderr, "probmoe route: unknown option '%s'\n\n%s", arg, route_usage);
+                fprintf(stderr, "probmoe route: unknown option '%s'\n\n", arg);
+                route_usage(stderr);
                 return 2;
             } else if (opt->input) {
                 fprintf(stderr, "probmoe route: one input file only ('%s' and '%s')\n", opt->input, arg);
@@ -147,8 +135,8 @@ static int parse_route_options(int argc, char **argv, route_options *opt) {
 }
 
 static void print_marginals(const pm_router_config *cfg, const float *theta) {
-    int kmin = cfg->kind == PM_ROUTER_PROBMOE_DYN ? cfg->k_min : cfg->k;
-    int kmax = cfg->kind == PM_ROUTER_PROBMOE_DYN ? cfg->k_max : cfg->k;
+    int kmin, kmax;
+    if (!pm_router_subset_range(cfg, &kmin, &kmax)) return;
     float *m = malloc(sizeof(float) * cfg->num_experts);
     if (!m || pm_subset_marginals(theta, cfg->num_experts, kmin, kmax, m) < 0) {
         free(m);
@@ -177,13 +165,10 @@ int cmd_route(int argc, char **argv) {
         return 1;
     }
     pm_router_config cfg = pm_router_config_default(opt.kind, E, opt.k);
-    if (opt.has_kmin) cfg.k_min = opt.kmin;
-    if (opt.has_kmax) cfg.k_max = opt.kmax;
-    if (opt.has_soft_k) cfg.soft_k = opt.soft_k;
-    cfg.alpha = opt.alpha;
-    cfg.tau = opt.tau;
-    cfg.cap = opt.cap;
-    cfg.norm_topk_prob = opt.norm;
+    if (!router_flags_apply(&opt.router, &cfg)) {
+        free(logits.data);
+        return 2;
+    }
     pm_router *router = pm_router_create(&cfg);
     pm_routing *routing = router ? pm_routing_create(router, T) : NULL;
     pm_rng rng;
@@ -201,8 +186,7 @@ int cmd_route(int argc, char **argv) {
         for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
             printf(" %d:%.6f", routing->experts[p], routing->weights[p]);
         printf("\n");
-        if (opt.marginals && (opt.kind == PM_ROUTER_PROBMOE || opt.kind == PM_ROUTER_PROBMOE_DYN))
-            print_marginals(&cfg, logits.data + (size_t)t * E);
+        if (opt.marginals) print_marginals(&cfg, logits.data + (size_t)t * E);
     }
     printf("mean active experts %.3f; load", routing->mean_active);
     for (int e = 0; e < E; e++) printf(" %lld", (long long)routing->load[e]);

@@ -12,7 +12,7 @@
 #include "train/routing_stats.h"
 #include "train/trainer.h"
 
-static const char train_usage[] =
+static const char train_usage_head[] =
     "usage: probmoe train --data FILE [--out DIR] [--config FILE] [options]\n"
     "\n"
     "Trains an OLMoE-style MoE language model on a text file (bytes as tokens, or a BPE\n"
@@ -22,9 +22,8 @@ static const char train_usage[] =
     "  --config FILE      a Hugging Face OLMoE config.json (with an optional \"probmoe\" object\n"
     "                     for the router and an optional \"train\" object with the options below)\n"
     "model:   --layers N --hidden N --intermediate N --heads N --kv-heads N --experts N --k N\n"
-    "         --max-positions N\n"
-    "router:  --router topk|probmoe|probmoe-dyn|densemixer|softmoe --kmin A --kmax B\n"
-    "         --soft-k X --alpha X --tau X --cap X --norm --lb-coef X --z-coef X\n"
+    "         --max-positions N\n";
+static const char train_usage_tail[] =
     "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
     "         --eval-interval N --eval-batches N   --tokenizer FILE\n"
@@ -35,6 +34,12 @@ static const char train_usage[] =
     "         --data; the loss covers the answer tokens only)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
+
+static void train_usage(FILE *out) {
+    fputs(train_usage_head, out);
+    router_flags_usage(out);
+    fputs(train_usage_tail, out);
+}
 
 typedef struct {
     pm_model_config model;
@@ -150,6 +155,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     const char *router = NULL, *schedule = NULL;
     int seed = -1, heads = -1, kv_heads = -1;
     long max_shard_mb = -1;
+    router_flags router_flags_given = {0};
     const char *gsm8k = NULL;
     const option shape_options[] = {
         {"--router", OPT_STRING, &router}, {"--experts", OPT_INT, &m->num_experts},
@@ -162,9 +168,6 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         {"--layers", OPT_INT, &m->num_layers}, {"--hidden", OPT_INT, &m->hidden_size},
         {"--intermediate", OPT_INT, &m->intermediate_size}, {"--heads", OPT_INT, &heads},
         {"--kv-heads", OPT_INT, &kv_heads}, {"--max-positions", OPT_INT, &m->max_position_embeddings},
-        {"--kmin", OPT_INT, &r->k_min}, {"--kmax", OPT_INT, &r->k_max}, {"--soft-k", OPT_FLOAT, &r->soft_k},
-        {"--alpha", OPT_FLOAT, &r->alpha}, {"--tau", OPT_FLOAT, &r->tau}, {"--cap", OPT_FLOAT, &r->cap},
-        {"--lb-coef", OPT_FLOAT, &r->lb_coef}, {"--z-coef", OPT_FLOAT, &r->z_coef},
         {"--steps", OPT_LONG, &t->steps}, {"--tokens", OPT_LONG, &request->tokens},
         {"--batch", OPT_INT, &t->batch}, {"--seq", OPT_INT, &t->seq}, {"--accum", OPT_INT, &t->accum},
         {"--lr", OPT_FLOAT, &t->lr}, {"--min-lr-ratio", OPT_FLOAT, &t->min_lr_ratio},
@@ -182,11 +185,12 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 1; i < argc; i++) {
             if (strcmp(argv[i], "--help") == 0) {
-                fputs(train_usage, stdout);
+                train_usage(stdout);
                 return -1;
             }
-            if (strcmp(argv[i], "--norm") == 0) {
-                r->norm_topk_prob = true;
+            bool error = false;
+            if (router_flags_take(&router_flags_given, argc, argv, &i, &error)) {
+                if (error) return 2;
                 continue;
             }
             if (strcmp(argv[i], "--bf16") == 0) {
@@ -200,7 +204,8 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
             for (size_t o = 0; o < option_count; o++)
                 if (strcmp(argv[i], options[o].name) == 0) match = &options[o];
             if (!match) {
-                fprintf(stderr, "probmoe train: unknown option '%s'\n\n%s", argv[i], train_usage);
+                fprintf(stderr, "probmoe train: unknown option '%s'\n\n", argv[i]);
+                train_usage(stderr);
                 return 2;
             }
             if (i + 1 >= argc) {
@@ -221,6 +226,9 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
             }
             reset_router(m, kind);
         }
+        /* the router flags go on top of the (possibly reset) router's defaults */
+        if (pass == 1 && !router_flags_apply(&router_flags_given, r)) return 2;
+        memset(&router_flags_given, 0, sizeof router_flags_given);
     }
     if (schedule) {
         if (strcmp(schedule, "cosine") == 0) t->schedule = SCHEDULE_COSINE;

@@ -12,7 +12,7 @@
 
 /* Formats the message for pm_last_error() and returns status, so callers can write
  * `return pm_fail(PM_ERR_ARG, "k = %d ...", k);`. */
-int pm_fail(pm_status status, const char *fmt, ...) PM_PRINTF(2, 3);
+pm_status pm_fail(pm_status status, const char *fmt, ...) PM_PRINTF(2, 3);
 void pm_clear_error(void);
 
 #endif

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "route/router_internal.h"
 
 /* Running sums of one layer; results are derived from them in analytics_finish. Sums run in
  * token order, so results do not depend on how the data was batched. */
@@ -153,13 +152,13 @@ int analytics_add_batch(analytics *a, const pm_model *model, const int32_t *toke
     const int T = B * S;
     for (int l = 0; l < a->L; l++) {
         const pm_routing *routing = pm_model_routing(model, l);
-        if (!routing || routing->num_tokens != T || !routing->state || !routing->state->probs)
+        if (!routing || routing->num_tokens != T || !pm_routing_probs(routing))
             return pm_fail(PM_ERR_STATE, "analytics: layer %d did not route the %d tokens of this "
                            "batch (run pm_model_forward first)", l, T);
         if (routing->training)
             return pm_fail(PM_ERR_STATE, "analytics: layer %d was routed in training mode; "
                            "evaluate in inference mode", l);
-        int status = analytics_add_routing(a, l, routing->state->probs, routing->offsets,
+        int status = analytics_add_routing(a, l, pm_routing_probs(routing), routing->offsets,
                                            routing->experts, tokens, T);
         if (status) return status;
     }

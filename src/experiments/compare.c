@@ -24,7 +24,6 @@
 #include "core/fs.h"
 #include "train/trainer.h"
 
-static const char *const default_routers[] = {"topk", "topk-lb", "probmoe", "probmoe-dyn", "densemixer", "softmoe"};
 
 int compare_preset(const char *name, compare_options *opt) {
     memset(opt, 0, sizeof *opt);
@@ -32,8 +31,12 @@ int compare_preset(const char *name, compare_options *opt) {
     if (!quick && strcmp(name, "paper") != 0)
         return pm_fail(PM_ERR_ARG, "compare: unknown preset '%s'; choose quick or paper", name);
     opt->out_dir = quick ? "runs/compare-quick" : "runs/compare-paper";
-    for (size_t i = 0; i < sizeof default_routers / sizeof default_routers[0]; i++)
-        opt->routers[opt->router_count++] = default_routers[i];
+    /* every router of the table but the ablation hybrids, and topk with the Switch loss */
+    for (int kind = 0; kind < pm_router_kind_count() && opt->router_count < COMPARE_MAX_ROUTERS - 1; kind++) {
+        if (pm_router_is_ablation(kind)) continue;
+        opt->routers[opt->router_count++] = pm_router_kind_name(kind);
+        if (kind == PM_ROUTER_TOPK) opt->routers[opt->router_count++] = "topk-lb";
+    }
     opt->seeds = quick ? 1 : 3;
     opt->model = pm_model_config_default();
     if (quick) {
@@ -121,8 +124,8 @@ int compare_router_config(const char *name, const pm_model_config *model, pm_rou
     pm_router_kind kind;
     const bool with_lb = strcmp(name, "topk-lb") == 0;
     if (!with_lb && pm_router_kind_parse(name, &kind) < 0)
-        return pm_fail(PM_ERR_ARG, "compare: unknown router '%s'; choose from topk, topk-lb, probmoe, probmoe-dyn, "
-                       "densemixer, softmoe", name);
+        return pm_fail(PM_ERR_ARG, "compare: unknown router '%s'; choose from topk-lb, %s", name,
+                       pm_router_kind_list());
     *out = pm_router_config_default(with_lb ? PM_ROUTER_TOPK : kind, model->num_experts, model->experts_per_token);
     if (with_lb) out->lb_coef = 0.01f;
     return PM_OK;

@@ -42,16 +42,22 @@ static int find_param(const weight_loader *w, const char *name) {
     return -1;
 }
 
-/* Sets each layer's softmoe threshold from the "probmoe.layer_tau" metadata, a JSON array. */
-static void restore_taus(pm_model *model, const char *taus) {
+/* The routers' values from the weights' metadata. Files written before "probmoe.router_values"
+ * existed carry only softmoe's thresholds, as "probmoe.layer_tau" (a JSON array, one per layer). */
+static int restore_router_values(pm_model *model, const st_file *file, const char *path) {
+    const char *values = st_metadata(file, "probmoe.router_values");
+    if (values) return pm_model_set_router_values_json(model, values, path);
+    const char *taus = st_metadata(file, "probmoe.layer_tau");
     for (int l = 0; taus && l < pm_model_get_config(model)->num_layers; l++) {
+        float *tau = pm_router_find_value(pm_model_router(model, l), "tau", NULL);
         while (*taus == '[' || *taus == ',' || *taus == ' ') taus++;
         char *end;
-        float tau = strtof(taus, &end);
-        if (end == taus) break;
-        pm_router_set_tau(pm_model_router(model, l), tau);
+        const float value = strtof(taus, &end);
+        if (end == taus || !tau) break;
+        *tau = value;
         taus = end;
     }
+    return PM_OK;
 }
 
 static int fail_unknown(const char *path, const char *name) {
@@ -86,7 +92,7 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name) {
         if (!w->loaded[p] && strcmp(w->file_of[p], file_name) == 0)
             status = pm_fail(PM_ERR_ARG, "%s: the index puts the tensor '%s' in this file, but it is not there", path,
                              pm_model_param(w->model, p)->name);
-    if (status == 0) restore_taus(w->model, st_metadata(file, "probmoe.layer_tau"));
+    if (status == 0) status = restore_router_values(w->model, file, path);
     st_close(file);
     return status;
 }

@@ -66,25 +66,10 @@ static int scan_existing(const char *dir, const char *keep_into) {
 
 /* ------------------------------------------------------------ weights */
 
-/* The per-layer softmoe thresholds as a JSON array (free() it). softmoe calibrates tau on
- * its first batch; stored, inference routes exactly as training did. */
-static char *layer_taus(pm_model *model) {
-    int layers = pm_model_get_config(model)->num_layers;
-    size_t size = 24 * (size_t)layers + 3, used = 1;
-    char *text = malloc(size);
-    if (!text) return NULL;
-    strcpy(text, "[");
-    for (int l = 0; l < layers; l++)
-        used += (size_t)snprintf(text + used, size - used, "%s%.9g", l ? ", " : "",
-                                 (double)pm_router_tau(pm_model_router(model, l)));
-    snprintf(text + used, size - used, "]");
-    return text;
-}
-
 static size_t param_bytes(const pm_param *param, bool bf16) { return param->count * (bf16 ? 2 : 4); }
 
 /* Writes parameters [first, end) to path. F32 tensors point into the weights (no copy). */
-static int write_weight_file(pm_model *model, int first, int end, bool bf16, const char *taus, const char *path) {
+static int write_weight_file(pm_model *model, int first, int end, bool bf16, const char *router_values, const char *path) {
     st_writer *writer = st_writer_create();
     int status = writer ? PM_OK : PM_ERR_NOMEM;
     const float *weights = pm_model_weights(model);
@@ -94,7 +79,8 @@ static int write_weight_file(pm_model *model, int first, int end, bool bf16, con
                       : st_writer_add(writer, p->name, ST_F32, p->shape, p->rank, weights + p->offset);
     }
     if (status == 0) status = st_writer_set_metadata(writer, "format", "pt");
-    if (status == 0) status = st_writer_set_metadata(writer, "probmoe.layer_tau", taus);
+    /* the routers' state and learnable values: a loaded model routes as this one does */
+    if (status == 0) status = st_writer_set_metadata(writer, "probmoe.router_values", router_values);
     if (status == 0) status = st_writer_write(writer, path);
     if (status == 0) status = ckpt_sync(path, false);
     st_writer_free(writer);
@@ -104,7 +90,7 @@ static int write_weight_file(pm_model *model, int first, int end, bool bf16, con
 /* Hugging Face's sharded layout: model-0000i-of-0000n.safetensors, filled in parameter order
  * up to shard_bytes each (a larger tensor gets a file of its own), and
  * model.safetensors.index.json = {"metadata": {"total_size": bytes}, "weight_map": {name: file}}. */
-static int write_shards(pm_model *model, const char *dir, const checkpoint_options *options, const char *taus,
+static int write_shards(pm_model *model, const char *dir, const checkpoint_options *options, const char *router_values,
                         size_t total) {
     const int n = pm_model_num_params(model);
     int *starts = malloc(sizeof *starts * ((size_t)n + 1)), shards = 0;
@@ -129,7 +115,7 @@ static int write_shards(pm_model *model, const char *dir, const checkpoint_optio
     for (int s = 0; status == 0 && s < shards; s++) {
         snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
         status = ckpt_join(path, sizeof path, dir, name);
-        if (status == 0) status = write_weight_file(model, starts[s], starts[s + 1], options->bf16, taus, path);
+        if (status == 0) status = write_weight_file(model, starts[s], starts[s + 1], options->bf16, router_values, path);
         for (int i = starts[s]; status == 0 && i < starts[s + 1]; i++)
             if (!cJSON_AddStringToObject(map, pm_model_param(model, i)->name, name))
                 status = pm_fail(PM_ERR_NOMEM, "out of memory writing the shard index");
@@ -147,17 +133,17 @@ static int write_shards(pm_model *model, const char *dir, const checkpoint_optio
 static int write_weights(pm_model *model, const char *dir, const checkpoint_options *options) {
     size_t total = 0;
     for (int i = 0; i < pm_model_num_params(model); i++) total += param_bytes(pm_model_param(model, i), options->bf16);
-    char *taus = layer_taus(model);
-    if (!taus) return pm_fail(PM_ERR_NOMEM, "out of memory saving '%s'", dir);
+    char *router_values = pm_model_router_values_json(model);
+    if (!router_values) return PM_ERR_NOMEM;
     char path[CKPT_PATH_MAX];
     int status;
     if (options->shard_bytes > 0 && total > options->shard_bytes) {
-        status = write_shards(model, dir, options, taus, total);
+        status = write_shards(model, dir, options, router_values, total);
     } else {
         status = ckpt_join(path, sizeof path, dir, "model.safetensors");
-        if (status == 0) status = write_weight_file(model, 0, pm_model_num_params(model), options->bf16, taus, path);
+        if (status == 0) status = write_weight_file(model, 0, pm_model_num_params(model), options->bf16, router_values, path);
     }
-    free(taus);
+    free(router_values);
     return status;
 }
 
@@ -291,4 +277,4 @@ int checkpoint_save(pm_model *model, const checkpoint_extras *extras, const char
     return pm_fail(status, "%s", message);
 }
 
-int pm_model_save(pm_model *model, const char *dir) { return checkpoint_save(model, NULL, dir, NULL); }
+pm_status pm_model_save(pm_model *model, const char *dir) { return checkpoint_save(model, NULL, dir, NULL); }

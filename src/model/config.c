@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "route/router_fields.h"
 #include "probmoe.h"
 
 pm_model_config pm_model_config_default(void) {
@@ -32,7 +33,7 @@ static int positive(int value, const char *field) {
     return PM_OK;
 }
 
-int pm_model_config_check(const pm_model_config *cfg) {
+pm_status pm_model_config_check(const pm_model_config *cfg) {
     const struct { int value; const char *field; } sizes[] = {
         {cfg->vocab_size, "vocab_size"}, {cfg->hidden_size, "hidden_size"},
         {cfg->intermediate_size, "intermediate_size"}, {cfg->num_layers, "num_hidden_layers"},
@@ -132,24 +133,20 @@ static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_c
     bool norm = cfg->router.norm_topk_prob;
     cfg->router = pm_router_config_default(kind, cfg->num_experts, cfg->experts_per_token);
     cfg->router.norm_topk_prob = norm;
-    /* Without a probmoe object, Hugging Face's coefficient applies to the routers that HF
-     * trains with it (top-k style); ProbMoE and SoftMoE train without it by default. */
-    if (kind == PM_ROUTER_TOPK || kind == PM_ROUTER_DENSEMIXER) cfg->router.lb_coef = hf_aux_coef;
-    if (!object) return PM_OK;
-    read_int(&reader, "k_min", &cfg->router.k_min, false);
-    read_int(&reader, "k_max", &cfg->router.k_max, false);
-    read_float(&reader, "soft_k", &cfg->router.soft_k);
-    read_float(&reader, "alpha", &cfg->router.alpha);
-    read_float(&reader, "tau", &cfg->router.tau);
-    read_float(&reader, "cap", &cfg->router.cap);
-    read_bool(&reader, "soft_renormalize", &cfg->router.soft_renormalize);
-    read_float(&reader, "lb_coef", &cfg->router.lb_coef);
-    read_float(&reader, "z_coef", &cfg->router.z_coef);
-    read_float(&reader, "bias_rate", &cfg->router.bias_rate);
+    /* Hugging Face's coefficient applies to the routers that Hugging Face trains with it (top-k
+     * style); ProbMoE and SoftMoE train without it by default. */
+    if (pm_router_uses_hf_aux_loss(kind)) cfg->router.lb_coef = hf_aux_coef;
+    for (int i = 0; object && i < router_field_count(); i++) {
+        const router_field *f = router_field_at(i);
+        void *value = router_field_value(&cfg->router, f);
+        if (f->type == ROUTER_FIELD_INT) read_int(&reader, f->key, value, false);
+        else if (f->type == ROUTER_FIELD_FLOAT) read_float(&reader, f->key, value);
+        else read_bool(&reader, f->key, value);
+    }
     return reader.status;
 }
 
-int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source) {
+pm_status pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source) {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -192,7 +189,7 @@ int pm_model_config_from_json(pm_model_config *cfg, const char *json, const char
     return status;
 }
 
-int pm_model_config_load(pm_model_config *cfg, const char *path) {
+pm_status pm_model_config_load(pm_model_config *cfg, const char *path) {
     FILE *file = fopen(path, "rb");
     if (!file) return pm_fail(PM_ERR_ARG, "cannot open the model config '%s'; check the path", path);
     fseek(file, 0, SEEK_END);
@@ -247,16 +244,13 @@ char *pm_model_config_to_json(const pm_model_config *cfg) {
     cJSON_AddNullToObject(root, "clip_qkv");
     cJSON_AddBoolToObject(root, "output_router_logits", false);
     cJSON_AddStringToObject(probmoe, "router", pm_router_kind_name(cfg->router.kind));
-    cJSON_AddNumberToObject(probmoe, "k_min", cfg->router.k_min);
-    cJSON_AddNumberToObject(probmoe, "k_max", cfg->router.k_max);
-    cJSON_AddNumberToObject(probmoe, "soft_k", cfg->router.soft_k);
-    cJSON_AddNumberToObject(probmoe, "alpha", cfg->router.alpha);
-    cJSON_AddNumberToObject(probmoe, "tau", cfg->router.tau);
-    cJSON_AddNumberToObject(probmoe, "cap", cfg->router.cap);
-    cJSON_AddBoolToObject(probmoe, "soft_renormalize", cfg->router.soft_renormalize);
-    cJSON_AddNumberToObject(probmoe, "lb_coef", cfg->router.lb_coef);
-    cJSON_AddNumberToObject(probmoe, "z_coef", cfg->router.z_coef);
-    cJSON_AddNumberToObject(probmoe, "bias_rate", cfg->router.bias_rate);
+    for (int i = 0; i < router_field_count(); i++) {
+        const router_field *f = router_field_at(i);
+        const void *value = router_field_const_value(&cfg->router, f);
+        if (f->type == ROUTER_FIELD_INT) cJSON_AddNumberToObject(probmoe, f->key, *(const int *)value);
+        else if (f->type == ROUTER_FIELD_FLOAT) cJSON_AddNumberToObject(probmoe, f->key, *(const float *)value);
+        else cJSON_AddBoolToObject(probmoe, f->key, *(const bool *)value);
+    }
     cJSON_AddItemToObject(root, "probmoe", probmoe);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

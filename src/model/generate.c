@@ -52,7 +52,10 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
         return NULL;
     }
     pm_generator *gen = calloc(1, sizeof *gen);
-    if (!gen) return NULL;
+    if (!gen) {
+        pm_fail(PM_ERR_NOMEM, "generator: out of memory");
+        return NULL;
+    }
     gen->model = model;
     gen->max_len = max_len;
     const int L = cfg->num_layers, H = cfg->hidden_size, E = cfg->num_experts, I = cfg->intermediate_size;
@@ -82,11 +85,12 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
               gen->active_sum;
     for (int l = 0; ok && l < L; l++) {
         gen->routers[l] = pm_router_create(use);
-        /* a router's state that inference depends on (softmoe's tau, learned k and alpha,
-         * the selection bias) comes from the model's own router */
-        if (gen->routers[l] && !router) {
-            pm_router *trained = model->layers[l].router;
-            pm_router_set_tau(gen->routers[l], pm_router_tau(trained));
+        /* the values inference depends on (softmoe's tau and learned soft_k and alpha, the
+         * selection bias) come from the model's own router when the kind is the same */
+        if (gen->routers[l] && use->kind == cfg->router.kind &&
+            pm_router_copy_values(gen->routers[l], model->layers[l].router) < 0) {
+            pm_generator_free(gen);
+            return NULL;
         }
         gen->routings[l] = gen->routers[l] ? pm_routing_create(gen->routers[l], 1) : NULL;
         ok = gen->routers[l] && gen->routings[l];
@@ -162,7 +166,7 @@ static int moe_token(pm_generator *gen, int l) {
     return PM_OK;
 }
 
-int pm_generator_feed(pm_generator *gen, int32_t token, float *logits) {
+pm_status pm_generator_feed(pm_generator *gen, int32_t token, float *logits) {
     pm_model *model = gen->model;
     const pm_model_config *cfg = &model->cfg;
     if (gen->length >= gen->max_len)

@@ -7,14 +7,10 @@
 #include "model/model_internal.h"
 #include "nn/nn.h"
 
-/* Most (token, expert) pairs the router may ask to compute per token. */
+/* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 static int compute_pairs_per_token(const pm_router_config *router) {
-    switch (router->kind) {
-    case PM_ROUTER_DENSEMIXER:
-    case PM_ROUTER_SOFTMOE: return router->num_experts;
-    case PM_ROUTER_PROBMOE_DYN: return router->k_max;
-    default: return router->k;
-    }
+    const int training = pm_router_max_pairs(router, true), inference = pm_router_max_pairs(router, false);
+    return training > inference ? training : inference;
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -229,7 +225,7 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     return PM_OK;
 }
 
-int pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B, int S,
+pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B, int S,
                      bool training, uint64_t seed, uint64_t step, float *loss) {
     int status = check_batch(model, tokens, targets, B, S);
     if (status < 0) return status;
@@ -314,7 +310,7 @@ static int layer_backward(pm_model *model, int l) {
     return PM_OK;
 }
 
-int pm_model_backward(pm_model *model) {
+pm_status pm_model_backward(pm_model *model) {
     if (!model->has_targets)
         return pm_fail(PM_ERR_STATE, "pm_model_backward: the last forward pass had no targets; pass targets "
                        "to pm_model_forward to get a loss to differentiate");

@@ -173,7 +173,7 @@ float pm_lapsum_forward(const float *r, int n, float k, float alpha, float *p) {
     return (float)t;
 }
 
-int pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
+pm_status pm_lapsum_backward(const float *r, int n, float k, float alpha, float t, const float *dp,
                        float *dr, float *dk, float *dalpha) {
     const char *function = "pm_lapsum_backward";
     int status = check_lapsum_args(r, n, k, alpha, function);

@@ -1,5 +1,6 @@
-/* The batch loop shared by every router: validation, per-token work over OpenMP threads,
- * CSR assembly, statistics and the auxiliary terms. Per-token math lives in router_*.c. */
+/* The batch loop shared by every router: validation, softmax, the router's rule over groups
+ * of tokens on OpenMP threads, CSR assembly, statistics and the auxiliary terms. The rules
+ * live in the routers' files (router_<name>.c) and the blocks they use. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -7,20 +8,29 @@
 
 #include "core/error.h"
 #include "core/fast_exp.h"
-#include "route/lapsum.h"
 #include "route/router_internal.h"
-#include "route/subset_dp.h"
 #include "route/subset_lanes.h"
 
 /* ------------------------------------------------------------ router object */
 
-size_t router_scratch_doubles(const pm_router_config *cfg) {
-    const int E = cfg->num_experts;
-    size_t kind = 0;
-    if (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN)
-        kind = probmoe_scratch_doubles(cfg);
-    if (cfg->kind == PM_ROUTER_SOFTMOE) kind = lapsum_scratch_size(E);
-    return kind + 4 * (size_t)E + 8;
+static size_t router_scratch_doubles(const pm_router *router) {
+    const size_t own = router->ops->scratch_doubles ? router->ops->scratch_doubles(&router->cfg) : 0;
+    return own + 4 * (size_t)router->cfg.num_experts + 8;
+}
+
+/* Total floats of a list of values. */
+static int value_floats(const router_value *values, int count, const pm_router_config *cfg) {
+    int total = 0;
+    for (int i = 0; i < count; i++) total += values[i].size(cfg);
+    return total;
+}
+
+static void fill_values(float *out, const router_value *values, int count, const pm_router_config *cfg) {
+    for (int i = 0; i < count; i++) {
+        const int size = values[i].size(cfg);
+        const float initial = values[i].initial(cfg);
+        for (int j = 0; j < size; j++) *out++ = initial;
+    }
 }
 
 pm_router *pm_router_create(const pm_router_config *cfg) {
@@ -30,30 +40,70 @@ pm_router *pm_router_create(const pm_router_config *cfg) {
         pm_fail(PM_ERR_NOMEM, "pm_router_create: out of memory");
         return NULL;
     }
+    const router_ops *ops = router_ops_of(cfg->kind);
     router->cfg = *cfg;
-    router->soft_k = cfg->soft_k;
-    router->alpha = cfg->alpha;
-    router->tau = cfg->tau;
-    router->bias = calloc(cfg->num_experts, sizeof(float));
-    router->bias_load = calloc(cfg->num_experts, sizeof(int64_t));
-    router->scratch_per_thread = router_scratch_doubles(cfg);
-    if (!router->bias || !router->bias_load) {
+    router->ops = ops;
+    router->state_floats = value_floats(ops->state, ops->state_count, cfg);
+    router->param_floats = value_floats(ops->params, ops->param_count, cfg);
+    router->state = calloc((size_t)router->state_floats + 1, sizeof(float));
+    router->params = calloc((size_t)router->param_floats + 1, sizeof(float));
+    router->param_grads = calloc((size_t)router->param_floats + 1, sizeof(double));
+    router->step_load = calloc(cfg->num_experts, sizeof(int64_t));
+    router->scratch_per_thread = router_scratch_doubles(router);
+    if (!router->state || !router->params || !router->param_grads || !router->step_load) {
         pm_router_free(router);
         pm_fail(PM_ERR_NOMEM, "pm_router_create: out of memory");
         return NULL;
     }
+    fill_values(router->state, ops->state, ops->state_count, cfg);
+    fill_values(router->params, ops->params, ops->param_count, cfg);
     return router;
 }
 
 void pm_router_free(pm_router *router) {
     if (!router) return;
-    free(router->bias);
-    free(router->bias_load);
+    free(router->state);
+    free(router->params);
+    free(router->param_grads);
+    free(router->step_load);
     free(router->scratch);
     free(router);
 }
 
 const pm_router_config *pm_router_get_config(const pm_router *router) { return &router->cfg; }
+
+const route_rule *router_rule(const pm_router *router, bool training) {
+    return training ? &router->ops->train : &router->ops->infer;
+}
+
+bool pm_router_samples(const pm_router_config *cfg) {
+    const router_ops *ops = router_ops_of(cfg->kind);
+    return ops && ops->train.samples;
+}
+
+bool pm_router_is_ablation(pm_router_kind kind) {
+    const router_ops *ops = router_ops_of(kind);
+    return ops && ops->ablation;
+}
+
+bool pm_router_uses_hf_aux_loss(pm_router_kind kind) {
+    const router_ops *ops = router_ops_of(kind);
+    return ops && ops->hf_aux_loss;
+}
+
+bool pm_router_subset_range(const pm_router_config *cfg, int *kmin, int *kmax) {
+    const router_ops *ops = router_ops_of(cfg->kind);
+    if (!ops || !ops->subset_range) return false;
+    ops->subset_range(cfg, kmin, kmax);
+    return true;
+}
+
+int pm_router_max_pairs(const pm_router_config *cfg, bool training) {
+    const router_ops *ops = router_ops_of(cfg->kind);
+    if (!ops) return 0;
+    const route_rule *rule = training ? &ops->train : &ops->infer;
+    return rule->compute_all ? cfg->num_experts : ops->max_pairs(cfg);
+}
 
 /* Makes room for one scratch area per thread of the coming parallel region. */
 static int ensure_scratch(pm_router *router, int threads) {
@@ -69,55 +119,7 @@ static double *thread_scratch(const pm_router *router) {
     return router->scratch + router->scratch_per_thread * (size_t)omp_get_thread_num();
 }
 
-int pm_router_set_soft_params(pm_router *router, float soft_k, float alpha) {
-    pm_router_config probe = router->cfg;
-    probe.soft_k = soft_k;
-    probe.alpha = alpha;
-    int status = pm_router_config_check(&probe);
-    if (status < 0) return status;
-    router->soft_k = soft_k;
-    router->alpha = alpha;
-    return PM_OK;
-}
-
-void pm_router_soft_grads(const pm_router *router, double *d_soft_k, double *d_alpha) {
-    *d_soft_k = router->d_soft_k;
-    *d_alpha = router->d_alpha;
-}
-
-void pm_router_zero_soft_grads(pm_router *router) { router->d_soft_k = router->d_alpha = 0.0; }
-
-float pm_router_tau(const pm_router *router) { return router->tau; }
-void pm_router_set_tau(pm_router *router, float tau) { router->tau = tau; }
-
-const float *pm_router_bias(const pm_router *router) { return router->bias; }
-
-void pm_router_set_bias(pm_router *router, const float *bias) {
-    memcpy(router->bias, bias, sizeof(float) * router->cfg.num_experts);
-}
-
-void pm_router_update_bias(pm_router *router) {
-    const int E = router->cfg.num_experts;
-    if (router->cfg.bias_rate <= 0.0f) return;
-    double mean = 0.0;
-    for (int i = 0; i < E; i++) mean += (double)router->bias_load[i] / E;
-    for (int i = 0; i < E; i++) {
-        double gap = mean - (double)router->bias_load[i];
-        router->bias[i] += router->cfg.bias_rate * (float)((gap > 0) - (gap < 0));
-        router->bias_load[i] = 0;
-    }
-}
-
 /* ---------------------------------------------------------- routing buffers */
-
-/* Most combine pairs one token can get. */
-static int max_pairs_per_token(const pm_router_config *cfg) {
-    switch (cfg->kind) {
-    case PM_ROUTER_PROBMOE_DYN: return cfg->k_max;
-    case PM_ROUTER_SOFTMOE: return cfg->num_experts; /* soft_k may be learned upwards */
-    default: return cfg->k;
-    }
-}
 
 pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
     if (!router || max_tokens < 1) {
@@ -125,9 +127,12 @@ pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
         return NULL;
     }
     const pm_router_config *cfg = &router->cfg;
+    const router_ops *ops = router->ops;
     const size_t T = (size_t)max_tokens, E = (size_t)cfg->num_experts;
-    const size_t S = (size_t)max_pairs_per_token(cfg);
-    const size_t compute = cfg->kind == PM_ROUTER_DENSEMIXER ? E : S;
+    const size_t S = (size_t)ops->max_pairs(cfg);
+    const size_t compute = (size_t)pm_router_max_pairs(cfg, true) > S ? (size_t)pm_router_max_pairs(cfg, true) : S;
+    const size_t token_floats = ops->token_floats ? ops->token_floats(cfg) : 0;
+    const size_t token_doubles = ops->token_doubles ? ops->token_doubles(cfg) : 0;
     pm_routing *routing = calloc(1, sizeof *routing);
     struct pm_routing_state *state = calloc(1, sizeof *state);
     if (routing) routing->state = state;
@@ -147,19 +152,17 @@ pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
         state->stage_weights = malloc(sizeof(float) * T * S);
         state->stage_counts = malloc(sizeof(int) * T);
         state->lb_dprob = calloc(E, sizeof(float));
-        if (cfg->kind == PM_ROUTER_SOFTMOE) {
-            state->soft_probs = malloc(sizeof(float) * T * E);
-            state->soft_t = malloc(sizeof(double) * T);
-            state->token_d_soft_k = malloc(sizeof(double) * T);
-            state->token_d_alpha = malloc(sizeof(double) * T);
-        }
+        state->batch_params = calloc((size_t)router->param_floats + 1, sizeof(float));
+        state->token_float_stride = token_floats;
+        state->token_double_stride = token_doubles;
+        state->token_floats = malloc(sizeof(float) * (T * token_floats + 1));
+        state->token_doubles = malloc(sizeof(double) * (T * token_doubles + 1));
     }
     bool complete = routing && state && routing->offsets && routing->experts && routing->weights &&
                     routing->c_offsets && routing->c_experts && routing->load && state->probs &&
                     state->lse && state->stage_experts && state->stage_weights &&
-                    state->stage_counts && state->lb_dprob &&
-                    (cfg->kind != PM_ROUTER_SOFTMOE ||
-                     (state->soft_probs && state->soft_t && state->token_d_soft_k && state->token_d_alpha));
+                    state->stage_counts && state->lb_dprob && state->batch_params && state->token_floats &&
+                    state->token_doubles;
     if (!complete) {
         pm_routing_free(routing);
         if (!routing) free(state);
@@ -175,13 +178,12 @@ void pm_routing_free(pm_routing *routing) {
     if (state) {
         free(state->probs);
         free(state->lse);
-        free(state->soft_probs);
-        free(state->soft_t);
         free(state->stage_experts);
         free(state->stage_weights);
         free(state->stage_counts);
-        free(state->token_d_soft_k);
-        free(state->token_d_alpha);
+        free(state->token_floats);
+        free(state->token_doubles);
+        free(state->batch_params);
         free(state->lb_dprob);
         free(state);
     }
@@ -200,7 +202,9 @@ static int check_batch(const pm_router *router, const pm_routing *routing, const
                        int T, const char *function) {
     if (!router || !routing) return pm_fail(PM_ERR_ARG, "%s: router or routing is NULL", function);
     const int E = router->cfg.num_experts;
-    if (routing->num_experts != E || routing->state->max_pairs != max_pairs_per_token(&router->cfg))
+    if (routing->num_experts != E || routing->state->max_pairs != router->ops->max_pairs(&router->cfg) ||
+        routing->state->token_float_stride !=
+            (router->ops->token_floats ? router->ops->token_floats(&router->cfg) : 0))
         return pm_fail(PM_ERR_ARG, "%s: the routing buffers were created for another router; "
                        "create them with pm_routing_create(this router, ...)", function);
     if (T < 1 || T > routing->capacity_tokens)
@@ -240,19 +244,6 @@ static void softmax_token(const float *logits, int E, float *probs, float *lse) 
     *lse = (float)(top + log(sum));
 }
 
-static int route_token(const token_ctx *ctx, const struct pm_routing_state *state, float tau,
-                       int *experts, float *weights) {
-    switch (ctx->router->cfg.kind) {
-    case PM_ROUTER_PROBMOE:
-    case PM_ROUTER_PROBMOE_DYN: return probmoe_forward(ctx, experts, weights);
-    case PM_ROUTER_SOFTMOE: {
-        const float *soft = state->soft_probs + (size_t)ctx->token * ctx->router->cfg.num_experts;
-        return softmoe_forward(ctx, soft, tau, experts, weights);
-    }
-    default: return deterministic_forward(ctx, experts, weights);
-    }
-}
-
 /* Offsets, compaction of the staged pairs, the compute list and the statistics. */
 static void assemble(const pm_router *router, pm_routing *out, int T) {
     const pm_router_config *cfg = &router->cfg;
@@ -268,7 +259,7 @@ static void assemble(const pm_router *router, pm_routing *out, int T) {
         out->offsets[t + 1] = base + count;
     }
     out->mean_active = (double)out->offsets[T] / T;
-    if (cfg->kind == PM_ROUTER_DENSEMIXER && out->training) {
+    if (state->rule->compute_all) {
         for (int t = 0; t <= T; t++) out->c_offsets[t] = t * E;
         for (int t = 0; t < T; t++)
             for (int e = 0; e < E; e++) out->c_experts[(size_t)t * E + e] = e;
@@ -306,85 +297,72 @@ static void auxiliary_terms(const pm_router *router, pm_routing *out, int T) {
     }
 }
 
-int pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T,
-                      bool training, const pm_rng *rng) {
+/* The rule of this batch and the settings every group of it shares. */
+static void begin_batch(pm_router *router, pm_routing *out, int T, bool training) {
+    struct pm_routing_state *state = out->state;
+    state->rule = router_rule(router, training);
+    state->renormalize = router->cfg.norm_topk_prob && state->rule->softmax_weights && !state->rule->unnormalized;
+    memcpy(state->batch_params, router->params, sizeof(float) * (size_t)router->param_floats);
+    out->num_tokens = T;
+    out->training = training;
+}
+
+static group_ctx make_group(const pm_router *router, const pm_routing *routing, const float *logits, int g,
+                            int T, const pm_rng *rng) {
+    const int first = g * DP_LANES;
+    group_ctx group = {router, routing->state, logits, routing->state->probs, first,
+                       T - first < DP_LANES ? T - first : DP_LANES, routing->training,
+                       routing->state->renormalize, rng, thread_scratch(router)};
+    return group;
+}
+
+/* Counts the batch's training load for the router's per-step hook. */
+static void after_forward(pm_router *router, pm_routing *out, int T) {
+    assemble(router, out, T);
+    auxiliary_terms(router, out, T);
+    if (out->training)
+        for (int i = 0; i < router->cfg.num_experts; i++) router->step_load[i] += out->load[i];
+}
+
+pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T, bool training,
+                            const pm_rng *rng) {
     int status = check_batch(router, out, logits, T, "pm_router_forward");
     if (status < 0) return status;
-    const pm_router_config *cfg = &router->cfg;
-    const bool samples = training && (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN);
-    if (samples && !rng)
+    const route_rule *rule = router_rule(router, training);
+    if (rule->samples && !rng)
         return pm_fail(PM_ERR_ARG, "pm_router_forward: %s samples in training; pass a generator (rng)",
-                       pm_router_kind_name(cfg->kind));
+                       router->ops->name);
     status = ensure_scratch(router, omp_get_max_threads());
     if (status < 0) return status;
     struct pm_routing_state *state = out->state;
-    const int E = cfg->num_experts, S = state->max_pairs;
-    const bool soft = cfg->kind == PM_ROUTER_SOFTMOE;
-    out->num_tokens = T;
-    out->training = training;
-    state->used_soft_k = router->soft_k;
-    state->used_alpha = router->alpha;
+    const int E = router->cfg.num_experts;
+    begin_batch(router, out, T, training);
 
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        const float *theta = logits + (size_t)t * E;
-        softmax_token(theta, E, state->probs + (size_t)t * E, state->lse + t);
-        if (soft) {
-            double *scratch = thread_scratch(router);
-            state->soft_t[t] = lapsum_threshold(theta, E, router->soft_k, router->alpha, scratch);
-            lapsum_probs(theta, E, router->alpha, state->soft_t[t], state->soft_probs + (size_t)t * E);
-        }
+    for (int t = 0; t < T; t++)
+        softmax_token(logits + (size_t)t * E, E, state->probs + (size_t)t * E, state->lse + t);
+    if (router->ops->prepare) {
+        status = router->ops->prepare(router, out, logits, T);
+        if (status < 0) return status;
     }
-    if (soft && router->tau < 0.0f) {
-        float tau = softmoe_calibrate_tau(state->soft_probs, T, E, router->soft_k);
-        if (tau < 0.0f) return pm_fail(PM_ERR_NOMEM, "pm_router_forward: out of memory calibrating tau");
-        router->tau = tau;
-    }
-    const float tau = router->tau;
-
     const int groups = (T + DP_LANES - 1) / DP_LANES;
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < groups; g++) {
-        const int first = g * DP_LANES, count = T - first < DP_LANES ? T - first : DP_LANES;
-        group_ctx group = {router, logits, state->probs, first, count, training, rng,
-                           thread_scratch(router)};
-        if (samples) {
-            probmoe_forward_group(&group, S, state->stage_experts, state->stage_weights,
-                                  state->stage_counts);
-            continue;
-        }
-        for (int t = first; t < first + count; t++) {
-            token_ctx ctx = group_token_ctx(&group, t);
-            state->stage_counts[t] = route_token(&ctx, state, tau, state->stage_experts + (size_t)t * S,
-                                                 state->stage_weights + (size_t)t * S);
-        }
+        group_ctx group = make_group(router, out, logits, g, T, rng);
+        rule->forward(&group);
     }
-    assemble(router, out, T);
-    auxiliary_terms(router, out, T);
-    if (cfg->bias_rate > 0.0f && training)
-        for (int i = 0; i < E; i++) router->bias_load[i] += out->load[i];
+    after_forward(router, out, T);
     return PM_OK;
 }
 
-/* Weights for a given selection: π_j, renormalised where the router's rule does so. */
-static void given_weights(const pm_router_config *cfg, bool training, const float *probs,
-                          const int *experts, int count, float *weights) {
-    const bool sampled = training && (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN);
-    double sum = 0.0;
-    for (int p = 0; p < count; p++) sum += probs[experts[p]];
-    for (int p = 0; p < count; p++)
-        weights[p] = cfg->norm_topk_prob && !sampled && sum > 0.0 ? (float)(probs[experts[p]] / sum)
-                                                                  : probs[experts[p]];
-}
-
-int pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
-                            bool training, const int *offsets, const int *experts) {
+pm_status pm_router_forward_given(pm_router *router, pm_routing *out, const float *logits, int T,
+                                  bool training, const int *offsets, const int *experts) {
     int status = check_batch(router, out, logits, T, "pm_router_forward_given");
     if (status < 0) return status;
     const pm_router_config *cfg = &router->cfg;
-    if (cfg->kind == PM_ROUTER_SOFTMOE)
-        return pm_fail(PM_ERR_ARG, "pm_router_forward_given: softmoe weights come from LapSum, not from "
-                       "a given selection");
+    if (!router_rule(router, training)->softmax_weights)
+        return pm_fail(PM_ERR_ARG, "pm_router_forward_given: %s weights are not π of the selected experts, so "
+                       "a given selection cannot be replayed", router->ops->name);
     struct pm_routing_state *state = out->state;
     const int E = cfg->num_experts, S = state->max_pairs;
     if (!offsets || !experts || offsets[0] != 0)
@@ -399,44 +377,25 @@ int pm_router_forward_given(pm_router *router, pm_routing *out, const float *log
                 return pm_fail(PM_ERR_ARG, "pm_router_forward_given: token %d: experts must be increasing "
                                "indices below %d", t, E);
     }
-    out->num_tokens = T;
-    out->training = training;
+    begin_batch(router, out, T, training);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         const size_t at = (size_t)t * E;
         softmax_token(logits + at, E, state->probs + at, state->lse + t);
         const int count = offsets[t + 1] - offsets[t];
         memcpy(state->stage_experts + (size_t)t * S, experts + offsets[t], sizeof(int) * count);
-        given_weights(cfg, training, state->probs + at, experts + offsets[t], count,
-                      state->stage_weights + (size_t)t * S);
+        softmax_weights(state->probs + at, experts + offsets[t], count, state->renormalize,
+                        state->stage_weights + (size_t)t * S);
         state->stage_counts[t] = count;
     }
-    assemble(router, out, T);
-    auxiliary_terms(router, out, T);
+    after_forward(router, out, T);
     return PM_OK;
 }
 
 /* ---------------------------------------------------------------- backward */
 
-/* dθ of one token for every router but probmoe in training (done by groups). */
-static void token_backward(const token_ctx *ctx, const pm_routing *routing, const int *experts,
-                           int count, const float *c, double *dtheta) {
-    struct pm_routing_state *state = routing->state;
-    const int t = ctx->token;
-    if (ctx->router->cfg.kind == PM_ROUTER_DENSEMIXER && routing->training) {
-        densemixer_backward(ctx, experts, count, c, dtheta);
-    } else if (ctx->router->cfg.kind == PM_ROUTER_SOFTMOE) {
-        state->token_d_soft_k[t] = state->token_d_alpha[t] = 0.0;
-        softmoe_backward(ctx, state->soft_t[t], state->used_alpha, experts, count, c, dtheta,
-                         &state->token_d_soft_k[t], &state->token_d_alpha[t]);
-    } else {
-        /* topk, and probmoe / probmoe-dyn / densemixer at inference */
-        deterministic_backward(ctx, experts, count, c, dtheta);
-    }
-}
-
-int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing,
-                       const float *logits, const float *c, float aux_scale) {
+pm_status pm_router_backward(pm_router *router, float *dlogits, const pm_routing *routing, const float *logits,
+                             const float *c, float aux_scale) {
     if (!routing || routing->num_tokens < 1)
         return pm_fail(PM_ERR_STATE, "pm_router_backward: no forward pass to differentiate; call "
                        "pm_router_forward first");
@@ -450,10 +409,7 @@ int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *rout
     const pm_router_config *cfg = &router->cfg;
     const struct pm_routing_state *state = routing->state;
     const int E = cfg->num_experts;
-    const bool soft = cfg->kind == PM_ROUTER_SOFTMOE;
     const double z_scale = 2.0 * aux_scale * cfg->z_coef / T;
-    const bool samples = routing->training &&
-                         (cfg->kind == PM_ROUTER_PROBMOE || cfg->kind == PM_ROUTER_PROBMOE_DYN);
     /* per thread: dθ rows for one group of tokens, and one row for the aux gradient */
     const size_t rows_per_thread = (size_t)E * (DP_LANES + 1);
     double *rows = malloc(sizeof(double) * rows_per_thread * (size_t)router->scratch_threads);
@@ -465,31 +421,26 @@ int pm_router_backward(pm_router *router, float *dlogits, const pm_routing *rout
         const int first = g * DP_LANES, count = T - first < DP_LANES ? T - first : DP_LANES;
         double *group_rows = rows + rows_per_thread * omp_get_thread_num();
         double *aux = group_rows + (size_t)E * DP_LANES;
-        group_ctx group = {router, logits, state->probs, first, count, routing->training, NULL,
-                           thread_scratch(router)};
-        if (samples) probmoe_backward_group(&group, routing, c, group_rows);
+        group_ctx group = make_group(router, routing, logits, g, T, NULL);
+        state->rule->backward(&group, routing, c, group_rows);
         for (int t = first; t < first + count; t++) {
             double *dtheta = group_rows + (size_t)(t - first) * E;
-            token_ctx ctx = group_token_ctx(&group, t);
-            const int *experts = routing->experts + routing->offsets[t];
-            const int count_t = routing->offsets[t + 1] - routing->offsets[t];
-            const float *token_c = c ? c + routing->c_offsets[t] : NULL;
-            if (!samples) token_backward(&ctx, routing, experts, count_t, token_c, dtheta);
+            const float *probs = state->probs + (size_t)t * E;
             if (cfg->lb_coef > 0.0f || cfg->z_coef > 0.0f) {
                 /* dL/dπ from the load-balancing loss, dL/dθ = 2·coef·lse·π / T from the z-loss */
                 for (int i = 0; i < E; i++) aux[i] = aux_scale * state->lb_dprob[i];
-                if (cfg->lb_coef > 0.0f) softmax_vjp_add(ctx.probs, aux, E, dtheta);
-                for (int i = 0; i < E; i++) dtheta[i] += z_scale * state->lse[t] * ctx.probs[i];
+                if (cfg->lb_coef > 0.0f) softmax_vjp_add(probs, aux, E, dtheta);
+                for (int i = 0; i < E; i++) dtheta[i] += z_scale * state->lse[t] * probs[i];
             }
             float *row = dlogits + (size_t)t * E;
             for (int i = 0; i < E; i++) row[i] += (float)dtheta[i];
         }
     }
     free(rows);
-    if (soft)
-        for (int t = 0; t < T; t++) {
-            router->d_soft_k += state->token_d_soft_k[t];
-            router->d_alpha += state->token_d_alpha[t];
-        }
+    if (router->ops->finish_backward) router->ops->finish_backward(router, routing);
     return PM_OK;
+}
+
+const float *pm_routing_probs(const pm_routing *routing) {
+    return routing && routing->state ? routing->state->probs : NULL;
 }

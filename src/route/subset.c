@@ -27,7 +27,7 @@ double pm_subset_logz(const float *theta, int n, int kmin, int kmax) {
     return log_z;
 }
 
-int pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m) {
+pm_status pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m) {
     subset_dp dp;
     double *workspace = NULL;
     int status = prepare(&dp, &workspace, theta, n, kmin, kmax, "pm_subset_marginals");
@@ -44,7 +44,7 @@ int pm_subset_marginals(const float *theta, int n, int kmin, int kmax, float *m)
     return PM_OK;
 }
 
-int pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out) {
+pm_status pm_subset_cov_mv(const float *theta, int n, int kmin, int kmax, const float *u, float *out) {
     int status = check_finite(u, n, "pm_subset_cov_mv", "u");
     if (status < 0) return status;
     subset_dp dp;

@@ -29,7 +29,7 @@ static const char *schedule_name(lr_schedule schedule) {
     return schedule == SCHEDULE_LINEAR ? "linear" : schedule == SCHEDULE_CONSTANT ? "constant" : "cosine";
 }
 
-char *train_state_to_json(const train_options *opt, long step, pm_model *model, const train_history *history) {
+char *train_state_to_json(const train_options *opt, long step, const train_history *history) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     cJSON_AddNumberToObject(root, "step", (double)step);
@@ -69,20 +69,6 @@ char *train_state_to_json(const train_options *opt, long step, pm_model *model, 
     cJSON_AddBoolToObject(root, "supervised", opt->supervised);
     if (opt->tokenizer_path) cJSON_AddStringToObject(root, "tokenizer", opt->tokenizer_path);
     cJSON_AddStringToObject(root, "command_line", opt->command_line ? opt->command_line : "");
-    /* the selection biases (topk with bias_rate > 0) are the routers' only trained state
-     * outside the weights; %.9g round-trips a float exactly */
-    cJSON *biases = cJSON_AddArrayToObject(root, "router_bias");
-    const pm_model_config *cfg = pm_model_get_config(model);
-    for (int l = 0; l < cfg->num_layers; l++) {
-        const float *bias = pm_router_bias(pm_model_router(model, l));
-        cJSON *layer = cJSON_CreateArray();
-        for (int e = 0; e < cfg->num_experts; e++) {
-            char text[32];
-            snprintf(text, sizeof text, "%.9g", (double)bias[e]);
-            cJSON_AddItemToArray(layer, cJSON_CreateRaw(text));
-        }
-        cJSON_AddItemToArray(biases, layer);
-    }
     cJSON *metrics = cJSON_AddArrayToObject(root, "metrics");
     for (long i = 0; history && i < history->count; i++) {
         cJSON *entry = cJSON_CreateObject();
@@ -106,7 +92,7 @@ static const char *string(const cJSON *root, const char *key) {
     return cJSON_IsString(item) && item->valuestring[0] ? item->valuestring : NULL;
 }
 
-int train_state_from_json(const char *json, const char *source, train_options *opt, long *step, pm_model *model,
+int train_state_from_json(const char *json, const char *source, train_options *opt, long *step,
                           train_history *history, train_state_paths *paths) {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "step")) || !string(root, "seed")) {
@@ -144,25 +130,9 @@ int train_state_from_json(const char *json, const char *source, train_options *o
         snprintf(paths->tokenizer_path, sizeof paths->tokenizer_path, "%s", string(root, "tokenizer"));
         opt->tokenizer_path = paths->tokenizer_path;
     }
-    const pm_model_config *cfg = model ? pm_model_get_config(model) : NULL;
-    const cJSON *biases = cJSON_GetObjectItemCaseSensitive(root, "router_bias");
+    /* the routers' state (the selection bias, softmoe's tau) travels with the weights
+     * (pm_model_router_values_json), not here */
     int status = PM_OK;
-    if (cfg && cJSON_GetArraySize(biases) != cfg->num_layers)
-        status = pm_fail(PM_ERR_ARG, "%s: router_bias has %d layers, the model %d", source,
-                         cJSON_GetArraySize(biases), cfg->num_layers);
-    if (cfg && status == 0) {
-        float *bias = malloc(sizeof(float) * cfg->num_experts);
-        for (int l = 0; bias && l < cfg->num_layers; l++) {
-            const cJSON *layer = cJSON_GetArrayItem(biases, l);
-            if (cJSON_GetArraySize(layer) != cfg->num_experts) {
-                status = pm_fail(PM_ERR_ARG, "%s: router_bias of layer %d has the wrong length", source, l);
-                break;
-            }
-            for (int e = 0; e < cfg->num_experts; e++) bias[e] = (float)cJSON_GetArrayItem(layer, e)->valuedouble;
-            pm_router_set_bias(pm_model_router(model, l), bias);
-        }
-        free(bias);
-    }
     const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(root, "metrics"), *entry;
     cJSON_ArrayForEach(entry, metrics) {
         if (status < 0 || !history) break;

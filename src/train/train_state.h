@@ -25,12 +25,12 @@ int train_history_add(train_history *history, long step, double loss, double val
 void train_history_free(train_history *history);
 
 /* The JSON text for a checkpoint after `step` steps (free() it); NULL on OOM. */
-char *train_state_to_json(const train_options *opt, long step, pm_model *model, const train_history *history);
+char *train_state_to_json(const train_options *opt, long step, const train_history *history);
 
 /*
  * Restores from trainer_state.json text: the options (except those the caller overrides
- * afterwards), the step reached, and, when model / history are not NULL, the routers'
- * selection biases and the history. 0 or a negative pm_status naming what is wrong.
+ * afterwards), the step reached, and, when history is not NULL, the history. (The routers'
+ * state comes back with the model's weights.) 0 or a negative pm_status naming what is wrong.
  */
 /* Paths restored from the state are copied into storage the caller owns (it must outlive
  * opt's use of them). */
@@ -38,7 +38,7 @@ typedef struct {
     char data_path[4096], tokenizer_path[4096];
 } train_state_paths;
 
-int train_state_from_json(const char *json, const char *source, train_options *opt, long *step, pm_model *model,
+int train_state_from_json(const char *json, const char *source, train_options *opt, long *step,
                           train_history *history, train_state_paths *paths);
 
 #endif

@@ -146,7 +146,7 @@ typedef struct {
 /* Saves out/checkpoint-<step> with the optimizer and trainer state; prunes old ones. */
 static int save_checkpoint(train_session *session, long step, char *where, size_t where_size) {
     const train_options *opt = session->opt;
-    char *state = train_state_to_json(opt, step, session->model, &session->history);
+    char *state = train_state_to_json(opt, step, &session->history);
     if (!state) return pm_fail(PM_ERR_NOMEM, "train: out of memory writing the trainer state");
     snprintf(where, where_size, "%s/checkpoint-%06ld", opt->out_dir, step);
     checkpoint_extras extras = {session->optimizer.m, session->optimizer.v, session->optimizer.step, state,
@@ -192,8 +192,8 @@ static int train_loop(train_session *session, long first_step, train_result *res
         if (opt->clip > 0.0f && grad_norm > opt->clip)
             scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
         adamw_step(&session->optimizer, model, lr);
-        /* DeepSeek-style selection bias (topk with bias_rate > 0; a no-op otherwise) */
-        for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) pm_router_update_bias(pm_model_router(model, l));
+        /* each router's per-step update (topk's selection bias with bias_rate > 0) */
+        for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) pm_router_step(pm_model_router(model, l));
         const double now = now_seconds();
         const double tokens_per_second = tokens * opt->accum / (now - step_start);
         double val_loss = NAN;
@@ -253,7 +253,7 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
      * then what the state says about the model */
     const long requested_steps = opt->steps;
     long step = 0;
-    int status = train_state_from_json(state, opt->resume_dir, opt, &step, NULL, NULL, &session->restored);
+    int status = train_state_from_json(state, opt->resume_dir, opt, &step, NULL, &session->restored);
     if (requested_steps > 0) opt->steps = requested_steps;
     if (status == 0) {
         session->model = checkpoint_load_model(opt->resume_dir, opt->batch, opt->seq, false);
@@ -261,8 +261,7 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
     }
     train_options ignored = *opt;
     if (status == 0)
-        status = train_state_from_json(state, opt->resume_dir, &ignored, &step, session->model, &session->history,
-                                       &session->restored);
+        status = train_state_from_json(state, opt->resume_dir, &ignored, &step, &session->history, &session->restored);
     free(state);
     if (status == 0) status = adamw_init(&session->optimizer, session->model, opt->adamw);
     if (status == 0)

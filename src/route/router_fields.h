@@ -1,0 +1,34 @@
+/* The router config fields that config.json ("probmoe" object) and the command line set, one
+ * table for both, so that a field is added in one place. norm_topk_prob is not here: it is a
+ * Hugging Face field at the top of config.json. */
+#ifndef PM_ROUTE_ROUTER_FIELDS_H
+#define PM_ROUTE_ROUTER_FIELDS_H
+
+#include <stddef.h>
+
+#include "probmoe.h"
+
+typedef enum { ROUTER_FIELD_INT, ROUTER_FIELD_FLOAT, ROUTER_FIELD_BOOL } router_field_type;
+
+typedef struct {
+    const char *key;         /* in the "probmoe" object of config.json */
+    const char *flag;        /* on the command line (a bool flag takes no value) */
+    router_field_type type;
+    size_t offset;           /* in pm_router_config */
+    const char *help;
+} router_field;
+
+int router_field_count(void);
+const router_field *router_field_at(int index);
+/* The field with this flag, or NULL. */
+const router_field *router_field_by_flag(const char *flag);
+
+/* Pointers to the field's value in cfg. */
+static inline void *router_field_value(pm_router_config *cfg, const router_field *field) {
+    return (char *)cfg + field->offset;
+}
+static inline const void *router_field_const_value(const pm_router_config *cfg, const router_field *field) {
+    return (const char *)cfg + field->offset;
+}
+
+#endif

@@ -1,0 +1,43 @@
+/* probmoe-dyn, ProbMoE dynamic-k (arXiv 2606.01509): the subset distribution over sizes
+ * k_min..k_max, sampled in training, its most probable subset at inference, so the number of
+ * experts per token adapts (docs/ROUTING.md section 2). */
+#include "core/error.h"
+#include "route/router_internal.h"
+
+/* A range around k, [ceil(k/2), max(k+1, k + k/2)] capped at E, so that the average budget
+ * stays near exact-k's. */
+static void dyn_defaults(pm_router_config *cfg) {
+    const int k = cfg->k;
+    cfg->k_min = k > 1 ? (k + 1) / 2 : 1;
+    cfg->k_max = k + k / 2 > k + 1 ? k + k / 2 : k + 1;
+    if (cfg->k_max > cfg->num_experts) cfg->k_max = cfg->num_experts;
+}
+
+static int dyn_check(const pm_router_config *cfg) {
+    if (cfg->k_min < 0 || cfg->k_max < 1 || cfg->k_min > cfg->k_max || cfg->k_max > cfg->num_experts)
+        return pm_fail(PM_ERR_ARG,
+                       "router config (probmoe-dyn): k_min = %d, k_max = %d; need "
+                       "0 <= k_min <= k_max <= num_experts = %d and k_max >= 1",
+                       cfg->k_min, cfg->k_max, cfg->num_experts);
+    return PM_OK;
+}
+
+static void dyn_range(const pm_router_config *cfg, int *kmin, int *kmax) {
+    *kmin = cfg->k_min;
+    *kmax = cfg->k_max;
+}
+
+static int dyn_max_pairs(const pm_router_config *cfg) { return cfg->k_max; }
+
+const router_ops router_probmoe_dyn = {
+    .name = "probmoe-dyn",
+    .help = "ProbMoE dynamic-k: subsets of k_min..k_max experts; the most probable one at inference",
+    .defaults = dyn_defaults,
+    .check = dyn_check,
+    .train = {.forward = route_forward_sample, .backward = route_backward_marginal, .samples = true,
+              .softmax_weights = true, .unnormalized = true},
+    .infer = {.forward = route_forward_map, .backward = route_backward_softmax, .softmax_weights = true},
+    .max_pairs = dyn_max_pairs,
+    .subset_range = dyn_range,
+    .scratch_doubles = route_sample_scratch,
+};

@@ -1,0 +1,146 @@
+/* The sampling blocks of ProbMoE (arXiv 2606.01509): an exact sample of p(S) forward, the
+ * straight-through gate g = z + m − stop(m) backward (docs/ROUTING.md section 2). Tokens whose
+ * logits allow the linear number system go through DP_LANES SIMD lanes; the rest through the
+ * scalar dynamic program. The range kmin..kmax is the router's (ops->subset_range). */
+#include <string.h>
+
+#include "route/router_internal.h"
+#include "route/subset_dp.h"
+#include "route/subset_lanes.h"
+
+static void size_range(const group_ctx *group, int *kmin, int *kmax) {
+    group->router->ops->subset_range(&group->router->cfg, kmin, kmax);
+}
+
+/* One token through the scalar DP: a sample, weights π_j. */
+static int sample_token(const group_ctx *group, int t, int kmin, int kmax, int *experts, float *weights) {
+    const int E = group->router->cfg.num_experts;
+    subset_dp dp;
+    subset_dp_forward(&dp, group->logits + (size_t)t * E, E, kmin, kmax, group->scratch, false);
+    pm_rng rng;
+    pm_rng_substream(group->rng, (uint32_t)t, &rng);
+    int count = subset_dp_sample(&dp, &rng, experts);
+    /* The forward value of g_j π_j is z_j π_j: no renormalisation. */
+    for (int p = 0; p < count; p++) weights[p] = group->probs[(size_t)t * E + experts[p]];
+    return count;
+}
+
+/* dθ = Cov(z)·(z ⊙ c ⊙ π) + softmax-VJP(z ⊙ c) for one token through the scalar DP. */
+static void marginal_token(const group_ctx *group, int t, int kmin, int kmax, const int *experts, int count,
+                           const float *c, double *dtheta) {
+    const int E = group->router->cfg.num_experts;
+    const float *probs = group->probs + (size_t)t * E;
+    double *u = group->scratch + subset_dp_workspace(E, kmax), *zc = u + E;
+    memset(u, 0, sizeof(double) * E);
+    memset(zc, 0, sizeof(double) * E);
+    for (int p = 0; p < count; p++) {
+        zc[experts[p]] = c[p];
+        u[experts[p]] = (double)c[p] * probs[experts[p]];
+    }
+    subset_dp dp;
+    subset_dp_forward(&dp, group->logits + (size_t)t * E, E, kmin, kmax, group->scratch, false);
+    subset_dp_cov_mv(&dp, u, dtheta, NULL);
+    softmax_vjp_add(probs, zc, E, dtheta);
+}
+
+/* ------------------------------------------------- groups of DP_LANES tokens */
+
+/* Scratch layout: the scalar DP's workspace, u and z⊙c, then the lanes' workspace and
+ * their (E, LANES) u and Cov·u. */
+size_t route_sample_scratch(const pm_router_config *cfg) {
+    int kmin, kmax;
+    router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
+    const size_t E = (size_t)cfg->num_experts;
+    return subset_dp_workspace(cfg->num_experts, kmax) + 2 * E +
+           subset_lanes_workspace(cfg->num_experts, kmax) + 2 * E * DP_LANES;
+}
+
+/* The size range, and the group split into tokens for the lanes (linear system) and the rest. */
+static int split_group(const group_ctx *group, int *kmin, int *kmax, int *lane_token, int *scalar_token,
+                       int *scalar_count) {
+    const int E = group->router->cfg.num_experts;
+    size_range(group, kmin, kmax);
+    int lanes = 0;
+    *scalar_count = 0;
+    for (int t = group->first; t < group->first + group->count; t++) {
+        if (subset_dp_is_linear(group->logits + (size_t)t * E, E, *kmax))
+            lane_token[lanes++] = t;
+        else
+            scalar_token[(*scalar_count)++] = t;
+    }
+    return lanes;
+}
+
+static double *lanes_workspace(const group_ctx *group, int kmax) {
+    const int E = group->router->cfg.num_experts;
+    return group->scratch + subset_dp_workspace(E, kmax) + 2 * (size_t)E;
+}
+
+/* Runs the lanes' forward DP for the given tokens (unused lanes repeat the first). */
+static void lanes_forward(const group_ctx *group, const int *lane_token, int lanes, int kmin,
+                          int kmax, subset_lanes *dp) {
+    const int E = group->router->cfg.num_experts;
+    const float *theta[DP_LANES];
+    for (int l = 0; l < DP_LANES; l++)
+        theta[l] = group->logits + (size_t)lane_token[l < lanes ? l : 0] * E;
+    subset_lanes_forward(dp, theta, E, kmin, kmax, lanes_workspace(group, kmax));
+}
+
+void route_forward_sample(const group_ctx *group) {
+    const int E = group->router->cfg.num_experts;
+    int *counts = group->state->stage_counts;
+    int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
+    const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
+    for (int s = 0; s < scalar_count; s++) {
+        const int t = scalar_token[s];
+        counts[t] = sample_token(group, t, kmin, kmax, stage_experts(group, t), stage_weights(group, t));
+    }
+    if (lanes == 0) return;
+    subset_lanes dp;
+    lanes_forward(group, lane_token, lanes, kmin, kmax, &dp);
+    for (int l = 0; l < lanes; l++) {
+        const int t = lane_token[l];
+        pm_rng rng;
+        pm_rng_substream(group->rng, (uint32_t)t, &rng);
+        int *token_experts = stage_experts(group, t);
+        float *token_weights = stage_weights(group, t);
+        counts[t] = subset_lanes_sample(&dp, l, &rng, token_experts);
+        for (int p = 0; p < counts[t]; p++) token_weights[p] = group->probs[(size_t)t * E + token_experts[p]];
+    }
+}
+
+void route_backward_marginal(const group_ctx *group, const pm_routing *routing, const float *c,
+                             double *rows) {
+    const int E = group->router->cfg.num_experts;
+    int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
+    const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
+    for (int s = 0; s < scalar_count; s++) {
+        const int t = scalar_token[s];
+        marginal_token(group, t, kmin, kmax, routing->experts + routing->offsets[t],
+                       routing->offsets[t + 1] - routing->offsets[t], c + routing->c_offsets[t],
+                       rows + (size_t)(t - group->first) * E);
+    }
+    if (lanes == 0) return;
+    subset_lanes dp;
+    lanes_forward(group, lane_token, lanes, kmin, kmax, &dp);
+    double *u = lanes_workspace(group, kmax) + subset_lanes_workspace(E, kmax);
+    double *cov_u = u + (size_t)E * DP_LANES;
+    memset(u, 0, sizeof(double) * E * DP_LANES);
+    for (int l = 0; l < lanes; l++) {
+        const int t = lane_token[l];
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) {
+            const int j = routing->experts[p];
+            u[(size_t)j * DP_LANES + l] = (double)c[p] * group->probs[(size_t)t * E + j];
+        }
+    }
+    subset_lanes_cov_mv(&dp, u, cov_u);
+    double *zc = group->scratch + subset_dp_workspace(E, kmax);
+    for (int l = 0; l < lanes; l++) {
+        const int t = lane_token[l];
+        double *dtheta = rows + (size_t)(t - group->first) * E;
+        memset(zc, 0, sizeof(double) * E);
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) zc[routing->experts[p]] = c[p];
+        for (int j = 0; j < E; j++) dtheta[j] = cov_u[(size_t)j * DP_LANES + l];
+        softmax_vjp_add(group->probs + (size_t)t * E, zc, E, dtheta);
+    }
+}
