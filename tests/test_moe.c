@@ -1,0 +1,422 @@
+/*
+ * The MoE layer alone (src/moe/moe.h): moe_forward and moe_backward for every router kind,
+ * in training and in inference, against an oracle written out here as a plain loop over
+ * tokens in double precision.
+ *
+ * Each case routes T random tokens with pm_router_forward, draws random SwiGLU experts
+ * f_e(x) = down·(silu(gate·x) ⊙ (up·x)) (Hugging Face layout) and a random upstream gradient
+ * dy, and holds the routing fixed (weights are constants), so L(x, W) = Σ_t <dy_t, y_t>.
+ * It checks that
+ *  - y_t = Σ_{combine pairs (e, w) of t} w·f_e(x_t), and exactly 0 for a token without pairs;
+ *  - c_p = <dy_t, f_e(x_t)> for every compute pair, including pairs computed only for the
+ *    router (densemixer in training), and that c is overwritten;
+ *  - dx and the expert gradients equal the oracle's, which only combine pairs feed, and are
+ *    accumulated (+=) into non-zero buffers; an expert with no combine pair and a token with
+ *    none keep their gradient buffers bit for bit; a second backward call gives the same;
+ *  - the oracle's gradients equal central differences of its own loss (double), so the
+ *    oracle is checked too, and moe_backward's equal central differences of L computed by
+ *    moe_forward itself (float32: a coarse step and a loose tolerance, but independent of
+ *    the oracle), for every entry of x and of the expert weights.
+ * Routers are iterated by index, so routers added later are covered without naming them.
+ * The MoE state and scratch are sized to the batch's exact number of compute pairs, so that
+ * the sanitizer build catches any access past them.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "check.h"
+#include "moe/moe.h"
+
+enum { T = 7, H = 8, I = 6, E = 5, K = 2 };
+/* Each expert's weights are one block of PER_EXPERT floats: gate (I, H), up (I, H), down (H, I). */
+enum { MATRIX = I * H, PER_EXPERT = 3 * MATRIX, PARAMS = E * PER_EXPERT };
+enum { GATE = 0, UP = MATRIX, DOWN = 2 * MATRIX };
+enum { MAX_PAIRS = T * E };
+
+/* ------------------------------------------------------------ the oracle */
+
+static double sigmoid(double g) { return 1.0 / (1.0 + exp(-g)); }
+
+/* One expert on one token: pre-activations g = gate·x, u = up·x, a = silu(g) ⊙ u, f = down·a. */
+typedef struct {
+    double g[I], u[I], a[I], f[H];
+} expert_eval;
+
+static void expert_apply(const double *w, const double *x, expert_eval *ev) {
+    for (int i = 0; i < I; i++) {
+        double g = 0.0, u = 0.0;
+        for (int j = 0; j < H; j++) {
+            g += w[GATE + i * H + j] * x[j];
+            u += w[UP + i * H + j] * x[j];
+        }
+        ev->g[i] = g;
+        ev->u[i] = u;
+        ev->a[i] = g * sigmoid(g) * u;
+    }
+    for (int h = 0; h < H; h++) {
+        double f = 0.0;
+        for (int i = 0; i < I; i++) f += w[DOWN + h * I + i] * ev->a[i];
+        ev->f[h] = f;
+    }
+}
+
+/* The layer's inputs in double: x (T, H), the expert weights (E blocks), dy (T, H). */
+typedef struct {
+    const pm_routing *routing;
+    double x[T * H], w[PARAMS], dy[T * H];
+} oracle;
+
+/* y (T, H) = Σ over t's combine pairs of w·f_e(x_t). */
+static void oracle_forward(const oracle *o, double *y) {
+    const pm_routing *r = o->routing;
+    for (int t = 0; t < T; t++) {
+        double *row = y + t * H;
+        for (int h = 0; h < H; h++) row[h] = 0.0;
+        for (int q = r->offsets[t]; q < r->offsets[t + 1]; q++) {
+            expert_eval ev;
+            expert_apply(o->w + r->experts[q] * PER_EXPERT, o->x + t * H, &ev);
+            for (int h = 0; h < H; h++) row[h] += r->weights[q] * ev.f[h];
+        }
+    }
+}
+
+static double oracle_loss(const oracle *o) {
+    double y[T * H], loss = 0.0;
+    oracle_forward(o, y);
+    for (int n = 0; n < T * H; n++) loss += o->dy[n] * y[n];
+    return loss;
+}
+
+/* c (compute pairs) = <dy_t, f_e(x_t)>; dx (T, H) and dw (PARAMS) = dL/dx, dL/dW, which only
+ * combine pairs feed (written, not accumulated). */
+static void oracle_backward(const oracle *o, double *c, double *dx, double *dw) {
+    const pm_routing *r = o->routing;
+    memset(dx, 0, sizeof(double) * T * H);
+    memset(dw, 0, sizeof(double) * PARAMS);
+    for (int t = 0; t < T; t++) {
+        const double *x = o->x + t * H, *dy = o->dy + t * H;
+        for (int p = r->c_offsets[t]; p < r->c_offsets[t + 1]; p++) {
+            expert_eval ev;
+            expert_apply(o->w + r->c_experts[p] * PER_EXPERT, x, &ev);
+            c[p] = 0.0;
+            for (int h = 0; h < H; h++) c[p] += dy[h] * ev.f[h];
+        }
+        for (int q = r->offsets[t]; q < r->offsets[t + 1]; q++) {
+            const double *w = o->w + r->experts[q] * PER_EXPERT;
+            double *d = dw + r->experts[q] * PER_EXPERT, g[H], da[I];
+            expert_eval ev;
+            expert_apply(w, x, &ev);
+            for (int h = 0; h < H; h++) g[h] = r->weights[q] * dy[h]; /* dL/df_e */
+            for (int i = 0; i < I; i++) {
+                da[i] = 0.0;
+                for (int h = 0; h < H; h++) {
+                    da[i] += w[DOWN + h * I + i] * g[h];
+                    d[DOWN + h * I + i] += g[h] * ev.a[i];
+                }
+                const double s = sigmoid(ev.g[i]);
+                const double dgate = da[i] * ev.u[i] * s * (1.0 + ev.g[i] * (1.0 - s));
+                const double dup = da[i] * ev.g[i] * s;
+                for (int j = 0; j < H; j++) {
+                    d[GATE + i * H + j] += dgate * x[j];
+                    d[UP + i * H + j] += dup * x[j];
+                    dx[t * H + j] += w[GATE + i * H + j] * dgate + w[UP + i * H + j] * dup;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static double max_abs(const double *v, int n) {
+    double m = 0.0;
+    for (int i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+/* got[i] within rel·|want[i]| + abs_rel·max|want| (float32 sums cancel: the floor scales with
+ * the array's magnitude). */
+static void check_array(const float *got, const double *want, int n, double rel, double abs_rel,
+                        const char *label, const char *what) {
+    char name[128];
+    snprintf(name, sizeof name, "%s: %s", label, what);
+    const double abs_floor = abs_rel * fmax(max_abs(want, n), 1e-30);
+    for (int i = 0; i < n; i++) assert_close(got[i], want[i], rel, abs_floor, name, i);
+}
+
+/* L = Σ dy ⊙ y in double, y from moe_forward. */
+static double layer_loss(moe_state *state, const float *x, const pm_routing *routing,
+                         const moe_expert *experts, const float *dy) {
+    float y[T * H];
+    moe_forward(state, y, x, routing, experts);
+    double loss = 0.0;
+    for (int n = 0; n < T * H; n++) loss += (double)dy[n] * y[n];
+    return loss;
+}
+
+/* Central difference of layer_loss in v[n] (x or a weight); the step actually taken in float
+ * is used as the denominator. */
+static double layer_difference(moe_state *state, float *v, int n, float step, const float *x,
+                               const pm_routing *routing, const moe_expert *experts,
+                               const float *dy) {
+    const float saved = v[n], plus = saved + step, minus = saved - step;
+    v[n] = plus;
+    const double up = layer_loss(state, x, routing, experts, dy);
+    v[n] = minus;
+    const double down = layer_loss(state, x, routing, experts, dy);
+    v[n] = saved;
+    return (up - down) / ((double)plus - (double)minus);
+}
+
+/* What the cases exercised, so that the suite can insist the special paths were reached. */
+typedef struct {
+    int compute_only_pairs; /* compute pairs without a combine weight */
+    int idle_experts;       /* experts without a combine pair (per case) */
+    int idle_computed;      /* ... of which some compute pair asked for the expert */
+    int empty_tokens;       /* tokens without a combine pair */
+} coverage;
+
+/* -------------------------------------------------------- one case */
+
+/* Routes `logits` with cfg and checks the layer's forward and backward (see the header). */
+static void check_layer(const char *label, pm_router_config cfg, bool training,
+                        const float *logits, uint64_t seed, coverage *cov) {
+    pm_rng rng;
+    pm_rng_init(&rng, seed, 1);
+    static float x[T * H], params[PARAMS], grads[PARAMS], grads0[PARAMS], dy[T * H];
+    static float y[T * H], dx[T * H], dx0[T * H], c[MAX_PAIRS];
+    static oracle o;
+    static double y_want[T * H], c_want[MAX_PAIRS], dx_want[T * H], dw_want[PARAMS];
+    static double want[PARAMS];
+    random_normal(&rng, x, T * H, 1.0);
+    for (int e = 0; e < E; e++) {
+        float *w = params + e * PER_EXPERT;
+        random_normal(&rng, w + GATE, MATRIX, 1.0 / sqrt(H));
+        random_normal(&rng, w + UP, MATRIX, 1.0 / sqrt(H));
+        random_normal(&rng, w + DOWN, MATRIX, 1.0 / sqrt(I));
+    }
+    random_normal(&rng, dy, T * H, 1.0);
+    random_normal(&rng, dx0, T * H, 1.0);
+    random_normal(&rng, grads0, PARAMS, 1.0);
+
+    pm_router *router = pm_router_create(&cfg);
+    assert_non_null(router);
+    pm_routing *routing = pm_routing_create(router, T);
+    assert_non_null(routing);
+    assert_int_equal(pm_router_forward(router, routing, logits, T, training, &rng), PM_OK);
+    const int pairs = routing->c_offsets[T];
+    assert_true(pairs <= MAX_PAIRS);
+
+    /* What moe.c relies on: each token's combine experts are increasing and appear in its
+     * compute list in the same order. Count what this case exercises. */
+    bool combined[E] = {false}, computed[E] = {false};
+    for (int t = 0; t < T; t++) {
+        int p = routing->c_offsets[t];
+        for (int q = routing->offsets[t]; q < routing->offsets[t + 1]; q++) {
+            if (q > routing->offsets[t]) assert_true(routing->experts[q] > routing->experts[q - 1]);
+            while (p < routing->c_offsets[t + 1] && routing->c_experts[p] != routing->experts[q]) p++;
+            assert_true(p < routing->c_offsets[t + 1]);
+            combined[routing->experts[q]] = true;
+        }
+        for (p = routing->c_offsets[t]; p < routing->c_offsets[t + 1]; p++)
+            computed[routing->c_experts[p]] = true;
+        cov->empty_tokens += routing->offsets[t] == routing->offsets[t + 1];
+    }
+    cov->compute_only_pairs += pairs - routing->offsets[T];
+    for (int e = 0; e < E; e++) {
+        cov->idle_experts += !combined[e];
+        cov->idle_computed += !combined[e] && computed[e];
+    }
+
+    moe_expert experts[E];
+    for (int e = 0; e < E; e++) {
+        float *w = params + e * PER_EXPERT, *d = grads + e * PER_EXPERT;
+        experts[e] = (moe_expert){w + GATE, w + UP, w + DOWN, d + GATE, d + UP, d + DOWN};
+    }
+    moe_state state;
+    moe_scratch scratch;
+    const int capacity = pairs > 0 ? pairs : 1;
+    assert_int_equal(moe_state_init(&state, H, I, E, T, capacity), PM_OK);
+    assert_int_equal(moe_scratch_init(&scratch, H, I, capacity), PM_OK);
+
+    o.routing = routing;
+    for (int n = 0; n < T * H; n++) o.x[n] = x[n], o.dy[n] = dy[n];
+    for (int n = 0; n < PARAMS; n++) o.w[n] = params[n];
+
+    /* forward: y is overwritten, tokens without pairs get exactly 0 */
+    for (int n = 0; n < T * H; n++) y[n] = NAN;
+    moe_forward(&state, y, x, routing, experts);
+    oracle_forward(&o, y_want);
+    check_array(y, y_want, T * H, 1e-5, 1e-6, label, "y");
+    for (int t = 0; t < T; t++)
+        if (routing->offsets[t] == routing->offsets[t + 1])
+            for (int h = 0; h < H; h++) assert_true(y[t * H + h] == 0.0f);
+
+    /* backward into non-zero buffers: c overwritten, dx and gradients accumulated */
+    oracle_backward(&o, c_want, dx_want, dw_want);
+    for (int p = 0; p < MAX_PAIRS; p++) c[p] = NAN;
+    memcpy(dx, dx0, sizeof dx);
+    memcpy(grads, grads0, sizeof grads);
+    moe_backward(&state, &scratch, dx, c, dy, routing, experts);
+    check_array(c, c_want, pairs, 1e-5, 1e-6, label, "c");
+    for (int p = pairs; p < MAX_PAIRS; p++) assert_true(isnan(c[p])); /* nothing past the list */
+    for (int n = 0; n < T * H; n++) want[n] = dx0[n] + dx_want[n];
+    check_array(dx, want, T * H, 1e-5, 1e-6, label, "dx accumulated");
+    for (int n = 0; n < PARAMS; n++) want[n] = grads0[n] + dw_want[n];
+    check_array(grads, want, PARAMS, 1e-5, 1e-6, label, "expert gradients accumulated");
+    /* (the oracle ignores pairs computed only for the router, so the checks above already
+     * require that they reach neither dx nor the expert parameters) an expert without a
+     * combine pair, and a token without one, keep their buffers bit for bit */
+    for (int e = 0; e < E; e++)
+        if (!combined[e])
+            assert_memory_equal(grads + e * PER_EXPERT, grads0 + e * PER_EXPERT, sizeof(float) * PER_EXPERT);
+    for (int t = 0; t < T; t++)
+        if (routing->offsets[t] == routing->offsets[t + 1])
+            assert_memory_equal(dx + t * H, dx0 + t * H, sizeof(float) * H);
+
+    /* a second call (same forward) into zeroed buffers gives the gradients alone */
+    memset(dx, 0, sizeof dx);
+    memset(grads, 0, sizeof grads);
+    moe_backward(&state, &scratch, dx, c, dy, routing, experts);
+    check_array(c, c_want, pairs, 1e-5, 1e-6, label, "c (second call)");
+    check_array(dx, dx_want, T * H, 1e-5, 1e-6, label, "dx");
+    check_array(grads, dw_want, PARAMS, 1e-5, 1e-6, label, "expert gradients");
+
+    /* the oracle's gradients against central differences of its double loss */
+    const double h = 1e-5;
+    char name[128];
+    snprintf(name, sizeof name, "%s: oracle dx vs differences", label);
+    for (int n = 0; n < T * H; n++) {
+        const double saved = o.x[n];
+        o.x[n] = saved + h;
+        const double up = oracle_loss(&o);
+        o.x[n] = saved - h;
+        const double down = oracle_loss(&o);
+        o.x[n] = saved;
+        assert_close(dx_want[n], (up - down) / (2 * h), 1e-6, 1e-8, name, n);
+    }
+    snprintf(name, sizeof name, "%s: oracle dW vs differences", label);
+    for (int n = 0; n < PARAMS; n++) {
+        const double saved = o.w[n];
+        o.w[n] = saved + h;
+        const double up = oracle_loss(&o);
+        o.w[n] = saved - h;
+        const double down = oracle_loss(&o);
+        o.w[n] = saved;
+        assert_close(dw_want[n], (up - down) / (2 * h), 1e-6, 1e-8, name, n);
+    }
+
+    /* moe_backward against central differences of moe_forward itself (float32: with a step
+     * of 5e-3 the rounding noise and the truncation error of a difference are each about
+     * 1e-4 here, observed at most 2.3e-4) */
+    const float step = 5e-3f;
+    /* some 1500 tiny forward passes: one thread, or waking the team dominates the runtime */
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    snprintf(name, sizeof name, "%s: dx vs differences of moe_forward", label);
+    for (int n = 0; n < T * H; n++)
+        assert_close(dx[n], layer_difference(&state, x, n, step, x, routing, experts, dy), 5e-3, 1e-3,
+                     name, n);
+    snprintf(name, sizeof name, "%s: dW vs differences of moe_forward", label);
+    for (int n = 0; n < PARAMS; n++)
+        assert_close(grads[n], layer_difference(&state, params, n, step, x, routing, experts, dy), 5e-3,
+                     1e-3, name, n);
+    omp_set_num_threads(threads);
+
+    moe_scratch_free(&scratch);
+    moe_state_free(&state);
+    pm_routing_free(routing);
+    pm_router_free(router);
+}
+
+/* ------------------------------------------------------------- the tests */
+
+/* Every router, training and inference, on random logits and on logits where expert E−1 is
+ * far behind (so most routers never select it, and it is idle in the combine list). */
+static void test_every_router(void **unused) {
+    (void)unused;
+    coverage cov = {0};
+    float logits[T * E];
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        const pm_router_config cfg = pm_router_config_default((pm_router_kind)kind, E, K);
+        for (int training = 0; training <= 1; training++)
+            for (int starved = 0; starved <= 1; starved++) {
+                pm_rng rng;
+                const uint64_t seed = 100 + (uint64_t)(4 * kind + 2 * training + starved);
+                pm_rng_init(&rng, seed, 0);
+                random_normal(&rng, logits, T * E, 1.0);
+                if (starved)
+                    for (int t = 0; t < T; t++) logits[t * E + E - 1] -= 6.0f;
+                char label[96];
+                snprintf(label, sizeof label, "%s/%s/%s", pm_router_kind_name((pm_router_kind)kind),
+                         training ? "train" : "eval", starved ? "starved" : "random");
+                check_layer(label, cfg, training, logits, seed, &cov);
+            }
+    }
+    /* The special paths were reached: an idle expert (starved cases), and pairs computed only
+     * for the router, including for an idle expert (densemixer in training today). */
+    assert_true(cov.idle_experts > 0);
+    assert_true(cov.compute_only_pairs > 0);
+    assert_true(cov.idle_computed > 0);
+}
+
+/* Tokens without a combine pair, forced through public configs: probmoe-dyn with k_min = 0
+ * and a token whose logits are all very negative (the empty set is then both the MAP set and,
+ * up to ~1e-12, the only sample), and softmoe with a fixed tau = 0.5 and a token with equal
+ * logits (LapSum gives each expert soft_k / E = 0.4 < tau). */
+static void test_token_without_pairs(void **unused) {
+    (void)unused;
+    enum { EMPTY = 3 };
+    float logits[T * E];
+    for (int training = 0; training <= 1; training++) {
+        pm_rng rng;
+        pm_rng_init(&rng, 200 + (uint64_t)training, 0);
+
+        pm_router_config dyn = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, E, K);
+        dyn.k_min = 0;
+        random_normal(&rng, logits, T * E, 2.0);
+        for (int e = 0; e < E; e++) logits[EMPTY * E + e] = -30.0f;
+        coverage cov = {0};
+        check_layer(training ? "probmoe-dyn k_min=0/train" : "probmoe-dyn k_min=0/eval", dyn, training,
+                    logits, 210 + (uint64_t)training, &cov);
+        assert_true(cov.empty_tokens >= 1 && cov.empty_tokens < T);
+
+        pm_router_config soft = pm_router_config_default(PM_ROUTER_SOFTMOE, E, K);
+        soft.tau = 0.5f;
+        random_normal(&rng, logits, T * E, 3.0);
+        for (int e = 0; e < E; e++) logits[EMPTY * E + e] = 0.0f;
+        cov = (coverage){0};
+        check_layer(training ? "softmoe tau=0.5/train" : "softmoe tau=0.5/eval", soft, training, logits,
+                    220 + (uint64_t)training, &cov);
+        assert_true(cov.empty_tokens >= 1 && cov.empty_tokens < T);
+    }
+}
+
+/* A batch where no token has a combine pair: y = 0, c has nothing to fill, dx and every
+ * expert gradient stay as they were. */
+static void test_batch_without_pairs(void **unused) {
+    (void)unused;
+    float logits[T * E];
+    for (int n = 0; n < T * E; n++) logits[n] = -30.0f - (float)(n % E);
+    pm_router_config dyn = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, E, K);
+    dyn.k_min = 0;
+    for (int training = 0; training <= 1; training++) {
+        coverage cov = {0};
+        check_layer(training ? "empty batch/train" : "empty batch/eval", dyn, training, logits, 300, &cov);
+        assert_int_equal(cov.empty_tokens, T);
+        assert_int_equal(cov.idle_experts, E);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_router),
+        cmocka_unit_test(test_token_without_pairs),
+        cmocka_unit_test(test_batch_without_pairs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
