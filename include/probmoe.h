@@ -4,7 +4,7 @@
  * One public header. Every symbol is prefixed pm_. Functions that can fail return a
  * pm_status (0 on success, negative on error) or a count (>= 0) and, on failure, set a
  * thread-local message readable with pm_last_error() that names the bad argument and
- * says what to do. The math is documented in docs/ROUTING.md of the shared docs and
+ * says what to do. The math is documented in docs/ROUTING.md and
  * summarised in README.md.
  */
 #ifndef PROBMOE_H
