@@ -103,6 +103,92 @@ static void test_save_load_round_trip(void **state) {
     assert_int_equal(system(command), 0);
 }
 
+/* Every router, trained a few steps (topk with its selection bias on, where a router takes
+ * it): after pm_model_save and pm_model_load, its values and the routing of a batch in both
+ * modes are bit for bit the trained model's, and so is generation through the cache. */
+static void test_every_router_routes_alike_after_reload(void **state) {
+    (void)state;
+    enum { B = 2, S = 8, T = B * S };
+    int32_t tokens[T], targets[T];
+    for (int i = 0; i < T; i++) tokens[i] = (i * 7) % 50, targets[i] = (i * 11 + 3) % 50;
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        char dir[] = "/tmp/probmoe_reload_XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        pm_model_config cfg = tiny_config(kind);
+        cfg.router.tau = -1.0f;
+        cfg.router.bias_rate = 0.05f;
+        if (pm_router_config_check(&cfg.router) < 0) cfg.router.bias_rate = 0.0f;
+        pm_model *model = pm_model_create(&cfg, B, S);
+        pm_model_init_weights(model, 17);
+        for (int step = 0; step < 3; step++) {
+            float loss;
+            assert_int_equal(pm_model_forward(model, tokens, targets, B, S, true, 5, (uint64_t)step, &loss), 0);
+            assert_int_equal(pm_model_backward(model), 0);
+            for (int l = 0; l < cfg.num_layers; l++) pm_router_step(pm_model_router(model, l));
+        }
+        if (cfg.router.bias_rate > 0.0f) {
+            const float *bias = pm_router_find_value(pm_model_router(model, 0), "selection_bias", NULL);
+            float moved = 0.0f;
+            for (int e = 0; e < cfg.num_experts; e++) moved += fabsf(bias[e]);
+            assert_true(moved > 0.0f);
+        }
+        assert_int_equal(pm_model_save(model, dir), 0);
+        pm_model *loaded = pm_model_load(dir, B, S);
+        if (!loaded) fail_msg("%s", pm_last_error());
+        for (int l = 0; l < cfg.num_layers; l++) {
+            const pm_router *a = pm_model_router(model, l), *b = pm_model_router(loaded, l);
+            assert_int_equal(pm_router_value_count(a), pm_router_value_count(b));
+            for (int v = 0; v < pm_router_value_count(a); v++) {
+                pm_router_value va, vb;
+                assert_int_equal(pm_router_value_get(a, v, &va), 0);
+                assert_int_equal(pm_router_value_get(b, v, &vb), 0);
+                assert_string_equal(va.name, vb.name);
+                assert_memory_equal(va.values, vb.values, sizeof(float) * (size_t)va.size);
+            }
+        }
+        for (int training = 0; training <= 1; training++) {
+            assert_int_equal(pm_model_forward(model, tokens, NULL, B, S, training, 9, 4, NULL), 0);
+            assert_int_equal(pm_model_forward(loaded, tokens, NULL, B, S, training, 9, 4, NULL), 0);
+            for (int l = 0; l < cfg.num_layers; l++) {
+                const pm_routing *a = pm_model_routing(model, l), *b = pm_model_routing(loaded, l);
+                assert_memory_equal(a->offsets, b->offsets, sizeof(int) * (T + 1));
+                assert_memory_equal(a->experts, b->experts, sizeof(int) * (size_t)a->offsets[T]);
+                assert_memory_equal(a->weights, b->weights, sizeof(float) * (size_t)a->offsets[T]);
+            }
+            assert_memory_equal(pm_model_logits(loaded), pm_model_logits(model), sizeof(float) * T * 50);
+        }
+        pm_generator *from_trained = pm_generator_create(model, NULL, S), *from_loaded = pm_generator_create(loaded, NULL, S);
+        assert_non_null(from_trained);
+        assert_non_null(from_loaded);
+        float logits_a[50], logits_b[50];
+        for (int t = 0; t < S; t++) {
+            assert_int_equal(pm_generator_feed(from_trained, tokens[t], logits_a), 0);
+            assert_int_equal(pm_generator_feed(from_loaded, tokens[t], logits_b), 0);
+            assert_memory_equal(logits_a, logits_b, sizeof logits_a);
+        }
+        pm_generator_free(from_trained);
+        pm_generator_free(from_loaded);
+        pm_model_free(loaded);
+        pm_model_free(model);
+        char command[96];
+        snprintf(command, sizeof command, "rm -rf %s", dir);
+        assert_int_equal(system(command), 0);
+    }
+}
+
+/* A generator that cannot be made says why. */
+static void test_generator_errors(void **state) {
+    (void)state;
+    pm_model_config cfg = tiny_config(PM_ROUTER_TOPK);
+    pm_model *model = pm_model_create(&cfg, 1, 8);
+    assert_null(pm_generator_create(model, NULL, 0));
+    assert_non_null(strstr(pm_last_error(), "a context of 0 tokens"));
+    pm_router_config other = pm_router_config_default(PM_ROUTER_TOPK, 4, 2);
+    assert_null(pm_generator_create(model, &other, 8));
+    assert_non_null(strstr(pm_last_error(), "the router has 4 experts, the model 6"));
+    pm_model_free(model);
+}
+
 static void test_sampling(void **state) {
     (void)state;
     const float logits[4] = {1.0f, 3.0f, 2.0f, -1.0f};
@@ -126,6 +212,8 @@ int main(void) {
         cmocka_unit_test(test_cache_matches_full_forward),
         cmocka_unit_test(test_router_override),
         cmocka_unit_test(test_save_load_round_trip),
+        cmocka_unit_test(test_every_router_routes_alike_after_reload),
+        cmocka_unit_test(test_generator_errors),
         cmocka_unit_test(test_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,89 @@
+/* The model configuration: config.json round trips for every router of the table (every
+ * router field survives), error messages whose text is checked (a message that wraps an
+ * earlier one must not be garbled), and the status names. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "tiny_model.h"
+
+static void test_every_router_round_trips(void **state) {
+    (void)state;
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        pm_model_config cfg = tiny_model_config(kind);
+        /* values away from every default, each still valid */
+        cfg.router.norm_topk_prob = true;
+        cfg.router.k_min = 1;
+        cfg.router.k_max = 3;
+        cfg.router.soft_k = 2.25f;
+        cfg.router.alpha = 0.75f;
+        cfg.router.tau = 0.125f;
+        cfg.router.cap = 1.5f;
+        cfg.router.soft_renormalize = true;
+        cfg.router.lb_coef = 0.02f;
+        cfg.router.z_coef = 0.001f;
+        cfg.router.bias_rate = 0.01f;
+        if (pm_router_config_check(&cfg.router) < 0) cfg.router.bias_rate = 0.0f; /* topk only */
+        assert_int_equal(pm_model_config_check(&cfg), PM_OK);
+        char *json = pm_model_config_to_json(&cfg);
+        assert_non_null(json);
+        pm_model_config back;
+        if (pm_model_config_from_json(&back, json, "config.json") != PM_OK) fail_msg("%s", pm_last_error());
+        assert_memory_equal(&back.router, &cfg.router, sizeof cfg.router);
+        assert_non_null(strstr(json, pm_router_kind_name(kind)));
+        free(json);
+    }
+}
+
+static void test_wrapped_messages_are_whole(void **state) {
+    (void)state;
+    pm_model_config cfg;
+    const char *json = "{\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 24, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts\": 6, "
+                       "\"num_experts_per_tok\": 2, \"probmoe\": {\"router\": \"top3\"}}";
+    assert_int_equal(pm_model_config_from_json(&cfg, json, "run/config.json"), PM_ERR_ARG);
+    char want[512];
+    snprintf(want, sizeof want, "run/config.json: probmoe.router: unknown router 'top3'; choose one of %s",
+             pm_router_kind_list());
+    assert_string_equal(pm_last_error(), want);
+    const char *typed = "{\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 24, "
+                        "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts\": 6, "
+                        "\"num_experts_per_tok\": 2, \"probmoe\": {\"router\": \"probmoe-dyn\", \"k_max\": 2.5}}";
+    assert_int_equal(pm_model_config_from_json(&cfg, typed, "c.json"), PM_ERR_ARG);
+    assert_string_equal(pm_last_error(), "c.json: probmoe.k_max must be a whole number");
+}
+
+static void test_every_router_is_listed(void **state) {
+    (void)state;
+    const char *list = pm_router_kind_list();
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        pm_router_kind parsed = -1;
+        assert_int_equal(pm_router_kind_parse(pm_router_kind_name(kind), &parsed), PM_OK);
+        assert_int_equal(parsed, kind);
+        assert_non_null(strstr(list, pm_router_kind_name(kind)));
+        assert_true(strlen(pm_router_kind_help(kind)) > 10);
+    }
+    assert_null(pm_router_kind_name(pm_router_kind_count()));
+    assert_null(pm_router_kind_name(-1));
+}
+
+static void test_status_strings(void **state) {
+    (void)state;
+    assert_string_equal(pm_status_string(PM_OK), "ok");
+    assert_string_equal(pm_status_string(PM_ERR_ARG), "invalid argument");
+    assert_string_equal(pm_status_string(PM_ERR_NONFINITE), "non-finite value");
+    assert_string_equal(pm_status_string(PM_ERR_NOMEM), "out of memory");
+    assert_string_equal(pm_status_string(PM_ERR_STATE), "invalid state");
+    assert_string_equal(pm_status_string((pm_status)-99), "unknown status");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_router_round_trips),
+        cmocka_unit_test(test_wrapped_messages_are_whole),
+        cmocka_unit_test(test_every_router_is_listed),
+        cmocka_unit_test(test_status_strings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
