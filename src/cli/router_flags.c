@@ -21,7 +21,7 @@ bool router_flags_take(router_flags *flags, int argc, char **argv, int *i, bool 
         return true;
     }
     if (*i + 1 >= argc) {
-        fprintf(stderr, "%s needs a value\n", argv[*i]);
+        fprintf(stderr, "probmoe %s: %s needs a value\n", argv[0], argv[*i]);
         *error = true;
         return true;
     }

@@ -38,6 +38,31 @@ void pm_generator_free(pm_generator *gen) {
     free(gen);
 }
 
+/* The values inference depends on (softmoe's tau and learned soft_k and alpha, the selection
+ * bias) come from the model's own router. A router given by the caller keeps those it sets
+ * itself (a value whose start differs from the model config's start, say --tau 0.2). */
+static int take_trained_values(pm_router *target, const pm_router *trained, const pm_router_config *use,
+                               const pm_router_config *model_router) {
+    if (use == model_router) return pm_router_copy_values(target, trained);
+    if (use->kind != model_router->kind) return PM_OK;
+    pm_router *fresh_model = pm_router_create(model_router), *fresh_use = pm_router_create(use);
+    int status = fresh_model && fresh_use ? PM_OK : PM_ERR_NOMEM;
+    for (int v = 0; status == 0 && v < pm_router_value_count(target); v++) {
+        pm_router_value wanted, as_configured, start, learned;
+        pm_router_value_get(target, v, &wanted);
+        pm_router_value_get(fresh_model, v, &as_configured);
+        pm_router_value_get(fresh_use, v, &start);
+        pm_router_value_get(trained, v, &learned);
+        const size_t bytes = sizeof(float) * (size_t)wanted.size;
+        if (start.size == as_configured.size && learned.size == wanted.size &&
+            memcmp(start.values, as_configured.values, bytes) == 0)
+            memcpy(wanted.values, learned.values, bytes);
+    }
+    pm_router_free(fresh_model);
+    pm_router_free(fresh_use);
+    return status;
+}
+
 pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len) {
     const pm_model_config *cfg = &model->cfg;
     const pm_router_config *use = router ? router : &cfg->router;
@@ -85,10 +110,7 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
               gen->active_sum;
     for (int l = 0; ok && l < L; l++) {
         gen->routers[l] = pm_router_create(use);
-        /* the values inference depends on (softmoe's tau and learned soft_k and alpha, the
-         * selection bias) come from the model's own router when the kind is the same */
-        if (gen->routers[l] && use->kind == cfg->router.kind &&
-            pm_router_copy_values(gen->routers[l], model->layers[l].router) < 0) {
+        if (gen->routers[l] && take_trained_values(gen->routers[l], model->layers[l].router, use, &cfg->router) < 0) {
             pm_generator_free(gen);
             return NULL;
         }

@@ -130,7 +130,9 @@ pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
     const router_ops *ops = router->ops;
     const size_t T = (size_t)max_tokens, E = (size_t)cfg->num_experts;
     const size_t S = (size_t)ops->max_pairs(cfg);
-    const size_t compute = (size_t)pm_router_max_pairs(cfg, true) > S ? (size_t)pm_router_max_pairs(cfg, true) : S;
+    size_t compute = S;
+    for (int training = 0; training <= 1; training++)
+        if ((size_t)pm_router_max_pairs(cfg, training) > compute) compute = (size_t)pm_router_max_pairs(cfg, training);
     const size_t token_floats = ops->token_floats ? ops->token_floats(cfg) : 0;
     const size_t token_doubles = ops->token_doubles ? ops->token_doubles(cfg) : 0;
     pm_routing *routing = calloc(1, sizeof *routing);
@@ -316,12 +318,9 @@ static group_ctx make_group(const pm_router *router, const pm_routing *routing, 
     return group;
 }
 
-/* Counts the batch's training load for the router's per-step hook. */
 static void after_forward(pm_router *router, pm_routing *out, int T) {
     assemble(router, out, T);
     auxiliary_terms(router, out, T);
-    if (out->training)
-        for (int i = 0; i < router->cfg.num_experts; i++) router->step_load[i] += out->load[i];
 }
 
 pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T, bool training,
@@ -352,6 +351,9 @@ pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *log
         rule->forward(&group);
     }
     after_forward(router, out, T);
+    /* the training load the router's per-step hook sees (not that of replayed selections) */
+    if (training)
+        for (int i = 0; i < E; i++) router->step_load[i] += out->load[i];
     return PM_OK;
 }
 
@@ -404,6 +406,8 @@ pm_status pm_router_backward(pm_router *router, float *dlogits, const pm_routing
     if (status < 0) return status;
     if (!dlogits || (!c && routing->c_offsets[T] > 0))
         return pm_fail(PM_ERR_ARG, "pm_router_backward: dlogits or c is NULL");
+    static const float no_pairs[1] = {0.0f};
+    if (!c) c = no_pairs; /* no compute pairs: the blocks offset c by 0 and read nothing */
     status = ensure_scratch(router, omp_get_max_threads());
     if (status < 0) return status;
     const pm_router_config *cfg = &router->cfg;

@@ -19,7 +19,7 @@ pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, 
     cfg.tau = -1.0f;
     cfg.cap = 2.0f;
     const router_ops *ops = router_ops_of(kind);
-    if (ops && ops->defaults && num_experts >= 1 && k >= 1 && k <= num_experts) ops->defaults(&cfg);
+    if (ops && ops->defaults && num_experts >= 1) ops->defaults(&cfg);
     return cfg;
 }
 
