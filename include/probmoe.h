@@ -142,9 +142,9 @@ typedef struct {
     float bias_rate;       /* topk only: DeepSeek-V3 selection-bias step γ; 0 = off */
 } pm_router_config;
 
-/* A config with defaults for the kind: the given k; probmoe-dyn range [ceil(k/2), max(k+1,
- * k + k/2)] capped at E; softmoe soft_k = k, alpha = 1, tau = -1 (calibrate), cap = 2;
- * no aux terms, no renormalisation. */
+/* A config with defaults for the kind: the given k; probmoe-dyn range [max(1, k − 2), k]
+ * capped at E (the ProbMoE paper's kind of range); softmoe soft_k = k, alpha = 1, tau = -1
+ * (calibrate), cap = 2; no aux terms, no renormalisation. */
 PM_API pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, int k);
 /* Checks a config; PM_OK or an error with a message naming the field. */
 PM_API pm_status pm_router_config_check(const pm_router_config *cfg);

@@ -35,7 +35,11 @@ run() {  # run LABEL COMMAND...: the program must exit 0 and print the expected 
   echo "ok: $label"
 }
 # A program that must not depend on libprobmoe.so at run time.
-not_dynamic() { ! readelf -d "$1" | grep -q 'NEEDED.*libprobmoe' || fail "$1 needs libprobmoe.so"; }
+not_dynamic() {
+  local dynamic
+  dynamic=$(readelf -d "$1")
+  ! grep -q 'NEEDED.*libprobmoe' <<< "$dynamic" || fail "$1 needs libprobmoe.so"
+}
 
 # (a) pkg-config. The example calls logf itself, hence its own -lm.
 export PKG_CONFIG_PATH=$lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
@@ -43,8 +47,10 @@ read -ra cflags <<< "$(pkg-config --cflags probmoe)"
 read -ra libs <<< "$(pkg-config --libs probmoe)"
 "$cc" "${flags[@]}" "${cflags[@]}" "$example" -o "$work/pc_shared" "${libs[@]}" -lm ||
   fail "building against the shared library with pkg-config"
-LD_LIBRARY_PATH=$lib ldd "$work/pc_shared" | grep -qF "$lib/libprobmoe.so" ||
-  fail "pc_shared does not load $lib/libprobmoe.so"
+# (ldd's output is read whole first: grep -q stops early, and under pipefail the SIGPIPE of
+# the writer would fail the test at random)
+loaded=$(LD_LIBRARY_PATH=$lib ldd "$work/pc_shared")
+grep -qF "$lib/libprobmoe.so" <<< "$loaded" || fail "pc_shared does not load $lib/libprobmoe.so"
 run "pkg-config shared" env LD_LIBRARY_PATH="$lib" "$work/pc_shared"
 
 # --static adds Libs.private and Requires.private; -lprobmoe would still pick the .so, so it

@@ -68,6 +68,18 @@ static void test_every_router_is_listed(void **state) {
     assert_null(pm_router_kind_name(-1));
 }
 
+/* probmoe-dyn's default range ends at k, as the ProbMoE paper's runs do: [max(1, k − 2), k]. */
+static void test_dynamic_k_default_range(void **state) {
+    (void)state;
+    const int cases[][4] = {{64, 8, 6, 8}, {60, 4, 2, 4}, {8, 2, 1, 2}, {8, 1, 1, 1}, {3, 3, 1, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pm_router_config cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, cases[i][0], cases[i][1]);
+        assert_int_equal(cfg.k_min, cases[i][2]);
+        assert_int_equal(cfg.k_max, cases[i][3]);
+        assert_int_equal(pm_router_config_check(&cfg), PM_OK);
+    }
+}
+
 static void test_status_strings(void **state) {
     (void)state;
     assert_string_equal(pm_status_string(PM_OK), "ok");
@@ -83,6 +95,7 @@ int main(void) {
         cmocka_unit_test(test_every_router_round_trips),
         cmocka_unit_test(test_wrapped_messages_are_whole),
         cmocka_unit_test(test_every_router_is_listed),
+        cmocka_unit_test(test_dynamic_k_default_range),
         cmocka_unit_test(test_status_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,13 +4,14 @@
 #include "core/error.h"
 #include "route/router_internal.h"
 
-/* A range around k, [ceil(k/2), max(k+1, k + k/2)] capped at E, so that the average budget
- * stays near exact-k's. */
+/* [max(1, k − 2), k] capped at E: the ranges of the ProbMoE paper's official runs end at the
+ * exact-k model's k ([6, 8] for OLMoE's k = 8, [2, 4] for Qwen's k = 4), since dynamic-k is
+ * meant to match exact-k's quality with fewer active experts. --kmin/--kmax give any other. */
 static void dyn_defaults(pm_router_config *cfg) {
     const int k = cfg->k;
-    cfg->k_min = k > 1 ? (k + 1) / 2 : 1;
-    cfg->k_max = k + k / 2 > k + 1 ? k + k / 2 : k + 1;
-    if (cfg->k_max > cfg->num_experts) cfg->k_max = cfg->num_experts;
+    cfg->k_min = k - 2 > 1 ? k - 2 : 1;
+    cfg->k_max = k < cfg->num_experts ? k : cfg->num_experts;
+    if (cfg->k_max < 1) cfg->k_max = 1;
 }
 
 static int dyn_check(const pm_router_config *cfg) {
