@@ -60,7 +60,7 @@ static int run_config(const bench_config *c, pm_router_kind kind, int steps, dou
     }
     pm_model_init_weights(model, 1);
     adamw optimizer;
-    adamw_init(&optimizer, model, (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f});
+    adamw_init(&optimizer, model, (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f, false});
     const int T = c->batch * c->seq;
     int32_t *tokens = malloc(sizeof(int32_t) * T), *targets = malloc(sizeof(int32_t) * T);
     pm_rng rng;

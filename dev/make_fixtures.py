@@ -41,7 +41,7 @@ DESCRIPTIONS = {
     "densemixer": "Reference forward, gradients and 10 AdamW steps of a tiny OLMoE-style model with "
                   "the DenseMixer router (top-k forward, dense router gradient).",
     "softmoe": "Reference forward, gradients and 10 AdamW steps of a tiny OLMoE-style model with the "
-               "SoftMoE LapSum soft top-k router (fixed k_soft, alpha, tau, cap).",
+               "SoftMoE LapSum soft top-k router (fixed tau and cap; the learned budget: eta and log alpha are parameters).",
 }
 
 
@@ -76,7 +76,8 @@ def routing_margin(cfg, P, ids):
     pm = cfg["probmoe"]
     margins = []
     with torch.no_grad():
-        theta_list = []
+        theta_list, budget = [], []
+        ks = rm.soft_budget(P, cfg) if pm["router"] == "softmoe" else None
         eps = cfg["rms_norm_eps"]
         x = P["model.embed_tokens.weight"][ids.reshape(-1)]
         for i in range(cfg["num_hidden_layers"]):
@@ -85,17 +86,20 @@ def routing_margin(cfg, P, ids):
                                  rm.rms_norm(x, P[pre + "input_layernorm.weight"], eps), *ids.shape)
             h = rm.rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
             theta_list.append(h @ P[pre + "mlp.gate.weight"].t())
-            y, _, _ = rm.moe(P, pre + "mlp.", cfg, h, None, None)
+            if ks is not None:
+                budget.append((ks[i], torch.exp(P[pre + "mlp.gate.log_alpha"].double()[0])))
+            y, _, _ = rm.moe(P, pre + "mlp.", cfg, h, None, None, None, None if ks is None else ks[i])
             x = x + y
-        for theta in theta_list:
+        for layer, theta in enumerate(theta_list):
             if pm["router"] in ("topk", "densemixer"):
                 pi = torch.softmax(theta, -1).sort(-1, descending=True).values
                 k = cfg["num_experts_per_tok"]
                 margins.append((pi[:, k - 1] - pi[:, k]).min().item())
             elif pm["router"] == "softmoe":
-                p = rm.lapsum(theta, pm["soft_k"], pm["alpha"])
+                soft_k, alpha = budget[layer]
+                p = rm.lapsum(theta, soft_k, alpha)
                 margins.append((p - pm["tau"]).abs().min().item())
-                cap = int(math.ceil(pm["cap"] * pm["soft_k"]))
+                cap = int(math.ceil(pm["cap"] * float(soft_k)))
                 if cap < cfg["num_experts"]:
                     ps = p.sort(-1, descending=True).values
                     margins.append((ps[:, cap - 1] - ps[:, cap]).min().item())
@@ -221,6 +225,7 @@ def fd_check(router, h=1e-4, per_tensor=3):
              "model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight",
              "model.layers.0.mlp.experts.1.down_proj.weight",
              "model.layers.1.mlp.experts.3.gate_proj.weight", "lm_head.weight"]
+    names += [n for n in P if rm.is_budget(n)]   # softmoe's learned budget
     worst = 0.0
     count = 0
     with torch.no_grad():
@@ -231,6 +236,8 @@ def fd_check(router, h=1e-4, per_tensor=3):
                 rows = ids.reshape(-1)[torch.randint(0, ids.numel(), (per_tensor,), generator=gen)]
                 cols = torch.randint(0, p.shape[1], (per_tensor,), generator=gen)
                 idxs = (rows * p.shape[1] + cols).tolist()
+            elif rm.is_budget(n):
+                idxs = list(range(flat.numel()))
             else:
                 idxs = torch.randint(0, flat.numel(), (per_tensor,), generator=gen).tolist()
             for i in idxs:

@@ -58,15 +58,30 @@ def param_shapes(cfg):
             out += [(q + "gate_proj.weight", (I, H)), (q + "up_proj.weight", (I, H)),
                     (q + "down_proj.weight", (H, I))]
     out += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
+    if cfg["probmoe"]["router"] == "softmoe":   # the learned budget (ROUTING.md section 3.4)
+        L = cfg["num_hidden_layers"]
+        out += [(f"model.layers.{i}.mlp.gate.log_alpha", (1,)) for i in range(L)]
+        out += [("model.soft_budget.eta", (L,))]
     return out
+
+
+def is_budget(name):
+    return name.endswith("mlp.gate.log_alpha") or name == "model.soft_budget.eta"
 
 
 def init_params(cfg, gen, router_gain=1.5):
     """Embeddings N(0,1); norm weights 1 + 0.1 N(0,1); matrices N(0, 1/fan_in) except the router
     gate, N(0, router_gain^2/fan_in), so that router logits have std about router_gain."""
     params = {}
+    # the budget from its own generator, so that the other tensors match the other routers'
+    budget_gen = torch.Generator().manual_seed(12345)
+    alpha = cfg["probmoe"]["alpha"]
     for name, shape in param_shapes(cfg):
-        if len(shape) == 1:
+        if name == "model.soft_budget.eta":
+            t = 0.5 * torch.randn(shape, generator=budget_gen)
+        elif is_budget(name):
+            t = math.log(alpha) + 0.2 * torch.randn(shape, generator=budget_gen)
+        elif len(shape) == 1:
             t = 1.0 + 0.1 * torch.randn(shape, generator=gen)
         elif name == "model.embed_tokens.weight":
             t = torch.randn(shape, generator=gen)
@@ -216,8 +231,16 @@ def lapsum(theta, k, alpha, iters=200):
 
 # ----------------------------------------------------------------------------- MoE block
 
-def moe(P, pre, cfg, h, gen, record, forced=None):
-    """h: (T, H). Returns (y, aux_loss, selection mask (T, E))."""
+def soft_budget(P, cfg):
+    """k_l = 1 + (K - L) softmax(eta)_l with K = probmoe.soft_budget or L * soft_k."""
+    pm, L = cfg["probmoe"], cfg["num_hidden_layers"]
+    K = pm.get("soft_budget") or L * pm["soft_k"]
+    return 1.0 + (K - L) * torch.softmax(P["model.soft_budget.eta"].double(), 0)
+
+
+def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
+    """h: (T, H). Returns (y, aux_loss, selection mask (T, E)). soft_k: this layer's learned k_l
+    (softmoe, a 0-d tensor); alpha is exp(P[pre + "gate.log_alpha"])."""
     E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
     pm = cfg["probmoe"]
     router = pm["router"]
@@ -247,8 +270,9 @@ def moe(P, pre, cfg, h, gen, record, forced=None):
         if record is not None:
             record.append(sel.clone())
     elif router == "softmoe":
-        p = lapsum(theta, pm["soft_k"], pm["alpha"])
-        cap = int(math.ceil(pm["cap"] * pm["soft_k"]))
+        alpha = torch.exp(P[pre + "gate.log_alpha"].double()[0])
+        p = lapsum(theta, soft_k, alpha)
+        cap = int(math.ceil(pm["cap"] * float(soft_k)))
         sel = topk_mask(p.detach(), min(cap, E)) & (p.detach() > pm["tau"])
         p = p.to(pi.dtype)
         if pm["soft_renormalize"]:
@@ -277,13 +301,14 @@ def forward(P, cfg, input_ids, targets, gen=None, record=None, routing=None, for
     eps = cfg["rms_norm_eps"]
     x = P["model.embed_tokens.weight"][input_ids.reshape(-1)]   # (T, H), batch-major
     aux_total = x.new_zeros(())
+    ks = soft_budget(P, cfg) if cfg["probmoe"]["router"] == "softmoe" else None
     for i in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{i}."
         x = x + attention(P, pre + "self_attn.", cfg,
                           rms_norm(x, P[pre + "input_layernorm.weight"], eps), B, S)
         y, aux, sel = moe(P, pre + "mlp.", cfg,
                           rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps), gen, record,
-                          None if forced is None else forced[i])
+                          None if forced is None else forced[i], None if ks is None else ks[i])
         if routing is not None:
             routing.append(sel)
         x = x + y

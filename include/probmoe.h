@@ -156,6 +156,9 @@ PM_API bool pm_router_is_ablation(pm_router_kind kind);
 /* Whether Hugging Face trains this kind with its router_aux_loss_coef (top-k style routers), so
  * that a config.json without a "probmoe" object gives it that coefficient. */
 PM_API bool pm_router_uses_hf_aux_loss(pm_router_kind kind);
+/* Whether the kind's soft_k and alpha are set per layer by the model's learned budget
+ * (SoftMoE: k_l = 1 + (K − L)·softmax(eta)_l, docs/ROUTING.md section 3.4). */
+PM_API bool pm_router_learns_budget(pm_router_kind kind);
 /* The range kmin..kmax of the subset distribution p(S) the router samples or differentiates;
  * false if it has none. */
 PM_API bool pm_router_subset_range(const pm_router_config *cfg, int *kmin, int *kmax);
@@ -259,7 +262,13 @@ typedef struct {
     int num_experts, experts_per_token, max_position_embeddings;
     float rope_theta, rms_norm_eps, initializer_range;
     pm_router_config router; /* num_experts and k mirror the fields above */
+    /* The total K of the layers' k_l for a router that learns a budget (softmoe); 0: L·soft_k.
+     * Must lie in (L, L·E): every layer keeps more than one and fewer than E experts. */
+    float soft_budget;
 } pm_model_config;
+
+/* K of cfg: soft_budget, or L·soft_k when it is 0 (soft_k defaults to k: L·k). */
+PM_API float pm_model_soft_budget(const pm_model_config *cfg);
 
 /* The demo model: 4 layers, hidden 256, 8 heads, 8 experts of width 512, k 2, probmoe. */
 PM_API pm_model_config pm_model_config_default(void);
@@ -277,6 +286,9 @@ typedef struct {
     int64_t shape[2];
     size_t offset, count;  /* in floats, within the parameter (and gradient) array */
     bool decay;            /* AdamW weight decay applies (matrices, not norm weights) */
+    bool router;           /* part of the routing (gate weights, learned budget): --freeze-router */
+    bool optional;         /* a file may lack it (added later: the learned budget); it keeps its
+                              initial value */
 } pm_param;
 
 typedef struct pm_model pm_model;
@@ -309,6 +321,9 @@ PM_API const float *pm_model_logits(const pm_model *model);          /* (B, S, V
 PM_API void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
 PM_API const pm_routing *pm_model_routing(const pm_model *model, int layer);
 PM_API pm_router *pm_model_router(pm_model *model, int layer);
+/* The learned budget's current per-layer k_l and alpha (each L values; either may be NULL),
+ * from the model's tensors. false if the model's router learns no budget. */
+PM_API bool pm_model_budget(const pm_model *model, float *k, float *alpha);
 
 /*
  * Test hook: when set, each training forward asks source(user, layer, T, &offsets, &experts)

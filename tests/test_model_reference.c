@@ -128,7 +128,7 @@ static void compare_router(const char *router) {
     assert_non_null(adamw_json);
     adamw optimizer;
     adamw_config adamw_cfg = {(float)json_number(adamw_json, "beta1"), (float)json_number(adamw_json, "beta2"),
-                              (float)json_number(adamw_json, "eps"), (float)json_number(adamw_json, "weight_decay")};
+                              (float)json_number(adamw_json, "eps"), (float)json_number(adamw_json, "weight_decay"), false};
     const float lr = (float)json_number(adamw_json, "lr");
     const int steps = (int)json_number(adamw_json, "steps");
     cJSON_Delete(adamw_json);

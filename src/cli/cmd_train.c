@@ -22,7 +22,9 @@ static const char train_usage_head[] =
     "  --config FILE      a Hugging Face OLMoE config.json (with an optional \"probmoe\" object\n"
     "                     for the router and an optional \"train\" object with the options below)\n"
     "model:   --layers N --hidden N --intermediate N --heads N --kv-heads N --experts N --k N\n"
-    "         --max-positions N\n";
+    "         --max-positions N\n"
+    "         --soft-budget K  softmoe's learned budget: the layers' k_l sum to K, L < K < L·E\n"
+    "                          (default L·soft_k = L·k)\n";
 static const char train_usage_tail[] =
     "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
@@ -30,8 +32,10 @@ static const char train_usage_tail[] =
     "save:    --save-interval N (checkpoint every N steps)  --keep-last N  --bf16 (final weights)\n"
     "         --max-shard-mb N  split weight files above N MB (default 2048; 0: never)\n"
     "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
-    "fine-tune: --init MODEL_DIR (start from its weights)  --gsm8k FILE (GSM8K JSONL instead of\n"
-    "         --data; the loss covers the answer tokens only)\n"
+    "fine-tune: --init MODEL_DIR (start from its weights; with --router, route them with that\n"
+    "         router from there)  --gsm8k FILE (GSM8K JSONL instead of --data; the loss covers\n"
+    "         the answer tokens only)  --freeze-router (gate weights, softmoe's budget and\n"
+    "         topk's selection bias are not updated)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
 
@@ -168,6 +172,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         {"--layers", OPT_INT, &m->num_layers}, {"--hidden", OPT_INT, &m->hidden_size},
         {"--intermediate", OPT_INT, &m->intermediate_size}, {"--heads", OPT_INT, &heads},
         {"--kv-heads", OPT_INT, &kv_heads}, {"--max-positions", OPT_INT, &m->max_position_embeddings},
+        {"--soft-budget", OPT_FLOAT, &m->soft_budget},
         {"--steps", OPT_LONG, &t->steps}, {"--tokens", OPT_LONG, &request->tokens},
         {"--batch", OPT_INT, &t->batch}, {"--seq", OPT_INT, &t->seq}, {"--accum", OPT_INT, &t->accum},
         {"--lr", OPT_FLOAT, &t->lr}, {"--min-lr-ratio", OPT_FLOAT, &t->min_lr_ratio},
@@ -195,6 +200,10 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
             }
             if (strcmp(argv[i], "--bf16") == 0) {
                 t->save_bf16 = true;
+                continue;
+            }
+            if (strcmp(argv[i], "--freeze-router") == 0) {
+                t->adamw.freeze_router = true;
                 continue;
             }
             const option *match = NULL;
@@ -264,10 +273,16 @@ static void print_summary(const train_result *result, const train_request *reque
         printf("validation loss %.4f nats/token (unigram baseline %.4f, %.1f%% below it)\n", result->final_val_loss,
                result->unigram_loss, 100.0 * (1.0 - result->final_val_loss / result->unigram_loss));
     printf("routing in the last step (%s):\n", pm_router_kind_name(request->model.router.kind));
-    printf("  layer  active experts  load entropy  max/mean load  dead experts\n");
-    for (int l = 0; l < result->num_layers; l++)
-        printf("  %5d  %14.2f  %12.3f  %13.2f  %12d\n", l, result->routing[l].mean_active,
+    printf("  layer  active experts  load entropy  max/mean load  dead experts%s\n",
+           result->has_budget ? "  learned k_l   alpha" : "");
+    for (int l = 0; l < result->num_layers; l++) {
+        printf("  %5d  %14.2f  %12.3f  %13.2f  %12d", l, result->routing[l].mean_active,
                result->routing[l].load_entropy, result->routing[l].max_over_mean, result->routing[l].dead_experts);
+        if (result->has_budget) printf("  %11.3f  %6.3f", result->budget_k[l], result->budget_alpha[l]);
+        printf("\n");
+    }
+    if (result->has_budget)
+        printf("  the learned k_l sum to the budget K = %g\n", (double)pm_model_soft_budget(&request->model));
     printf("saved the model to %s (probmoe generate --model %s); metrics in %s/metrics.jsonl\n",
            result->model_dir, result->model_dir, request->train.out_dir);
 }
@@ -299,6 +314,14 @@ int cmd_train(int argc, char **argv) {
         if (pm_model_config_load(&request.model, path) < 0) {
             fprintf(stderr, "probmoe train: --init: %s\n", pm_last_error());
             return 2;
+        }
+        /* --router: the same weights, routed by another router (its flags on top, E and k the model's) */
+        bool reroute = false;
+        for (int i = 1; i < argc; i++) reroute |= strcmp(argv[i], "--router") == 0;
+        if (reroute) {
+            status = parse_train_args(argc, argv, &request);
+            if (status) return status < 0 ? 0 : status;
+            request.train.init_reroute = true;
         }
         snprintf(path, sizeof path, "%s/tokenizer.json", request.train.init_dir);
         FILE *has_tokenizer = fopen(path, "rb");

@@ -65,6 +65,15 @@ int checkpoint_save(pm_model *model, const checkpoint_extras *extras, const char
  */
 pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, bool allow_unknown);
 
+/*
+ * The same weights with another router: the model of dir, its router config (and soft_budget)
+ * replaced by as's, which must have the same number of experts and k. The gate weights carry
+ * over; the file's router values do only when the router kind is the same (another kind
+ * starts from its own initial values, softmoe's tau calibrating on the first batch). The
+ * fine-tuning protocol of compare: one backbone, each router fine-tuned from it.
+ */
+pm_model *checkpoint_load_rerouted(const char *dir, const pm_model_config *as, int max_batch, int max_seq);
+
 /* Reads optimizer.safetensors into m, v (size floats each) and *step. */
 int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, long *step);
 

@@ -25,6 +25,7 @@ typedef struct {
     named_param *sorted;   /* the parameters by name, for lookups among thousands */
     const char **file_of;  /* per parameter, the file the index puts it in (NULL: no index) */
     bool *loaded;
+    bool skip_router_values; /* the file's router values belong to another router kind */
 } weight_loader;
 
 static int compare_names(const void *a, const void *b) {
@@ -89,10 +90,10 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name) {
         w->loaded[p] = true;
     }
     for (int p = 0; status == 0 && w->file_of && p < pm_model_num_params(w->model); p++)
-        if (!w->loaded[p] && strcmp(w->file_of[p], file_name) == 0)
+        if (!w->loaded[p] && w->file_of[p] && strcmp(w->file_of[p], file_name) == 0)
             status = pm_fail(PM_ERR_ARG, "%s: the index puts the tensor '%s' in this file, but it is not there", path,
                              pm_model_param(w->model, p)->name);
-    if (status == 0) status = restore_router_values(w->model, file, path);
+    if (status == 0 && !w->skip_router_values) status = restore_router_values(w->model, file, path);
     st_close(file);
     return status;
 }
@@ -129,23 +130,24 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
     }
     const int n = pm_model_num_params(w->model);
     for (int p = 0; status == 0 && p < n; p++)
-        if (!w->file_of[p])
+        if (!w->file_of[p] && !pm_model_param(w->model, p)->optional)
             status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is missing (the index does not list it)", index_path,
                              pm_model_param(w->model, p)->name);
     /* each shard once, in the order of the parameters it first holds */
     for (int p = 0; status == 0 && p < n; p++) {
+        if (!w->file_of[p]) continue; /* an optional tensor the index does not list */
         bool seen = false;
-        for (int q = 0; q < p && !seen; q++) seen = strcmp(w->file_of[q], w->file_of[p]) == 0;
+        for (int q = 0; q < p && !seen; q++) seen = w->file_of[q] && strcmp(w->file_of[q], w->file_of[p]) == 0;
         if (!seen) status = load_file(w, dir, w->file_of[p]);
     }
     cJSON_Delete(root);
     return status;
 }
 
-static int load_weights(pm_model *model, const char *dir, bool allow_unknown) {
+static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bool skip_router_values) {
     const int n = pm_model_num_params(model);
     weight_loader w = {model, allow_unknown, malloc(sizeof(named_param) * (size_t)n), calloc((size_t)n, sizeof(char *)),
-                       calloc((size_t)n, sizeof(bool))};
+                       calloc((size_t)n, sizeof(bool)), skip_router_values};
     char path[CKPT_PATH_MAX];
     int status = w.sorted && w.file_of && w.loaded ? PM_OK : pm_fail(PM_ERR_NOMEM, "out of memory loading '%s'", dir);
     for (int i = 0; status == 0 && i < n; i++) w.sorted[i] = (named_param){pm_model_param(model, i)->name, i};
@@ -159,7 +161,7 @@ static int load_weights(pm_model *model, const char *dir, bool allow_unknown) {
         status = load_file(&w, dir, "model.safetensors");
         w.file_of = file_of;
         for (int p = 0; status == 0 && p < n; p++)
-            if (!w.loaded[p])
+            if (!w.loaded[p] && !pm_model_param(model, p)->optional)
                 status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is missing", path, pm_model_param(model, p)->name);
     } else if (status == 0) {
         status = ckpt_join(path, sizeof path, dir, "model.safetensors.index.json");
@@ -186,7 +188,30 @@ pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, boo
         return NULL;
     if (max_seq > cfg.max_position_embeddings) max_seq = cfg.max_position_embeddings;
     pm_model *model = pm_model_create(&cfg, max_batch, max_seq);
-    if (model && load_weights(model, root, allow_unknown) < 0) {
+    if (model && load_weights(model, root, allow_unknown, false) < 0) {
+        pm_model_free(model);
+        return NULL;
+    }
+    return model;
+}
+
+pm_model *checkpoint_load_rerouted(const char *dir, const pm_model_config *as, int max_batch, int max_seq) {
+    char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
+    pm_model_config cfg;
+    if (ckpt_resolve(dir, root, sizeof root) < 0 || ckpt_join(path, sizeof path, root, "config.json") < 0 ||
+        pm_model_config_load(&cfg, path) < 0)
+        return NULL;
+    if (as->router.num_experts != cfg.num_experts || as->experts_per_token != cfg.experts_per_token) {
+        pm_fail(PM_ERR_ARG, "%s has %d experts and k = %d; the router to fine-tune it with has %d and k = %d", dir,
+                cfg.num_experts, cfg.experts_per_token, as->router.num_experts, as->experts_per_token);
+        return NULL;
+    }
+    const bool same_kind = cfg.router.kind == as->router.kind;
+    cfg.router = as->router;
+    cfg.soft_budget = as->soft_budget;
+    if (max_seq > cfg.max_position_embeddings) max_seq = cfg.max_position_embeddings;
+    pm_model *model = pm_model_create(&cfg, max_batch, max_seq);
+    if (model && load_weights(model, root, false, !same_kind) < 0) {
         pm_model_free(model);
         return NULL;
     }

@@ -64,6 +64,15 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
     if (cfg->router.num_experts != cfg->num_experts)
         return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d",
                        cfg->router.num_experts, cfg->num_experts);
+    if (!(cfg->soft_budget >= 0.0f) || !isfinite(cfg->soft_budget))
+        return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget = %g; give a finite budget, or 0 for "
+                       "num_hidden_layers × num_experts_per_tok", (double)cfg->soft_budget);
+    const float K = pm_model_soft_budget(cfg), L = (float)cfg->num_layers;
+    if (pm_router_learns_budget(cfg->router.kind) && !(K > L && K < L * (float)cfg->num_experts))
+        return pm_fail(PM_ERR_ARG, "model config: the %s budget K = %g must lie strictly between L = %d and "
+                       "L·E = %d (each layer keeps more than one and fewer than E experts); set "
+                       "probmoe.soft_budget (--soft-budget) or k", pm_router_kind_name(cfg->router.kind),
+                       (double)K, cfg->num_layers, cfg->num_layers * cfg->num_experts);
     return pm_router_config_check(&cfg->router);
 }
 
@@ -143,6 +152,7 @@ static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_c
         else if (f->type == ROUTER_FIELD_FLOAT) read_float(&reader, f->key, value);
         else read_bool(&reader, f->key, value);
     }
+    read_float(&reader, "soft_budget", &cfg->soft_budget);
     return reader.status;
 }
 
@@ -251,6 +261,8 @@ char *pm_model_config_to_json(const pm_model_config *cfg) {
         else if (f->type == ROUTER_FIELD_FLOAT) cJSON_AddNumberToObject(probmoe, f->key, *(const float *)value);
         else cJSON_AddBoolToObject(probmoe, f->key, *(const bool *)value);
     }
+    if (pm_router_learns_budget(cfg->router.kind))
+        cJSON_AddNumberToObject(probmoe, "soft_budget", pm_model_soft_budget(cfg));
     cJSON_AddItemToObject(root, "probmoe", probmoe);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

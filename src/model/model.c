@@ -94,9 +94,12 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
         model->grads = calloc(model->size, sizeof(float));
         model->layers = calloc((size_t)cfg->num_layers, sizeof(layer_state));
         model->positions = malloc(sizeof(int32_t) * T);
-        ok = ok && model->grads && model->layers && model->positions;
+        model->budget_k = calloc((size_t)cfg->num_layers, sizeof(float));
+        model->budget_dk = calloc((size_t)cfg->num_layers, sizeof(float));
+        ok = ok && model->grads && model->layers && model->positions && model->budget_k && model->budget_dk;
     }
     for (int l = 0; ok && l < cfg->num_layers; l++) ok = layer_alloc(model, &model->layers[l], l);
+    if (ok) model_budget_init(model); /* a file without the budget's tensors leaves them here */
     if (ok) {
         model->x_final = alloc_floats(T * H, &ok);
         model->lnf = alloc_floats(T * H, &ok);
@@ -135,6 +138,8 @@ void pm_model_free(pm_model *model) {
     moe_scratch_free(&model->moe_scratch);
     free(model->layers);
     free(model->positions);
+    free(model->budget_k);
+    free(model->budget_dk);
     free(model->params);
     free(model->names);
     free(model->layer_params);
@@ -237,6 +242,8 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
     model->targets = targets;
     model->has_targets = targets != NULL;
     for (int t = 0; t < T; t++) model->positions[t] = t % S;
+    status = model_budget_apply(model);
+    if (status < 0) return status;
     embedding_forward(L > 0 ? model->layers[0].x_in : model->x_final, tokens, param_weights(model, model->embed), T, H);
     double aux = 0.0;
     for (int l = 0; l < L; l++) {
@@ -271,9 +278,11 @@ static int layer_backward(pm_model *model, int l) {
     memset(model->d_ln, 0, sizeof(float) * T * H);
     moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing, layer->experts);
     memset(model->d_router, 0, sizeof(float) * T * E);
+    pm_router_zero_grads(layer->router); /* its soft_k and alpha gradients of this pass only */
     int status = pm_router_backward(layer->router, model->d_router, layer->routing, layer->router_logits, model->c,
                                     1.0f);
     if (status < 0) return status;
+    model_budget_collect(model, l);
     matmul_backward(model->d_ln, param_grads(model, lp->router), model->d_router, layer->ln2,
                     param_weights(model, lp->router), T, H, E);
     rmsnorm_backward(d_resid, param_grads(model, lp->post_norm), model->d_ln, layer->x_mid,
@@ -329,5 +338,5 @@ pm_status pm_model_backward(pm_model *model) {
         if (status < 0) return status;
     }
     embedding_backward(param_grads(model, model->embed), model->d_resid, model->tokens, T, H);
-    return PM_OK;
+    return model_budget_finish(model);
 }

@@ -9,6 +9,7 @@
  * projections are at expert0 + 3e + 0, 1, 2. */
 typedef struct {
     int input_norm, q, k, v, o, q_norm, k_norm, post_norm, router, expert0;
+    int log_alpha;         /* the learned budget's log alpha of this layer, or -1 */
 } layer_params;
 
 /* One layer's activations for the current batch, kept for the backward pass. */
@@ -39,6 +40,8 @@ struct pm_model {
     float *weights, *grads;
     layer_params *layer_params;
     int embed, final_norm, lm_head;
+    int budget_eta;        /* the learned budget's eta (L values), or -1 (soft_budget.c) */
+    float *budget_k, *budget_dk; /* (L) k_l of the last forward, dL/dk_l of the backward */
     layer_state *layers;
     /* batch */
     int batch, seq;
@@ -56,6 +59,15 @@ struct pm_model {
 
 /* Builds the parameter table (names, shapes, offsets) for cfg. 0 or PM_ERR_NOMEM. */
 int model_build_params(pm_model *model);
+
+/* The learned budget (soft_budget.c), when the router learns one: its tensors' initial values
+ * (eta 0, so k_l = K/L, and log alpha of the router config); before a forward pass, each
+ * layer's router gets its k_l and alpha; after a layer's router backward, dL/dk_l and
+ * dL/dalpha are taken from the router; after the whole backward, dL/deta. */
+void model_budget_init(pm_model *model);
+int model_budget_apply(pm_model *model);
+void model_budget_collect(pm_model *model, int layer);
+int model_budget_finish(pm_model *model);
 
 static inline float *param_weights(pm_model *model, int index) {
     return model->weights + model->params[index].offset;

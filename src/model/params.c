@@ -31,7 +31,8 @@ int model_build_params(pm_model *model) {
     const pm_model_config *cfg = &model->cfg;
     const int H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
     const int KV = H / cfg->num_heads * cfg->num_kv_heads;
-    const int total = 3 + cfg->num_layers * (9 + 3 * E);
+    const bool budget = pm_router_learns_budget(cfg->router.kind);
+    const int total = 4 + cfg->num_layers * (10 + 3 * E);
     model->params = calloc((size_t)total, sizeof(pm_param));
     model->names = calloc((size_t)total, NAME_LENGTH);
     model->layer_params = calloc((size_t)cfg->num_layers, sizeof(layer_params));
@@ -53,6 +54,12 @@ int model_build_params(pm_model *model) {
         LAYER_PARAM(k_norm, "self_attn.k_norm.weight", KV, 0);
         LAYER_PARAM(post_norm, "post_attention_layernorm.weight", H, 0);
         LAYER_PARAM(router, "mlp.gate.weight", E, H);
+        model->params[lp->router].router = true;
+        lp->log_alpha = -1;
+        if (budget) {
+            LAYER_PARAM(log_alpha, "mlp.gate.log_alpha", 1, 0);
+            model->params[lp->log_alpha].router = model->params[lp->log_alpha].optional = true;
+        }
 #undef LAYER_PARAM
         for (int e = 0; e < E; e++) {
             const char *projections[3] = {"gate_proj", "up_proj", "down_proj"};
@@ -65,6 +72,11 @@ int model_build_params(pm_model *model) {
     }
     model->final_norm = add_param(model, "model.norm.weight", H, 0);
     model->lm_head = add_param(model, "lm_head.weight", cfg->vocab_size, H);
+    model->budget_eta = -1;
+    if (budget) {
+        model->budget_eta = add_param(model, "model.soft_budget.eta", cfg->num_layers, 0);
+        model->params[model->budget_eta].router = model->params[model->budget_eta].optional = true;
+    }
     return PM_OK;
 }
 
@@ -104,4 +116,5 @@ void pm_model_init_weights(pm_model *model, uint64_t seed) {
             w[j] = (float)(range * sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2));
         }
     }
+    model_budget_init(model);
 }

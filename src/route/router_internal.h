@@ -111,6 +111,8 @@ struct router_ops {
     bool ablation;
     /* Hugging Face trains it with the Switch loss (router_aux_loss_coef applies by default). */
     bool hf_aux_loss;
+    /* Its learnable soft_k and alpha come from the model's learned budget (softmoe). */
+    bool learned_budget;
     /* Most combine pairs one token can get. */
     int (*max_pairs)(const pm_router_config *cfg);
     /* The subset distribution p(S) it samples or differentiates (kmin..kmax); NULL if none. */

@@ -188,6 +188,7 @@ const router_ops router_softmoe = {
     .token_doubles = token_doubles,
     .prepare = softmoe_prepare,
     .finish_backward = softmoe_finish_backward,
+    .learned_budget = true,
     .state = softmoe_state,
     .state_count = 1,
     .params = softmoe_params,

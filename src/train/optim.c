@@ -35,6 +35,7 @@ void adamw_step(adamw *opt, pm_model *model, float lr) {
     const int count = pm_model_num_params(model);
     for (int i = 0; i < count; i++) {
         const pm_param *param = pm_model_param(model, i);
+        if (param->router && cfg->freeze_router) continue;
         const float decay = param->decay ? cfg->weight_decay : 0.0f;
         const size_t begin = param->offset, end = param->offset + param->count;
 #pragma omp parallel for schedule(static)

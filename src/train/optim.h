@@ -2,12 +2,14 @@
 #ifndef PM_TRAIN_OPTIM_H
 #define PM_TRAIN_OPTIM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "probmoe.h"
 
 typedef struct {
     float beta1, beta2, eps, weight_decay;
+    bool freeze_router;  /* leave the routing parameters (pm_param.router) as they are */
 } adamw_config;
 
 typedef struct {
@@ -23,7 +25,8 @@ void adamw_free(adamw *opt);
 /*
  * One update with learning rate lr: m = β1 m + (1−β1) g, v = β2 v + (1−β2) g²,
  * p ← p − lr (m̂ / (sqrt(v̂) + eps) + wd p) with bias-corrected m̂, v̂; wd only for
- * parameters whose pm_param.decay is set (matrices, not norm weights).
+ * parameters whose pm_param.decay is set (matrices, not norm weights). With freeze_router
+ * the routing parameters keep their values (their moments stay 0).
  */
 void adamw_step(adamw *opt, pm_model *model, float lr);
 

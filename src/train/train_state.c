@@ -60,6 +60,7 @@ char *train_state_to_json(const train_options *opt, long step, const train_histo
     cJSON_AddNumberToObject(root, "beta2", opt->adamw.beta2);
     cJSON_AddNumberToObject(root, "eps", opt->adamw.eps);
     cJSON_AddNumberToObject(root, "weight_decay", opt->adamw.weight_decay);
+    cJSON_AddBoolToObject(root, "freeze_router", opt->adamw.freeze_router);
     cJSON_AddNumberToObject(root, "eval_interval", (double)opt->eval_interval);
     cJSON_AddNumberToObject(root, "eval_batches", opt->eval_batches);
     cJSON_AddNumberToObject(root, "val_fraction", opt->val_fraction);
@@ -116,6 +117,7 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     opt->adamw.beta2 = (float)number(root, "beta2", opt->adamw.beta2);
     opt->adamw.eps = (float)number(root, "eps", opt->adamw.eps);
     opt->adamw.weight_decay = (float)number(root, "weight_decay", opt->adamw.weight_decay);
+    opt->adamw.freeze_router = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "freeze_router"));
     opt->eval_interval = (long)number(root, "eval_interval", (double)opt->eval_interval);
     opt->eval_batches = (int)number(root, "eval_batches", opt->eval_batches);
     opt->val_fraction = number(root, "val_fraction", opt->val_fraction);

@@ -30,7 +30,7 @@ train_options train_options_default(void) {
     opt.warmup = 50;
     opt.schedule = SCHEDULE_COSINE;
     opt.clip = 1.0f;
-    opt.adamw = (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f};
+    opt.adamw = (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f, false};
     opt.seed = 1;
     opt.eval_interval = 100;
     opt.eval_batches = 8;
@@ -89,14 +89,34 @@ static void log_step(FILE *metrics, pm_model *model, long step, double loss, flo
             step, loss, lr, grad_norm, tokens_per_second);
     if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.6f", val_loss);
     fprintf(metrics, ", \"layers\": [");
-    for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) {
+    const int L = pm_model_get_config(model)->num_layers;
+    float *budget = malloc(sizeof(float) * 2 * (size_t)L);
+    const bool has_budget = budget && pm_model_budget(model, budget, budget + L);
+    for (int l = 0; l < L; l++) {
         routing_stats stats = routing_stats_of(pm_model_routing(model, l));
         fprintf(metrics, "%s{\"mean_active\": %.4f, \"load_entropy\": %.4f, \"max_over_mean\": %.4f, "
-                "\"dead_experts\": %d}", l ? ", " : "", stats.mean_active, stats.load_entropy,
+                "\"dead_experts\": %d", l ? ", " : "", stats.mean_active, stats.load_entropy,
                 stats.max_over_mean, stats.dead_experts);
+        /* the learned budget after this step's update */
+        if (has_budget) fprintf(metrics, ", \"soft_k\": %.6g, \"alpha\": %.6g", budget[l], budget[L + l]);
+        fprintf(metrics, "}");
     }
+    free(budget);
     fprintf(metrics, "]}\n");
     fflush(metrics);
+}
+
+/* The learned budget's k_l and alpha of the reported layers into result; false if none. */
+static bool copy_budget(const pm_model *model, train_result *result) {
+    const int L = pm_model_get_config(model)->num_layers;
+    float *budget = malloc(sizeof(float) * 2 * (size_t)L);
+    const bool has = budget && pm_model_budget(model, budget, budget + L);
+    for (int l = 0; has && l < result->num_layers; l++) {
+        result->budget_k[l] = budget[l];
+        result->budget_alpha[l] = budget[L + l];
+    }
+    free(budget);
+    return has;
 }
 
 static void print_progress(long step, long steps, double loss, double tokens_per_second, double elapsed) {
@@ -192,8 +212,9 @@ static int train_loop(train_session *session, long first_step, train_result *res
         if (opt->clip > 0.0f && grad_norm > opt->clip)
             scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
         adamw_step(&session->optimizer, model, lr);
-        /* each router's per-step update (topk's selection bias with bias_rate > 0) */
-        for (int l = 0; l < pm_model_get_config(model)->num_layers; l++) pm_router_step(pm_model_router(model, l));
+        /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
+        for (int l = 0; !opt->adamw.freeze_router && l < pm_model_get_config(model)->num_layers; l++)
+            pm_router_step(pm_model_router(model, l));
         const double now = now_seconds();
         const double tokens_per_second = tokens * opt->accum / (now - step_start);
         double val_loss = NAN;
@@ -214,6 +235,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
                                  ? pm_model_get_config(model)->num_layers
                                  : TRAIN_MAX_REPORTED_LAYERS;
         for (int l = 0; l < result->num_layers; l++) result->routing[l] = routing_stats_of(pm_model_routing(model, l));
+        result->has_budget = copy_budget(model, result);
         if (!isnan(val_loss)) result->final_val_loss = val_loss;
         const bool periodic = opt->save_interval > 0 && (step + 1) % opt->save_interval == 0;
         if (status == 0 && (periodic || stop_requested))
@@ -238,7 +260,9 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
     *first_step = 0;
     if (!opt->resume_dir) {
         if (opt->init_dir) { /* fine-tuning: a trained model's weights, a fresh optimizer */
-            session->model = checkpoint_load_model(opt->init_dir, opt->batch, opt->seq, false);
+            session->model = opt->init_reroute
+                                 ? checkpoint_load_rerouted(opt->init_dir, cfg, opt->batch, opt->seq)
+                                 : checkpoint_load_model(opt->init_dir, opt->batch, opt->seq, false);
             if (!session->model) return PM_ERR_ARG;
         } else {
             session->model = pm_model_create(cfg, opt->batch, opt->seq);

@@ -15,6 +15,8 @@ typedef struct {
     const char *data_path;  /* a text file or a shard directory; GSM8K JSONL when supervised */
     bool supervised;        /* fine-tune on GSM8K: loss on answer tokens only */
     const char *init_dir;   /* start from this model directory's weights (fresh optimizer) */
+    bool init_reroute;      /* with init_dir: route with the given config's router (and
+                               soft_budget) instead of the one the weights were trained with */
     const char *tokenizer_path; /* tokenizer.json or a GPT-2 directory; NULL: bytes */
     const char *out_dir;    /* metrics.jsonl, model.safetensors, config.json */
     int batch, seq, accum;  /* sequences per micro-batch, tokens per sequence, micro-batches */
@@ -45,6 +47,8 @@ typedef struct {
     double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
     int num_layers;  /* routing of the last training step, per layer */
     routing_stats routing[TRAIN_MAX_REPORTED_LAYERS];
+    bool has_budget;  /* the router learns a budget: its k_l and alpha per layer at the end */
+    float budget_k[TRAIN_MAX_REPORTED_LAYERS], budget_alpha[TRAIN_MAX_REPORTED_LAYERS];
     bool interrupted; /* stopped by SIGINT/SIGTERM after saving a checkpoint */
     char last_checkpoint[4096];
     char model_dir[4096]; /* where the final model went */
