@@ -58,7 +58,7 @@ def param_shapes(cfg):
             out += [(q + "gate_proj.weight", (I, H)), (q + "up_proj.weight", (I, H)),
                     (q + "down_proj.weight", (H, I))]
     out += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
-    if cfg["probmoe"]["router"] == "softmoe":   # the learned budget (ROUTING.md section 3.4)
+    if cfg["probmoe"]["router"] == "softmoe":   # the learned budget (ROUTING.md section 3, "The learned budget")
         L = cfg["num_hidden_layers"]
         out += [(f"model.layers.{i}.mlp.gate.log_alpha", (1,)) for i in range(L)]
         out += [("model.soft_budget.eta", (L,))]

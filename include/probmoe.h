@@ -157,7 +157,7 @@ PM_API bool pm_router_is_ablation(pm_router_kind kind);
  * that a config.json without a "probmoe" object gives it that coefficient. */
 PM_API bool pm_router_uses_hf_aux_loss(pm_router_kind kind);
 /* Whether the kind's soft_k and alpha are set per layer by the model's learned budget
- * (SoftMoE: k_l = 1 + (K − L)·softmax(eta)_l, docs/ROUTING.md section 3.4). */
+ * (SoftMoE: k_l = 1 + (K − L)·softmax(eta)_l, docs/ROUTING.md section 3, "The learned budget"). */
 PM_API bool pm_router_learns_budget(pm_router_kind kind);
 /* The range kmin..kmax of the subset distribution p(S) the router samples or differentiates;
  * false if it has none. */

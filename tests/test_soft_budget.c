@@ -1,5 +1,5 @@
 /*
- * SoftMoE's learned budget (src/model/soft_budget.c, ROUTING.md section 3.4):
+ * SoftMoE's learned budget (src/model/soft_budget.c, ROUTING.md section 3, "The learned budget"):
  *  - the whole model's gradients with respect to eta and log alpha equal central differences
  *    of its loss (the routing decisions held fixed: a step that changes them is refused);
  *  - a short training run moves the k_l away from uniform, keeps their sum at K, and keeps

@@ -1,44 +1,67 @@
 /*
- * probmoe compare: the same model trained with each router on the same data and token
- * budget — pre-training on a text corpus, fine-tuning on GSM8K train — then evaluated on
- * held-out text and GSM8K test, with routing analytics, summarised in report.md.
+ * probmoe compare: the same model with each router on the same data and token budget,
+ * evaluated on held-out text, an arithmetic task it can learn and GSM8K's answer loss, with
+ * routing analytics, step time and peak memory measured side by side, and report.md saying
+ * claim by claim what held.
+ *
+ * Two protocols:
+ *  - finetune (the default, the ProbMoE paper's): per seed, one backbone is pre-trained once
+ *    with conventional top-k; each router is then fine-tuned from those weights on the same
+ *    data in the same order;
+ *  - scratch: each router is pre-trained on its own, then fine-tuned.
  *
  * Layout of out_dir:
- *   tokenizer.json, data/          the BPE vocabulary and token shards (made once)
- *   runs/<router>-seed<s>/         pretrain/, finetune/ (trainer output directories),
- *                                  eval.json, gsm8k_outputs.jsonl, routing/ (analytics)
+ *   tokenizer.json, data/           the BPE vocabulary and token shards of the text (made once)
+ *   arith/                          the arithmetic task (train.jsonl, test.jsonl)
+ *   runs/backbone-seed<s>/pretrain/ the top-k backbone (finetune protocol)
+ *   runs/<router>-seed<s>/          pretrain/ (scratch protocol), finetune/, eval.json,
+ *                                   arith_outputs.jsonl, routing/ (analytics)
+ *   measure/<router>-rep<r>.json    step time and peak memory, routers alternating
  *   report.md, plots/
- * Every stage runs in a child process (its peak memory is measured) and leaves a result file
- * only when it succeeded, so running the command again reuses finished stages and resumes an
- * interrupted training from its last checkpoint.
+ * Every stage runs in a child process and leaves a result file only when it succeeded, so
+ * running the command again reuses finished stages and resumes an interrupted training.
  */
 #ifndef PM_EXPERIMENTS_COMPARE_H
 #define PM_EXPERIMENTS_COMPARE_H
 
+#include "data/arith.h"
 #include "probmoe.h"
 
 enum { COMPARE_MAX_ROUTERS = 16 };
 
+typedef enum { COMPARE_FINETUNE, COMPARE_SCRATCH } compare_protocol;
+
 typedef struct {
+    const char *preset;
     const char *out_dir;
     const char *routers[COMPARE_MAX_ROUTERS]; /* router names, plus "topk-lb" (topk + Switch loss) */
     int router_count;
     int seeds;
+    compare_protocol protocol;
+    bool freeze_router;             /* fine-tune without updating the routing parameters */
     pm_model_config model;          /* the router part is set per run */
     const char *text_path;          /* the pre-training corpus (the caller locates the data) */
     int vocab_size;                 /* of the BPE vocabulary learned from it */
-    const char *gsm8k_train, *gsm8k_test;
+    const char *gsm8k_test;         /* GSM8K test: its answer loss */
+    arith_options arith;            /* the fine-tuning task */
     long pretrain_steps, finetune_steps;
     int batch, seq, finetune_batch, finetune_seq;
     float lr, finetune_lr;
-    int eval_batches, gsm8k_limit, max_new;
+    int eval_batches, arith_limit, arith_max_new, gsm8k_limit;
     long save_interval;
+    int measure_reps, measure_steps; /* side-by-side timing: repetitions, steps per repetition */
 } compare_options;
 
-/* The two presets: "quick" (about 10 minutes on 2 cores) and "paper" (a longer run). */
+/* The presets: "quick" (about 15 minutes on 2 cores), "standard" (at most 90 minutes) and
+ * "paper" (longer); each with 3 seeds. */
 int compare_preset(const char *name, compare_options *opt);
 
-/* Checks the options (routers, seeds, model) without touching the disk. 0 or a negative pm_status. */
+/* compare_protocol from "finetune" or "scratch". */
+int compare_parse_protocol(const char *name, compare_protocol *out);
+const char *compare_protocol_name(compare_protocol protocol);
+
+/* Checks the options (routers, seeds, model, budget, task) without touching the disk. 0 or a
+ * negative pm_status. */
 int compare_check(const compare_options *opt);
 
 /* Runs (or reuses) every stage, then writes report.md and the plots. 0 or a negative

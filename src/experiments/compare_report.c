@@ -1,6 +1,7 @@
+/* report.md of probmoe compare: the figures of every router (mean ± std over seeds), paired
+ * differences against topk with bootstrap intervals, and the papers' claims one by one, each
+ * with the figure that decides it and whether it held on this run. */
 #define _POSIX_C_SOURCE 200809L
-#include "experiments/compare_report.h"
-
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,175 +9,237 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "eval/plots.h"
-#include "core/fs.h"
+#include "experiments/compare_internal.h"
+#include "experiments/compare_report_internal.h"
+#include "experiments/stats.h"
 
-/* A number from a small JSON file (result.json, eval.json) or a plain number file; NaN if absent. */
-static double read_number(const char *path, const char *key) {
+/* ----------------------------------------------------------------- reading */
+
+/* The text of a small file, or NULL. */
+static char *read_small(const char *path) {
     FILE *file = fopen(path, "r");
-    if (!file) return NAN;
-    char text[4096];
-    size_t got = fread(text, 1, sizeof text - 1, file);
+    if (!file) return NULL;
+    char *text = malloc(1 << 16);
+    size_t got = text ? fread(text, 1, (1 << 16) - 1, file) : 0;
     fclose(file);
-    text[got] = '\0';
-    if (!key) return strtod(text, NULL);
-    cJSON *root = cJSON_Parse(text);
+    if (text) text[got] = '\0';
+    return text;
+}
+
+/* A number of a JSON file; NaN if absent. */
+static double json_number(const char *path, const char *key) {
+    char *text = read_small(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
-    double value = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+    const double value = cJSON_IsNumber(item) ? item->valuedouble : NAN;
     cJSON_Delete(root);
     return value;
 }
 
-enum {
-    PRETRAIN_VAL, ANSWER_LOSS, EXACT_MATCH, ACTIVE_TRAIN, ACTIVE_INFERENCE, LOAD_ENTROPY, TOKENS_PER_S,
-    PEAK_MIB, METRIC_COUNT
-};
-static const char *const metric_names[METRIC_COUNT] = {
-    "text val. loss", "GSM8K answer loss", "GSM8K exact match", "active experts (train)",
-    "active experts (inference)", "load entropy", "tokens/s (pre-training)", "peak memory (MiB)"};
-
-static void run_metrics(const compare_options *opt, const char *router, int seed, double *values) {
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s/runs/%s-seed%d", opt->out_dir, router, seed);
-    snprintf(path, sizeof path, "%s/pretrain/result.json", dir);
-    values[PRETRAIN_VAL] = read_number(path, "val_loss");
-    values[ACTIVE_TRAIN] = read_number(path, "mean_active");
-    values[TOKENS_PER_S] = read_number(path, "tokens_per_s");
-    snprintf(path, sizeof path, "%s/eval.json", dir);
-    values[ANSWER_LOSS] = read_number(path, "gsm8k_answer_loss");
-    values[EXACT_MATCH] = 100.0 * read_number(path, "exact_match");
-    values[ACTIVE_INFERENCE] = read_number(path, "mean_active_inference");
-    values[LOAD_ENTROPY] = read_number(path, "load_entropy");
-    double peak = 0.0;
-    const char *stages[3] = {"pretrain", "finetune", "eval"};
-    for (int s = 0; s < 3; s++) {
-        snprintf(path, sizeof path, "%s/peak_%s_mib", dir, stages[s]);
-        peak = fmax(peak, read_number(path, NULL));
-    }
-    values[PEAK_MIB] = peak;
-}
-
-/* layers[].mean_active of a run's routing.json into values (at most capacity); the count. */
-static int active_per_layer(const char *path, double *values, int capacity) {
-    FILE *file = fopen(path, "r");
-    if (!file) return 0;
-    fseek(file, 0, SEEK_END);
-    long size = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    char *text = size > 0 ? malloc((size_t)size + 1) : NULL;
-    size_t got = text ? fread(text, 1, (size_t)size, file) : 0;
-    fclose(file);
-    if (!text) return 0;
-    text[got] = '\0';
-    cJSON *root = cJSON_Parse(text);
+/* An array of numbers of a JSON file into values (at most capacity); the count. */
+static int json_numbers(const char *path, const char *key, double *values, int capacity) {
+    char *text = read_small(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
-    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers"), *layer;
+    const cJSON *item;
     int count = 0;
-    cJSON_ArrayForEach(layer, layers) {
-        const cJSON *active = cJSON_GetObjectItemCaseSensitive(layer, "mean_active");
-        if (count < capacity && cJSON_IsNumber(active)) values[count++] = active->valuedouble;
-    }
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, key))
+        if (count < capacity && cJSON_IsNumber(item)) values[count++] = item->valuedouble;
     cJSON_Delete(root);
     return count;
 }
 
-/* Training and validation loss of every router (seed 1), and active experts per layer at
- * inference; images in out_dir/plots. Returns the markdown lines that show them. */
-static void write_plots(const compare_options *opt, FILE *report) {
-    char plot_dir[4200];
-    snprintf(plot_dir, sizeof plot_dir, "%s/plots", opt->out_dir);
-    if (ensure_directory(plot_dir) < 0) return;
-    plots_run runs[COMPARE_MAX_ROUTERS];
-    plots_series series[COMPARE_MAX_ROUTERS];
-    static char paths[COMPARE_MAX_ROUTERS][4200];
-    static double active[COMPARE_MAX_ROUTERS][64];
-    for (int r = 0; r < opt->router_count; r++) {
-        snprintf(paths[r], sizeof paths[r], "%s/runs/%s-seed1/pretrain/metrics.jsonl", opt->out_dir, opt->routers[r]);
-        runs[r] = (plots_run){opt->routers[r], paths[r]};
-        char routing[4300];
-        snprintf(routing, sizeof routing, "%s/runs/%s-seed1/routing/routing.json", opt->out_dir, opt->routers[r]);
-        series[r] = (plots_series){opt->routers[r], active[r], active_per_layer(routing, active[r], 64)};
+const report_metric report_metrics[METRIC_COUNT] = {
+    [EXACT_MATCH] = {"arithmetic exact match (%)", 1, +1},
+    [ARITH_LOSS] = {"arithmetic answer loss", 3, -1},
+    [GSM8K_LOSS] = {"GSM8K answer loss", 3, -1},
+    [TEXT_LOSS] = {"text val. loss", 3, -1},
+    [ACTIVE_TRAIN] = {"active experts (fine-tuning)", 2, 0},
+    [ACTIVE_INFERENCE] = {"active experts (inference)", 2, 0},
+    [LOAD_ENTROPY] = {"load entropy", 3, +1},
+    [DEAD_EXPERTS] = {"dead experts", 1, -1},
+    [ROUTING_ENTROPY] = {"per-token routing entropy", 3, 0},
+    [COVER99] = {"experts covering 99% of π", 2, 0},
+    [TOKENS_PER_S] = {"training tokens/s (side by side)", 0, +1},
+    [PEAK_MIB] = {"peak memory (MiB, side by side)", 0, -1},
+};
+
+/* Mean over the measurement repetitions of a router's field. */
+static double measured(const compare_options *opt, const char *router, const char *key) {
+    double sum = 0.0;
+    int count = 0;
+    for (int rep = 1; rep <= opt->measure_reps; rep++) {
+        char path[COMPARE_PATH + 64];
+        snprintf(path, sizeof path, "%s/measure/%s-rep%d.json", opt->out_dir, router, rep);
+        const double value = json_number(path, key);
+        if (!isnan(value)) sum += value, count++;
     }
-    int loss = plots_loss(plot_dir, "pretrain_loss", runs, opt->router_count);
-    int layers = plots_active_per_layer(plot_dir, "active_per_layer", series, opt->router_count);
-    if (loss < 0 || layers < 0) fprintf(stderr, "compare: plots: %s\n", pm_last_error());
-    if (loss == PLOTS_SKIPPED || layers == PLOTS_SKIPPED) {
-        fprintf(report, "\n(gnuplot is not installed: the plots' data and scripts are in plots/, without images.)\n");
-        return;
-    }
-    fprintf(report, "\n## Plots\n\n![pre-training loss](plots/pretrain_loss.png)\n\n"
-            "![active experts per layer at inference](plots/active_per_layer.png)\n\n"
-            "Each run's expert-load heatmap, active experts per layer and active experts against token "
-            "frequency are in `runs/<router>-seed1/routing/plots/`.\n");
+    return count ? sum / count : NAN;
 }
 
-int compare_write_report(const compare_options *opt) {
-    const int R = opt->router_count;
-    double *mean = calloc((size_t)R * METRIC_COUNT, sizeof(double));
-    double *spread = calloc((size_t)R * METRIC_COUNT, sizeof(double));
-    if (!mean || !spread) {
-        free(mean);
-        free(spread);
-        return pm_fail(PM_ERR_NOMEM, "compare: out of memory for the report");
+void report_run_metrics(const compare_options *opt, const char *router, int seed, double *values) {
+    char dir[COMPARE_PATH], path[COMPARE_PATH + 32];
+    compare_run_dir(opt, router, seed, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/finetune/result.json", dir);
+    values[ACTIVE_TRAIN] = json_number(path, "mean_active");
+    snprintf(path, sizeof path, "%s/eval.json", dir);
+    values[EXACT_MATCH] = 100.0 * json_number(path, "arith_exact_match");
+    values[ARITH_LOSS] = json_number(path, "arith_answer_loss");
+    values[GSM8K_LOSS] = json_number(path, "gsm8k_answer_loss");
+    values[TEXT_LOSS] = json_number(path, "text_val_loss");
+    values[ACTIVE_INFERENCE] = json_number(path, "mean_active_inference");
+    values[LOAD_ENTROPY] = json_number(path, "load_entropy");
+    values[DEAD_EXPERTS] = json_number(path, "dead_experts");
+    values[ROUTING_ENTROPY] = json_number(path, "routing_entropy");
+    values[COVER99] = json_number(path, "cover99");
+    /* measured once per router (seed 1's model), side by side */
+    values[TOKENS_PER_S] = measured(opt, router, "tokens_per_s");
+    values[PEAK_MIB] = measured(opt, router, "peak_mib");
+}
+
+int report_budget(const compare_options *opt, const char *router, int seed, double *k, int capacity) {
+    char dir[COMPARE_PATH], path[COMPARE_PATH + 32];
+    compare_run_dir(opt, router, seed, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/eval.json", dir);
+    return json_numbers(path, "budget_k", k, capacity);
+}
+
+/* ------------------------------------------------------------------ tables */
+
+report_data *report_data_read(const compare_options *opt) {
+    report_data *data = calloc(1, sizeof *data);
+    if (!data) return NULL;
+    data->opt = opt;
+    data->routers = opt->router_count;
+    data->seeds = opt->seeds;
+    data->values = calloc((size_t)opt->router_count * opt->seeds * METRIC_COUNT, sizeof(double));
+    if (!data->values) {
+        free(data);
+        return NULL;
     }
-    for (int r = 0; r < R; r++)
-        for (int m = 0; m < METRIC_COUNT; m++) {
-            double sum = 0.0, squares = 0.0;
-            for (int seed = 1; seed <= opt->seeds; seed++) {
-                double values[METRIC_COUNT];
-                run_metrics(opt, opt->routers[r], seed, values);
-                sum += values[m];
-                squares += values[m] * values[m];
-            }
-            const double n = opt->seeds;
-            mean[r * METRIC_COUNT + m] = sum / n;
-            spread[r * METRIC_COUNT + m] = n > 1 ? sqrt(fmax(0.0, (squares - sum * sum / n) / (n - 1))) : 0.0;
-        }
-    int topk = -1;
-    for (int r = 0; r < R; r++)
-        if (strcmp(opt->routers[r], "topk") == 0) topk = r;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.md", opt->out_dir);
-    FILE *file = fopen(path, "w");
-    if (!file) {
-        free(mean);
-        free(spread);
-        return pm_fail(PM_ERR_ARG, "compare: cannot write %s", path);
+    data->topk = -1;
+    for (int r = 0; r < opt->router_count; r++) {
+        if (strcmp(opt->routers[r], "topk") == 0) data->topk = r;
+        for (int s = 0; s < opt->seeds; s++)
+            report_run_metrics(opt, opt->routers[r], s + 1, data->values + ((size_t)r * opt->seeds + s) * METRIC_COUNT);
     }
-    const pm_model_config *m = &opt->model;
-    fprintf(file, "# probmoe compare\n\n");
-    fprintf(file, "Model: %d layers, hidden %d, %d heads, %d experts of width %d, k = %d, BPE vocabulary of %d. "
-            "Pre-training: %ld steps of %d × %d tokens; fine-tuning on GSM8K train: %ld steps of %d × %d tokens. "
-            "Evaluation: %d validation windows of the text, the first %d GSM8K test problems (greedy, up to %d new "
-            "tokens). %d seed(s) per router; figures are mean ± std over seeds, with the ratio to topk in "
-            "brackets.\n\n",
-            m->num_layers, m->hidden_size, m->num_heads, m->num_experts, m->intermediate_size, m->experts_per_token,
-            opt->vocab_size, opt->pretrain_steps, opt->batch, opt->seq, opt->finetune_steps, opt->finetune_batch,
-            opt->finetune_seq, opt->eval_batches, opt->gsm8k_limit, opt->max_new, opt->seeds);
-    fprintf(file, "| router |");
-    for (int k = 0; k < METRIC_COUNT; k++) fprintf(file, " %s |", metric_names[k]);
+    return data;
+}
+
+void report_data_free(report_data *data) {
+    if (data) free(data->values);
+    free(data);
+}
+
+int report_router_index(const report_data *data, const char *name) {
+    for (int r = 0; r < data->routers; r++)
+        if (strcmp(data->opt->routers[r], name) == 0) return r;
+    return -1;
+}
+
+/* Per-seed values of metric m for router r. */
+void report_series(const report_data *data, int r, int m, double *out) {
+    for (int s = 0; s < data->seeds; s++) out[s] = data->values[((size_t)r * data->seeds + s) * METRIC_COUNT + m];
+}
+
+void report_difference(const report_data *data, int a, int b, int m, stats_difference *out) {
+    double x[256], y[256];
+    const int n = data->seeds < 256 ? data->seeds : 256;
+    report_series(data, a, m, x);
+    report_series(data, b, m, y);
+    stats_paired_difference(x, y, n, out);
+}
+
+static void write_figures(FILE *file, const report_data *data) {
+    fprintf(file, "## Figures\n\nMean ± std over %d seed(s); throughput and peak memory come from the side-by-side "
+            "measurement (seed 1's fine-tuned models, %d repetitions, routers alternating).\n\n| router |",
+            data->seeds, data->opt->measure_reps);
+    for (int m = 0; m < METRIC_COUNT; m++) fprintf(file, " %s |", report_metrics[m].name);
     fprintf(file, "\n|---|");
-    for (int k = 0; k < METRIC_COUNT; k++) fprintf(file, "---|");
+    for (int m = 0; m < METRIC_COUNT; m++) fprintf(file, "---|");
     fprintf(file, "\n");
-    for (int r = 0; r < R; r++) {
-        fprintf(file, "| %s |", opt->routers[r]);
-        for (int k = 0; k < METRIC_COUNT; k++) {
-            const double value = mean[r * METRIC_COUNT + k], deviation = spread[r * METRIC_COUNT + k];
-            const int digits = k == TOKENS_PER_S || k == PEAK_MIB ? 0 : k == EXACT_MATCH ? 1 : 3;
-            fprintf(file, " %.*f", digits, value);
-            if (opt->seeds > 1) fprintf(file, " ± %.*f", digits, deviation);
-            if (topk >= 0 && r != topk && mean[topk * METRIC_COUNT + k] != 0.0)
-                fprintf(file, " (%.2f×)", value / mean[topk * METRIC_COUNT + k]);
-            fprintf(file, " |");
+    for (int r = 0; r < data->routers; r++) {
+        fprintf(file, "| %s |", data->opt->routers[r]);
+        for (int m = 0; m < METRIC_COUNT; m++) {
+            double series[256], mean, std;
+            report_series(data, r, m, series);
+            const int used = stats_mean_std(series, data->seeds < 256 ? data->seeds : 256, &mean, &std);
+            const int digits = report_metrics[m].digits;
+            if (used == 0) fprintf(file, " n/a |");
+            else if (m == TOKENS_PER_S || m == PEAK_MIB || used == 1) fprintf(file, " %.*f |", digits, mean);
+            else fprintf(file, " %.*f ± %.*f |", digits, mean, digits, std);
         }
         fprintf(file, "\n");
     }
-    write_plots(opt, file);
-    fprintf(file, "\nPer-run details: `runs/<router>-seed<s>/` holds the training metrics (pretrain/, finetune/), "
-            "eval.json, the generated GSM8K answers (gsm8k_outputs.jsonl) and the routing analytics (routing/).\n");
-    fclose(file);
-    free(mean);
-    free(spread);
+}
+
+/* Paired differences against topk of the quality and routing figures. */
+static void write_differences(FILE *file, const report_data *data) {
+    if (data->topk < 0) return;
+    static const int shown[] = {EXACT_MATCH, ARITH_LOSS, GSM8K_LOSS, TEXT_LOSS, ACTIVE_INFERENCE, LOAD_ENTROPY,
+                                ROUTING_ENTROPY};
+    fprintf(file, "\n## Differences against topk\n\nPer seed, router minus topk (the same backbone and data order "
+            "per seed under the fine-tuning protocol); the mean difference and its paired bootstrap 95%% interval "
+            "over seeds. An interval that contains 0 is reported as \"no difference\".\n\n| router |");
+    for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) fprintf(file, " %s |", report_metrics[shown[i]].name);
+    fprintf(file, "\n|---|");
+    for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) fprintf(file, "---|");
+    fprintf(file, "\n");
+    for (int r = 0; r < data->routers; r++) {
+        if (r == data->topk) continue;
+        fprintf(file, "| %s |", data->opt->routers[r]);
+        for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
+            stats_difference d;
+            char text[128];
+            report_difference(data, r, data->topk, shown[i], &d);
+            stats_format_difference(text, sizeof text, &d, report_metrics[shown[i]].digits);
+            fprintf(file, " %s |", text);
+        }
+        fprintf(file, "\n");
+    }
+}
+
+int compare_write_report(const compare_options *opt) {
+    report_data *data = report_data_read(opt);
+    if (!data) return pm_fail(PM_ERR_NOMEM, "compare: out of memory for the report");
+    char path[COMPARE_PATH + 16];
+    snprintf(path, sizeof path, "%s/report.md", opt->out_dir);
+    FILE *file = fopen(path, "w");
+    if (!file) {
+        report_data_free(data);
+        return pm_fail(PM_ERR_ARG, "compare: cannot write %s", path);
+    }
+    const pm_model_config *m = &opt->model;
+    fprintf(file, "# probmoe compare (preset %s)\n\n", opt->preset ? opt->preset : "custom");
+    fprintf(file, "Model: %d layers, hidden %d, %d heads, %d experts of width %d, k = %d, BPE vocabulary of %d "
+            "learned on the text. ", m->num_layers, m->hidden_size, m->num_heads, m->num_experts,
+            m->intermediate_size, m->experts_per_token, opt->vocab_size);
+    if (opt->protocol == COMPARE_FINETUNE)
+        fprintf(file, "Protocol **finetune** (the ProbMoE paper's): per seed one backbone pre-trained with top-k "
+                "for %ld steps of %d × %d text tokens, then each router fine-tuned from it", opt->pretrain_steps,
+                opt->batch, opt->seq);
+    else
+        fprintf(file, "Protocol **scratch**: each router pre-trained on its own for %ld steps of %d × %d text "
+                "tokens, then fine-tuned", opt->pretrain_steps, opt->batch, opt->seq);
+    fprintf(file, " for %ld steps of %d × %d tokens on the arithmetic task (`probmoe data arith`: %d training "
+            "problems of %d–%d steps, operands up to %d)%s. Evaluation: %d validation windows of the text, the "
+            "first %d arithmetic test problems (greedy, up to %d new tokens, final-number exact match) and the "
+            "answer loss of the first %d GSM8K test problems. %d seed(s) per router.\n\n",
+            opt->finetune_steps, opt->finetune_batch, opt->finetune_seq, opt->arith.train_count,
+            opt->arith.min_steps, opt->arith.max_steps, opt->arith.max_operand,
+            opt->freeze_router ? ", the routing parameters frozen" : "", opt->eval_batches, opt->arith_limit,
+            opt->arith_max_new, opt->gsm8k_limit, opt->seeds);
+    report_write_claims(file, data);
+    write_figures(file, data);
+    write_differences(file, data);
+    report_write_plots(file, data);
+    fprintf(file, "\nPer-run details: `runs/<router>-seed<s>/` holds the training metrics, eval.json, the generated "
+            "arithmetic answers (arith_outputs.jsonl) and the routing analytics (routing/); `measure/` the "
+            "side-by-side timings.\n");
+    const bool ok = fclose(file) == 0;
+    report_data_free(data);
+    if (!ok) return pm_fail(PM_ERR_ARG, "compare: writing %s failed", path);
     printf("wrote %s\n", path);
     return PM_OK;
 }

@@ -1,4 +1,4 @@
-/* SoftMoE's learned per-layer budget as model tensors (docs/ROUTING.md section 3.4):
+/* SoftMoE's learned per-layer budget as model tensors (docs/ROUTING.md section 3, "The learned budget"):
  * k_l = 1 + (K − L)·softmax(eta)_l under the global budget K, and alpha_l = exp(log_alpha_l),
  * so that the optimizer can move both freely while the sum of the k_l stays K and alpha stays
  * positive. The routers keep soft_k and alpha as learnable values; the model sets them from
