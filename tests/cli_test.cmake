@@ -55,6 +55,50 @@ if(EXISTS ${work}/out)
 endif()
 expect_output("generate without a model" 1 "does not exist" generate --model ${work}/nothing)
 
+# probmoe data arith: a bad setting is named and writes nothing; a small run writes both files
+# in GSM8K's format; existing files are replaced only with --force.
+file(REMOVE_RECURSE ${work}/arith)
+expect_output("arith: operands of 1" 2 "max_operand \\(--max-operand\\) is 1"
+              data arith --out ${work}/arith --max-operand 1)
+expect_output("arith: min above max" 2 "min_steps \\(--min-steps\\) 3 is above max_steps"
+              data arith --out ${work}/arith --min-steps 3 --max-steps 2)
+expect_output("arith: too many problems" 2 "allow at most 1152 distinct problems"
+              data arith --out ${work}/arith --max-steps 1 --max-operand 2 --train 5000)
+expect_output("arith: not a number" 2 "--train needs a whole number, got 'many'"
+              data arith --out ${work}/arith --train many)
+expect_output("arith: unknown flag" 2 "unknown option '--steps'" data arith --out ${work}/arith --steps 2)
+expect_output("arith: no directory" 2 "--out DIR" data arith --train 10)
+if(EXISTS ${work}/arith)
+  message(FATAL_ERROR "a refused data arith created ${work}/arith")
+endif()
+expect_output("arith: small run" 0 "wrote .*train.jsonl \\(40 problems\\).*test.jsonl \\(8 problems\\)"
+              data arith --out ${work}/arith --train 40 --test 8 --seed 3 --max-steps 3)
+file(STRINGS ${work}/arith/train.jsonl train_lines)
+file(STRINGS ${work}/arith/test.jsonl test_lines)
+list(LENGTH train_lines train_count)
+list(LENGTH test_lines test_count)
+if(NOT train_count EQUAL 40 OR NOT test_count EQUAL 8)
+  message(FATAL_ERROR "data arith wrote ${train_count} training and ${test_count} test lines, not 40 and 8")
+endif()
+set(question "\"question\":\"[A-Z][a-z]+ has [0-9]+ [a-z]+\\..* How many [a-z]+ does [A-Z][a-z]+ have now\\?\"")
+set(answer "\"answer\":\"[0-9]+ [-+*] [0-9]+ = [0-9]+\\\\n.*#### [0-9]+\"")
+foreach(line IN LISTS train_lines test_lines)
+  if(NOT line MATCHES "^{${question},${answer}}$")
+    message(FATAL_ERROR "data arith wrote a line unlike GSM8K's: ${line}")
+  endif()
+endforeach()
+file(READ ${work}/arith/train.jsonl seed3_train)
+expect_output("arith: existing files" 1 "already exists.*--force" data arith --out ${work}/arith --train 40 --test 8)
+file(READ ${work}/arith/train.jsonl kept_train)
+if(NOT kept_train STREQUAL seed3_train)
+  message(FATAL_ERROR "a refused data arith changed ${work}/arith/train.jsonl")
+endif()
+expect_output("arith: --force" 0 "wrote" data arith --out ${work}/arith --train 40 --test 8 --force)
+file(READ ${work}/arith/train.jsonl seed1_train)
+if(seed1_train STREQUAL seed3_train)
+  message(FATAL_ERROR "data arith --force (seed 1) left the seed 3 problems in place")
+endif()
+
 # probmoe compare: bad input is refused before anything runs.
 file(REMOVE_RECURSE ${work}/cmp)
 expect_output("compare: unknown router" 1 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)
@@ -100,5 +144,9 @@ if(NOT row_count EQUAL 3) # a header and one row per layer of the 2-layer quick 
 endif()
 expect_output("eval analytics without data" 2 "give both" eval --model ${work}/cmp/runs/topk-seed1/finetune/model
               --gsm8k --analytics ${work}/analytics)
+# The arithmetic problems go through GSM8K evaluation as they are.
+expect_output("eval on arith problems" 0 "gsm8k \\(.*arith/test.jsonl\\): 2 examples"
+              eval --model ${work}/cmp/runs/topk-seed1/finetune/model --gsm8k ${work}/arith/test.jsonl
+              --limit 2 --max-new 4)
 expect_output("generate from a run directory" 0 "mean active experts per layer"
               generate --model ${work}/cmp/runs/topk-seed1/finetune --prompt "Question:" --max-new 4 --temperature 0)

@@ -16,6 +16,9 @@ int cmd_compare(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+/* `probmoe data arith` (cmd_data_arith.c), dispatched by cmd_data, and its usage text. */
+int cmd_data_arith(int argc, char **argv);
+extern const char data_arith_usage[];
 
 /* Parses the value of option `name` as an int / float; prints an error and returns false. */
 bool parse_int_option(const char *name, const char *text, int *value);

@@ -1,6 +1,6 @@
 #define _POSIX_C_SOURCE 200809L /* popen, pclose, access */
 /* probmoe data: prepares token shards from named corpora (fetched and checked by the scripts in
- * scripts/) and text files. */
+ * scripts/) and text files; `data arith` (cmd_data_arith.c) generates arithmetic problems. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +14,12 @@
 
 static const char data_usage[] =
     "usage: probmoe data prepare --out DIR [options] [FILE...]\n"
+    "       probmoe data arith --out DIR [options]\n"
     "\n"
-    "Tokenizes corpora into DIR/train.bin and DIR/val.bin (token shards) and describes them in\n"
-    "DIR/data.json. Each source (a named corpus, or each FILE) is split: its last\n"
+    "arith writes arithmetic word problems in GSM8K's format; probmoe data arith --help says more.\n"
+    "\n"
+    "prepare tokenizes corpora into DIR/train.bin and DIR/val.bin (token shards) and describes\n"
+    "them in DIR/data.json. Each source (a named corpus, or each FILE) is split: its last\n"
     "--val-fraction of tokens is held out for validation. Documents end with the tokenizer's\n"
     "end-of-text token when it has one.\n"
     "\n"
@@ -207,6 +210,7 @@ int cmd_data(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "prepare") == 0) return data_prepare(argc - 1, argv + 1);
+    if (strcmp(argv[1], "arith") == 0) return cmd_data_arith(argc - 1, argv + 1);
     fprintf(stderr, "probmoe data: unknown subcommand '%s'\n\n%s", argv[1], data_usage);
     return 2;
 }
