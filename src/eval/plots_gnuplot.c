@@ -8,8 +8,7 @@
 #include "eval/plots_internal.h"
 #include "core/fs.h"
 
-/* Image size and font shared by both terminals, so PNG and SVG look alike. */
-#define PLOT_SIZE "1000,650"
+/* The font of both terminals (and their common size), so PNG and SVG look alike. */
 #define PLOT_FONT "sans,12"
 
 int plots_name(char *out, size_t size, const char *stem, const char *suffix) {
@@ -44,23 +43,82 @@ void plots_quote(FILE *file, const char *s) {
     fputc('\'', file);
 }
 
-void plots_script_begin(FILE *gp, const char *stem) {
-    fprintf(gp, "# Written by probmoe. Re-plot with `gnuplot %s.gp` in this directory.\n", stem);
-    fprintf(gp, "set encoding utf8\n");
-    /* pngcairo draws anti-aliased lines and text; plain png (libgd) is the fallback. */
-    fprintf(gp, "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-                "    set terminal pngcairo size " PLOT_SIZE " noenhanced font '" PLOT_FONT "'\n"
-                "} else {\n"
-                "    set terminal png size " PLOT_SIZE " noenhanced\n"
-                "}\n");
-    fprintf(gp, "set output '%s.png'\n", stem);
-    fprintf(gp, "set grid back lc rgb '#dddddd'\n");
+/* Okabe and Ito's colour-blind-safe palette (yellow left out: too faint on white). */
+static const unsigned plot_colours[] = {0x0072B2, 0xD55E00, 0x009E73, 0xCC79A7,
+                                        0xE69F00, 0x56B4E9, 0x000000, 0x8C564B};
+
+unsigned plots_colour(int index) {
+    const int count = (int)(sizeof plot_colours / sizeof plot_colours[0]);
+    return plot_colours[((index % count) + count) % count];
 }
 
-void plots_script_end(FILE *gp, const char *stem) {
-    fprintf(gp, "set terminal svg size " PLOT_SIZE " dynamic noenhanced font '" PLOT_FONT "' "
-                "background rgb 'white'\n");
-    fprintf(gp, "set output '%s.svg'\nreplot\nunset output\n", stem);
+void plots_write_colour(FILE *gp, int index, int transparency) {
+    fprintf(gp, "rgb '#%02X%06X'", (unsigned)transparency & 0xFFu, plots_colour(index));
+}
+
+void plots_set_quoted(FILE *gp, const char *setting, const char *text) {
+    if (!text) return;
+    fprintf(gp, "set %s ", setting);
+    plots_quote(gp, text);
+    fprintf(gp, "\n");
+}
+
+void plots_script_begin_sized(FILE *gp, const char *stem, int width, int height) {
+    fprintf(gp, "# Written by probmoe. Re-plot with `gnuplot %s.gp` in this directory.\n", stem);
+    fprintf(gp, "set encoding utf8\n");
+    /* One pass per image, so that multiplots (which replot cannot repeat) reach the SVG too. */
+    fprintf(gp, "do for [format in 'png svg'] {\n"
+                "if (format eq 'png') {\n"
+                /* pngcairo draws anti-aliased lines and text; plain png (libgd) is the
+                 * fallback, in truecolor for the faint (transparent) lines. */
+                "    if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+                "        set terminal pngcairo size %d,%d noenhanced font '" PLOT_FONT "'\n"
+                "    } else {\n"
+                "        set terminal png truecolor size %d,%d noenhanced\n"
+                "    }\n"
+                "} else {\n"
+                "    set terminal svg size %d,%d dynamic noenhanced font '" PLOT_FONT "' "
+                "background rgb 'white'\n"
+                "}\n",
+            width, height, width, height, width, height);
+    char output[520];
+    snprintf(output, sizeof output, "%s.", stem);
+    fprintf(gp, "set output ");
+    plots_quote(gp, output);
+    fprintf(gp, ".format\nset grid back lc rgb '#dddddd'\n");
+}
+
+void plots_script_begin(FILE *gp, const char *stem) {
+    plots_script_begin_sized(gp, stem, PLOTS_WIDTH, PLOTS_HEIGHT);
+}
+
+void plots_script_end(FILE *gp) {
+    fprintf(gp, "unset output\n}\n");
+}
+
+int plots_open_pair(const char *dir, const char *stem, FILE **dat, char *dat_path, FILE **gp,
+                    char *gp_path) {
+    char name[512];
+    int status = plots_name(name, sizeof name, stem, ".dat");
+    if (status) return status;
+    *dat = plots_open(dir, name, dat_path, PLOTS_PATH_MAX);
+    if (!*dat) return PM_ERR_ARG;
+    status = plots_name(name, sizeof name, stem, ".gp");
+    *gp = status ? NULL : plots_open(dir, name, gp_path, PLOTS_PATH_MAX);
+    if (!*gp) {
+        fclose(*dat);
+        return PM_ERR_ARG;
+    }
+    plots_script_begin(*gp, stem);
+    return PM_OK;
+}
+
+int plots_close_pair_and_run(const char *dir, const char *stem, FILE *dat, const char *dat_path,
+                             FILE *gp, const char *gp_path) {
+    plots_script_end(gp);
+    const int a = plots_close(dat, dat_path), b = plots_close(gp, gp_path);
+    if (a || b) return a ? a : b;
+    return plots_run_gnuplot(dir, stem);
 }
 
 /* $PM_GNUPLOT, else the first executable gnuplot on PATH; false if there is none. */

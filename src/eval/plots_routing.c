@@ -5,38 +5,12 @@
 
 #include "eval/plots_internal.h"
 
-/* Opens STEM.dat and STEM.gp; on failure closes what opened and returns a pm_status. */
-static int open_pair(const char *dir, const char *stem, FILE **dat, char *dat_path, FILE **gp,
-                     char *gp_path) {
-    char name[512];
-    int status = plots_name(name, sizeof name, stem, ".dat");
-    if (status) return status;
-    *dat = plots_open(dir, name, dat_path, 4096);
-    if (!*dat) return PM_ERR_ARG;
-    status = plots_name(name, sizeof name, stem, ".gp");
-    *gp = status ? NULL : plots_open(dir, name, gp_path, 4096);
-    if (!*gp) {
-        fclose(*dat);
-        return PM_ERR_ARG;
-    }
-    plots_script_begin(*gp, stem);
-    return PM_OK;
-}
-
-static int close_pair_and_run(const char *dir, const char *stem, FILE *dat, const char *dat_path,
-                              FILE *gp, const char *gp_path) {
-    plots_script_end(gp, stem);
-    const int a = plots_close(dat, dat_path), b = plots_close(gp, gp_path);
-    if (a || b) return a ? a : b;
-    return plots_run_gnuplot(dir, stem);
-}
-
 int plots_expert_load(const char *dir, const char *stem, const char *title, const double *load,
                       int L, int E) {
     if (L < 1 || E < 1) return pm_fail(PM_ERR_ARG, "plots: %d layers of %d experts", L, E);
     FILE *dat, *gp;
-    char dat_path[4096], gp_path[4096];
-    int status = open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
+    char dat_path[PLOTS_PATH_MAX], gp_path[PLOTS_PATH_MAX];
+    int status = plots_open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
     if (status) return status;
     fprintf(dat, "# load fraction: one row per layer (0 first), one column per expert\n");
     for (int l = 0; l < L; l++)
@@ -66,7 +40,7 @@ int plots_expert_load(const char *dir, const char *stem, const char *title, cons
                     "with labels font ',9' tc rgb variable notitle\n", stem);
     else
         fprintf(gp, "plot '%s.dat' matrix with image notitle\n", stem);
-    return close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
+    return plots_close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
 }
 
 int plots_active_per_layer(const char *dir, const char *stem, const plots_series *runs, int count) {
@@ -75,8 +49,8 @@ int plots_active_per_layer(const char *dir, const char *stem, const plots_series
     for (int r = 0; r < count; r++) L = runs[r].count > L ? runs[r].count : L;
     if (L < 1) return pm_fail(PM_ERR_ARG, "plots: no layer to plot");
     FILE *dat, *gp;
-    char dat_path[4096], gp_path[4096];
-    int status = open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
+    char dat_path[PLOTS_PATH_MAX], gp_path[PLOTS_PATH_MAX];
+    int status = plots_open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
     if (status) return status;
     /* Rows are layers, columns runs; a run with fewer layers leaves NaN (no bar). */
     fprintf(dat, "# layer, then mean active experts of each run:");
@@ -101,11 +75,13 @@ int plots_active_per_layer(const char *dir, const char *stem, const plots_series
                 "set key inside top center horizontal box opaque samplen 2\n");
     fprintf(gp, "plot \\\n");
     for (int r = 0; r < count; r++) {
-        fprintf(gp, "  '%s.dat' using %d%s lc %d title ", stem, r + 2, r ? "" : ":xtic(1)", r + 1);
+        fprintf(gp, "  '%s.dat' using %d%s lc ", stem, r + 2, r ? "" : ":xtic(1)");
+        plots_write_colour(gp, r, 0);
+        fprintf(gp, " title ");
         plots_quote(gp, runs[r].label);
         fprintf(gp, "%s", r + 1 < count ? ", \\\n" : "\n");
     }
-    return close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
+    return plots_close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
 }
 
 int plots_active_vs_frequency(const char *dir, const char *stem, const plots_xy *series, int count) {
@@ -113,8 +89,8 @@ int plots_active_vs_frequency(const char *dir, const char *stem, const plots_xy 
     for (int s = 0; s < count; s++)
         if (series[s].count < 1) return pm_fail(PM_ERR_ARG, "plots: series %d is empty", s);
     FILE *dat, *gp;
-    char dat_path[4096], gp_path[4096];
-    int status = open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
+    char dat_path[PLOTS_PATH_MAX], gp_path[PLOTS_PATH_MAX];
+    int status = plots_open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
     if (status) return status;
     /* One index per series, separated by two blank lines. */
     for (int s = 0; s < count; s++) {
@@ -139,12 +115,13 @@ int plots_active_vs_frequency(const char *dir, const char *stem, const plots_xy 
                 "set key inside top center horizontal box opaque samplen 2\n");
     fprintf(gp, "plot \\\n");
     for (int s = 0; s < count; s++) {
-        fprintf(gp, "  '%s.dat' index %d using 1:2 with linespoints lw 2 pt 7 ps 1 lc %d title ",
-                stem, s, s + 1);
+        fprintf(gp, "  '%s.dat' index %d using 1:2 with linespoints lw 2 pt 7 ps 1 lc ", stem, s);
+        plots_write_colour(gp, s, 0);
+        fprintf(gp, " title ");
         plots_quote(gp, series[s].label);
         fprintf(gp, "%s", s + 1 < count ? ", \\\n" : "\n");
     }
-    return close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
+    return plots_close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
 }
 
 void plots_bucket_points(const analytics *a, int layer, double *x, double *y) {
