@@ -103,28 +103,65 @@ endif()
 file(REMOVE_RECURSE ${work}/cmp)
 expect_output("compare: unknown router" 1 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)
 expect_output("compare: unknown preset" 2 "unknown preset 'huge'" compare --preset huge)
+expect_output("compare: unknown protocol" 2 "unknown protocol 'pretrain'; choose finetune" compare --protocol pretrain
+              --out ${work}/cmp)
+expect_output("compare: impossible task" 1 "arithmetic task .* max_steps \\(--max-steps\\) is 9" compare --arith-max-steps 9
+              --out ${work}/cmp)
+expect_output("compare: too many test problems asked" 1 "exceeds the 20 test problems" compare --arith-test 20
+              --arith-limit 30 --out ${work}/cmp)
+expect_output("compare: a router twice" 1 "listed twice" compare --routers topk,probmoe,topk --out ${work}/cmp)
 if(EXISTS ${work}/cmp)
   message(FATAL_ERROR "a refused compare created ${work}/cmp")
 endif()
+# train: budgets and ranges that cannot work are refused before anything is written
+expect_output("train: budget at L" 2 "budget K = 4 must lie strictly between L = 4 and L·E = 32"
+              train --data ${work}/corpus.txt --router softmoe --soft-budget 4 --out ${work}/never)
+expect_output("train: budget at L·E" 2 "budget K = 32 must lie strictly between"
+              train --data ${work}/corpus.txt --router softmoe --soft-budget 32 --out ${work}/never)
+expect_output("train: kmin above kmax" 2 "k_min = 3, k_max = 2"
+              train --data ${work}/corpus.txt --router probmoe-dyn --kmin 3 --kmax 2 --out ${work}/never)
+expect_output("train: kmax above E" 2 "k_max = 9; need 0 <= k_min <= k_max <= num_experts = 8"
+              train --data ${work}/corpus.txt --router probmoe-dyn --kmin 1 --kmax 9 --out ${work}/never)
+if(EXISTS ${work}/never)
+  message(FATAL_ERROR "a refused train created ${work}/never")
+endif()
 
-# probmoe compare end to end on a tiny budget: a report with a row per router; a second run
-# reuses every finished stage; other settings in the same directory are refused.
+# probmoe compare end to end on a tiny budget (the fine-tuning protocol): a top-k backbone, each
+# router fine-tuned from it, a report with the claims and a row per router; a second run reuses
+# every finished stage; other settings in the same directory are refused.
 get_filename_component(repo ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
-set(compare_args compare --routers topk,probmoe --pretrain-steps 6 --finetune-steps 2 --gsm8k-limit 2
-    --max-new 8 --out ${work}/cmp)
+set(compare_args compare --routers topk,probmoe --seeds 2 --pretrain-steps 6 --finetune-steps 2 --gsm8k-limit 2
+    --arith-train 200 --arith-test 20 --arith-limit 4 --max-new 8 --measure-reps 2 --measure-steps 1
+    --out ${work}/cmp)
 file(REMOVE_RECURSE ${work}/cmp)
 execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} ${compare_args}
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0 OR NOT EXISTS ${work}/cmp/report.md)
   message(FATAL_ERROR "compare failed: ${rc}\n${out}${err}")
 endif()
+foreach(made runs/backbone-seed1/pretrain/model/config.json runs/backbone-seed2/pretrain/model/config.json
+        runs/probmoe-seed2/finetune/model/config.json runs/probmoe-seed1/eval.json measure/topk-rep2.json
+        measure/probmoe-rep1.json arith/test.jsonl)
+  if(NOT EXISTS ${work}/cmp/${made})
+    message(FATAL_ERROR "compare did not make ${made}")
+  endif()
+endforeach()
+if(EXISTS ${work}/cmp/runs/probmoe-seed1/pretrain)
+  message(FATAL_ERROR "the fine-tuning protocol pre-trained a router of its own")
+endif()
+file(READ ${work}/cmp/runs/probmoe-seed1/finetune/model/config.json tuned_config)
+if(NOT tuned_config MATCHES "\"router\":[ \t]*\"probmoe\"")
+  message(FATAL_ERROR "the fine-tuned model does not route with probmoe:\n${tuned_config}")
+endif()
 file(READ ${work}/cmp/report.md report)
-if(NOT report MATCHES "\\| topk \\|" OR NOT report MATCHES "\\| probmoe \\| [0-9.]+ \\([0-9.]+×\\)")
-  message(FATAL_ERROR "report.md lacks the router rows:\n${report}")
+if(NOT report MATCHES "## Claims" OR NOT report MATCHES "\\| probmoe beats topk on arithmetic exact match"
+   OR NOT report MATCHES "\\| topk \\| [0-9.]+ ± [0-9.]+ \\|"
+   OR NOT report MATCHES "\\| probmoe \\| [-+][0-9.]+ \\[[-+][0-9.]+, [-+][0-9.]+\\]")
+  message(FATAL_ERROR "report.md lacks the claims, figures or differences:\n${report}")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} ${compare_args}
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0 OR out MATCHES "pre-training" OR NOT out MATCHES "wrote")
+if(NOT rc EQUAL 0 OR out MATCHES "pre-training" OR out MATCHES "measuring" OR NOT out MATCHES "wrote")
   message(FATAL_ERROR "a second compare did not reuse the finished runs:\n${out}${err}")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} compare --routers topk

@@ -110,7 +110,9 @@ int compare_check(const compare_options *opt) {
         return pm_fail(PM_ERR_ARG, "compare: --arith-limit %d exceeds the %d test problems of the task",
                        opt->arith_limit, opt->arith.test_count);
     int status = arith_check_options(&opt->arith);
-    if (status < 0) return status;
+    if (status < 0)
+        return pm_fail(PM_ERR_ARG, "compare: the arithmetic task (flags --arith-train, --arith-test, "
+                       "--arith-max-steps, --arith-max-operand): %s", pm_last_error());
     if (opt->arith_max_new < 1 || opt->arith_max_new >= opt->model.max_position_embeddings)
         return pm_fail(PM_ERR_ARG, "compare: --max-new %d; give 1 to %d", opt->arith_max_new,
                        opt->model.max_position_embeddings - 1);
