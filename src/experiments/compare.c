@@ -35,11 +35,13 @@ int compare_preset(const char *name, compare_options *opt) {
     opt->vocab_size = quick || standard ? 2048 : 4096;
     opt->arith = arith_options_default();
     opt->pretrain_steps = quick ? 1000 : standard ? 2000 : 6000;
-    opt->finetune_steps = quick ? 600 : standard ? 1200 : 3000;
+    /* sized so that topk learns the task: quick's reaches 33% exact match on seed 1 (600
+     * steps gave 19%), 16 problems a step 73% */
+    opt->finetune_steps = quick ? 1000 : standard ? 800 : 3000;
     opt->batch = 8;
     opt->seq = 128;
-    opt->finetune_batch = 16;
-    opt->finetune_seq = 64;
+    opt->finetune_batch = quick ? 8 : 16;
+    opt->finetune_seq = 96;
     opt->lr = 3e-3f;
     opt->finetune_lr = 2e-3f;
     opt->eval_batches = quick ? 32 : 64;

@@ -49,11 +49,14 @@ static void claim_line(FILE *file, const char *claim, const char *verdict, const
     fprintf(file, "| %s | **%s** | %s |\n", claim, verdict, figure);
 }
 
-/* Both parts must hold for the claim to hold. */
+/* A claim of several parts holds when every part holds; a part not measured or undecided
+ * leaves it so; otherwise it did not hold. */
 static const char *both(const char *first, const char *second) {
     if (strcmp(first, "held") == 0 && strcmp(second, "held") == 0) return "held";
-    if (strcmp(first, "held") == 0) return second;
-    return first;
+    const char *open[] = {"not measured", "undecided (one seed)"};
+    for (int i = 0; i < 2; i++)
+        if (strcmp(first, open[i]) == 0 || strcmp(second, open[i]) == 0) return open[i];
+    return "did not hold";
 }
 
 static void quality_claims(FILE *file, const report_data *data, int a, int b, const char *source) {
