@@ -322,8 +322,10 @@ PM_API void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
 PM_API const pm_routing *pm_model_routing(const pm_model *model, int layer);
 PM_API pm_router *pm_model_router(pm_model *model, int layer);
 /* The learned budget's current per-layer k_l and alpha (each L values; either may be NULL),
- * from the model's tensors. false if the model's router learns no budget. */
-PM_API bool pm_model_budget(const pm_model *model, float *k, float *alpha);
+ * from the model's tensors: the values the routers use (k_l capped at E − 1/2). false if the
+ * model's router learns no budget. Also sets them into the routers, so that a generator or
+ * a saved model uses the budget after the last update. */
+PM_API bool pm_model_budget(pm_model *model, float *k, float *alpha);
 
 /*
  * Test hook: when set, each training forward asks source(user, layer, T, &offsets, &experts)

@@ -299,10 +299,47 @@ static void test_freeze_and_reroute(void **state) {
     pm_model_free(before);
     pm_model_free(after);
 
+    /* and back: the softmoe model rerouted to topk leaves its budget tensors behind */
+    pm_model *back = checkpoint_load_rerouted(frozen_model, &topk, 1, 8);
+    if (!back) fail_msg("%s", pm_last_error());
+    assert_int_equal(pm_model_get_config(back)->router.kind, PM_ROUTER_TOPK);
+    assert_null(pm_model_find_param(back, "model.soft_budget.eta"));
+    after = pm_model_load(frozen_model, 1, 8);
+    for (int i = 0; i < pm_model_num_params(back); i++) {
+        const pm_param *param = pm_model_param(back, i), *same = pm_model_find_param(after, param->name);
+        assert_non_null(same);
+        assert_memory_equal(pm_model_weights(back) + param->offset, pm_model_weights(after) + same->offset,
+                            sizeof(float) * param->count);
+    }
+    pm_model_free(back);
+    pm_model_free(after);
+
     /* another number of experts cannot take the backbone's weights */
     pm_model_config wrong = softmoe_model(2, 6, 2);
     assert_null(checkpoint_load_rerouted(base_model, &wrong, 1, 8));
     assert_non_null(strstr(pm_last_error(), "has 4 experts and k = 2"));
+}
+
+/* With the same seed a softmoe model starts from the same weights as a topk one: the budget's
+ * tensors, last in the table, do not shift the others' initialisation streams. */
+static void test_same_initial_weights(void **state) {
+    (void)state;
+    pm_model_config softmoe = softmoe_model(3, 4, 2), topk = softmoe;
+    topk.router = pm_router_config_default(PM_ROUTER_TOPK, 4, 2);
+    pm_model *a = pm_model_create(&softmoe, 1, 8), *b = pm_model_create(&topk, 1, 8);
+    assert_non_null(a);
+    assert_non_null(b);
+    pm_model_init_weights(a, 9);
+    pm_model_init_weights(b, 9);
+    assert_int_equal(pm_model_num_params(a), pm_model_num_params(b) + 3 + 1);
+    for (int i = 0; i < pm_model_num_params(b); i++) {
+        const pm_param *param = pm_model_param(b, i), *same = pm_model_find_param(a, param->name);
+        assert_non_null(same);
+        assert_memory_equal(pm_model_weights(b) + param->offset, pm_model_weights(a) + same->offset,
+                            sizeof(float) * param->count);
+    }
+    pm_model_free(a);
+    pm_model_free(b);
 }
 
 static void test_bad_budgets(void **state) {
@@ -330,6 +367,10 @@ static void test_bad_budgets(void **state) {
     assert_true(pm_model_config_check(&cfg) < 0);
     cfg.soft_budget = 4.0f;
     assert_int_equal(pm_model_config_check(&cfg), 0);
+    /* a budget for a router that learns none is a mistake, not something to ignore */
+    cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, 4, 1);
+    assert_true(pm_model_config_check(&cfg) < 0);
+    assert_non_null(strstr(pm_last_error(), "the probmoe router learns no budget"));
 }
 
 int main(void) {
@@ -338,6 +379,7 @@ int main(void) {
         cmocka_unit_test(test_budget_moves_and_stays_within_budget),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_freeze_and_reroute),
+        cmocka_unit_test(test_same_initial_weights),
         cmocka_unit_test(test_bad_budgets),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);

@@ -18,7 +18,7 @@ static const char compare_usage[] =
     "memory are measured side by side. report.md says claim by claim what held. Finished stages\n"
     "are reused when the command runs again; an interrupted training resumes.\n"
     "\n"
-    "  --preset NAME         quick (about 15 minutes on 2 cores, the default), standard (at most\n"
+    "  --preset NAME         quick (about 25 minutes on 2 cores, the default), standard (at most\n"
     "                        90 minutes) or paper (longer); each with 3 seeds\n"
     "  --protocol NAME       finetune (default) or scratch (each router pre-trained on its own)\n"
     "  --routers A,B,...     routers to compare (default: every router but the ablations, and\n"

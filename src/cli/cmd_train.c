@@ -315,12 +315,24 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "probmoe train: --init: %s\n", pm_last_error());
             return 2;
         }
-        /* --router: the same weights, routed by another router (its flags on top, E and k the model's) */
+        /* --router, a router flag or --soft-budget: the same weights, routed by the router they
+         * describe (E and k the model's) */
         bool reroute = false;
-        for (int i = 1; i < argc; i++) reroute |= strcmp(argv[i], "--router") == 0;
+        for (int i = 1; i < argc; i++) {
+            router_flags probe = {0};
+            int at = i;
+            bool error = false;
+            reroute |= strcmp(argv[i], "--router") == 0 || strcmp(argv[i], "--soft-budget") == 0 ||
+                       router_flags_take(&probe, argc, argv, &at, &error);
+        }
         if (reroute) {
+            const float file_budget = request.model.soft_budget;
+            request.model.soft_budget = 0.0f;
             status = parse_train_args(argc, argv, &request);
             if (status) return status < 0 ? 0 : status;
+            /* the file's budget goes on with a router that learns one, unless --soft-budget says otherwise */
+            if (request.model.soft_budget == 0.0f && pm_router_learns_budget(request.model.router.kind))
+                request.model.soft_budget = file_budget;
             request.train.init_reroute = true;
         }
         snprintf(path, sizeof path, "%s/tokenizer.json", request.train.init_dir);

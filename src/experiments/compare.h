@@ -27,7 +27,7 @@
 #include "data/arith.h"
 #include "probmoe.h"
 
-enum { COMPARE_MAX_ROUTERS = 16 };
+enum { COMPARE_MAX_ROUTERS = 16, COMPARE_MAX_SEEDS = 64, COMPARE_MAX_OUT = 2048 };
 
 typedef enum { COMPARE_FINETUNE, COMPARE_SCRATCH } compare_protocol;
 
@@ -52,7 +52,7 @@ typedef struct {
     int measure_reps, measure_steps; /* side-by-side timing: repetitions, steps per repetition */
 } compare_options;
 
-/* The presets: "quick" (about 15 minutes on 2 cores), "standard" (at most 90 minutes) and
+/* The presets: "quick" (about 25 minutes on 2 cores), "standard" (at most 90 minutes) and
  * "paper" (longer); each with 3 seeds. */
 int compare_preset(const char *name, compare_options *opt);
 

@@ -86,6 +86,11 @@ static void sparsity_claim(FILE *file, const report_data *data, int a, const cha
  * seeds) and in how many seeds they grow with depth (a positive least-squares slope). */
 static void allocation_claims(FILE *file, const report_data *data, int softmoe) {
     if (softmoe < 0) return;
+    if (data->opt->freeze_router) {
+        claim_line(file, "SoftMoE's learned allocation is highly non-uniform and grows with depth (SoftMoE)",
+                   "not applicable", "the routing parameters were frozen (--freeze-router): the budget stays uniform");
+        return;
+    }
     double mean_k[64] = {0}, ratio = 0.0;
     int layers = 0, seeds = 0, growing = 0;
     for (int s = 1; s <= data->seeds; s++) {
@@ -126,7 +131,7 @@ static void allocation_claims(FILE *file, const report_data *data, int softmoe) 
 /* The ProbMoE paper's cost figure: step time and peak memory against topk. */
 static void cost_claims(FILE *file, const report_data *data) {
     if (data->topk < 0) return;
-    double base[256], series[256];
+    double base[COMPARE_MAX_SEEDS], series[COMPARE_MAX_SEEDS];
     report_series(data, data->topk, TOKENS_PER_S, base);
     const double topk_speed = base[0];
     report_series(data, data->topk, PEAK_MIB, base);
@@ -152,7 +157,13 @@ void report_write_claims(FILE *file, const report_data *data) {
     const int dyn = report_router_index(data, "probmoe-dyn"), softmoe = report_router_index(data, "softmoe");
     fprintf(file, "## Claims\n\nEach claim of the two papers, tested on this run. \"held\": the paired bootstrap "
             "95%% interval over seeds lies wholly on the claimed side; \"no difference\": it contains 0; \"did not "
-            "hold (the opposite)\": it lies wholly on the other side.\n\n| claim | on this run | figure |\n|---|---|---|\n");
+            "hold (the opposite)\": it lies wholly on the other side.");
+    if (data->seeds == 2 || data->seeds == 3)
+        fprintf(file, " With %d seeds the exact bootstrap interval is the range of the per-seed differences (each "
+                "extreme resample has probability 1/%d, above 2.5%%), so \"held\" means that every seed's difference "
+                "lies on the claimed side: a sign test over %d seeds, not a 95%% guarantee.", data->seeds,
+                data->seeds == 2 ? 4 : 27, data->seeds);
+    fprintf(file, "\n\n| claim | on this run | figure |\n|---|---|---|\n");
     quality_claims(file, data, probmoe, data->topk, "ProbMoE");
     quality_claims(file, data, probmoe, densemixer, "ProbMoE");
     if (probmoe >= 0 && data->topk >= 0) {

@@ -24,6 +24,9 @@ int compare_in_child(compare_job job, const compare_options *opt, const void *ar
                      double *peak_mib);
 
 bool compare_exists(const char *path);
+/* Appends `"key": value` (", " before all but the first) to a JSON object being built in
+ * out; a value that is not finite is written as null, which JSON readers accept. */
+void compare_json_field(char *out, size_t size, const char *key, double value, int decimals);
 /* Writes text to path through a temporary file. */
 int compare_write_text(const char *path, const char *text);
 /* runs/<name>-seed<seed> under out_dir. */

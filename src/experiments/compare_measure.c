@@ -111,9 +111,11 @@ int compare_measure(const compare_options *opt) {
             status = compare_in_child(measure_job, opt, &stage, what, &peak);
             if (status < 0) break;
             const double seconds = read_double(stage.path);
-            char text[256];
-            snprintf(text, sizeof text, "{\"step_seconds\": %.9f, \"tokens_per_s\": %.1f, \"peak_mib\": %.1f}\n",
-                     seconds, tokens / seconds, peak);
+            char text[256] = "{";
+            compare_json_field(text, sizeof text, "step_seconds", seconds, 9);
+            compare_json_field(text, sizeof text, "tokens_per_s", tokens / seconds, 1);
+            compare_json_field(text, sizeof text, "peak_mib", peak, 1);
+            strcat(text, "}\n");
             status = compare_write_text(result, text);
             remove(stage.path);
         }

@@ -144,8 +144,8 @@ void report_series(const report_data *data, int r, int m, double *out) {
 }
 
 void report_difference(const report_data *data, int a, int b, int m, stats_difference *out) {
-    double x[256], y[256];
-    const int n = data->seeds < 256 ? data->seeds : 256;
+    double x[COMPARE_MAX_SEEDS], y[COMPARE_MAX_SEEDS];
+    const int n = data->seeds;
     report_series(data, a, m, x);
     report_series(data, b, m, y);
     stats_paired_difference(x, y, n, out);
@@ -162,9 +162,9 @@ static void write_figures(FILE *file, const report_data *data) {
     for (int r = 0; r < data->routers; r++) {
         fprintf(file, "| %s |", data->opt->routers[r]);
         for (int m = 0; m < METRIC_COUNT; m++) {
-            double series[256], mean, std;
+            double series[COMPARE_MAX_SEEDS], mean, std;
             report_series(data, r, m, series);
-            const int used = stats_mean_std(series, data->seeds < 256 ? data->seeds : 256, &mean, &std);
+            const int used = stats_mean_std(series, data->seeds, &mean, &std);
             const int digits = report_metrics[m].digits;
             if (used == 0) fprintf(file, " n/a |");
             else if (m == TOKENS_PER_S || m == PEAK_MIB || used == 1) fprintf(file, " %.*f |", digits, mean);

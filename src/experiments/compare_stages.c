@@ -28,6 +28,14 @@ bool compare_exists(const char *path) {
     return stat(path, &info) == 0;
 }
 
+void compare_json_field(char *out, size_t size, const char *key, double value, int decimals) {
+    const size_t used = strlen(out);
+    if (used >= size) return;
+    const char *comma = used > 1 ? ", " : "";
+    if (isfinite(value)) snprintf(out + used, size - used, "%s\"%s\": %.*f", comma, key, decimals, value);
+    else snprintf(out + used, size - used, "%s\"%s\": null", comma, key);
+}
+
 void compare_inputs_of(const compare_options *opt, compare_inputs *in) {
     snprintf(in->tokenizer, sizeof in->tokenizer, "%s/tokenizer.json", opt->out_dir);
     snprintf(in->text_data, sizeof in->text_data, "%s/data", opt->out_dir);
@@ -201,9 +209,12 @@ static int train_job(const compare_options *opt, const void *arg) {
     if (status < 0) return status;
     double active = 0.0;
     for (int l = 0; l < result.num_layers; l++) active += result.routing[l].mean_active / result.num_layers;
-    char text[512], path[COMPARE_PATH + 32];
-    snprintf(text, sizeof text, "{\"steps\": %ld, \"val_loss\": %.6f, \"tokens_per_s\": %.1f, \"mean_active\": %.4f}\n",
-             result.steps_done, result.final_val_loss, result.tokens_per_second, active);
+    char text[512] = "{", path[COMPARE_PATH + 32];
+    compare_json_field(text, sizeof text, "steps", (double)result.steps_done, 0);
+    compare_json_field(text, sizeof text, "val_loss", result.final_val_loss, 6);
+    compare_json_field(text, sizeof text, "tokens_per_s", result.tokens_per_second, 1);
+    compare_json_field(text, sizeof text, "mean_active", active, 4);
+    strcat(text, "}\n");
     snprintf(path, sizeof path, "%s/result.json", out);
     return compare_write_text(path, text);
 }
@@ -245,7 +256,7 @@ typedef struct {
 } eval_stage;
 
 /* ", \"budget_k\": [..], \"budget_alpha\": [..]" for a model that learns a budget, else "". */
-static void budget_json(const pm_model *model, char *out, size_t size) {
+static void budget_json(pm_model *model, char *out, size_t size) {
     out[0] = '\0';
     const int L = pm_model_get_config(model)->num_layers;
     float *values = malloc(sizeof(float) * 2 * (size_t)L);
@@ -256,7 +267,8 @@ static void budget_json(const pm_model *model, char *out, size_t size) {
         if (used < size) used += (size_t)snprintf(out + used, size - used, "], \"budget_alpha\": [");
         for (int l = 0; l < L && used < size; l++)
             used += (size_t)snprintf(out + used, size - used, "%s%.6f", l ? ", " : "", values[L + l]);
-        if (used < size) snprintf(out + used, size - used, "]");
+        if (used < size) used += (size_t)snprintf(out + used, size - used, "]");
+        if (used >= size) out[0] = '\0'; /* too many layers to list: leave them out, keep the JSON whole */
     }
     free(values);
 }
@@ -293,15 +305,17 @@ static int eval_job(const compare_options *opt, const void *arg) {
             cover += layer->cover99 / L;
             dead += layer->dead_experts;
         }
-        char budget[2048], json[4096];
+        char budget[2048], json[4096] = "{";
         budget_json(model, budget, sizeof budget);
-        snprintf(json, sizeof json,
-                 "{\"text_val_loss\": %.6f, \"arith_exact_match\": %.6f, \"arith_answer_loss\": %.6f, "
-                 "\"arith_examples\": %d, \"gsm8k_answer_loss\": %.6f, \"gsm8k_examples\": %d, "
-                 "\"mean_active_inference\": %.4f, \"load_entropy\": %.4f, \"dead_experts\": %.0f, "
-                 "\"routing_entropy\": %.4f, \"cover99\": %.4f%s}\n",
-                 text.loss, arith.exact_match, arith.answer_loss, arith.examples, gsm8k.answer_loss, gsm8k.examples,
-                 active, entropy, dead, routing_entropy, cover, budget);
+        const struct { const char *key; double value; int decimals; } fields[] = {
+            {"text_val_loss", text.loss, 6}, {"arith_exact_match", arith.exact_match, 6},
+            {"arith_answer_loss", arith.answer_loss, 6}, {"arith_examples", arith.examples, 0},
+            {"gsm8k_answer_loss", gsm8k.answer_loss, 6}, {"gsm8k_examples", gsm8k.examples, 0},
+            {"mean_active_inference", active, 4}, {"load_entropy", entropy, 4}, {"dead_experts", dead, 0},
+            {"routing_entropy", routing_entropy, 4}, {"cover99", cover, 4}};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            compare_json_field(json, sizeof json, fields[i].key, fields[i].value, fields[i].decimals);
+        snprintf(json + strlen(json), sizeof json - strlen(json), "%s}\n", budget);
         snprintf(path, sizeof path, "%s/eval.json", stage->dir);
         status = compare_write_text(path, json);
     }

@@ -61,6 +61,14 @@ static int restore_router_values(pm_model *model, const st_file *file, const cha
     return PM_OK;
 }
 
+/* A tensor only some routers have (softmoe's learned budget, src/model/params.c): a model
+ * rerouted to another kind leaves it behind. */
+static bool router_only_tensor(const char *name) {
+    const size_t length = strlen(name), suffix = strlen(".mlp.gate.log_alpha");
+    return strcmp(name, "model.soft_budget.eta") == 0 ||
+           (length > suffix && strcmp(name + length - suffix, ".mlp.gate.log_alpha") == 0);
+}
+
 static int fail_unknown(const char *path, const char *name) {
     return pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not a parameter of the model that config.json describes "
                    "(a different architecture or config? allow unknown tensors to skip it)", path, name);
@@ -77,12 +85,13 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name) {
         const st_tensor *tensor = st_tensor_at(file, i);
         int p = find_param(w, tensor->name);
         if (p < 0) {
-            if (!w->allow_unknown) status = fail_unknown(path, tensor->name);
+            if (!w->allow_unknown && !(w->skip_router_values && router_only_tensor(tensor->name)))
+                status = fail_unknown(path, tensor->name);
             continue;
         }
-        if (w->file_of && strcmp(w->file_of[p], file_name) != 0) {
-            status = pm_fail(PM_ERR_ARG, "%s holds the tensor '%s', but the index puts it in '%s'", path, tensor->name,
-                             w->file_of[p]);
+        if (w->file_of && (!w->file_of[p] || strcmp(w->file_of[p], file_name) != 0)) {
+            status = pm_fail(PM_ERR_ARG, "%s holds the tensor '%s', but the index %s", path, tensor->name,
+                             w->file_of[p] ? "puts it in another file" : "does not list it");
             break;
         }
         const pm_param *param = pm_model_param(w->model, p);
@@ -123,7 +132,8 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
             break;
         }
         int p = find_param(w, entry->string);
-        if (p < 0 && !w->allow_unknown) status = fail_unknown(index_path, entry->string);
+        if (p < 0 && !w->allow_unknown && !(w->skip_router_values && router_only_tensor(entry->string)))
+            status = fail_unknown(index_path, entry->string);
         else if (p >= 0 && w->file_of[p])
             status = pm_fail(PM_ERR_ARG, "%s lists the tensor '%s' twice", index_path, entry->string);
         else if (p >= 0) w->file_of[p] = entry->valuestring;
@@ -230,6 +240,12 @@ int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, 
     if (status == 0) status = ckpt_join(path, sizeof path, root, "optimizer.safetensors");
     if (status == 0) status = st_open(&file, path);
     int64_t shape[1] = {(int64_t)size};
+    const st_tensor *moments = status == 0 ? st_find(file, "adamw.m") : NULL;
+    if (moments && (moments->rank != 1 || moments->shape[0] != shape[0]))
+        status = pm_fail(PM_ERR_ARG, "%s holds %lld moments (adamw.m) but the model has %zu parameters: the "
+                         "optimizer state belongs to another model (or to softmoe before its learned budget). "
+                         "Start a new run from its weights with --init instead of --resume", path,
+                         (long long)(moments->rank == 1 ? moments->shape[0] : -1), size);
     if (status == 0) status = st_read_f32(file, "adamw.m", shape, 1, m);
     if (status == 0) status = st_read_f32(file, "adamw.v", shape, 1, v);
     const char *text = status == 0 ? st_metadata(file, "step") : NULL;

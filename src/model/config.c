@@ -66,7 +66,10 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
                        cfg->router.num_experts, cfg->num_experts);
     if (!(cfg->soft_budget >= 0.0f) || !isfinite(cfg->soft_budget))
         return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget = %g; give a finite budget, or 0 for "
-                       "num_hidden_layers × num_experts_per_tok", (double)cfg->soft_budget);
+                       "num_hidden_layers × soft_k", (double)cfg->soft_budget);
+    if (cfg->soft_budget > 0.0f && !pm_router_learns_budget(cfg->router.kind))
+        return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget (--soft-budget) is set, but the %s router "
+                       "learns no budget; drop it or use softmoe", pm_router_kind_name(cfg->router.kind));
     const float K = pm_model_soft_budget(cfg), L = (float)cfg->num_layers;
     if (pm_router_learns_budget(cfg->router.kind) && !(K > L && K < L * (float)cfg->num_experts))
         return pm_fail(PM_ERR_ARG, "model config: the %s budget K = %g must lie strictly between L = %d and "

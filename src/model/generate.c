@@ -108,6 +108,11 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
               gen->tmp && gen->scores && gen->logits_row && gen->router_logits && gen->expert_gate &&
               gen->expert_up && gen->expert_act && gen->expert_out && gen->routers && gen->routings &&
               gen->active_sum;
+    /* the learned budget's current k_l and alpha into the model's routers, to copy below */
+    if (ok && model_budget_apply(model) < 0) {
+        pm_generator_free(gen);
+        return NULL;
+    }
     for (int l = 0; ok && l < L; l++) {
         gen->routers[l] = pm_router_create(use);
         if (gen->routers[l] && take_trained_values(gen->routers[l], model->layers[l].router, use, &cfg->router) < 0) {

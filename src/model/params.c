@@ -56,10 +56,6 @@ int model_build_params(pm_model *model) {
         LAYER_PARAM(router, "mlp.gate.weight", E, H);
         model->params[lp->router].router = true;
         lp->log_alpha = -1;
-        if (budget) {
-            LAYER_PARAM(log_alpha, "mlp.gate.log_alpha", 1, 0);
-            model->params[lp->log_alpha].router = model->params[lp->log_alpha].optional = true;
-        }
 #undef LAYER_PARAM
         for (int e = 0; e < E; e++) {
             const char *projections[3] = {"gate_proj", "up_proj", "down_proj"};
@@ -72,7 +68,14 @@ int model_build_params(pm_model *model) {
     }
     model->final_norm = add_param(model, "model.norm.weight", H, 0);
     model->lm_head = add_param(model, "lm_head.weight", cfg->vocab_size, H);
+    /* the learned budget last: the other tensors keep their indices, and so their
+     * initialisation streams, whatever the router */
     model->budget_eta = -1;
+    for (int l = 0; budget && l < cfg->num_layers; l++) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.gate.log_alpha", l);
+        const int index = model->layer_params[l].log_alpha = add_param(model, name, 1, 0);
+        model->params[index].router = model->params[index].optional = true;
+    }
     if (budget) {
         model->budget_eta = add_param(model, "model.soft_budget.eta", cfg->num_layers, 0);
         model->params[model->budget_eta].router = model->params[model->budget_eta].optional = true;

@@ -68,12 +68,13 @@ int model_budget_finish(pm_model *model) {
                                       model->budget_dk, cfg->num_layers, pm_model_soft_budget(cfg));
 }
 
-bool pm_model_budget(const pm_model *model, float *k, float *alpha) {
-    if (!model || model->budget_eta < 0) return false;
+bool pm_model_budget(pm_model *model, float *k, float *alpha) {
+    if (!model || model->budget_eta < 0 || model_budget_apply(model) < 0) return false;
     const int L = model->cfg.num_layers;
     if (k && pm_softmoe_budget_forward(k, model->weights + model->params[model->budget_eta].offset, L,
                                        pm_model_soft_budget(&model->cfg)) < 0)
         return false;
+    for (int l = 0; k && l < L; l++) k[l] = usable_k(k[l], model->cfg.num_experts);
     for (int l = 0; alpha && l < L; l++)
         alpha[l] = expf(model->weights[model->params[model->layer_params[l].log_alpha].offset]);
     return true;

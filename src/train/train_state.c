@@ -117,7 +117,8 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     opt->adamw.beta2 = (float)number(root, "beta2", opt->adamw.beta2);
     opt->adamw.eps = (float)number(root, "eps", opt->adamw.eps);
     opt->adamw.weight_decay = (float)number(root, "weight_decay", opt->adamw.weight_decay);
-    opt->adamw.freeze_router = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "freeze_router"));
+    /* a frozen run stays frozen; --freeze-router may freeze a resumed one from here on */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "freeze_router"))) opt->adamw.freeze_router = true;
     opt->eval_interval = (long)number(root, "eval_interval", (double)opt->eval_interval);
     opt->eval_batches = (int)number(root, "eval_batches", opt->eval_batches);
     opt->val_fraction = number(root, "val_fraction", opt->val_fraction);

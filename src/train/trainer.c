@@ -107,7 +107,7 @@ static void log_step(FILE *metrics, pm_model *model, long step, double loss, flo
 }
 
 /* The learned budget's k_l and alpha of the reported layers into result; false if none. */
-static bool copy_budget(const pm_model *model, train_result *result) {
+static bool copy_budget(pm_model *model, train_result *result) {
     const int L = pm_model_get_config(model)->num_layers;
     float *budget = malloc(sizeof(float) * 2 * (size_t)L);
     const bool has = budget && pm_model_budget(model, budget, budget + L);
@@ -143,6 +143,13 @@ static int accumulate_gradients(pm_model *model, const batch_source *data, const
     }
     if (opt->accum > 1) scale_gradients(pm_model_grads(model), pm_model_size(model), 1.0f / opt->accum);
     return PM_OK;
+}
+
+static void zero_router_gradients(pm_model *model) {
+    for (int i = 0; i < pm_model_num_params(model); i++) {
+        const pm_param *param = pm_model_param(model, i);
+        if (param->router) memset(pm_model_grads(model) + param->offset, 0, sizeof(float) * param->count);
+    }
 }
 
 /* Set by SIGINT/SIGTERM: finish the step, save, stop. */
@@ -197,6 +204,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
             status = PM_OK;
         }
         if (status < 0) break;
+        if (opt->adamw.freeze_router) zero_router_gradients(model); /* frozen: not in the norm or the clip */
         const double grad_norm = isfinite(loss) ? gradient_norm(pm_model_grads(model), pm_model_size(model)) : NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
