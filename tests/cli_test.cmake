@@ -99,6 +99,29 @@ if(seed1_train STREQUAL seed3_train)
   message(FATAL_ERROR "data arith --force (seed 1) left the seed 3 problems in place")
 endif()
 
+# train with softmoe: the learned budget in the routing table, metrics.jsonl and plots/; then a
+# topk model fine-tuned as softmoe with the router frozen
+string(REPEAT "the cat sat on the mat and the dog ran after it. " 200 budget_text)
+file(WRITE ${work}/budget.txt "${budget_text}")
+file(REMOVE_RECURSE ${work}/soft ${work}/topk_base ${work}/rerouted)
+set(tiny --layers 2 --hidden 32 --heads 4 --intermediate 32 --experts 4 --k 2 --batch 4 --seq 32 --steps 12
+    --eval-interval 12 --eval-batches 2)
+expect_output("train softmoe" 0 "learned k_l +alpha.*the learned k_l sum to the budget K = 5"
+              train --data ${work}/budget.txt --out ${work}/soft --router softmoe --soft-budget 5 ${tiny})
+file(READ ${work}/soft/metrics.jsonl soft_metrics)
+if(NOT soft_metrics MATCHES "\"soft_k\": [0-9.]+, \"alpha\": [0-9.]+" OR NOT EXISTS ${work}/soft/plots/budget_k.gp)
+  message(FATAL_ERROR "the softmoe run did not log or plot its learned budget")
+endif()
+expect_output("train topk base" 0 "trained to step 12" train --data ${work}/budget.txt --out ${work}/topk_base
+              --router topk ${tiny})
+expect_output("fine-tune rerouted and frozen" 0 "routing in the last step \\(softmoe\\)"
+              train --data ${work}/budget.txt --init ${work}/topk_base/model --router softmoe --freeze-router
+              --out ${work}/rerouted --steps 4 --batch 4 --seq 32 --eval-interval 4 --eval-batches 2)
+file(READ ${work}/rerouted/model/config.json rerouted_config)
+if(NOT rerouted_config MATCHES "\"router\":[ \t]*\"softmoe\"")
+  message(FATAL_ERROR "the rerouted model is not softmoe:\n${rerouted_config}")
+endif()
+
 # probmoe compare: bad input is refused before anything runs.
 file(REMOVE_RECURSE ${work}/cmp)
 expect_output("compare: unknown router" 1 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)

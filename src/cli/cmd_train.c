@@ -10,6 +10,8 @@
 
 #include "cli/cli.h"
 #include "train/routing_stats.h"
+#include "core/fs.h"
+#include "eval/plots.h"
 #include "train/trainer.h"
 
 static const char train_usage_head[] =
@@ -287,6 +289,23 @@ static void print_summary(const train_result *result, const train_request *reque
            result->model_dir, result->model_dir, request->train.out_dir);
 }
 
+/* DIR/plots: the loss curve, and softmoe's learned k_l and alpha per layer over training. */
+static void write_plots(const train_result *result, const char *out_dir) {
+    char dir[4200], metrics[4200];
+    snprintf(dir, sizeof dir, "%s/plots", out_dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out_dir);
+    if (ensure_directory(dir) < 0) return;
+    const plots_run run = {"training", metrics};
+    int status = plots_loss(dir, "loss", &run, 1);
+    if (status >= 0 && result->has_budget) {
+        status = plots_layer_values(dir, "budget_k", "learned k_l per layer", "k_l", metrics, "soft_k");
+        if (status >= 0) status = plots_layer_values(dir, "budget_alpha", "learned alpha per layer", "alpha", metrics, "alpha");
+    }
+    if (status < 0) fprintf(stderr, "probmoe train: plots: %s\n", pm_last_error());
+    else if (status == 0)
+        printf("plots in %s (loss%s)\n", dir, result->has_budget ? ", budget_k and budget_alpha: the learned budget" : "");
+}
+
 int cmd_train(int argc, char **argv) {
     train_request request;
     request.model = pm_model_config_default();
@@ -409,5 +428,6 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     print_summary(&result, &request);
+    if (!result.interrupted) write_plots(&result, request.train.out_dir);
     return 0;
 }
