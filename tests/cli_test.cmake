@@ -193,6 +193,17 @@ if(rc EQUAL 0 OR NOT err MATCHES "other settings")
   message(FATAL_ERROR "compare accepted other settings in the same directory:\n${out}${err}")
 endif()
 
+# --protocol scratch: each router pre-trained on its own, no backbone
+file(REMOVE_RECURSE ${work}/scratch)
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PROBMOE_ROOT=${repo} ${PROBMOE} compare --protocol scratch
+                --routers sample-softmax --seeds 1 --pretrain-steps 4 --finetune-steps 2 --gsm8k-limit 2
+                --arith-train 200 --arith-test 20 --arith-limit 2 --max-new 8 --measure-reps 1 --measure-steps 1
+                --out ${work}/scratch OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT EXISTS ${work}/scratch/runs/sample-softmax-seed1/pretrain/model/config.json
+   OR EXISTS ${work}/scratch/runs/backbone-seed1 OR NOT EXISTS ${work}/scratch/report.md)
+  message(FATAL_ERROR "compare --protocol scratch with an ablation router failed: ${rc}\n${out}${err}")
+endif()
+
 # probmoe eval on the compare run's model: loss on the shards and routing analytics files.
 file(REMOVE_RECURSE ${work}/analytics)
 expect_output("eval with analytics" 0 "routing over the same rows" eval --model ${work}/cmp/runs/topk-seed1/finetune/model
