@@ -90,8 +90,31 @@ static void test_status_strings(void **state) {
     assert_string_equal(pm_status_string((pm_status)-99), "unknown status");
 }
 
+/* Sizes from a hostile config.json are bounded before any size is computed from them. */
+static void test_size_bounds(void **state) {
+    (void)state;
+    pm_model_config cfg = pm_model_config_default();
+    cfg.num_experts = 1431655763;
+    cfg.router = pm_router_config_default(cfg.router.kind, 8, 2);
+    assert_true(pm_model_config_check(&cfg) < 0);
+    assert_non_null(strstr(pm_last_error(), "num_experts = 1431655763 is above the largest supported, 4096"));
+    cfg = pm_model_config_default();
+    cfg.hidden_size = 1 << 20;
+    assert_true(pm_model_config_check(&cfg) < 0);
+    assert_non_null(strstr(pm_last_error(), "hidden_size = 1048576 is above the largest supported"));
+    cfg = pm_model_config_default();
+    cfg.hidden_size = 1 << 16;
+    cfg.num_heads = cfg.num_kv_heads = 256;
+    cfg.intermediate_size = 1 << 18;
+    cfg.num_layers = 64;
+    assert_true(pm_model_config_check(&cfg) < 0);
+    assert_non_null(strstr(pm_last_error(), "parameters"));
+    assert_non_null(strstr(pm_last_error(), "use a smaller model"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_size_bounds),
         cmocka_unit_test(test_every_router_round_trips),
         cmocka_unit_test(test_wrapped_messages_are_whole),
         cmocka_unit_test(test_every_router_is_listed),

@@ -4,14 +4,17 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "data/corpus.h"
 #include "data/shards.h"
+#include "data/text_data.h"
 #include "data_fixtures.h"
 
 /* Overwrites `length` bytes at offset of a file. */
@@ -167,6 +170,29 @@ static void test_writer_refuses_bad_tokens(void **state) {
     assert_int_equal(shard_write(path, negative, 1, 256, 0), PM_ERR_ARG);
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(entry_count(scratch_dir), 0);
+}
+
+/* Shards whose header claims a larger vocabulary than the tokenizer's (the hash matching) are
+ * refused by name before any id is used; the unigram baseline never indexes past its table. */
+static void test_shard_vocabulary_larger_than_tokenizer(void **state) {
+    (void)state;
+    const tokenizer *bytes = tokenizer_bytes();
+    enum { COUNT = 300 };
+    int32_t tokens[COUNT];
+    for (int i = 0; i < COUNT; i++) tokens[i] = (i * 37) % 1000; /* ids up to 999: beyond the 256 bytes */
+    const char *dir = scratch("big_vocab");
+    assert_int_equal(ensure_directory(dir), 0);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    assert_int_equal(shard_write(path, tokens, COUNT, 1000, bytes->vocab_hash), 0);
+    snprintf(path, sizeof path, "%s/val.bin", dir);
+    assert_int_equal(shard_write(path, tokens, COUNT, 1000, bytes->vocab_hash), 0);
+    text_data data;
+    assert_true(text_data_load_shards(&data, dir, bytes, 8) < 0);
+    assert_non_null(strstr(pm_last_error(), "declare a vocabulary of 1000 tokens but the bytes tokenizer has 256"));
+    text_data direct = {tokens, COUNT, COUNT / 2};
+    assert_true(isnan(text_data_unigram_loss(&direct, 256)));
+    assert_false(isnan(text_data_unigram_loss(&direct, 1000)));
 }
 
 static void test_overwrite_is_atomic(void **state) {
@@ -404,6 +430,7 @@ int main(void) {
         cmocka_unit_test(test_corruptions),
         cmocka_unit_test(test_writer_refuses_bad_tokens),
         cmocka_unit_test(test_overwrite_is_atomic),
+        cmocka_unit_test(test_shard_vocabulary_larger_than_tokenizer),
         cmocka_unit_test(test_prepare_split_and_separators),
         cmocka_unit_test(test_prepare_bytes_without_eos),
         cmocka_unit_test(test_prepare_bad_input),

@@ -214,6 +214,19 @@ static void test_bad_options(void **state) {
     opt.seq = 65;
     assert_true(train_options_check(&opt, &cfg) < 0);
     assert_non_null(strstr(pm_last_error(), "max_position_embeddings = 64"));
+    const struct { float clip, decay, min_ratio; int keep_last; const char *says; } bad[] = {
+        {NAN, 0.1f, 0.1f, 0, "--clip (finite)"}, {1.0f, NAN, 0.1f, 0, "--weight-decay nan"},
+        {1.0f, -0.5f, 0.1f, 0, "--weight-decay -0.5"}, {1.0f, 0.1f, 1.5f, 0, "--min-lr-ratio 1.5"},
+        {1.0f, 0.1f, 0.1f, -1, "--keep-last -1"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        opt = tiny_options("/tmp/never");
+        opt.clip = bad[i].clip;
+        opt.adamw.weight_decay = bad[i].decay;
+        opt.min_lr_ratio = bad[i].min_ratio;
+        opt.keep_last = bad[i].keep_last;
+        assert_true(train_options_check(&opt, &cfg) < 0);
+        if (!strstr(pm_last_error(), bad[i].says)) fail_msg("case %zu: %s", i, pm_last_error());
+    }
     opt = tiny_options("/tmp/never");
     opt.data_path = "/no/such/file.txt";
     train_result result;

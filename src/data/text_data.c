@@ -65,7 +65,15 @@ int text_data_load_shards(text_data *data, const char *dir, const tokenizer *tok
         shard_free(&train);
         return status;
     }
-    if (train.count < (size_t)min_tokens + 1 || val.count < (size_t)min_tokens + 1) {
+    const uint32_t largest = train.header.vocab_size > val.header.vocab_size ? train.header.vocab_size
+                                                                             : val.header.vocab_size;
+    if (tok->vocab_size < 0 || largest > (uint32_t)tok->vocab_size) {
+        /* the hash matched, yet the header claims more tokens than the tokenizer has: a damaged
+         * or hand-made shard; its ids could index past every per-token table */
+        status = pm_fail(PM_ERR_ARG, "%s: the shards declare a vocabulary of %u tokens but the %s tokenizer has %d; "
+                         "prepare the shards again with this tokenizer (probmoe data prepare)", dir, largest,
+                         tok->name, tok->vocab_size);
+    } else if (train.count < (size_t)min_tokens + 1 || val.count < (size_t)min_tokens + 1) {
         status = pm_fail(PM_ERR_ARG, "%s: %zu training and %zu validation tokens: too few for sequences of %d "
                          "tokens; prepare more data or use a shorter --seq", dir, train.count, val.count, min_tokens);
     } else {
@@ -90,6 +98,9 @@ void text_data_free(text_data *data) {
 }
 
 double text_data_unigram_loss(const text_data *data, int vocab_size) {
+    if (vocab_size < 1) return NAN;
+    for (size_t i = 0; i < data->count; i++)
+        if (data->tokens[i] < 0 || data->tokens[i] >= vocab_size) return NAN; /* not this vocabulary's ids */
     double *counts = calloc((size_t)vocab_size, sizeof(double));
     if (!counts) return NAN;
     for (size_t i = 0; i < data->split; i++) counts[data->tokens[i]] += 1.0;

@@ -18,12 +18,14 @@ typedef struct {
 int text_data_load(text_data *data, const char *path, const tokenizer *tok, double val_fraction,
                    int min_tokens);
 /* Reads DIR/train.bin and DIR/val.bin (made by `probmoe data prepare` with the same
- * tokenizer: the shards' vocabulary hash must match tok's). */
+ * tokenizer: the shards' vocabulary hash must match tok's, and their declared vocabulary
+ * size must not exceed tok's). */
 int text_data_load_shards(text_data *data, const char *dir, const tokenizer *tok, int min_tokens);
 void text_data_free(text_data *data);
 
 /* Cross-entropy (nats/token) of the validation tokens under the training tokens' unigram
- * distribution (add-one smoothing): the baseline a language model must beat. */
+ * distribution (add-one smoothing): the baseline a language model must beat. NaN if a token
+ * lies outside [0, vocab_size). */
 double text_data_unigram_loss(const text_data *data, int vocab_size);
 
 /*

@@ -45,6 +45,25 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
         int status = positive(sizes[i].value, sizes[i].field);
         if (status < 0) return status;
     }
+    /* Upper bounds well above any model this code can run, so that every size computed from
+     * them (table entries, tensor elements, buffers) fits its type. */
+    const struct { int value, most; const char *field; } bounds[] = {
+        {cfg->vocab_size, 1 << 24, "vocab_size"}, {cfg->hidden_size, 1 << 16, "hidden_size"},
+        {cfg->intermediate_size, 1 << 18, "intermediate_size"}, {cfg->num_layers, 1 << 10, "num_hidden_layers"},
+        {cfg->num_heads, 1 << 10, "num_attention_heads"}, {cfg->num_experts, 1 << 12, "num_experts"},
+        {cfg->max_position_embeddings, 1 << 20, "max_position_embeddings"},
+    };
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        if (bounds[i].value > bounds[i].most)
+            return pm_fail(PM_ERR_ARG, "model config: %s = %d is above the largest supported, %d; check the config",
+                           bounds[i].field, bounds[i].value, bounds[i].most);
+    /* the parameter count, in double so that it cannot wrap */
+    const double H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
+    const double parameters = 2.0 * cfg->vocab_size * H + cfg->num_layers * (4.0 * H * H + E * (H + 3.0 * H * I));
+    if (parameters > 68719476736.0) /* 2^36 floats: 256 GiB of weights alone */
+        return pm_fail(PM_ERR_ARG, "model config: %.3g parameters (%.0f GiB of float32 weights, more with gradients "
+                       "and optimizer state) is more than this program can hold; use a smaller model",
+                       parameters, parameters * 4.0 / 1073741824.0);
     if (cfg->hidden_size % cfg->num_heads != 0)
         return pm_fail(PM_ERR_ARG, "model config: num_attention_heads = %d does not divide hidden_size = %d",
                        cfg->num_heads, cfg->hidden_size);

@@ -51,8 +51,17 @@ int train_options_check(const train_options *opt, const pm_model_config *cfg) {
                        "sequences or raise max_position_embeddings", opt->seq, cfg->max_position_embeddings);
     if (!(opt->lr > 0.0f) || !isfinite(opt->lr))
         return pm_fail(PM_ERR_ARG, "train: --lr %g; the learning rate must be positive", (double)opt->lr);
-    if (opt->warmup < 0 || opt->clip < 0.0f || opt->eval_batches < 1 || opt->eval_interval < 0)
-        return pm_fail(PM_ERR_ARG, "train: --warmup, --clip and --eval-interval must be >= 0, --eval-batches >= 1");
+    if (opt->warmup < 0 || !(opt->clip >= 0.0f) || !isfinite(opt->clip) || opt->eval_batches < 1 ||
+        opt->eval_interval < 0)
+        return pm_fail(PM_ERR_ARG, "train: --warmup, --clip (finite) and --eval-interval must be >= 0, --eval-batches "
+                       ">= 1");
+    if (!(opt->adamw.weight_decay >= 0.0f) || !isfinite(opt->adamw.weight_decay))
+        return pm_fail(PM_ERR_ARG, "train: --weight-decay %g; give a finite decay >= 0", (double)opt->adamw.weight_decay);
+    if (!(opt->min_lr_ratio >= 0.0f && opt->min_lr_ratio <= 1.0f))
+        return pm_fail(PM_ERR_ARG, "train: --min-lr-ratio %g; give a ratio between 0 and 1", (double)opt->min_lr_ratio);
+    if (opt->keep_last < 0 || opt->save_interval < 0)
+        return pm_fail(PM_ERR_ARG, "train: --keep-last %d and --save-interval %ld must be >= 0 (0: keep all, no "
+                       "checkpoints)", opt->keep_last, opt->save_interval);
     if (!(opt->val_fraction > 0.0 && opt->val_fraction < 1.0))
         return pm_fail(PM_ERR_ARG, "train: the validation fraction %g must lie in (0, 1)", opt->val_fraction);
     return PM_OK;
