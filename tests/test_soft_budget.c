@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "word_corpus.h"
 #include "io/checkpoint.h"
 #include "train/trainer.h"
 
@@ -23,24 +24,14 @@ static char work[64];
 
 static int make_corpus(void **state) {
     (void)state;
+    static const char *const words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n", "and ", "then "};
     snprintf(work, sizeof work, "/tmp/probmoe_budget_XXXXXX");
-    if (!mkdtemp(work)) return -1;
-    char path[128];
-    snprintf(path, sizeof path, "%s/corpus.txt", work);
-    FILE *file = fopen(path, "w");
-    pm_rng rng;
-    pm_rng_init(&rng, 3, 0);
-    const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n", "and ", "then "};
-    for (int i = 0; i < 8000; i++) fputs(words[pm_rng_u32(&rng) % 10], file);
-    fclose(file);
-    return 0;
+    return word_corpus_make(work, words, 10, 8000, 3);
 }
 
 static int remove_work(void **state) {
     (void)state;
-    char command[128];
-    snprintf(command, sizeof command, "rm -rf %s", work);
-    return system(command) == 0 ? 0 : -1;
+    return word_corpus_remove(work);
 }
 
 static pm_model_config softmoe_model(int L, int E, int k) {

@@ -11,30 +11,21 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "word_corpus.h"
 #include "train/trainer.h"
 
 static char work[64];
 
 static int make_corpus(void **state) {
     (void)state;
+    static const char *const words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"};
     snprintf(work, sizeof work, "/tmp/probmoe_train_XXXXXX");
-    if (!mkdtemp(work)) return -1;
-    char path[128];
-    snprintf(path, sizeof path, "%s/corpus.txt", work);
-    FILE *file = fopen(path, "w");
-    pm_rng rng;
-    pm_rng_init(&rng, 1, 0);
-    const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"};
-    for (int i = 0; i < 6000; i++) fputs(words[pm_rng_u32(&rng) % 8], file);
-    fclose(file);
-    return 0;
+    return word_corpus_make(work, words, 8, 6000, 1);
 }
 
 static int remove_work(void **state) {
     (void)state;
-    char command[128];
-    snprintf(command, sizeof command, "rm -rf %s", work);
-    return system(command) == 0 ? 0 : -1;
+    return word_corpus_remove(work);
 }
 
 static pm_model_config tiny_model(void) {
