@@ -1,9 +1,11 @@
 # Thin wrapper over CMake: the README's commands.
 BUILD ?= build
 BUILD_SAN ?= build-san
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 600
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test bench clean demo fixtures
+.PHONY: all setup build test bench clean demo fixtures fuzz fuzz-build
 
 all: build
 
@@ -14,13 +16,24 @@ build: setup
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
-# Every test, in a release build and again under AddressSanitizer + UBSan. (setup also
-# fetches GPT-2's tokenizer files and test vectors, which the tokenizer tests read.)
-test: build
+# Every test, in a release build and again under AddressSanitizer + UBSan, then every parser's
+# fuzzer for 20 s (fuzz/README.md). (setup also fetches GPT-2's tokenizer files and test
+# vectors, which the tokenizer tests read.)
+test: build fuzz-build
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DPM_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD_SAN) -j $(JOBS) -- --no-print-directory
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_FUZZ) && ctest --output-on-failure -j $(JOBS) -L fuzz
+
+# The libFuzzer harnesses: clang, ASan + UBSan, coverage instrumentation.
+fuzz-build: setup
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DPM_FUZZ=ON >/dev/null
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzzers -- --no-print-directory
+
+# Every harness for FUZZ_SECONDS (default 600) each, $(JOBS) at a time.
+fuzz: fuzz-build
+	bash scripts/fuzz.sh --build $(BUILD_FUZZ) --seconds $(FUZZ_SECONDS) --jobs $(JOBS)
 
 bench: build
 	$(BUILD)/bench/route
@@ -40,4 +53,4 @@ fixtures: build
 	BUILD=$(BUILD) sh dev/make_interop_fixtures.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

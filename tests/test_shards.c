@@ -154,6 +154,11 @@ static void test_corruptions(void **state) {
     expect_read_error(path, 42, "token 7 is 1000, outside the vocabulary of 1000 tokens");
 
     path = good_shard();
+    patch(path, 24, "\x04", 1); /* width 4, so the payload no longer matches either */
+    patch(path, 12, "\x00\x00\x00\x80", 4); /* vocab_size 2^31: tokens would not fit an int32 */
+    expect_read_error(path, 42, "vocab_size 2147483648 in its header (1 to 16777216 allowed)");
+
+    path = good_shard();
     expect_read_error(path, 43, "was made with another tokenizer");
 
     expect_read_error(scratch("missing.bin"), 42, "cannot open");

@@ -31,7 +31,8 @@ static uint32_t width_for(uint32_t vocab_size) { return vocab_size <= 65536u ? 2
 
 int shard_write(const char *path, const int32_t *tokens, size_t count, uint32_t vocab_size,
                 uint64_t vocab_hash) {
-    if (vocab_size == 0) return pm_fail(PM_ERR_ARG, "shard '%s': vocab_size must be at least 1", path);
+    if (vocab_size == 0 || vocab_size > SHARD_MAX_VOCAB)
+        return pm_fail(PM_ERR_ARG, "shard '%s': vocab_size %u is outside 1..%d", path, vocab_size, SHARD_MAX_VOCAB);
     for (size_t i = 0; i < count; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= vocab_size)
             return pm_fail(PM_ERR_ARG, "shard '%s': token %zu is %d, outside the vocabulary of %u tokens",
@@ -91,8 +92,10 @@ static int read_header(FILE *file, const char *path, shard_header *header) {
     if (header->version != SHARD_VERSION)
         return pm_fail(PM_ERR_ARG, "'%s' is a version %u shard; this probmoe reads version %d: prepare the "
                        "data again with this version", path, header->version, SHARD_VERSION);
-    if (header->vocab_size == 0)
-        return pm_fail(PM_ERR_ARG, "'%s' has vocab_size 0 in its header; the shard is corrupt", path);
+    /* tokens are held as int32 (and models allow 2^24 tokens): a larger vocabulary is corrupt */
+    if (header->vocab_size == 0 || header->vocab_size > SHARD_MAX_VOCAB)
+        return pm_fail(PM_ERR_ARG, "'%s' has vocab_size %u in its header (1 to %d allowed); the shard is corrupt, "
+                       "prepare the data again", path, header->vocab_size, SHARD_MAX_VOCAB);
     if (header->token_width != 4 && !(header->token_width == 2 && header->vocab_size <= 65536u))
         return pm_fail(PM_ERR_ARG, "'%s' has token width %u for a vocabulary of %u tokens (2 up to 65536 "
                        "tokens, or 4); the shard is corrupt", path, header->token_width, header->vocab_size);

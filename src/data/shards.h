@@ -6,7 +6,7 @@
  *   offset  bytes  field
  *        0      8  magic "PMSHARD\0"
  *        8      4  version (u32), 1
- *       12      4  vocab_size (u32): every token is < vocab_size
+ *       12      4  vocab_size (u32): every token is < vocab_size, 1 <= vocab_size <= 2^24
  *       16      8  vocab_hash (u64): the tokenizer's vocab_hash (tokenizer.h)
  *       24      4  token_width (u32): 2 if vocab_size <= 65536, else 4
  *       28      4  reserved, written as 0 (keeps token_count 8-byte aligned)
@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SHARD_VERSION = 1, SHARD_HEADER_BYTES = 40 };
+enum { SHARD_VERSION = 1, SHARD_HEADER_BYTES = 40, SHARD_MAX_VOCAB = 1 << 24 /* the config's bound */ };
 
 typedef struct {
     uint32_t version;

@@ -1,6 +1,9 @@
 #include "train/train_state.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,14 +86,59 @@ char *train_state_to_json(const train_options *opt, long step, const train_histo
     return text;
 }
 
-static double number(const cJSON *root, const char *key, double fallback) {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
-    return cJSON_IsNumber(item) ? item->valuedouble : fallback;
+/* Reads fields of the state, keeping the first error: a value out of its type's range would
+ * make the conversion undefined, and a resumed run must not take a value no flag accepts. */
+typedef struct {
+    const char *source;
+    int status;
+} field_reader;
+
+static const cJSON *numeric_field(field_reader *r, const cJSON *object, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!item || cJSON_IsNull(item) || r->status < 0) return NULL;
+    if (!cJSON_IsNumber(item)) r->status = pm_fail(PM_ERR_ARG, "%s: \"%s\" must be a number", r->source, key);
+    return r->status < 0 ? NULL : item;
+}
+
+/* An integer in [min, max]; fallback when the field is absent. */
+static long integer_field(field_reader *r, const cJSON *object, const char *key, long fallback, long min, long max) {
+    const cJSON *item = numeric_field(r, object, key);
+    if (!item) return fallback;
+    const double v = item->valuedouble;
+    if (!(v >= (double)min && v <= (double)max) || v != floor(v)) {
+        r->status = pm_fail(PM_ERR_ARG, "%s: \"%s\" is %g; it must be an integer from %ld to %ld (the file is "
+                            "damaged: resume from another checkpoint)", r->source, key, v, min, max);
+        return fallback;
+    }
+    return (long)v;
+}
+
+/* A finite number in [min, max]; fallback when the field is absent. */
+static double real_field(field_reader *r, const cJSON *object, const char *key, double fallback, double min,
+                         double max) {
+    const cJSON *item = numeric_field(r, object, key);
+    if (!item) return fallback;
+    const double v = item->valuedouble;
+    if (!(v >= min && v <= max)) {
+        r->status = pm_fail(PM_ERR_ARG, "%s: \"%s\" is %g; it must lie in [%g, %g] (the file is damaged: resume "
+                            "from another checkpoint)", r->source, key, v, min, max);
+        return fallback;
+    }
+    return v;
 }
 
 static const char *string(const cJSON *root, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     return cJSON_IsString(item) && item->valuestring[0] ? item->valuestring : NULL;
+}
+
+static bool parse_seed(const char *text, uint64_t *seed) {
+    if (!text || !isdigit((unsigned char)text[0])) return false;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long value = strtoull(text, &end, 10);
+    *seed = value;
+    return errno == 0 && *end == '\0';
 }
 
 int train_state_from_json(const char *json, const char *source, train_options *opt, long *step,
@@ -100,30 +148,40 @@ int train_state_from_json(const char *json, const char *source, train_options *o
         cJSON_Delete(root);
         return pm_fail(PM_ERR_ARG, "%s: not a probmoe trainer state (step and seed missing)", source);
     }
-    *step = (long)number(root, "step", 0);
-    opt->seed = strtoull(string(root, "seed"), NULL, 10);
-    opt->steps = (long)number(root, "steps", (double)opt->steps);
-    opt->batch = (int)number(root, "batch", opt->batch);
-    opt->seq = (int)number(root, "seq", opt->seq);
-    opt->accum = (int)number(root, "accum", opt->accum);
-    opt->lr = (float)number(root, "lr", opt->lr);
-    opt->min_lr_ratio = (float)number(root, "min_lr_ratio", opt->min_lr_ratio);
-    opt->warmup = (long)number(root, "warmup", (double)opt->warmup);
+    if (!parse_seed(string(root, "seed"), &opt->seed)) {
+        cJSON_Delete(root);
+        return pm_fail(PM_ERR_ARG, "%s: \"seed\" must be a decimal integer below 2^64, as a string", source);
+    }
+    enum { BIG = 1 << 30 };
+    const long STEPS = 1L << 53; /* exact in a double, as JSON numbers are */
+    field_reader r = {source, PM_OK};
+    *step = integer_field(&r, root, "step", 0, 0, STEPS);
+    opt->steps = integer_field(&r, root, "steps", opt->steps, 1, STEPS);
+    opt->batch = (int)integer_field(&r, root, "batch", opt->batch, 1, BIG);
+    opt->seq = (int)integer_field(&r, root, "seq", opt->seq, 1, BIG);
+    opt->accum = (int)integer_field(&r, root, "accum", opt->accum, 1, BIG);
+    opt->lr = (float)real_field(&r, root, "lr", opt->lr, FLT_MIN, FLT_MAX);
+    opt->min_lr_ratio = (float)real_field(&r, root, "min_lr_ratio", opt->min_lr_ratio, 0.0, 1.0);
+    opt->warmup = integer_field(&r, root, "warmup", opt->warmup, 0, STEPS);
     const char *schedule = string(root, "schedule");
-    if (schedule) opt->schedule = strcmp(schedule, "linear") == 0 ? SCHEDULE_LINEAR
-                                  : strcmp(schedule, "constant") == 0 ? SCHEDULE_CONSTANT : SCHEDULE_COSINE;
-    opt->clip = (float)number(root, "clip", opt->clip);
-    opt->adamw.beta1 = (float)number(root, "beta1", opt->adamw.beta1);
-    opt->adamw.beta2 = (float)number(root, "beta2", opt->adamw.beta2);
-    opt->adamw.eps = (float)number(root, "eps", opt->adamw.eps);
-    opt->adamw.weight_decay = (float)number(root, "weight_decay", opt->adamw.weight_decay);
+    if (schedule && r.status == PM_OK) {
+        if (strcmp(schedule, "linear") == 0) opt->schedule = SCHEDULE_LINEAR;
+        else if (strcmp(schedule, "constant") == 0) opt->schedule = SCHEDULE_CONSTANT;
+        else if (strcmp(schedule, "cosine") == 0) opt->schedule = SCHEDULE_COSINE;
+        else r.status = pm_fail(PM_ERR_ARG, "%s: \"schedule\" must be cosine, linear or constant", source);
+    }
+    opt->clip = (float)real_field(&r, root, "clip", opt->clip, 0.0, FLT_MAX);
+    opt->adamw.beta1 = (float)real_field(&r, root, "beta1", opt->adamw.beta1, 0.0, 1.0);
+    opt->adamw.beta2 = (float)real_field(&r, root, "beta2", opt->adamw.beta2, 0.0, 1.0);
+    opt->adamw.eps = (float)real_field(&r, root, "eps", opt->adamw.eps, FLT_MIN, FLT_MAX);
+    opt->adamw.weight_decay = (float)real_field(&r, root, "weight_decay", opt->adamw.weight_decay, 0.0, FLT_MAX);
     /* a frozen run stays frozen; --freeze-router may freeze a resumed one from here on */
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "freeze_router"))) opt->adamw.freeze_router = true;
-    opt->eval_interval = (long)number(root, "eval_interval", (double)opt->eval_interval);
-    opt->eval_batches = (int)number(root, "eval_batches", opt->eval_batches);
-    opt->val_fraction = number(root, "val_fraction", opt->val_fraction);
-    opt->save_interval = (long)number(root, "save_interval", (double)opt->save_interval);
-    opt->keep_last = (int)number(root, "keep_last", opt->keep_last);
+    opt->eval_interval = integer_field(&r, root, "eval_interval", opt->eval_interval, 0, STEPS);
+    opt->eval_batches = (int)integer_field(&r, root, "eval_batches", opt->eval_batches, 1, BIG);
+    opt->val_fraction = real_field(&r, root, "val_fraction", opt->val_fraction, DBL_MIN, 1.0 - DBL_EPSILON);
+    opt->save_interval = integer_field(&r, root, "save_interval", opt->save_interval, 0, STEPS);
+    opt->keep_last = (int)integer_field(&r, root, "keep_last", opt->keep_last, 0, BIG);
     if (!opt->data_path && string(root, "data")) {
         snprintf(paths->data_path, sizeof paths->data_path, "%s", string(root, "data"));
         opt->data_path = paths->data_path;
@@ -135,13 +193,14 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     }
     /* the routers' state (the selection bias, softmoe's tau) travels with the weights
      * (pm_model_router_values_json), not here */
-    int status = PM_OK;
     const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(root, "metrics"), *entry;
     cJSON_ArrayForEach(entry, metrics) {
-        if (status < 0 || !history) break;
-        status = train_history_add(history, (long)number(entry, "step", 0), number(entry, "loss", NAN),
-                                   number(entry, "val_loss", NAN));
+        if (r.status < 0 || !history) break;
+        long entry_step = integer_field(&r, entry, "step", 0, 0, STEPS);
+        double loss = real_field(&r, entry, "loss", NAN, -DBL_MAX, DBL_MAX);
+        double val_loss = real_field(&r, entry, "val_loss", NAN, -DBL_MAX, DBL_MAX);
+        if (r.status == PM_OK) r.status = train_history_add(history, entry_step, loss, val_loss);
     }
     cJSON_Delete(root);
-    return status;
+    return r.status;
 }
