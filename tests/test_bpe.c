@@ -558,7 +558,7 @@ static void test_broken_files(void **state) {
                       "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
                       "add_prefix_space", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
-                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "pre_tokenizer Whitespace is not supported", NULL);
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "pre_tokenizer type Whitespace is not supported", NULL);
     expect_json_error(dir, "{" PIPELINE ", \"added_tokens\": [{\"id\": 0, \"content\": \"<m>\", \"lstrip\": true}], "
                       "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1}, \"merges\": []}}", "'<m>'", "lstrip");
     expect_json_error(dir, "[1, 2]", "expected a JSON object", NULL);

@@ -112,9 +112,27 @@ static void test_size_bounds(void **state) {
     assert_non_null(strstr(pm_last_error(), "use a smaller model"));
 }
 
+/* Found by fuzz_config: a float field beyond float range became infinite, was accepted (the
+ * router did not use it) and was written back as null. Values also name the file. */
+static void test_float_fields_in_range(void **state) {
+    (void)state;
+    pm_model_config cfg;
+    const char *json = "{\"vocab_size\": 20, \"hidden_size\": 16, \"intermediate_size\": 8, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"num_experts\": 4, "
+                       "\"num_experts_per_tok\": 2, \"probmoe\": {\"alpha\": 4.4e44}}";
+    assert_true(pm_model_config_from_json(&cfg, json, "dir/config.json") < 0);
+    assert_non_null(strstr(pm_last_error(), "dir/config.json: probmoe.alpha = 4.4e+44 must be a finite number"));
+    const char *bad_value = "{\"vocab_size\": 20, \"hidden_size\": 16, \"intermediate_size\": 8, "
+                            "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"num_experts\": 4, "
+                            "\"num_experts_per_tok\": 2, \"rope_theta\": -1}";
+    assert_true(pm_model_config_from_json(&cfg, bad_value, "dir/config.json") < 0);
+    assert_non_null(strstr(pm_last_error(), "dir/config.json: model config: rope_theta = -1"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_size_bounds),
+        cmocka_unit_test(test_float_fields_in_range),
         cmocka_unit_test(test_every_router_round_trips),
         cmocka_unit_test(test_wrapped_messages_are_whole),
         cmocka_unit_test(test_every_router_is_listed),

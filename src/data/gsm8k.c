@@ -169,7 +169,8 @@ int gsm8k_load(const char *path, bool skip_bad_lines, gsm8k_set *set) {
     free(line);
     fclose(file);
     if (status == PM_OK && set->count == 0)
-        status = pm_fail(PM_ERR_ARG, "'%s' holds no GSM8K examples%s%s", path,
+        status = pm_fail(PM_ERR_ARG, "'%s' holds no GSM8K examples: it needs one {\"question\": ..., \"answer\": "
+                         "\"... #### N\"} object per line%s%s", path,
                          set->skipped ? "; the first malformed line: " : "", set->first_skipped);
     if (status < 0) gsm8k_free(set);
     return status;

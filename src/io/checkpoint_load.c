@@ -13,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "io/checkpoint_internal.h"
 #include "io/safetensors.h"
+#include "io/safetensors_internal.h"
 
 typedef struct {
     const char *name;
@@ -26,6 +27,7 @@ typedef struct {
     const char **file_of;  /* per parameter, the file the index puts it in (NULL: no index) */
     bool *loaded;
     bool skip_router_values; /* the file's router values belong to another router kind */
+    const char *index_path;  /* the index being loaded, for messages */
 } weight_loader;
 
 static int compare_names(const void *a, const void *b) {
@@ -74,12 +76,15 @@ static int fail_unknown(const char *path, const char *name) {
                    "(a different architecture or config? allow unknown tensors to skip it)", path, name);
 }
 
-/* Reads the parameters in one weights file; file_name is relative to dir. */
-static int load_file(weight_loader *w, const char *dir, const char *file_name) {
+/* Reads the parameters in one weights file; file_name is relative to dir. With an index,
+ * first_tensor is the first parameter the index puts in it (for messages). */
+static int load_file(weight_loader *w, const char *dir, const char *file_name, const char *first_tensor) {
     char path[CKPT_PATH_MAX];
     st_file *file = NULL;
     int status = ckpt_join(path, sizeof path, dir, file_name);
-    if (status == 0) status = st_open(&file, path);
+    if (status == 0 && (status = st_open(&file, path)) < 0 && w->file_of)
+        pm_fail(status, "%s maps the tensor '%s' to a shard that cannot be loaded (if it is missing, the model "
+                "directory is incomplete: copy or save it again): %s", w->index_path, first_tensor, pm_last_error());
     float *weights = pm_model_weights(w->model);
     for (int i = 0; status == 0 && i < st_count(file); i++) {
         const st_tensor *tensor = st_tensor_at(file, i);
@@ -90,8 +95,9 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name) {
             continue;
         }
         if (w->file_of && (!w->file_of[p] || strcmp(w->file_of[p], file_name) != 0)) {
-            status = pm_fail(PM_ERR_ARG, "%s holds the tensor '%s', but the index %s", path, tensor->name,
-                             w->file_of[p] ? "puts it in another file" : "does not list it");
+            status = pm_fail(PM_ERR_ARG, "%s holds the tensor '%s', but %s %s; the index and its shards disagree: "
+                             "save the model again or correct the index's weight_map", path, tensor->name,
+                             w->index_path, w->file_of[p] ? "puts it in another file" : "does not list it");
             break;
         }
         const pm_param *param = pm_model_param(w->model, p);
@@ -100,15 +106,22 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name) {
     }
     for (int p = 0; status == 0 && w->file_of && p < pm_model_num_params(w->model); p++)
         if (!w->loaded[p] && w->file_of[p] && strcmp(w->file_of[p], file_name) == 0)
-            status = pm_fail(PM_ERR_ARG, "%s: the index puts the tensor '%s' in this file, but it is not there", path,
-                             pm_model_param(w->model, p)->name);
+            status = pm_fail(PM_ERR_ARG, "%s puts the tensor '%s' in %s, but it is not there; the index and its "
+                             "shards disagree: save the model again or correct the index's weight_map", w->index_path,
+                             pm_model_param(w->model, p)->name, path);
     if (status == 0 && !w->skip_router_values) status = restore_router_values(w->model, file, path);
     st_close(file);
     return status;
 }
 
-/* A shard named by the index must be a file beside it, not a path leading elsewhere. */
-static bool plain_file_name(const char *name) { return name[0] && name[0] != '.' && !strchr(name, '/'); }
+/* A shard named by the index must be a file beside it, not a path leading elsewhere, and a
+ * name that messages can print (UTF-8, no control characters). */
+static bool plain_file_name(const char *name) {
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) return false;
+    return name[0] && name[0] != '.' && !strchr(name, '/') && st_utf8_invalid_at((const unsigned char *)name,
+                                                                                  strlen(name)) == strlen(name);
+}
 
 /*
  * The sharded layout. The index is checked before any shard is read: a JSON object whose
@@ -119,6 +132,7 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
     char *text = NULL;
     int status = ckpt_read_text(index_path, (size_t)64 << 20, &text);
     if (status < 0) return status;
+    w->index_path = index_path;
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
@@ -127,15 +141,16 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
                          "object", index_path);
     for (const cJSON *entry = map ? map->child : NULL; status == 0 && entry; entry = entry->next) {
         if (!cJSON_IsString(entry) || !plain_file_name(entry->valuestring)) {
-            status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not mapped to a file name in the same directory",
-                             index_path, entry->string);
+            status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not mapped to a file name in the same directory; "
+                             "each weight_map value must name a shard file beside the index", index_path, entry->string);
             break;
         }
         int p = find_param(w, entry->string);
         if (p < 0 && !w->allow_unknown && !(w->skip_router_values && router_only_tensor(entry->string)))
             status = fail_unknown(index_path, entry->string);
         else if (p >= 0 && w->file_of[p])
-            status = pm_fail(PM_ERR_ARG, "%s lists the tensor '%s' twice", index_path, entry->string);
+            status = pm_fail(PM_ERR_ARG, "%s lists the tensor '%s' twice; each tensor must appear once in its "
+                             "weight_map", index_path, entry->string);
         else if (p >= 0) w->file_of[p] = entry->valuestring;
     }
     const int n = pm_model_num_params(w->model);
@@ -148,7 +163,7 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
         if (!w->file_of[p]) continue; /* an optional tensor the index does not list */
         bool seen = false;
         for (int q = 0; q < p && !seen; q++) seen = w->file_of[q] && strcmp(w->file_of[q], w->file_of[p]) == 0;
-        if (!seen) status = load_file(w, dir, w->file_of[p]);
+        if (!seen) status = load_file(w, dir, w->file_of[p], pm_model_param(w->model, p)->name);
     }
     cJSON_Delete(root);
     return status;
@@ -157,7 +172,7 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
 static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bool skip_router_values) {
     const int n = pm_model_num_params(model);
     weight_loader w = {model, allow_unknown, malloc(sizeof(named_param) * (size_t)n), calloc((size_t)n, sizeof(char *)),
-                       calloc((size_t)n, sizeof(bool)), skip_router_values};
+                       calloc((size_t)n, sizeof(bool)), skip_router_values, NULL};
     char path[CKPT_PATH_MAX];
     int status = w.sorted && w.file_of && w.loaded ? PM_OK : pm_fail(PM_ERR_NOMEM, "out of memory loading '%s'", dir);
     for (int i = 0; status == 0 && i < n; i++) w.sorted[i] = (named_param){pm_model_param(model, i)->name, i};
@@ -168,7 +183,7 @@ static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bo
         fclose(single);
         const char **file_of = w.file_of;
         w.file_of = NULL;
-        status = load_file(&w, dir, "model.safetensors");
+        status = load_file(&w, dir, "model.safetensors", NULL);
         w.file_of = file_of;
         for (int p = 0; status == 0 && p < n; p++)
             if (!w.loaded[p] && !pm_model_param(model, p)->optional)

@@ -420,7 +420,8 @@ int st_open(st_file **out, const char *path) {
     }
     memcpy(file->path, path, len + 1);
     int rc = read_whole_file(file);
-    if (rc == PM_OK) rc = parse_header(file);
+    if (rc == PM_OK && (rc = parse_header(file)) == PM_ERR_ARG)
+        pm_fail(rc, "%s; the file is damaged or not a safetensors file: save or download it again", pm_last_error());
     if (rc != PM_OK) {
         st_close(file);
         return rc;

@@ -1,5 +1,6 @@
 /* The model configuration: Hugging Face's config.json for OLMoE plus a "probmoe" object. */
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +78,9 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
         return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds num_experts = %d",
                        cfg->experts_per_token, cfg->num_experts);
     if (!(cfg->rope_theta > 0.0f) || !isfinite(cfg->rope_theta))
-        return pm_fail(PM_ERR_ARG, "model config: rope_theta = %g; it must be positive", (double)cfg->rope_theta);
+        return pm_fail(PM_ERR_ARG, "model config: rope_theta = %g; it must be positive and finite", (double)cfg->rope_theta);
     if (!(cfg->rms_norm_eps > 0.0f) || !isfinite(cfg->rms_norm_eps))
-        return pm_fail(PM_ERR_ARG, "model config: rms_norm_eps = %g; it must be positive", (double)cfg->rms_norm_eps);
+        return pm_fail(PM_ERR_ARG, "model config: rms_norm_eps = %g; it must be positive and finite", (double)cfg->rms_norm_eps);
     if (cfg->router.num_experts != cfg->num_experts)
         return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d",
                        cfg->router.num_experts, cfg->num_experts);
@@ -135,6 +136,12 @@ static void read_float(json_reader *reader, const char *name, float *out) {
     if (!item || cJSON_IsNull(item)) return;
     if (!cJSON_IsNumber(item)) {
         reader->status = pm_fail(PM_ERR_ARG, "%s: %s%s must be a number", reader->source, reader->prefix, name);
+        return;
+    }
+    /* stored as a float: a value beyond its range would silently become infinite */
+    if (!(fabs(item->valuedouble) <= FLT_MAX)) {
+        reader->status = pm_fail(PM_ERR_ARG, "%s: %s%s = %g must be a finite number of at most %g in magnitude",
+                                 reader->source, reader->prefix, name, item->valuedouble, (double)FLT_MAX);
         return;
     }
     *out = (float)item->valuedouble;
@@ -217,7 +224,8 @@ pm_status pm_model_config_from_json(pm_model_config *cfg, const char *json, cons
         status = read_router(cJSON_GetObjectItemCaseSensitive(root, "probmoe"), cfg, hf_aux_coef, source);
     }
     cJSON_Delete(root);
-    if (status == 0) status = pm_model_config_check(cfg);
+    /* the values are checked here, so that the message names the file */
+    if (status == 0 && (status = pm_model_config_check(cfg)) < 0) pm_fail(status, "%s: %s", source, pm_last_error());
     return status;
 }
 
@@ -239,7 +247,9 @@ pm_status pm_model_config_load(pm_model_config *cfg, const char *path) {
     size_t got = fread(text, 1, (size_t)size, file);
     fclose(file);
     text[got] = '\0';
-    int status = pm_model_config_from_json(cfg, text, path);
+    int status = strlen(text) == got ? pm_model_config_from_json(cfg, text, path)
+                 : pm_fail(PM_ERR_ARG, "%s holds a NUL byte at offset %zu: it is not a JSON text file; give a "
+                           "model's config.json", path, strlen(text));
     free(text);
     return status;
 }

@@ -221,7 +221,7 @@ int bpe_builder_add_token(bpe_builder *b, const char *text, size_t length, int64
         /* Hugging Face lists added tokens in the vocabulary too, under their raw text. */
         if (e->added && e->id == id) return PM_OK;
         if (e->added)
-            return pm_fail(PM_ERR_ARG, "%s: token '%s' has id %lld in the vocabulary but id %d in added_tokens",
+            return pm_fail(PM_ERR_ARG, "%s: token '%s' has id %lld in the vocabulary but id %d in added_tokens (its content)",
                            b->file, bpe_excerpt(text, length, ex), (long long)id, e->id);
         return pm_fail(PM_ERR_ARG, "%s: token '%s' appears twice in the vocabulary (ids %d and %lld)", b->file,
                        bpe_excerpt(text, length, ex), e->id, (long long)id);

@@ -79,13 +79,15 @@ int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **o
     }
     status = add_encoder(encoder_json, text, length, b);
     free(text);
-    if (!status) status = bpe_read_file(vocab_bpe, &text, &length);
+    bool read_failed = false;
+    if (!status) read_failed = (status = bpe_read_file(vocab_bpe, &text, &length)) != 0;
     if (!status) {
         status = bpe_builder_rename(b, vocab_bpe); /* messages about merges name vocab.bpe */
         if (!status) status = add_merge_lines(vocab_bpe, text, length, b);
         free(text);
     }
     if (!status) status = bpe_builder_finish(b, false, out);
+    if (status == PM_ERR_ARG && !read_failed) pm_fail(status, "%s; " BPE_FILE_ADVICE, pm_last_error());
     if (!status) (*out)->eos = bpe_builder_added_id(b, end_of_text);
     bpe_builder_free(b);
     return status;

@@ -105,6 +105,8 @@ int bpe_builder_finish(bpe_builder *b, bool ignore_merges, bpe_model **out);
 int32_t bpe_builder_added_id(const bpe_builder *b, const char *content);
 
 /* Loaders: they fill a builder and finish it. */
+/* Appended to the message when a tokenizer file was read but its contents are refused. */
+#define BPE_FILE_ADVICE "use the tokenizer files the model was trained with, or train one with `probmoe tokenizer train`"
 int bpe_load_tokenizer_json(const char *file, bpe_model **out);
 int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **out);
 /* An id read as a JSON number: the integer, or -1 if it is negative, fractional or too big. */

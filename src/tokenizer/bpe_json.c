@@ -38,7 +38,7 @@ static bool no_op(const cJSON *item, const char *key) {
 /* A ByteLevel pre-tokenizer that splits with GPT-2's regex and adds nothing to the text. */
 static int check_byte_level(const char *file, const cJSON *p) {
     if (!has_type(p, "ByteLevel"))
-        return pm_fail(PM_ERR_ARG, "%s: pre_tokenizer %s is not supported; byte-level BPE needs the ByteLevel "
+        return pm_fail(PM_ERR_ARG, "%s: pre_tokenizer type %s is not supported; byte-level BPE needs the ByteLevel "
                        "pre-tokenizer", file, type_of(p));
     if (!unset(p, "add_prefix_space"))
         return pm_fail(PM_ERR_ARG, "%s: the ByteLevel pre-tokenizer has add_prefix_space set; it inserts a space "
@@ -76,7 +76,7 @@ static int check_pipeline(const char *file, const cJSON *root) {
                                      "ByteLevel", file);
     }
     if (decoder && !cJSON_IsNull(decoder) && !has_type(decoder, "ByteLevel"))
-        return pm_fail(PM_ERR_ARG, "%s: decoder %s is not supported; byte-level BPE needs the ByteLevel decoder",
+        return pm_fail(PM_ERR_ARG, "%s: decoder type %s is not supported; byte-level BPE needs the ByteLevel decoder",
                        file, type_of(decoder));
     return PM_OK;
 }
@@ -233,5 +233,6 @@ int bpe_load_tokenizer_json(const char *file, bpe_model **out) {
     if (status) return status;
     status = load_parsed(file, root, out);
     cJSON_Delete(root);
+    if (status == PM_ERR_ARG) pm_fail(status, "%s; " BPE_FILE_ADVICE, pm_last_error());
     return status;
 }
