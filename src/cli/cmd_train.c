@@ -12,6 +12,7 @@
 #include "train/routing_stats.h"
 #include "core/fs.h"
 #include "eval/plots.h"
+#include "io/checkpoint.h"
 #include "train/trainer.h"
 
 static const char train_usage_head[] =
@@ -330,7 +331,8 @@ int cmd_train(int argc, char **argv) {
         /* fine-tuning: the model (and its tokenizer) come from the initial directory */
         char path[4200];
         snprintf(path, sizeof path, "%s/config.json", request.train.init_dir);
-        if (pm_model_config_load(&request.model, path) < 0) {
+        if (checkpoint_check_link(request.train.init_dir, "config.json") < 0 ||
+            pm_model_config_load(&request.model, path) < 0) {
             fprintf(stderr, "probmoe train: --init: %s\n", pm_last_error());
             return 2;
         }
@@ -390,6 +392,10 @@ int cmd_train(int argc, char **argv) {
                 fclose(has_tokenizer);
                 request.train.tokenizer_path = request.train.resume_dir;
             }
+        }
+        if (checkpoint_check_link(request.train.resume_dir, "config.json") < 0) {
+            fprintf(stderr, "probmoe train: --resume: %s\n", pm_last_error());
+            return 2;
         }
         if (pm_model_config_load(&request.model, request.train.resume_dir) < 0) {
             char config_path[4200];

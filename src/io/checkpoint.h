@@ -74,6 +74,16 @@ pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, boo
  */
 pm_model *checkpoint_load_rerouted(const char *dir, const pm_model_config *as, int max_batch, int max_seq);
 
+/*
+ * Whether dir/name may be read as part of the model directory dir: it is no symbolic link, or
+ * one that resolves inside dir, or (the Hugging Face hub cache, where dir is
+ * <repo>/snapshots/<revision> and its files link to ../../blobs/<hash>) inside <repo>/blobs.
+ * PM_OK, also when there is no dir/name (its reader reports that); else PM_ERR_ARG naming the
+ * link and its target, before a byte of the target is read. The loaders above check every
+ * file they read: config.json, model.safetensors, the index and each shard.
+ */
+int checkpoint_check_link(const char *dir, const char *name);
+
 /* Reads optimizer.safetensors into m, v (size floats each) and *step. */
 int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, long *step);
 
