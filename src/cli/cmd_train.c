@@ -307,6 +307,13 @@ static void write_plots(const train_result *result, const char *out_dir) {
         printf("plots in %s (loss%s)\n", dir, result->has_budget ? ", budget_k and budget_alpha: the learned budget" : "");
 }
 
+/* The report and the plots, while the run directory is still locked (train_options.finished). */
+static void report_run(const train_result *result, void *user) {
+    const train_request *request = user;
+    print_summary(result, request);
+    if (!result->interrupted) write_plots(result, request->train.out_dir);
+}
+
 int cmd_train(int argc, char **argv) {
     train_request request;
     request.model = pm_model_config_default();
@@ -426,6 +433,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     request.train.progress = isatty(fileno(stderr));
+    request.train.finished = report_run;
+    request.train.finished_user = &request;
     train_result result;
     status = train_run(&request.model, &request.train, tok, &result);
     tokenizer_free(tok);
@@ -433,7 +442,5 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "probmoe train: %s\n", pm_last_error());
         return 1;
     }
-    print_summary(&result, &request);
-    if (!result.interrupted) write_plots(&result, request.train.out_dir);
     return 0;
 }
