@@ -1,7 +1,8 @@
 /* Checkpoints: round trips (F32, BF16, sharded, optimizer, trainer state, tokenizer), clear
  * errors for broken directories, symbolic links only inside a model directory (or a Hugging
- * Face hub cache's blobs), pruning, replacing directories safely, and crash safety: a save
- * killed at any moment leaves a loadable checkpoint. */
+ * Face hub cache's blobs), pruning, replacing directories safely, removing the leftovers of
+ * interrupted saves, and crash safety: a save killed at any moment leaves a loadable
+ * checkpoint. */
 #define _POSIX_C_SOURCE 200809L /* fork, kill, mkdtemp, nanosleep, symlink */
 #include <dirent.h>
 #include <errno.h>
@@ -779,6 +780,49 @@ static void test_prune(void **state) {
     remove_tree(base);
 }
 
+/* A run directory's leftovers of interrupted saves go when their process is gone; those of
+ * live processes (this one, its parent), DIR.old-* and names that only look alike stay. */
+static void test_leftovers(void **state) {
+    (void)state;
+    char base[64];
+    snprintf(base, sizeof base, "%s", make_temp_dir());
+    const long dead = dead_pid(), self = (long)getpid(), parent = (long)getppid();
+    char removed_names[3][64], kept[6][64];
+    snprintf(removed_names[0], sizeof removed_names[0], "checkpoint-000100.tmp-%ld", dead);
+    snprintf(removed_names[1], sizeof removed_names[1], "model.del-%ld", dead);
+    snprintf(removed_names[2], sizeof removed_names[2], "notes.txt.tmp-%ld", dead);
+    snprintf(kept[0], sizeof kept[0], "checkpoint-000200.tmp-%ld", self);
+    snprintf(kept[1], sizeof kept[1], "checkpoint-000300.tmp-%ld", parent);
+    snprintf(kept[2], sizeof kept[2], "checkpoint-000400.old-%ld", dead);
+    snprintf(kept[3], sizeof kept[3], "checkpoint-000500.tmp-%ldx", dead);
+    snprintf(kept[4], sizeof kept[4], "odd.tmp-%ld", dead); /* holds a subdirectory: no leftover of ours */
+    snprintf(kept[5], sizeof kept[5], "checkpoint-000600");
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mkdir(fmt("%s/%s", base, removed_names[i]), 0755), 0);
+        write_text(fmt("%s/%s/config.json", base, removed_names[i]), "{}");
+    }
+    write_text(fmt("%s/%s", base, removed_names[2]), "half a file");
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(mkdir(fmt("%s/%s", base, kept[i]), 0755), 0);
+        write_text(fmt("%s/%s/config.json", base, kept[i]), "{}");
+    }
+    assert_int_equal(mkdir(fmt("%s/%s/sub", base, kept[4]), 0755), 0);
+
+    stderr_capture_begin();
+    const int count = checkpoint_remove_leftovers(base);
+    const char *said = stderr_capture_end();
+    assert_int_equal(count, 3);
+    for (int i = 0; i < 3; i++) {
+        if (exists(fmt("%s/%s", base, removed_names[i]))) fail_msg("%s was kept", removed_names[i]);
+        if (!strstr(said, removed_names[i])) fail_msg("the removal of %s was not reported: %s", removed_names[i], said);
+    }
+    assert_non_null(strstr(said, "no longer running"));
+    for (int i = 0; i < 6; i++)
+        if (!exists(fmt("%s/%s/config.json", base, kept[i]))) fail_msg("%s was removed", kept[i]);
+    assert_int_equal(count_entries(base), 6);
+    remove_tree(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_safety), /* first: it forks */
@@ -794,6 +838,7 @@ int main(void) {
         cmocka_unit_test(test_symbolic_links),
         cmocka_unit_test(test_replacing_directories),
         cmocka_unit_test(test_prune),
+        cmocka_unit_test(test_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

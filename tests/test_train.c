@@ -2,7 +2,7 @@
  * across thread counts), learns a simple corpus, stops cleanly on divergence without writing a
  * model, and refuses to overwrite a trained model. The run directory's lock: a second writer
  * (train or compare) is refused before it writes anything, a stale lock of this host is taken
- * over, another host's never. */
+ * over, another host's never; leftovers of interrupted saves by dead processes are removed. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, scandir, fork, kill, gethostname */
 #include <dirent.h>
 #include <math.h>
@@ -380,6 +380,50 @@ static void test_locked_directory(void **state) {
     assert_false(lock_file_exists(out)); /* released at the end */
 }
 
+/* A lock file a dead process of this host left (written by hand) is taken over; leftovers of
+ * interrupted saves by dead processes go, those of live ones stay. */
+static void test_stale_lock_and_leftovers(void **state) {
+    (void)state;
+    char out[128], host[256], path[256], pid_text[32];
+    snprintf(out, sizeof out, "%s/stale", work);
+    assert_int_equal(mkdir(out, 0755), 0);
+    gethostname(host, sizeof host);
+    const long dead = dead_pid();
+    write_lock_file(out, dead, host);
+    char removed[2][64], kept[2][64];
+    snprintf(removed[0], sizeof removed[0], "checkpoint-000100.tmp-%ld", dead);
+    snprintf(removed[1], sizeof removed[1], "checkpoint-000050.del-%ld", dead);
+    snprintf(kept[0], sizeof kept[0], "checkpoint-000100.tmp-%ld", (long)getpid());
+    snprintf(kept[1], sizeof kept[1], "checkpoint-000100.tmp-%ld", (long)getppid());
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, i < 2 ? removed[i] : kept[i - 2]);
+        assert_int_equal(mkdir(path, 0755), 0);
+        strcat(path, "/model.safetensors");
+        FILE *file = fopen(path, "w");
+        assert_non_null(file);
+        fclose(file);
+    }
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    train_result result;
+    stderr_capture_begin();
+    const int status = train_run(&cfg, &opt, NULL, &result);
+    const char *said = stderr_capture_end();
+    if (status < 0) fail_msg("%s", pm_last_error());
+    snprintf(pid_text, sizeof pid_text, "pid %ld", dead);
+    assert_mentions(said, pid_text);
+    assert_mentions(said, "taking the lock over");
+    struct stat info;
+    for (int i = 0; i < 2; i++) {
+        assert_mentions(said, removed[i]);
+        snprintf(path, sizeof path, "%s/%s", out, removed[i]);
+        if (stat(path, &info) == 0) fail_msg("%s was kept", removed[i]);
+        snprintf(path, sizeof path, "%s/%s/model.safetensors", out, kept[i]);
+        if (stat(path, &info) != 0) fail_msg("%s was removed", kept[i]);
+    }
+    assert_false(lock_file_exists(out));
+}
+
 /* A lock of another host is never taken over: refused, nothing changed, the message says
  * how to remove it. */
 static void test_foreign_lock(void **state) {
@@ -439,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_finetune_gsm8k),
         cmocka_unit_test(test_locked_directory),
+        cmocka_unit_test(test_stale_lock_and_leftovers),
         cmocka_unit_test(test_foreign_lock),
         cmocka_unit_test(test_compare_refused),
     };

@@ -95,4 +95,14 @@ char *checkpoint_load_trainer_state(const char *dir);
  * their crash leftovers <prefix><number>.old-* etc. keep_last <= 0 keeps all. */
 int checkpoint_prune(const char *parent, const char *prefix, int keep_last);
 
+/*
+ * Removes what interrupted saves left in a run directory: every dir/<name>.tmp-<pid> and
+ * dir/<name>.del-<pid> whose process is no longer running (never those of a live process,
+ * this one included), saying on stderr what it removed. DIR.old-* stays: it can be the only
+ * complete copy of DIR (see above). Meant for a run directory whose lock the caller holds,
+ * so that no other run saves there meanwhile. A leftover that cannot be removed is reported
+ * and skipped, never an error. Returns how many entries went.
+ */
+int checkpoint_remove_leftovers(const char *dir);
+
 #endif

@@ -353,6 +353,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     if (status == 0 && !opt.resume_dir && stat(path, &existing) == 0)
         status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out, resume "
                          "with --resume, or remove it first (nothing was changed)", opt.out_dir);
+    if (status == 0) checkpoint_remove_leftovers(opt.out_dir);
     if (status == 0) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", opt.out_dir);
         session.metrics = fopen(path, opt.resume_dir ? "a" : "w");

@@ -70,8 +70,9 @@ int train_options_check(const train_options *opt, const pm_model_config *cfg);
  * model/ with the final model (a model directory: config.json, model.safetensors, tokenizer).
  * Nothing is written before the data and model are known to be good. opt->out_dir is locked
  * (core/run_lock.h) from then until the return: another run writing there is refused, before
- * any work. SIGINT/SIGTERM finish the current step, save a checkpoint and return 0 with
- * result->interrupted set.
+ * any work. With the lock taken, leftovers of interrupted saves by processes that are gone
+ * are removed (checkpoint_remove_leftovers). SIGINT/SIGTERM finish the current step, save a
+ * checkpoint and return 0 with result->interrupted set.
  */
 int train_run(const pm_model_config *cfg, const train_options *opt, const tokenizer *tok,
               train_result *result);
