@@ -1,6 +1,8 @@
 /* Checkpoints: round trips (F32, BF16, sharded, optimizer, trainer state, tokenizer), clear
- * errors for broken directories, pruning, replacing directories safely, and crash safety:
- * a save killed at any moment leaves a loadable checkpoint. */
+ * errors for broken directories, symbolic links only inside a model directory (or a Hugging
+ * Face hub cache's blobs), pruning, replacing directories safely, removing the leftovers of
+ * interrupted saves, and crash safety: a save killed at any moment leaves a loadable
+ * checkpoint. */
 #define _POSIX_C_SOURCE 200809L /* fork, kill, mkdtemp, nanosleep, symlink */
 #include <dirent.h>
 #include <errno.h>
@@ -595,6 +597,129 @@ static void test_broken_index(void **state) {
     remove_tree(parent);
 }
 
+/* ------------------------------------------------------------ symbolic links */
+
+/* The name of dir's first shard (model-00001-of-N.safetensors). */
+static const char *first_shard(const char *dir) {
+    static char name[256];
+    DIR *handle = opendir(dir);
+    assert_non_null(handle);
+    name[0] = '\0';
+    for (struct dirent *entry; (entry = readdir(handle));)
+        if (strncmp(entry->d_name, "model-00001-of-", 15) == 0) snprintf(name, sizeof name, "%s", entry->d_name);
+    closedir(handle);
+    assert_true(name[0]);
+    return name;
+}
+
+/* Moves dir/name to moved_to and puts a symbolic link to target (its text) in its place. */
+static void move_and_link(const char *dir, const char *name, const char *moved_to, const char *target) {
+    assert_int_equal(rename(fmt("%s/%s", dir, name), moved_to), 0);
+    assert_int_equal(symlink(target, fmt("%s/%s", dir, name)), 0);
+}
+
+static void expect_link_refused(const char *dir, const char *link_name, const char *says) {
+    assert_null(checkpoint_load_model(dir, 1, 8, false));
+    assert_error_mentions(link_name, says);
+}
+
+/* A model directory's files may be symbolic links only into the directory itself, or in a
+ * Hugging Face hub cache (<repo>/snapshots/<revision>/) into that repository's blobs/. */
+static void test_symbolic_links(void **state) {
+    (void)state;
+    char base[64];
+    snprintf(base, sizeof base, "%s", make_temp_dir());
+    pm_model *model = tiny_model(14);
+    checkpoint_options sharded = {false, 16 << 10};
+
+    /* a shard linked to a file in a subdirectory of the model directory: read */
+    char inside[128], outside[128], single[128], secret[128], config_out[128], repo[160], snapshot[192], other[160],
+        fake[128];
+    snprintf(inside, sizeof inside, "%s/inside", base);
+    assert_int_equal(checkpoint_save(model, NULL, inside, &sharded), 0);
+    char shard[256];
+    snprintf(shard, sizeof shard, "%s", first_shard(inside));
+    assert_int_equal(mkdir(fmt("%s/store", inside), 0755), 0);
+    move_and_link(inside, shard, fmt("%s/store/%s", inside, shard), fmt("store/%s", shard));
+    pm_model *loaded = load(inside, false);
+    assert_same_weights(loaded, model);
+    pm_model_free(loaded);
+
+    /* a shard linked to a good shard outside: refused, though it would load */
+    snprintf(outside, sizeof outside, "%s/outside", base);
+    assert_int_equal(checkpoint_save(model, NULL, outside, &sharded), 0);
+    move_and_link(outside, shard, fmt("%s/elsewhere.safetensors", base), "../elsewhere.safetensors");
+    expect_link_refused(outside, shard, "outside the model directory");
+    assert_error_mentions("elsewhere.safetensors", "symbolic link");
+
+    /* model.safetensors linked to a file that is no model at all: refused without a byte of it */
+    snprintf(single, sizeof single, "%s/single", base);
+    snprintf(secret, sizeof secret, "%s/secret.txt", base);
+    write_text(secret, "TOKEN=Zq9x7Wv3Kp4Yh8\n");
+    assert_int_equal(checkpoint_save(model, NULL, single, NULL), 0);
+    assert_int_equal(unlink(fmt("%s/model.safetensors", single)), 0);
+    assert_int_equal(symlink(secret, fmt("%s/model.safetensors", single)), 0);
+    expect_link_refused(single, "model.safetensors", "outside the model directory");
+    if (strstr(pm_last_error(), "TOKEN") || strstr(pm_last_error(), "Zq9x"))
+        fail_msg("the error \"%s\" quotes the link's target", pm_last_error());
+    /* ... and linked inside: read */
+    assert_int_equal(unlink(fmt("%s/model.safetensors", single)), 0);
+    assert_int_equal(checkpoint_save(model, NULL, fmt("%s/plain", base), NULL), 0);
+    assert_int_equal(rename(fmt("%s/plain/model.safetensors", base), fmt("%s/weights.bin", single)), 0);
+    assert_int_equal(symlink("weights.bin", fmt("%s/model.safetensors", single)), 0);
+    loaded = load(single, false);
+    assert_same_weights(loaded, model);
+    pm_model_free(loaded);
+
+    /* config.json and the index are checked the same way; a link to nothing is named */
+    snprintf(config_out, sizeof config_out, "%s/config_out", base);
+    assert_int_equal(checkpoint_save(model, NULL, config_out, NULL), 0);
+    move_and_link(config_out, "config.json", fmt("%s/config.json", base), "../config.json");
+    expect_link_refused(config_out, "config.json", "outside the model directory");
+    move_and_link(outside, "model.safetensors.index.json", fmt("%s/index.json", base), "../index.json");
+    expect_link_refused(outside, "model.safetensors.index.json", "outside the model directory");
+    assert_int_equal(unlink(fmt("%s/config.json", config_out)), 0);
+    assert_int_equal(symlink("no-such-file", fmt("%s/config.json", config_out)), 0);
+    expect_link_refused(config_out, "config.json", "leads nowhere");
+
+    /* the hub cache: snapshots/<revision>/ files link to ../../blobs/<hash> */
+    snprintf(repo, sizeof repo, "%s/hub/models--probmoe--tiny", base);
+    assert_int_equal(system(fmt("mkdir -p '%s/blobs' '%s/snapshots/0123abcd' '%s/refs'", repo, repo, repo)), 0);
+    snprintf(snapshot, sizeof snapshot, "%s/snapshots/0123abcd", repo);
+    assert_int_equal(checkpoint_save(model, NULL, fmt("%s/hub_source", base), &sharded), 0);
+    DIR *handle = opendir(fmt("%s/hub_source", base));
+    assert_non_null(handle);
+    int blob = 0;
+    for (struct dirent *entry; (entry = readdir(handle));) {
+        if (entry->d_name[0] == '.') continue;
+        assert_int_equal(rename(fmt("%s/hub_source/%s", base, entry->d_name), fmt("%s/blobs/%08x", repo, blob)), 0);
+        assert_int_equal(symlink(fmt("../../blobs/%08x", blob), fmt("%s/%s", snapshot, entry->d_name)), 0);
+        blob++;
+    }
+    closedir(handle);
+    loaded = load(snapshot, false);
+    assert_same_weights(loaded, model);
+    pm_model_free(loaded);
+    /* ... but not into another repository's blobs */
+    snprintf(other, sizeof other, "%s/hub/models--someone--else/blobs", base);
+    assert_int_equal(system(fmt("mkdir -p '%s'", other)), 0);
+    assert_int_equal(system(fmt("cp -L '%s/%s' '%s/ffff'", snapshot, shard, other)), 0); /* the blob's content */
+    assert_int_equal(unlink(fmt("%s/%s", snapshot, shard)), 0);
+    assert_int_equal(symlink("../../../models--someone--else/blobs/ffff", fmt("%s/%s", snapshot, shard)), 0);
+    expect_link_refused(snapshot, shard, "outside the model directory");
+    /* ... nor from a directory that is not a snapshot */
+    snprintf(fake, sizeof fake, "%s/fake/revision", base);
+    assert_int_equal(system(fmt("mkdir -p '%s' '%s/blobs'", fake, base)), 0);
+    assert_int_equal(checkpoint_save(model, NULL, fmt("%s/fake_source", base), NULL), 0);
+    assert_int_equal(rename(fmt("%s/fake_source/config.json", base), fmt("%s/config.json", fake)), 0);
+    assert_int_equal(rename(fmt("%s/fake_source/model.safetensors", base), fmt("%s/blobs/w", base)), 0);
+    assert_int_equal(symlink("../../blobs/w", fmt("%s/model.safetensors", fake)), 0);
+    expect_link_refused(fake, "model.safetensors", "outside the model directory");
+
+    pm_model_free(model);
+    remove_tree(base);
+}
+
 /* ------------------------------------------------------------ directories */
 
 static void test_replacing_directories(void **state) {
@@ -655,6 +780,49 @@ static void test_prune(void **state) {
     remove_tree(base);
 }
 
+/* A run directory's leftovers of interrupted saves go when their process is gone; those of
+ * live processes (this one, its parent), DIR.old-* and names that only look alike stay. */
+static void test_leftovers(void **state) {
+    (void)state;
+    char base[64];
+    snprintf(base, sizeof base, "%s", make_temp_dir());
+    const long dead = dead_pid(), self = (long)getpid(), parent = (long)getppid();
+    char removed_names[3][64], kept[6][64];
+    snprintf(removed_names[0], sizeof removed_names[0], "checkpoint-000100.tmp-%ld", dead);
+    snprintf(removed_names[1], sizeof removed_names[1], "model.del-%ld", dead);
+    snprintf(removed_names[2], sizeof removed_names[2], "notes.txt.tmp-%ld", dead);
+    snprintf(kept[0], sizeof kept[0], "checkpoint-000200.tmp-%ld", self);
+    snprintf(kept[1], sizeof kept[1], "checkpoint-000300.tmp-%ld", parent);
+    snprintf(kept[2], sizeof kept[2], "checkpoint-000400.old-%ld", dead);
+    snprintf(kept[3], sizeof kept[3], "checkpoint-000500.tmp-%ldx", dead);
+    snprintf(kept[4], sizeof kept[4], "odd.tmp-%ld", dead); /* holds a subdirectory: no leftover of ours */
+    snprintf(kept[5], sizeof kept[5], "checkpoint-000600");
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mkdir(fmt("%s/%s", base, removed_names[i]), 0755), 0);
+        write_text(fmt("%s/%s/config.json", base, removed_names[i]), "{}");
+    }
+    write_text(fmt("%s/%s", base, removed_names[2]), "half a file");
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(mkdir(fmt("%s/%s", base, kept[i]), 0755), 0);
+        write_text(fmt("%s/%s/config.json", base, kept[i]), "{}");
+    }
+    assert_int_equal(mkdir(fmt("%s/%s/sub", base, kept[4]), 0755), 0);
+
+    stderr_capture_begin();
+    const int count = checkpoint_remove_leftovers(base);
+    const char *said = stderr_capture_end();
+    assert_int_equal(count, 3);
+    for (int i = 0; i < 3; i++) {
+        if (exists(fmt("%s/%s", base, removed_names[i]))) fail_msg("%s was kept", removed_names[i]);
+        if (!strstr(said, removed_names[i])) fail_msg("the removal of %s was not reported: %s", removed_names[i], said);
+    }
+    assert_non_null(strstr(said, "no longer running"));
+    for (int i = 0; i < 6; i++)
+        if (!exists(fmt("%s/%s/config.json", base, kept[i]))) fail_msg("%s was removed", kept[i]);
+    assert_int_equal(count_entries(base), 6);
+    remove_tree(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_safety), /* first: it forks */
@@ -667,8 +835,10 @@ int main(void) {
         cmocka_unit_test(test_f16_by_hand),
         cmocka_unit_test(test_broken_single_file),
         cmocka_unit_test(test_broken_index),
+        cmocka_unit_test(test_symbolic_links),
         cmocka_unit_test(test_replacing_directories),
         cmocka_unit_test(test_prune),
+        cmocka_unit_test(test_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

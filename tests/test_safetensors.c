@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,7 +443,7 @@ static void test_hostile_headers(void **state) {
         {"[1, 2]", 0, "does not start with '{'"},
         {"", 0, "does not start with '{'"},
         {"{} x", 0, "unexpected bytes after the JSON"},
-        {"{\"a\x01\":1}", 0, "control character 0x01"},
+        {"{\"a\x01\":1}", 0, "header byte 3 is a control character"},
         {"{\"\xff\":1}", 0, "not valid UTF-8"},
         {"{\"\xc0\xaf\":1}", 0, "not valid UTF-8"},
         {"{" T1("w", "Q4", "[1]", "[0,4]") "}", 4, "unsupported dtype \"Q4\""},
@@ -526,7 +527,8 @@ static void test_corrupt_files(void **state) {
     write_raw(path, size, header, 12);
     expect_open_fails(path, "truncated", "header length larger than the file");
     write_raw(path, (uint64_t)1 << 63, header, 12);
-    expect_open_fails(path, "header length 9223372036854775808 exceeds", "2^63 header length");
+    expect_open_fails(path, "exceeds the 100000000-byte limit", "2^63 header length");
+    assert_null(strstr(pm_last_error(), "9223372036854775808")); /* the bytes, as a number */
     write_raw(path, UINT64_MAX, header, 12);
     expect_open_fails(path, "exceeds", "2^64-1 header length");
     write_raw(path, 100000001, header, 12);
@@ -539,6 +541,42 @@ static void test_corrupt_files(void **state) {
     expect_open_fails(path, "cannot open", "missing file");
     expect_open_fails(tmp_dir, "not a regular file", "directory");
     free(bytes);
+}
+
+/* A file that is not a safetensors file (say the target of a hostile symbolic link) is
+ * refused with a description: no run of its bytes, and not the number its first 8 bytes
+ * make, appears in the message. */
+static void expect_nothing_quoted(const char *path, const unsigned char *bytes, size_t size,
+                                  const char *want) {
+    write_bytes(path, bytes, size);
+    expect_open_fails(path, want, path);
+    char message[1024];
+    snprintf(message, sizeof message, "%s", pm_last_error() + strlen(path)); /* the path aside */
+    for (size_t i = 0; i + 4 <= size; i++) {
+        char run[5];
+        memcpy(run, bytes + i, 4);
+        run[4] = '\0';
+        if (strlen(run) == 4 && strstr(message, run)) fail_msg("the message \"%s\" quotes \"%s\" of the file", message, run);
+    }
+    uint64_t first = 0;
+    for (int i = 7; i >= 0 && size >= 8; i--) first = first << 8 | bytes[i];
+    char number[32];
+    snprintf(number, sizeof number, "%" PRIu64, first);
+    if (size >= 8 && strstr(message, number)) fail_msg("the message \"%s\" quotes the bytes as %s", message, number);
+}
+
+static void test_foreign_files_not_quoted(void **state) {
+    (void)state;
+    char path[256];
+    tmp_path(path, sizeof path, "foreign.bin");
+    static const char secret[] = "pw=hunter2;key=Zq9x7Wv3;id=Kp4Yh8\n";
+    expect_nothing_quoted(path, (const unsigned char *)secret, strlen(secret), "not a safetensors file");
+    /* a plausible length (19088727) that the file cannot hold, and no header after it */
+    static const unsigned char small[] = {0x57, 0x34, 0x23, 0x01, 0, 0, 0, 0, 'Z', 'q', '9', 'x', '7', 'W', 'v'};
+    expect_nothing_quoted(path, small, sizeof small, "not a safetensors file");
+    /* ASCII text: its first 8 bytes as a length exceed any header */
+    static const char text[] = "#!/bin/sh\nexport TOKEN=Zq9x7Wv3Kp4Yh8\n";
+    expect_nothing_quoted(path, (const unsigned char *)text, strlen(text), "exceeds the 100000000-byte limit");
 }
 
 /* Every proper prefix of a valid file is rejected cleanly; the whole file is accepted. */
@@ -728,6 +766,7 @@ int main(void) {
         cmocka_unit_test(test_hand_built_file),
         cmocka_unit_test(test_hostile_headers),
         cmocka_unit_test(test_corrupt_files),
+        cmocka_unit_test(test_foreign_files_not_quoted),
         cmocka_unit_test(test_truncation_sweep),
         cmocka_unit_test(test_byte_corruption),
         cmocka_unit_test(test_read_errors),

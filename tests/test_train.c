@@ -1,16 +1,23 @@
 /* Training: reproducible from a seed (bit-identical for the same thread count, equal to 1e-5
  * across thread counts), learns a simple corpus, stops cleanly on divergence without writing a
- * model, and refuses to overwrite a trained model. */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+ * model, and refuses to overwrite a trained model. The run directory's lock: a second writer
+ * (train or compare) is refused before it writes anything, a stale lock of this host is taken
+ * over, another host's never; leftovers of interrupted saves by dead processes are removed. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, scandir, fork, kill, gethostname */
+#include <dirent.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "core/run_lock.h"
+#include "experiments/compare.h"
 #include "word_corpus.h"
 #include "train/trainer.h"
 
@@ -266,6 +273,207 @@ static void test_finetune_gsm8k(void **state) {
     assert_true(result.final_val_loss < 0.7 * first);
 }
 
+/* ------------------------------------------------------------ the run directory's lock */
+
+/* The sorted names in dir, with the lock file's content: what "unchanged" compares. */
+static const char *snapshot(const char *dir) {
+    static char text[8192];
+    struct dirent **entries;
+    int n = scandir(dir, &entries, NULL, alphasort);
+    assert_true(n >= 0);
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        used += (size_t)snprintf(text + used, sizeof text - used, "%s\n", entries[i]->d_name);
+        free(entries[i]);
+    }
+    free(entries);
+    char path[192];
+    snprintf(path, sizeof path, "%s/%s", dir, RUN_LOCK_FILE);
+    FILE *file = fopen(path, "r");
+    if (file) {
+        used += fread(text + used, 1, sizeof text - 1 - used, file);
+        fclose(file);
+    }
+    text[used] = '\0';
+    return text;
+}
+
+static void write_lock_file(const char *dir, long pid, const char *host) {
+    char path[192];
+    snprintf(path, sizeof path, "%s/%s", dir, RUN_LOCK_FILE);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fprintf(file, "pid %ld\nhost %s\ncommand probmoe train\nsince 2025-01-01 00:00:00 UTC\n", pid, host);
+    fclose(file);
+}
+
+static bool lock_file_exists(const char *dir) {
+    char path[192];
+    struct stat info;
+    snprintf(path, sizeof path, "%s/%s", dir, RUN_LOCK_FILE);
+    return stat(path, &info) == 0;
+}
+
+static void assert_mentions(const char *text, const char *part) {
+    if (!strstr(text, part)) fail_msg("\"%s\" should mention '%s'", text, part);
+}
+
+/* A second writer is refused before it writes anything, naming the directory, the owner's
+ * pid and host; once the owner is killed, the next run takes the stale lock over, says so,
+ * and removes the lock file when it is done. */
+static void test_locked_directory(void **state) {
+    (void)state;
+    char out[128], host[256], pid_text[32];
+    snprintf(out, sizeof out, "%s/locked", work);
+    assert_int_equal(mkdir(out, 0755), 0);
+    gethostname(host, sizeof host);
+    int ready[2], hold[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(hold), 0);
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t owner = fork(); /* the child takes the lock and waits: no OpenMP in it */
+    assert_true(owner >= 0);
+    if (owner == 0) {
+        run_lock *lock;
+        char byte = run_lock_acquire(out, "probmoe train", &lock) == 0 ? 'y' : 'n';
+        if (write(ready[1], &byte, 1) != 1) _exit(1);
+        (void)!read(hold[0], &byte, 1); /* until killed */
+        _exit(0);
+    }
+    char byte = 0;
+    assert_int_equal(read(ready[0], &byte, 1), 1);
+    assert_int_equal(byte, 'y');
+    snprintf(pid_text, sizeof pid_text, "pid %ld", (long)owner);
+    char before[8192];
+    snprintf(before, sizeof before, "%s", snapshot(out));
+    assert_mentions(before, pid_text);
+
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    train_result result;
+    assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
+    const char *message = pm_last_error();
+    assert_mentions(message, out);
+    assert_mentions(message, pid_text);
+    assert_mentions(message, host);
+    assert_mentions(message, "nothing was written");
+    assert_string_equal(snapshot(out), before);
+    assert_true(run_lock_check(out) < 0);
+    run_lock *lock = NULL;
+    assert_true(run_lock_acquire(out, "probmoe test", &lock) < 0);
+    assert_null(lock);
+    assert_string_equal(snapshot(out), before);
+
+    /* killed: the kernel drops its flock, its lock file stays */
+    kill(owner, SIGKILL);
+    assert_int_equal(waitpid(owner, NULL, 0), owner);
+    close(ready[0]), close(ready[1]), close(hold[0]), close(hold[1]);
+    assert_true(lock_file_exists(out));
+    stderr_capture_begin();
+    const int status = train_run(&cfg, &opt, NULL, &result);
+    const char *said = stderr_capture_end();
+    if (status < 0) fail_msg("%s", pm_last_error());
+    assert_mentions(said, "taking the lock over");
+    assert_mentions(said, pid_text);
+    assert_mentions(said, "no longer running");
+    assert_false(lock_file_exists(out)); /* released at the end */
+}
+
+/* A lock file a dead process of this host left (written by hand) is taken over; leftovers of
+ * interrupted saves by dead processes go, those of live ones stay. */
+static void test_stale_lock_and_leftovers(void **state) {
+    (void)state;
+    char out[128], host[256], path[256], pid_text[32];
+    snprintf(out, sizeof out, "%s/stale", work);
+    assert_int_equal(mkdir(out, 0755), 0);
+    gethostname(host, sizeof host);
+    const long dead = dead_pid();
+    write_lock_file(out, dead, host);
+    char removed[2][64], kept[2][64];
+    snprintf(removed[0], sizeof removed[0], "checkpoint-000100.tmp-%ld", dead);
+    snprintf(removed[1], sizeof removed[1], "checkpoint-000050.del-%ld", dead);
+    snprintf(kept[0], sizeof kept[0], "checkpoint-000100.tmp-%ld", (long)getpid());
+    snprintf(kept[1], sizeof kept[1], "checkpoint-000100.tmp-%ld", (long)getppid());
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, i < 2 ? removed[i] : kept[i - 2]);
+        assert_int_equal(mkdir(path, 0755), 0);
+        strcat(path, "/model.safetensors");
+        FILE *file = fopen(path, "w");
+        assert_non_null(file);
+        fclose(file);
+    }
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    train_result result;
+    stderr_capture_begin();
+    const int status = train_run(&cfg, &opt, NULL, &result);
+    const char *said = stderr_capture_end();
+    if (status < 0) fail_msg("%s", pm_last_error());
+    snprintf(pid_text, sizeof pid_text, "pid %ld", dead);
+    assert_mentions(said, pid_text);
+    assert_mentions(said, "taking the lock over");
+    struct stat info;
+    for (int i = 0; i < 2; i++) {
+        assert_mentions(said, removed[i]);
+        snprintf(path, sizeof path, "%s/%s", out, removed[i]);
+        if (stat(path, &info) == 0) fail_msg("%s was kept", removed[i]);
+        snprintf(path, sizeof path, "%s/%s/model.safetensors", out, kept[i]);
+        if (stat(path, &info) != 0) fail_msg("%s was removed", kept[i]);
+    }
+    assert_false(lock_file_exists(out));
+}
+
+/* A lock of another host is never taken over: refused, nothing changed, the message says
+ * how to remove it. */
+static void test_foreign_lock(void **state) {
+    (void)state;
+    char out[128], lock_path[192];
+    snprintf(out, sizeof out, "%s/foreign", work);
+    snprintf(lock_path, sizeof lock_path, "%s/%s", out, RUN_LOCK_FILE);
+    assert_int_equal(mkdir(out, 0755), 0);
+    write_lock_file(out, 4242, "elsewhere.invalid");
+    char before[8192];
+    snprintf(before, sizeof before, "%s", snapshot(out));
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    train_result result;
+    assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
+    const char *message = pm_last_error();
+    assert_mentions(message, out);
+    assert_mentions(message, "pid 4242");
+    assert_mentions(message, "elsewhere.invalid");
+    assert_mentions(message, "remove");
+    assert_mentions(message, lock_path);
+    assert_string_equal(snapshot(out), before);
+    /* refused by the lock itself too, not only by the early check */
+    run_lock *lock = NULL;
+    assert_true(run_lock_acquire(out, "probmoe test", &lock) < 0);
+    assert_mentions(pm_last_error(), "elsewhere.invalid");
+    assert_string_equal(snapshot(out), before);
+}
+
+/* compare is refused on a directory another writer holds, before it writes a file. */
+static void test_compare_refused(void **state) {
+    (void)state;
+    char out[128];
+    snprintf(out, sizeof out, "%s/compare", work);
+    run_lock *lock = NULL;
+    assert_int_equal(run_lock_acquire(out, "probmoe train", &lock), 0);
+    char before[8192];
+    snprintf(before, sizeof before, "%s", snapshot(out));
+    compare_options opt;
+    assert_int_equal(compare_preset("quick", &opt), 0);
+    opt.out_dir = out;
+    opt.text_path = "/nonexistent/text.txt";
+    opt.gsm8k_test = "/nonexistent/test.jsonl";
+    assert_true(compare_run(&opt) < 0);
+    assert_mentions(pm_last_error(), "is in use by probmoe train");
+    assert_string_equal(snapshot(out), before);
+    run_lock_release(lock);
+    assert_false(lock_file_exists(out));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reproducible),
@@ -274,6 +482,10 @@ int main(void) {
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_finetune_gsm8k),
+        cmocka_unit_test(test_locked_directory),
+        cmocka_unit_test(test_stale_lock_and_leftovers),
+        cmocka_unit_test(test_foreign_lock),
+        cmocka_unit_test(test_compare_refused),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/run_lock.h"
 #include "experiments/compare.h"
 #include "probmoe.h"
 
@@ -105,7 +106,8 @@ int cmd_compare(int argc, char **argv) {
         }
         i++;
     }
-    if (compare_check(&opt) < 0) {
+    /* a compare already writing there is refused before the data sets are fetched */
+    if (compare_check(&opt) < 0 || run_lock_check(opt.out_dir) < 0) {
         fprintf(stderr, "probmoe compare: %s\n", pm_last_error());
         return 1;
     }

@@ -12,6 +12,7 @@
 #include "train/routing_stats.h"
 #include "core/fs.h"
 #include "eval/plots.h"
+#include "io/checkpoint.h"
 #include "train/trainer.h"
 
 static const char train_usage_head[] =
@@ -306,6 +307,13 @@ static void write_plots(const train_result *result, const char *out_dir) {
         printf("plots in %s (loss%s)\n", dir, result->has_budget ? ", budget_k and budget_alpha: the learned budget" : "");
 }
 
+/* The report and the plots, while the run directory is still locked (train_options.finished). */
+static void report_run(const train_result *result, void *user) {
+    const train_request *request = user;
+    print_summary(result, request);
+    if (!result->interrupted) write_plots(result, request->train.out_dir);
+}
+
 int cmd_train(int argc, char **argv) {
     train_request request;
     request.model = pm_model_config_default();
@@ -330,7 +338,8 @@ int cmd_train(int argc, char **argv) {
         /* fine-tuning: the model (and its tokenizer) come from the initial directory */
         char path[4200];
         snprintf(path, sizeof path, "%s/config.json", request.train.init_dir);
-        if (pm_model_config_load(&request.model, path) < 0) {
+        if (checkpoint_check_link(request.train.init_dir, "config.json") < 0 ||
+            pm_model_config_load(&request.model, path) < 0) {
             fprintf(stderr, "probmoe train: --init: %s\n", pm_last_error());
             return 2;
         }
@@ -391,6 +400,10 @@ int cmd_train(int argc, char **argv) {
                 request.train.tokenizer_path = request.train.resume_dir;
             }
         }
+        if (checkpoint_check_link(request.train.resume_dir, "config.json") < 0) {
+            fprintf(stderr, "probmoe train: --resume: %s\n", pm_last_error());
+            return 2;
+        }
         if (pm_model_config_load(&request.model, request.train.resume_dir) < 0) {
             char config_path[4200];
             snprintf(config_path, sizeof config_path, "%s/config.json", request.train.resume_dir);
@@ -420,6 +433,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     request.train.progress = isatty(fileno(stderr));
+    request.train.finished = report_run;
+    request.train.finished_user = &request;
     train_result result;
     status = train_run(&request.model, &request.train, tok, &result);
     tokenizer_free(tok);
@@ -427,7 +442,5 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "probmoe train: %s\n", pm_last_error());
         return 1;
     }
-    print_summary(&result, &request);
-    if (!result.interrupted) write_plots(&result, request.train.out_dir);
     return 0;
 }

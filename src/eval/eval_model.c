@@ -26,7 +26,8 @@ int eval_load_model(const char *dir, int max_seq, bool allow_unknown, pm_model *
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     pm_model_config cfg;
-    int status = pm_model_config_load(&cfg, path);
+    int status = checkpoint_check_link(dir, "config.json");
+    if (status == 0) status = pm_model_config_load(&cfg, path);
     if (status < 0) return status;
     if (max_seq <= 0 || max_seq > cfg.max_position_embeddings) max_seq = cfg.max_position_embeddings;
     tokenizer *loaded = NULL;

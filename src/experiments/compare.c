@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/fs.h"
+#include "core/run_lock.h"
 #include "experiments/compare_internal.h"
 
 int compare_preset(const char *name, compare_options *opt) {
@@ -137,7 +137,9 @@ int compare_run(const compare_options *opt) {
     int status = compare_check(opt);
     if (status == 0 && (!opt->text_path || !opt->gsm8k_test))
         status = pm_fail(PM_ERR_ARG, "compare: the text corpus and the GSM8K test path are needed");
-    if (status == 0) status = ensure_directory(opt->out_dir);
+    /* one compare at a time per directory; its trainings lock their own subdirectories */
+    run_lock *lock = NULL;
+    if (status == 0) status = run_lock_acquire(opt->out_dir, "probmoe compare", &lock);
     if (status == 0) status = check_settings(opt);
     if (status == 0) status = compare_prepare(opt);
     for (int seed = 1; status == 0 && seed <= opt->seeds; seed++) {
@@ -150,5 +152,7 @@ int compare_run(const compare_options *opt) {
         }
     }
     if (status == 0) status = compare_measure(opt);
-    return status < 0 ? status : compare_write_report(opt);
+    if (status == 0) status = compare_write_report(opt);
+    run_lock_release(lock);
+    return status;
 }

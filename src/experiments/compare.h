@@ -20,6 +20,8 @@
  *   report.md, plots/
  * Every stage runs in a child process and leaves a result file only when it succeeded, so
  * running the command again reuses finished stages and resumes an interrupted training.
+ * out_dir is locked while compare runs (core/run_lock.h), and each training locks its own
+ * pretrain/ or finetune/ directory: a second compare there is refused.
  */
 #ifndef PM_EXPERIMENTS_COMPARE_H
 #define PM_EXPERIMENTS_COMPARE_H

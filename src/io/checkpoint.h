@@ -74,6 +74,16 @@ pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, boo
  */
 pm_model *checkpoint_load_rerouted(const char *dir, const pm_model_config *as, int max_batch, int max_seq);
 
+/*
+ * Whether dir/name may be read as part of the model directory dir: it is no symbolic link, or
+ * one that resolves inside dir, or (the Hugging Face hub cache, where dir is
+ * <repo>/snapshots/<revision> and its files link to ../../blobs/<hash>) inside <repo>/blobs.
+ * PM_OK, also when there is no dir/name (its reader reports that); else PM_ERR_ARG naming the
+ * link and its target, before a byte of the target is read. The loaders above check every
+ * file they read: config.json, model.safetensors, the index and each shard.
+ */
+int checkpoint_check_link(const char *dir, const char *name);
+
 /* Reads optimizer.safetensors into m, v (size floats each) and *step. */
 int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, long *step);
 
@@ -84,5 +94,15 @@ char *checkpoint_load_trainer_state(const char *dir);
  * (numbers compared as integers; other names, and files, are left alone), together with
  * their crash leftovers <prefix><number>.old-* etc. keep_last <= 0 keeps all. */
 int checkpoint_prune(const char *parent, const char *prefix, int keep_last);
+
+/*
+ * Removes what interrupted saves left in a run directory: every dir/<name>.tmp-<pid> and
+ * dir/<name>.del-<pid> whose process is no longer running (never those of a live process,
+ * this one included), saying on stderr what it removed. DIR.old-* stays: it can be the only
+ * complete copy of DIR (see above). Meant for a run directory whose lock the caller holds,
+ * so that no other run saves there meanwhile. A leftover that cannot be removed is reported
+ * and skipped, never an error. Returns how many entries went.
+ */
+int checkpoint_remove_leftovers(const char *dir);
 
 #endif

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L /* kill, opendir, lstat */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,78 @@ int ckpt_discard(const char *path, const char *trash) {
     if (rename(path, trash) != 0)
         return pm_fail(PM_ERR_ARG, "cannot rename '%s' to '%s': %s", path, trash, strerror(errno));
     return ckpt_remove_flat(trash);
+}
+
+/* ------------------------------------------------------------ a run directory's leftovers */
+
+/* Whether name is <something>.tmp-<digits> or <something>.del-<digits>, of any checkpoint
+ * directory; *pid gets the number. */
+static bool parse_leftover(const char *name, long *pid) {
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name || (strncmp(dot + 1, "tmp-", 4) != 0 && strncmp(dot + 1, "del-", 4) != 0)) return false;
+    const char *digits = dot + 5;
+    const size_t n = strlen(digits);
+    if (n == 0 || n > 18 || strspn(digits, "0123456789") != n) return false;
+    *pid = strtol(digits, NULL, 10);
+    return *pid > 0 && *pid <= INT_MAX; /* a pid_t is an int: anything else is not our name */
+}
+
+static bool is_leftover(const char *name, void *user) {
+    (void)user;
+    long pid;
+    return parse_leftover(name, &pid);
+}
+
+/* Whether dir holds no subdirectory (ckpt_remove_flat would stop midway at one). */
+static bool is_flat(const char *dir) {
+    DIR *handle = opendir(dir);
+    if (!handle) return false;
+    bool flat = true;
+    char path[CKPT_PATH_MAX];
+    for (struct dirent *entry; flat && (entry = readdir(handle));) {
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+        struct stat info;
+        flat = ckpt_join(path, sizeof path, dir, entry->d_name) == 0 && lstat(path, &info) == 0 &&
+               !S_ISDIR(info.st_mode);
+    }
+    closedir(handle);
+    return flat;
+}
+
+int checkpoint_remove_leftovers(const char *dir) {
+    if (!dir) return 0;
+    char(*names)[256];
+    int count, removed = 0;
+    if (list_names(dir, is_leftover, NULL, &names, &count) < 0) {
+        fprintf(stderr, "probmoe: not looking for leftovers of interrupted saves: %s\n", pm_last_error());
+        return 0;
+    }
+    char path[CKPT_PATH_MAX];
+    for (int i = 0; i < count; i++) {
+        long pid = 0;
+        if (!parse_leftover(names[i], &pid)) continue;
+        /* this process's own names are kept too: only a process that is gone is done saving */
+        if (pid == (long)getpid() || !(kill((pid_t)pid, 0) != 0 && errno == ESRCH)) continue;
+        struct stat info;
+        if (ckpt_join(path, sizeof path, dir, names[i]) < 0 || lstat(path, &info) != 0) continue;
+        int status = PM_OK;
+        if (!S_ISDIR(info.st_mode)) {
+            if (unlink(path) != 0) status = pm_fail(PM_ERR_ARG, "cannot remove '%s': %s", path, strerror(errno));
+        } else if (!is_flat(path)) {
+            status = pm_fail(PM_ERR_ARG, "'%s' holds a subdirectory, so it is no checkpoint's leftover; left alone", path);
+        } else {
+            status = ckpt_remove_flat(path);
+        }
+        if (status < 0) {
+            fprintf(stderr, "probmoe: %s\n", pm_last_error());
+            continue;
+        }
+        fprintf(stderr, "probmoe: removed '%s', left by process %ld, which is no longer running (an interrupted "
+                "save)\n", path, pid);
+        removed++;
+    }
+    free(names);
+    return removed;
 }
 
 /* ------------------------------------------------------------ finding a checkpoint */

@@ -3,9 +3,12 @@
  * sharded layout (model.safetensors.index.json), the optimizer state, the trainer state.
  * The directory read is DIR, or the copy a crashed save left aside (ckpt_resolve).
  */
+#define _DEFAULT_SOURCE /* realpath (XSI), lstat */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -76,12 +79,63 @@ static int fail_unknown(const char *path, const char *name) {
                    "(a different architecture or config? allow unknown tensors to skip it)", path, name);
 }
 
+/* ------------------------------------------------------------ symbolic links */
+
+/* Whether path lies below the directory root (both resolved). */
+static bool below(const char *path, const char *root) {
+    const size_t n = strlen(root);
+    if (n == 1 && root[0] == '/') return path[0] == '/' && path[1];
+    return strncmp(path, root, n) == 0 && path[n] == '/';
+}
+
+/* The Hugging Face hub cache: real_dir is <repo>/snapshots/<revision>, whose files link to
+ * <repo>/blobs/<hash>. Whether target is in that repository's blobs/. */
+static bool in_hub_blobs(const char *real_dir, const char *target) {
+    char repo[CKPT_PATH_MAX], blobs[CKPT_PATH_MAX];
+    if ((size_t)snprintf(repo, sizeof repo, "%s", real_dir) >= sizeof repo) return false;
+    char *slash = strrchr(repo, '/'); /* <repo>/snapshots | <revision> */
+    if (!slash || slash == repo) return false;
+    *slash = '\0';
+    slash = strrchr(repo, '/'); /* <repo> | snapshots */
+    if (!slash || strcmp(slash + 1, "snapshots") != 0) return false;
+    *slash = '\0';
+    if (ckpt_join(blobs, sizeof blobs, slash == repo ? "" : repo, "blobs") < 0) return false;
+    char *real_blobs = realpath(blobs, NULL);
+    const bool inside = real_blobs && below(target, real_blobs);
+    free(real_blobs);
+    return inside;
+}
+
+int checkpoint_check_link(const char *dir, const char *name) {
+    char path[CKPT_PATH_MAX];
+    struct stat info;
+    int status = ckpt_join(path, sizeof path, dir, name);
+    if (status < 0 || lstat(path, &info) != 0 || !S_ISLNK(info.st_mode)) return status; /* a missing file: the reader says so */
+    char *real_dir = realpath(dir, NULL), *target = realpath(path, NULL);
+    if (!real_dir)
+        status = pm_fail(PM_ERR_ARG, "cannot resolve the model directory '%s': %s", dir, strerror(errno));
+    else if (!target)
+        status = pm_fail(PM_ERR_ARG, "%s is a symbolic link that leads nowhere (%s); replace it by the file itself",
+                         path, strerror(errno));
+    else if (!below(target, real_dir) && !in_hub_blobs(real_dir, target))
+        status = pm_fail(PM_ERR_ARG, "%s is a symbolic link to '%s', outside the model directory; probmoe reads a "
+                         "model's files only from its directory (or, in a Hugging Face hub cache, from the "
+                         "repository's blobs/). Copy the file into the directory instead of linking it",
+                         path, target);
+    free(real_dir);
+    free(target);
+    return status;
+}
+
+/* ------------------------------------------------------------ weights */
+
 /* Reads the parameters in one weights file; file_name is relative to dir. With an index,
  * first_tensor is the first parameter the index puts in it (for messages). */
 static int load_file(weight_loader *w, const char *dir, const char *file_name, const char *first_tensor) {
     char path[CKPT_PATH_MAX];
     st_file *file = NULL;
-    int status = ckpt_join(path, sizeof path, dir, file_name);
+    int status = checkpoint_check_link(dir, file_name);
+    if (status == 0) status = ckpt_join(path, sizeof path, dir, file_name);
     if (status == 0 && (status = st_open(&file, path)) < 0 && w->file_of)
         pm_fail(status, "%s maps the tensor '%s' to a shard that cannot be loaded (if it is missing, the model "
                 "directory is incomplete: copy or save it again): %s", w->index_path, first_tensor, pm_last_error());
@@ -178,9 +232,8 @@ static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bo
     for (int i = 0; status == 0 && i < n; i++) w.sorted[i] = (named_param){pm_model_param(model, i)->name, i};
     if (status == 0) qsort(w.sorted, (size_t)n, sizeof(named_param), compare_names);
     if (status == 0) status = ckpt_join(path, sizeof path, dir, "model.safetensors");
-    FILE *single = status == 0 ? fopen(path, "rb") : NULL;
-    if (single) { /* Hugging Face prefers the single file too when both exist */
-        fclose(single);
+    struct stat entry;
+    if (status == 0 && lstat(path, &entry) == 0) { /* Hugging Face prefers the single file too when both exist */
         const char **file_of = w.file_of;
         w.file_of = NULL;
         status = load_file(&w, dir, "model.safetensors", NULL);
@@ -190,10 +243,9 @@ static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bo
                 status = pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is missing", path, pm_model_param(model, p)->name);
     } else if (status == 0) {
         status = ckpt_join(path, sizeof path, dir, "model.safetensors.index.json");
-        FILE *index = status == 0 ? fopen(path, "rb") : NULL;
-        if (index) {
-            fclose(index);
-            status = load_index(&w, dir, path);
+        if (status == 0 && lstat(path, &entry) == 0) {
+            status = checkpoint_check_link(dir, "model.safetensors.index.json");
+            if (status == 0) status = load_index(&w, dir, path);
         } else if (status == 0) {
             status = pm_fail(PM_ERR_ARG, "'%s' holds no weights: neither model.safetensors nor "
                              "model.safetensors.index.json", dir);
@@ -209,7 +261,7 @@ pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, boo
     char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
     pm_model_config cfg;
     if (ckpt_resolve(dir, root, sizeof root) < 0 || ckpt_join(path, sizeof path, root, "config.json") < 0 ||
-        pm_model_config_load(&cfg, path) < 0)
+        checkpoint_check_link(root, "config.json") < 0 || pm_model_config_load(&cfg, path) < 0)
         return NULL;
     if (max_seq > cfg.max_position_embeddings) max_seq = cfg.max_position_embeddings;
     pm_model *model = pm_model_create(&cfg, max_batch, max_seq);
@@ -224,7 +276,7 @@ pm_model *checkpoint_load_rerouted(const char *dir, const pm_model_config *as, i
     char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
     pm_model_config cfg;
     if (ckpt_resolve(dir, root, sizeof root) < 0 || ckpt_join(path, sizeof path, root, "config.json") < 0 ||
-        pm_model_config_load(&cfg, path) < 0)
+        checkpoint_check_link(root, "config.json") < 0 || pm_model_config_load(&cfg, path) < 0)
         return NULL;
     if (as->router.num_experts != cfg.num_experts || as->experts_per_token != cfg.experts_per_token) {
         pm_fail(PM_ERR_ARG, "%s has %d experts and k = %d; the router to fine-tune it with has %d and k = %d", dir,

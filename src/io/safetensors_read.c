@@ -317,14 +317,23 @@ static int parse_header(st_file *file) {
                        "%s: file is %zu bytes, shorter than the 8-byte header length (truncated "
                        "or not a safetensors file)",
                        path, file->size);
+    /* The messages never quote the file's bytes, not even as the number the first 8 make:
+     * the file may be anything (a symbolic link's target, a secret), so they describe it. */
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | file->bytes[i];
     if (n > ST_MAX_HEADER)
         return pm_fail(PM_ERR_ARG,
-                       "%s: header length %" PRIu64 " exceeds the %u-byte limit (corrupted or "
-                       "not a safetensors file)",
-                       path, n, ST_MAX_HEADER);
-    if (n > file->size - 8)
+                       "%s: not a safetensors file (or a corrupted one): a safetensors file starts "
+                       "with the length of its JSON header, and the first 8 bytes of this %zu-byte "
+                       "file give a length that exceeds the %u-byte limit",
+                       path, file->size, ST_MAX_HEADER);
+    if (n > file->size - 8 && (file->size == 8 || file->bytes[8] != '{'))
+        return pm_fail(PM_ERR_ARG,
+                       "%s: not a safetensors file: its first 8 bytes, read as the length of the "
+                       "JSON header, give more than the %zu bytes that follow them, and no JSON "
+                       "header starts after them",
+                       path, file->size - 8);
+    if (n > file->size - 8) /* a header begins: a safetensors file, cut short */
         return pm_fail(PM_ERR_ARG,
                        "%s: header length %" PRIu64 " but only %zu bytes follow (file "
                        "truncated?)",
@@ -343,9 +352,8 @@ static int parse_header(st_file *file) {
      * NUL from cutting a name short inside cJSON. */
     for (size_t i = 0; i < n; i++)
         if (text[i] < 0x20 && text[i] != '\t' && text[i] != '\n' && text[i] != '\r')
-            return pm_fail(PM_ERR_ARG,
-                           "%s: header byte %zu is control character 0x%02x (invalid JSON)",
-                           path, i, text[i]);
+            return pm_fail(PM_ERR_ARG, "%s: header byte %zu is a control character (invalid JSON)",
+                           path, i);
 
     /* cJSON gets its own NUL-terminated copy, so no parser path can run past the header. */
     char *json = malloc((size_t)n + 1);

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/run_lock.h"
 #include "io/checkpoint.h"
-#include "core/fs.h"
 #include "train/train_state.h"
 #include "train/routing_stats.h"
 
@@ -321,6 +321,8 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     train_options opt = *options;
     int status = pm_model_config_check(cfg);
     if (status == 0 && !opt.resume_dir) status = train_options_check(&opt, cfg);
+    /* another run writing there is refused before any work (the lock is taken further down) */
+    if (status == 0) status = run_lock_check(opt.out_dir);
     if (status < 0) return status;
     if (!tok) tok = tokenizer_bytes();
     train_session session;
@@ -340,7 +342,10 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
                                 : batches_open_text(&data, opt.data_path, tok, opt.val_fraction, opt.seq);
     if (status == 0) result->unigram_loss = data.unigram_loss;
     session.data = &data;
-    /* Only now, with data and model in hand, touch the output directory. */
+    /* Only now, with data and model in hand, touch the output directory: lock it (creating
+     * it), then look at what is there. */
+    run_lock *lock = NULL;
+    if (status == 0) status = run_lock_acquire(opt.out_dir, "probmoe train", &lock);
     char path[4200];
     snprintf(result->model_dir, sizeof result->model_dir, "%s/model", opt.out_dir);
     snprintf(path, sizeof path, "%s/config.json", result->model_dir);
@@ -348,7 +353,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     if (status == 0 && !opt.resume_dir && stat(path, &existing) == 0)
         status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out, resume "
                          "with --resume, or remove it first (nothing was changed)", opt.out_dir);
-    if (status == 0) status = ensure_directory(opt.out_dir);
+    if (status == 0) checkpoint_remove_leftovers(opt.out_dir);
     if (status == 0) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", opt.out_dir);
         session.metrics = fopen(path, opt.resume_dir ? "a" : "w");
@@ -368,6 +373,8 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
         checkpoint_options save = {opt.save_bf16, opt.shard_bytes};
         status = checkpoint_save(session.model, &extras, result->model_dir, &save);
     }
+    if (status == 0 && opt.finished) opt.finished(result, opt.finished_user);
+    run_lock_release(lock);
     adamw_free(&session.optimizer);
     train_history_free(&session.history);
     pm_model_free(session.model);

@@ -11,6 +11,8 @@
 #include "train/optim.h"
 #include "train/routing_stats.h"
 
+struct train_result;
+
 typedef struct {
     const char *data_path;  /* a text file or a shard directory; GSM8K JSONL when supervised */
     bool supervised;        /* fine-tune on GSM8K: loss on answer tokens only */
@@ -38,11 +40,15 @@ typedef struct {
     size_t shard_bytes;     /* split weight files above this size (Hugging Face sharding) */
     const char *resume_dir; /* continue from this checkpoint */
     const char *command_line; /* recorded in trainer_state.json */
+    /* Called once a run has ended well (interrupted included), while out_dir is still
+     * locked: the CLI writes its plots there. NULL: nothing. */
+    void (*finished)(const struct train_result *result, void *user);
+    void *finished_user;
 } train_options;
 
 enum { TRAIN_MAX_REPORTED_LAYERS = 64 };
 
-typedef struct {
+typedef struct train_result {
     long steps_done;
     double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
     int num_layers;  /* routing of the last training step, per layer */
@@ -62,8 +68,11 @@ int train_options_check(const train_options *opt, const pm_model_config *cfg);
  * Trains a fresh model (or, with opt->resume_dir, continues one) on text tokenized by tok.
  * Layout of opt->out_dir: metrics.jsonl, checkpoint-<step>/ every save_interval steps, and
  * model/ with the final model (a model directory: config.json, model.safetensors, tokenizer).
- * Nothing is written before the data and model are known to be good. SIGINT/SIGTERM finish
- * the current step, save a checkpoint and return 0 with result->interrupted set.
+ * Nothing is written before the data and model are known to be good. opt->out_dir is locked
+ * (core/run_lock.h) from then until the return: another run writing there is refused, before
+ * any work. With the lock taken, leftovers of interrupted saves by processes that are gone
+ * are removed (checkpoint_remove_leftovers). SIGINT/SIGTERM finish the current step, save a
+ * checkpoint and return 0 with result->interrupted set.
  */
 int train_run(const pm_model_config *cfg, const train_options *opt, const tokenizer *tok,
               train_result *result);
