@@ -216,6 +216,21 @@ static void test_bad_bytes(void **state) {
         if (!strstr(pm_last_error(), expected)) fail_msg("case %zu: '%s' lacks '%s'", i, pm_last_error(), expected);
         assert_null(set.examples);
     }
+    /* a line longer than GSM8K_MAX_LINE_BYTES: refused where it crosses the bound */
+    {
+        const size_t long_length = (size_t)GSM8K_MAX_LINE_BYTES + 100;
+        char *long_line = malloc(long_length);
+        assert_non_null(long_line);
+        memset(long_line, ' ', long_length);
+        memcpy(long_line, good, strlen(good) - 1);
+        long_line[long_length - 1] = '\n';
+        write_bytes(path, long_line, long_length);
+        free(long_line);
+        assert_int_equal(gsm8k_load(path, false, &set), PM_ERR_ARG);
+        snprintf(expected, sizeof expected, "%s:1: a line of %zu bytes, more than the %d an example may have", path,
+                 long_length, GSM8K_MAX_LINE_BYTES);
+        if (!strstr(pm_last_error(), expected)) fail_msg("'%s' lacks '%s'", pm_last_error(), expected);
+    }
     /* "\\u0000" is an escaped backslash and then text: fine */
     write_text(path, "{\"question\": \"A\\\\u0000?\", \"answer\": \"#### 4\"}\n");
     if (gsm8k_load(path, false, &set) != PM_OK) fail_msg("%s", pm_last_error());

@@ -106,6 +106,12 @@ static size_t find_bad_byte(const char *line, size_t length, char *reason, size_
 int gsm8k_parse_line(const char *line, size_t length, gsm8k_example *example, char *reason, size_t reason_size,
                      size_t *offset) {
     memset(example, 0, sizeof *example);
+    if (length > GSM8K_MAX_LINE_BYTES) {
+        snprintf(reason, reason_size, "a line of %zu bytes, more than the %d an example may have (GSM8K's are a few "
+                 "hundred)", length, GSM8K_MAX_LINE_BYTES);
+        *offset = GSM8K_MAX_LINE_BYTES;
+        return 1;
+    }
     *offset = find_bad_byte(line, length, reason, reason_size);
     if (*offset < length) return 1;
     *offset = 0; /* what follows is about the line as a whole */

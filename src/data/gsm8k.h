@@ -31,8 +31,12 @@ typedef struct {
     char first_skipped[512]; /* "file:line: what is wrong" for the first of them, or "" */
 } gsm8k_set;
 
+/* The longest line read (1 MiB); GSM8K's lines are a few hundred bytes. Keeps every
+ * example's length in tokens far inside an int. */
+enum { GSM8K_MAX_LINE_BYTES = 1 << 20 };
+
 /*
- * Reads a GSM8K JSONL file. A malformed line (a NUL byte, a byte that is not UTF-8, an
+ * Reads a GSM8K JSONL file. A malformed line (longer than GSM8K_MAX_LINE_BYTES, a NUL byte, a byte that is not UTF-8, an
  * escaped NUL \u0000, not JSON, no string "question" or "answer", no "####" or nothing after
  * it) is either an error naming the file, line, byte offset in the file and what to do
  * (skip_bad_lines false) or skipped and counted (true). A missing file, or one without a
