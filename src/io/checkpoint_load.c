@@ -190,6 +190,13 @@ static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bo
     return status;
 }
 
+int checkpoint_read_config(const char *dir, pm_model_config *cfg) {
+    char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
+    int status = ckpt_resolve(dir, root, sizeof root);
+    if (status == 0) status = ckpt_join(path, sizeof path, root, "config.json");
+    return status < 0 ? status : pm_model_config_load(cfg, path);
+}
+
 pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, bool allow_unknown) {
     char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
     pm_model_config cfg;

@@ -11,6 +11,10 @@
 #include "train/optim.h"
 #include "train/routing_stats.h"
 
+/* The most micro-batches a step accumulates (2^20), so that the tokens of a step (at most
+ * INT_MAX a micro-batch) stay far inside a 64-bit count. */
+enum { TRAIN_MAX_ACCUM = 1 << 20 };
+
 typedef struct {
     const char *data_path;  /* a text file or a shard directory; GSM8K JSONL when supervised */
     bool supervised;        /* fine-tune on GSM8K: loss on answer tokens only */
