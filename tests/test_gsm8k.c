@@ -195,7 +195,8 @@ static void test_bad_bytes(void **state) {
         {"{\"question\": \"A\0?\", \"answer\": \"#### 4\"}\n", 40, 16, "a NUL byte: the line is binary or corrupt"},
         {"{\"question\": \"caf\xE9?\", \"answer\": \"#### 4\"}\n", 42, 18, "byte 0xE9 is not UTF-8"},
         {"{\"question\": \"\xC0\xAF?\", \"answer\": \"#### 4\"}\n", 40, 15, "byte 0xC0 is not UTF-8"}, /* overlong */
-        {"{\"question\": \"\xED\xA0\x80?\", \"answer\": \"#### 4\"}\n", 41, 15, "byte 0xED is not UTF-8"}, /* surrogate */
+        /* a surrogate */
+        {"{\"question\": \"\xED\xA0\x80?\", \"answer\": \"#### 4\"}\n", 41, 15, "byte 0xED is not UTF-8"},
         {"{\"question\": \"A?\", \"answer\": \"#### 4\xE2\x82\"}\n", 41, 37, "byte 0xE2 is not UTF-8"}, /* cut short */
         {"{\"question\": \"A\\u0000B?\", \"answer\": \"#### 4\"}\n", 46, 16, "an escaped NUL (\\u0000)"},
     };
@@ -258,7 +259,8 @@ static void test_bad_bytes(void **state) {
  * only the whole line (with or without its newline) parses. */
 static void test_parse_line_stays_in_bounds(void **state) {
     (void)state;
-    const char line[] = "{\"question\": \"Caf\xC3\xA9 \\\"2\\\"?\", \"answer\": \"1 + 1 = 2\\n#### 2\", \"n\": [1, 2.5e3, true, null]}\n";
+    const char line[] = "{\"question\": \"Caf\xC3\xA9 \\\"2\\\"?\", \"answer\": \"1 + 1 = 2\\n#### 2\", "
+                        "\"n\": [1, 2.5e3, true, null]}\n";
     const size_t length = sizeof line - 1;
     for (size_t n = 0; n <= length; n++) {
         char *copy = malloc(n ? n : 1);

@@ -115,7 +115,8 @@ static void test_refusal_message(void **state) {
     assert_int_equal(model_memory_check_limit(&cfg, 4, 96, true, need.total, "physical memory"), PM_OK);
     assert_int_equal(model_memory_check_limit(&cfg, 4, 96, true, need.total - 1, "physical memory"), PM_ERR_NOMEM);
     const char *fragments[] = {"training this model needs about ", " MiB of memory (parameters ", ", gradients ",
-                               ", optimizer ", ", activations ", " for a batch of 4 × 96 tokens) but this machine has ",
+                               ", optimizer ", ", activations ",
+                               " for a batch of 4 × 96 tokens) but this machine has ",
                                "(physical memory); use a smaller model"};
     for (size_t i = 0; i < sizeof fragments / sizeof fragments[0]; i++)
         if (!strstr(pm_last_error(), fragments[i])) fail_msg("'%s' lacks '%s'", pm_last_error(), fragments[i]);
@@ -149,8 +150,9 @@ static void test_impossible_model_refused(void **state) {
     pm_model *model = pm_model_create(&cfg, 1, 1);
     assert_null(model);
     assert_true(heap_in_use() <= before); /* nothing allocated (and nothing leaked) */
-    const char *fragments[] = {"pm_model_create: this model needs about ", "386.0 GiB of memory (parameters 193.0 GiB", ", gradients 193.0 GiB",
-                               "optimizer 0 B", "for a batch of 1 × 1 tokens) but this machine has "};
+    const char *fragments[] = {"pm_model_create: this model needs about ", "386.0 GiB of memory (parameters 193.0 GiB",
+                               ", gradients 193.0 GiB", "optimizer 0 B",
+                               "for a batch of 1 × 1 tokens) but this machine has "};
     for (size_t i = 0; i < sizeof fragments / sizeof fragments[0]; i++)
         if (!strstr(pm_last_error(), fragments[i])) fail_msg("'%s' lacks '%s'", pm_last_error(), fragments[i]);
     /* 10^11 parameters are above the config's bound: refused with their count and size */

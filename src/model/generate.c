@@ -75,8 +75,9 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
      * scores, logits, router logits and the expert's gate, up and act; per layer a router and
      * its routing of one token and the mean of active experts */
     uint64_t bytes = sat_mul3(2 * sizeof(float), L * n, KV);
-    bytes = sat_add(bytes, sizeof(float) * (6 * H + 2 * KV + n + (uint64_t)cfg->vocab_size + (uint64_t)cfg->num_experts +
-                                            3 * (uint64_t)cfg->intermediate_size));
+    const uint64_t row = 6 * H + 2 * KV + n + (uint64_t)cfg->vocab_size + (uint64_t)cfg->num_experts +
+                         3 * (uint64_t)cfg->intermediate_size;
+    bytes = sat_add(bytes, sizeof(float) * row);
     bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, 1) +
                                           2 * sizeof(void *) + sizeof(double)));
     pm_memory_estimate own;

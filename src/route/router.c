@@ -208,7 +208,8 @@ uint64_t routing_memory_bytes(const pm_router_config *cfg, uint64_t max_tokens) 
     const uint64_t T = max_tokens, E = (uint64_t)cfg->num_experts, S = (uint64_t)ops->max_pairs(cfg);
     uint64_t compute = S;
     for (int training = 0; training <= 1; training++)
-        if ((uint64_t)pm_router_max_pairs(cfg, training) > compute) compute = (uint64_t)pm_router_max_pairs(cfg, training);
+        if ((uint64_t)pm_router_max_pairs(cfg, training) > compute)
+            compute = (uint64_t)pm_router_max_pairs(cfg, training);
     const uint64_t token_floats = ops->token_floats ? ops->token_floats(cfg) : 0;
     const uint64_t token_doubles = ops->token_doubles ? ops->token_doubles(cfg) : 0;
     const uint64_t params = (uint64_t)value_floats(ops->params, ops->param_count, cfg) + 1;
