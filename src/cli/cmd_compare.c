@@ -71,9 +71,11 @@ int cmd_compare(int argc, char **argv) {
             fprintf(stderr, "probmoe compare: %s needs a value\n\n%s", arg, compare_usage);
             return 2;
         }
+        /* the syntax here, the ranges (which depend on each other and on the preset) in
+         * compare_check, which names the flags */
         int number = 0, *target = int_target(&opt, arg);
         if ((target || strcmp(arg, "--pretrain-steps") == 0 || strcmp(arg, "--finetune-steps") == 0) &&
-            !parse_int_option(arg, value, &number))
+            !parse_int_flag(arg, value, -2147483647 - 1, 2147483647, &number))
             return 2;
         if (target) {
             *target = number;
@@ -105,9 +107,9 @@ int cmd_compare(int argc, char **argv) {
         }
         i++;
     }
-    if (compare_check(&opt) < 0) {
+    if (compare_check(&opt) < 0) { /* bad settings: a usage error */
         fprintf(stderr, "probmoe compare: %s\n", pm_last_error());
-        return 1;
+        return 2;
     }
     /* the data sets, checked and fetched when missing by the repository's script */
     static char text[4096], gsm8k_test[4096];

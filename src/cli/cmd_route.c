@@ -90,9 +90,9 @@ static int parse_route_options(int argc, char **argv, route_options *opt) {
                 return 2;
             }
         } else if (strcmp(arg, "--k") == 0) {
-            ok = parse_int_option(arg, value, &opt->k);
+            ok = parse_int_flag(arg, value, 1, LOGITS_TEXT_MAX_EXPERTS, &opt->k);
         } else if (strcmp(arg, "--seed") == 0) {
-            ok = parse_int_option(arg, value, &opt->seed);
+            ok = parse_int_flag(arg, value, 0, 2147483647, &opt->seed);
         } else {
             takes_value = false;
             if (strcmp(arg, "--train") == 0) opt->train = true;
@@ -132,6 +132,9 @@ int cmd_route(int argc, char **argv) {
     route_options opt;
     int status = parse_route_options(argc, argv, &opt);
     if (status != 0) return status < 0 ? 0 : status;
+    /* the router flags' values, before any input is read (E is known only after) */
+    pm_router_config probe = pm_router_config_default(opt.kind, LOGITS_TEXT_MAX_EXPERTS, opt.k);
+    if (!router_flags_apply(&opt.router, &probe)) return 2;
     FILE *in = opt.input ? fopen(opt.input, "r") : stdin;
     if (!in) {
         fprintf(stderr, "probmoe route: cannot open '%s'; check the path\n", opt.input);

@@ -115,7 +115,7 @@ const char *number_status_reason(number_status status) {
     case NUMBER_OK: return "is a number";
     case NUMBER_EMPTY: return "is empty";
     case NUMBER_SYNTAX: return "is not a number";
-    case NUMBER_HEX: return "is hexadecimal; write it in decimal";
+    case NUMBER_HEX: return "is hexadecimal (write numbers in decimal)";
     case NUMBER_NONFINITE: return "is not finite";
     case NUMBER_RANGE: return "is out of range";
     case NUMBER_TOO_LONG: return "is too long to be a number";
