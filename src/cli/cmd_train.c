@@ -436,9 +436,12 @@ int cmd_train(int argc, char **argv) {
         /* the tokenizer decides the vocabulary unless a config asked for a larger one */
         if (request.model.vocab_size < tok->vocab_size) request.model.vocab_size = tok->vocab_size;
     }
-    if (request.tokens > 0) {
-        const long per_step = (long)request.train.batch * request.train.seq * request.train.accum;
-        request.train.steps = (request.tokens + per_step - 1) / per_step;
+    /* tokens to steps; a batch beyond INT_MAX tokens is refused by train_options_check below,
+     * and within it a step (at most 2^20 batches) is far inside 64 bits */
+    const int64_t per_batch = (int64_t)request.train.batch * request.train.seq;
+    if (request.tokens > 0 && per_batch <= INT_MAX) {
+        const int64_t per_step = per_batch * request.train.accum;
+        request.train.steps = (long)((request.tokens + per_step - 1) / per_step);
     }
     if (pm_model_config_check(&request.model) < 0 ||
         (!resuming && train_options_check(&request.train, &request.model) < 0)) {
