@@ -293,7 +293,36 @@ typedef struct {
 
 typedef struct pm_model pm_model;
 
-/* A model with buffers for batches of up to max_batch sequences of max_seq tokens. */
+/*
+ * The memory a model takes, in bytes, computed from the config before anything is allocated
+ * (64-bit arithmetic; a part that would not fit is UINT64_MAX). pm_model_create allocates the
+ * parameters, their gradients and the activations; training adds AdamW's two moments (and a
+ * little scratch, counted with the activations). Not counted: the training data and the
+ * libraries' own buffers (BLAS, OpenMP).
+ */
+typedef struct {
+    uint64_t parameters;  /* the weights (float32) */
+    uint64_t gradients;   /* their gradients: every model has them */
+    uint64_t optimizer;   /* AdamW's m and v; 0 unless training */
+    uint64_t activations; /* for a batch: the activations the backward pass reads, its scratch,
+                             the logits, the routing and the experts' rows */
+    uint64_t total;
+} pm_memory_estimate;
+
+/* The estimate for cfg with buffers for max_batch × max_seq tokens. 0 or a negative status
+ * (a config that pm_model_config_check refuses, a batch or sequence below 1). */
+PM_API pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, int max_seq, bool training,
+                                          pm_memory_estimate *out);
+/* The memory this process can have: the physical memory (sysconf(_SC_PHYS_PAGES) ×
+ * _SC_PAGESIZE), or a container's cgroup limit when that is lower; 0 if unknown. */
+PM_API uint64_t pm_machine_memory(void);
+/* PM_OK if the estimate fits pm_machine_memory(); else PM_ERR_NOMEM with a message giving the
+ * estimate part by part and the machine's memory. pm_model_create checks (training false),
+ * and so does training before it allocates (training true). */
+PM_API pm_status pm_model_memory_check(const pm_model_config *cfg, int max_batch, int max_seq, bool training);
+
+/* A model with buffers for batches of up to max_batch sequences of max_seq tokens. Refused
+ * before any allocation if it does not fit this machine's memory (pm_model_memory_check). */
 PM_API pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq);
 PM_API void pm_model_free(pm_model *model);
 PM_API const pm_model_config *pm_model_get_config(const pm_model *model);

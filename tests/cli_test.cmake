@@ -28,6 +28,122 @@ expect_output("ragged rows" 1 "line 2 has 2 logits" route ${work}/ragged.txt)
 expect_output("missing file" 1 "cannot open" route ${work}/no-such-file.txt)
 expect_output("unknown command" 2 "unknown command 'trian'" trian)
 
+# route's input (route/logits_text.c): CRLF and blank lines are fine; NUL bytes, empty fields,
+# non-finite, hexadecimal and out-of-range numbers are refused with the line and column.
+file(WRITE ${work}/crlf.txt "\r\n1.3862944, 0.4054651 ,-0.4054651\t-1.3862944\r\n\r\n")
+expect_output("CRLF, blank lines, mixed separators" 0 "token 0: 0:0\\.623377 1:0\\.233766"
+              route --router probmoe --k 2 ${work}/crlf.txt)
+execute_process(COMMAND printf "1 2\\0003 4\\n" OUTPUT_FILE ${work}/nul.txt)
+file(SIZE ${work}/nul.txt nul_size)
+if(NOT nul_size EQUAL 8)
+  message(FATAL_ERROR "printf wrote ${nul_size} bytes to nul.txt, not 8")
+endif()
+expect_output("route: a NUL byte" 1 "nul.txt line 1, column 4: a NUL byte" route ${work}/nul.txt)
+foreach(case "1,,2,3|column 3: an empty field" "1 2,|column 4: an empty field" "1 nan 2|column 3: 'nan' is not finite"
+              "1 -inf 2|column 3: '-inf' is not finite" "0x1p3 2|column 1: '0x1p3' is a hexadecimal number"
+              "1 1e39|column 3: '1e39' overflows a float" "1 2x|column 3: '2x' is not a number")
+  string(REPLACE "|" ";" parts "${case}")
+  list(GET parts 0 text)
+  list(GET parts 1 pattern)
+  file(WRITE ${work}/bad.txt "${text}\n")
+  expect_output("route: '${text}'" 1 "bad.txt line 1, ${pattern}" route ${work}/bad.txt)
+endforeach()
+
+# Every command's flags: the value's syntax (no trailing garbage, no nan or inf, no overflow)
+# and range, with a message naming the flag, the value and what it may be; exit code 2.
+function(expect_flag_error description pattern)
+  expect_output("${description}" 2 "${pattern}" ${ARGN})
+endfunction()
+expect_flag_error("route --k 0" "--k '0' is out of range; give a whole number from 1 to 4096"
+                  route --k 0 ${work}/example.txt)
+expect_flag_error("route --k 2x" "--k '2x' is not a number" route --k 2x ${work}/example.txt)
+expect_flag_error("route --seed -1" "--seed '-1' is out of range; give a whole number from 0 to 2147483647"
+                  route --seed -1 ${work}/example.txt)
+expect_flag_error("route --alpha nan" "--alpha 'nan' is not finite; give a finite number > 0"
+                  route --router softmoe --alpha nan ${work}/example.txt)
+expect_flag_error("route --cap 0.5" "--cap '0.5' is out of range; give a finite number >= 1"
+                  route --router softmoe --cap 0.5 ${work}/example.txt)
+expect_flag_error("route --kmax huge" "--kmax '99999999999' is out of range; give a whole number from 1 to 4096"
+                  route --router probmoe-dyn --kmax 99999999999 ${work}/example.txt)
+file(WRITE ${work}/text.txt "to be or not to be, that is the question\n")
+set(train_flags train --data ${work}/text.txt --out ${work}/never)
+expect_flag_error("train --lr nan" "probmoe train: --lr 'nan' is not finite; give a finite number > 0"
+                  ${train_flags} --lr nan)
+expect_flag_error("train --lr inf" "--lr 'inf' is not finite" ${train_flags} --lr inf)
+expect_flag_error("train --lr -1" "--lr '-1' is out of range; give a finite number > 0" ${train_flags} --lr -1)
+expect_flag_error("train --lr 0" "--lr '0' is out of range" ${train_flags} --lr 0)
+expect_flag_error("train --batch 0" "--batch '0' is out of range; give a whole number from 1 to 2147483647"
+                  ${train_flags} --batch 0)
+expect_flag_error("train --batch 8x" "--batch '8x' is not a number" ${train_flags} --batch 8x)
+expect_flag_error("train --batch huge" "--batch '99999999999' is out of range" ${train_flags} --batch 99999999999)
+expect_flag_error("train --seed -1" "--seed '-1' is out of range; give a whole number from 0" ${train_flags} --seed -1)
+expect_flag_error("train --steps 2.5" "--steps '2.5' is not a whole number" ${train_flags} --steps 2.5)
+expect_flag_error("train --steps 1e300" "--steps '1e300' is out of range" ${train_flags} --steps 1e300)
+expect_flag_error("train --clip hex" "--clip '0x1' is hexadecimal" ${train_flags} --clip 0x1)
+expect_flag_error("train --min-lr-ratio 1.5" "--min-lr-ratio '1.5' is out of range; give a number in \\[0, 1\\]"
+                  ${train_flags} --min-lr-ratio 1.5)
+expect_flag_error("train --layers 2000" "--layers '2000' is out of range; give a whole number from 1 to 1024"
+                  ${train_flags} --layers 2000)
+expect_flag_error("train --accum huge" "--accum '2000000' is out of range; give a whole number from 1 to 1048576"
+                  ${train_flags} --accum 2000000)
+expect_flag_error("train --soft-budget 1e39" "--soft-budget '1e39' overflows a float" ${train_flags} --soft-budget 1e39)
+expect_flag_error("train --tau inf" "--tau 'inf' is not finite" ${train_flags} --router softmoe --tau inf)
+set(small_config "\"vocab_size\": 256, \"hidden_size\": 64, \"intermediate_size\": 64, \"num_hidden_layers\": 1,
+  \"num_attention_heads\": 4, \"num_experts\": 4, \"num_experts_per_tok\": 2")
+file(WRITE ${work}/train_config.json "{${small_config}, \"train\": {\"lr\": -1}}")
+expect_flag_error("train config lr -1" "train_config.json: train.lr '-1' is out of range; give a finite number > 0"
+                  train --config ${work}/train_config.json --data ${work}/text.txt --out ${work}/never)
+file(WRITE ${work}/train_config.json "{${small_config}, \"train\": {\"steps\": 1e20}}")
+expect_flag_error("train config steps 1e20" "train.steps '1e\\+20' is out of range"
+                  train --config ${work}/train_config.json --data ${work}/text.txt --out ${work}/never)
+# a model that cannot fit is refused with its estimate before anything is allocated or written
+# (128 PiB of attention probabilities: no machine has that)
+set(estimate "about [0-9.]+ PiB of memory \\(parameters [0-9.]+ MiB, gradients [0-9.]+ MiB, optimizer [0-9.]+ MiB")
+set(estimate "${estimate}, activations [0-9.]+ PiB for a batch of 1024 × 1048576 tokens\\) but this machine has")
+expect_output("train: a model larger than memory" 1 "training this model needs ${estimate}"
+              ${train_flags} --max-positions 1048576 --seq 1048576 --batch 1024)
+expect_flag_error("generate --temperature nan"
+                  "probmoe generate: --temperature 'nan' is not finite; give a finite number >= 0"
+                  generate --model ${work}/nothing --temperature nan)
+expect_flag_error("generate --temperature -1" "--temperature '-1' is out of range"
+                  generate --model ${work}/nothing --temperature -1)
+expect_flag_error("generate --top-p 0" "--top-p '0' is out of range; give a number in \\(0, 1\\]"
+                  generate --model ${work}/nothing --top-p 0)
+expect_flag_error("generate --max-new -1" "--max-new '-1' is out of range; give a whole number from 0 to 1048576"
+                  generate --model ${work}/nothing --max-new -1)
+expect_flag_error("generate --max-new huge" "--max-new '99999999999' is out of range"
+                  generate --model ${work}/nothing --max-new 99999999999)
+expect_flag_error("generate --seed 1x" "--seed '1x' is not a number" generate --model ${work}/nothing --seed 1x)
+expect_flag_error("eval --batches 0" "probmoe eval: --batches '0' is out of range; give a whole number from 1"
+                  eval --model ${work}/nothing --data ${work}/nothing --batches 0)
+expect_flag_error("eval --seq inf" "--seq 'inf' is not finite"
+                  eval --model ${work}/nothing --data ${work}/nothing --seq inf)
+expect_flag_error("eval --limit -1" "--limit '-1' is out of range" eval --model ${work}/nothing --gsm8k x --limit -1)
+expect_flag_error("eval --max-new 1e9" "--max-new '1e9' is out of range"
+                  eval --model ${work}/nothing --gsm8k x --max-new 1e9)
+expect_flag_error("data --val-fraction nan"
+                  "probmoe data: --val-fraction 'nan' is not finite; give a number in \\[0, 1\\)"
+                  data prepare --out ${work}/never ${work}/text.txt --val-fraction nan)
+expect_flag_error("data --val-fraction 1" "--val-fraction '1' is out of range" data prepare --out ${work}/never
+                  ${work}/text.txt --val-fraction 1)
+expect_flag_error("data arith --train 5x" "probmoe data arith: --train '5x' is not a number"
+                  data arith --out ${work}/never --train 5x)
+expect_flag_error("data arith --seed -1" "--seed '-1' is out of range" data arith --out ${work}/never --seed -1)
+expect_flag_error("data arith --test huge" "--test '99999999999' is out of range"
+                  data arith --out ${work}/never --test 99999999999)
+expect_flag_error("tokenizer --vocab-size 10"
+                  "probmoe tokenizer train: --vocab-size '10' is out of range; give a whole number from 257"
+                  tokenizer train --vocab-size 10 --out ${work}/never.json ${work}/text.txt)
+expect_flag_error("tokenizer --vocab-size nan" "--vocab-size 'nan' is not finite" tokenizer train --vocab-size nan
+                  --out ${work}/never.json ${work}/text.txt)
+expect_flag_error("compare --seeds 0" "--seeds 0; give 1 to 64 seeds" compare --seeds 0 --out ${work}/never)
+expect_flag_error("compare --seeds 1.5" "--seeds '1.5' is not a whole number" compare --seeds 1.5 --out ${work}/never)
+expect_flag_error("compare --measure-reps -1" "--measure-reps -1 and --measure-steps [0-9]+; each must be at least 1"
+                  compare --measure-reps -1 --out ${work}/never)
+if(EXISTS ${work}/never OR EXISTS ${work}/never.json)
+  message(FATAL_ERROR "a refused command wrote ${work}/never")
+endif()
+
 # probmoe train: each bad input names the field, exits non-zero and writes nothing.
 file(WRITE ${work}/empty.txt "")
 file(WRITE ${work}/text.txt "to be or not to be, that is the question\n")
@@ -64,7 +180,7 @@ expect_output("arith: min above max" 2 "min_steps \\(--min-steps\\) 3 is above m
               data arith --out ${work}/arith --min-steps 3 --max-steps 2)
 expect_output("arith: too many problems" 2 "allow at most 1152 distinct problems"
               data arith --out ${work}/arith --max-steps 1 --max-operand 2 --train 5000)
-expect_output("arith: not a number" 2 "--train needs a whole number, got 'many'"
+expect_output("arith: not a number" 2 "--train 'many' is not a number; give a whole number"
               data arith --out ${work}/arith --train many)
 expect_output("arith: unknown flag" 2 "unknown option '--steps'" data arith --out ${work}/arith --steps 2)
 expect_output("arith: no directory" 2 "--out DIR" data arith --train 10)
@@ -124,15 +240,15 @@ endif()
 
 # probmoe compare: bad input is refused before anything runs.
 file(REMOVE_RECURSE ${work}/cmp)
-expect_output("compare: unknown router" 1 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)
+expect_output("compare: unknown router" 2 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)
 expect_output("compare: unknown preset" 2 "unknown preset 'huge'" compare --preset huge)
 expect_output("compare: unknown protocol" 2 "unknown protocol 'pretrain'; choose finetune" compare --protocol pretrain
               --out ${work}/cmp)
-expect_output("compare: impossible task" 1 "arithmetic task .* max_steps \\(--max-steps\\) is 9" compare --arith-max-steps 9
+expect_output("compare: impossible task" 2 "arithmetic task .* max_steps \\(--max-steps\\) is 9" compare --arith-max-steps 9
               --out ${work}/cmp)
-expect_output("compare: too many test problems asked" 1 "exceeds the 20 test problems" compare --arith-test 20
+expect_output("compare: too many test problems asked" 2 "exceeds the 20 test problems" compare --arith-test 20
               --arith-limit 30 --out ${work}/cmp)
-expect_output("compare: a router twice" 1 "listed twice" compare --routers topk,probmoe,topk --out ${work}/cmp)
+expect_output("compare: a router twice" 2 "listed twice" compare --routers topk,probmoe,topk --out ${work}/cmp)
 if(EXISTS ${work}/cmp)
   message(FATAL_ERROR "a refused compare created ${work}/cmp")
 endif()

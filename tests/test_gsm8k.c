@@ -137,8 +137,10 @@ static void test_malformed_lines(void **state) {
     gsm8k_set set;
     assert_int_equal(gsm8k_load(path, false, &set), PM_ERR_ARG);
     char expected[600];
-    snprintf(expected, sizeof expected, "%s:2: not valid JSON", path);
+    const long line2 = (long)(strchr(malformed_file, '\n') - malformed_file) + 1; /* where line 2 starts */
+    snprintf(expected, sizeof expected, "%s:2: not valid JSON, at byte %ld of the file (column 1)", path, line2);
     if (!strstr(pm_last_error(), expected)) fail_msg("'%s' lacks '%s'", pm_last_error(), expected);
+    assert_non_null(strstr(pm_last_error(), "fix the line"));
     assert_null(set.examples);
 
     assert_int_equal(gsm8k_load(path, true, &set), PM_OK);
@@ -178,6 +180,108 @@ static void test_malformed_lines(void **state) {
     assert_non_null(strstr(pm_last_error(), "holds no GSM8K examples"));
     assert_int_equal(gsm8k_load(scratch("absent.jsonl"), true, &set), PM_ERR_ARG);
     assert_non_null(strstr(pm_last_error(), "cannot open"));
+}
+
+/* Lines with bytes that are not text: each alone stops the load with the file, line, byte
+ * offset and the fix; skipping counts them with the other bad lines. */
+static void test_bad_bytes(void **state) {
+    (void)state;
+    const char good[] = "{\"question\": \"A?\", \"answer\": \"#### 4\"}\n";
+    const struct {
+        const char *line;
+        size_t length, column; /* of the bad byte, 1-based */
+        const char *reason;
+    } cases[] = {
+        {"{\"question\": \"A\0?\", \"answer\": \"#### 4\"}\n", 40, 16, "a NUL byte: the line is binary or corrupt"},
+        {"{\"question\": \"caf\xE9?\", \"answer\": \"#### 4\"}\n", 42, 18, "byte 0xE9 is not UTF-8"},
+        {"{\"question\": \"\xC0\xAF?\", \"answer\": \"#### 4\"}\n", 40, 15, "byte 0xC0 is not UTF-8"}, /* overlong */
+        /* a surrogate */
+        {"{\"question\": \"\xED\xA0\x80?\", \"answer\": \"#### 4\"}\n", 41, 15, "byte 0xED is not UTF-8"},
+        {"{\"question\": \"A?\", \"answer\": \"#### 4\xE2\x82\"}\n", 41, 37, "byte 0xE2 is not UTF-8"}, /* cut short */
+        {"{\"question\": \"A\\u0000B?\", \"answer\": \"#### 4\"}\n", 46, 16, "an escaped NUL (\\u0000)"},
+    };
+    char path[512];
+    snprintf(path, sizeof path, "%s", scratch("bad_bytes.jsonl"));
+    char file[512], expected[700];
+    gsm8k_set set;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const size_t good_length = strlen(good);
+        memcpy(file, good, good_length);
+        memcpy(file + good_length, cases[i].line, cases[i].length);
+        write_bytes(path, file, good_length + cases[i].length);
+        assert_int_equal(gsm8k_load(path, false, &set), PM_ERR_ARG);
+        snprintf(expected, sizeof expected, "%s:2: %s", path, cases[i].reason);
+        if (!strstr(pm_last_error(), expected)) fail_msg("case %zu: '%s' lacks '%s'", i, pm_last_error(), expected);
+        snprintf(expected, sizeof expected, "at byte %zu of the file (column %zu); fix the line",
+                 good_length + cases[i].column - 1, cases[i].column);
+        if (!strstr(pm_last_error(), expected)) fail_msg("case %zu: '%s' lacks '%s'", i, pm_last_error(), expected);
+        assert_null(set.examples);
+    }
+    /* a line longer than GSM8K_MAX_LINE_BYTES: refused where it crosses the bound */
+    {
+        const size_t long_length = (size_t)GSM8K_MAX_LINE_BYTES + 100;
+        char *long_line = malloc(long_length);
+        assert_non_null(long_line);
+        memset(long_line, ' ', long_length);
+        memcpy(long_line, good, strlen(good) - 1);
+        long_line[long_length - 1] = '\n';
+        write_bytes(path, long_line, long_length);
+        free(long_line);
+        assert_int_equal(gsm8k_load(path, false, &set), PM_ERR_ARG);
+        snprintf(expected, sizeof expected, "%s:1: a line of %zu bytes, more than the %d an example may have", path,
+                 long_length, GSM8K_MAX_LINE_BYTES);
+        if (!strstr(pm_last_error(), expected)) fail_msg("'%s' lacks '%s'", pm_last_error(), expected);
+    }
+    /* "\\u0000" is an escaped backslash and then text: fine */
+    write_text(path, "{\"question\": \"A\\\\u0000?\", \"answer\": \"#### 4\"}\n");
+    if (gsm8k_load(path, false, &set) != PM_OK) fail_msg("%s", pm_last_error());
+    assert_string_equal(set.examples[0].question, "A\\u0000?");
+    gsm8k_free(&set);
+    /* skipped and counted like other bad lines; the good ones around them kept */
+    size_t used = 0;
+    memcpy(file + used, good, strlen(good)), used += strlen(good);
+    for (size_t i = 0; i < 3; i++) memcpy(file + used, cases[i].line, cases[i].length), used += cases[i].length;
+    memcpy(file + used, "not json\n", 9), used += 9;
+    memcpy(file + used, good, strlen(good)), used += strlen(good);
+    write_bytes(path, file, used);
+    assert_int_equal(gsm8k_load(path, true, &set), PM_OK);
+    assert_int_equal(set.count, 2);
+    assert_int_equal(set.skipped, 4);
+    assert_int_equal(set.examples[1].line, 6);
+    snprintf(expected, sizeof expected, "%s:2: a NUL byte", path);
+    if (strncmp(set.first_skipped, expected, strlen(expected)) != 0)
+        fail_msg("first skipped: '%s', not '%s...'", set.first_skipped, expected);
+    gsm8k_free(&set);
+}
+
+/* gsm8k_parse_line reads only its length: every prefix of a good line, in a buffer of
+ * exactly that many bytes (AddressSanitizer catches a read past it), parses or is refused;
+ * only the whole line (with or without its newline) parses. */
+static void test_parse_line_stays_in_bounds(void **state) {
+    (void)state;
+    const char line[] = "{\"question\": \"Caf\xC3\xA9 \\\"2\\\"?\", \"answer\": \"1 + 1 = 2\\n#### 2\", "
+                        "\"n\": [1, 2.5e3, true, null]}\n";
+    const size_t length = sizeof line - 1;
+    for (size_t n = 0; n <= length; n++) {
+        char *copy = malloc(n ? n : 1);
+        assert_non_null(copy);
+        memcpy(copy, line, n);
+        gsm8k_example example;
+        char reason[160];
+        size_t offset = 99;
+        const int parsed = gsm8k_parse_line(copy, n, &example, reason, sizeof reason, &offset);
+        free(copy);
+        if (n >= length - 1) {
+            if (parsed != PM_OK) fail_msg("the whole line (%zu bytes) was refused: %s", n, reason);
+            assert_string_equal(example.question, "Caf\xC3\xA9 \"2\"?");
+            assert_string_equal(example.final_answer, "2");
+            free(example.question), free(example.answer), free(example.prompt), free(example.completion);
+            free(example.final_answer);
+        } else {
+            if (parsed != 1) fail_msg("a prefix of %zu bytes parsed", n);
+            assert_true(offset <= n);
+        }
+    }
 }
 
 /* Three examples with byte tokens + eos: "abc"+"XY" (6 tokens), "abcdefgh"+"Z" (10),
@@ -261,6 +365,8 @@ int main(void) {
         cmocka_unit_test(test_real_lines),
         cmocka_unit_test(test_answer_extraction),
         cmocka_unit_test(test_malformed_lines),
+        cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_parse_line_stays_in_bounds),
         cmocka_unit_test(test_padded_rows),
         cmocka_unit_test(test_packed_rows),
     };

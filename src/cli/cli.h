@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "probmoe.h"
@@ -20,9 +21,29 @@ int cmd_eval(int argc, char **argv);
 int cmd_data_arith(int argc, char **argv);
 extern const char data_arith_usage[];
 
-/* Parses the value of option `name` as an int / float; prints an error and returns false. */
-bool parse_int_option(const char *name, const char *text, int *value);
-bool parse_float_option(const char *name, const char *text, float *value);
+/* The command in messages ("probmoe train"), set by main and the commands that dispatch. */
+void cli_set_command(const char *name);
+const char *cli_command(void);
+
+/* Parsing the value of flag `name` (text may be NULL: missing). Each accepts one syntax
+ * (core/number.h: decimal, no spaces, nothing after the number, no hexadecimal, nan or inf)
+ * and a range; otherwise it prints "probmoe CMD: --flag 'value' is ...; give <the range>" and
+ * returns false. A whole number may be written 2e6 or 100.0 (not 2.5); beyond int64 (or 2^53
+ * so written) it is out of range. */
+bool parse_int_flag(const char *name, const char *text, int min, int max, int *value);
+bool parse_long_flag(const char *name, const char *text, long long min, long long max, long long *value);
+/* A float's range: min and max (±INFINITY: none), each excluded when open; always finite. */
+typedef struct {
+    double min, max;
+    bool min_open, max_open;
+} flag_range;
+#define FLAG_ANY ((flag_range){-INFINITY, INFINITY, false, false})
+#define FLAG_POSITIVE ((flag_range){0.0, INFINITY, true, false})
+#define FLAG_NONNEGATIVE ((flag_range){0.0, INFINITY, false, false})
+bool parse_float_flag(const char *name, const char *text, flag_range range, float *value);
+bool parse_double_flag(const char *name, const char *text, flag_range range, double *value);
+/* The largest whole number a flag takes where no other bound applies: 2^53. */
+#define FLAG_MAX_COUNT 9007199254740992LL
 
 /* Router settings from the command line (router_flags.c): --norm and one flag per router
  * config field, collected as given and applied on top of the router's defaults. */

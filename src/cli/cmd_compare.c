@@ -72,9 +72,11 @@ int cmd_compare(int argc, char **argv) {
             fprintf(stderr, "probmoe compare: %s needs a value\n\n%s", arg, compare_usage);
             return 2;
         }
+        /* the syntax here, the ranges (which depend on each other and on the preset) in
+         * compare_check, which names the flags */
         int number = 0, *target = int_target(&opt, arg);
         if ((target || strcmp(arg, "--pretrain-steps") == 0 || strcmp(arg, "--finetune-steps") == 0) &&
-            !parse_int_option(arg, value, &number))
+            !parse_int_flag(arg, value, -2147483647 - 1, 2147483647, &number))
             return 2;
         if (target) {
             *target = number;
@@ -106,8 +108,12 @@ int cmd_compare(int argc, char **argv) {
         }
         i++;
     }
+    if (compare_check(&opt) < 0) { /* bad settings: a usage error */
+        fprintf(stderr, "probmoe compare: %s\n", pm_last_error());
+        return 2;
+    }
     /* a compare already writing there is refused before the data sets are fetched */
-    if (compare_check(&opt) < 0 || run_lock_check(opt.out_dir) < 0) {
+    if (run_lock_check(opt.out_dir) < 0) {
         fprintf(stderr, "probmoe compare: %s\n", pm_last_error());
         return 1;
     }

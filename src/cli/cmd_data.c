@@ -79,12 +79,7 @@ static int parse_prepare_options(int argc, char **argv, prepare_options *opt) {
         if (strcmp(arg, "--out") == 0) opt->out_dir = value;
         else if (strcmp(arg, "--tokenizer") == 0) opt->tokenizer_path = value;
         else if (strcmp(arg, "--val-fraction") == 0) {
-            char *end = NULL;
-            opt->val_fraction = strtod(value, &end);
-            if (end == value || *end != '\0') {
-                fprintf(stderr, "probmoe data: --val-fraction needs a number, got '%s'\n", value);
-                return 2;
-            }
+            if (!parse_double_flag(arg, value, (flag_range){0.0, 1.0, false, true}, &opt->val_fraction)) return 2;
         } else if (opt->source_count == MAX_SOURCES) {
             fprintf(stderr, "probmoe data: at most %d sources\n", MAX_SOURCES);
             return 2;
@@ -99,10 +94,6 @@ static int parse_prepare_options(int argc, char **argv, prepare_options *opt) {
     }
     if (opt->source_count + opt->file_count == 0) {
         fprintf(stderr, "probmoe data: nothing to prepare: give --source NAME or text files\n");
-        return 2;
-    }
-    if (!(opt->val_fraction >= 0.0 && opt->val_fraction < 1.0)) {
-        fprintf(stderr, "probmoe data: --val-fraction %g must be at least 0 and below 1\n", opt->val_fraction);
         return 2;
     }
     return 0;
@@ -210,7 +201,10 @@ int cmd_data(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "prepare") == 0) return data_prepare(argc - 1, argv + 1);
-    if (strcmp(argv[1], "arith") == 0) return cmd_data_arith(argc - 1, argv + 1);
+    if (strcmp(argv[1], "arith") == 0) {
+        cli_set_command("probmoe data arith");
+        return cmd_data_arith(argc - 1, argv + 1);
+    }
     fprintf(stderr, "probmoe data: unknown subcommand '%s'\n\n%s", argv[1], data_usage);
     return 2;
 }

@@ -59,16 +59,13 @@ static int parse_arith_options(int argc, char **argv, const char **out_dir, arit
             *out_dir = value;
             continue;
         }
+        /* the syntax here, the ranges in arith_check_options, which names the flags */
         if (target) {
-            if (!parse_int_option(arg, value, target)) return 2;
+            if (!parse_int_flag(arg, value, -2147483647 - 1, 2147483647, target)) return 2;
             continue;
         }
         int seed; /* --seed */
-        if (!parse_int_option(arg, value, &seed)) return 2;
-        if (seed < 0) {
-            fprintf(stderr, "probmoe data arith: --seed is %d; give a number of at least 0\n", seed);
-            return 2;
-        }
+        if (!parse_int_flag(arg, value, 0, 2147483647, &seed)) return 2;
         opt->seed = (uint64_t)seed;
     }
     if (!*out_dir) {

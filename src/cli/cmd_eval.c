@@ -71,10 +71,10 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
         else if (strcmp(arg, "--data") == 0) opt->data_dir = value;
         else if (strcmp(arg, "--out") == 0) opt->out = value;
         else if (strcmp(arg, "--analytics") == 0) opt->analytics_dir = value;
-        else if (strcmp(arg, "--batches") == 0) ok = parse_int_option(arg, value, &opt->batches);
-        else if (strcmp(arg, "--seq") == 0) ok = parse_int_option(arg, value, &opt->seq);
-        else if (strcmp(arg, "--limit") == 0) ok = parse_int_option(arg, value, &opt->limit);
-        else ok = parse_int_option(arg, value, &opt->max_new);
+        else if (strcmp(arg, "--batches") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->batches);
+        else if (strcmp(arg, "--seq") == 0) ok = parse_int_flag(arg, value, 1, 1 << 20, &opt->seq);
+        else if (strcmp(arg, "--limit") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->limit);
+        else ok = parse_int_flag(arg, value, 0, 1 << 20, &opt->max_new);
         if (!ok) return 2;
         i++;
     }
@@ -87,16 +87,8 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
                 eval_usage);
         return 2;
     }
-    if (opt->batches < 0 || opt->seq < 0 || opt->max_new < 0 || opt->limit < -1) {
-        fprintf(stderr, "probmoe eval: --batches, --seq, --max-new and --limit must not be negative\n");
-        return 2;
-    }
     if (opt->analytics_dir && !opt->data_dir) {
         fprintf(stderr, "probmoe eval: --analytics routes the validation windows of --data SHARD_DIR; give both\n");
-        return 2;
-    }
-    if (opt->limit == 0) {
-        fprintf(stderr, "probmoe eval: --limit 0 leaves no examples to evaluate\n");
         return 2;
     }
     return 0;

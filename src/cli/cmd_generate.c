@@ -28,6 +28,9 @@ static void generate_usage(FILE *out) {
     router_flags_usage(out);
 }
 
+/* The most tokens one run generates (the context bounds them further), and --stop texts. */
+enum { GENERATE_MAX_NEW = 1 << 20, GENERATE_MAX_STOPS = 8 };
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -36,7 +39,7 @@ static double now_seconds(void) {
 
 typedef struct {
     const char *model_dir, *prompt, *router;
-    const char *stops[8];
+    const char *stops[GENERATE_MAX_STOPS];
     int stop_count, max_new, seed, k;
     float temperature, top_p;
     bool allow_unknown;
@@ -74,13 +77,20 @@ static int parse_generate_options(int argc, char **argv, generate_options *opt) 
         if (strcmp(arg, "--model") == 0) opt->model_dir = value;
         else if (strcmp(arg, "--prompt") == 0) opt->prompt = value;
         else if (strcmp(arg, "--router") == 0) opt->router = value;
-        else if (strcmp(arg, "--max-new") == 0) ok = parse_int_option(arg, value, &opt->max_new);
-        else if (strcmp(arg, "--seed") == 0) ok = parse_int_option(arg, value, &opt->seed);
-        else if (strcmp(arg, "--k") == 0) ok = parse_int_option(arg, value, &opt->k);
-        else if (strcmp(arg, "--temperature") == 0) ok = parse_float_option(arg, value, &opt->temperature);
-        else if (strcmp(arg, "--top-p") == 0) ok = parse_float_option(arg, value, &opt->top_p);
-        else if (strcmp(arg, "--stop") == 0 && opt->stop_count < 8) opt->stops[opt->stop_count++] = value;
-        else {
+        else if (strcmp(arg, "--max-new") == 0) ok = parse_int_flag(arg, value, 0, GENERATE_MAX_NEW, &opt->max_new);
+        else if (strcmp(arg, "--seed") == 0) ok = parse_int_flag(arg, value, 0, 2147483647, &opt->seed);
+        else if (strcmp(arg, "--k") == 0) ok = parse_int_flag(arg, value, 1, 4096, &opt->k);
+        else if (strcmp(arg, "--temperature") == 0)
+            ok = parse_float_flag(arg, value, FLAG_NONNEGATIVE, &opt->temperature);
+        else if (strcmp(arg, "--top-p") == 0)
+            ok = parse_float_flag(arg, value, (flag_range){0, 1, true, false}, &opt->top_p);
+        else if (strcmp(arg, "--stop") == 0) {
+            if (opt->stop_count == GENERATE_MAX_STOPS) {
+                fprintf(stderr, "probmoe generate: at most %d --stop texts\n", GENERATE_MAX_STOPS);
+                return 2;
+            }
+            opt->stops[opt->stop_count++] = value;
+        } else {
             fprintf(stderr, "probmoe generate: unknown option '%s'\n\n", arg);
             generate_usage(stderr);
             return 2;
@@ -90,10 +100,6 @@ static int parse_generate_options(int argc, char **argv, generate_options *opt) 
     }
     if (!opt->model_dir) {
         fprintf(stderr, "probmoe generate: which model? give --model DIR (a directory written by probmoe train)\n");
-        return 2;
-    }
-    if (opt->max_new < 0 || !(opt->top_p > 0.0f && opt->top_p <= 1.0f)) {
-        fprintf(stderr, "probmoe generate: --max-new must be >= 0 and --top-p in (0, 1]\n");
         return 2;
     }
     return 0;
@@ -147,7 +153,8 @@ int cmd_generate(int argc, char **argv) {
     }
     const tokenizer *tok = loaded_tok;
     size_t prompt_length = strlen(opt.prompt);
-    const int context = (int)prompt_length + opt.max_new;
+    /* the prompt's bytes bound its tokens; in 64 bits, as a long prompt could wrap an int */
+    const long long context = (long long)prompt_length + opt.max_new;
     const pm_model_config *cfg = pm_model_get_config(model);
     pm_router_config router;
     bool override;
@@ -157,12 +164,13 @@ int cmd_generate(int argc, char **argv) {
         return status;
     }
     if (context > cfg->max_position_embeddings) {
-        fprintf(stderr, "probmoe generate: prompt (%zu tokens) + --max-new %d exceeds the model's context of %d\n",
-                prompt_length, opt.max_new, cfg->max_position_embeddings);
+        fprintf(stderr, "probmoe generate: the prompt (%zu bytes, at most as many tokens) + --max-new %d exceeds the "
+                "model's context of %d; shorten the prompt or lower --max-new\n", prompt_length, opt.max_new,
+                cfg->max_position_embeddings);
         pm_model_free(model);
         return 2;
     }
-    pm_generator *gen = pm_generator_create(model, override ? &router : NULL, context > 0 ? context : 1);
+    pm_generator *gen = pm_generator_create(model, override ? &router : NULL, context > 0 ? (int)context : 1);
     float *logits = malloc(sizeof(float) * cfg->vocab_size);
     int32_t *prompt = malloc(sizeof(int32_t) * (prompt_length + 1));
     char *output = malloc((size_t)opt.max_new * TOKENIZER_MAX_TOKEN_BYTES + 1);

@@ -1,4 +1,3 @@
-#define _POSIX_C_SOURCE 200809L /* getline */
 /* probmoe route: reads router logits (one token per line) and prints how a router routes
  * them, so any router can be tried without writing C. */
 #include <math.h>
@@ -7,13 +6,15 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "route/logits_text.h"
 #include "probmoe.h"
 
 static void route_usage(FILE *out) {
     fputs("usage: probmoe route --router NAME --k K [options] [FILE]\n"
           "\n"
-          "Reads logits from FILE (or standard input): one token per line, E numbers separated by\n"
-          "spaces or commas. Prints each token's experts and combine weights, then the load.\n"
+          "Reads logits from FILE (or standard input): one token per line, E decimal numbers\n"
+          "separated by one comma or by spaces (blank lines skipped; at most 4096 experts and\n"
+          "2^24 logits). Prints each token's experts and combine weights, then the load.\n"
           "\n"
           "  --k K           experts per token (default 2)\n"
           "  --train         training mode: sampling routers sample, densemixer computes every expert\n"
@@ -24,62 +25,41 @@ static void route_usage(FILE *out) {
     fputs("Defaults: --router probmoe; each router's own defaults for the other settings.\n", out);
 }
 
-/* Growing array of floats. */
-typedef struct {
-    float *data;
-    size_t size, capacity;
-} float_list;
-
-static int push(float_list *list, float value) {
-    if (list->size == list->capacity) {
-        size_t grown = list->capacity ? 2 * list->capacity : 256;
-        float *data = realloc(list->data, grown * sizeof(float));
-        if (!data) return -1;
-        list->data = data;
-        list->capacity = grown;
-    }
-    list->data[list->size++] = value;
-    return 0;
-}
-
-/* Reads rows of numbers; every row must have as many as the first. Returns the row count,
- * or -1 after printing what is wrong. */
-static int read_logits(FILE *in, const char *name, float_list *values, int *num_experts) {
-    char *line = NULL;
-    size_t line_capacity = 0;
-    int rows = 0, line_number = 0;
-    *num_experts = 0;
-    while (getline(&line, &line_capacity, in) > 0) {
-        line_number++;
-        int count = 0;
-        for (char *token = strtok(line, " ,\t\r\n"); token; token = strtok(NULL, " ,\t\r\n")) {
-            char *end = NULL;
-            float value = strtof(token, &end);
-            if (*end != '\0') {
-                fprintf(stderr, "probmoe route: %s line %d: '%s' is not a number\n", name, line_number, token);
-                free(line);
-                return -1;
+/* The whole of in, at most LOGITS_TEXT_MAX_BYTES; NULL after printing what is wrong. */
+static char *read_input(FILE *in, const char *name, size_t *length) {
+    size_t used = 0, capacity = 0;
+    char *text = NULL;
+    for (;;) {
+        if (used == capacity) {
+            if (capacity > LOGITS_TEXT_MAX_BYTES) {
+                fprintf(stderr, "probmoe route: %s is larger than %zu MiB, the most route reads; route fewer "
+                        "tokens at a time (split the input)\n", name, LOGITS_TEXT_MAX_BYTES >> 20);
+                free(text);
+                return NULL;
             }
-            if (push(values, value) < 0) {
+            /* one byte more than the limit, so that a longer input is seen to be longer */
+            size_t grown = capacity ? 2 * capacity : 65536;
+            if (grown > LOGITS_TEXT_MAX_BYTES) grown = LOGITS_TEXT_MAX_BYTES + 1;
+            char *bigger = realloc(text, grown);
+            if (!bigger) {
                 fprintf(stderr, "probmoe route: out of memory reading %s\n", name);
-                free(line);
-                return -1;
+                free(text);
+                return NULL;
             }
-            count++;
+            text = bigger;
+            capacity = grown;
         }
-        if (count == 0) continue;
-        if (*num_experts == 0) *num_experts = count;
-        if (count != *num_experts) {
-            fprintf(stderr, "probmoe route: %s line %d has %d logits, the first token had %d; every "
-                    "line needs one logit per expert\n", name, line_number, count, *num_experts);
-            free(line);
-            return -1;
-        }
-        rows++;
+        const size_t got = fread(text + used, 1, capacity - used, in);
+        used += got;
+        if (got == 0) break;
     }
-    free(line);
-    if (rows == 0) fprintf(stderr, "probmoe route: %s holds no logits; give one token per line\n", name);
-    return rows > 0 ? rows : -1;
+    if (ferror(in)) {
+        fprintf(stderr, "probmoe route: cannot read %s\n", name);
+        free(text);
+        return NULL;
+    }
+    *length = used;
+    return text;
 }
 
 typedef struct {
@@ -110,9 +90,9 @@ static int parse_route_options(int argc, char **argv, route_options *opt) {
                 return 2;
             }
         } else if (strcmp(arg, "--k") == 0) {
-            ok = parse_int_option(arg, value, &opt->k);
+            ok = parse_int_flag(arg, value, 1, LOGITS_TEXT_MAX_EXPERTS, &opt->k);
         } else if (strcmp(arg, "--seed") == 0) {
-            ok = parse_int_option(arg, value, &opt->seed);
+            ok = parse_int_flag(arg, value, 0, 2147483647, &opt->seed);
         } else {
             takes_value = false;
             if (strcmp(arg, "--train") == 0) opt->train = true;
@@ -152,32 +132,41 @@ int cmd_route(int argc, char **argv) {
     route_options opt;
     int status = parse_route_options(argc, argv, &opt);
     if (status != 0) return status < 0 ? 0 : status;
+    /* the router flags' values, before any input is read (E is known only after) */
+    pm_router_config probe = pm_router_config_default(opt.kind, LOGITS_TEXT_MAX_EXPERTS, opt.k);
+    if (!router_flags_apply(&opt.router, &probe)) return 2;
     FILE *in = opt.input ? fopen(opt.input, "r") : stdin;
     if (!in) {
         fprintf(stderr, "probmoe route: cannot open '%s'; check the path\n", opt.input);
         return 1;
     }
-    float_list logits = {0};
-    int E = 0, T = read_logits(in, opt.input ? opt.input : "standard input", &logits, &E);
+    const char *name = opt.input ? opt.input : "standard input";
+    size_t length = 0;
+    char *text = read_input(in, name, &length);
     if (opt.input) fclose(in);
-    if (T < 0) {
-        free(logits.data);
+    if (!text) return 1;
+    float *logits = NULL;
+    int E = 0, T = 0;
+    status = logits_text_parse(text, length, name, &logits, &T, &E);
+    free(text);
+    if (status < 0) {
+        fprintf(stderr, "probmoe route: %s\n", pm_last_error());
         return 1;
     }
     pm_router_config cfg = pm_router_config_default(opt.kind, E, opt.k);
     if (!router_flags_apply(&opt.router, &cfg)) {
-        free(logits.data);
+        free(logits);
         return 2;
     }
     pm_router *router = pm_router_create(&cfg);
     pm_routing *routing = router ? pm_routing_create(router, T) : NULL;
     pm_rng rng;
     pm_rng_init(&rng, (uint64_t)opt.seed, 0);
-    if (!routing || pm_router_forward(router, routing, logits.data, T, opt.train, &rng) < 0) {
+    if (!routing || pm_router_forward(router, routing, logits, T, opt.train, &rng) < 0) {
         fprintf(stderr, "probmoe route: %s\n", pm_last_error());
         pm_routing_free(routing);
         pm_router_free(router);
-        free(logits.data);
+        free(logits);
         return 1;
     }
     printf("%s, %d experts, %s mode\n", pm_router_kind_name(opt.kind), E, opt.train ? "training" : "inference");
@@ -186,13 +175,13 @@ int cmd_route(int argc, char **argv) {
         for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
             printf(" %d:%.6f", routing->experts[p], routing->weights[p]);
         printf("\n");
-        if (opt.marginals) print_marginals(&cfg, logits.data + (size_t)t * E);
+        if (opt.marginals) print_marginals(&cfg, logits + (size_t)t * E);
     }
     printf("mean active experts %.3f; load", routing->mean_active);
     for (int e = 0; e < E; e++) printf(" %lld", (long long)routing->load[e]);
     printf("\n");
     pm_routing_free(routing);
     pm_router_free(router);
-    free(logits.data);
+    free(logits);
     return 0;
 }

@@ -73,7 +73,9 @@ static int parse_train_options(int argc, char **argv, train_options *opt) {
             printf(tokenizer_usage, BPE_TRAIN_MIN_VOCAB, BPE_TRAIN_MAX_VOCAB);
             return -1;
         } else if (strcmp(arg, "--vocab-size") == 0) {
-            if (!parse_int_option(arg, i + 1 < argc ? argv[++i] : NULL, &opt->vocab_size)) return 2;
+            if (!parse_int_flag(arg, i + 1 < argc ? argv[++i] : NULL, BPE_TRAIN_MIN_VOCAB, BPE_TRAIN_MAX_VOCAB,
+                                &opt->vocab_size))
+                return 2;
         } else if (strcmp(arg, "--out") == 0) {
             if (i + 1 >= argc) {
                 usage_error("--out needs a file name");
@@ -88,11 +90,6 @@ static int parse_train_options(int argc, char **argv, train_options *opt) {
     }
     if (opt->vocab_size == 0) {
         usage_error("give the vocabulary size with --vocab-size N");
-        return 2;
-    }
-    if (opt->vocab_size < BPE_TRAIN_MIN_VOCAB || opt->vocab_size > BPE_TRAIN_MAX_VOCAB) {
-        fprintf(stderr, "probmoe tokenizer train: --vocab-size %d is out of range: it must be %d to %d (the 256 "
-                "bytes, the merges and <|endoftext|>)\n", opt->vocab_size, BPE_TRAIN_MIN_VOCAB, BPE_TRAIN_MAX_VOCAB);
         return 2;
     }
     if (!opt->out) {
@@ -140,7 +137,10 @@ static int cmd_tokenizer_train(int argc, char **argv) {
 }
 
 int cmd_tokenizer(int argc, char **argv) {
-    if (argc >= 2 && strcmp(argv[1], "train") == 0) return cmd_tokenizer_train(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "train") == 0) {
+        cli_set_command("probmoe tokenizer train");
+        return cmd_tokenizer_train(argc - 1, argv + 1);
+    }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)) {
         printf(tokenizer_usage, BPE_TRAIN_MIN_VOCAB, BPE_TRAIN_MAX_VOCAB);
         return 0;

@@ -2,6 +2,7 @@
  * flags, then trains and reports the validation loss against the unigram baseline. */
 #define _POSIX_C_SOURCE 200809L /* isatty, fileno */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,48 +49,128 @@ static void train_usage(FILE *out) {
     fputs(train_usage_tail, out);
 }
 
+/* Flags that set no field as given: applied after parsing. */
+typedef struct {
+    const char *router, *schedule, *gsm8k;
+    int seed, heads, kv_heads; /* -1: not given */
+    long max_shard_mb;         /* -1: not given */
+} train_flags;
+
 typedef struct {
     pm_model_config model;
     train_options train;
     long tokens;
+    train_flags flags;
 } train_request;
 
-/* Applies the "train" object of a config file. Returns 0 or 2 after printing the problem. */
+/* One flag: `--name value`, and with a key, the same setting in the config file's "train"
+ * object; parsed into the typed target within [min, max] (floats: min excluded when
+ * min_open). The router's shape (shape) is parsed first, as it resets the router's defaults. */
+typedef enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_STRING } option_type;
+typedef struct {
+    const char *name, *key;
+    option_type type;
+    void *target;
+    double min, max;
+    bool min_open, shape;
+} option;
+
+enum { TRAIN_OPTION_COUNT = 34 };
+
+/* The table of train's flags for request; returns their count. */
+static int train_option_table(train_request *request, option out[TRAIN_OPTION_COUNT]) {
+    pm_model_config *m = &request->model;
+    train_options *t = &request->train;
+    train_flags *f = &request->flags;
+    const double count = (double)FLAG_MAX_COUNT, unbounded = INFINITY;
+    const option table[] = {
+        {"--router", NULL, OPT_STRING, &f->router, 0, 0, false, true},
+        {"--experts", NULL, OPT_INT, &m->num_experts, 1, 4096, false, true},
+        {"--k", NULL, OPT_INT, &m->experts_per_token, 1, 4096, false, true},
+        {"--data", "data", OPT_STRING, &t->data_path, 0, 0, false, false},
+        {"--out", "out", OPT_STRING, &t->out_dir, 0, 0, false, false},
+        {"--tokenizer", NULL, OPT_STRING, &t->tokenizer_path, 0, 0, false, false},
+        {"--config", NULL, OPT_STRING, NULL, 0, 0, false, false}, /* read before the flags */
+        {"--layers", NULL, OPT_INT, &m->num_layers, 1, 1 << 10, false, false},
+        {"--hidden", NULL, OPT_INT, &m->hidden_size, 1, 1 << 16, false, false},
+        {"--intermediate", NULL, OPT_INT, &m->intermediate_size, 1, 1 << 18, false, false},
+        {"--heads", NULL, OPT_INT, &f->heads, 1, 1 << 10, false, false},
+        {"--kv-heads", NULL, OPT_INT, &f->kv_heads, 1, 1 << 10, false, false},
+        {"--max-positions", NULL, OPT_INT, &m->max_position_embeddings, 1, 1 << 20, false, false},
+        {"--soft-budget", NULL, OPT_FLOAT, &m->soft_budget, 0, unbounded, false, false},
+        {"--steps", "steps", OPT_LONG, &t->steps, 1, count, false, false},
+        {"--tokens", "tokens", OPT_LONG, &request->tokens, 1, count, false, false},
+        {"--batch", "batch", OPT_INT, &t->batch, 1, INT_MAX, false, false},
+        {"--seq", "seq", OPT_INT, &t->seq, 1, 1 << 20, false, false},
+        {"--accum", "accum", OPT_INT, &t->accum, 1, TRAIN_MAX_ACCUM, false, false},
+        {"--lr", "lr", OPT_FLOAT, &t->lr, 0, unbounded, true, false},
+        {"--min-lr-ratio", "min_lr_ratio", OPT_FLOAT, &t->min_lr_ratio, 0, 1, false, false},
+        {"--warmup", "warmup", OPT_LONG, &t->warmup, 0, count, false, false},
+        {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, false, false},
+        {"--clip", "clip", OPT_FLOAT, &t->clip, 0, unbounded, false, false},
+        {"--weight-decay", "weight_decay", OPT_FLOAT, &t->adamw.weight_decay, 0, unbounded, false, false},
+        {"--seed", "seed", OPT_INT, &f->seed, 0, INT_MAX, false, false},
+        {"--eval-interval", "eval_interval", OPT_LONG, &t->eval_interval, 0, count, false, false},
+        {"--eval-batches", "eval_batches", OPT_INT, &t->eval_batches, 1, INT_MAX, false, false},
+        {"--save-interval", NULL, OPT_LONG, &t->save_interval, 0, count, false, false},
+        {"--keep-last", NULL, OPT_INT, &t->keep_last, 0, INT_MAX, false, false},
+        {"--resume", NULL, OPT_STRING, &t->resume_dir, 0, 0, false, false},
+        {"--max-shard-mb", NULL, OPT_LONG, &f->max_shard_mb, 0, 1 << 24, false, false},
+        {"--gsm8k", NULL, OPT_STRING, &f->gsm8k, 0, 0, false, false},
+        {"--init", NULL, OPT_STRING, &t->init_dir, 0, 0, false, false},
+    };
+    _Static_assert(sizeof table / sizeof table[0] == TRAIN_OPTION_COUNT, "TRAIN_OPTION_COUNT is the table's size");
+    memcpy(out, table, sizeof table);
+    return TRAIN_OPTION_COUNT;
+}
+
+/* Parses value into the option's target; name is how messages call it. 0 or 2 after printing. */
+static int parse_value(const option *opt, const char *name, const char *value) {
+    switch (opt->type) {
+    case OPT_INT: return parse_int_flag(name, value, (int)opt->min, (int)opt->max, opt->target) ? 0 : 2;
+    case OPT_LONG: {
+        long long parsed;
+        if (!parse_long_flag(name, value, (long long)opt->min, (long long)opt->max, &parsed)) return 2;
+        *(long *)opt->target = (long)parsed;
+        return 0;
+    }
+    case OPT_FLOAT: {
+        const flag_range range = {opt->min, opt->max, opt->min_open, false};
+        return parse_float_flag(name, value, range, opt->target) ? 0 : 2;
+    }
+    case OPT_STRING: *(const char **)opt->target = value; return 0;
+    }
+    return 2;
+}
+
+/* Applies the "train" object of a config file, each value checked as its flag's. Returns 0 or 2
+ * after printing the problem. */
 static int apply_train_object(const cJSON *object, train_request *request, const char *path) {
-    const struct { const char *key; int *target; } ints[] = {
-        {"batch", &request->train.batch}, {"seq", &request->train.seq}, {"accum", &request->train.accum},
-        {"eval_batches", &request->train.eval_batches}};
-    const struct { const char *key; float *target; } floats[] = {
-        {"lr", &request->train.lr}, {"min_lr_ratio", &request->train.min_lr_ratio},
-        {"clip", &request->train.clip}, {"weight_decay", &request->train.adamw.weight_decay}};
-    const struct { const char *key; long *target; } longs[] = {
-        {"steps", &request->train.steps}, {"tokens", &request->tokens}, {"warmup", &request->train.warmup},
-        {"eval_interval", &request->train.eval_interval}};
+    option table[TRAIN_OPTION_COUNT];
+    const int count = train_option_table(request, table);
     for (const cJSON *item = object ? object->child : NULL; item; item = item->next) {
-        bool known = false;
-        for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-            if (strcmp(item->string, ints[i].key) == 0) *ints[i].target = item->valueint, known = true;
-        for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
-            if (strcmp(item->string, floats[i].key) == 0) *floats[i].target = (float)item->valuedouble, known = true;
-        for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
-            if (strcmp(item->string, longs[i].key) == 0) *longs[i].target = (long)item->valuedouble, known = true;
-        if (strcmp(item->string, "seed") == 0) request->train.seed = (uint64_t)item->valuedouble, known = true;
-        /* the strings outlive the parsed JSON: static storage (one config per run) */
-        static char data[4096], out[4096];
-        if (strcmp(item->string, "data") == 0 && cJSON_IsString(item)) {
-            snprintf(data, sizeof data, "%s", item->valuestring);
-            request->train.data_path = data;
-            known = true;
-        }
-        if (strcmp(item->string, "out") == 0 && cJSON_IsString(item)) {
-            snprintf(out, sizeof out, "%s", item->valuestring);
-            request->train.out_dir = out;
-            known = true;
-        }
-        if (!known || (!cJSON_IsNumber(item) && !cJSON_IsString(item))) {
+        const option *match = NULL;
+        for (int o = 0; o < count; o++)
+            if (table[o].key && strcmp(item->string, table[o].key) == 0) match = &table[o];
+        const bool string = match && match->type == OPT_STRING;
+        if (!match || (string ? !cJSON_IsString(item) : !cJSON_IsNumber(item))) {
             fprintf(stderr, "probmoe train: %s: unknown or mistyped train.%s\n", path, item->string);
             return 2;
         }
+        char name[4200];
+        snprintf(name, sizeof name, "%s: train.%s", path, match->key);
+        if (string) {
+            /* the strings outlive the parsed JSON: static storage (one config per run) */
+            static char data[4096], out[4096];
+            char *storage = strcmp(match->key, "data") == 0 ? data : out;
+            snprintf(storage, sizeof data, "%s", item->valuestring);
+            *(const char **)match->target = storage;
+            continue;
+        }
+        char text[64]; /* the number as its flag would be written */
+        snprintf(text, sizeof text, "%.17g", item->valuedouble);
+        int status = parse_value(match, name, text);
+        if (status) return status;
     }
     return 0;
 }
@@ -117,32 +198,6 @@ static int load_config_file(const char *path, train_request *request) {
     return status;
 }
 
-/* Matches `--name value`; parses into the typed target. */
-typedef enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_STRING } option_type;
-typedef struct {
-    const char *name;
-    option_type type;
-    void *target;
-} option;
-
-static int parse_value(const option *opt, const char *value) {
-    switch (opt->type) {
-    case OPT_INT: return parse_int_option(opt->name, value, opt->target) ? 0 : 2;
-    case OPT_FLOAT: return parse_float_option(opt->name, value, opt->target) ? 0 : 2;
-    case OPT_LONG: {
-        float parsed;
-        if (!parse_float_option(opt->name, value, &parsed) || parsed < 0 || parsed != floorf(parsed)) {
-            fprintf(stderr, "probmoe train: %s needs a whole number, got '%s'\n", opt->name, value ? value : "");
-            return 2;
-        }
-        *(long *)opt->target = (long)parsed;
-        return 0;
-    }
-    case OPT_STRING: *(const char **)opt->target = value; return 0;
-    }
-    return 2;
-}
-
 /* Rebuilds the router's defaults for a new kind, E or k, keeping the settings that do not
  * depend on them. */
 static void reset_router(pm_model_config *m, pm_router_kind kind) {
@@ -159,36 +214,10 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     pm_model_config *m = &request->model;
     pm_router_config *r = &m->router;
     train_options *t = &request->train;
-    const char *router = NULL, *schedule = NULL;
-    int seed = -1, heads = -1, kv_heads = -1;
-    long max_shard_mb = -1;
+    const train_flags *f = &request->flags;
     router_flags router_flags_given = {0};
-    const char *gsm8k = NULL;
-    const option shape_options[] = {
-        {"--router", OPT_STRING, &router}, {"--experts", OPT_INT, &m->num_experts},
-        {"--k", OPT_INT, &m->experts_per_token},
-    };
-    const option options[] = {
-        {"--data", OPT_STRING, &t->data_path}, {"--out", OPT_STRING, &t->out_dir},
-        {"--tokenizer", OPT_STRING, &t->tokenizer_path},
-        {"--config", OPT_STRING, NULL}, /* read before the flags */
-        {"--layers", OPT_INT, &m->num_layers}, {"--hidden", OPT_INT, &m->hidden_size},
-        {"--intermediate", OPT_INT, &m->intermediate_size}, {"--heads", OPT_INT, &heads},
-        {"--kv-heads", OPT_INT, &kv_heads}, {"--max-positions", OPT_INT, &m->max_position_embeddings},
-        {"--soft-budget", OPT_FLOAT, &m->soft_budget},
-        {"--steps", OPT_LONG, &t->steps}, {"--tokens", OPT_LONG, &request->tokens},
-        {"--batch", OPT_INT, &t->batch}, {"--seq", OPT_INT, &t->seq}, {"--accum", OPT_INT, &t->accum},
-        {"--lr", OPT_FLOAT, &t->lr}, {"--min-lr-ratio", OPT_FLOAT, &t->min_lr_ratio},
-        {"--warmup", OPT_LONG, &t->warmup}, {"--schedule", OPT_STRING, &schedule},
-        {"--clip", OPT_FLOAT, &t->clip}, {"--weight-decay", OPT_FLOAT, &t->adamw.weight_decay},
-        {"--seed", OPT_INT, &seed}, {"--eval-interval", OPT_LONG, &t->eval_interval},
-        {"--eval-batches", OPT_INT, &t->eval_batches},
-        {"--save-interval", OPT_LONG, &t->save_interval}, {"--keep-last", OPT_INT, &t->keep_last},
-        {"--resume", OPT_STRING, &t->resume_dir}, {"--max-shard-mb", OPT_LONG, &max_shard_mb},
-        {"--gsm8k", OPT_STRING, &gsm8k}, {"--init", OPT_STRING, &t->init_dir},
-    };
-    const size_t shape_count = sizeof shape_options / sizeof shape_options[0];
-    const size_t option_count = sizeof options / sizeof options[0];
+    option options[TRAIN_OPTION_COUNT];
+    const int option_count = train_option_table(request, options);
     bool reshaped = false;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 1; i < argc; i++) {
@@ -210,10 +239,7 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
                 continue;
             }
             const option *match = NULL;
-            bool shape = false;
-            for (size_t o = 0; o < shape_count; o++)
-                if (strcmp(argv[i], shape_options[o].name) == 0) match = &shape_options[o], shape = true;
-            for (size_t o = 0; o < option_count; o++)
+            for (int o = 0; o < option_count; o++)
                 if (strcmp(argv[i], options[o].name) == 0) match = &options[o];
             if (!match) {
                 fprintf(stderr, "probmoe train: unknown option '%s'\n\n", argv[i]);
@@ -225,14 +251,14 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
                 return 2;
             }
             i++;
-            if (shape != (pass == 0) || !match->target) continue;
-            int status = parse_value(match, argv[i]);
+            if (match->shape != (pass == 0) || !match->target) continue;
+            int status = parse_value(match, match->name, argv[i]);
             if (status) return status;
-            reshaped |= shape;
+            reshaped |= match->shape;
         }
         if (pass == 0 && reshaped) {
             pm_router_kind kind = r->kind;
-            if (router && pm_router_kind_parse(router, &kind) < 0) {
+            if (f->router && pm_router_kind_parse(f->router, &kind) < 0) {
                 fprintf(stderr, "probmoe train: --router: %s\n", pm_last_error());
                 return 2;
             }
@@ -242,24 +268,24 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         if (pass == 1 && !router_flags_apply(&router_flags_given, r)) return 2;
         memset(&router_flags_given, 0, sizeof router_flags_given);
     }
-    if (schedule) {
-        if (strcmp(schedule, "cosine") == 0) t->schedule = SCHEDULE_COSINE;
-        else if (strcmp(schedule, "linear") == 0) t->schedule = SCHEDULE_LINEAR;
-        else if (strcmp(schedule, "constant") == 0) t->schedule = SCHEDULE_CONSTANT;
+    if (f->schedule) {
+        if (strcmp(f->schedule, "cosine") == 0) t->schedule = SCHEDULE_COSINE;
+        else if (strcmp(f->schedule, "linear") == 0) t->schedule = SCHEDULE_LINEAR;
+        else if (strcmp(f->schedule, "constant") == 0) t->schedule = SCHEDULE_CONSTANT;
         else {
-            fprintf(stderr, "probmoe train: --schedule '%s'; choose cosine, linear or constant\n", schedule);
+            fprintf(stderr, "probmoe train: --schedule '%s'; choose cosine, linear or constant\n", f->schedule);
             return 2;
         }
     }
-    if (seed >= 0) t->seed = (uint64_t)seed;
-    if (max_shard_mb >= 0) t->shard_bytes = (size_t)max_shard_mb << 20;
-    if (gsm8k) {
-        t->data_path = gsm8k;
+    if (f->seed >= 0) t->seed = (uint64_t)f->seed;
+    if (f->max_shard_mb >= 0) t->shard_bytes = (size_t)f->max_shard_mb << 20;
+    if (f->gsm8k) {
+        t->data_path = f->gsm8k;
         t->supervised = true;
     }
     /* --heads alone means plain multi-head attention */
-    if (heads > 0) m->num_heads = heads;
-    if (kv_heads > 0 || heads > 0) m->num_kv_heads = kv_heads > 0 ? kv_heads : heads;
+    if (f->heads > 0) m->num_heads = f->heads;
+    if (f->kv_heads > 0 || f->heads > 0) m->num_kv_heads = f->kv_heads > 0 ? f->kv_heads : f->heads;
     return 0;
 }
 
@@ -319,6 +345,7 @@ int cmd_train(int argc, char **argv) {
     request.model = pm_model_config_default();
     request.train = train_options_default();
     request.tokens = 0;
+    request.flags = (train_flags){NULL, NULL, NULL, -1, -1, -1, -1};
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--config") == 0) {
             int status = load_config_file(argv[i + 1], &request);
@@ -422,9 +449,12 @@ int cmd_train(int argc, char **argv) {
         /* the tokenizer decides the vocabulary unless a config asked for a larger one */
         if (request.model.vocab_size < tok->vocab_size) request.model.vocab_size = tok->vocab_size;
     }
-    if (request.tokens > 0) {
-        const long per_step = (long)request.train.batch * request.train.seq * request.train.accum;
-        request.train.steps = (request.tokens + per_step - 1) / per_step;
+    /* tokens to steps; a batch beyond INT_MAX tokens is refused by train_options_check below,
+     * and within it a step (at most 2^20 batches) is far inside 64 bits */
+    const int64_t per_batch = (int64_t)request.train.batch * request.train.seq;
+    if (request.tokens > 0 && per_batch <= INT_MAX) {
+        const int64_t per_step = per_batch * request.train.accum;
+        request.train.steps = (long)((request.tokens + per_step - 1) / per_step);
     }
     if (pm_model_config_check(&request.model) < 0 ||
         (!resuming && train_options_check(&request.train, &request.model) < 0)) {

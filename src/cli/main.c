@@ -28,13 +28,20 @@ int main(int argc, char **argv) {
         printf("probmoe 0.1.0\n");
         return 0;
     }
-    if (strcmp(argv[1], "route") == 0) return cmd_route(argc - 1, argv + 1);
-    if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
-    if (strcmp(argv[1], "generate") == 0) return cmd_generate(argc - 1, argv + 1);
-    if (strcmp(argv[1], "compare") == 0) return cmd_compare(argc - 1, argv + 1);
-    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc - 1, argv + 1);
-    if (strcmp(argv[1], "data") == 0) return cmd_data(argc - 1, argv + 1);
-    if (strcmp(argv[1], "tokenizer") == 0) return cmd_tokenizer(argc - 1, argv + 1);
+    const struct {
+        const char *name, *in_messages;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"route", "probmoe route", cmd_route},          {"train", "probmoe train", cmd_train},
+        {"generate", "probmoe generate", cmd_generate}, {"compare", "probmoe compare", cmd_compare},
+        {"eval", "probmoe eval", cmd_eval},             {"data", "probmoe data", cmd_data},
+        {"tokenizer", "probmoe tokenizer", cmd_tokenizer},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            cli_set_command(commands[i].in_messages);
+            return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "probmoe: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -21,7 +21,7 @@ bool router_flags_take(router_flags *flags, int argc, char **argv, int *i, bool 
         return true;
     }
     if (*i + 1 >= argc) {
-        fprintf(stderr, "probmoe %s: %s needs a value\n", argv[0], argv[*i]);
+        fprintf(stderr, "%s: %s needs a value\n", cli_command(), argv[*i]);
         *error = true;
         return true;
     }
@@ -36,8 +36,11 @@ bool router_flags_apply(const router_flags *flags, pm_router_config *cfg) {
         const char *text = flags->values[f];
         if (!text) continue;
         void *value = router_field_value(cfg, field);
-        if (field->type == ROUTER_FIELD_INT && !parse_int_option(field->flag, text, value)) return false;
-        if (field->type == ROUTER_FIELD_FLOAT && !parse_float_option(field->flag, text, value)) return false;
+        const flag_range range = {field->min, field->max, field->min_open, field->max_open};
+        if (field->type == ROUTER_FIELD_INT &&
+            !parse_int_flag(field->flag, text, (int)field->min, (int)field->max, value))
+            return false;
+        if (field->type == ROUTER_FIELD_FLOAT && !parse_float_flag(field->flag, text, range, value)) return false;
         if (field->type == ROUTER_FIELD_BOOL) *(bool *)value = true;
     }
     return true;

@@ -9,40 +9,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-
-/* The offset of the first byte that does not belong to a well-formed UTF-8 sequence (no
- * overlong forms, surrogates or code points above U+10FFFF), or length if all is well.
- * Checked here rather than left to the tokenizer so that a corpus is rejected the same way
- * whichever tokenizer encodes it (the byte-level one accepts any bytes). */
-static size_t utf8_invalid_offset(const unsigned char *text, size_t length) {
-    size_t i = 0;
-    while (i < length) {
-        unsigned c = text[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t extra;
-        unsigned low = 0x80, high = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) extra = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            extra = 2;
-            if (c == 0xE0) low = 0xA0;  /* overlong */
-            if (c == 0xED) high = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            extra = 3;
-            if (c == 0xF0) low = 0x90;  /* overlong */
-            if (c == 0xF4) high = 0x8F; /* above U+10FFFF */
-        } else
-            return i;
-        if (i + extra >= length) return i; /* cut short by the end of the file */
-        if (text[i + 1] < low || text[i + 1] > high) return i;
-        for (size_t k = 2; k <= extra; k++)
-            if ((text[i + k] & 0xC0) != 0x80) return i;
-        i += extra + 1;
-    }
-    return length;
-}
+#include "core/utf8.h"
 
 static size_t line_of(const char *text, size_t offset) {
     size_t line = 1;
@@ -89,7 +56,9 @@ int corpus_tokenize_file(const char *path, const tokenizer *tok, int32_t **token
     int status = read_text(path, &text, &length);
     if (status < 0) return status;
     *bytes = length;
-    size_t bad = utf8_invalid_offset((const unsigned char *)text, length);
+    /* checked here rather than left to the tokenizer so that a corpus is rejected the same
+     * way whichever tokenizer encodes it (the byte-level one accepts any bytes) */
+    size_t bad = utf8_invalid_at((const unsigned char *)text, length);
     if (bad < length) {
         size_t line = line_of(text, bad);
         free(text);

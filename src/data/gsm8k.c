@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 static const char prompt_format[] = "Answer the following question.\n\nQuestion: %s\nAnswer:";
 
@@ -77,10 +78,43 @@ static char *format_text(const char *format, const char *value) {
     return text;
 }
 
-/* Parses one line into example. Returns 0, a negative pm_status for out of memory, or 1 with
- * reason set when the line is malformed. */
-static int parse_line(const char *line, size_t length, gsm8k_example *example, const char **reason) {
+/* The offset of the first NUL byte, byte that is not UTF-8, or escaped NUL (\u0000: cJSON would
+ * cut the string there) in line, or length; *reason says which. */
+static size_t find_bad_byte(const char *line, size_t length, char *reason, size_t reason_size) {
+    const char *nul = memchr(line, '\0', length);
+    size_t bad = utf8_invalid_at((const unsigned char *)line, nul ? (size_t)(nul - line) : length);
+    if (nul && bad == (size_t)(nul - line)) {
+        snprintf(reason, reason_size, "a NUL byte: the line is binary or corrupt");
+        return bad;
+    }
+    if (bad < length) {
+        snprintf(reason, reason_size, "byte 0x%02X is not UTF-8 (GSM8K files are UTF-8 JSON; re-encode the file, "
+                 "e.g. iconv -t UTF-8)", (unsigned char)line[bad]);
+        return bad;
+    }
+    for (size_t i = 0; i + 1 < length; i++) {
+        if (line[i] != '\\') continue;
+        if (line[i + 1] == 'u' && length - i >= 6 && memcmp(line + i + 2, "0000", 4) == 0) {
+            snprintf(reason, reason_size, "an escaped NUL (\\u0000) in a string");
+            return i;
+        }
+        i++; /* the escaped character */
+    }
+    return length;
+}
+
+int gsm8k_parse_line(const char *line, size_t length, gsm8k_example *example, char *reason, size_t reason_size,
+                     size_t *offset) {
     memset(example, 0, sizeof *example);
+    if (length > GSM8K_MAX_LINE_BYTES) {
+        snprintf(reason, reason_size, "a line of %zu bytes, more than the %d an example may have (GSM8K's are a few "
+                 "hundred)", length, GSM8K_MAX_LINE_BYTES);
+        *offset = GSM8K_MAX_LINE_BYTES;
+        return 1;
+    }
+    *offset = find_bad_byte(line, length, reason, reason_size);
+    if (*offset < length) return 1;
+    *offset = 0; /* what follows is about the line as a whole */
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(line, length, &end, false);
     /* cJSON stops after the first value; anything but spacing after it is damage too */
@@ -88,20 +122,23 @@ static int parse_line(const char *line, size_t length, gsm8k_example *example, c
     for (const char *c = end; root && c < line + length; c++) trailing |= !isspace((unsigned char)*c);
     if (!root || trailing) {
         cJSON_Delete(root);
-        *reason = "not valid JSON";
+        snprintf(reason, reason_size, "not valid JSON");
         return 1;
     }
     const cJSON *question = cJSON_GetObjectItemCaseSensitive(root, "question");
     const cJSON *answer = cJSON_GetObjectItemCaseSensitive(root, "answer");
     char final_answer[256];
-    int result = 1;
-    if (!cJSON_IsObject(root)) *reason = "not a JSON object";
-    else if (!cJSON_IsString(question)) *reason = "no string field \"question\"";
-    else if (!cJSON_IsString(answer)) *reason = "no string field \"answer\"";
-    else if (!strstr(answer->valuestring, "####")) *reason = "the answer has no final \"#### <number>\"";
+    const char *problem = NULL;
+    if (!cJSON_IsObject(root)) problem = "not a JSON object";
+    else if (!cJSON_IsString(question)) problem = "no string field \"question\"";
+    else if (!cJSON_IsString(answer)) problem = "no string field \"answer\"";
+    else if (!strstr(answer->valuestring, "####")) problem = "the answer has no final \"#### <number>\"";
     else if (!gsm8k_extract_answer(answer->valuestring, final_answer, sizeof final_answer))
-        *reason = "nothing (or too much) after the answer's \"####\"";
-    else {
+        problem = "nothing (or too much) after the answer's \"####\"";
+    int result = 1;
+    if (problem) {
+        snprintf(reason, reason_size, "%s", problem);
+    } else {
         example->question = strdup(question->valuestring);
         example->answer = strdup(answer->valuestring);
         example->final_answer = strdup(final_answer);
@@ -136,6 +173,13 @@ static int add_example(gsm8k_set *set, int *capacity, const gsm8k_example *examp
     return PM_OK;
 }
 
+/* "path:line: reason, at byte B of the file (column C)" */
+static void describe_line(char *out, size_t size, const char *path, int line_number, const char *reason,
+                          long long line_start, size_t offset) {
+    snprintf(out, size, "%s:%d: %s, at byte %lld of the file (column %zu)", path, line_number, reason,
+             line_start + (long long)offset, offset + 1);
+}
+
 int gsm8k_load(const char *path, bool skip_bad_lines, gsm8k_set *set) {
     memset(set, 0, sizeof *set);
     FILE *file = fopen(path, "rb");
@@ -143,21 +187,25 @@ int gsm8k_load(const char *path, bool skip_bad_lines, gsm8k_set *set) {
     char *line = NULL;
     size_t line_capacity = 0;
     int capacity = 0, line_number = 0, status = PM_OK;
+    long long line_start = 0; /* the line's offset in the file */
     ssize_t length;
-    while (status == PM_OK && (length = getline(&line, &line_capacity, file)) >= 0) {
+    for (; status == PM_OK && (length = getline(&line, &line_capacity, file)) >= 0; line_start += length) {
         line_number++;
         if (blank(line, (size_t)length)) continue;
         gsm8k_example example;
-        const char *reason = NULL;
-        int parsed = parse_line(line, (size_t)length, &example, &reason);
+        char reason[160];
+        size_t offset = 0;
+        int parsed = gsm8k_parse_line(line, (size_t)length, &example, reason, sizeof reason, &offset);
+        char where[700];
+        if (parsed == 1) describe_line(where, sizeof where, path, line_number, reason, line_start, offset);
         if (parsed < 0) {
             status = parsed;
         } else if (parsed == 1 && !skip_bad_lines) {
-            status = pm_fail(PM_ERR_ARG, "%s:%d: %s; fix the line or skip malformed lines", path, line_number,
-                             reason);
+            status = pm_fail(PM_ERR_ARG, "%s; fix the line or skip malformed lines", where);
         } else if (parsed == 1) {
             if (set->skipped++ == 0)
-                snprintf(set->first_skipped, sizeof set->first_skipped, "%s:%d: %s", path, line_number, reason);
+                describe_line(set->first_skipped, sizeof set->first_skipped, path, line_number, reason, line_start,
+                              offset);
         } else {
             example.line = line_number;
             status = add_example(set, &capacity, &example);

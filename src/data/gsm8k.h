@@ -31,13 +31,28 @@ typedef struct {
     char first_skipped[512]; /* "file:line: what is wrong" for the first of them, or "" */
 } gsm8k_set;
 
+/* The longest line read (1 MiB); GSM8K's lines are a few hundred bytes. Keeps every
+ * example's length in tokens far inside an int. */
+enum { GSM8K_MAX_LINE_BYTES = 1 << 20 };
+
 /*
- * Reads a GSM8K JSONL file. A malformed line (not JSON, no string "question" or "answer",
- * no "####" or nothing after it) is either an error naming the file and line
+ * Reads a GSM8K JSONL file. A malformed line (longer than GSM8K_MAX_LINE_BYTES, a NUL byte, a byte that is not UTF-8, an
+ * escaped NUL \u0000, not JSON, no string "question" or "answer", no "####" or nothing after
+ * it) is either an error naming the file, line, byte offset in the file and what to do
  * (skip_bad_lines false) or skipped and counted (true). A missing file, or one without a
  * single good example, is an error. 0 or a negative pm_status; set is zeroed on failure.
  */
 int gsm8k_load(const char *path, bool skip_bad_lines, gsm8k_set *set);
+
+/*
+ * One line of such a file (its end of line may be included) into example. Returns 0; 1 when
+ * the line is malformed, with reason (reason_size bytes) saying why and *offset the offset in
+ * the line of the offending byte (0 when the line as a whole is at fault); or a negative
+ * pm_status (out of memory). Reads nothing at or past line + length: line need not end in a
+ * NUL.
+ */
+int gsm8k_parse_line(const char *line, size_t length, gsm8k_example *example, char *reason, size_t reason_size,
+                     size_t *offset);
 void gsm8k_free(gsm8k_set *set);
 
 /* Tokenizes every example (prompt, completion + eos) with the loss mask on the completion. */

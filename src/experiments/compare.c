@@ -101,16 +101,19 @@ static int check_settings(const compare_options *opt) {
 }
 
 int compare_check(const compare_options *opt) {
-    if (opt->router_count < 1 || opt->seeds < 1 || opt->seeds > COMPARE_MAX_SEEDS)
-        return pm_fail(PM_ERR_ARG, "compare: give at least one router and 1 to %d seeds", COMPARE_MAX_SEEDS);
+    if (opt->router_count < 1) return pm_fail(PM_ERR_ARG, "compare: give at least one router (--routers)");
+    if (opt->seeds < 1 || opt->seeds > COMPARE_MAX_SEEDS)
+        return pm_fail(PM_ERR_ARG, "compare: --seeds %d; give 1 to %d seeds", opt->seeds, COMPARE_MAX_SEEDS);
     if (!opt->out_dir || strlen(opt->out_dir) > COMPARE_MAX_OUT)
         return pm_fail(PM_ERR_ARG, "compare: the output directory's name must have 1 to %d characters",
                        COMPARE_MAX_OUT);
     if (opt->pretrain_steps < 1 || opt->finetune_steps < 1 || opt->measure_reps < 1 || opt->measure_steps < 1)
-        return pm_fail(PM_ERR_ARG, "compare: --pretrain-steps, --finetune-steps, --measure-reps and "
-                       "--measure-steps must be at least 1");
+        return pm_fail(PM_ERR_ARG, "compare: --pretrain-steps %ld, --finetune-steps %ld, --measure-reps %d and "
+                       "--measure-steps %d; each must be at least 1", opt->pretrain_steps, opt->finetune_steps,
+                       opt->measure_reps, opt->measure_steps);
     if (opt->arith_limit == 0 || opt->arith_limit < -1 || opt->gsm8k_limit == 0 || opt->gsm8k_limit < -1)
-        return pm_fail(PM_ERR_ARG, "compare: --arith-limit and --gsm8k-limit must be positive (or -1: all)");
+        return pm_fail(PM_ERR_ARG, "compare: --arith-limit %d and --gsm8k-limit %d; each must be at least 1 (or -1: "
+                       "all)", opt->arith_limit, opt->gsm8k_limit);
     if (opt->arith_limit > opt->arith.test_count)
         return pm_fail(PM_ERR_ARG, "compare: --arith-limit %d exceeds the %d test problems of the task",
                        opt->arith_limit, opt->arith.test_count);

@@ -44,9 +44,13 @@ static int measure_job(const compare_options *opt, const void *arg) {
     compare_run_dir(opt, stage->router, 1, run, sizeof run);
     snprintf(model_dir, sizeof model_dir, "%.4000s/finetune/model", run);
     const int B = opt->finetune_batch, S = opt->finetune_seq, steps = opt->measure_steps;
-    pm_model *model = checkpoint_load_model(model_dir, B, S, false);
+    /* training steps: the model, its gradients and AdamW's moments must fit */
+    pm_model_config model_cfg;
+    int status = checkpoint_read_config(model_dir, &model_cfg);
+    if (status == 0) status = pm_model_memory_check(&model_cfg, B, S, true);
+    pm_model *model = status == 0 ? checkpoint_load_model(model_dir, B, S, false) : NULL;
     tokenizer *tok = NULL;
-    int status = model ? tokenizer_load(in.tokenizer, &tok) : PM_ERR_ARG;
+    if (status == 0) status = model ? tokenizer_load(in.tokenizer, &tok) : PM_ERR_ARG;
     batch_source data;
     memset(&data, 0, sizeof data);
     if (status == 0) status = batches_open_gsm8k(&data, in.arith_train, tok, 0.1, S);

@@ -65,6 +65,10 @@ int checkpoint_save(pm_model *model, const checkpoint_extras *extras, const char
  */
 pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, bool allow_unknown);
 
+/* The config.json of a model directory (as checkpoint_load_model finds it), without the
+ * weights: to check what the model will need before loading it. 0 or a negative pm_status. */
+int checkpoint_read_config(const char *dir, pm_model_config *cfg);
+
 /*
  * The same weights with another router: the model of dir, its router config (and soft_budget)
  * replaced by as's, which must have the same number of experts and k. The gate weights carry

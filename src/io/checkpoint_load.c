@@ -13,10 +13,10 @@
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_internal.h"
 #include "io/safetensors.h"
-#include "io/safetensors_internal.h"
 
 typedef struct {
     const char *name;
@@ -173,8 +173,8 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name, c
 static bool plain_file_name(const char *name) {
     for (const char *c = name; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == 0x7f) return false;
-    return name[0] && name[0] != '.' && !strchr(name, '/') && st_utf8_invalid_at((const unsigned char *)name,
-                                                                                  strlen(name)) == strlen(name);
+    const size_t length = strlen(name);
+    return length && name[0] != '.' && !strchr(name, '/') && utf8_invalid_at((const unsigned char *)name, length) == length;
 }
 
 /*
@@ -255,6 +255,13 @@ static int load_weights(pm_model *model, const char *dir, bool allow_unknown, bo
     free(w.file_of);
     free(w.loaded);
     return status;
+}
+
+int checkpoint_read_config(const char *dir, pm_model_config *cfg) {
+    char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
+    int status = ckpt_resolve(dir, root, sizeof root);
+    if (status == 0) status = ckpt_join(path, sizeof path, root, "config.json");
+    return status < 0 ? status : pm_model_config_load(cfg, path);
 }
 
 pm_model *checkpoint_load_model(const char *dir, int max_batch, int max_seq, bool allow_unknown) {

@@ -30,8 +30,4 @@ static inline size_t st_dtype_size(st_dtype dtype) {
     return (unsigned)dtype < ST_DTYPE_COUNT ? sizes[dtype] : 0;
 }
 
-/* Index of the first byte of s[0..n) that is not part of well-formed UTF-8 (no overlong
- * forms, surrogates or code points past U+10FFFF), or n if all of it is. */
-size_t st_utf8_invalid_at(const unsigned char *s, size_t n);
-
 #endif

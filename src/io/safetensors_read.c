@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "io/safetensors.h"
 #include "io/safetensors_internal.h"
 
@@ -37,37 +38,6 @@ struct st_file {
     int count;
     const st_tensor **by_name; /* sorted by name, for st_find */
 };
-
-size_t st_utf8_invalid_at(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4, cp = c & 0x07;
-        } else {
-            return i; /* continuation byte, overlong lead (C0, C1) or past U+10FFFF */
-        }
-        if (n - i < len) return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-            cp = cp << 6 | (s[i + k] & 0x3Fu);
-        }
-        if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return i;
-        if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return i;
-        i += len;
-    }
-    return n;
-}
 
 /* ------------------------------------------------------------ file access */
 
@@ -345,7 +315,7 @@ static int parse_header(st_file *file) {
     if (n == 0 || text[0] != '{')
         return pm_fail(PM_ERR_ARG, "%s: header does not start with '{' (not a safetensors file?)",
                        path);
-    size_t bad = st_utf8_invalid_at(text, (size_t)n);
+    size_t bad = utf8_invalid_at(text, (size_t)n);
     if (bad < n)
         return pm_fail(PM_ERR_ARG, "%s: header byte %zu is not valid UTF-8", path, bad);
     /* Raw control characters are invalid anywhere in JSON; rejecting them here also keeps a

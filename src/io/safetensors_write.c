@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "io/safetensors.h"
 #include "io/safetensors_internal.h"
 
@@ -43,7 +44,7 @@ static char *copy_string(const char *s) {
 
 static bool valid_utf8(const char *s) {
     size_t n = strlen(s);
-    return st_utf8_invalid_at((const unsigned char *)s, n) == n;
+    return utf8_invalid_at((const unsigned char *)s, n) == n;
 }
 
 st_writer *st_writer_create(void) {

@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "model/model_internal.h"
 #include "nn/nn.h"
+#include "route/router_memory.h"
 
 struct pm_generator {
     pm_model *model;
@@ -63,6 +65,34 @@ static int take_trained_values(pm_router *target, const pm_router *trained, cons
     return status;
 }
 
+/* The generator's buffers (keep in step with pm_generator_create below) on top of the model's:
+ * refused before anything is allocated if they do not fit this machine's memory. */
+static int generator_memory_check(const pm_model *model, const pm_router_config *router, int max_len) {
+    const pm_model_config *cfg = &model->cfg;
+    const uint64_t L = (uint64_t)cfg->num_layers, H = (uint64_t)cfg->hidden_size, n = (uint64_t)max_len;
+    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads;
+    /* the key and value caches; one token's x, ln, q, attn, tmp, expert_out (H), k and v, the
+     * scores, logits, router logits and the expert's gate, up and act; per layer a router and
+     * its routing of one token and the mean of active experts */
+    uint64_t bytes = sat_mul3(2 * sizeof(float), L * n, KV);
+    const uint64_t row = 6 * H + 2 * KV + n + (uint64_t)cfg->vocab_size + (uint64_t)cfg->num_experts +
+                         3 * (uint64_t)cfg->intermediate_size;
+    bytes = sat_add(bytes, sizeof(float) * row);
+    bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, 1) +
+                                          2 * sizeof(void *) + sizeof(double)));
+    pm_memory_estimate own;
+    int status = pm_model_memory_estimate(cfg, model->max_batch, model->max_seq, false, &own);
+    if (status < 0) return status;
+    const char *source = NULL;
+    const uint64_t limit = machine_memory_bytes(&source), total = sat_add(own.total, bytes);
+    if (limit == 0 || total <= limit) return PM_OK;
+    char cache[32], of_model[32], machine[32];
+    return pm_fail(PM_ERR_NOMEM, "generator: a context of %d tokens needs about %s (mostly the key/value cache) on top "
+                   "of the model's %s, but this machine has %s (%s); use a shorter context", max_len,
+                   memory_format(bytes, cache, sizeof cache), memory_format(own.total, of_model, sizeof of_model),
+                   memory_format(limit, machine, sizeof machine), source);
+}
+
 pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len) {
     const pm_model_config *cfg = &model->cfg;
     const pm_router_config *use = router ? router : &cfg->router;
@@ -76,6 +106,7 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
                 max_len, cfg->max_position_embeddings);
         return NULL;
     }
+    if (generator_memory_check(model, use, max_len) < 0) return NULL;
     pm_generator *gen = calloc(1, sizeof *gen);
     if (!gen) {
         pm_fail(PM_ERR_NOMEM, "generator: out of memory");

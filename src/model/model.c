@@ -1,11 +1,14 @@
 /* The OLMoE decoder: buffers, forward pass and backward pass. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "model/model_internal.h"
 #include "nn/nn.h"
+#include "route/router_memory.h"
 
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 static int compute_pairs_per_token(const pm_router_config *router) {
@@ -69,6 +72,92 @@ static void layer_free(layer_state *layer) {
     free(layer->experts);
 }
 
+/* ---------------------------------------------------------------- memory */
+
+/* Keep in step with the allocations of layer_alloc and pm_model_create above; a test
+ * (test_memory) compares the estimate with what pm_model_create allocates. */
+pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, int max_seq, bool training,
+                                   pm_memory_estimate *out) {
+    if (!out) return pm_fail(PM_ERR_ARG, "pm_model_memory_estimate: out is NULL");
+    memset(out, 0, sizeof *out);
+    int status = pm_model_config_check(cfg);
+    if (status < 0) return status;
+    if (max_batch < 1 || max_seq < 1)
+        return pm_fail(PM_ERR_ARG, "pm_model_memory_estimate: batch %d × sequence %d; need at least 1 × 1", max_batch,
+                       max_seq);
+    const uint64_t B = (uint64_t)max_batch, S = (uint64_t)max_seq, T = B * S, L = (uint64_t)cfg->num_layers;
+    const uint64_t H = (uint64_t)cfg->hidden_size, V = (uint64_t)cfg->vocab_size, E = (uint64_t)cfg->num_experts;
+    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, heads = (uint64_t)cfg->num_heads;
+    const uint64_t pairs = sat_mul(T, (uint64_t)compute_pairs_per_token(&cfg->router));
+    const uint64_t floats = model_param_floats(cfg);
+    out->parameters = sat_mul(sizeof(float), floats);
+    out->gradients = out->parameters;
+    out->optimizer = training ? sat_mul(2 * sizeof(float), floats) : 0;
+    /* each layer: x_in, ln1, q_raw, q_rot, attn_out, x_mid, ln2 (T, H); four (T) norms; k_raw,
+     * k_rot, v (T, KV); the attention probabilities; the router logits */
+    uint64_t layer_floats = sat_add(sat_mul(T, 7 * H + 4 + 3 * KV + E), sat_mul3(B * heads, S, S));
+    uint64_t layer = sat_mul(sizeof(float), layer_floats);
+    layer = sat_add(layer, router_memory_bytes(&cfg->router));
+    layer = sat_add(layer, routing_memory_bytes(&cfg->router, T));
+    layer = sat_add(layer, sizeof(moe_expert) * E);
+    layer = sat_add(layer, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
+    /* the model: x_final, lnf and the backward's d_resid, d_ln, d_q, d_q_raw, d_attn (T, H);
+     * rstdf (T); logits and d_logits (T, V); d_k, d_k_raw, d_v (T, KV); d_router (T, E); c */
+    const uint64_t model_floats = sat_add(sat_mul(T, 7 * H + 1 + 3 * KV + E), sat_add(sat_mul3(2, T, V), pairs));
+    uint64_t activations = sat_add(sat_mul(L, layer), sat_mul(sizeof(float), model_floats));
+    activations = sat_add(activations, moe_scratch_bytes(cfg->hidden_size, cfg->intermediate_size, pairs));
+    /* positions, the struct, its layers and budget values, the parameter table and names */
+    activations = sat_add(activations, sizeof(int32_t) * T + sizeof(pm_model) +
+                                           L * (sizeof(layer_state) + sizeof(layer_params) + 2 * sizeof(float)) +
+                                           (uint64_t)model_param_entries(cfg) * (sizeof(pm_param) + 96));
+    /* malloc's bookkeeping: up to 32 bytes for each of the about 53 allocations of a layer
+     * and 30 of the model */
+    activations = sat_add(activations, 32 * (64 * L + 32));
+    /* training: the attention backward's scratch, the trainer's batches of inputs and targets
+     * (and the evaluation's) */
+    if (training)
+        activations = sat_add(activations, attention_backward_scratch_bytes(max_seq) + 4 * sizeof(int32_t) * T);
+    out->activations = activations;
+    out->total = sat_add(sat_add(out->parameters, out->gradients), sat_add(out->optimizer, out->activations));
+    return PM_OK;
+}
+
+pm_status model_memory_check_limit(const pm_model_config *cfg, int max_batch, int max_seq, bool training,
+                                   uint64_t limit, const char *source) {
+    pm_memory_estimate need;
+    int status = pm_model_memory_estimate(cfg, max_batch, max_seq, training, &need);
+    if (status < 0 || limit == 0 || need.total <= limit) return status;
+    char total[32], parameters[32], gradients[32], optimizer[32], activations[32], machine[32];
+    return pm_fail(PM_ERR_NOMEM, "%s needs about %s of memory (parameters %s, gradients %s, optimizer %s, "
+                   "activations %s for a batch of %d × %d tokens) but this machine has %s (%s); use a smaller "
+                   "model (fewer layers or experts, smaller hidden or intermediate size, vocabulary) or a smaller "
+                   "batch or sequence", training ? "training this model" : "this model",
+                   memory_format(need.total, total, sizeof total),
+                   memory_format(need.parameters, parameters, sizeof parameters),
+                   memory_format(need.gradients, gradients, sizeof gradients),
+                   memory_format(need.optimizer, optimizer, sizeof optimizer),
+                   memory_format(need.activations, activations, sizeof activations), max_batch, max_seq,
+                   memory_format(limit, machine, sizeof machine), source);
+}
+
+pm_status pm_model_memory_check(const pm_model_config *cfg, int max_batch, int max_seq, bool training) {
+    const char *source = NULL;
+    const uint64_t limit = machine_memory_bytes(&source);
+    return model_memory_check_limit(cfg, max_batch, max_seq, training, limit, source);
+}
+
+/* The buffers' sizes that the kernels index with int: tokens, (token, expert) pairs, and
+ * (sequence, head) pairs of the attention. */
+static int check_index_range(const pm_model_config *cfg, int max_batch, int max_seq) {
+    const int64_t T = (int64_t)max_batch * max_seq;
+    const int64_t pairs = T * compute_pairs_per_token(&cfg->router), heads = (int64_t)max_batch * cfg->num_heads;
+    if (T > INT_MAX || pairs > INT_MAX || heads > INT_MAX)
+        return pm_fail(PM_ERR_ARG, "pm_model_create: a batch of %d × %d tokens makes %lld tokens, %lld expert rows "
+                       "and %lld (sequence, head) pairs; each must be at most %d: use a smaller batch or sequence",
+                       max_batch, max_seq, (long long)T, (long long)pairs, (long long)heads, INT_MAX);
+    return PM_OK;
+}
+
 pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq) {
     int status = pm_model_config_check(cfg);
     if (status < 0) return NULL;
@@ -78,6 +167,12 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
                 cfg->max_position_embeddings);
         return NULL;
     }
+    /* before anything is allocated: a model that cannot fit is refused with its size */
+    if (pm_model_memory_check(cfg, max_batch, max_seq, false) < 0) {
+        pm_fail(PM_ERR_NOMEM, "pm_model_create: %s", pm_last_error());
+        return NULL;
+    }
+    if (check_index_range(cfg, max_batch, max_seq) < 0) return NULL;
     pm_model *model = calloc(1, sizeof *model);
     if (!model) {
         pm_fail(PM_ERR_NOMEM, "pm_model_create: out of memory");

@@ -59,6 +59,14 @@ struct pm_model {
 
 /* Builds the parameter table (names, shapes, offsets) for cfg. 0 or PM_ERR_NOMEM. */
 int model_build_params(pm_model *model);
+/* The table's entries, and the floats it lays out, for cfg (params.c; the memory estimate). */
+int model_param_entries(const pm_model_config *cfg);
+uint64_t model_param_floats(const pm_model_config *cfg);
+
+/* pm_model_memory_check against `limit` bytes of memory named `source` ("physical memory"),
+ * rather than this machine's; a test sets them. */
+pm_status model_memory_check_limit(const pm_model_config *cfg, int max_batch, int max_seq, bool training,
+                                   uint64_t limit, const char *source);
 
 /* The learned budget (soft_budget.c), when the router learns one: its tensors' initial values
  * (eta 0, so k_l = K/L, and log alpha of the router config); before a forward pass, each

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "model/model_internal.h"
 
 enum { NAME_LENGTH = 96 };
@@ -27,12 +28,26 @@ static int add_param(pm_model *model, const char *name, int64_t rows, int64_t co
     return index;
 }
 
+int model_param_entries(const pm_model_config *cfg) { return 4 + cfg->num_layers * (10 + 3 * cfg->num_experts); }
+
+/* Keep in step with the table model_build_params lays out below. */
+uint64_t model_param_floats(const pm_model_config *cfg) {
+    const uint64_t H = (uint64_t)cfg->hidden_size, I = (uint64_t)cfg->intermediate_size;
+    const uint64_t E = (uint64_t)cfg->num_experts, V = (uint64_t)cfg->vocab_size, L = (uint64_t)cfg->num_layers;
+    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads;
+    /* norms (input, q, k, post), q, k, v and o, the gate, the experts' gate, up and down */
+    const uint64_t attention = 3 * H + KV + 2 * H * H + 2 * KV * H;
+    const uint64_t per_layer = sat_add(sat_add(attention, E * H), sat_mul3(E, 3 * H, I));
+    const uint64_t budget = pm_router_learns_budget(cfg->router.kind) ? 2 * L : 0;
+    return sat_add(sat_add(sat_mul(2 * V, H) + H, sat_mul(L, per_layer)), budget);
+}
+
 int model_build_params(pm_model *model) {
     const pm_model_config *cfg = &model->cfg;
     const int H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
     const int KV = H / cfg->num_heads * cfg->num_kv_heads;
     const bool budget = pm_router_learns_budget(cfg->router.kind);
-    const int total = 4 + cfg->num_layers * (10 + 3 * E);
+    const int total = model_param_entries(cfg);
     model->params = calloc((size_t)total, sizeof(pm_param));
     model->names = calloc((size_t)total, NAME_LENGTH);
     model->layer_params = calloc((size_t)cfg->num_layers, sizeof(layer_params));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "nn/nn.h"
 
 int moe_state_init(moe_state *state, int hidden, int intermediate, int num_experts,
@@ -74,6 +75,18 @@ void moe_scratch_free(moe_scratch *scratch) {
     free(scratch->d_up);
     free(scratch->d_x);
     memset(scratch, 0, sizeof *scratch);
+}
+
+/* Keep these two in step with moe_state_init and moe_scratch_init above. */
+uint64_t moe_state_bytes(int hidden, int intermediate, int num_experts, uint64_t max_pairs) {
+    /* per pair: pair_row, combine_row, pair_token, combine_pair, weighted; rows x and out (H),
+     * gate, up and act (I) */
+    const uint64_t per_pair = 4 * sizeof(int) + 1 + sizeof(float) * (2 * (uint64_t)hidden + 3 * (uint64_t)intermediate);
+    return sat_add(sizeof(int) * (4 * (uint64_t)num_experts + 1), sat_mul(max_pairs, per_pair));
+}
+
+uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs) {
+    return sat_mul(max_pairs, sizeof(float) * (2 * (uint64_t)hidden + 3 * (uint64_t)intermediate));
 }
 
 /*

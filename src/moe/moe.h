@@ -12,6 +12,7 @@
 #define PM_MOE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "probmoe.h"
 
@@ -47,6 +48,10 @@ int moe_state_init(moe_state *state, int hidden, int intermediate, int num_exper
 void moe_state_free(moe_state *state);
 int moe_scratch_init(moe_scratch *scratch, int hidden, int intermediate, int max_pairs);
 void moe_scratch_free(moe_scratch *scratch);
+/* The bytes moe_state_init and moe_scratch_init allocate (saturating at UINT64_MAX), for the
+ * model's memory estimate. */
+uint64_t moe_state_bytes(int hidden, int intermediate, int num_experts, uint64_t max_pairs);
+uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs);
 
 /* y (T, H) = Σ_pairs w · expert_e(x_t) for the routing's combine list; x is (T, H). */
 void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,

@@ -179,6 +179,12 @@ static void fill_nan(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }
 
+/* One (QB, S) slice of dS per thread; the team of attention_backward's loop has at most
+ * omp_get_max_threads() threads. */
+size_t attention_backward_scratch_bytes(int S) {
+    return sizeof(float) * (size_t)QB * (size_t)S * (size_t)omp_get_max_threads();
+}
+
 /*
  * A task owns one (sequence, KV head) pair and walks its query heads in order: dk and dv of a
  * KV head shared by several query heads are then summed by one thread in a fixed order, and
@@ -190,10 +196,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     if (B <= 0 || S <= 0 || H <= 0 || KVH <= 0 || D <= 0) return;
     const int group = H / KVH, q_ld = H * D, kv_ld = KVH * D;
     const double scale = 1.0 / sqrt((double)D);
-    /* One (QB, S) slice of dS per thread; the team of the loop below has at most
-     * omp_get_max_threads() threads. */
     const size_t per_thread = (size_t)QB * S;
-    float *scratch = malloc(sizeof(float) * per_thread * (size_t)omp_get_max_threads());
+    float *scratch = malloc(attention_backward_scratch_bytes(S));
     if (!scratch) {
         /* This function cannot report errors: poison the gradients so the failure shows up
          * (a non-finite gradient norm stops training) instead of silently missing a term. */

@@ -55,6 +55,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v, int B, int S, int H,
                         int KVH, int D);
+/* The scratch attention_backward allocates for sequences of S tokens, in bytes. */
+size_t attention_backward_scratch_bytes(int S);
 
 /* out (T, N) = silu(gate) * up, silu(x) = x / (1 + e^{−x}). */
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int N);

@@ -1,6 +1,7 @@
 /* The batch loop shared by every router: validation, softmax, the router's rule over groups
  * of tokens on OpenMP threads, CSR assembly, statistics and the auxiliary terms. The rules
  * live in the routers' files (router_<name>.c) and the blocks they use. */
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -8,15 +9,19 @@
 
 #include "core/error.h"
 #include "core/fast_exp.h"
+#include "core/memory.h"
 #include "route/router_internal.h"
+#include "route/router_memory.h"
 #include "route/subset_lanes.h"
 
 /* ------------------------------------------------------------ router object */
 
-static size_t router_scratch_doubles(const pm_router *router) {
-    const size_t own = router->ops->scratch_doubles ? router->ops->scratch_doubles(&router->cfg) : 0;
-    return own + 4 * (size_t)router->cfg.num_experts + 8;
+static size_t scratch_doubles_of(const router_ops *ops, const pm_router_config *cfg) {
+    const size_t own = ops->scratch_doubles ? ops->scratch_doubles(cfg) : 0;
+    return own + 4 * (size_t)cfg->num_experts + 8;
 }
+
+static size_t router_scratch_doubles(const pm_router *router) { return scratch_doubles_of(router->ops, &router->cfg); }
 
 /* Total floats of a list of values. */
 static int value_floats(const router_value *values, int count, const pm_router_config *cfg) {
@@ -138,6 +143,12 @@ pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
     size_t compute = S;
     for (int training = 0; training <= 1; training++)
         if ((size_t)pm_router_max_pairs(cfg, training) > compute) compute = (size_t)pm_router_max_pairs(cfg, training);
+    /* the CSR offsets are ints */
+    if (T * (compute > S ? compute : S) > (size_t)INT_MAX) {
+        pm_fail(PM_ERR_ARG, "pm_routing_create: %d tokens of up to %zu (token, expert) pairs each are more than the %d "
+                "pairs a routing holds; route fewer tokens at a time", max_tokens, compute > S ? compute : S, INT_MAX);
+        return NULL;
+    }
     const size_t token_floats = ops->token_floats ? ops->token_floats(cfg) : 0;
     const size_t token_doubles = ops->token_doubles ? ops->token_doubles(cfg) : 0;
     pm_routing *routing = calloc(1, sizeof *routing);
@@ -177,6 +188,39 @@ pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
         return NULL;
     }
     return routing;
+}
+
+/* Keep these two in step with pm_router_create and pm_routing_create above. */
+uint64_t router_memory_bytes(const pm_router_config *cfg) {
+    const router_ops *ops = router_ops_of(cfg->kind);
+    if (!ops) return 0;
+    const uint64_t state = (uint64_t)value_floats(ops->state, ops->state_count, cfg) + 1;
+    const uint64_t params = (uint64_t)value_floats(ops->params, ops->param_count, cfg) + 1;
+    const uint64_t threads = (uint64_t)omp_get_max_threads();
+    uint64_t bytes = sizeof(pm_router) + sizeof(float) * state + (sizeof(float) + sizeof(double)) * params;
+    bytes = sat_add(bytes, sizeof(int64_t) * (uint64_t)cfg->num_experts);
+    return sat_add(bytes, sat_mul3(sizeof(double), scratch_doubles_of(ops, cfg), threads));
+}
+
+uint64_t routing_memory_bytes(const pm_router_config *cfg, uint64_t max_tokens) {
+    const router_ops *ops = router_ops_of(cfg->kind);
+    if (!ops) return 0;
+    const uint64_t T = max_tokens, E = (uint64_t)cfg->num_experts, S = (uint64_t)ops->max_pairs(cfg);
+    uint64_t compute = S;
+    for (int training = 0; training <= 1; training++)
+        if ((uint64_t)pm_router_max_pairs(cfg, training) > compute)
+            compute = (uint64_t)pm_router_max_pairs(cfg, training);
+    const uint64_t token_floats = ops->token_floats ? ops->token_floats(cfg) : 0;
+    const uint64_t token_doubles = ops->token_doubles ? ops->token_doubles(cfg) : 0;
+    const uint64_t params = (uint64_t)value_floats(ops->params, ops->param_count, cfg) + 1;
+    /* per token: offsets and c_offsets, lse, stage_counts; experts, weights and their staging
+     * per pair; the compute list; probs */
+    const uint64_t per_token = sizeof(int) * 2 + sizeof(float) + sizeof(int) + 4 * 4 * S + sizeof(int) * compute +
+                               sizeof(float) * E + sizeof(float) * token_floats + sizeof(double) * token_doubles;
+    uint64_t bytes = sizeof(pm_routing) + sizeof(struct pm_routing_state) + 2 * sizeof(int) +
+                     (sizeof(int64_t) + sizeof(float)) * E + sizeof(float) * params + sizeof(float) +
+                     sizeof(double);
+    return sat_add(bytes, sat_mul(T, per_token));
 }
 
 void pm_routing_free(pm_routing *routing) {

@@ -4,6 +4,8 @@
 #ifndef PM_ROUTE_ROUTER_FIELDS_H
 #define PM_ROUTE_ROUTER_FIELDS_H
 
+#include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "probmoe.h"
@@ -16,6 +18,10 @@ typedef struct {
     router_field_type type;
     size_t offset;           /* in pm_router_config */
     const char *help;
+    /* the values any router may take (each router's config check narrows them, e.g. soft_k
+     * below E): min and max, ±INFINITY for none, each excluded when open */
+    double min, max;
+    bool min_open, max_open;
 } router_field;
 
 int router_field_count(void);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/bpe_internal.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
@@ -182,35 +183,6 @@ static int encode_piece(void *user, const char *start, size_t length) {
     return merge_piece(s, p, length, slot, check);
 }
 
-/* The offset of the first byte that does not start a valid UTF-8 character (RFC 3629: no
- * overlong forms, surrogates or code points past U+10FFFF, as PCRE2 checks), or length. */
-static size_t utf8_invalid_at(const uint8_t *s, size_t length) {
-    size_t i = 0;
-    while (i < length) {
-        uint64_t word;
-        if (i + 8 <= length && (memcpy(&word, s + i, 8), (word & 0x8080808080808080ull) == 0)) {
-            i += 8; /* ASCII fast path */
-            continue;
-        }
-        const uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        const size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-        if (n == 0 || n > length - i) return i;
-        uint32_t cp = c & (0x7Fu >> n);
-        for (size_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-            cp = cp << 6 | (s[i + k] & 0x3Fu);
-        }
-        if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return i;
-        i += n;
-    }
-    return length;
-}
-
 /* The first added token in text[from..length): its offset (length if none) and *found. */
 static size_t find_added(const bpe_model *m, const uint8_t *text, size_t from, size_t length,
                          const bpe_added **found) {
@@ -232,7 +204,7 @@ static int64_t encode_bpe(const tokenizer *self, const char *text, size_t length
     bpe_tokenizer *t = self->impl;
     if ((!text && length) || (!tokens && capacity))
         return pm_fail(PM_ERR_ARG, "encode: text or tokens is NULL with a non-zero length or capacity");
-    const size_t bad = utf8_invalid_at((const uint8_t *)text, length);
+    const size_t bad = utf8_invalid_at((const unsigned char *)text, length);
     if (bad < length)
         return pm_fail(PM_ERR_ARG, "encode: the text is not valid UTF-8 at byte %zu; convert it to UTF-8 first", bad);
     worker *w = NULL;

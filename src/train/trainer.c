@@ -2,6 +2,7 @@
 #include "train/trainer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +47,9 @@ int train_options_check(const train_options *opt, const pm_model_config *cfg) {
                        "with --data");
     if (opt->batch < 1 || opt->seq < 1 || opt->accum < 1 || opt->steps < 1)
         return pm_fail(PM_ERR_ARG, "train: --batch, --seq, --accum and --steps must be at least 1");
+    if ((int64_t)opt->batch * opt->seq > INT_MAX || opt->accum > TRAIN_MAX_ACCUM)
+        return pm_fail(PM_ERR_ARG, "train: --batch %d × --seq %d and --accum %d; a step takes at most %d tokens a "
+                       "batch and %d batches", opt->batch, opt->seq, opt->accum, INT_MAX, TRAIN_MAX_ACCUM);
     if (opt->seq > cfg->max_position_embeddings)
         return pm_fail(PM_ERR_ARG, "train: --seq %d is longer than max_position_embeddings = %d; shorten the "
                        "sequences or raise max_position_embeddings", opt->seq, cfg->max_position_embeddings);
@@ -270,12 +274,32 @@ static int train_loop(train_session *session, long first_step, train_result *res
     return status;
 }
 
+/* Refuses, before anything is allocated, a run whose model, gradients, optimizer moments and
+ * batch do not fit this machine's memory. cfg is the model's config, or with from_dir that of
+ * the model directory from_dir (with cfg's router when rerouting). */
+static int check_training_memory(const pm_model_config *cfg, const char *from_dir, bool reroute,
+                                 const train_options *opt) {
+    pm_model_config model = *cfg;
+    if (from_dir) {
+        int status = checkpoint_read_config(from_dir, &model);
+        if (status < 0) return status;
+        if (reroute) {
+            model.router = cfg->router;
+            model.soft_budget = cfg->soft_budget;
+        }
+    }
+    int status = pm_model_memory_check(&model, opt->batch, opt->seq, true);
+    return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
+}
+
 /* The model to train: a fresh one, or the one in opt->resume_dir with its optimizer and
  * trainer state (which also restore the options). */
 static int open_session(train_session *session, const pm_model_config *cfg, train_options *opt,
                         long *first_step) {
     *first_step = 0;
     if (!opt->resume_dir) {
+        int status = check_training_memory(cfg, opt->init_dir, opt->init_reroute, opt);
+        if (status < 0) return status;
         if (opt->init_dir) { /* fine-tuning: a trained model's weights, a fresh optimizer */
             session->model = opt->init_reroute
                                  ? checkpoint_load_rerouted(opt->init_dir, cfg, opt->batch, opt->seq)
@@ -296,6 +320,7 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
     long step = 0;
     int status = train_state_from_json(state, opt->resume_dir, opt, &step, NULL, &session->restored);
     if (requested_steps > 0) opt->steps = requested_steps;
+    if (status == 0) status = check_training_memory(cfg, opt->resume_dir, false, opt);
     if (status == 0) {
         session->model = checkpoint_load_model(opt->resume_dir, opt->batch, opt->seq, false);
         if (!session->model) status = PM_ERR_ARG;

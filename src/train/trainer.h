@@ -12,6 +12,9 @@
 #include "train/routing_stats.h"
 
 struct train_result;
+/* The most micro-batches a step accumulates (2^20), so that the tokens of a step (at most
+ * INT_MAX a micro-batch) stay far inside a 64-bit count. */
+enum { TRAIN_MAX_ACCUM = 1 << 20 };
 
 typedef struct {
     const char *data_path;  /* a text file or a shard directory; GSM8K JSONL when supervised */
