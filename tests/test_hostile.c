@@ -22,6 +22,7 @@
 #include "io/checkpoint_internal.h"
 #include "io/safetensors.h"
 #include "mutate.h"
+#include "route/logits_text.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train_state.h"
 
@@ -35,7 +36,7 @@ static bool says_what_to_do(const char *message) {
                                          "remove", "resume", "save", "write", "regenerate", "re-", "again", "check",
                                          "fix", "set ", "lower", "raise", "allowed", "only", "at most", "at least",
                                          "is not a", "is not valid", "not a ", "only ", "one of", "valid",
-                                         "outside", "missing", "more than", "corrupt", "damaged", "truncated"};
+                                         "outside", "missing", "more than", "corrupt", "damaged", "truncated", "separate"};
     for (size_t i = 0; i < sizeof advice / sizeof advice[0]; i++)
         if (strstr(message, advice[i])) return true;
     return false;
@@ -184,6 +185,19 @@ static int load_trainer_state(const char *path) {
     return status;
 }
 
+static int load_logits(const char *path) {
+    char *text = NULL;
+    struct stat info;
+    assert_int_equal(stat(path, &info), 0);
+    float *values = NULL;
+    int rows, experts;
+    int status = ckpt_read_text(path, (size_t)1 << 24, &text);
+    if (status == 0) status = logits_text_parse(text, (size_t)info.st_size, path, &values, &rows, &experts);
+    free(values);
+    free(text);
+    return status;
+}
+
 static char model_dir[128];
 
 static int load_model_dir(const char *path) {
@@ -240,6 +254,8 @@ static void test_data(void **state) {
     run_format("arith JSONL", "jsonl/arith.jsonl", "train.jsonl", load_jsonl, true, NULL, 0);
     run_format("trainer state", "trainer_state/trainer_state.json", "trainer_state.json", load_trainer_state, true,
                NULL, 0);
+    run_format("router logits", "logits/spaces.txt", "logits.txt", load_logits, false, NULL, 0);
+    run_format("router logits,", "logits/commas.txt", "logits.txt", load_logits, false, NULL, 0);
 }
 
 static int make_work(void **state) {
