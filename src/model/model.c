@@ -8,6 +8,7 @@
 #include "core/memory.h"
 #include "model/model_internal.h"
 #include "nn/nn.h"
+#include "route/router_internal.h"
 #include "route/router_memory.h"
 
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
@@ -352,12 +353,24 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
     matmul_forward(model->logits, model->lnf, param_weights(model, model->lm_head), T, H, V);
     model->aux_loss = (float)aux;
     model->ce_loss = 0.0f;
+    model->ce_share = 1.0f;
     if (targets) {
         int count = 0;
         model->ce_loss = cross_entropy_forward(model->logits, targets, T, V, &count);
+        if (training && model->comm) { /* the global batch's mean: Σ loss·count / Σ count */
+            double sums[2] = {(double)model->ce_loss * count, count};
+            model->comm->sum_doubles(model->comm, sums, 2);
+            model->ce_loss = sums[1] > 0 ? (float)(sums[0] / sums[1]) : 0.0f;
+            model->ce_share = sums[1] > 0 ? (float)(count / sums[1]) : 0.0f;
+        }
     }
     if (loss) *loss = model->ce_loss + model->aux_loss;
     return PM_OK;
+}
+
+void model_set_batch_origin(pm_model *model, const batch_comm *comm, uint32_t first_token) {
+    model->comm = comm;
+    for (int l = 0; l < model->cfg.num_layers; l++) router_set_batch_origin(model->layers[l].router, comm, first_token);
 }
 
 /* -------------------------------------------------------------- backward */
@@ -421,7 +434,7 @@ pm_status pm_model_backward(pm_model *model) {
     const pm_model_config *cfg = &model->cfg;
     const int T = model->batch * model->seq, H = cfg->hidden_size, V = cfg->vocab_size;
     memset(model->d_logits, 0, sizeof(float) * T * V);
-    cross_entropy_backward(model->d_logits, model->logits, model->targets, T, V, 1.0f);
+    cross_entropy_backward(model->d_logits, model->logits, model->targets, T, V, model->ce_share);
     memset(model->d_ln, 0, sizeof(float) * T * H);
     matmul_backward(model->d_ln, param_grads(model, model->lm_head), model->d_logits, model->lnf,
                     param_weights(model, model->lm_head), T, H, V);

@@ -2,6 +2,7 @@
 #ifndef PM_MODEL_INTERNAL_H
 #define PM_MODEL_INTERNAL_H
 
+#include "core/batch_comm.h"
 #include "moe/moe.h"
 #include "probmoe.h"
 
@@ -49,6 +50,11 @@ struct pm_model {
     const int32_t *tokens, *targets;
     float *x_final, *lnf, *rstdf, *logits; /* (T, H), (T, H), (T), (T, V) */
     float ce_loss, aux_loss;
+    /* data parallelism (model_set_batch_origin): training batches are rows of a global batch
+     * over comm's ranks; ce_share is this rank's tokens over the global batch's, the factor of
+     * its cross-entropy gradient */
+    const batch_comm *comm;
+    float ce_share;
     bool has_targets;
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
@@ -83,5 +89,11 @@ static inline float *param_weights(pm_model *model, int index) {
 static inline float *param_grads(pm_model *model, int index) {
     return model->grads + model->params[index].offset;
 }
+
+/* Data parallelism: the next training forwards get rows of a global batch shared with comm's
+ * ranks, this rank's first token being the batch's first_token-th (comm NULL: whole batches).
+ * The loss, the routers' statistics and the samples are then those of the global batch; each
+ * rank's gradients are its share, to be summed over the ranks. */
+void model_set_batch_origin(pm_model *model, const batch_comm *comm, uint32_t first_token);
 
 #endif

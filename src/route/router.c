@@ -321,31 +321,43 @@ static void assemble(const pm_router *router, pm_routing *out, int T) {
 }
 
 /* Switch load balancing (coef·E·Σ f_i P_i, no gradient through f) and the z-loss. Sums run
- * over tokens in order, so the values do not depend on the thread count. */
-static void auxiliary_terms(const pm_router *router, pm_routing *out, int T) {
+ * over tokens in order, so the values do not depend on the thread count. In a data-parallel
+ * training batch the sums are summed over the ranks first: every rank gets the global batch's
+ * values (and each rank's tokens their share of the gradient). */
+static int auxiliary_terms(const pm_router *router, pm_routing *out, int T) {
     const pm_router_config *cfg = &router->cfg;
-    const struct pm_routing_state *state = out->state;
+    struct pm_routing_state *state = out->state;
     const int E = cfg->num_experts;
-    const int64_t pairs = out->offsets[T];
+    const batch_comm *comm = out->training ? router->comm : NULL;
     out->lb_loss = 0.0f;
     out->z_loss = 0.0f;
+    state->aux_tokens = T;
+    if (!(cfg->lb_coef > 0.0f) && !(cfg->z_coef > 0.0f)) return PM_OK;
+    /* [Σ_t π_{t,i} (E), load_i (E), pairs, tokens, Σ_t lse_t²] */
+    double *sums = calloc((size_t)2 * E + 3, sizeof(double));
+    if (!sums) return pm_fail(PM_ERR_NOMEM, "router: out of memory for the auxiliary losses");
+    for (int i = 0; cfg->lb_coef > 0.0f && i < E; i++) {
+        for (int t = 0; t < T; t++) sums[i] += state->probs[(size_t)t * E + i];
+        sums[E + i] = (double)out->load[i];
+    }
+    sums[2 * E] = (double)out->offsets[T];
+    sums[2 * E + 1] = T;
+    for (int t = 0; cfg->z_coef > 0.0f && t < T; t++) sums[2 * E + 2] += (double)state->lse[t] * state->lse[t];
+    if (comm) comm->sum_doubles(comm, sums, 2 * E + 3);
+    const double pairs = sums[2 * E], tokens = sums[2 * E + 1];
+    state->aux_tokens = tokens;
     if (cfg->lb_coef > 0.0f) {
         double loss = 0.0;
         for (int i = 0; i < E; i++) {
-            double mean_prob = 0.0;
-            for (int t = 0; t < T; t++) mean_prob += state->probs[(size_t)t * E + i];
-            mean_prob /= T;
-            double fraction = pairs > 0 ? (double)out->load[i] / pairs : 0.0;
+            const double mean_prob = sums[i] / tokens, fraction = pairs > 0 ? sums[E + i] / pairs : 0.0;
             loss += fraction * mean_prob;
-            state->lb_dprob[i] = (float)(cfg->lb_coef * E * fraction / T);
+            state->lb_dprob[i] = (float)(cfg->lb_coef * E * fraction / tokens);
         }
         out->lb_loss = (float)(cfg->lb_coef * E * loss);
     }
-    if (cfg->z_coef > 0.0f) {
-        double sum = 0.0;
-        for (int t = 0; t < T; t++) sum += (double)state->lse[t] * state->lse[t];
-        out->z_loss = (float)(cfg->z_coef * sum / T);
-    }
+    if (cfg->z_coef > 0.0f) out->z_loss = (float)(cfg->z_coef * sums[2 * E + 2] / tokens);
+    free(sums);
+    return PM_OK;
 }
 
 /* The rule of this batch and the settings every group of it shares. */
@@ -367,9 +379,9 @@ static group_ctx make_group(const pm_router *router, const pm_routing *routing, 
     return group;
 }
 
-static void after_forward(pm_router *router, pm_routing *out, int T) {
+static int after_forward(pm_router *router, pm_routing *out, int T) {
     assemble(router, out, T);
-    auxiliary_terms(router, out, T);
+    return auxiliary_terms(router, out, T);
 }
 
 pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *logits, int T, bool training,
@@ -399,7 +411,8 @@ pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *log
         group_ctx group = make_group(router, out, logits, g, T, rng);
         rule->forward(&group);
     }
-    after_forward(router, out, T);
+    status = after_forward(router, out, T);
+    if (status < 0) return status;
     /* the training load the router's per-step hook sees (not that of replayed selections) */
     if (training)
         for (int i = 0; i < E; i++) router->step_load[i] += out->load[i];
@@ -439,8 +452,7 @@ pm_status pm_router_forward_given(pm_router *router, pm_routing *out, const floa
                         state->stage_weights + (size_t)t * S);
         state->stage_counts[t] = count;
     }
-    after_forward(router, out, T);
-    return PM_OK;
+    return after_forward(router, out, T);
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -462,7 +474,7 @@ pm_status pm_router_backward(pm_router *router, float *dlogits, const pm_routing
     const pm_router_config *cfg = &router->cfg;
     const struct pm_routing_state *state = routing->state;
     const int E = cfg->num_experts;
-    const double z_scale = 2.0 * aux_scale * cfg->z_coef / T;
+    const double z_scale = 2.0 * aux_scale * cfg->z_coef / state->aux_tokens;
     /* per thread: dθ rows for one group of tokens, and one row for the aux gradient */
     const size_t rows_per_thread = (size_t)E * (DP_LANES + 1);
     double *rows = malloc(sizeof(double) * rows_per_thread * (size_t)router->scratch_threads);

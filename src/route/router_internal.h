@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "core/batch_comm.h"
 #include "probmoe.h"
 #include "route/subset_lanes.h"
 
@@ -39,6 +40,10 @@ struct pm_router {
     double *param_grads;            /* their accumulated gradients, same layout */
     int state_floats, param_floats;
     int64_t *step_load;             /* (E) training combine pairs per expert since pm_router_step */
+    /* data parallelism (router_set_batch_origin): the ranks sharing a training batch, and the
+     * index of this rank's first token in it (NULL, 0: the batch is all here) */
+    const batch_comm *comm;
+    uint32_t first_token;
     /* per-thread scratch, grown on demand */
     double *scratch;
     size_t scratch_per_thread;
@@ -60,6 +65,7 @@ struct pm_routing_state {
     float *stage_weights;           /* (T, max_pairs) */
     int *stage_counts;              /* (T) */
     float *lb_dprob;                /* (E) d lb_loss / d π_{t,i}, the same for every token */
+    double aux_tokens;              /* the tokens the aux losses average over (all ranks') */
 };
 
 /* What a rule's functions get: a group of tokens of the batch and this thread's scratch. */
@@ -194,5 +200,13 @@ static inline int *stage_experts(const group_ctx *group, int t) {
 static inline float *stage_weights(const group_ctx *group, int t) {
     return group->state->stage_weights + (size_t)t * group->state->max_pairs;
 }
+
+/* Data parallelism: this router's training batches are rows of a global batch shared with
+ * comm's other ranks, and this rank's first token is the batch's first_token-th (comm NULL:
+ * a whole batch). Statistics then cover the global batch and samples use global indices. */
+void router_set_batch_origin(pm_router *router, const batch_comm *comm, uint32_t first_token);
+/* The combine pairs per expert counted since the last pm_router_step (E values): the trainer
+ * sums them over the ranks before the step. */
+int64_t *router_step_load(pm_router *router);
 
 #endif

@@ -18,7 +18,7 @@ static int sample_token(const group_ctx *group, int t, int kmin, int kmax, int *
     subset_dp dp;
     subset_dp_forward(&dp, group->logits + (size_t)t * E, E, kmin, kmax, group->scratch, false);
     pm_rng rng;
-    pm_rng_substream(group->rng, (uint32_t)t, &rng);
+    pm_rng_substream(group->rng, group->router->first_token + (uint32_t)t, &rng);
     int count = subset_dp_sample(&dp, &rng, experts);
     /* The forward value of g_j π_j is z_j π_j: no renormalisation. */
     for (int p = 0; p < count; p++) weights[p] = group->probs[(size_t)t * E + experts[p]];
@@ -101,7 +101,7 @@ void route_forward_sample(const group_ctx *group) {
     for (int l = 0; l < lanes; l++) {
         const int t = lane_token[l];
         pm_rng rng;
-        pm_rng_substream(group->rng, (uint32_t)t, &rng);
+        pm_rng_substream(group->rng, group->router->first_token + (uint32_t)t, &rng);
         int *token_experts = stage_experts(group, t);
         float *token_weights = stage_weights(group, t);
         counts[t] = subset_lanes_sample(&dp, l, &rng, token_experts);

@@ -59,7 +59,14 @@ static int softmoe_prepare(pm_router *router, pm_routing *out, const float *logi
     }
     float *tau = router_state_find(router, "tau");
     if (*tau < 0.0f) {
-        const float calibrated = calibrate_tau(state->token_floats, T, E, soft_k);
+        /* data parallelism: the quantile of the global batch, every rank's values in order */
+        const batch_comm *comm = out->training ? router->comm : NULL;
+        float *all = NULL;
+        int total = T * E;
+        if (comm && comm->gather_floats(comm, state->token_floats, T * E, &all, &total) < 0)
+            return pm_fail(PM_ERR_NOMEM, "softmoe: out of memory gathering the batch to calibrate tau");
+        const float calibrated = calibrate_tau(all ? all : state->token_floats, total / E, E, soft_k);
+        free(all);
         if (calibrated < 0.0f) return pm_fail(PM_ERR_NOMEM, "softmoe: out of memory calibrating tau");
         *tau = calibrated;
     }

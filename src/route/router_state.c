@@ -67,6 +67,13 @@ void pm_router_zero_grads(pm_router *router) {
     memset(router->param_grads, 0, sizeof(double) * (size_t)router->param_floats);
 }
 
+void router_set_batch_origin(pm_router *router, const batch_comm *comm, uint32_t first_token) {
+    router->comm = comm;
+    router->first_token = first_token;
+}
+
+int64_t *router_step_load(pm_router *router) { return router->step_load; }
+
 void pm_router_step(pm_router *router) {
     if (router->ops->step) router->ops->step(router);
     memset(router->step_load, 0, sizeof(int64_t) * router->cfg.num_experts);

@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "core/run_lock.h"
 #include "io/checkpoint.h"
+#include "model/model_internal.h"
+#include "route/router_internal.h"
 #include "train/train_state.h"
 #include "train/routing_stats.h"
 
@@ -139,23 +141,52 @@ static void print_progress(long step, long steps, double loss, double tokens_per
     fflush(stderr);
 }
 
-/* Forward and backward over opt->accum micro-batches; gradients averaged. */
+/* Forward and backward over opt->accum micro-batches; gradients averaged. Under data
+ * parallelism each rank runs its rows of every micro-batch (the losses are the global batch's)
+ * and the gradients are summed over the ranks. */
 static int accumulate_gradients(pm_model *model, const batch_source *data, const train_options *opt, long step,
                                 int32_t *inputs, int32_t *targets, double *loss) {
+    const batch_comm *comm = opt->comm;
+    int first = 0, rows = opt->batch;
+    if (comm) batch_comm_rows(opt->batch, comm->rank, comm->size, &first, &rows);
+    const size_t skip = (size_t)first * opt->seq;
+    model_set_batch_origin(model, comm, (uint32_t)skip);
     pm_model_zero_grads(model);
     *loss = 0.0;
     for (int micro = 0; micro < opt->accum; micro++) {
         const uint64_t index = (uint64_t)step * opt->accum + micro;
         batches_train(data, opt->seed, index, opt->batch, opt->seq, inputs, targets);
         float micro_loss;
-        int status = pm_model_forward(model, inputs, targets, opt->batch, opt->seq, true, opt->seed, index,
+        int status = pm_model_forward(model, inputs + skip, targets + skip, rows, opt->seq, true, opt->seed, index,
                                       &micro_loss);
         if (status == 0) status = pm_model_backward(model);
         if (status < 0) return status;
         *loss += micro_loss / opt->accum;
     }
+    if (comm) comm->sum_floats(comm, pm_model_grads(model), pm_model_size(model));
     if (opt->accum > 1) scale_gradients(pm_model_grads(model), pm_model_size(model), 1.0f / opt->accum);
     return PM_OK;
+}
+
+/* The training load of each router since its last step, summed over the ranks (topk's bias
+ * follows the global batch's load). */
+static void sum_step_loads(pm_model *model, const batch_comm *comm) {
+    const int L = pm_model_get_config(model)->num_layers, E = pm_model_get_config(model)->num_experts;
+    double *load = malloc(sizeof(double) * (size_t)E);
+    for (int l = 0; load && l < L; l++) {
+        int64_t *step_load = router_step_load(pm_model_router(model, l));
+        for (int e = 0; e < E; e++) load[e] = (double)step_load[e];
+        comm->sum_doubles(comm, load, E);
+        for (int e = 0; e < E; e++) step_load[e] = (int64_t)load[e];
+    }
+    free(load);
+}
+
+/* Whether any rank says yes (every rank gets the same answer). */
+static bool any_rank(const batch_comm *comm, bool yes) {
+    double count = yes;
+    if (comm) comm->sum_doubles(comm, &count, 1);
+    return count > 0;
 }
 
 static void zero_router_gradients(pm_model *model) {
@@ -204,6 +235,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
     const train_options *opt = session->opt;
     int status = PM_OK;
     const size_t tokens = (size_t)opt->batch * opt->seq;
+    const bool writer = !opt->comm || opt->comm->rank == 0; /* prints, evaluates and writes */
     int32_t *inputs = malloc(sizeof(int32_t) * tokens), *targets = malloc(sizeof(int32_t) * tokens);
     if (!inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
     const double start = now_seconds();
@@ -221,7 +253,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
         const double grad_norm = isfinite(loss) ? gradient_norm(pm_model_grads(model), pm_model_size(model)) : NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
-            fprintf(stderr, "\nstep %ld: the loss or gradient is not finite (loss %g, gradient norm %g); "
+            if (writer) fprintf(stderr, "\nstep %ld: the loss or gradient is not finite (loss %g, gradient norm %g); "
                     "skipping this update\n", step, loss, grad_norm);
             if (++bad_in_a_row >= opt->max_bad_steps) {
                 status = pm_fail(PM_ERR_NONFINITE, "train: %d non-finite steps in a row; stopping. Lower --lr "
@@ -234,19 +266,20 @@ static int train_loop(train_session *session, long first_step, train_result *res
             scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
         adamw_step(&session->optimizer, model, lr);
         /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
+        if (opt->comm && !opt->adamw.freeze_router) sum_step_loads(model, opt->comm);
         for (int l = 0; !opt->adamw.freeze_router && l < pm_model_get_config(model)->num_layers; l++)
             pm_router_step(pm_model_router(model, l));
         const double now = now_seconds();
         const double tokens_per_second = tokens * opt->accum / (now - step_start);
         double val_loss = NAN;
         const bool last = step + 1 == opt->steps;
-        if (last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0)) {
+        if (writer && (last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0))) {
             status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
             if (status < 0) break;
         }
-        log_step(session->metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
+        if (writer) log_step(session->metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
         status = train_history_add(&session->history, step + 1, loss, val_loss);
-        if (opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
+        if (writer && opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
         if (!isnan(val_loss)) /* also without a terminal, so logs show how training goes */
             fprintf(stderr, "%sstep %ld/%ld: loss %.4f, validation loss %.4f, %.0f tokens/s\n",
                     opt->progress ? "\n" : "", step + 1, opt->steps, loss, val_loss, tokens_per_second);
@@ -258,15 +291,20 @@ static int train_loop(train_session *session, long first_step, train_result *res
         for (int l = 0; l < result->num_layers; l++) result->routing[l] = routing_stats_of(pm_model_routing(model, l));
         result->has_budget = copy_budget(model, result);
         if (!isnan(val_loss)) result->final_val_loss = val_loss;
+        /* the ranks stop together: on a signal any of them got, or an error of any of them */
+        const bool stopping = any_rank(opt->comm, stop_requested);
         const bool periodic = opt->save_interval > 0 && (step + 1) % opt->save_interval == 0;
-        if (status == 0 && (periodic || stop_requested))
+        if (writer && status == 0 && (periodic || stopping))
             status = save_checkpoint(session, step + 1, result->last_checkpoint, sizeof result->last_checkpoint);
-        if (status == 0 && stop_requested) {
+        if (any_rank(opt->comm, status < 0) && status == 0)
+            status = pm_fail(PM_ERR_STATE, "train: another process of this run failed at step %ld (rank 0 says why)",
+                             step + 1);
+        if (status == 0 && stopping) {
             result->interrupted = true;
             break;
         }
     }
-    if (opt->progress) fprintf(stderr, "\n");
+    if (writer && opt->progress) fprintf(stderr, "\n");
     const long done = result->steps_done - first_step;
     result->tokens_per_second = done * (double)tokens * opt->accum / (now_seconds() - start);
     free(inputs);
@@ -344,10 +382,17 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     memset(result, 0, sizeof *result);
     result->final_val_loss = NAN;
     train_options opt = *options;
+    const batch_comm *comm = opt.comm;
+    const bool writer = !comm || comm->rank == 0;
     int status = pm_model_config_check(cfg);
     if (status == 0 && !opt.resume_dir) status = train_options_check(&opt, cfg);
+    if (status == 0 && comm && opt.batch < comm->size)
+        status = pm_fail(PM_ERR_ARG, "train: --batch %d is smaller than the %d processes; each process needs a "
+                         "sequence of every batch: raise --batch or start fewer processes", opt.batch, comm->size);
     /* another run writing there is refused before any work (the lock is taken further down) */
-    if (status == 0) status = run_lock_check(opt.out_dir);
+    if (status == 0 && writer) status = run_lock_check(opt.out_dir);
+    if (any_rank(comm, status < 0) && status == 0)
+        status = pm_fail(PM_ERR_STATE, "train: another process of this run could not start (rank 0 says why)");
     if (status < 0) return status;
     if (!tok) tok = tokenizer_bytes();
     train_session session;
@@ -370,16 +415,16 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     /* Only now, with data and model in hand, touch the output directory: lock it (creating
      * it), then look at what is there. */
     run_lock *lock = NULL;
-    if (status == 0) status = run_lock_acquire(opt.out_dir, "probmoe train", &lock);
+    if (status == 0 && writer) status = run_lock_acquire(opt.out_dir, "probmoe train", &lock);
     char path[4200];
     snprintf(result->model_dir, sizeof result->model_dir, "%s/model", opt.out_dir);
     snprintf(path, sizeof path, "%s/config.json", result->model_dir);
     struct stat existing;
-    if (status == 0 && !opt.resume_dir && stat(path, &existing) == 0)
+    if (status == 0 && writer && !opt.resume_dir && stat(path, &existing) == 0)
         status = pm_fail(PM_ERR_ARG, "train: '%s' already holds a trained model; choose another --out, resume "
                          "with --resume, or remove it first (nothing was changed)", opt.out_dir);
-    if (status == 0) checkpoint_remove_leftovers(opt.out_dir);
-    if (status == 0) {
+    if (status == 0 && writer) checkpoint_remove_leftovers(opt.out_dir);
+    if (status == 0 && writer) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", opt.out_dir);
         session.metrics = fopen(path, opt.resume_dir ? "a" : "w");
         if (!session.metrics) status = pm_fail(PM_ERR_ARG, "train: cannot write '%s': %s", path, strerror(errno));
@@ -389,16 +434,18 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     stop_requested = 0;
     sigaction(SIGINT, &stop, &old_int);
     sigaction(SIGTERM, &stop, &old_term);
+    if (any_rank(comm, status < 0) && status == 0)
+        status = pm_fail(PM_ERR_STATE, "train: another process of this run could not start (rank 0 says why)");
     if (status == 0) status = train_loop(&session, first_step, result);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (session.metrics) fclose(session.metrics);
-    if (status == 0 && !result->interrupted) {
+    if (status == 0 && writer && !result->interrupted) {
         checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};
         checkpoint_options save = {opt.save_bf16, opt.shard_bytes};
         status = checkpoint_save(session.model, &extras, result->model_dir, &save);
     }
-    if (status == 0 && opt.finished) opt.finished(result, opt.finished_user);
+    if (status == 0 && writer && opt.finished) opt.finished(result, opt.finished_user);
     run_lock_release(lock);
     adamw_free(&session.optimizer);
     train_history_free(&session.history);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/batch_comm.h"
 #include "data/text_data.h"
 #include "train/batches.h"
 #include "probmoe.h"
@@ -47,6 +48,10 @@ typedef struct {
      * locked: the CLI writes its plots there. NULL: nothing. */
     void (*finished)(const struct train_result *result, void *user);
     void *finished_user;
+    /* Data parallelism (core/batch_comm.h): this process is one rank of comm, taking its rows of
+     * every global batch of `batch` sequences; rank 0 alone writes out_dir and evaluates. NULL:
+     * a single process. */
+    const batch_comm *comm;
 } train_options;
 
 enum { TRAIN_MAX_REPORTED_LAYERS = 64 };

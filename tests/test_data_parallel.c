@@ -1,0 +1,202 @@
+/*
+ * Data parallelism (core/batch_comm.h): a run split over 2 and 3 ranks (threads of this
+ * process, tests/util/thread_comm.c) gives the single process's per-step losses and final
+ * weights to 1e-5, for every router with its global-batch statistics switched on (topk's
+ * load-balancing loss, z-loss and selection bias; softmoe's tau calibration and learned
+ * budget; probmoe's samples at global token indices). Rank 0 alone writes.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "thread_comm.h"
+#include "tiny_model.h"
+#include "train/trainer.h"
+#include "word_corpus.h"
+
+enum { STEPS = 20 };
+
+static char work[64];
+
+static int make_corpus(void **state) {
+    (void)state;
+    static const char *const words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"};
+    snprintf(work, sizeof work, "/tmp/probmoe_dp_XXXXXX");
+    return word_corpus_make(work, words, 8, 6000, 3);
+}
+
+static int remove_work(void **state) {
+    (void)state;
+    return word_corpus_remove(work);
+}
+
+typedef struct {
+    pm_model_config cfg;
+    char out[160];
+} run_spec;
+
+static train_options options_for(const run_spec *spec, const batch_comm *comm) {
+    static char data[128];
+    snprintf(data, sizeof data, "%s/corpus.txt", work);
+    train_options opt = train_options_default();
+    opt.data_path = data;
+    opt.out_dir = spec->out;
+    opt.batch = 6;
+    opt.seq = 16;
+    opt.accum = 2;
+    opt.steps = STEPS;
+    opt.warmup = 2;
+    opt.lr = 3e-3f;
+    opt.eval_interval = 0;
+    opt.eval_batches = 1;
+    opt.comm = comm;
+    return opt;
+}
+
+static int train_rank(int rank, const batch_comm *comm, void *user) {
+    (void)rank;
+    const run_spec *spec = user;
+    train_options opt = options_for(spec, comm);
+    train_result result;
+    int status = train_run(&spec->cfg, &opt, NULL, &result);
+    if (status < 0) print_message("rank %d: %s\n", rank, pm_last_error());
+    return status < 0;
+}
+
+static void read_losses(const char *out, double *losses) {
+    char path[200], line[8192];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    int count = 0;
+    while (count < STEPS && fgets(line, sizeof line, file)) {
+        const char *at = strstr(line, "\"loss\": ");
+        assert_non_null(at);
+        losses[count++] = strtod(at + 8, NULL);
+    }
+    fclose(file);
+    assert_int_equal(count, STEPS);
+}
+
+static void compare_runs(const char *single, const char *parallel, int ranks) {
+    double want[STEPS], got[STEPS];
+    read_losses(single, want);
+    read_losses(parallel, got);
+    for (int i = 0; i < STEPS; i++)
+        if (fabs(got[i] - want[i]) > 1e-5 * fabs(want[i]) + 1e-6)
+            fail_msg("%d ranks, step %d: loss %.7f, single process %.7f", ranks, i + 1, got[i], want[i]);
+    char a[200], b[200];
+    snprintf(a, sizeof a, "%s/model", single);
+    snprintf(b, sizeof b, "%s/model", parallel);
+    pm_model *x = pm_model_load(a, 1, 8), *y = pm_model_load(b, 1, 8);
+    assert_non_null(x);
+    assert_non_null(y);
+    /* Summation order differs across ranks (float rounding), and AdamW's m/sqrt(v) passes on
+     * the rounding of a gradient that is a small sum of cancelling terms at nearly full size;
+     * so each tensor is compared as a whole: |Δw| / |w| (Euclidean norms). */
+    const float *wx = pm_model_weights(x), *wy = pm_model_weights(y);
+    for (int p = 0; p < pm_model_num_params(x); p++) {
+        const pm_param *param = pm_model_param(x, p);
+        double sq = 0.0, diff = 0.0;
+        for (size_t i = param->offset; i < param->offset + param->count; i++) {
+            sq += (double)wx[i] * wx[i];
+            diff += ((double)wx[i] - wy[i]) * ((double)wx[i] - wy[i]);
+        }
+        const double relative = sqrt(diff) / (sqrt(sq) + 1e-30);
+        if (getenv("DP_VERBOSE")) print_message("%d ranks %-48s %.2g\n", ranks, param->name, relative);
+        if (relative > 1e-5) fail_msg("%d ranks: %s differs by %.3g of its norm", ranks, param->name, relative);
+    }
+    pm_model_free(x);
+    pm_model_free(y);
+}
+
+/* tiny_model_config with the bytes tokenizer's vocabulary */
+static run_spec spec_for(pm_router_kind kind) {
+    run_spec spec = {tiny_model_config(kind), ""};
+    spec.cfg.vocab_size = 256;
+    return spec;
+}
+
+static void check_router(pm_router_kind kind) {
+    run_spec spec = spec_for(kind);
+    if (kind == PM_ROUTER_TOPK) {
+        spec.cfg.router.lb_coef = 0.01f;
+        spec.cfg.router.z_coef = 0.001f;
+        spec.cfg.router.bias_rate = 0.01f;
+    }
+    const char *name = pm_router_kind_name(kind);
+    snprintf(spec.out, sizeof spec.out, "%s/%s-1", work, name);
+    omp_set_num_threads(1);
+    assert_int_equal(thread_comm_run(1, train_rank, &spec), 0); /* a single rank */
+    char single[160];
+    snprintf(single, sizeof single, "%s", spec.out);
+    for (int ranks = 2; ranks <= 3; ranks++) {
+        snprintf(spec.out, sizeof spec.out, "%s/%s-%d", work, name, ranks);
+        assert_int_equal(thread_comm_run(ranks, train_rank, &spec), 0);
+        compare_runs(single, spec.out, ranks);
+    }
+}
+
+static void test_topk(void **state) {
+    (void)state;
+    check_router(PM_ROUTER_TOPK);
+}
+static void test_probmoe(void **state) {
+    (void)state;
+    check_router(PM_ROUTER_PROBMOE);
+}
+static void test_probmoe_dyn(void **state) {
+    (void)state;
+    check_router(PM_ROUTER_PROBMOE_DYN);
+}
+static void test_densemixer(void **state) {
+    (void)state;
+    check_router(PM_ROUTER_DENSEMIXER);
+}
+static void test_softmoe(void **state) {
+    (void)state;
+    check_router(PM_ROUTER_SOFTMOE);
+}
+
+/* A run with a comm of one rank equals a run with none (the plain path), bit for bit. */
+static void test_one_rank_is_plain(void **state) {
+    (void)state;
+    run_spec spec = spec_for(PM_ROUTER_PROBMOE);
+    snprintf(spec.out, sizeof spec.out, "%s/plain", work);
+    train_options opt = options_for(&spec, NULL);
+    train_result result;
+    omp_set_num_threads(1);
+    if (train_run(&spec.cfg, &opt, NULL, &result) < 0) fail_msg("%s", pm_last_error());
+    double want[STEPS], got[STEPS];
+    read_losses(spec.out, want);
+    snprintf(spec.out, sizeof spec.out, "%s/probmoe-one-rank", work);
+    assert_int_equal(thread_comm_run(1, train_rank, &spec), 0);
+    read_losses(spec.out, got);
+    for (int i = 0; i < STEPS; i++) assert_true(got[i] == want[i]);
+}
+
+/* Fewer sequences than ranks is refused by every rank, and nothing is written. */
+static void test_batch_smaller_than_ranks(void **state) {
+    (void)state;
+    run_spec spec = spec_for(PM_ROUTER_TOPK);
+    snprintf(spec.out, sizeof spec.out, "%s/too-many-ranks", work);
+    /* 6 sequences a batch: 7 ranks cannot each have one */
+    assert_int_equal(thread_comm_run(7, train_rank, &spec), 7);
+    struct stat info;
+    assert_int_not_equal(stat(spec.out, &info), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_rank_is_plain), cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_probmoe),           cmocka_unit_test(test_probmoe_dyn),
+        cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe),
+        cmocka_unit_test(test_batch_smaller_than_ranks),
+    };
+    return cmocka_run_group_tests(tests, make_corpus, remove_work);
+}

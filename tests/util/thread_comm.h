@@ -1,0 +1,13 @@
+/* Data-parallel ranks as threads of one process: a batch_comm whose collectives meet at a
+ * barrier, for tests of data parallelism without MPI. Sums add the ranks' values in rank
+ * order, so every rank gets the same bits. */
+#ifndef PM_TEST_THREAD_COMM_H
+#define PM_TEST_THREAD_COMM_H
+
+#include "core/batch_comm.h"
+
+/* Runs body(rank, comm, user) on `size` threads at once (one OpenMP thread each) and waits for
+ * them; returns the number of bodies that returned non-zero. */
+int thread_comm_run(int size, int (*body)(int rank, const batch_comm *comm, void *user), void *user);
+
+#endif
