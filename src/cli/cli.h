@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "core/batch_comm.h"
 #include "probmoe.h"
 
 /* Each returns the process exit code: 0 on success, 1 on a runtime error, 2 on bad usage. */
@@ -62,6 +63,12 @@ void router_flags_usage(FILE *out);
 
 /* Runs scripts/SCRIPT NAME from the repository ($PROBMOE_ROOT or the working directory) and
  * puts the path it prints into location. Prints what went wrong (as `who`) and returns false. */
+/* `mpirun -np N probmoe train`: starts MPI when a launcher started this process and gives the
+ * ranks as a batch_comm (*comm NULL for a single process). 0, or the exit code to stop with
+ * after printing why (a launcher's several processes but a build without MPI). */
+int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **comm);
+void cli_mpi_stop(void);
+
 bool cli_fetch(const char *who, const char *script, const char *name, char *location, size_t capacity);
 
 #endif

@@ -465,12 +465,22 @@ int cmd_train(int argc, char **argv) {
     request.train.progress = isatty(fileno(stderr));
     request.train.finished = report_run;
     request.train.finished_user = &request;
+    /* under mpirun: data parallelism over the ranks; rank 0 prints and writes */
+    const batch_comm *comm = NULL;
+    status = cli_mpi_start(NULL, NULL, "probmoe train", &comm);
+    if (status) {
+        tokenizer_free(tok);
+        return status;
+    }
+    request.train.comm = comm;
+    if (comm && comm->rank > 0) request.train.progress = false;
     train_result result;
     status = train_run(&request.model, &request.train, tok, &result);
     tokenizer_free(tok);
     if (status < 0) {
-        fprintf(stderr, "probmoe train: %s\n", pm_last_error());
-        return 1;
+        if (comm) fprintf(stderr, "probmoe train (rank %d of %d): %s\n", comm->rank, comm->size, pm_last_error());
+        else fprintf(stderr, "probmoe train: %s\n", pm_last_error());
     }
-    return 0;
+    cli_mpi_stop();
+    return status < 0 ? 1 : 0;
 }

@@ -1,0 +1,109 @@
+/*
+ * The ranks of `mpirun -np N probmoe train ...` as the library's batch_comm (core/batch_comm.h):
+ * MPI_Allreduce for sums, MPI_Allgatherv for softmoe's calibration. MPI is started only when
+ * a launcher started this process (its environment says so); a build without MPI refuses to
+ * run as one of several processes rather than train N separate copies.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* The world size the launcher announces (Open MPI, PMIx, MPICH's PMI), or 0 without one. */
+static int launcher_size(void) {
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *value = getenv(names[i]);
+        if (value && atoi(value) > 0) return atoi(value);
+    }
+    return getenv("PMIX_RANK") ? 1 : 0;
+}
+
+#ifdef PM_HAVE_MPI
+#include <mpi.h>
+
+static bool started;
+
+static void sum_doubles(const batch_comm *comm, double *values, int count) {
+    (void)comm;
+    MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+static void sum_floats(const batch_comm *comm, float *values, size_t count) {
+    (void)comm;
+    /* in pieces: MPI counts are ints */
+    for (size_t done = 0; done < count;) {
+        const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
+        MPI_Allreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        done += (size_t)n;
+    }
+}
+
+static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
+    int *counts = malloc(sizeof(int) * (size_t)comm->size), *starts = malloc(sizeof(int) * (size_t)comm->size);
+    int ok = counts && starts;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!ok) {
+        free(counts);
+        free(starts);
+        return -1;
+    }
+    MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
+    long long n = 0;
+    for (int r = 0; r < comm->size; r++) starts[r] = (int)n, n += counts[r];
+    float *all = n <= 0x7fffffff ? malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
+    ok = all != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (ok) MPI_Allgatherv(values, count, MPI_FLOAT, all, counts, starts, MPI_FLOAT, MPI_COMM_WORLD);
+    free(counts);
+    free(starts);
+    if (!ok) {
+        free(all);
+        return -1;
+    }
+    *out = all;
+    *total = (int)n;
+    return 0;
+}
+
+int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **out) {
+    static batch_comm comm;
+    *out = NULL;
+    if (launcher_size() == 0) return 0;
+    int provided = 0;
+    /* only the main thread calls MPI (between OpenMP regions) */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "%s: MPI could not start; run it with mpirun, or without it for one process\n", command);
+        return 1;
+    }
+    started = true;
+    MPI_Comm_rank(MPI_COMM_WORLD, &comm.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
+    comm.sum_doubles = sum_doubles;
+    comm.sum_floats = sum_floats;
+    comm.gather_floats = gather_floats;
+    if (comm.size > 1) *out = &comm;
+    return 0;
+}
+
+void cli_mpi_stop(void) {
+    if (started) MPI_Finalize();
+    started = false;
+}
+
+#else
+
+int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **out) {
+    (void)argc, (void)argv;
+    *out = NULL;
+    if (launcher_size() <= 1) return 0;
+    fprintf(stderr, "%s: started as one of %d processes, but this probmoe was built without MPI; install Open "
+            "MPI (apt-get install openmpi-bin libopenmpi-dev, or scripts/setup.sh) and rebuild\n", command,
+            launcher_size());
+    return 2;
+}
+
+void cli_mpi_stop(void) {}
+
+#endif
