@@ -38,9 +38,11 @@ for file in config.json model.safetensors optimizer.safetensors trainer_state.js
   [ -f "$checkpoint/$file" ] || { echo "$checkpoint lacks $file"; exit 1; }
 done
 step=$((10#${checkpoint##*-}))
-"$probmoe" train --resume "$checkpoint" --steps $((step + 2)) > "$work/resume.txt" 2>&1 ||
+# with a trailing slash, as tab completion writes it: the run continues in run/, not inside the checkpoint
+"$probmoe" train --resume "$checkpoint/" --steps $((step + 2)) > "$work/resume.txt" 2>&1 ||
   { echo "resuming failed"; cat "$work/resume.txt"; exit 1; }
 grep -q "trained to step $((step + 2))" "$work/resume.txt" || { cat "$work/resume.txt"; exit 1; }
+[ ! -e "$checkpoint/metrics.jsonl" ] || { echo "resuming from $checkpoint/ wrote into the checkpoint"; exit 1; }
 [ ! -e "$work/run/.lock" ] || { echo "the lock outlived the runs"; exit 1; }
 
 # SIGKILL leaves the lock file; the next run says it takes the lock over and trains

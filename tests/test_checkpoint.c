@@ -780,33 +780,38 @@ static void test_prune(void **state) {
     remove_tree(base);
 }
 
-/* A run directory's leftovers of interrupted saves go when their process is gone; those of
- * live processes (this one, its parent), DIR.old-* and names that only look alike stay. */
+/* A run directory's leftovers of interrupted saves (model or checkpoint-N directories) go when
+ * their process is gone; those of live processes (this one, its parent), DIR.old-*, files, and
+ * names saves do not use stay. */
 static void test_leftovers(void **state) {
     (void)state;
     char base[64];
     snprintf(base, sizeof base, "%s", make_temp_dir());
     const long dead = dead_pid(), self = (long)getpid(), parent = (long)getppid();
-    char removed_names[3][64], kept[6][64];
+    char removed_names[3][64], kept[8][64];
     snprintf(removed_names[0], sizeof removed_names[0], "checkpoint-000100.tmp-%ld", dead);
     snprintf(removed_names[1], sizeof removed_names[1], "model.del-%ld", dead);
-    snprintf(removed_names[2], sizeof removed_names[2], "notes.txt.tmp-%ld", dead);
+    snprintf(removed_names[2], sizeof removed_names[2], "checkpoint-000700.del-%ld", dead);
     snprintf(kept[0], sizeof kept[0], "checkpoint-000200.tmp-%ld", self);
     snprintf(kept[1], sizeof kept[1], "checkpoint-000300.tmp-%ld", parent);
     snprintf(kept[2], sizeof kept[2], "checkpoint-000400.old-%ld", dead);
     snprintf(kept[3], sizeof kept[3], "checkpoint-000500.tmp-%ldx", dead);
-    snprintf(kept[4], sizeof kept[4], "odd.tmp-%ld", dead); /* holds a subdirectory: no leftover of ours */
+    snprintf(kept[4], sizeof kept[4], "checkpoint-000800.tmp-%ld", dead); /* holds a subdirectory */
     snprintf(kept[5], sizeof kept[5], "checkpoint-000600");
-    for (int i = 0; i < 2; i++) {
+    snprintf(kept[6], sizeof kept[6], "notes.txt.tmp-%ld", dead);  /* not a name saves use */
+    snprintf(kept[7], sizeof kept[7], "backup.del-%ld", dead);
+    for (int i = 0; i < 3; i++) {
         assert_int_equal(mkdir(fmt("%s/%s", base, removed_names[i]), 0755), 0);
         write_text(fmt("%s/%s/config.json", base, removed_names[i]), "{}");
     }
-    write_text(fmt("%s/%s", base, removed_names[2]), "half a file");
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 8; i++) {
         assert_int_equal(mkdir(fmt("%s/%s", base, kept[i]), 0755), 0);
         write_text(fmt("%s/%s/config.json", base, kept[i]), "{}");
     }
     assert_int_equal(mkdir(fmt("%s/%s/sub", base, kept[4]), 0755), 0);
+    char model_file[64]; /* a file, not a directory, under a save's name: not ours either */
+    snprintf(model_file, sizeof model_file, "model.tmp-%ld", dead);
+    write_text(fmt("%s/%s", base, model_file), "a file");
 
     stderr_capture_begin();
     const int count = checkpoint_remove_leftovers(base);
@@ -817,9 +822,10 @@ static void test_leftovers(void **state) {
         if (!strstr(said, removed_names[i])) fail_msg("the removal of %s was not reported: %s", removed_names[i], said);
     }
     assert_non_null(strstr(said, "no longer running"));
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 8; i++)
         if (!exists(fmt("%s/%s/config.json", base, kept[i]))) fail_msg("%s was removed", kept[i]);
-    assert_int_equal(count_entries(base), 6);
+    assert_true(exists(fmt("%s/%s", base, model_file)));
+    assert_int_equal(count_entries(base), 9);
     remove_tree(base);
 }
 

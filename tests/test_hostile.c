@@ -33,11 +33,11 @@ static char work[64];
 
 /* A message tells the user what to do: it states the requirement or the next step. */
 static bool says_what_to_do(const char *message) {
+    /* requirements and imperatives only: a message that merely says what is wrong fails */
     static const char *const advice[] = {"must", "should", "need", "expected", "give", "use ", "prepare", "make ",
-                                         "remove", "resume", "save", "write", "regenerate", "re-", "again", "check",
-                                         "fix", "set ", "lower", "raise", "allowed", "only", "at most", "at least",
-                                         "is not a", "is not valid", "not a ", "only ", "one of", "valid",
-                                         "outside", "missing", "more than", "corrupt", "damaged", "truncated", "separate"};
+                                         "remove", "resume", "save", "write", "regenerate", "again", "check",
+                                         "fix", "set ", "lower", "raise", "allowed", "at most", "at least",
+                                         "one of", "separate", "replace", "copy", "download", "choose", "add "};
     for (size_t i = 0; i < sizeof advice / sizeof advice[0]; i++)
         if (strstr(message, advice[i])) return true;
     return false;

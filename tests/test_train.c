@@ -2,7 +2,8 @@
  * across thread counts), learns a simple corpus, stops cleanly on divergence without writing a
  * model, and refuses to overwrite a trained model. The run directory's lock: a second writer
  * (train or compare) is refused before it writes anything, a stale lock of this host is taken
- * over, another host's never; leftovers of interrupted saves by dead processes are removed. */
+ * over (another host's too, on a local file system); leftovers of interrupted saves by dead
+ * processes are removed. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, scandir, fork, kill, gethostname */
 #include <dirent.h>
 #include <math.h>
@@ -424,33 +425,27 @@ static void test_stale_lock_and_leftovers(void **state) {
     assert_false(lock_file_exists(out));
 }
 
-/* A lock of another host is never taken over: refused, nothing changed, the message says
- * how to remove it. */
+/* A lock file another host wrote, which nobody holds, on a local file system (like /tmp): no
+ * process anywhere can hold it, so it is stale (a container restarted under a new hostname);
+ * taken over with a message naming that host. (On a network file system such a lock is
+ * refused: another machine may hold it, and a flock need not reach this one.) */
 static void test_foreign_lock(void **state) {
     (void)state;
-    char out[128], lock_path[192];
+    char out[128];
     snprintf(out, sizeof out, "%s/foreign", work);
-    snprintf(lock_path, sizeof lock_path, "%s/%s", out, RUN_LOCK_FILE);
     assert_int_equal(mkdir(out, 0755), 0);
     write_lock_file(out, 4242, "elsewhere.invalid");
-    char before[8192];
-    snprintf(before, sizeof before, "%s", snapshot(out));
     pm_model_config cfg = tiny_model();
     train_options opt = tiny_options(out);
     train_result result;
-    assert_true(train_run(&cfg, &opt, NULL, &result) < 0);
-    const char *message = pm_last_error();
-    assert_mentions(message, out);
-    assert_mentions(message, "pid 4242");
-    assert_mentions(message, "elsewhere.invalid");
-    assert_mentions(message, "remove");
-    assert_mentions(message, lock_path);
-    assert_string_equal(snapshot(out), before);
-    /* refused by the lock itself too, not only by the early check */
-    run_lock *lock = NULL;
-    assert_true(run_lock_acquire(out, "probmoe test", &lock) < 0);
-    assert_mentions(pm_last_error(), "elsewhere.invalid");
-    assert_string_equal(snapshot(out), before);
+    stderr_capture_begin();
+    const int status = train_run(&cfg, &opt, NULL, &result);
+    const char *said = stderr_capture_end();
+    if (status < 0) fail_msg("%s", pm_last_error());
+    assert_mentions(said, "pid 4242");
+    assert_mentions(said, "elsewhere.invalid");
+    assert_mentions(said, "taking the lock over");
+    assert_false(lock_file_exists(out));
 }
 
 /* compare is refused on a directory another writer holds, before it writes a file. */

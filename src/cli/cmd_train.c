@@ -402,8 +402,11 @@ int cmd_train(int argc, char **argv) {
         bool out_given = false;
         for (int i = 1; i < argc; i++) out_given |= strcmp(argv[i], "--out") == 0;
         snprintf(parent, sizeof parent, "%s", request.train.resume_dir);
+        /* "runs/x/checkpoint-000100/" (as tab completion writes it) is in runs/x too */
+        for (size_t n = strlen(parent); n > 1 && parent[n - 1] == '/'; n--) parent[n - 1] = '\0';
         char *slash = strrchr(parent, '/');
         if (slash && slash != parent) *slash = '\0';
+        else if (slash) slash[1] = '\0'; /* a checkpoint directly below / */
         else snprintf(parent, sizeof parent, ".");
         if (!out_given) request.train.out_dir = parent;
         if (!request.train.tokenizer_path) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,6 +126,26 @@ static bool same_file(int fd, const char *path) {
 
 static bool no_flock_here(int error) { return error == ENOLCK || error == EINVAL || error == EOPNOTSUPP; }
 
+/* Whether fd's file system is local: there a flock is seen by every process that can open the
+ * file, so a lock nobody holds is stale whatever host wrote it (a container restarted under a
+ * new hostname, a renamed machine). On a network file system another machine may hold it. */
+static bool local_file_system(int fd) {
+    static const unsigned long network[] = {0x6969 /* NFS */,         0x517B /* SMB */,
+                                            0xFF534D42 /* CIFS */,    0xFE534D42 /* SMB2 */,
+                                            0x73757245 /* Coda */,    0x5346414F /* AFS */,
+                                            0x01021997 /* 9P */,      0x65735546 /* FUSE */,
+                                            0x00C36400 /* Ceph */,    0x01161970 /* GFS2 */,
+                                            0x0BD00BD0 /* Lustre */,  0x47504653 /* GPFS */};
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return false;
+    for (size_t i = 0; i < sizeof network / sizeof network[0]; i++)
+        if ((unsigned long)info.f_type == network[i]) return false;
+    return true;
+}
+
+/* A lock file written on another host (one that records no host was cut short here). */
+static bool foreign(const lock_owner *owner, const char *host) { return owner->host[0] && strcmp(owner->host, host) != 0; }
+
 static int lock_path(const char *dir, char *out, size_t size) {
     if (!dir || !dir[0]) return pm_fail(PM_ERR_ARG, "the run directory's name is missing");
     if ((size_t)snprintf(out, size, "%s/%s", dir, RUN_LOCK_FILE) >= size)
@@ -144,10 +165,11 @@ int run_lock_check(const char *dir) {
     lock_owner owner;
     long bytes;
     read_owner(fd, &owner, &bytes);
+    const bool stale_anywhere = locked == 0 && local_file_system(fd);
     close(fd);
     this_host(host, sizeof host);
     if (locked != 0 && error == EWOULDBLOCK) return refuse_held(dir, path, &owner, host);
-    if (says_something(&owner) && strcmp(owner.host, host) != 0) return refuse_foreign(dir, path, &owner);
+    if (says_something(&owner) && foreign(&owner, host) && !stale_anywhere) return refuse_foreign(dir, path, &owner);
     if (locked != 0 && owner.pid > 0 && owner.pid != (long)getpid() && running(owner.pid))
         return refuse_held(dir, path, &owner, host); /* no flock here: the content decides */
     return PM_OK;
@@ -234,7 +256,7 @@ int run_lock_acquire(const char *dir, const char *command, run_lock **out) {
     if (status == 0 && busy) status = refuse_held(dir, lock->path, &owner, host);
     if (status == 0 && says_something(&owner)) {
         char who[4 * FIELD_MAX];
-        if (strcmp(owner.host, host) != 0) {
+        if (foreign(&owner, host) && !(flocked && local_file_system(lock->fd))) {
             status = refuse_foreign(dir, lock->path, &owner);
         } else if (!flocked && owner.pid != lock->owner && running(owner.pid)) {
             status = refuse_held(dir, lock->path, &owner, host);
@@ -243,7 +265,9 @@ int run_lock_acquire(const char *dir, const char *command, run_lock **out) {
              * the same pid alive, that pid has been reused since) */
             fprintf(stderr, "probmoe: '%s' was locked by %s, which %s; taking the lock over\n", dir,
                     describe(&owner, who, sizeof who),
-                    running(owner.pid) ? "no longer holds it (it ended without removing the lock; its pid has been "
+                    foreign(&owner, host) ? "no longer holds it (on this local file system no process does; "
+                                            "the host name changed, as a restarted container's does)"
+                    : running(owner.pid) ? "no longer holds it (it ended without removing the lock; its pid has been "
                                          "reused)"
                                        : "is no longer running (a crashed or killed run)");
             lock->taken_from = owner.pid;

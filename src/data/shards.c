@@ -98,7 +98,7 @@ static int read_header(FILE *file, const char *path, shard_header *header) {
                        "prepare the data again", path, header->vocab_size, SHARD_MAX_VOCAB);
     if (header->token_width != 4 && !(header->token_width == 2 && header->vocab_size <= 65536u))
         return pm_fail(PM_ERR_ARG, "'%s' has token width %u for a vocabulary of %u tokens (2 up to 65536 "
-                       "tokens, or 4); the shard is corrupt", path, header->token_width, header->vocab_size);
+                       "tokens, or 4); the shard is corrupt: prepare the data again", path, header->token_width, header->vocab_size);
     const uint64_t payload = file_bytes - SHARD_HEADER_BYTES;
     const bool short_payload = header->token_count > payload / header->token_width;
     if (short_payload || payload != header->token_count * header->token_width)

@@ -130,11 +130,17 @@ int ckpt_discard(const char *path, const char *trash) {
 
 /* ------------------------------------------------------------ a run directory's leftovers */
 
-/* Whether name is <something>.tmp-<digits> or <something>.del-<digits>, of any checkpoint
- * directory; *pid gets the number. */
+/* Whether name is a sibling a save of the trainer leaves, DIR.tmp-<pid> or DIR.del-<pid>
+ * where DIR is "model" or "checkpoint-<digits>" (anything else in a run directory is not
+ * ours to remove); *pid gets the number. */
 static bool parse_leftover(const char *name, long *pid) {
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name || (strncmp(dot + 1, "tmp-", 4) != 0 && strncmp(dot + 1, "del-", 4) != 0)) return false;
+    const size_t base = (size_t)(dot - name), prefix = strlen("checkpoint-");
+    const bool model = base == strlen("model") && strncmp(name, "model", base) == 0;
+    const bool checkpoint = base > prefix && strncmp(name, "checkpoint-", prefix) == 0 &&
+                            strspn(name + prefix, "0123456789") == base - prefix;
+    if (!model && !checkpoint) return false;
     const char *digits = dot + 5;
     const size_t n = strlen(digits);
     if (n == 0 || n > 18 || strspn(digits, "0123456789") != n) return false;
@@ -179,11 +185,11 @@ int checkpoint_remove_leftovers(const char *dir) {
         /* this process's own names are kept too: only a process that is gone is done saving */
         if (pid == (long)getpid() || !(kill((pid_t)pid, 0) != 0 && errno == ESRCH)) continue;
         struct stat info;
-        if (ckpt_join(path, sizeof path, dir, names[i]) < 0 || lstat(path, &info) != 0) continue;
+        /* saves write directories: a file of that name is someone else's */
+        if (ckpt_join(path, sizeof path, dir, names[i]) < 0 || lstat(path, &info) != 0 || !S_ISDIR(info.st_mode))
+            continue;
         int status = PM_OK;
-        if (!S_ISDIR(info.st_mode)) {
-            if (unlink(path) != 0) status = pm_fail(PM_ERR_ARG, "cannot remove '%s': %s", path, strerror(errno));
-        } else if (!is_flat(path)) {
+        if (!is_flat(path)) {
             status = pm_fail(PM_ERR_ARG, "'%s' holds a subdirectory, so it is no checkpoint's leftover; left alone", path);
         } else {
             status = ckpt_remove_flat(path);

@@ -76,7 +76,8 @@ static bool router_only_tensor(const char *name) {
 
 static int fail_unknown(const char *path, const char *name) {
     return pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not a parameter of the model that config.json describes "
-                   "(a different architecture or config? allow unknown tensors to skip it)", path, name);
+                   "(a different architecture or config?): use the config.json the weights were saved with, or allow "
+                   "unknown tensors (--allow-unknown) to skip it", path, name);
 }
 
 /* ------------------------------------------------------------ symbolic links */
@@ -261,6 +262,7 @@ int checkpoint_read_config(const char *dir, pm_model_config *cfg) {
     char root[CKPT_PATH_MAX], path[CKPT_PATH_MAX];
     int status = ckpt_resolve(dir, root, sizeof root);
     if (status == 0) status = ckpt_join(path, sizeof path, root, "config.json");
+    if (status == 0) status = checkpoint_check_link(root, "config.json");
     return status < 0 ? status : pm_model_config_load(cfg, path);
 }
 

@@ -92,7 +92,9 @@ pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, in
     const uint64_t pairs = sat_mul(T, (uint64_t)compute_pairs_per_token(&cfg->router));
     const uint64_t floats = model_param_floats(cfg);
     out->parameters = sat_mul(sizeof(float), floats);
-    out->gradients = out->parameters;
+    /* the gradient buffer is allocated zeroed and written only by a backward pass: without
+     * training its pages are never touched, so they cost no memory */
+    out->gradients = training ? out->parameters : 0;
     out->optimizer = training ? sat_mul(2 * sizeof(float), floats) : 0;
     /* each layer: x_in, ln1, q_raw, q_rot, attn_out, x_mid, ln2 (T, H); four (T) norms; k_raw,
      * k_rot, v (T, KV); the attention probabilities; the router logits */
@@ -168,12 +170,12 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
                 cfg->max_position_embeddings);
         return NULL;
     }
+    if (check_index_range(cfg, max_batch, max_seq) < 0) return NULL;
     /* before anything is allocated: a model that cannot fit is refused with its size */
     if (pm_model_memory_check(cfg, max_batch, max_seq, false) < 0) {
         pm_fail(PM_ERR_NOMEM, "pm_model_create: %s", pm_last_error());
         return NULL;
     }
-    if (check_index_range(cfg, max_batch, max_seq) < 0) return NULL;
     pm_model *model = calloc(1, sizeof *model);
     if (!model) {
         pm_fail(PM_ERR_NOMEM, "pm_model_create: out of memory");

@@ -45,7 +45,8 @@ pm_status pm_router_config_check(const pm_router_config *cfg) {
     bool has_bias = false;
     for (int i = 0; i < ops->state_count; i++) has_bias |= strcmp(ops->state[i].name, "selection_bias") == 0;
     if (status == 0 && cfg->bias_rate > 0.0f && !has_bias)
-        return pm_fail(PM_ERR_ARG, "router config (%s): bias_rate = %g; the selection bias is for topk only",
+        return pm_fail(PM_ERR_ARG, "router config (%s): bias_rate = %g; the selection bias is for topk only: "
+                       "set it to 0 or use the topk router",
                        ops->name, (double)cfg->bias_rate);
     return status;
 }

@@ -217,8 +217,8 @@ int bpe_parse_json(const char *file, const char *text, size_t length, void **roo
     *root = cJSON_ParseWithLengthOpts(text, length, &end, false);
     if (*root) return PM_OK;
     const size_t at = end && end >= text && end <= text + length ? (size_t)(end - text) : length;
-    return pm_fail(PM_ERR_ARG, "%s: not valid JSON near byte %zu of %zu%s", file, at, length,
-                   at + 16 >= length ? " (is the file truncated?)" : "");
+    return pm_fail(PM_ERR_ARG, "%s: not valid JSON near byte %zu of %zu%s; the file must be whole, valid JSON: "
+                   "use an intact copy", file, at, length, at + 16 >= length ? " (is the file truncated?)" : "");
 }
 
 int bpe_load_tokenizer_json(const char *file, bpe_model **out) {

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,13 +147,14 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "step")) || !string(root, "seed")) {
         cJSON_Delete(root);
-        return pm_fail(PM_ERR_ARG, "%s: not a probmoe trainer state (step and seed missing)", source);
+        return pm_fail(PM_ERR_ARG, "%s: not a probmoe trainer state (step and seed missing); resume from a "
+                       "checkpoint directory that probmoe train saved", source);
     }
     if (!parse_seed(string(root, "seed"), &opt->seed)) {
         cJSON_Delete(root);
         return pm_fail(PM_ERR_ARG, "%s: \"seed\" must be a decimal integer below 2^64, as a string", source);
     }
-    enum { BIG = 1 << 30 };
+    enum { BIG = INT_MAX }; /* the flags' bound */
     const long STEPS = 1L << 53; /* exact in a double, as JSON numbers are */
     field_reader r = {source, PM_OK};
     *step = integer_field(&r, root, "step", 0, 0, STEPS);
