@@ -226,11 +226,22 @@ static void test_bad_bytes(void **state) {
         memcpy(long_line, good, strlen(good) - 1);
         long_line[long_length - 1] = '\n';
         write_bytes(path, long_line, long_length);
-        free(long_line);
         assert_int_equal(gsm8k_load(path, false, &set), PM_ERR_ARG);
-        snprintf(expected, sizeof expected, "%s:1: a line of %zu bytes, more than the %d an example may have", path,
-                 long_length, GSM8K_MAX_LINE_BYTES);
+        snprintf(expected, sizeof expected, "%s:1: a line of more than the %d bytes an example may have", path,
+                 GSM8K_MAX_LINE_BYTES);
         if (!strstr(pm_last_error(), expected)) fail_msg("'%s' lacks '%s'", pm_last_error(), expected);
+        /* only the bound's worth of it is kept, and the next line is read whole after it */
+        char *two = malloc(long_length + strlen(good));
+        memcpy(two, long_line, long_length);
+        memcpy(two + long_length, good, strlen(good));
+        write_bytes(path, two, long_length + strlen(good));
+        free(two);
+        if (gsm8k_load(path, true, &set) != PM_OK) fail_msg("%s", pm_last_error());
+        assert_int_equal(set.count, 1);
+        assert_int_equal(set.skipped, 1);
+        assert_int_equal(set.examples[0].line, 2);
+        gsm8k_free(&set);
+        free(long_line);
     }
     /* "\\u0000" is an escaped backslash and then text: fine */
     write_text(path, "{\"question\": \"A\\\\u0000?\", \"answer\": \"#### 4\"}\n");

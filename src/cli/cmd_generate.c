@@ -135,6 +135,14 @@ int cmd_generate(int argc, char **argv) {
     generate_options opt;
     int status = parse_generate_options(argc, argv, &opt);
     if (status) return status < 0 ? 0 : status;
+    /* the router flags' values, before the model is loaded (its E and k are known only after) */
+    pm_router_kind probe_kind = PM_ROUTER_PROBMOE;
+    if (opt.router && pm_router_kind_parse(opt.router, &probe_kind) < 0) {
+        fprintf(stderr, "probmoe generate: --router: %s\n", pm_last_error());
+        return 2;
+    }
+    pm_router_config probe = pm_router_config_default(probe_kind, 4096, opt.k > 0 ? opt.k : 1);
+    if (!router_flags_apply(&opt.router_settings, &probe)) return 2;
     /* a training run's directory holds its final model in model/ */
     static char run_model[4200];
     char config[4400];

@@ -1,4 +1,4 @@
-#define _POSIX_C_SOURCE 200809L /* getline, strdup */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "data/gsm8k.h"
 
 #include <cjson/cJSON.h>
@@ -103,12 +103,38 @@ static size_t find_bad_byte(const char *line, size_t length, char *reason, size_
     return length;
 }
 
+/* One line (with its '\n') into *line, keeping at most GSM8K_MAX_LINE_BYTES + 1 of its bytes, so
+ * that a file without newlines is not read into memory whole; *stored is what was kept. The
+ * line's whole length, or -1 at the end of the file. */
+static long long read_line(FILE *file, char **line, size_t *capacity, size_t *stored) {
+    const size_t keep = (size_t)GSM8K_MAX_LINE_BYTES + 1;
+    long long length = 0;
+    *stored = 0;
+    for (int c; (c = getc(file)) != EOF;) {
+        if (*stored < keep) {
+            if (*stored + 2 > *capacity) {
+                size_t grown = *capacity ? 2 * *capacity : 256;
+                if (grown > keep + 1) grown = keep + 1;
+                char *bigger = realloc(*line, grown);
+                if (!bigger) return -2;
+                *line = bigger;
+                *capacity = grown;
+            }
+            (*line)[(*stored)++] = (char)c;
+        }
+        length++;
+        if (c == '\n') break;
+    }
+    if (*line) (*line)[*stored] = '\0';
+    return length > 0 ? length : -1;
+}
+
 int gsm8k_parse_line(const char *line, size_t length, gsm8k_example *example, char *reason, size_t reason_size,
                      size_t *offset) {
     memset(example, 0, sizeof *example);
     if (length > GSM8K_MAX_LINE_BYTES) {
-        snprintf(reason, reason_size, "a line of %zu bytes, more than the %d an example may have (GSM8K's are a few "
-                 "hundred)", length, GSM8K_MAX_LINE_BYTES);
+        snprintf(reason, reason_size, "a line of more than the %d bytes an example may have (GSM8K's are a few "
+                 "hundred)", GSM8K_MAX_LINE_BYTES);
         *offset = GSM8K_MAX_LINE_BYTES;
         return 1;
     }
@@ -188,14 +214,15 @@ int gsm8k_load(const char *path, bool skip_bad_lines, gsm8k_set *set) {
     size_t line_capacity = 0;
     int capacity = 0, line_number = 0, status = PM_OK;
     long long line_start = 0; /* the line's offset in the file */
-    ssize_t length;
-    for (; status == PM_OK && (length = getline(&line, &line_capacity, file)) >= 0; line_start += length) {
+    long long length;
+    size_t stored = 0;
+    for (; status == PM_OK && (length = read_line(file, &line, &line_capacity, &stored)) >= 0; line_start += length) {
         line_number++;
-        if (blank(line, (size_t)length)) continue;
+        if (blank(line, stored)) continue;
         gsm8k_example example;
         char reason[160];
         size_t offset = 0;
-        int parsed = gsm8k_parse_line(line, (size_t)length, &example, reason, sizeof reason, &offset);
+        int parsed = gsm8k_parse_line(line, stored, &example, reason, sizeof reason, &offset);
         char where[700];
         if (parsed == 1) describe_line(where, sizeof where, path, line_number, reason, line_start, offset);
         if (parsed < 0) {
@@ -212,6 +239,7 @@ int gsm8k_load(const char *path, bool skip_bad_lines, gsm8k_set *set) {
             if (status < 0) free_example(&example);
         }
     }
+    if (status == PM_OK && length == -2) status = pm_fail(PM_ERR_NOMEM, "out of memory reading '%s'", path);
     if (status == PM_OK && ferror(file))
         status = pm_fail(PM_ERR_ARG, "cannot read '%s' after line %d: %s", path, line_number, strerror(errno));
     free(line);
