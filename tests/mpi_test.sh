@@ -49,4 +49,27 @@ for router in topk probmoe probmoe-dyn densemixer softmoe; do
     echo "ok $router np $np: losses equal, weights $diff"
   done
 done
+# Resume: a -np 2 run of 20 steps saves at step 10 on its way; resumed from there under one
+# process and -np 4 it gives the uninterrupted run's last 10 losses to 1e-5, under -np 2 the
+# very same bits.
+router=probmoe
+"${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router $router --save-interval 10 \
+  --out saved > saved.log 2>&1 || { echo "FAIL the run to resume from failed"; tail -5 saved.log; exit 1; }
+for np in 1 2 4; do
+  rm -rf "resumed-$np"
+  cp -r saved "resumed-$np"
+  run=("${launch[@]}" -np "$np")
+  [ "$np" -eq 1 ] && run=()
+  if ! "${run[@]}" "$probmoe" train --resume "resumed-$np/checkpoint-000010" > "resumed-$np.log" 2>&1; then
+    echo "FAIL resuming under -np $np"; tail -5 "resumed-$np.log"; status=1; continue
+  fi
+  tolerance=1e-5
+  [ "$np" -eq 2 ] && tolerance=0 # the same processes: the same bits
+  if ! paste <(losses saved | tail -n 10) <(losses "resumed-$np" | tail -n 10) | awk -v n="$np" -v t="$tolerance" '
+      { d = $1 - $2; if (d < 0) d = -d; if (d > t * $1) { printf "FAIL resume np %d: step %d loss %s, want %s\n", n, NR + 10, $2, $1; bad = 1 } }
+      END { if (NR != 10) { printf "FAIL resume np %d: %d steps after the resume\n", n, NR; bad = 1 } exit bad }'; then
+    status=1; continue
+  fi
+  echo "ok resumed a -np 2 checkpoint under $np process(es): the uninterrupted run's losses"
+done
 exit $status
