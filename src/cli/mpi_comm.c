@@ -40,6 +40,31 @@ static void sum_floats(const batch_comm *comm, float *values, size_t count) {
     }
 }
 
+/* Buckets of gradients in flight (MPI_Iallreduce), finished by finish_sums. */
+enum { MAX_IN_FLIGHT = 4096 };
+static MPI_Request in_flight[MAX_IN_FLIGHT];
+static int in_flight_count;
+
+static void finish_sums(const batch_comm *comm) {
+    (void)comm;
+    MPI_Waitall(in_flight_count, in_flight, MPI_STATUSES_IGNORE);
+    in_flight_count = 0;
+}
+
+static void start_sum_floats(const batch_comm *comm, float *values, size_t count) {
+    for (size_t done = 0; done < count;) {
+        if (in_flight_count == MAX_IN_FLIGHT) finish_sums(comm);
+        const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
+        MPI_Iallreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &in_flight[in_flight_count++]);
+        done += (size_t)n;
+    }
+    /* Open MPI moves a nonblocking collective along inside MPI calls: give the earlier ones a
+     * turn while the backward pass computes the next bucket */
+    int all_done = 0;
+    MPI_Testall(in_flight_count, in_flight, &all_done, MPI_STATUSES_IGNORE);
+    if (all_done) in_flight_count = 0;
+}
+
 static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
     int *counts = malloc(sizeof(int) * (size_t)comm->size), *starts = malloc(sizeof(int) * (size_t)comm->size);
     int ok = counts && starts;
@@ -82,6 +107,8 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm
     MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
     comm.sum_doubles = sum_doubles;
     comm.sum_floats = sum_floats;
+    comm.start_sum_floats = start_sum_floats;
+    comm.finish_sums = finish_sums;
     comm.gather_floats = gather_floats;
     if (comm.size > 1) *out = &comm;
     return 0;

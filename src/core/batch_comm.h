@@ -21,6 +21,11 @@ struct batch_comm {
     /* values[0..count) := their sum over the ranks (the same result on every rank) */
     void (*sum_doubles)(const batch_comm *comm, double *values, int count);
     void (*sum_floats)(const batch_comm *comm, float *values, size_t count);
+    /* The same sum started now and finished by finish_sums (which finishes every started one),
+     * so that a bucket of gradients travels while the backward pass computes the next. The
+     * values must not be touched in between. */
+    void (*start_sum_floats)(const batch_comm *comm, float *values, size_t count);
+    void (*finish_sums)(const batch_comm *comm);
     /* Every rank's values concatenated in rank order, into *out (malloc'ed, *total floats); ranks
      * may give different counts. 0, or -1 when out of memory (on every rank). */
     int (*gather_floats)(const batch_comm *comm, const float *values, int count, float **out, int *total);

@@ -443,10 +443,30 @@ pm_status pm_model_backward(pm_model *model) {
     memset(model->d_resid, 0, sizeof(float) * T * H);
     rmsnorm_backward(model->d_resid, param_grads(model, model->final_norm), model->d_ln, model->x_final,
                      param_weights(model, model->final_norm), model->rstdf, T, H);
+    /* the parameter table's order: embedding, layer 0 .. L-1, final norm, lm_head, then the
+     * learned budget's tensors (params.c) */
+    const size_t head = model->params[model->final_norm].offset;
+    const size_t budget = model->params[model->lm_head].offset + model->params[model->lm_head].count;
+    if (model->grads_ready) model->grads_ready(model->grads_ready_user, head, budget - head);
     for (int l = cfg->num_layers - 1; l >= 0; l--) {
         int status = layer_backward(model, l);
         if (status < 0) return status;
+        if (model->grads_ready) {
+            const size_t first = model->params[model->layer_params[l].input_norm].offset;
+            const size_t end = l + 1 < cfg->num_layers ? model->params[model->layer_params[l + 1].input_norm].offset : head;
+            model->grads_ready(model->grads_ready_user, first, end - first);
+        }
     }
     embedding_backward(param_grads(model, model->embed), model->d_resid, model->tokens, T, H);
-    return model_budget_finish(model);
+    int status = model_budget_finish(model);
+    if (model->grads_ready) {
+        model->grads_ready(model->grads_ready_user, 0, model->params[model->embed].count);
+        if (model->size > budget) model->grads_ready(model->grads_ready_user, budget, model->size - budget);
+    }
+    return status;
+}
+
+void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t offset, size_t count), void *user) {
+    model->grads_ready = ready;
+    model->grads_ready_user = user;
 }

@@ -55,6 +55,10 @@ struct pm_model {
      * its cross-entropy gradient */
     const batch_comm *comm;
     float ce_share;
+    /* called by the backward pass with each range of gradients it has finished (a bucket):
+     * lm_head and the final norm, each layer, the embedding and the budget */
+    void (*grads_ready)(void *user, size_t offset, size_t count);
+    void *grads_ready_user;
     bool has_targets;
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
@@ -95,5 +99,9 @@ static inline float *param_grads(pm_model *model, int index) {
  * The loss, the routers' statistics and the samples are then those of the global batch; each
  * rank's gradients are its share, to be summed over the ranks. */
 void model_set_batch_origin(pm_model *model, const batch_comm *comm, uint32_t first_token);
+
+/* Sets (or with NULL clears) the hook the backward pass calls with each bucket of finished
+ * gradients. */
+void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t offset, size_t count), void *user);
 
 #endif

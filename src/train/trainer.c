@@ -141,9 +141,16 @@ static void print_progress(long step, long steps, double loss, double tokens_per
     fflush(stderr);
 }
 
+/* The backward pass of a step's last micro-batch has finished a bucket of gradients: its sum
+ * over the ranks starts while the backward pass goes on. */
+static void start_bucket_sum(void *user, size_t offset, size_t count) {
+    pm_model *model = user;
+    model->comm->start_sum_floats(model->comm, pm_model_grads(model) + offset, count);
+}
+
 /* Forward and backward over opt->accum micro-batches; gradients averaged. Under data
  * parallelism each rank runs its rows of every micro-batch (the losses are the global batch's)
- * and the gradients are summed over the ranks. */
+ * and the gradients are summed over the ranks, bucket by bucket during the last backward. */
 static int accumulate_gradients(pm_model *model, const batch_source *data, const train_options *opt, long step,
                                 int32_t *inputs, int32_t *targets, double *loss) {
     const batch_comm *comm = opt->comm;
@@ -159,11 +166,14 @@ static int accumulate_gradients(pm_model *model, const batch_source *data, const
         float micro_loss;
         int status = pm_model_forward(model, inputs + skip, targets + skip, rows, opt->seq, true, opt->seed, index,
                                       &micro_loss);
+        const bool overlap = comm && micro + 1 == opt->accum;
+        if (overlap) model_set_grads_ready(model, start_bucket_sum, model);
         if (status == 0) status = pm_model_backward(model);
+        model_set_grads_ready(model, NULL, NULL);
+        if (overlap) comm->finish_sums(comm); /* also after an error: no sum is left running */
         if (status < 0) return status;
         *loss += micro_loss / opt->accum;
     }
-    if (comm) comm->sum_floats(comm, pm_model_grads(model), pm_model_size(model));
     if (opt->accum > 1) scale_gradients(pm_model_grads(model), pm_model_size(model), 1.0f / opt->accum);
     return PM_OK;
 }

@@ -47,6 +47,10 @@ static void sum_floats(const batch_comm *comm, float *values, size_t count) {
     free(total);
 }
 
+/* started sums finish at once here: the threads meet in each */
+static void start_sum_floats(const batch_comm *comm, float *values, size_t count) { sum_floats(comm, values, count); }
+static void finish_sums(const batch_comm *comm) { (void)comm; }
+
 static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
     shared_state *s = shared_of(comm);
     s->slots[comm->rank] = values;
@@ -77,7 +81,8 @@ int thread_comm_run(int size, int (*body)(int rank, const batch_comm *comm, void
     rank_thread threads[64];
     pthread_t ids[64];
     for (int r = 0; r < size; r++) {
-        threads[r] = (rank_thread){&shared, {r, size, sum_doubles, sum_floats, gather_floats, &shared}, body, user, 0};
+        threads[r] = (rank_thread){&shared, {r, size, sum_doubles, sum_floats, start_sum_floats, finish_sums,
+                                             gather_floats, &shared}, body, user, 0};
         pthread_create(&ids[r], NULL, run_rank, &threads[r]);
     }
     int failed = 0;
