@@ -67,6 +67,9 @@ void router_flags_usage(FILE *out);
  * ranks as a batch_comm (*comm NULL for a single process). 0, or the exit code to stop with
  * after printing why (a launcher's several processes but a build without MPI). */
 int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **comm);
+/* Rank 0 prints what the run's collectives cost (bytes handed to them per step and process, the
+ * share of the run the slowest process spent blocked in them). Collective. */
+void cli_mpi_report(const batch_comm *comm, long steps, double seconds);
 void cli_mpi_stop(void);
 
 bool cli_fetch(const char *who, const char *script, const char *name, char *location, size_t capacity);

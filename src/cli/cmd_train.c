@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -478,7 +479,13 @@ int cmd_train(int argc, char **argv) {
     request.train.comm = comm;
     if (comm && comm->rank > 0) request.train.progress = false;
     train_result result;
+    struct timespec began, ended;
+    clock_gettime(CLOCK_MONOTONIC, &began);
     status = train_run(&request.model, &request.train, tok, &result);
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    /* every rank (a collective), also after an error, with the steps all of them did */
+    cli_mpi_report(comm, status == 0 ? result.steps_done : 0,
+                   (double)(ended.tv_sec - began.tv_sec) + 1e-9 * (double)(ended.tv_nsec - began.tv_nsec));
     tokenizer_free(tok);
     if (status < 0) {
         if (comm) fprintf(stderr, "probmoe train (rank %d of %d): %s\n", comm->rank, comm->size, pm_last_error());

@@ -24,10 +24,20 @@ static int launcher_size(void) {
 #include <mpi.h>
 
 static bool started;
+/* what the run's collectives cost this rank: seconds blocked in them, bytes handed to them */
+static double waited_seconds, sent_bytes;
+
+#define TIMED(call)                                   \
+    do {                                              \
+        const double timed_start_ = MPI_Wtime();      \
+        call;                                         \
+        waited_seconds += MPI_Wtime() - timed_start_; \
+    } while (0)
 
 static void sum_doubles(const batch_comm *comm, double *values, int count) {
     (void)comm;
-    MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    sent_bytes += sizeof(double) * (double)count;
+    TIMED(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
 }
 
 static void sum_floats(const batch_comm *comm, float *values, size_t count) {
@@ -35,7 +45,8 @@ static void sum_floats(const batch_comm *comm, float *values, size_t count) {
     /* in pieces: MPI counts are ints */
     for (size_t done = 0; done < count;) {
         const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
-        MPI_Allreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        sent_bytes += sizeof(float) * (double)n;
+        TIMED(MPI_Allreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
         done += (size_t)n;
     }
 }
@@ -47,7 +58,7 @@ static int in_flight_count;
 
 static void finish_sums(const batch_comm *comm) {
     (void)comm;
-    MPI_Waitall(in_flight_count, in_flight, MPI_STATUSES_IGNORE);
+    TIMED(MPI_Waitall(in_flight_count, in_flight, MPI_STATUSES_IGNORE));
     in_flight_count = 0;
 }
 
@@ -55,13 +66,15 @@ static void start_sum_floats(const batch_comm *comm, float *values, size_t count
     for (size_t done = 0; done < count;) {
         if (in_flight_count == MAX_IN_FLIGHT) finish_sums(comm);
         const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
-        MPI_Iallreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &in_flight[in_flight_count++]);
+        sent_bytes += sizeof(float) * (double)n;
+        TIMED(MPI_Iallreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                             &in_flight[in_flight_count++]));
         done += (size_t)n;
     }
     /* Open MPI moves a nonblocking collective along inside MPI calls: give the earlier ones a
      * turn while the backward pass computes the next bucket */
     int all_done = 0;
-    MPI_Testall(in_flight_count, in_flight, &all_done, MPI_STATUSES_IGNORE);
+    TIMED(MPI_Testall(in_flight_count, in_flight, &all_done, MPI_STATUSES_IGNORE));
     if (all_done) in_flight_count = 0;
 }
 
@@ -74,6 +87,7 @@ static int gather_floats(const batch_comm *comm, const float *values, int count,
         free(starts);
         return -1;
     }
+    sent_bytes += sizeof(float) * (double)count;
     MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
     long long n = 0;
     for (int r = 0; r < comm->size; r++) starts[r] = (int)n, n += counts[r];
@@ -114,6 +128,16 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm
     return 0;
 }
 
+void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
+    if (!comm) return;
+    double mine[2] = {waited_seconds, sent_bytes}, most[2];
+    MPI_Reduce(mine, most, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (comm->rank == 0 && steps > 0 && seconds > 0.0)
+        printf("communication over %d processes: %.2f MB per step handed to collectives per process; the "
+               "process waiting longest spent %.1f%% of the run (%.3f s per step) blocked in them\n",
+               comm->size, most[1] / steps / 1e6, 100.0 * most[0] / seconds, most[0] / steps);
+}
+
 void cli_mpi_stop(void) {
     if (started) MPI_Finalize();
     started = false;
@@ -131,6 +155,7 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm
     return 2;
 }
 
+void cli_mpi_report(const batch_comm *comm, long steps, double seconds) { (void)comm, (void)steps, (void)seconds; }
 void cli_mpi_stop(void) {}
 
 #endif
