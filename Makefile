@@ -39,6 +39,7 @@ bench: build
 	$(BUILD)/bench/route
 	$(BUILD)/bench/tokenize
 	$(BUILD)/bench/train_step
+	bash bench/data_parallel.sh $(BUILD)
 
 # Trains the default MoE on Tiny Shakespeare for a few minutes, then shows a sample and the
 # routing summary (scripts/demo.sh; DEMO_STEPS=N to change the length).
