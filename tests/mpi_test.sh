@@ -72,4 +72,27 @@ for np in 1 2 4; do
   fi
   echo "ok resumed a -np 2 checkpoint under $np process(es): the uninterrupted run's losses"
 done
+# A rank that dies: mpirun stops the others and names it (no hang: the run must end within a
+# minute), and the last checkpoint stays good (it resumes).
+( "${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router probmoe --steps 1000000 --save-interval 5 \
+    --out killed > killed.log 2>&1; echo "exit $?" >> killed.log ) &
+runner=$!
+for _ in $(seq 1 300); do [ -d killed/checkpoint-000005 ] && break; sleep 0.1; done
+victim=$(pgrep -f -- "--out killed" | while read -r pid; do
+  [ "$(ps -o comm= -p "$pid")" = probmoe ] && echo "$pid"; done | tail -n 1)
+[ -n "$victim" ] && kill -KILL "$victim"
+ended=false
+for _ in $(seq 1 600); do kill -0 "$runner" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+if ! $ended; then
+  echo "FAIL a killed rank left the run hanging"; pkill -KILL -f -- "--out killed" || true; status=1
+elif ! grep -q "rank [0-9]* with PID" killed.log || grep -q "^exit 0$" killed.log; then
+  echo "FAIL a killed rank was not reported"; tail -5 killed.log; status=1
+else
+  last=$(ls -d killed/checkpoint-* | tail -n 1)
+  if "$probmoe" train --resume "$last" --steps $((10#${last##*-} + 1)) > resume-killed.log 2>&1; then
+    echo "ok a killed rank stopped the run ($(grep -o 'rank [0-9]* with PID [0-9]*' killed.log | head -1)); $last resumes"
+  else
+    echo "FAIL the last checkpoint of the killed run does not resume"; tail -5 resume-killed.log; status=1
+  fi
+fi
 exit $status
