@@ -38,6 +38,7 @@ static int remove_work(void **state) {
 typedef struct {
     pm_model_config cfg;
     char out[160];
+    float lr; /* 0: the default below */
 } run_spec;
 
 static train_options options_for(const run_spec *spec, const batch_comm *comm) {
@@ -51,7 +52,8 @@ static train_options options_for(const run_spec *spec, const batch_comm *comm) {
     opt.accum = 2;
     opt.steps = STEPS;
     opt.warmup = 2;
-    opt.lr = 3e-3f;
+    opt.lr = spec->lr > 0.0f ? spec->lr : 3e-3f;
+    if (spec->lr > 1.0f) opt.clip = 0.0f, opt.warmup = 0; /* made to diverge */
     opt.eval_interval = 0;
     opt.eval_batches = 1;
     opt.comm = comm;
@@ -117,7 +119,7 @@ static void compare_runs(const char *single, const char *parallel, int ranks) {
 
 /* tiny_model_config with the bytes tokenizer's vocabulary */
 static run_spec spec_for(pm_router_kind kind) {
-    run_spec spec = {tiny_model_config(kind), ""};
+    run_spec spec = {tiny_model_config(kind), "", 0.0f};
     spec.cfg.vocab_size = 256;
     return spec;
 }
@@ -191,12 +193,26 @@ static void test_batch_smaller_than_ranks(void **state) {
     assert_int_not_equal(stat(spec.out, &info), 0);
 }
 
+/* A run that diverges stops on every rank after the same non-finite steps (the ranks agree on
+ * non-finite router logits before any collective), none waiting for another, nothing saved. */
+static void test_divergence_stops_every_rank(void **state) {
+    (void)state;
+    run_spec spec = spec_for(PM_ROUTER_PROBMOE);
+    spec.lr = 1e30f;
+    snprintf(spec.out, sizeof spec.out, "%s/diverges", work);
+    assert_int_equal(thread_comm_run(2, train_rank, &spec), 2);
+    char path[200];
+    snprintf(path, sizeof path, "%s/model/model.safetensors", spec.out);
+    struct stat info;
+    assert_int_not_equal(stat(path, &info), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_rank_is_plain), cmocka_unit_test(test_topk),
         cmocka_unit_test(test_probmoe),           cmocka_unit_test(test_probmoe_dyn),
         cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe),
-        cmocka_unit_test(test_batch_smaller_than_ranks),
+        cmocka_unit_test(test_batch_smaller_than_ranks),  cmocka_unit_test(test_divergence_stops_every_rank),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);
 }

@@ -287,6 +287,17 @@ static int route_layer(pm_model *model, int l, int T, bool training, uint64_t se
                                        offsets, experts);
     pm_rng rng;
     pm_rng_init(&rng, seed, step * (uint64_t)model->cfg.num_layers + (uint64_t)l);
+    if (training && model->comm) {
+        /* the router refuses non-finite logits before its collectives: the ranks decide together,
+         * so that none waits in a sum the others left (a diverged step for all of them) */
+        const size_t n = (size_t)T * (size_t)model->cfg.num_experts;
+        double bad = 0.0;
+        for (size_t i = 0; i < n && bad == 0.0; i++) bad = !isfinite(layer->router_logits[i]);
+        model->comm->sum_doubles(model->comm, &bad, 1);
+        if (bad > 0.0)
+            return pm_fail(PM_ERR_NONFINITE, "layer %d: non-finite router logits in the global batch (the step "
+                           "diverged)", l);
+    }
     return pm_router_forward(layer->router, layer->routing, layer->router_logits, T, training, &rng);
 }
 
