@@ -85,6 +85,21 @@ static void read_losses(const char *out, double *losses) {
     assert_int_equal(count, STEPS);
 }
 
+/* Every value of "key" in out/metrics.jsonl, in order (each layer of each step). */
+static int read_field(const char *out, const char *key, double *values, int capacity) {
+    char path[200], line[8192], pattern[64];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    int count = 0;
+    while (fgets(line, sizeof line, file))
+        for (const char *at = strstr(line, pattern); at && count < capacity; at = strstr(at + 1, pattern))
+            values[count++] = strtod(at + strlen(pattern), NULL);
+    fclose(file);
+    return count;
+}
+
 static void compare_runs(const char *single, const char *parallel, int ranks) {
     double want[STEPS], got[STEPS];
     read_losses(single, want);
@@ -92,6 +107,16 @@ static void compare_runs(const char *single, const char *parallel, int ranks) {
     for (int i = 0; i < STEPS; i++)
         if (fabs(got[i] - want[i]) > 1e-5 * fabs(want[i]) + 1e-6)
             fail_msg("%d ranks, step %d: loss %.7f, single process %.7f", ranks, i + 1, got[i], want[i]);
+    /* the routing statistics in the metrics are the global batch's too */
+    static const char *const keys[] = {"mean_active", "load_entropy", "max_over_mean", "dead_experts"};
+    for (int k = 0; k < 4; k++) {
+        double a[STEPS * 8], b[STEPS * 8];
+        const int n = read_field(single, keys[k], a, STEPS * 8);
+        assert_int_equal(read_field(parallel, keys[k], b, STEPS * 8), n);
+        assert_true(n >= STEPS);
+        for (int i = 0; i < n; i++)
+            if (fabs(a[i] - b[i]) > 2e-4) fail_msg("%d ranks: %s[%d] is %g, single process %g", ranks, keys[k], i, b[i], a[i]);
+    }
     char a[200], b[200];
     snprintf(a, sizeof a, "%s/model", single);
     snprintf(b, sizeof b, "%s/model", parallel);

@@ -12,5 +12,8 @@ typedef struct {
 } routing_stats;
 
 routing_stats routing_stats_of(const pm_routing *routing);
+/* The same from counts: load[0..E) combine pairs per expert over `tokens` tokens (summed over
+ * the ranks of a data-parallel batch). */
+routing_stats routing_stats_from_counts(const double *load, int E, double tokens);
 
 #endif

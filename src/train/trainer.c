@@ -97,9 +97,28 @@ int evaluate_loss(pm_model *model, const batch_source *data, int batches, int B,
     return status;
 }
 
+/* Each layer's routing statistics of the step's last micro-batch, over the global batch (the
+ * ranks' loads summed); stats holds num_layers entries. Collective under data parallelism. */
+static void step_routing_stats(pm_model *model, const batch_comm *comm, routing_stats *stats) {
+    const int L = pm_model_get_config(model)->num_layers, E = pm_model_get_config(model)->num_experts;
+    double *counts = malloc(sizeof(double) * (size_t)(E + 1));
+    for (int l = 0; l < L; l++) {
+        const pm_routing *routing = pm_model_routing(model, l);
+        if (!comm || !counts) {
+            stats[l] = routing_stats_of(routing);
+            continue;
+        }
+        for (int e = 0; e < E; e++) counts[e] = (double)routing->load[e];
+        counts[E] = routing->num_tokens;
+        comm->sum_doubles(comm, counts, E + 1);
+        stats[l] = routing_stats_from_counts(counts, E, counts[E]);
+    }
+    free(counts);
+}
+
 /* One JSON line per step: the figures a plot or a resumed run needs. */
-static void log_step(FILE *metrics, pm_model *model, long step, double loss, float lr, double grad_norm,
-                     double tokens_per_second, double val_loss) {
+static void log_step(FILE *metrics, pm_model *model, const routing_stats *layer_stats, long step, double loss,
+                     float lr, double grad_norm, double tokens_per_second, double val_loss) {
     fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f",
             step, loss, lr, grad_norm, tokens_per_second);
     if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.6f", val_loss);
@@ -108,7 +127,7 @@ static void log_step(FILE *metrics, pm_model *model, long step, double loss, flo
     float *budget = malloc(sizeof(float) * 2 * (size_t)L);
     const bool has_budget = budget && pm_model_budget(model, budget, budget + L);
     for (int l = 0; l < L; l++) {
-        routing_stats stats = routing_stats_of(pm_model_routing(model, l));
+        const routing_stats stats = layer_stats[l];
         fprintf(metrics, "%s{\"mean_active\": %.4f, \"load_entropy\": %.4f, \"max_over_mean\": %.4f, "
                 "\"dead_experts\": %d", l ? ", " : "", stats.mean_active, stats.load_entropy,
                 stats.max_over_mean, stats.dead_experts);
@@ -247,7 +266,8 @@ static int train_loop(train_session *session, long first_step, train_result *res
     const size_t tokens = (size_t)opt->batch * opt->seq;
     const bool writer = !opt->comm || opt->comm->rank == 0; /* prints, evaluates and writes */
     int32_t *inputs = malloc(sizeof(int32_t) * tokens), *targets = malloc(sizeof(int32_t) * tokens);
-    if (!inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
+    routing_stats *layer_stats = malloc(sizeof(routing_stats) * (size_t)pm_model_get_config(model)->num_layers);
+    if (!inputs || !targets || !layer_stats) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
     const double start = now_seconds();
     int bad_in_a_row = 0;
     for (long step = first_step; status == 0 && step < opt->steps; step++) {
@@ -259,6 +279,8 @@ static int train_loop(train_session *session, long first_step, train_result *res
             status = PM_OK;
         }
         if (status < 0) break;
+        /* the training batch's routing, before an evaluation routes other batches */
+        if (isfinite(loss)) step_routing_stats(model, opt->comm, layer_stats);
         if (opt->adamw.freeze_router) zero_router_gradients(model); /* frozen: not in the norm or the clip */
         const double grad_norm = isfinite(loss) ? gradient_norm(pm_model_grads(model), pm_model_size(model)) : NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
@@ -287,7 +309,8 @@ static int train_loop(train_session *session, long first_step, train_result *res
             status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
             if (status < 0) break;
         }
-        if (writer) log_step(session->metrics, model, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
+        if (writer)
+            log_step(session->metrics, model, layer_stats, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
         status = train_history_add(&session->history, step + 1, loss, val_loss);
         if (writer && opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
         if (!isnan(val_loss)) /* also without a terminal, so logs show how training goes */
@@ -298,7 +321,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
         result->num_layers = pm_model_get_config(model)->num_layers < TRAIN_MAX_REPORTED_LAYERS
                                  ? pm_model_get_config(model)->num_layers
                                  : TRAIN_MAX_REPORTED_LAYERS;
-        for (int l = 0; l < result->num_layers; l++) result->routing[l] = routing_stats_of(pm_model_routing(model, l));
+        for (int l = 0; l < result->num_layers; l++) result->routing[l] = layer_stats[l];
         result->has_budget = copy_budget(model, result);
         if (!isnan(val_loss)) result->final_val_loss = val_loss;
         /* the ranks stop together: on a signal any of them got, or an error of any of them */
@@ -319,6 +342,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
     result->tokens_per_second = done * (double)tokens * opt->accum / (now_seconds() - start);
     free(inputs);
     free(targets);
+    free(layer_stats);
     return status;
 }
 
