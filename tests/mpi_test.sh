@@ -72,6 +72,28 @@ for np in 1 2 4; do
   fi
   echo "ok resumed a -np 2 checkpoint under $np process(es): the uninterrupted run's losses"
 done
+# A checkpoint of 6-sequence batches resumed by 7 processes: refused by all of them, no hang.
+if timeout 120 "${launch[@]}" -np 7 "$probmoe" train --resume saved/checkpoint-000010 > seven.log 2>&1; then
+  echo "FAIL a resume with more processes than sequences was not refused"; status=1
+elif ! grep -q "fewer than the 7 processes" seven.log; then
+  echo "FAIL a resume with more processes than sequences: no clear message"; tail -5 seven.log; status=1
+else
+  echo "ok a resume with more processes than sequences is refused"
+fi
+
+# SIGUSR1 to mpirun reaches every rank: they finish the step, rank 0 saves, all stop (exit 0).
+"${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router probmoe --steps 1000000 --out usr1 > usr1.log 2>&1 &
+runner=$!
+for _ in $(seq 1 300); do [ -s usr1/metrics.jsonl ] && break; sleep 0.1; done
+kill -USR1 "$runner"
+ended=false
+for _ in $(seq 1 600); do kill -0 "$runner" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+if $ended && wait "$runner" && grep -q "stopped at step" usr1.log && ls -d usr1/checkpoint-* > /dev/null 2>&1; then
+  echo "ok SIGUSR1 to mpirun saved a checkpoint and stopped every rank"
+else
+  echo "FAIL SIGUSR1 to mpirun"; $ended || pkill -KILL -f -- "--out usr1" || true; tail -5 usr1.log; status=1
+fi
+
 # A rank that dies: mpirun stops the others and names it (no hang: the run must end within a
 # minute), and the last checkpoint stays good (it resumes).
 ( "${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router probmoe --steps 1000000 --save-interval 5 \

@@ -484,7 +484,7 @@ int cmd_train(int argc, char **argv) {
     status = train_run(&request.model, &request.train, tok, &result);
     clock_gettime(CLOCK_MONOTONIC, &ended);
     /* every rank (a collective), also after an error, with the steps all of them did */
-    cli_mpi_report(comm, status == 0 ? result.steps_done : 0,
+    cli_mpi_report(comm, status == 0 ? result.steps_done - result.first_step : 0,
                    (double)(ended.tv_sec - began.tv_sec) + 1e-9 * (double)(ended.tv_nsec - began.tv_nsec));
     tokenizer_free(tok);
     if (status < 0) {

@@ -117,6 +117,9 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm
         return 1;
     }
     started = true;
+    if (provided < MPI_THREAD_FUNNELED)
+        fprintf(stderr, "%s: this MPI gives thread support level %d, below MPI_THREAD_FUNNELED (OpenMP threads run "
+                "beside the MPI calls of the main thread); results may be wrong\n", command, provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &comm.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
     comm.sum_doubles = sum_doubles;

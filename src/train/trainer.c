@@ -173,6 +173,7 @@ static void start_bucket_sum(void *user, size_t offset, size_t count) {
 static int accumulate_gradients(pm_model *model, const batch_source *data, const train_options *opt, long step,
                                 int32_t *inputs, int32_t *targets, double *loss) {
     const batch_comm *comm = opt->comm;
+    const int V = pm_model_get_config(model)->vocab_size;
     int first = 0, rows = opt->batch;
     if (comm) batch_comm_rows(opt->batch, comm->rank, comm->size, &first, &rows);
     const size_t skip = (size_t)first * opt->seq;
@@ -182,6 +183,13 @@ static int accumulate_gradients(pm_model *model, const batch_source *data, const
     for (int micro = 0; micro < opt->accum; micro++) {
         const uint64_t index = (uint64_t)step * opt->accum + micro;
         batches_train(data, opt->seed, index, opt->batch, opt->seq, inputs, targets);
+        /* every rank checks the whole batch (the forward pass checks only its rows), so that a
+         * bad id stops all ranks alike instead of one while the others wait for it */
+        for (size_t i = 0; comm && i < (size_t)opt->batch * opt->seq; i++)
+            if (inputs[i] < 0 || inputs[i] >= V || targets[i] < -1 || targets[i] >= V)
+                return pm_fail(PM_ERR_ARG, "train: batch %llu holds the id %d at %zu, outside the vocabulary of %d",
+                               (unsigned long long)index, inputs[i] < 0 || inputs[i] >= V ? inputs[i] : targets[i],
+                               i, V);
         float micro_loss;
         int status = pm_model_forward(model, inputs + skip, targets + skip, rows, opt->seq, true, opt->seed, index,
                                       &micro_loss);
@@ -284,7 +292,8 @@ static int train_loop(train_session *session, long first_step, train_result *res
         if (opt->adamw.freeze_router) zero_router_gradients(model); /* frozen: not in the norm or the clip */
         const double grad_norm = isfinite(loss) ? gradient_norm(pm_model_grads(model), pm_model_size(model)) : NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
-        if (!isfinite(loss) || !isfinite(grad_norm)) {
+        /* the same sums give the same decision on every rank; agreeing costs one small sum */
+        if (any_rank(opt->comm, !isfinite(loss) || !isfinite(grad_norm))) {
             if (writer) fprintf(stderr, "\nstep %ld: the loss or gradient is not finite (loss %g, gradient norm %g); "
                     "skipping this update\n", step, loss, grad_norm);
             if (++bad_in_a_row >= opt->max_bad_steps) {
@@ -305,13 +314,12 @@ static int train_loop(train_session *session, long first_step, train_result *res
         const double tokens_per_second = tokens * opt->accum / (now - step_start);
         double val_loss = NAN;
         const bool last = step + 1 == opt->steps;
-        if (writer && (last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0))) {
+        /* an evaluation error stops the run below, where the ranks agree on it */
+        if (writer && (last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0)))
             status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
-            if (status < 0) break;
-        }
-        if (writer)
+        if (writer && status == 0)
             log_step(session->metrics, model, layer_stats, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
-        status = train_history_add(&session->history, step + 1, loss, val_loss);
+        if (status == 0) status = train_history_add(&session->history, step + 1, loss, val_loss);
         if (writer && opt->progress) print_progress(step + 1, opt->steps, loss, tokens_per_second, now - start);
         if (!isnan(val_loss)) /* also without a terminal, so logs show how training goes */
             fprintf(stderr, "%sstep %ld/%ld: loss %.4f, validation loss %.4f, %.0f tokens/s\n",
@@ -434,8 +442,13 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     session.opt = &opt;
     long first_step = 0;
     status = open_session(&session, cfg, &opt, &first_step);
+    result->first_step = first_step;
     const pm_model_config *model_cfg = session.model ? pm_model_get_config(session.model) : cfg;
     if (status == 0 && opt.resume_dir) status = train_options_check(&opt, model_cfg);
+    if (status == 0 && comm && opt.batch < comm->size) /* a resumed run's batch is its checkpoint's */
+        status = pm_fail(PM_ERR_ARG, "train: the run resumed from %s has batches of %d sequences, fewer than the %d "
+                         "processes; each process needs a sequence of every batch: start at most %d processes",
+                         opt.resume_dir, opt.batch, comm->size, opt.batch);
     if (status == 0 && model_cfg->vocab_size < tok->vocab_size)
         status = pm_fail(PM_ERR_ARG, "train: vocab_size = %d is smaller than the %s tokenizer's %d tokens",
                          model_cfg->vocab_size, tok->name, tok->vocab_size);
@@ -463,16 +476,19 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
         session.metrics = fopen(path, opt.resume_dir ? "a" : "w");
         if (!session.metrics) status = pm_fail(PM_ERR_ARG, "train: cannot write '%s': %s", path, strerror(errno));
     }
-    struct sigaction stop = {0}, old_int, old_term;
+    /* SIGUSR1 too: mpirun passes it on to every rank without killing them after a grace period */
+    struct sigaction stop = {0}, old_int, old_term, old_usr1;
     stop.sa_handler = request_stop;
     stop_requested = 0;
     sigaction(SIGINT, &stop, &old_int);
     sigaction(SIGTERM, &stop, &old_term);
+    sigaction(SIGUSR1, &stop, &old_usr1);
     if (any_rank(comm, status < 0) && status == 0)
         status = pm_fail(PM_ERR_STATE, "train: another process of this run could not start (rank 0 says why)");
     if (status == 0) status = train_loop(&session, first_step, result);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     if (session.metrics) fclose(session.metrics);
     if (status == 0 && writer && !result->interrupted) {
         checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};

@@ -58,6 +58,7 @@ enum { TRAIN_MAX_REPORTED_LAYERS = 64 };
 
 typedef struct train_result {
     long steps_done;
+    long first_step;  /* the step this invocation started from (a resumed run's checkpoint) */
     double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
     int num_layers;  /* routing of the last training step, per layer */
     routing_stats routing[TRAIN_MAX_REPORTED_LAYERS];
