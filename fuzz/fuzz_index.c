@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "fuzz_input.h"
+#include "tiny_model.h"
 #include "io/checkpoint.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -11,7 +12,7 @@ static const char *model_dir(void) {
     static char dir[512];
     if (dir[0]) return dir;
     snprintf(dir, sizeof dir, "%s/model", fuzz_dir());
-    pm_model_config cfg = fuzz_tiny_config();
+    pm_model_config cfg = tiny_model_config(PM_ROUTER_PROBMOE);
     pm_model *model = pm_model_create(&cfg, 1, 8);
     checkpoint_options options = {.shard_bytes = 4096};
     if (!model || checkpoint_save(model, NULL, dir, &options) < 0) fuzz_fail("cannot save the model", pm_last_error());

@@ -57,18 +57,3 @@ void fuzz_fail(const char *what, const char *detail) {
     fprintf(stderr, "fuzz finding: %s\n%s\n", what, detail ? detail : "");
     abort();
 }
-
-pm_model_config fuzz_tiny_config(void) {
-    pm_model_config cfg = pm_model_config_default();
-    cfg.vocab_size = 40;
-    cfg.hidden_size = 16;
-    cfg.intermediate_size = 8;
-    cfg.num_layers = 2;
-    cfg.num_heads = 2;
-    cfg.num_kv_heads = 1;
-    cfg.num_experts = 4;
-    cfg.experts_per_token = 2;
-    cfg.max_position_embeddings = 16;
-    cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, cfg.num_experts, cfg.experts_per_token);
-    return cfg;
-}

@@ -27,7 +27,4 @@ void fuzz_split(const uint8_t *data, size_t size, const uint8_t **second, size_t
 /* A finding that is not a crash: prints what and aborts, so libFuzzer keeps the input. */
 void fuzz_fail(const char *what, const char *detail) __attribute__((noreturn));
 
-/* The tiny model the index harness loads and the seed writer saves (the same tensor names). */
-pm_model_config fuzz_tiny_config(void);
-
 #endif

@@ -12,6 +12,7 @@
 #include "data/arith.h"
 #include "data/shards.h"
 #include "fuzz_input.h"
+#include "tiny_model.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_internal.h"
 #include "io/safetensors.h"
@@ -79,7 +80,7 @@ static void safetensors_seeds(void) {
 static void model_seeds(void) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/model", fuzz_dir());
-    pm_model_config cfg = fuzz_tiny_config();
+    pm_model_config cfg = tiny_model_config(PM_ROUTER_PROBMOE);
     pm_model *model = pm_model_create(&cfg, 1, 8);
     checkpoint_options options = {.shard_bytes = 4096};
     check(model ? checkpoint_save(model, NULL, dir, &options) : -1, "save");
