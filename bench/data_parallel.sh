@@ -14,12 +14,17 @@ trap 'rm -rf "$work"' EXIT
 launch=(mpirun -np 2 --bind-to core)
 [ "$(id -u)" -eq 0 ] && launch+=(--allow-run-as-root)
 args=(--data "$text" --layers 4 --hidden 512 --heads 8 --experts 16 --k 4 --intermediate 1024 --batch 8 --seq 256
-      --steps "$steps" --warmup 1 --eval-interval 0 --router probmoe)
+      --steps "$steps" --warmup 1 --eval-interval 0 --eval-batches 1 --router probmoe)
 speed() { sed -n 's/^trained to step [0-9]* at \([0-9.]*\) tokens\/s$/\1/p' "$1"; }
 OMP_NUM_THREADS=2 "$build/probmoe" train "${args[@]}" --out "$work/one" > "$work/one.txt" 2>&1
 OMP_NUM_THREADS=1 "${launch[@]}" "$build/probmoe" train "${args[@]}" --out "$work/two" > "$work/two.txt" 2>&1
-one=$(speed "$work/one.txt") two=$(speed "$work/two.txt")
+OMP_NUM_THREADS=1 PROBMOE_ALLREDUCE=blocking "${launch[@]}" "$build/probmoe" train "${args[@]}" --out "$work/blocking" \
+  > "$work/blocking.txt" 2>&1
+one=$(speed "$work/one.txt") two=$(speed "$work/two.txt") blocking=$(speed "$work/blocking.txt")
+ratio() { awk -v a="$1" -v b="$one" 'BEGIN { printf "%.2f", a / b }'; }
 echo "data parallelism, $steps steps of 8 x 256 tokens (L4 H512 E16 k4 I1024, probmoe):"
 echo "  1 process,  2 threads: $one tokens/s"
-echo "  2 processes, 1 thread each: $two tokens/s ($(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", a / b }')x)"
-grep "^communication" "$work/two.txt" | sed 's/^/  /'
+echo "  2 processes, 1 thread each, buckets overlapping the backward pass: $two tokens/s ($(ratio "$two")x)"
+grep "^communication" "$work/two.txt" | sed 's/^/    /'
+echo "  the same, each bucket summed at once (PROBMOE_ALLREDUCE=blocking): $blocking tokens/s ($(ratio "$blocking")x)"
+grep "^communication" "$work/blocking.txt" | sed 's/^/    /'

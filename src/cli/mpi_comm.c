@@ -78,6 +78,10 @@ static void start_sum_floats(const batch_comm *comm, float *values, size_t count
     if (all_done) in_flight_count = 0;
 }
 
+/* PROBMOE_ALLREDUCE=blocking: each bucket summed at once with MPI_Allreduce (for comparison) */
+static void sum_floats_now(const batch_comm *comm, float *values, size_t count) { sum_floats(comm, values, count); }
+static void nothing_in_flight(const batch_comm *comm) { (void)comm; }
+
 static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
     int *counts = malloc(sizeof(int) * (size_t)comm->size), *starts = malloc(sizeof(int) * (size_t)comm->size);
     int ok = counts && starts;
@@ -124,8 +128,10 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm
     MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
     comm.sum_doubles = sum_doubles;
     comm.sum_floats = sum_floats;
-    comm.start_sum_floats = start_sum_floats;
-    comm.finish_sums = finish_sums;
+    const char *mode = getenv("PROBMOE_ALLREDUCE");
+    const bool blocking = mode && strcmp(mode, "blocking") == 0;
+    comm.start_sum_floats = blocking ? sum_floats_now : start_sum_floats;
+    comm.finish_sums = blocking ? nothing_in_flight : finish_sums;
     comm.gather_floats = gather_floats;
     if (comm.size > 1) *out = &comm;
     return 0;
