@@ -35,7 +35,7 @@ def ring_allreduce_seconds(nbytes, ranks, bandwidth, latency, buckets):
 
 
 def main():
-    measured = float(sys.argv[1]) if len(sys.argv) > 1 else 650.0
+    measured = float(sys.argv[1]) if len(sys.argv) > 1 else 589.0  # bench/data_parallel.sh, 2026-12-02
     P = parameters()
     grad_bytes = 4 * P
     buckets = L + 3
