@@ -354,6 +354,14 @@ static int train_loop(train_session *session, long first_step, train_result *res
     return status;
 }
 
+/* The sequences a model of this process must hold: the whole batch for a single process and
+ * for rank 0 (it evaluates whole batches), the largest share of one for the other ranks. */
+static int model_rows(const train_options *opt) {
+    const batch_comm *comm = opt->comm;
+    if (!comm || comm->rank == 0 || opt->batch < comm->size) return opt->batch;
+    return (opt->batch + comm->size - 1) / comm->size;
+}
+
 /* Refuses, before anything is allocated, a run whose model, gradients, optimizer moments and
  * batch do not fit this machine's memory. cfg is the model's config, or with from_dir that of
  * the model directory from_dir (with cfg's router when rerouting). */
@@ -368,7 +376,7 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
             model.soft_budget = cfg->soft_budget;
         }
     }
-    int status = pm_model_memory_check(&model, opt->batch, opt->seq, true);
+    int status = pm_model_memory_check(&model, model_rows(opt), opt->seq, true);
     return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
 }
 
@@ -382,11 +390,11 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
         if (status < 0) return status;
         if (opt->init_dir) { /* fine-tuning: a trained model's weights, a fresh optimizer */
             session->model = opt->init_reroute
-                                 ? checkpoint_load_rerouted(opt->init_dir, cfg, opt->batch, opt->seq)
-                                 : checkpoint_load_model(opt->init_dir, opt->batch, opt->seq, false);
+                                 ? checkpoint_load_rerouted(opt->init_dir, cfg, model_rows(opt), opt->seq)
+                                 : checkpoint_load_model(opt->init_dir, model_rows(opt), opt->seq, false);
             if (!session->model) return PM_ERR_ARG;
         } else {
-            session->model = pm_model_create(cfg, opt->batch, opt->seq);
+            session->model = pm_model_create(cfg, model_rows(opt), opt->seq);
             if (!session->model) return PM_ERR_NOMEM;
             pm_model_init_weights(session->model, opt->seed);
         }
@@ -402,7 +410,7 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
     if (requested_steps > 0) opt->steps = requested_steps;
     if (status == 0) status = check_training_memory(cfg, opt->resume_dir, false, opt);
     if (status == 0) {
-        session->model = checkpoint_load_model(opt->resume_dir, opt->batch, opt->seq, false);
+        session->model = checkpoint_load_model(opt->resume_dir, model_rows(opt), opt->seq, false);
         if (!session->model) status = PM_ERR_ARG;
     }
     train_options ignored = *opt;
