@@ -3,14 +3,24 @@
 
 #include <omp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A started sum: where, how much, and a copy to check that nothing wrote there before the
+ * finish (the promise a bucket in flight depends on). */
+typedef struct {
+    float *values, *copy;
+    size_t count;
+} started_sum;
 
 typedef struct {
     int size;
     pthread_barrier_t barrier;
     const void *slots[64]; /* each rank's input of the current collective */
     int counts[64];
+    started_sum *started[64]; /* each rank's sums started and not finished */
+    int started_count[64];
 } shared_state;
 
 typedef struct {
@@ -47,9 +57,33 @@ static void sum_floats(const batch_comm *comm, float *values, size_t count) {
     free(total);
 }
 
-/* started sums finish at once here: the threads meet in each */
-static void start_sum_floats(const batch_comm *comm, float *values, size_t count) { sum_floats(comm, values, count); }
-static void finish_sums(const batch_comm *comm) { (void)comm; }
+/* Started sums are summed at the finish, in the order they were started, after checking that
+ * their values were left alone in between; a write into a bucket in flight aborts the test. */
+static void start_sum_floats(const batch_comm *comm, float *values, size_t count) {
+    shared_state *s = shared_of(comm);
+    const int r = comm->rank, n = s->started_count[r];
+    s->started[r] = realloc(s->started[r], sizeof(started_sum) * (size_t)(n + 1));
+    float *copy = malloc(sizeof(float) * (count ? count : 1));
+    memcpy(copy, values, sizeof(float) * count);
+    s->started[r][n] = (started_sum){values, copy, count};
+    s->started_count[r] = n + 1;
+}
+
+static void finish_sums(const batch_comm *comm) {
+    shared_state *s = shared_of(comm);
+    const int r = comm->rank;
+    for (int i = 0; i < s->started_count[r]; i++) {
+        started_sum *sum = &s->started[r][i];
+        if (memcmp(sum->values, sum->copy, sizeof(float) * sum->count) != 0) {
+            fprintf(stderr, "thread_comm: rank %d wrote into a bucket of %zu floats after starting its sum\n", r,
+                    sum->count);
+            abort();
+        }
+        sum_floats(comm, sum->values, sum->count);
+        free(sum->copy);
+    }
+    s->started_count[r] = 0;
+}
 
 static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
     shared_state *s = shared_of(comm);
@@ -91,5 +125,6 @@ int thread_comm_run(int size, int (*body)(int rank, const batch_comm *comm, void
         failed += threads[r].result != 0;
     }
     pthread_barrier_destroy(&shared.barrier);
+    for (int r = 0; r < size; r++) free(shared.started[r]);
     return failed;
 }
