@@ -319,6 +319,18 @@ static void assert_mentions(const char *text, const char *part) {
     if (!strstr(text, part)) fail_msg("\"%s\" should mention '%s'", text, part);
 }
 
+
+/* Trains the tiny model into out, which must succeed; what it said on stderr. */
+static const char *train_saying(const char *out) {
+    pm_model_config cfg = tiny_model();
+    train_options opt = tiny_options(out);
+    train_result result;
+    stderr_capture_begin();
+    const int status = train_run(&cfg, &opt, NULL, &result);
+    const char *said = stderr_capture_end();
+    if (status < 0) fail_msg("%s", pm_last_error());
+    return said;
+}
 /* A second writer is refused before it writes anything, naming the directory, the owner's
  * pid and host; once the owner is killed, the next run takes the stale lock over, says so,
  * and removes the lock file when it is done. */
@@ -371,10 +383,7 @@ static void test_locked_directory(void **state) {
     assert_int_equal(waitpid(owner, NULL, 0), owner);
     close(ready[0]), close(ready[1]), close(hold[0]), close(hold[1]);
     assert_true(lock_file_exists(out));
-    stderr_capture_begin();
-    const int status = train_run(&cfg, &opt, NULL, &result);
-    const char *said = stderr_capture_end();
-    if (status < 0) fail_msg("%s", pm_last_error());
+    const char *said = train_saying(out);
     assert_mentions(said, "taking the lock over");
     assert_mentions(said, pid_text);
     assert_mentions(said, "no longer running");
@@ -404,13 +413,7 @@ static void test_stale_lock_and_leftovers(void **state) {
         assert_non_null(file);
         fclose(file);
     }
-    pm_model_config cfg = tiny_model();
-    train_options opt = tiny_options(out);
-    train_result result;
-    stderr_capture_begin();
-    const int status = train_run(&cfg, &opt, NULL, &result);
-    const char *said = stderr_capture_end();
-    if (status < 0) fail_msg("%s", pm_last_error());
+    const char *said = train_saying(out);
     snprintf(pid_text, sizeof pid_text, "pid %ld", dead);
     assert_mentions(said, pid_text);
     assert_mentions(said, "taking the lock over");
@@ -435,13 +438,7 @@ static void test_foreign_lock(void **state) {
     snprintf(out, sizeof out, "%s/foreign", work);
     assert_int_equal(mkdir(out, 0755), 0);
     write_lock_file(out, 4242, "elsewhere.invalid");
-    pm_model_config cfg = tiny_model();
-    train_options opt = tiny_options(out);
-    train_result result;
-    stderr_capture_begin();
-    const int status = train_run(&cfg, &opt, NULL, &result);
-    const char *said = stderr_capture_end();
-    if (status < 0) fail_msg("%s", pm_last_error());
+    const char *said = train_saying(out);
     assert_mentions(said, "pid 4242");
     assert_mentions(said, "elsewhere.invalid");
     assert_mentions(said, "taking the lock over");
