@@ -61,17 +61,18 @@ bool router_flags_apply(const router_flags *flags, pm_router_config *cfg);
 /* The --router names and the router flags, for usage texts. */
 void router_flags_usage(FILE *out);
 
-/* Runs scripts/SCRIPT NAME from the repository ($PROBMOE_ROOT or the working directory) and
- * puts the path it prints into location. Prints what went wrong (as `who`) and returns false. */
 /* `mpirun -np N probmoe train`: starts MPI when a launcher started this process and gives the
- * ranks as a batch_comm (*comm NULL for a single process). 0, or the exit code to stop with
- * after printing why (a launcher's several processes but a build without MPI). */
-int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **comm);
-/* Rank 0 prints what the run's collectives cost (bytes handed to them per step and process, the
- * share of the run the slowest process spent blocked in them). Collective. */
+ * ranks as a batch_comm (*comm NULL for a single process), with expert groups of
+ * expert_parallel ranks (1: none). 0, or the exit code to stop with after printing why (a
+ * launcher's several processes but a build without MPI; N not a multiple of expert_parallel). */
+int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_parallel, const batch_comm **comm);
+/* Rank 0 prints what the run's collectives cost (bytes handed to each kind per step and
+ * process, the share of the run the slowest process spent blocked in them). Collective. */
 void cli_mpi_report(const batch_comm *comm, long steps, double seconds);
 void cli_mpi_stop(void);
 
+/* Runs scripts/SCRIPT NAME from the repository ($PROBMOE_ROOT or the working directory) and
+ * puts the path it prints into location. Prints what went wrong (as `who`) and returns false. */
 bool cli_fetch(const char *who, const char *script, const char *name, char *location, size_t capacity);
 
 #endif

@@ -41,6 +41,9 @@ static const char train_usage_tail[] =
     "         router from there)  --gsm8k FILE (GSM8K JSONL instead of --data; the loss covers\n"
     "         the answer tokens only)  --freeze-router (gate weights, softmoe's budget and\n"
     "         topk's selection bias are not updated)\n"
+    "mpirun:  mpirun -np N probmoe train ... trains on N processes (data parallelism)\n"
+    "         --expert-parallel G  split each layer's experts over groups of G processes\n"
+    "         (N a multiple of G; every process still trains its own rows of each batch)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
 
@@ -54,6 +57,7 @@ static void train_usage(FILE *out) {
 typedef struct {
     const char *router, *schedule, *gsm8k;
     int seed, heads, kv_heads; /* -1: not given */
+    int expert_parallel;       /* processes an expert group (1: no expert parallelism) */
     long max_shard_mb;         /* -1: not given */
 } train_flags;
 
@@ -76,7 +80,7 @@ typedef struct {
     bool min_open, shape;
 } option;
 
-enum { TRAIN_OPTION_COUNT = 34 };
+enum { TRAIN_OPTION_COUNT = 35 };
 
 /* The table of train's flags for request; returns their count. */
 static int train_option_table(train_request *request, option out[TRAIN_OPTION_COUNT]) {
@@ -119,6 +123,7 @@ static int train_option_table(train_request *request, option out[TRAIN_OPTION_CO
         {"--max-shard-mb", NULL, OPT_LONG, &f->max_shard_mb, 0, 1 << 24, false, false},
         {"--gsm8k", NULL, OPT_STRING, &f->gsm8k, 0, 0, false, false},
         {"--init", NULL, OPT_STRING, &t->init_dir, 0, 0, false, false},
+        {"--expert-parallel", NULL, OPT_INT, &f->expert_parallel, 1, 4096, false, false},
     };
     _Static_assert(sizeof table / sizeof table[0] == TRAIN_OPTION_COUNT, "TRAIN_OPTION_COUNT is the table's size");
     memcpy(out, table, sizeof table);
@@ -346,7 +351,7 @@ int cmd_train(int argc, char **argv) {
     request.model = pm_model_config_default();
     request.train = train_options_default();
     request.tokens = 0;
-    request.flags = (train_flags){NULL, NULL, NULL, -1, -1, -1, -1};
+    request.flags = (train_flags){.seed = -1, .heads = -1, .kv_heads = -1, .expert_parallel = 1, .max_shard_mb = -1};
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--config") == 0) {
             int status = load_config_file(argv[i + 1], &request);
@@ -471,9 +476,10 @@ int cmd_train(int argc, char **argv) {
     request.train.finished_user = &request;
     /* under mpirun: data parallelism over the ranks; rank 0 prints and writes */
     const batch_comm *comm = NULL;
-    status = cli_mpi_start(NULL, NULL, "probmoe train", &comm);
+    status = cli_mpi_start(NULL, NULL, "probmoe train", request.flags.expert_parallel, &comm);
     if (status) {
         tokenizer_free(tok);
+        cli_mpi_stop();
         return status;
     }
     request.train.comm = comm;

@@ -1,6 +1,8 @@
 /*
  * The ranks of `mpirun -np N probmoe train ...` as the library's batch_comm (core/batch_comm.h):
- * MPI_Allreduce for sums, MPI_Allgatherv for softmoe's calibration. MPI is started only when
+ * MPI_Allreduce for sums, MPI_Allgatherv for softmoe's calibration, and for expert parallelism
+ * MPI_Alltoall(v) within expert groups (a communicator split off the world per group) and
+ * sums over expert replicas (one split off per expert slice). MPI is started only when
  * a launcher started this process (its environment says so); a build without MPI refuses to
  * run as one of several processes rather than train N separate copies.
  */
@@ -24,8 +26,11 @@ static int launcher_size(void) {
 #include <mpi.h>
 
 static bool started;
-/* what the run's collectives cost this rank: seconds blocked in them, bytes handed to them */
-static double waited_seconds, sent_bytes;
+/* what the run's collectives cost this rank: seconds blocked in them, bytes handed to each kind */
+enum { SUMS, EXCHANGES, OTHERS, KINDS };
+static double waited_seconds, sent_bytes[KINDS];
+/* expert parallelism: this rank's expert group, and the ranks holding the same experts */
+static MPI_Comm expert_group = MPI_COMM_NULL, expert_replicas = MPI_COMM_NULL;
 
 #define TIMED(call)                                   \
     do {                                              \
@@ -36,7 +41,7 @@ static double waited_seconds, sent_bytes;
 
 static void sum_doubles(const batch_comm *comm, double *values, int count) {
     (void)comm;
-    sent_bytes += sizeof(double) * (double)count;
+    sent_bytes[SUMS] += sizeof(double) * (double)count;
     TIMED(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
 }
 
@@ -45,7 +50,7 @@ static void sum_floats(const batch_comm *comm, float *values, size_t count) {
     /* in pieces: MPI counts are ints */
     for (size_t done = 0; done < count;) {
         const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
-        sent_bytes += sizeof(float) * (double)n;
+        sent_bytes[SUMS] += sizeof(float) * (double)n;
         TIMED(MPI_Allreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
         done += (size_t)n;
     }
@@ -62,13 +67,12 @@ static void finish_sums(const batch_comm *comm) {
     in_flight_count = 0;
 }
 
-static void start_sum_floats(const batch_comm *comm, float *values, size_t count) {
+static void start_sum_over(const batch_comm *comm, float *values, size_t count, MPI_Comm over) {
     for (size_t done = 0; done < count;) {
         if (in_flight_count == MAX_IN_FLIGHT) finish_sums(comm);
         const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
-        sent_bytes += sizeof(float) * (double)n;
-        TIMED(MPI_Iallreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                             &in_flight[in_flight_count++]));
+        sent_bytes[SUMS] += sizeof(float) * (double)n;
+        TIMED(MPI_Iallreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, over, &in_flight[in_flight_count++]));
         done += (size_t)n;
     }
     /* Open MPI moves a nonblocking collective along inside MPI calls: give the earlier ones a
@@ -78,8 +82,20 @@ static void start_sum_floats(const batch_comm *comm, float *values, size_t count
     if (all_done) in_flight_count = 0;
 }
 
+static void start_sum_floats(const batch_comm *comm, float *values, size_t count) {
+    start_sum_over(comm, values, count, MPI_COMM_WORLD);
+}
+
+static void start_sum_floats_replicas(const batch_comm *comm, float *values, size_t count) {
+    start_sum_over(comm, values, count, expert_replicas);
+}
+
 /* PROBMOE_ALLREDUCE=blocking: each bucket summed at once with MPI_Allreduce (for comparison) */
 static void sum_floats_now(const batch_comm *comm, float *values, size_t count) { sum_floats(comm, values, count); }
+static void sum_replicas_now(const batch_comm *comm, float *values, size_t count) {
+    start_sum_floats_replicas(comm, values, count);
+    finish_sums(comm);
+}
 static void nothing_in_flight(const batch_comm *comm) { (void)comm; }
 
 static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
@@ -91,7 +107,7 @@ static int gather_floats(const batch_comm *comm, const float *values, int count,
         free(starts);
         return -1;
     }
-    sent_bytes += sizeof(float) * (double)count;
+    sent_bytes[OTHERS] += sizeof(float) * (double)count;
     MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
     long long n = 0;
     for (int r = 0; r < comm->size; r++) starts[r] = (int)n, n += counts[r];
@@ -110,10 +126,87 @@ static int gather_floats(const batch_comm *comm, const float *values, int count,
     return 0;
 }
 
-int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **out) {
+/* ------------------------------------------------------------ expert parallelism */
+
+static void exchange_ints(const batch_comm *comm, const int *send, int *recv, int n) {
+    sent_bytes[EXCHANGES] += sizeof(int) * (double)n * comm->expert_size;
+    TIMED(MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, expert_group));
+}
+
+/* Counts and displacements in rows (a row a datatype), so that they stay ints. */
+static void exchange_rows(const batch_comm *comm, const float *send, const int *send_rows, float *recv,
+                          const int *recv_rows, int width) {
+    const int G = comm->expert_size;
+    int *starts = malloc(sizeof(int) * 2 * (size_t)G);
+    if (!starts) {
+        fprintf(stderr, "probmoe train (rank %d): out of memory for %d counts; stopping\n", comm->rank, G);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    long long sent = 0;
+    for (int j = 0, out = 0, in = 0; j < G; out += send_rows[j], in += recv_rows[j], j++) {
+        starts[j] = out;
+        starts[G + j] = in;
+        sent += send_rows[j];
+    }
+    MPI_Datatype row;
+    MPI_Type_contiguous(width, MPI_FLOAT, &row);
+    MPI_Type_commit(&row);
+    sent_bytes[EXCHANGES] += sizeof(float) * (double)width * (double)sent;
+    TIMED(MPI_Alltoallv(send, send_rows, starts, row, recv, recv_rows, starts + G, row, expert_group));
+    MPI_Type_free(&row);
+    free(starts);
+}
+
+static void sum_doubles_experts(const batch_comm *comm, double *values, int count) {
+    (void)comm;
+    sent_bytes[SUMS] += sizeof(double) * (double)count;
+    TIMED(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, expert_group));
+}
+
+static void collect_floats(const batch_comm *comm, float *values, size_t count, int owner) {
+    if (comm->rank >= comm->expert_size || owner == 0) return; /* the first group's rank 0 writes */
+    for (size_t done = 0; done < count;) {
+        const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
+        if (comm->expert_rank == owner) {
+            sent_bytes[OTHERS] += sizeof(float) * (double)n;
+            TIMED(MPI_Send(values + done, n, MPI_FLOAT, 0, 0, expert_group));
+        } else if (comm->expert_rank == 0) {
+            TIMED(MPI_Recv(values + done, n, MPI_FLOAT, owner, 0, expert_group, MPI_STATUS_IGNORE));
+        }
+        done += (size_t)n;
+    }
+}
+
+/* Groups of G consecutive ranks; false after printing why not. */
+static bool split_experts(batch_comm *comm, int G, const char *command) {
+    if (G <= 1) return true;
+    if (comm->size % G != 0) {
+        if (comm->rank == 0)
+            fprintf(stderr, "%s: --expert-parallel %d needs a number of processes that is a multiple of %d, not %d; "
+                    "start %d or %d processes, or choose another group size\n", command, G, G, comm->size,
+                    comm->size / G * G > 0 ? comm->size / G * G : G, (comm->size / G + 1) * G);
+        return false;
+    }
+    comm->expert_size = G;
+    comm->expert_rank = comm->rank % G;
+    MPI_Comm_split(MPI_COMM_WORLD, comm->rank / G, comm->rank, &expert_group);
+    MPI_Comm_split(MPI_COMM_WORLD, comm->rank % G, comm->rank, &expert_replicas);
+    comm->exchange_ints = exchange_ints;
+    comm->exchange_rows = exchange_rows;
+    comm->sum_doubles_experts = sum_doubles_experts;
+    comm->collect_floats = collect_floats;
+    return true;
+}
+
+int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_parallel, const batch_comm **out) {
     static batch_comm comm;
     *out = NULL;
-    if (launcher_size() == 0) return 0;
+    if (launcher_size() == 0) {
+        if (expert_parallel <= 1) return 0;
+        fprintf(stderr, "%s: --expert-parallel %d splits the experts over processes; start it with mpirun -np N "
+                "(N a multiple of %d)\n", command, expert_parallel, expert_parallel);
+        return 2;
+    }
     int provided = 0;
     /* only the main thread calls MPI (between OpenMP regions) */
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -131,33 +224,48 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm
     const char *mode = getenv("PROBMOE_ALLREDUCE");
     const bool blocking = mode && strcmp(mode, "blocking") == 0;
     comm.start_sum_floats = blocking ? sum_floats_now : start_sum_floats;
+    comm.start_sum_floats_replicas = blocking ? sum_replicas_now : start_sum_floats_replicas;
     comm.finish_sums = blocking ? nothing_in_flight : finish_sums;
     comm.gather_floats = gather_floats;
+    comm.expert_size = 1;
+    if (!split_experts(&comm, expert_parallel, command)) return 2;
     if (comm.size > 1) *out = &comm;
     return 0;
 }
 
 void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
     if (!comm) return;
-    double mine[2] = {waited_seconds, sent_bytes}, most[2];
-    MPI_Reduce(mine, most, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-    if (comm->rank == 0 && steps > 0 && seconds > 0.0)
-        printf("communication over %d processes: %.2f MB per step handed to collectives per process; the "
-               "process waiting longest spent %.1f%% of the run (%.3f s per step) blocked in them\n",
-               comm->size, most[1] / steps / 1e6, 100.0 * most[0] / seconds, most[0] / steps);
+    double mine[1 + KINDS] = {waited_seconds, sent_bytes[SUMS], sent_bytes[EXCHANGES], sent_bytes[OTHERS]};
+    double most[1 + KINDS];
+    MPI_Reduce(mine, most, 1 + KINDS, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (comm->rank != 0 || steps <= 0 || seconds <= 0.0) return;
+    printf("communication over %d processes", comm->size);
+    if (comm->expert_size > 1) printf(" (expert groups of %d)", comm->expert_size);
+    printf(": per step and process %.2f MB to all-reduce", most[1] / steps / 1e6);
+    if (comm->expert_size > 1) printf(", %.2f MB to all-to-all", most[2] / steps / 1e6);
+    printf(", %.2f MB to other collectives; the process waiting longest spent %.1f%% of the run (%.3f s per "
+           "step) blocked in them\n", most[3] / steps / 1e6, 100.0 * most[0] / seconds, most[0] / steps);
 }
 
 void cli_mpi_stop(void) {
+    if (expert_group != MPI_COMM_NULL) MPI_Comm_free(&expert_group);
+    if (expert_replicas != MPI_COMM_NULL) MPI_Comm_free(&expert_replicas);
     if (started) MPI_Finalize();
     started = false;
 }
 
 #else
 
-int cli_mpi_start(int *argc, char ***argv, const char *command, const batch_comm **out) {
+int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_parallel, const batch_comm **out) {
     (void)argc, (void)argv;
     *out = NULL;
-    if (launcher_size() <= 1) return 0;
+    if (launcher_size() <= 1 && expert_parallel <= 1) return 0;
+    if (launcher_size() <= 1) {
+        fprintf(stderr, "%s: --expert-parallel %d splits the experts over processes; start it with mpirun, with a "
+                "probmoe built with MPI (apt-get install openmpi-bin libopenmpi-dev, or scripts/setup.sh)\n", command,
+                expert_parallel);
+        return 2;
+    }
     fprintf(stderr, "%s: started as one of %d processes, but this probmoe was built without MPI; install Open "
             "MPI (apt-get install openmpi-bin libopenmpi-dev, or scripts/setup.sh) and rebuild\n", command,
             launcher_size());

@@ -9,6 +9,13 @@
  * mean probabilities, the z-loss's token count, topk's load for its selection bias, softmoe's
  * tau calibration, and the gradients; a ProbMoE sample uses the token's index in the global
  * batch.
+ *
+ * Expert parallelism (expert_size G > 1) splits each layer's experts over groups of G
+ * consecutive ranks: rank r is rank expert_rank = r % G of the expert group of ranks
+ * [r - r % G, r - r % G + G) and runs the experts batch_comm_rows(E, expert_rank, G) of every
+ * layer (batch_comm_experts); the ranks of the other groups with the same expert_rank hold
+ * replicas of them. Every rank still trains its own rows of the global batch (data
+ * parallelism over all N ranks for every other parameter).
  */
 #ifndef PM_CORE_BATCH_COMM_H
 #define PM_CORE_BATCH_COMM_H
@@ -29,6 +36,24 @@ struct batch_comm {
     /* Every rank's values concatenated in rank order, into *out (malloc'ed, *total floats); ranks
      * may give different counts. 0, or -1 when out of memory (on every rank). */
     int (*gather_floats)(const batch_comm *comm, const float *values, int count, float **out, int *total);
+
+    /* Expert parallelism; with expert_size 1 the functions below are never called (may be NULL). */
+    int expert_size, expert_rank;
+    /* Within the expert group (MPI_Alltoall): send[j·n .. j·n + n) goes to group rank j,
+     * recv[j·n ..) comes from it. */
+    void (*exchange_ints)(const batch_comm *comm, const int *send, int *recv, int n);
+    /* Within the expert group (MPI_Alltoallv), rows of `width` floats: send holds send_rows[j]
+     * rows for group rank j, one rank after the other; recv gets recv_rows[j] rows from each. */
+    void (*exchange_rows)(const batch_comm *comm, const float *send, const int *send_rows, float *recv,
+                          const int *recv_rows, int width);
+    /* values := their sum over the expert group only */
+    void (*sum_doubles_experts)(const batch_comm *comm, double *values, int count);
+    /* Like start_sum_floats, over the replicas of this rank's experts (the ranks r' with
+     * r' % G == r % G); finished by finish_sums. */
+    void (*start_sum_floats_replicas)(const batch_comm *comm, float *values, size_t count);
+    /* Rank 0 (of the world) gets the values of rank `owner` of its expert group; no other rank's
+     * values change. Collective over the world's first expert group; others return at once. */
+    void (*collect_floats)(const batch_comm *comm, float *values, size_t count, int owner);
     void *impl;
 };
 
@@ -37,6 +62,17 @@ static inline void batch_comm_rows(int rows, int rank, int size, int *first, int
     const long long a = (long long)rows * rank / size, b = (long long)rows * (rank + 1) / size;
     *first = (int)a;
     *count = (int)(b - a);
+}
+
+/* The experts [*first, *first + *count) of E that group rank expert_rank of comm runs (all of
+ * them without expert parallelism). */
+static inline void batch_comm_experts(const batch_comm *comm, int E, int expert_rank, int *first, int *count) {
+    if (!comm || comm->expert_size <= 1) {
+        *first = 0;
+        *count = E;
+        return;
+    }
+    batch_comm_rows(E, expert_rank, comm->expert_size, first, count);
 }
 
 #endif

@@ -11,8 +11,7 @@
 #include "route/router_internal.h"
 #include "route/router_memory.h"
 
-/* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
-static int compute_pairs_per_token(const pm_router_config *router) {
+int model_pairs_per_token(const pm_router_config *router) {
     const int training = pm_router_max_pairs(router, true), inference = pm_router_max_pairs(router, false);
     return training > inference ? training : inference;
 }
@@ -50,7 +49,7 @@ static bool layer_alloc(pm_model *model, layer_state *layer, int l) {
     layer->routing = layer->router ? pm_routing_create(layer->router, (int)T) : NULL;
     layer->experts = calloc(E, sizeof(moe_expert));
     if (!ok || !layer->router || !layer->routing || !layer->experts) return false;
-    const int max_pairs = (int)T * compute_pairs_per_token(&cfg->router);
+    const int max_pairs = (int)T * model_pairs_per_token(&cfg->router);
     if (moe_state_init(&layer->moe, (int)H, cfg->intermediate_size, (int)E, (int)T, max_pairs) < 0) return false;
     const layer_params *lp = &model->layer_params[l];
     for (size_t e = 0; e < E; e++) {
@@ -70,6 +69,7 @@ static void layer_free(layer_state *layer) {
     pm_routing_free(layer->routing);
     pm_router_free(layer->router);
     moe_state_free(&layer->moe);
+    moe_owner_free(&layer->owner);
     free(layer->experts);
 }
 
@@ -89,7 +89,7 @@ pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, in
     const uint64_t B = (uint64_t)max_batch, S = (uint64_t)max_seq, T = B * S, L = (uint64_t)cfg->num_layers;
     const uint64_t H = (uint64_t)cfg->hidden_size, V = (uint64_t)cfg->vocab_size, E = (uint64_t)cfg->num_experts;
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, heads = (uint64_t)cfg->num_heads;
-    const uint64_t pairs = sat_mul(T, (uint64_t)compute_pairs_per_token(&cfg->router));
+    const uint64_t pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
     const uint64_t floats = model_param_floats(cfg);
     out->parameters = sat_mul(sizeof(float), floats);
     /* the gradient buffer is allocated zeroed and written only by a backward pass: without
@@ -153,7 +153,7 @@ pm_status pm_model_memory_check(const pm_model_config *cfg, int max_batch, int m
  * (sequence, head) pairs of the attention. */
 static int check_index_range(const pm_model_config *cfg, int max_batch, int max_seq) {
     const int64_t T = (int64_t)max_batch * max_seq;
-    const int64_t pairs = T * compute_pairs_per_token(&cfg->router), heads = (int64_t)max_batch * cfg->num_heads;
+    const int64_t pairs = T * model_pairs_per_token(&cfg->router), heads = (int64_t)max_batch * cfg->num_heads;
     if (T > INT_MAX || pairs > INT_MAX || heads > INT_MAX)
         return pm_fail(PM_ERR_ARG, "pm_model_create: a batch of %d × %d tokens makes %lld tokens, %lld expert rows "
                        "and %lld (sequence, head) pairs; each must be at most %d: use a smaller batch or sequence",
@@ -213,7 +213,7 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
         model->d_v = alloc_floats(T * KV, &ok);
         model->d_attn = alloc_floats(T * H, &ok);
         model->d_router = alloc_floats(T * E, &ok);
-        const size_t pairs = T * compute_pairs_per_token(&cfg->router);
+        const size_t pairs = T * model_pairs_per_token(&cfg->router);
         model->c = alloc_floats(pairs, &ok);
         ok = ok && moe_scratch_init(&model->moe_scratch, (int)H, cfg->intermediate_size, (int)pairs) == PM_OK;
     }
@@ -234,6 +234,7 @@ void pm_model_free(pm_model *model) {
                         model->d_k_raw, model->d_v, model->d_attn, model->d_router, model->c};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     moe_scratch_free(&model->moe_scratch);
+    moe_owner_scratch_free(&model->owner_scratch);
     free(model->layers);
     free(model->positions);
     free(model->budget_k);
@@ -334,7 +335,11 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     matmul_forward(layer->router_logits, layer->ln2, param_weights(model, lp->router), T, H, E);
     int status = route_layer(model, l, T, training, seed, step);
     if (status < 0) return status;
-    moe_forward(&layer->moe, x_out, layer->ln2, layer->routing, layer->experts);
+    if (model->expert_forward)
+        moe_forward_parallel(&layer->moe, &layer->owner, &model->owner_scratch, x_out, layer->ln2, layer->routing,
+                             layer->experts, model->expert_comm);
+    else
+        moe_forward(&layer->moe, x_out, layer->ln2, layer->routing, layer->experts);
     add_into(x_out, layer->x_mid, (size_t)T * H);
     return PM_OK;
 }
@@ -350,6 +355,7 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
     model->tokens = tokens;
     model->targets = targets;
     model->has_targets = targets != NULL;
+    model->expert_forward = training && model->expert_comm;
     for (int t = 0; t < T; t++) model->positions[t] = t % S;
     status = model_budget_apply(model);
     if (status < 0) return status;
@@ -397,7 +403,12 @@ static int layer_backward(pm_model *model, int l) {
     float *d_resid = model->d_resid; /* dL/d(layer output) on entry, dL/d(layer input) on exit */
     /* MoE block: x_out = x_mid + moe(ln2) */
     memset(model->d_ln, 0, sizeof(float) * T * H);
-    moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing, layer->experts);
+    if (model->expert_forward)
+        moe_backward_parallel(&layer->moe, &model->moe_scratch, &layer->owner, &model->owner_scratch, model->d_ln,
+                              model->c, d_resid, layer->routing, layer->experts, model->expert_comm);
+    else
+        moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing,
+                     layer->experts);
     memset(model->d_router, 0, sizeof(float) * T * E);
     pm_router_zero_grads(layer->router); /* its soft_k and alpha gradients of this pass only */
     int status = pm_router_backward(layer->router, model->d_router, layer->routing, layer->router_logits, model->c,
@@ -458,26 +469,35 @@ pm_status pm_model_backward(pm_model *model) {
      * learned budget's tensors (params.c) */
     const size_t head = model->params[model->final_norm].offset;
     const size_t budget = model->params[model->lm_head].offset + model->params[model->lm_head].count;
-    if (model->grads_ready) model->grads_ready(model->grads_ready_user, head, budget - head);
+    if (model->grads_ready) model->grads_ready(model->grads_ready_user, head, budget - head, false);
     for (int l = cfg->num_layers - 1; l >= 0; l--) {
         int status = layer_backward(model, l);
         if (status < 0) return status;
-        if (model->grads_ready) {
-            const size_t first = model->params[model->layer_params[l].input_norm].offset;
-            const size_t end = l + 1 < cfg->num_layers ? model->params[model->layer_params[l + 1].input_norm].offset : head;
-            model->grads_ready(model->grads_ready_user, first, end - first);
+        if (!model->grads_ready) continue;
+        const size_t first = model->params[model->layer_params[l].input_norm].offset;
+        const size_t end = l + 1 < cfg->num_layers ? model->params[model->layer_params[l + 1].input_norm].offset : head;
+        if (!model->expert_forward) {
+            model->grads_ready(model->grads_ready_user, first, end - first, false);
+            continue;
         }
+        /* the layer's shared tensors, then this rank's experts (the experts end the layer) */
+        size_t experts, count;
+        model_local_experts(model, l, &experts, &count);
+        const size_t shared = model->params[model->layer_params[l].expert0].offset;
+        model->grads_ready(model->grads_ready_user, first, shared - first, false);
+        if (count) model->grads_ready(model->grads_ready_user, experts, count, true);
     }
     embedding_backward(param_grads(model, model->embed), model->d_resid, model->tokens, T, H);
     int status = model_budget_finish(model);
     if (model->grads_ready) {
-        model->grads_ready(model->grads_ready_user, 0, model->params[model->embed].count);
-        if (model->size > budget) model->grads_ready(model->grads_ready_user, budget, model->size - budget);
+        model->grads_ready(model->grads_ready_user, 0, model->params[model->embed].count, false);
+        if (model->size > budget) model->grads_ready(model->grads_ready_user, budget, model->size - budget, false);
     }
     return status;
 }
 
-void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t offset, size_t count), void *user) {
+void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t offset, size_t count, bool experts),
+                           void *user) {
     model->grads_ready = ready;
     model->grads_ready_user = user;
 }

@@ -28,6 +28,7 @@ typedef struct {
     pm_router *router;
     pm_routing *routing;
     moe_state moe;
+    moe_owner owner;      /* expert parallelism: the rows this rank's experts receive */
     moe_expert *experts;  /* (E) weight and gradient pointers */
 } layer_state;
 
@@ -56,9 +57,15 @@ struct pm_model {
     const batch_comm *comm;
     float ce_share;
     /* called by the backward pass with each range of gradients it has finished (a bucket):
-     * lm_head and the final norm, each layer, the embedding and the budget */
-    void (*grads_ready)(void *user, size_t offset, size_t count);
+     * lm_head and the final norm, each layer, the embedding and the budget; under expert
+     * parallelism each layer's experts of this rank apart (experts true) */
+    void (*grads_ready)(void *user, size_t offset, size_t count, bool experts);
     void *grads_ready_user;
+    /* expert parallelism (model_set_expert_parallel): comm's expert groups share the experts;
+     * training forwards run this rank's only (expert_forward says the last one did) */
+    const batch_comm *expert_comm;
+    moe_owner_scratch owner_scratch;
+    bool expert_forward;
     bool has_targets;
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
@@ -66,6 +73,9 @@ struct pm_model {
     pm_routing_source routing_source;
     void *routing_user;
 };
+
+/* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
+int model_pairs_per_token(const pm_router_config *router);
 
 /* Builds the parameter table (names, shapes, offsets) for cfg. 0 or PM_ERR_NOMEM. */
 int model_build_params(pm_model *model);
@@ -102,6 +112,23 @@ void model_set_batch_origin(pm_model *model, const batch_comm *comm, uint32_t fi
 
 /* Sets (or with NULL clears) the hook the backward pass calls with each bucket of finished
  * gradients. */
-void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t offset, size_t count), void *user);
+void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t offset, size_t count, bool experts),
+                           void *user);
+
+/*
+ * Expert parallelism (model_parallel.c). After model_set_expert_parallel, training forwards
+ * (under model_set_batch_origin with the same comm) run only this rank's experts, on the rows
+ * of every rank of its expert group, each holding at most max_tokens tokens; other ranks'
+ * experts keep their weights here untouched and get no gradient. Evaluation forwards still run
+ * every expert from this rank's copy: model_collect_experts brings rank 0's up to date.
+ */
+int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_tokens);
+/* Whether parameter `index` is trained on this rank: false for other ranks' experts. */
+bool model_param_local(const pm_model *model, int index);
+/* This rank's experts of layer l: their gradients' (and weights') range in floats. */
+void model_local_experts(const pm_model *model, int l, size_t *offset, size_t *count);
+/* values, laid out as the weights (the weights, AdamW's moments): rank 0 gets every expert's
+ * from its owner. Collective; without expert parallelism nothing happens. */
+void model_collect_experts(pm_model *model, float *values);
 
 #endif

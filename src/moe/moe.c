@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "moe/moe_internal.h"
 #include "nn/nn.h"
 
 int moe_state_init(moe_state *state, int hidden, int intermediate, int num_experts,
@@ -130,27 +131,29 @@ static void dispatch(moe_state *state, const pm_routing *routing) {
     for (int q = 0; q < routing->offsets[T]; q++) state->combine_row[q] = state->pair_row[combine_pair[q]];
 }
 
-void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
-                 const moe_expert *experts) {
-    const int T = routing->num_tokens, H = state->hidden, I = state->intermediate;
-    state->num_tokens = T;
-    state->num_pairs = routing->c_offsets[T];
-    dispatch(state, routing);
+void moe_gather_rows(moe_state *state, const float *x) {
+    const int H = state->hidden;
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < state->num_pairs; p++)
         memcpy(state->x + (size_t)state->pair_row[p] * H, x + (size_t)state->pair_token[p] * H,
                sizeof(float) * H);
-    for (int e = 0; e < state->num_experts; e++) {
-        const int first = state->expert_offsets[e], rows = state->expert_offsets[e + 1] - first;
-        if (rows == 0) continue;
-        const float *xs = state->x + (size_t)first * H;
-        matmul_forward(state->gate + (size_t)first * I, xs, experts[e].gate, rows, H, I);
-        matmul_forward(state->up + (size_t)first * I, xs, experts[e].up, rows, H, I);
-        swiglu_forward(state->act + (size_t)first * I, state->gate + (size_t)first * I,
-                       state->up + (size_t)first * I, rows, I);
-        matmul_forward(state->out + (size_t)first * H, state->act + (size_t)first * I, experts[e].down,
-                       rows, I, H);
+}
+
+void moe_experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
+                         int I) {
+    for (int e = 0; e < count; e++) {
+        const int first = offsets[e], n = offsets[e + 1] - first;
+        if (n == 0) continue;
+        const size_t hi = (size_t)first * H, ii = (size_t)first * I;
+        matmul_forward(rows->gate + ii, rows->x + hi, experts[e].gate, n, H, I);
+        matmul_forward(rows->up + ii, rows->x + hi, experts[e].up, n, H, I);
+        swiglu_forward(rows->act + ii, rows->gate + ii, rows->up + ii, n, I);
+        matmul_forward(rows->out + hi, rows->act + ii, experts[e].down, n, I, H);
     }
+}
+
+void moe_combine(const moe_state *state, float *y, const pm_routing *routing) {
+    const int T = routing->num_tokens, H = state->hidden;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         float *row = y + (size_t)t * H;
@@ -162,9 +165,25 @@ void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *r
     }
 }
 
-void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, const float *dy,
-                  const pm_routing *routing, const moe_expert *experts) {
-    const int T = state->num_tokens, H = state->hidden, I = state->intermediate;
+void moe_prepare(moe_state *state, const pm_routing *routing) {
+    state->num_tokens = routing->num_tokens;
+    state->num_pairs = routing->c_offsets[routing->num_tokens];
+    dispatch(state, routing);
+}
+
+void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
+                 const moe_expert *experts) {
+    moe_prepare(state, routing);
+    moe_gather_rows(state, x);
+    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out};
+    moe_experts_forward(&rows, state->expert_offsets, state->num_experts, experts, state->hidden,
+                        state->intermediate);
+    moe_combine(state, y, routing);
+}
+
+void moe_output_grads(const moe_state *state, moe_scratch *scratch, float *c, const float *dy,
+                      const pm_routing *routing) {
+    const int T = state->num_tokens, H = state->hidden;
     /* c for the router: every computed pair, weighted or not */
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < state->num_pairs; p++) {
@@ -180,23 +199,31 @@ void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, c
             const float w = routing->weights[q], *g = dy + (size_t)t * H;
             for (int i = 0; i < H; i++) d[i] = w * g[i];
         }
-    for (int e = 0; e < state->num_experts; e++) {
-        const int first = state->expert_offsets[e], rows = state->expert_selected[e];
-        if (rows == 0) continue;
+}
+
+void moe_experts_backward(const moe_rows *rows, const moe_scratch *scratch, const int *offsets,
+                          const int *selected, int count, const moe_expert *experts, int H, int I) {
+    for (int e = 0; e < count; e++) {
+        const int first = offsets[e], n = selected[e];
+        if (n == 0) continue;
         const size_t hi = (size_t)first * H, ii = (size_t)first * I;
-        memset(scratch->d_act + ii, 0, sizeof(float) * rows * I);
-        memset(scratch->d_gate + ii, 0, sizeof(float) * rows * I);
-        memset(scratch->d_up + ii, 0, sizeof(float) * rows * I);
-        memset(scratch->d_x + hi, 0, sizeof(float) * rows * H);
-        matmul_backward(scratch->d_act + ii, experts[e].d_down, scratch->d_out + hi, state->act + ii,
-                        experts[e].down, rows, I, H);
-        swiglu_backward(scratch->d_gate + ii, scratch->d_up + ii, scratch->d_act + ii, state->gate + ii,
-                        state->up + ii, rows, I);
-        matmul_backward(scratch->d_x + hi, experts[e].d_gate, scratch->d_gate + ii, state->x + hi,
-                        experts[e].gate, rows, H, I);
-        matmul_backward(scratch->d_x + hi, experts[e].d_up, scratch->d_up + ii, state->x + hi,
-                        experts[e].up, rows, H, I);
+        memset(scratch->d_act + ii, 0, sizeof(float) * n * I);
+        memset(scratch->d_gate + ii, 0, sizeof(float) * n * I);
+        memset(scratch->d_up + ii, 0, sizeof(float) * n * I);
+        memset(scratch->d_x + hi, 0, sizeof(float) * n * H);
+        matmul_backward(scratch->d_act + ii, experts[e].d_down, scratch->d_out + hi, rows->act + ii,
+                        experts[e].down, n, I, H);
+        swiglu_backward(scratch->d_gate + ii, scratch->d_up + ii, scratch->d_act + ii, rows->gate + ii,
+                        rows->up + ii, n, I);
+        matmul_backward(scratch->d_x + hi, experts[e].d_gate, scratch->d_gate + ii, rows->x + hi,
+                        experts[e].gate, n, H, I);
+        matmul_backward(scratch->d_x + hi, experts[e].d_up, scratch->d_up + ii, rows->x + hi,
+                        experts[e].up, n, H, I);
     }
+}
+
+void moe_input_grads(const moe_state *state, const moe_scratch *scratch, float *dx, const pm_routing *routing) {
+    const int T = state->num_tokens, H = state->hidden;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         float *row = dx + (size_t)t * H;
@@ -205,4 +232,13 @@ void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, c
             for (int i = 0; i < H; i++) row[i] += d[i];
         }
     }
+}
+
+void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, const float *dy,
+                  const pm_routing *routing, const moe_expert *experts) {
+    moe_output_grads(state, scratch, c, dy, routing);
+    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out};
+    moe_experts_backward(&rows, scratch, state->expert_offsets, state->expert_selected, state->num_experts, experts,
+                         state->hidden, state->intermediate);
+    moe_input_grads(state, scratch, dx, routing);
 }

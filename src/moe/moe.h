@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/batch_comm.h"
 #include "probmoe.h"
 
 /* One expert's weights, Hugging Face layout: gate and up (I, H), down (H, I). */
@@ -60,5 +61,51 @@ void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *r
 /* dx (T, H) += dL/dx through the experts; expert gradients +=; c (compute pairs) = <dy_t, f_e>. */
 void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, const float *dy,
                   const pm_routing *routing, const moe_expert *experts);
+
+/*
+ * Expert parallelism (moe_parallel.c): a layer's experts split over an expert group of comm
+ * (core/batch_comm.h). Each rank routes and sorts its own tokens' pairs as above; since the
+ * group ranks own consecutive slices of experts, the rows for each owner are consecutive too.
+ * They travel to the owners (one all-to-all of counts, one of rows), which run their experts
+ * on the rows of all sources, weighted rows of every source first as in one process, and the
+ * outputs travel back; the backward pass sends the weighted rows' output gradients and
+ * returns their input gradients. Expert gradients are written on the owner only.
+ */
+typedef struct {
+    int first, count;        /* the experts this rank runs: [first, first + count) */
+    int group, slice;        /* the group's size, and the most experts one of its ranks runs */
+    int capacity;            /* rows this rank can receive */
+    int *counts_out, *counts_in; /* (group · 2·slice) per rank and expert: weighted rows, other rows */
+    int *rows_out, *rows_in, *weighted_out, *weighted_in; /* (group) rows sent to / received from each */
+    int *offsets, *selected; /* (count + 1), (count) the owned rows of each expert, weighted first */
+    int *owned_row;          /* (capacity) the owned row of each received row */
+    float *x, *gate, *up, *act; /* (capacity, H), (capacity, I) ×3: kept for the backward pass */
+} moe_owner;
+
+/* Staging shared by all layers: rows in transit and the owned rows' backward scratch. */
+typedef struct {
+    float *send, *recv;      /* (max(capacity, local pairs), H) */
+    float *out;              /* (capacity, H) the owned rows' outputs */
+    moe_scratch owned;       /* (capacity) */
+} moe_owner_scratch;
+
+/* For rank expert_rank of a group of `group` ranks, experts [first, first + count) of E, up to
+ * `capacity` received rows. 0 or PM_ERR_NOMEM. */
+int moe_owner_init(moe_owner *owner, int hidden, int intermediate, int num_experts, int group, int expert_rank,
+                   int capacity);
+void moe_owner_free(moe_owner *owner);
+int moe_owner_scratch_init(moe_owner_scratch *scratch, int hidden, int intermediate, int capacity, int local_pairs);
+void moe_owner_scratch_free(moe_owner_scratch *scratch);
+/* The rows a rank can receive: every group rank's tokens (at most max_tokens each, of at most
+ * pairs_per_token pairs) paired with its experts only. */
+int64_t moe_owner_capacity(int group, int max_tokens, int pairs_per_token, int num_experts);
+
+/* moe_forward and moe_backward with the experts spread over comm's expert group (collective
+ * in the group). state holds this rank's pairs; of experts (E) only this rank's are used. */
+void moe_forward_parallel(moe_state *state, moe_owner *owner, moe_owner_scratch *staging, float *y, const float *x,
+                          const pm_routing *routing, const moe_expert *experts, const batch_comm *comm);
+void moe_backward_parallel(moe_state *state, moe_scratch *scratch, moe_owner *owner, moe_owner_scratch *staging,
+                           float *dx, float *c, const float *dy, const pm_routing *routing, const moe_expert *experts,
+                           const batch_comm *comm);
 
 #endif

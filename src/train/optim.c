@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/model_internal.h"
 
 int adamw_init(adamw *opt, const pm_model *model, adamw_config cfg) {
     opt->cfg = cfg;
@@ -36,6 +37,7 @@ void adamw_step(adamw *opt, pm_model *model, float lr) {
     for (int i = 0; i < count; i++) {
         const pm_param *param = pm_model_param(model, i);
         if (param->router && cfg->freeze_router) continue;
+        if (!model_param_local(model, i)) continue; /* another rank's expert: its owner updates it */
         const float decay = param->decay ? cfg->weight_decay : 0.0f;
         const size_t begin = param->offset, end = param->offset + param->count;
 #pragma omp parallel for schedule(static)

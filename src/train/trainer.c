@@ -161,10 +161,44 @@ static void print_progress(long step, long steps, double loss, double tokens_per
 }
 
 /* The backward pass of a step's last micro-batch has finished a bucket of gradients: its sum
- * over the ranks starts while the backward pass goes on. */
-static void start_bucket_sum(void *user, size_t offset, size_t count) {
+ * over the ranks starts while the backward pass goes on. A bucket of this rank's experts is
+ * summed over their replicas only (the other ranks of its expert group own other experts). */
+static void start_bucket_sum(void *user, size_t offset, size_t count, bool experts) {
     pm_model *model = user;
-    model->comm->start_sum_floats(model->comm, pm_model_grads(model) + offset, count);
+    const batch_comm *comm = model->comm;
+    if (!experts)
+        comm->start_sum_floats(comm, pm_model_grads(model) + offset, count);
+    else if (comm->size > comm->expert_size)
+        comm->start_sum_floats_replicas(comm, pm_model_grads(model) + offset, count);
+}
+
+static double sum_of_squares(const float *values, size_t count) {
+    const double norm = gradient_norm(values, count);
+    return norm * norm;
+}
+
+/* The norm of the whole model's gradient. Under expert parallelism the shared tensors' are the
+ * same on every rank and each rank's experts its own: the shared squares once, the experts'
+ * summed over the expert group. */
+static double global_gradient_norm(pm_model *model) {
+    const batch_comm *comm = model->expert_comm;
+    if (!comm) return gradient_norm(pm_model_grads(model), pm_model_size(model));
+    const pm_model_config *cfg = pm_model_get_config(model);
+    const float *grads = pm_model_grads(model);
+    double shared = 0.0, experts = 0.0;
+    size_t at = 0; /* the start of the shared tensors not counted yet */
+    for (int l = 0; l < cfg->num_layers; l++) {
+        size_t offset, count;
+        model_local_experts(model, l, &offset, &count);
+        const pm_param *first = pm_model_param(model, model->layer_params[l].expert0);
+        const pm_param *last = first + 3 * cfg->num_experts - 1;
+        shared += sum_of_squares(grads + at, first->offset - at);
+        experts += sum_of_squares(grads + offset, count);
+        at = last->offset + last->count;
+    }
+    shared += sum_of_squares(grads + at, pm_model_size(model) - at);
+    comm->sum_doubles_experts(comm, &experts, 1);
+    return sqrt(shared + experts);
 }
 
 /* Forward and backward over opt->accum micro-batches; gradients averaged. Under data
@@ -290,7 +324,9 @@ static int train_loop(train_session *session, long first_step, train_result *res
         /* the training batch's routing, before an evaluation routes other batches */
         if (isfinite(loss)) step_routing_stats(model, opt->comm, layer_stats);
         if (opt->adamw.freeze_router) zero_router_gradients(model); /* frozen: not in the norm or the clip */
-        const double grad_norm = isfinite(loss) ? gradient_norm(pm_model_grads(model), pm_model_size(model)) : NAN;
+        /* collective under expert parallelism: every rank computes it, finite or not */
+        double grad_norm = global_gradient_norm(model);
+        if (!isfinite(loss)) grad_norm = NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
         /* the same sums give the same decision on every rank; agreeing costs one small sum */
         if (any_rank(opt->comm, !isfinite(loss) || !isfinite(grad_norm))) {
@@ -315,7 +351,9 @@ static int train_loop(train_session *session, long first_step, train_result *res
         double val_loss = NAN;
         const bool last = step + 1 == opt->steps;
         /* an evaluation error stops the run below, where the ranks agree on it */
-        if (writer && (last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0)))
+        const bool evaluating = last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0);
+        if (evaluating) model_collect_experts(model, pm_model_weights(model)); /* rank 0 runs them all */
+        if (writer && evaluating)
             status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
         if (writer && status == 0)
             log_step(session->metrics, model, layer_stats, step + 1, loss, lr, grad_norm, tokens_per_second, val_loss);
@@ -335,6 +373,11 @@ static int train_loop(train_session *session, long first_step, train_result *res
         /* the ranks stop together: on a signal any of them got, or an error of any of them */
         const bool stopping = any_rank(opt->comm, stop_requested);
         const bool periodic = opt->save_interval > 0 && (step + 1) % opt->save_interval == 0;
+        if (periodic || stopping) { /* rank 0 saves every expert, with its moments */
+            model_collect_experts(model, pm_model_weights(model));
+            model_collect_experts(model, session->optimizer.m);
+            model_collect_experts(model, session->optimizer.v);
+        }
         if (writer && status == 0 && (periodic || stopping))
             status = save_checkpoint(session, step + 1, result->last_checkpoint, sizeof result->last_checkpoint);
         if (any_rank(opt->comm, status < 0) && status == 0)
@@ -450,6 +493,10 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     session.opt = &opt;
     long first_step = 0;
     status = open_session(&session, cfg, &opt, &first_step);
+    if (status == 0 && comm && comm->expert_size > 1) { /* each rank's rows meet its group's experts */
+        const int most_rows = (opt.batch + comm->size - 1) / comm->size;
+        status = model_set_expert_parallel(session.model, comm, most_rows * opt.seq);
+    }
     result->first_step = first_step;
     const pm_model_config *model_cfg = session.model ? pm_model_get_config(session.model) : cfg;
     if (status == 0 && opt.resume_dir) status = train_options_check(&opt, model_cfg);
@@ -498,6 +545,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     if (session.metrics) fclose(session.metrics);
+    if (status == 0 && !result->interrupted) model_collect_experts(session.model, pm_model_weights(session.model));
     if (status == 0 && writer && !result->interrupted) {
         checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};
         checkpoint_options save = {opt.save_bf16, opt.shard_bytes};

@@ -10,5 +10,9 @@
 /* Runs body(rank, comm, user) on `size` threads at once (one OpenMP thread each) and waits for
  * them; returns the number of bodies that returned non-zero. */
 int thread_comm_run(int size, int (*body)(int rank, const batch_comm *comm, void *user), void *user);
+/* The same with expert groups of expert_size consecutive ranks (size a multiple of it). Every
+ * rank calls the expert-parallel collectives together, as the trainer does. */
+int thread_comm_run_experts(int size, int expert_size, int (*body)(int rank, const batch_comm *comm, void *user),
+                            void *user);
 
 #endif

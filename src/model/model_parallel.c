@@ -1,0 +1,70 @@
+/* Expert parallelism in the model (model_internal.h): which experts are this rank's, and
+ * bringing rank 0's copy of the others up to date. */
+#include <stdint.h>
+
+#include "core/error.h"
+#include "model/model_internal.h"
+
+int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_tokens) {
+    const pm_model_config *cfg = &model->cfg;
+    const int G = comm->expert_size, E = cfg->num_experts, H = cfg->hidden_size, I = cfg->intermediate_size;
+    if (G < 2 || G > E)
+        return pm_fail(PM_ERR_ARG, "expert parallelism over groups of %d processes needs 2 to %d (the number of "
+                       "experts) processes a group", G, E);
+    const int per_token = model_pairs_per_token(&cfg->router);
+    const int64_t capacity = moe_owner_capacity(G, max_tokens, per_token, E);
+    if (capacity > INT32_MAX)
+        return pm_fail(PM_ERR_ARG, "expert parallelism: %lld expert rows may arrive at one process (more than %d); "
+                       "use a smaller batch or sequence", (long long)capacity, INT32_MAX);
+    int status = PM_OK;
+    for (int l = 0; status == 0 && l < cfg->num_layers; l++)
+        status = moe_owner_init(&model->layers[l].owner, H, I, E, G, comm->expert_rank, (int)capacity);
+    if (status == 0)
+        status = moe_owner_scratch_init(&model->owner_scratch, H, I, (int)capacity, model->layers[0].moe.capacity_pairs);
+    if (status < 0) return status;
+    model->expert_comm = comm;
+    return PM_OK;
+}
+
+/* The expert (or -1) and layer of parameter index. */
+static int expert_of(const pm_model *model, int index, int *layer) {
+    const int E = model->cfg.num_experts;
+    for (int l = 0; l < model->cfg.num_layers; l++) {
+        const int first = model->layer_params[l].expert0;
+        if (index >= first && index < first + 3 * E) {
+            *layer = l;
+            return (index - first) / 3;
+        }
+    }
+    return -1;
+}
+
+bool model_param_local(const pm_model *model, int index) {
+    if (!model->expert_comm) return true;
+    int layer, expert = expert_of(model, index, &layer);
+    const moe_owner *owner = &model->layers[0].owner;
+    return expert < 0 || (expert >= owner->first && expert < owner->first + owner->count);
+}
+
+void model_local_experts(const pm_model *model, int l, size_t *offset, size_t *count) {
+    const moe_owner *owner = &model->layers[l].owner;
+    const int first = model->layer_params[l].expert0 + 3 * owner->first;
+    *offset = model->params[first].offset;
+    *count = 0;
+    for (int i = 0; i < 3 * owner->count; i++) *count += model->params[first + i].count;
+}
+
+void model_collect_experts(pm_model *model, float *values) {
+    const batch_comm *comm = model->expert_comm;
+    if (!comm) return;
+    const int E = model->cfg.num_experts;
+    for (int l = 0; l < model->cfg.num_layers; l++)
+        for (int j = 1; j < comm->expert_size; j++) {
+            int first, count;
+            batch_comm_rows(E, j, comm->expert_size, &first, &count);
+            const int index = model->layer_params[l].expert0 + 3 * first;
+            const pm_param *last = &model->params[index + 3 * count - 1];
+            const size_t offset = model->params[index].offset;
+            comm->collect_floats(comm, values + offset, last->offset + last->count - offset, j);
+        }
+}

@@ -1,0 +1,33 @@
+/* The MoE layer's steps, shared by the single-process layer (moe.c) and the expert-parallel
+ * one (moe_parallel.c). */
+#ifndef PM_MOE_INTERNAL_H
+#define PM_MOE_INTERNAL_H
+
+#include "moe/moe.h"
+
+/* Expert rows: inputs x (rows, H), gate and up projections and the SwiGLU activation
+ * (rows, I), outputs (rows, H). */
+typedef struct {
+    float *x, *gate, *up, *act, *out;
+} moe_rows;
+
+/* The routing's pairs sorted by expert (state's offsets, pair and combine rows). */
+void moe_prepare(moe_state *state, const pm_routing *routing);
+/* state->x's rows := the tokens of their pairs. */
+void moe_gather_rows(moe_state *state, const float *x);
+/* Experts 0 .. count-1 (rows [offsets[e], offsets[e+1]) each) on their rows. */
+void moe_experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
+                         int I);
+/* y (T, H) := Σ_combine pairs w · state->out's row. */
+void moe_combine(const moe_state *state, float *y, const pm_routing *routing);
+/* c (compute pairs) := <dy_t, f_e>; scratch->d_out's weighted rows := w · dy_t. */
+void moe_output_grads(const moe_state *state, moe_scratch *scratch, float *c, const float *dy,
+                      const pm_routing *routing);
+/* The backward pass of experts 0 .. count-1 over the first selected[e] rows of each from
+ * scratch->d_out: scratch->d_x's rows :=, expert gradients +=. */
+void moe_experts_backward(const moe_rows *rows, const moe_scratch *scratch, const int *offsets,
+                          const int *selected, int count, const moe_expert *experts, int H, int I);
+/* dx (T, H) += Σ_combine pairs scratch->d_x's row. */
+void moe_input_grads(const moe_state *state, const moe_scratch *scratch, float *dx, const pm_routing *routing);
+
+#endif
