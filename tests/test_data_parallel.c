@@ -1,9 +1,13 @@
 /*
- * Data parallelism (core/batch_comm.h): a run split over 2 and 3 ranks (threads of this
- * process, tests/util/thread_comm.c) gives the single process's per-step losses and final
- * weights to 1e-5, for every router with its global-batch statistics switched on (topk's
- * load-balancing loss, z-loss and selection bias; softmoe's tau calibration and learned
- * budget; probmoe's samples at global token indices). Rank 0 alone writes.
+ * Data and expert parallelism (core/batch_comm.h): a run split over 2 and 3 ranks (threads of
+ * this process, tests/util/thread_comm.c), and over 2 to 4 ranks with the experts split over
+ * groups of 2 to 4 (6 experts: uneven slices too), gives the single process's per-step losses
+ * and final weights to 1e-5, for every router with its global-batch statistics switched on
+ * (topk's load-balancing loss, z-loss and selection bias; softmoe's tau calibration and
+ * learned budget; probmoe's samples at global token indices). Rank 0 alone writes. Under
+ * expert parallelism, a rank's gradient holds nothing for other ranks' experts and, for its
+ * own, the single process's gradient from the whole group's tokens; a checkpoint saved by an
+ * expert-parallel run resumes in one process.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -16,6 +20,7 @@
 #include "check.h"
 #include "thread_comm.h"
 #include "tiny_model.h"
+#include "model/model_internal.h"
 #include "train/trainer.h"
 #include "word_corpus.h"
 
@@ -39,6 +44,8 @@ typedef struct {
     pm_model_config cfg;
     char out[160];
     float lr; /* 0: the default below */
+    long save_interval;
+    const char *resume;
 } run_spec;
 
 static train_options options_for(const run_spec *spec, const batch_comm *comm) {
@@ -56,6 +63,8 @@ static train_options options_for(const run_spec *spec, const batch_comm *comm) {
     if (spec->lr > 1.0f) opt.clip = 0.0f, opt.warmup = 0; /* made to diverge */
     opt.eval_interval = 0;
     opt.eval_batches = 1;
+    opt.save_interval = spec->save_interval;
+    opt.resume_dir = spec->resume;
     opt.comm = comm;
     return opt;
 }
@@ -144,7 +153,7 @@ static void compare_runs(const char *single, const char *parallel, int ranks) {
 
 /* tiny_model_config with the bytes tokenizer's vocabulary */
 static run_spec spec_for(pm_router_kind kind) {
-    run_spec spec = {tiny_model_config(kind), "", 0.0f};
+    run_spec spec = {tiny_model_config(kind), "", 0.0f, 0, NULL};
     spec.cfg.vocab_size = 256;
     return spec;
 }
@@ -165,6 +174,14 @@ static void check_router(pm_router_kind kind) {
     for (int ranks = 2; ranks <= 3; ranks++) {
         snprintf(spec.out, sizeof spec.out, "%s/%s-%d", work, name, ranks);
         assert_int_equal(thread_comm_run(ranks, train_rank, &spec), 0);
+        compare_runs(single, spec.out, ranks);
+    }
+    /* expert parallelism: (ranks, group) */
+    static const int layouts[][2] = {{2, 2}, {4, 2}, {3, 3}, {4, 4}};
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        const int ranks = layouts[i][0], group = layouts[i][1];
+        snprintf(spec.out, sizeof spec.out, "%s/%s-%d-ep%d", work, name, ranks, group);
+        assert_int_equal(thread_comm_run_experts(ranks, group, train_rank, &spec), 0);
         compare_runs(single, spec.out, ranks);
     }
 }
@@ -232,12 +249,133 @@ static void test_divergence_stops_every_rank(void **state) {
     assert_int_not_equal(stat(path, &info), 0);
 }
 
+/* ------------------------------------------------------------ expert gradients */
+
+enum { GRAD_BATCH = 4, GRAD_SEQ = 12 };
+
+typedef struct {
+    pm_model_config cfg;
+    int32_t tokens[GRAD_BATCH * GRAD_SEQ], targets[GRAD_BATCH * GRAD_SEQ];
+    float *single;   /* the single process's gradient */
+    int bad[64];     /* per rank: entries that break the expectations */
+} gradient_spec;
+
+/* One forward and backward of this rank's rows with the experts split over all ranks (one
+ * group, no replicas): the rank's gradient of its experts is the single process's; of other
+ * ranks' experts, zero. */
+static int expert_gradient_rank(int rank, const batch_comm *comm, void *user) {
+    gradient_spec *spec = user;
+    pm_model *model = pm_model_create(&spec->cfg, GRAD_BATCH, GRAD_SEQ);
+    if (!model) return 1;
+    pm_model_init_weights(model, 5);
+    int first, rows;
+    batch_comm_rows(GRAD_BATCH, rank, comm->size, &first, &rows);
+    const int most = (GRAD_BATCH + comm->size - 1) / comm->size;
+    int status = model_set_expert_parallel(model, comm, most * GRAD_SEQ);
+    model_set_batch_origin(model, comm, (uint32_t)(first * GRAD_SEQ));
+    pm_model_zero_grads(model);
+    float loss;
+    if (status == 0)
+        status = pm_model_forward(model, spec->tokens + first * GRAD_SEQ, spec->targets + first * GRAD_SEQ, rows,
+                                  GRAD_SEQ, true, 3, 0, &loss);
+    if (status == 0) status = pm_model_backward(model);
+    const float *grads = pm_model_grads(model);
+    for (int p = 0; status == 0 && p < pm_model_num_params(model); p++) {
+        const pm_param *param = pm_model_param(model, p);
+        if (strstr(param->name, ".experts.") == NULL) continue;
+        double diff = 0.0, norm = 0.0;
+        for (size_t i = param->offset; i < param->offset + param->count; i++) {
+            if (!model_param_local(model, p)) {
+                spec->bad[rank] += grads[i] != 0.0f; /* exactly nothing for another rank's expert */
+                continue;
+            }
+            diff += ((double)grads[i] - spec->single[i]) * ((double)grads[i] - spec->single[i]);
+            norm += (double)spec->single[i] * spec->single[i];
+        }
+        if (model_param_local(model, p) && sqrt(diff) > 1e-5 * sqrt(norm) + 1e-9) spec->bad[rank]++;
+    }
+    pm_model_free(model);
+    return status < 0;
+}
+
+static void check_expert_gradients(pm_router_kind kind) {
+    gradient_spec spec = {.cfg = tiny_model_config(kind)};
+    for (int i = 0; i < GRAD_BATCH * GRAD_SEQ; i++) {
+        spec.tokens[i] = (i * 7 + 3) % spec.cfg.vocab_size;
+        spec.targets[i] = (i * 11 + 1) % spec.cfg.vocab_size;
+    }
+    omp_set_num_threads(1);
+    pm_model *model = pm_model_create(&spec.cfg, GRAD_BATCH, GRAD_SEQ);
+    assert_non_null(model);
+    pm_model_init_weights(model, 5);
+    pm_model_zero_grads(model);
+    float loss;
+    assert_int_equal(pm_model_forward(model, spec.tokens, spec.targets, GRAD_BATCH, GRAD_SEQ, true, 3, 0, &loss), 0);
+    assert_int_equal(pm_model_backward(model), 0);
+    spec.single = pm_model_grads(model);
+    for (int ranks = 2; ranks <= 4; ranks++) {
+        memset(spec.bad, 0, sizeof spec.bad);
+        assert_int_equal(thread_comm_run_experts(ranks, ranks, expert_gradient_rank, &spec), 0);
+        for (int r = 0; r < ranks; r++)
+            if (spec.bad[r])
+                fail_msg("%s, %d ranks: rank %d has %d expert gradient entries or tensors off", pm_router_kind_name(kind),
+                         ranks, r, spec.bad[r]);
+    }
+    pm_model_free(model);
+}
+
+static void test_expert_gradients_stay_with_owner(void **state) {
+    (void)state;
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) check_expert_gradients((pm_router_kind)kind);
+}
+
+/* A checkpoint of a run with experts split over groups (4 ranks, groups of 2) holds every
+ * expert's weights and moments: resumed in one process it continues as the single process's
+ * own checkpoint does. */
+static void test_expert_parallel_checkpoint_resumes(void **state) {
+    (void)state;
+    run_spec spec = spec_for(PM_ROUTER_PROBMOE);
+    spec.save_interval = 10;
+    omp_set_num_threads(1);
+    snprintf(spec.out, sizeof spec.out, "%s/ckpt-single", work);
+    assert_int_equal(thread_comm_run(1, train_rank, &spec), 0);
+    snprintf(spec.out, sizeof spec.out, "%s/ckpt-ep", work);
+    assert_int_equal(thread_comm_run_experts(4, 2, train_rank, &spec), 0);
+    char resume[200];
+    snprintf(resume, sizeof resume, "%s/ckpt-ep/checkpoint-000010", work);
+    spec.resume = resume;
+    spec.save_interval = 0;
+    assert_int_equal(thread_comm_run(1, train_rank, &spec), 0); /* continues in ckpt-ep */
+    double want[STEPS], got[STEPS];
+    snprintf(resume, sizeof resume, "%s/ckpt-single", work);
+    read_losses(resume, want);
+    read_losses(spec.out, got); /* the 20 steps of the run, then the resumed 10 appended */
+    char path[200], line[8192];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", spec.out);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    int count = 0;
+    while (fgets(line, sizeof line, file)) {
+        const char *at = strstr(line, "\"loss\": ");
+        assert_non_null(at);
+        const double value = strtod(at + 8, NULL);
+        const int step = count < STEPS ? count : count - STEPS + 10;
+        if (fabs(value - want[step]) > 1e-5 * fabs(want[step]) + 1e-6)
+            fail_msg("line %d (step %d): loss %.7f, single process %.7f", count + 1, step + 1, value, want[step]);
+        count++;
+    }
+    fclose(file);
+    assert_int_equal(count, STEPS + 10);
+    (void)got;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_rank_is_plain), cmocka_unit_test(test_topk),
         cmocka_unit_test(test_probmoe),           cmocka_unit_test(test_probmoe_dyn),
         cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe),
         cmocka_unit_test(test_batch_smaller_than_ranks),  cmocka_unit_test(test_divergence_stops_every_rank),
+        cmocka_unit_test(test_expert_gradients_stay_with_owner), cmocka_unit_test(test_expert_parallel_checkpoint_resumes),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);
 }

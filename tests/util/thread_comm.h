@@ -1,4 +1,4 @@
-/* Data-parallel ranks as threads of one process: a batch_comm whose collectives meet at a
+/* Data- and expert-parallel ranks as threads of one process: a batch_comm whose collectives meet at a
  * barrier, for tests of data parallelism without MPI. Sums add the ranks' values in rank
  * order, so every rank gets the same bits. A started sum runs at the finish, after checking
  * that nothing wrote into its values in between (a bucket in flight must be left alone). */
