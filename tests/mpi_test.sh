@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Data parallelism under MPI: for every router, 20 steps under `mpirun -np 2` and `-np 4`
-# (oversubscribed) give the single process's per-step losses to 1e-5 and its final weights to
-# 1e-5 of each tensor's norm. Rank 0 alone writes. Usage: mpi_test.sh PROBMOE MODEL_DIFF
+# Data and expert parallelism under MPI: for every router, 20 steps under `mpirun -np 2` and
+# `-np 4` (oversubscribed), without and with --expert-parallel (groups of 2, and of 4), give
+# the single process's per-step losses to 1e-5 and its final weights to 1e-5 of each tensor's
+# norm. Rank 0 alone writes. Checkpoints resume under other process counts and group sizes.
+# Usage: mpi_test.sh PROBMOE MODEL_DIFF
 set -euo pipefail
 probmoe=$(realpath "$1") model_diff=$(realpath "$2")
 if ! command -v mpirun >/dev/null; then
@@ -30,12 +32,16 @@ for router in topk probmoe probmoe-dyn densemixer softmoe; do
   if ! "$probmoe" train "${common[@]}" --router "$router" "${extra[@]}" --out "single-$router" > single.log 2>&1; then
     echo "FAIL $router: the single-process run failed"; tail -5 single.log; status=1; continue
   fi
-  for np in 2 4; do
-    out="np$np-$router"
+  # "processes expert-group": group 1 is data parallelism alone
+  for layout in "2 1" "4 1" "2 2" "4 2" "4 4"; do
+    read -r np group <<< "$layout"
+    out="np$np-ep$group-$router"
     if ! "${launch[@]}" -np "$np" "$probmoe" train "${common[@]}" --router "$router" "${extra[@]}" \
-         --out "$out" > "$out.log" 2>&1; then
-      echo "FAIL $router np $np: the run failed"; tail -5 "$out.log"; status=1; continue
+         --expert-parallel "$group" --out "$out" > "$out.log" 2>&1; then
+      echo "FAIL $router np $np expert groups of $group: the run failed"; tail -5 "$out.log"; status=1; continue
     fi
+    [ "$group" -gt 1 ] && ! grep -q "MB to all-to-all" "$out.log" && {
+      echo "FAIL $router np $np expert groups of $group: no all-to-all bytes reported"; status=1; }
     if ! paste <(losses "single-$router") <(losses "$out") | awk -v r="$router" -v n="$np" '
         { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1 + 1e-6) { printf "FAIL %s np %d step %d: loss %s, single %s\n", r, n, NR, $2, $1; bad = 1 } }
         END { if (NR != 20) { printf "FAIL %s np %d: %d steps logged\n", r, n, NR; bad = 1 } exit bad }'; then
@@ -46,32 +52,61 @@ for router in topk probmoe probmoe-dyn densemixer softmoe; do
     fi
     # the other ranks wrote nothing: one metrics file, one model
     [ "$(find "$out" -name metrics.jsonl | wc -l)" -eq 1 ] || { echo "FAIL $router np $np: extra files"; status=1; }
-    echo "ok $router np $np: losses equal, weights $diff"
+    echo "ok $router np $np expert groups of $group: losses equal, weights $diff"
   done
 done
-# Resume: a -np 2 run of 20 steps saves at step 10 on its way; resumed from there under one
-# process and -np 4 it gives the uninterrupted run's last 10 losses to 1e-5, under -np 2 the
-# very same bits.
+# Resume: a run of 20 steps saves at step 10 on its way; resumed from there under other process
+# counts and expert groups it gives the uninterrupted run's last 10 losses to 1e-5, under its
+# own the very same bits. Saved by -np 2 (data parallelism) and by -np 4 in expert groups of 2.
 router=probmoe
-"${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router $router --save-interval 10 \
-  --out saved > saved.log 2>&1 || { echo "FAIL the run to resume from failed"; tail -5 saved.log; exit 1; }
-for np in 1 2 4; do
-  rm -rf "resumed-$np"
-  cp -r saved "resumed-$np"
-  run=("${launch[@]}" -np "$np")
-  [ "$np" -eq 1 ] && run=()
-  if ! "${run[@]}" "$probmoe" train --resume "resumed-$np/checkpoint-000010" > "resumed-$np.log" 2>&1; then
-    echo "FAIL resuming under -np $np"; tail -5 "resumed-$np.log"; status=1; continue
-  fi
-  tolerance=1e-5
-  [ "$np" -eq 2 ] && tolerance=0 # the same processes: the same bits
-  if ! paste <(losses saved | tail -n 10) <(losses "resumed-$np" | tail -n 10) | awk -v n="$np" -v t="$tolerance" '
-      { d = $1 - $2; if (d < 0) d = -d; if (d > t * $1) { printf "FAIL resume np %d: step %d loss %s, want %s\n", n, NR + 10, $2, $1; bad = 1 } }
-      END { if (NR != 10) { printf "FAIL resume np %d: %d steps after the resume\n", n, NR; bad = 1 } exit bad }'; then
-    status=1; continue
-  fi
-  echo "ok resumed a -np 2 checkpoint under $np process(es): the uninterrupted run's losses"
+for saved_layout in "2 1" "4 2"; do
+  read -r saved_np saved_group <<< "$saved_layout"
+  saved="saved-$saved_np-$saved_group"
+  "${launch[@]}" -np "$saved_np" "$probmoe" train "${common[@]}" --router $router --save-interval 10 \
+    --expert-parallel "$saved_group" --out "$saved" > "$saved.log" 2>&1 ||
+    { echo "FAIL the run to resume from failed"; tail -5 "$saved.log"; exit 1; }
+  for layout in "1 1" "2 1" "4 1" "2 2" "4 2" "4 4"; do
+    read -r np group <<< "$layout"
+    resumed="resumed-$saved_np-$saved_group-to-$np-$group"
+    rm -rf "$resumed"
+    cp -r "$saved" "$resumed"
+    run=("${launch[@]}" -np "$np")
+    [ "$np" -eq 1 ] && run=()
+    if ! "${run[@]}" "$probmoe" train --resume "$resumed/checkpoint-000010" --expert-parallel "$group" \
+         > "$resumed.log" 2>&1; then
+      echo "FAIL resuming ($saved_layout) under ($layout)"; tail -5 "$resumed.log"; status=1; continue
+    fi
+    tolerance=1e-5
+    [ "$layout" = "$saved_layout" ] && tolerance=0 # the same processes: the same bits
+    if ! paste <(losses "$saved" | tail -n 10) <(losses "$resumed" | tail -n 10) | awk -v n="$layout" -v t="$tolerance" '
+        { d = $1 - $2; if (d < 0) d = -d; if (d > t * $1) { printf "FAIL resume under %s: step %d loss %s, want %s\n", n, NR + 10, $2, $1; bad = 1 } }
+        END { if (NR != 10) { printf "FAIL resume under %s: %d steps after the resume\n", n, NR; bad = 1 } exit bad }'; then
+      status=1; continue
+    fi
+    if [ "$tolerance" = 0 ] && ! cmp -s "$saved/model/model.safetensors" "$resumed/model/model.safetensors"; then
+      echo "FAIL resume under the saving layout ($layout): the final weights differ"; status=1; continue
+    fi
+    echo "ok resumed a checkpoint of ($saved_layout) (processes, expert group) under ($layout): the uninterrupted run's losses"
+  done
 done
+cp -r saved-2-1 saved # for the tests below
+
+# Impossible layouts are refused with a message, by every process, with no hang.
+refused() { # expected message, then the command
+  local message=$1; shift
+  if timeout 120 "$@" > refused.log 2>&1; then
+    echo "FAIL ${*: -4}: not refused"; status=1
+  elif ! grep -q "$message" refused.log; then
+    echo "FAIL ${*: -4}: no clear message"; tail -3 refused.log; status=1
+  else
+    echo "ok refused: $(grep -m1 "$message" refused.log | cut -c1-150)"
+  fi
+}
+refused "a multiple of 2" "${launch[@]}" -np 3 "$probmoe" train "${common[@]}" --expert-parallel 2 --out bad3
+refused "cannot split 2 experts" "${launch[@]}" -np 4 "$probmoe" train "${common[@]}" --experts 2 \
+  --expert-parallel 4 --out bad4
+refused "start it with mpirun" "$probmoe" train "${common[@]}" --expert-parallel 2 --out bad1
+
 # A checkpoint of 6-sequence batches resumed by 7 processes: refused by all of them, no hang.
 if timeout 120 "${launch[@]}" -np 7 "$probmoe" train --resume saved/checkpoint-000010 > seven.log 2>&1; then
   echo "FAIL a resume with more processes than sequences was not refused"; status=1

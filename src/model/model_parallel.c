@@ -9,8 +9,8 @@ int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_t
     const pm_model_config *cfg = &model->cfg;
     const int G = comm->expert_size, E = cfg->num_experts, H = cfg->hidden_size, I = cfg->intermediate_size;
     if (G < 2 || G > E)
-        return pm_fail(PM_ERR_ARG, "expert parallelism over groups of %d processes needs 2 to %d (the number of "
-                       "experts) processes a group", G, E);
+        return pm_fail(PM_ERR_ARG, "expert parallelism: groups of %d processes cannot split %d experts; give "
+                       "--expert-parallel between 2 and %d (at least one expert a process)", G, E, E);
     const int per_token = model_pairs_per_token(&cfg->router);
     const int64_t capacity = moe_owner_capacity(G, max_tokens, per_token, E);
     if (capacity > INT32_MAX)
