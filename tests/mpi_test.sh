@@ -152,4 +152,28 @@ else
     echo "FAIL the last checkpoint of the killed run does not resume"; tail -5 resume-killed.log; status=1
   fi
 fi
+# A rank that hangs (stopped with SIGSTOP): after --comm-timeout seconds in a collective the
+# others end the run with a message saying so, and the last checkpoint stays good.
+( "${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router probmoe --steps 1000000 --save-interval 5 \
+    --comm-timeout 5 --out hung > hung.log 2>&1; echo "exit $?" >> hung.log ) &
+runner=$!
+for _ in $(seq 1 300); do [ -d hung/checkpoint-000005 ] && break; sleep 0.1; done
+victim=$(pgrep -f -- "--out hung" | while read -r pid; do
+  [ "$(ps -o comm= -p "$pid")" = probmoe ] && echo "$pid"; done | tail -n 1)
+[ -n "$victim" ] && kill -STOP "$victim"
+ended=false
+for _ in $(seq 1 600); do kill -0 "$runner" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+[ -n "$victim" ] && kill -CONT "$victim" 2>/dev/null
+if ! $ended; then
+  echo "FAIL a hung rank left the run hanging past --comm-timeout"; pkill -KILL -f -- "--out hung" || true; status=1
+elif ! grep -q "has stopped responding" hung.log || grep -q "^exit 0$" hung.log; then
+  echo "FAIL a hung rank was not reported"; tail -5 hung.log; status=1
+else
+  last=$(ls -d hung/checkpoint-* | tail -n 1)
+  if "$probmoe" train --resume "$last" --steps $((10#${last##*-} + 1)) > resume-hung.log 2>&1; then
+    echo "ok a hung rank ended the run after --comm-timeout ($(grep -o 'waited [0-9]* s in [A-Za-z_]*' hung.log | head -1)); $last resumes"
+  else
+    echo "FAIL the last checkpoint of the hung run does not resume"; tail -5 resume-hung.log; status=1
+  fi
+fi
 exit $status

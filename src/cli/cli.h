@@ -66,6 +66,13 @@ void router_flags_usage(FILE *out);
  * expert_parallel ranks (1: none). 0, or the exit code to stop with after printing why (a
  * launcher's several processes but a build without MPI; N not a multiple of expert_parallel). */
 int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_parallel, const batch_comm **comm);
+/* --comm-timeout: after cli_mpi_start, a process blocked in one collective for `seconds` (0:
+ * never) ends the run with a message (comm_watchdog.c). */
+void cli_mpi_set_timeout(double seconds);
+void comm_watchdog_start(double seconds, int rank, int size);
+void comm_watchdog_enter(const char *name);
+void comm_watchdog_leave(void);
+void comm_watchdog_stop(void);
 /* Rank 0 prints what the run's collectives cost (bytes handed to each kind per step and
  * process, the share of the run the slowest process spent blocked in them). Collective. */
 void cli_mpi_report(const batch_comm *comm, long steps, double seconds);

@@ -44,6 +44,8 @@ static const char train_usage_tail[] =
     "mpirun:  mpirun -np N probmoe train ... trains on N processes (data parallelism)\n"
     "         --expert-parallel G  split each layer's experts over groups of G processes\n"
     "         (N a multiple of G; every process still trains its own rows of each batch)\n"
+    "         --comm-timeout S  end the run when a process waits S seconds in one collective\n"
+    "         (a hung process; default 1800, 0: wait for ever)\n"
     "Defaults: the demo model (4 layers, hidden 256, 8 experts, k 2, probmoe), batch 8 × 128\n"
     "tokens, 1000 steps, lr 3e-3 with 50 warmup steps and cosine decay, clip 1.\n";
 
@@ -58,6 +60,7 @@ typedef struct {
     const char *router, *schedule, *gsm8k;
     int seed, heads, kv_heads; /* -1: not given */
     int expert_parallel;       /* processes an expert group (1: no expert parallelism) */
+    float comm_timeout;        /* seconds a process may wait in one collective (0: for ever) */
     long max_shard_mb;         /* -1: not given */
 } train_flags;
 
@@ -80,7 +83,7 @@ typedef struct {
     bool min_open, shape;
 } option;
 
-enum { TRAIN_OPTION_COUNT = 35 };
+enum { TRAIN_OPTION_COUNT = 36 };
 
 /* The table of train's flags for request; returns their count. */
 static int train_option_table(train_request *request, option out[TRAIN_OPTION_COUNT]) {
@@ -124,6 +127,7 @@ static int train_option_table(train_request *request, option out[TRAIN_OPTION_CO
         {"--gsm8k", NULL, OPT_STRING, &f->gsm8k, 0, 0, false, false},
         {"--init", NULL, OPT_STRING, &t->init_dir, 0, 0, false, false},
         {"--expert-parallel", NULL, OPT_INT, &f->expert_parallel, 1, 4096, false, false},
+        {"--comm-timeout", NULL, OPT_FLOAT, &f->comm_timeout, 0, 1e7, false, false},
     };
     _Static_assert(sizeof table / sizeof table[0] == TRAIN_OPTION_COUNT, "TRAIN_OPTION_COUNT is the table's size");
     memcpy(out, table, sizeof table);
@@ -351,7 +355,8 @@ int cmd_train(int argc, char **argv) {
     request.model = pm_model_config_default();
     request.train = train_options_default();
     request.tokens = 0;
-    request.flags = (train_flags){.seed = -1, .heads = -1, .kv_heads = -1, .expert_parallel = 1, .max_shard_mb = -1};
+    request.flags = (train_flags){.seed = -1, .heads = -1, .kv_heads = -1, .expert_parallel = 1, .comm_timeout = 1800.0f,
+                                  .max_shard_mb = -1};
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--config") == 0) {
             int status = load_config_file(argv[i + 1], &request);
@@ -484,6 +489,7 @@ int cmd_train(int argc, char **argv) {
     }
     request.train.comm = comm;
     if (comm && comm->rank > 0) request.train.progress = false;
+    if (comm) cli_mpi_set_timeout(request.flags.comm_timeout);
     train_result result;
     struct timespec began, ended;
     clock_gettime(CLOCK_MONOTONIC, &began);

@@ -32,11 +32,14 @@ static double waited_seconds, sent_bytes[KINDS];
 /* expert parallelism: this rank's expert group, and the ranks holding the same experts */
 static MPI_Comm expert_group = MPI_COMM_NULL, expert_replicas = MPI_COMM_NULL;
 
+/* a blocking call: timed, and watched by the --comm-timeout watchdog */
 #define TIMED(call)                                   \
     do {                                              \
+        comm_watchdog_enter(#call);                   \
         const double timed_start_ = MPI_Wtime();      \
         call;                                         \
         waited_seconds += MPI_Wtime() - timed_start_; \
+        comm_watchdog_leave();                        \
     } while (0)
 
 static void sum_doubles(const batch_comm *comm, double *values, int count) {
@@ -101,20 +104,20 @@ static void nothing_in_flight(const batch_comm *comm) { (void)comm; }
 static int gather_floats(const batch_comm *comm, const float *values, int count, float **out, int *total) {
     int *counts = malloc(sizeof(int) * (size_t)comm->size), *starts = malloc(sizeof(int) * (size_t)comm->size);
     int ok = counts && starts;
-    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    TIMED(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     if (!ok) {
         free(counts);
         free(starts);
         return -1;
     }
     sent_bytes[OTHERS] += sizeof(float) * (double)count;
-    MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
+    TIMED(MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD));
     long long n = 0;
     for (int r = 0; r < comm->size; r++) starts[r] = (int)n, n += counts[r];
     float *all = n <= 0x7fffffff ? malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
     ok = all != NULL;
-    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (ok) MPI_Allgatherv(values, count, MPI_FLOAT, all, counts, starts, MPI_FLOAT, MPI_COMM_WORLD);
+    TIMED(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (ok) TIMED(MPI_Allgatherv(values, count, MPI_FLOAT, all, counts, starts, MPI_FLOAT, MPI_COMM_WORLD));
     free(counts);
     free(starts);
     if (!ok) {
@@ -233,6 +236,14 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_paral
     return 0;
 }
 
+void cli_mpi_set_timeout(double seconds) {
+    int rank = 0, size = 1;
+    if (!started) return;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) comm_watchdog_start(seconds, rank, size);
+}
+
 void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
     if (!comm) return;
     double mine[1 + KINDS] = {waited_seconds, sent_bytes[SUMS], sent_bytes[EXCHANGES], sent_bytes[OTHERS]};
@@ -248,6 +259,7 @@ void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
 }
 
 void cli_mpi_stop(void) {
+    comm_watchdog_stop();
     if (expert_group != MPI_COMM_NULL) MPI_Comm_free(&expert_group);
     if (expert_replicas != MPI_COMM_NULL) MPI_Comm_free(&expert_replicas);
     if (started) MPI_Finalize();
@@ -272,6 +284,7 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_paral
     return 2;
 }
 
+void cli_mpi_set_timeout(double seconds) { (void)seconds; }
 void cli_mpi_report(const batch_comm *comm, long steps, double seconds) { (void)comm, (void)steps, (void)seconds; }
 void cli_mpi_stop(void) {}
 
