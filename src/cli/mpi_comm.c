@@ -244,11 +244,24 @@ void cli_mpi_set_timeout(double seconds) {
     if (size > 1) comm_watchdog_start(seconds, rank, size);
 }
 
+/* This process's peak resident memory in bytes (VmHWM), or 0 where /proc does not say. */
+static double peak_resident_bytes(void) {
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = 0.0;
+    while (status && fgets(line, sizeof line, status))
+        if (strncmp(line, "VmHWM:", 6) == 0) kib = strtod(line + 6, NULL);
+    if (status) fclose(status);
+    return kib * 1024.0;
+}
+
 void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
     if (!comm) return;
-    double mine[1 + KINDS] = {waited_seconds, sent_bytes[SUMS], sent_bytes[EXCHANGES], sent_bytes[OTHERS]};
-    double most[1 + KINDS];
-    MPI_Reduce(mine, most, 1 + KINDS, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    /* the last entry: the peak memory of the ranks other than 0 */
+    double mine[2 + KINDS] = {waited_seconds, sent_bytes[SUMS], sent_bytes[EXCHANGES], sent_bytes[OTHERS],
+                              comm->rank ? peak_resident_bytes() : 0.0};
+    double most[2 + KINDS];
+    MPI_Reduce(mine, most, 2 + KINDS, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (comm->rank != 0 || steps <= 0 || seconds <= 0.0) return;
     printf("communication over %d processes", comm->size);
     if (comm->expert_size > 1) printf(" (expert groups of %d)", comm->expert_size);
@@ -256,6 +269,8 @@ void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
     if (comm->expert_size > 1) printf(", %.2f MB to all-to-all", most[2] / steps / 1e6);
     printf(", %.2f MB to other collectives; the process waiting longest spent %.1f%% of the run (%.3f s per "
            "step) blocked in them\n", most[3] / steps / 1e6, 100.0 * most[0] / seconds, most[0] / steps);
+    printf("peak memory: rank 0 %.0f MB (it evaluates and saves the whole model), the largest of the others %.0f MB\n",
+           peak_resident_bytes() / 1e6, most[4] / 1e6);
 }
 
 void cli_mpi_stop(void) {

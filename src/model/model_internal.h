@@ -125,6 +125,16 @@ void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t off
 int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_tokens);
 /* Whether parameter `index` is trained on this rank: false for other ranks' experts. */
 bool model_param_local(const pm_model *model, int index);
+/* Whether this rank keeps parameter `index`'s values: its own experts, every shared tensor, and
+ * on rank 0 every expert (it evaluates and saves the whole model). */
+bool model_param_kept(const pm_model *model, int index);
+/* Calls each with the ranges of floats this rank trains: every shared tensor and its experts
+ * (the whole model without expert parallelism). */
+void model_for_local_ranges(const pm_model *model, void (*each)(void *user, size_t offset, size_t count), void *user);
+/* Gives the memory of values' (laid out as the weights) other ranks' experts back to the
+ * system, except on rank 0; model_set_expert_parallel does so for the weights and gradients,
+ * the trainer for AdamW's moments once loaded. What was there reads as 0 afterwards. */
+void model_release_other_experts(const pm_model *model, float *values);
 /* This rank's experts of layer l: their gradients' (and weights') range in floats. */
 void model_local_experts(const pm_model *model, int l, size_t *offset, size_t *count);
 /* values, laid out as the weights (the weights, AdamW's moments): rank 0 gets every expert's

@@ -1,6 +1,10 @@
-/* Expert parallelism in the model (model_internal.h): which experts are this rank's, and
- * bringing rank 0's copy of the others up to date. */
+/* Expert parallelism in the model (model_internal.h): which experts are this rank's, the
+ * ranges a rank touches, releasing the memory of the others, and bringing rank 0's copy of
+ * every expert up to date. */
+#define _DEFAULT_SOURCE /* madvise */
 #include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "model/model_internal.h"
@@ -23,6 +27,8 @@ int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_t
         status = moe_owner_scratch_init(&model->owner_scratch, H, I, (int)capacity, model->layers[0].moe.capacity_pairs);
     if (status < 0) return status;
     model->expert_comm = comm;
+    model_release_other_experts(model, model->weights);
+    model_release_other_experts(model, model->grads);
     return PM_OK;
 }
 
@@ -44,6 +50,49 @@ bool model_param_local(const pm_model *model, int index) {
     int layer, expert = expert_of(model, index, &layer);
     const moe_owner *owner = &model->layers[0].owner;
     return expert < 0 || (expert >= owner->first && expert < owner->first + owner->count);
+}
+
+bool model_param_kept(const pm_model *model, int index) {
+    return !model->expert_comm || model->expert_comm->rank == 0 || model_param_local(model, index);
+}
+
+void model_for_local_ranges(const pm_model *model, void (*each)(void *user, size_t offset, size_t count), void *user) {
+    if (!model->expert_comm) {
+        each(user, 0, model->size);
+        return;
+    }
+    size_t at = 0; /* the start of the shared tensors not given yet */
+    for (int l = 0; l < model->cfg.num_layers; l++) {
+        size_t offset, count;
+        model_local_experts(model, l, &offset, &count);
+        const pm_param *first = &model->params[model->layer_params[l].expert0];
+        const pm_param *last = first + 3 * model->cfg.num_experts - 1;
+        each(user, at, first->offset - at);
+        if (count) each(user, offset, count);
+        at = last->offset + last->count;
+    }
+    each(user, at, model->size - at);
+}
+
+/* The whole pages inside values[offset, offset + count) go back to the system. */
+static void release(float *values, size_t offset, size_t count) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)(values + offset) + page - 1) / page * page;
+    const uintptr_t end = (uintptr_t)(values + offset + count) / page * page;
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+void model_release_other_experts(const pm_model *model, float *values) {
+    if (!model->expert_comm || model->expert_comm->rank == 0) return;
+    const int E = model->cfg.num_experts;
+    for (int l = 0; l < model->cfg.num_layers; l++) {
+        const moe_owner *owner = &model->layers[l].owner;
+        const pm_param *first = &model->params[model->layer_params[l].expert0];
+        const pm_param *mine = first + 3 * owner->first, *after = first + 3 * (owner->first + owner->count);
+        const pm_param *last = first + 3 * E - 1;
+        release(values, first->offset, mine->offset - first->offset); /* the experts before this rank's */
+        if (owner->first + owner->count < E) release(values, after->offset, last->offset + last->count - after->offset);
+    }
 }
 
 void model_local_experts(const pm_model *model, int l, size_t *offset, size_t *count) {

@@ -113,7 +113,13 @@ const pm_param *pm_model_find_param(const pm_model *model, const char *name) {
 size_t pm_model_size(const pm_model *model) { return model->size; }
 float *pm_model_weights(pm_model *model) { return model->weights; }
 float *pm_model_grads(pm_model *model) { return model->grads; }
-void pm_model_zero_grads(pm_model *model) { memset(model->grads, 0, sizeof(float) * model->size); }
+static void zero_range(void *user, size_t offset, size_t count) {
+    memset((float *)user + offset, 0, sizeof(float) * count);
+}
+
+/* Under expert parallelism only what this rank trains: other ranks' experts are never written,
+ * so their pages stay unallocated. */
+void pm_model_zero_grads(pm_model *model) { model_for_local_ranges(model, zero_range, model->grads); }
 
 /* Matrices normal(0, initializer_range), norm weights 1; one generator stream per tensor,
  * so initialisation does not depend on the thread count or on the table's order. */
@@ -123,6 +129,7 @@ void pm_model_init_weights(pm_model *model, uint64_t seed) {
     for (int i = 0; i < model->num_params; i++) {
         const pm_param *param = &model->params[i];
         float *w = model->weights + param->offset;
+        if (!model_param_kept(model, i)) continue; /* its owner draws it from the same stream */
         if (param->rank == 1) {
             for (size_t j = 0; j < param->count; j++) w[j] = 1.0f;
             continue;

@@ -172,6 +172,21 @@ static void start_bucket_sum(void *user, size_t offset, size_t count, bool exper
         comm->start_sum_floats_replicas(comm, pm_model_grads(model) + offset, count);
 }
 
+typedef struct {
+    float *grads, factor;
+} scaling;
+
+static void scale_range(void *user, size_t offset, size_t count) {
+    const scaling *s = user;
+    scale_gradients(s->grads + offset, count, s->factor);
+}
+
+/* The gradients this rank trains (under expert parallelism, not other ranks' experts) *= factor. */
+static void scale_local_gradients(pm_model *model, float factor) {
+    scaling s = {pm_model_grads(model), factor};
+    model_for_local_ranges(model, scale_range, &s);
+}
+
 static double sum_of_squares(const float *values, size_t count) {
     const double norm = gradient_norm(values, count);
     return norm * norm;
@@ -235,7 +250,7 @@ static int accumulate_gradients(pm_model *model, const batch_source *data, const
         if (status < 0) return status;
         *loss += micro_loss / opt->accum;
     }
-    if (opt->accum > 1) scale_gradients(pm_model_grads(model), pm_model_size(model), 1.0f / opt->accum);
+    if (opt->accum > 1) scale_local_gradients(model, 1.0f / opt->accum);
     return PM_OK;
 }
 
@@ -340,7 +355,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
         }
         bad_in_a_row = 0;
         if (opt->clip > 0.0f && grad_norm > opt->clip)
-            scale_gradients(pm_model_grads(model), pm_model_size(model), (float)(opt->clip / grad_norm));
+            scale_local_gradients(model, (float)(opt->clip / grad_norm));
         adamw_step(&session->optimizer, model, lr);
         /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
         if (opt->comm && !opt->adamw.freeze_router) sum_step_loads(model, opt->comm);
@@ -423,6 +438,15 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
     return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
 }
 
+/* Expert parallelism, when asked for: each rank's rows meet its group's experts (before the
+ * weights are drawn, so that a rank draws only those it keeps). */
+static int split_experts(pm_model *model, const train_options *opt) {
+    const batch_comm *comm = opt->comm;
+    if (!comm || comm->expert_size <= 1) return PM_OK;
+    const int most_rows = (opt->batch + comm->size - 1) / comm->size;
+    return model_set_expert_parallel(model, comm, most_rows * opt->seq);
+}
+
 /* The model to train: a fresh one, or the one in opt->resume_dir with its optimizer and
  * trainer state (which also restore the options). */
 static int open_session(train_session *session, const pm_model_config *cfg, train_options *opt,
@@ -436,12 +460,14 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
                                  ? checkpoint_load_rerouted(opt->init_dir, cfg, model_rows(opt), opt->seq)
                                  : checkpoint_load_model(opt->init_dir, model_rows(opt), opt->seq, false);
             if (!session->model) return PM_ERR_ARG;
+            status = split_experts(session->model, opt);
         } else {
             session->model = pm_model_create(cfg, model_rows(opt), opt->seq);
             if (!session->model) return PM_ERR_NOMEM;
-            pm_model_init_weights(session->model, opt->seed);
+            status = split_experts(session->model, opt);
+            if (status == 0) pm_model_init_weights(session->model, opt->seed);
         }
-        return adamw_init(&session->optimizer, session->model, opt->adamw);
+        return status < 0 ? status : adamw_init(&session->optimizer, session->model, opt->adamw);
     }
     char *state = checkpoint_load_trainer_state(opt->resume_dir);
     if (!state) return PM_ERR_ARG;
@@ -456,6 +482,7 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
         session->model = checkpoint_load_model(opt->resume_dir, model_rows(opt), opt->seq, false);
         if (!session->model) status = PM_ERR_ARG;
     }
+    if (status == 0) status = split_experts(session->model, opt);
     train_options ignored = *opt;
     if (status == 0)
         status = train_state_from_json(state, opt->resume_dir, &ignored, &step, &session->history, &session->restored);
@@ -464,6 +491,10 @@ static int open_session(train_session *session, const pm_model_config *cfg, trai
     if (status == 0)
         status = checkpoint_load_optimizer(opt->resume_dir, session->optimizer.m, session->optimizer.v,
                                            session->optimizer.size, &session->optimizer.step);
+    if (status == 0) { /* other ranks' experts' moments are theirs */
+        model_release_other_experts(session->model, session->optimizer.m);
+        model_release_other_experts(session->model, session->optimizer.v);
+    }
     if (status == 0 && step >= opt->steps)
         status = pm_fail(PM_ERR_ARG, "train: %s is at step %ld of %ld already; give --steps to train further",
                          opt->resume_dir, step, opt->steps);
@@ -493,10 +524,6 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     session.opt = &opt;
     long first_step = 0;
     status = open_session(&session, cfg, &opt, &first_step);
-    if (status == 0 && comm && comm->expert_size > 1) { /* each rank's rows meet its group's experts */
-        const int most_rows = (opt.batch + comm->size - 1) / comm->size;
-        status = model_set_expert_parallel(session.model, comm, most_rows * opt.seq);
-    }
     result->first_step = first_step;
     const pm_model_config *model_cfg = session.model ? pm_model_get_config(session.model) : cfg;
     if (status == 0 && opt.resume_dir) status = train_options_check(&opt, model_cfg);
