@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Data parallelism on this machine: tokens/s of one process with 2 threads against
-# `mpirun -np 2` with 1 thread each, on a large-ish model (the train_step bench's: L4 H512,
-# 8 heads, E16 k4, I1024, 8 × 256 tokens, probmoe), and what the collectives cost.
+# Data and expert parallelism on this machine: tokens/s of one process with 2 threads against
+# `mpirun -np 2` with 1 thread each (data parallelism; and with the experts split over the two,
+# --expert-parallel 2), on a large-ish model (the train_step bench's: L4 H512, 8 heads, E16 k4,
+# I1024, 8 × 256 tokens, probmoe), what the collectives cost and each process's peak memory.
 #   bash bench/data_parallel.sh [BUILD_DIR] [STEPS]
 # Prints each figure and the ratio to the single process. Needs mpirun (skips without it).
 set -euo pipefail
@@ -20,11 +21,16 @@ OMP_NUM_THREADS=2 "$build/probmoe" train "${args[@]}" --out "$work/one" > "$work
 OMP_NUM_THREADS=1 "${launch[@]}" "$build/probmoe" train "${args[@]}" --out "$work/two" > "$work/two.txt" 2>&1
 OMP_NUM_THREADS=1 PROBMOE_ALLREDUCE=blocking "${launch[@]}" "$build/probmoe" train "${args[@]}" --out "$work/blocking" \
   > "$work/blocking.txt" 2>&1
+OMP_NUM_THREADS=1 "${launch[@]}" "$build/probmoe" train "${args[@]}" --expert-parallel 2 --out "$work/experts" \
+  > "$work/experts.txt" 2>&1
 one=$(speed "$work/one.txt") two=$(speed "$work/two.txt") blocking=$(speed "$work/blocking.txt")
+experts=$(speed "$work/experts.txt")
 ratio() { awk -v a="$1" -v b="$one" 'BEGIN { printf "%.2f", a / b }'; }
-echo "data parallelism, $steps steps of 8 x 256 tokens (L4 H512 E16 k4 I1024, probmoe):"
+echo "data and expert parallelism, $steps steps of 8 x 256 tokens (L4 H512 E16 k4 I1024, probmoe):"
 echo "  1 process,  2 threads: $one tokens/s"
 echo "  2 processes, 1 thread each, buckets overlapping the backward pass: $two tokens/s ($(ratio "$two")x)"
-grep "^communication" "$work/two.txt" | sed 's/^/    /'
+grep -E "^(communication|peak memory)" "$work/two.txt" | sed 's/^/    /'
 echo "  the same, each bucket summed at once (PROBMOE_ALLREDUCE=blocking): $blocking tokens/s ($(ratio "$blocking")x)"
 grep "^communication" "$work/blocking.txt" | sed 's/^/    /'
+echo "  2 processes, 1 thread each, experts split over them (--expert-parallel 2): $experts tokens/s ($(ratio "$experts")x)"
+grep -E "^(communication|peak memory)" "$work/experts.txt" | sed 's/^/    /'

@@ -40,7 +40,7 @@ for router in topk probmoe probmoe-dyn densemixer softmoe; do
          --expert-parallel "$group" --out "$out" > "$out.log" 2>&1; then
       echo "FAIL $router np $np expert groups of $group: the run failed"; tail -5 "$out.log"; status=1; continue
     fi
-    [ "$group" -gt 1 ] && ! grep -q "MB to all-to-all" "$out.log" && {
+    [ "$group" -gt 1 ] && ! grep -q "MB sent by all-to-all" "$out.log" && {
       echo "FAIL $router np $np expert groups of $group: no all-to-all bytes reported"; status=1; }
     if ! paste <(losses "single-$router") <(losses "$out") | awk -v r="$router" -v n="$np" '
         { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1 + 1e-6) { printf "FAIL %s np %d step %d: loss %s, single %s\n", r, n, NR, $2, $1; bad = 1 } }

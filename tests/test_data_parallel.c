@@ -46,6 +46,7 @@ typedef struct {
     float lr; /* 0: the default below */
     long save_interval;
     const char *resume;
+    char message[1024]; /* rank 0's error, if it failed */
 } run_spec;
 
 static train_options options_for(const run_spec *spec, const batch_comm *comm) {
@@ -70,12 +71,12 @@ static train_options options_for(const run_spec *spec, const batch_comm *comm) {
 }
 
 static int train_rank(int rank, const batch_comm *comm, void *user) {
-    (void)rank;
-    const run_spec *spec = user;
+    run_spec *spec = user;
     train_options opt = options_for(spec, comm);
     train_result result;
     int status = train_run(&spec->cfg, &opt, NULL, &result);
     if (status < 0) print_message("rank %d: %s\n", rank, pm_last_error());
+    if (status < 0 && rank == 0) snprintf(spec->message, sizeof spec->message, "%s", pm_last_error());
     return status < 0;
 }
 
@@ -153,7 +154,7 @@ static void compare_runs(const char *single, const char *parallel, int ranks) {
 
 /* tiny_model_config with the bytes tokenizer's vocabulary */
 static run_spec spec_for(pm_router_kind kind) {
-    run_spec spec = {tiny_model_config(kind), "", 0.0f, 0, NULL};
+    run_spec spec = {tiny_model_config(kind), "", 0.0f, 0, NULL, ""};
     spec.cfg.vocab_size = 256;
     return spec;
 }
@@ -369,6 +370,31 @@ static void test_expert_parallel_checkpoint_resumes(void **state) {
     (void)got;
 }
 
+/* The ranks on one machine share its memory: a model that one process could train but four on
+ * this machine cannot is refused by all four before anything is allocated, with a message
+ * that counts them. */
+static void test_memory_check_counts_the_machines_processes(void **state) {
+    (void)state;
+    run_spec spec = spec_for(PM_ROUTER_TOPK);
+    const uint64_t machine = pm_machine_memory();
+    if (machine == 0) skip();
+    /* the smallest vocabulary whose training needs 40% of this machine in one process */
+    int low = 256, high = 1 << 24;
+    while (low < high) {
+        spec.cfg.vocab_size = low + (high - low) / 2;
+        pm_memory_estimate need;
+        assert_int_equal(pm_model_memory_estimate(&spec.cfg, 6, 16, true, &need), 0);
+        if (need.total < machine / 10 * 4) low = spec.cfg.vocab_size + 1;
+        else high = spec.cfg.vocab_size;
+    }
+    spec.cfg.vocab_size = low;
+    snprintf(spec.out, sizeof spec.out, "%s/too-many-on-one-machine", work);
+    assert_int_equal(thread_comm_run(4, train_rank, &spec), 4);
+    assert_non_null(strstr(spec.message, "the 4 processes of this run on this machine need about"));
+    struct stat info;
+    assert_int_not_equal(stat(spec.out, &info), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_rank_is_plain), cmocka_unit_test(test_topk),
@@ -376,6 +402,7 @@ int main(void) {
         cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe),
         cmocka_unit_test(test_batch_smaller_than_ranks),  cmocka_unit_test(test_divergence_stops_every_rank),
         cmocka_unit_test(test_expert_gradients_stay_with_owner), cmocka_unit_test(test_expert_parallel_checkpoint_resumes),
+        cmocka_unit_test(test_memory_check_counts_the_machines_processes),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);
 }

@@ -132,7 +132,7 @@ static int gather_floats(const batch_comm *comm, const float *values, int count,
 /* ------------------------------------------------------------ expert parallelism */
 
 static void exchange_ints(const batch_comm *comm, const int *send, int *recv, int n) {
-    sent_bytes[EXCHANGES] += sizeof(int) * (double)n * comm->expert_size;
+    sent_bytes[EXCHANGES] += sizeof(int) * (double)n * (comm->expert_size - 1);
     TIMED(MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, expert_group));
 }
 
@@ -145,11 +145,11 @@ static void exchange_rows(const batch_comm *comm, const float *send, const int *
         fprintf(stderr, "probmoe train (rank %d): out of memory for %d counts; stopping\n", comm->rank, G);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    long long sent = 0;
+    long long sent = 0; /* rows that leave this process (not those to itself) */
     for (int j = 0, out = 0, in = 0; j < G; out += send_rows[j], in += recv_rows[j], j++) {
         starts[j] = out;
         starts[G + j] = in;
-        sent += send_rows[j];
+        if (j != comm->expert_rank) sent += send_rows[j];
     }
     MPI_Datatype row;
     MPI_Type_contiguous(width, MPI_FLOAT, &row);
@@ -231,6 +231,14 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_paral
     comm.finish_sums = blocking ? nothing_in_flight : finish_sums;
     comm.gather_floats = gather_floats;
     comm.expert_size = 1;
+    /* the ranks sharing this machine's memory, for the memory check */
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm.rank, MPI_INFO_NULL, &node);
+    int lowest = comm.rank;
+    MPI_Comm_size(node, &comm.node_size);
+    MPI_Allreduce(MPI_IN_PLACE, &lowest, 1, MPI_INT, MPI_MIN, node);
+    comm.node_has_rank0 = lowest == 0;
+    MPI_Comm_free(&node);
     if (!split_experts(&comm, expert_parallel, command)) return 2;
     if (comm.size > 1) *out = &comm;
     return 0;
@@ -266,8 +274,8 @@ void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
     printf("communication over %d processes", comm->size);
     if (comm->expert_size > 1) printf(" (expert groups of %d)", comm->expert_size);
     printf(": per step and process %.2f MB to all-reduce", most[1] / steps / 1e6);
-    if (comm->expert_size > 1) printf(", %.2f MB to all-to-all", most[2] / steps / 1e6);
-    printf(", %.2f MB to other collectives; the process waiting longest spent %.1f%% of the run (%.3f s per "
+    if (comm->expert_size > 1) printf(", %.2f MB sent by all-to-all to the other ranks", most[2] / steps / 1e6);
+    printf(", %.2f MB to other collectives (rank 0 collecting experts, softmoe's calibration); the process waiting longest spent %.1f%% of the run (%.3f s per "
            "step) blocked in them\n", most[3] / steps / 1e6, 100.0 * most[0] / seconds, most[0] / steps);
     printf("peak memory: rank 0 %.0f MB (it evaluates and saves the whole model), the largest of the others %.0f MB\n",
            peak_resident_bytes() / 1e6, most[4] / 1e6);

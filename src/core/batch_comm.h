@@ -20,11 +20,16 @@
 #ifndef PM_CORE_BATCH_COMM_H
 #define PM_CORE_BATCH_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct batch_comm batch_comm;
 struct batch_comm {
     int rank, size;
+    /* the ranks on this rank's machine (sharing its memory; 0 or 1: alone), and whether rank 0
+     * is one of them */
+    int node_size;
+    bool node_has_rank0;
     /* values[0..count) := their sum over the ranks (the same result on every rank) */
     void (*sum_doubles)(const batch_comm *comm, double *values, int count);
     void (*sum_floats)(const batch_comm *comm, float *values, size_t count);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/run_lock.h"
 #include "io/checkpoint.h"
 #include "model/model_internal.h"
@@ -421,8 +422,9 @@ static int model_rows(const train_options *opt) {
 }
 
 /* Refuses, before anything is allocated, a run whose model, gradients, optimizer moments and
- * batch do not fit this machine's memory. cfg is the model's config, or with from_dir that of
- * the model directory from_dir (with cfg's router when rerouting). */
+ * batch do not fit this machine's memory; the processes of this run on the same machine
+ * count together (rank 0's whole batch, the others' shares). cfg is the model's config, or
+ * with from_dir that of the model directory from_dir (with cfg's router when rerouting). */
 static int check_training_memory(const pm_model_config *cfg, const char *from_dir, bool reroute,
                                  const train_options *opt) {
     pm_model_config model = *cfg;
@@ -434,8 +436,31 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
             model.soft_budget = cfg->soft_budget;
         }
     }
-    int status = pm_model_memory_check(&model, model_rows(opt), opt->seq, true);
-    return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
+    const batch_comm *comm = opt->comm;
+    const int together = comm && comm->node_size > 1 ? comm->node_size : 1;
+    int status = PM_OK;
+    if (together == 1) {
+        status = pm_model_memory_check(&model, model_rows(opt), opt->seq, true);
+        return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
+    }
+    /* the processes sharing this machine: rank 0 (if here) with a whole batch, the others with
+     * their shares */
+    pm_memory_estimate whole, share;
+    const int share_rows = (opt->batch + comm->size - 1) / comm->size;
+    status = pm_model_memory_estimate(&model, opt->batch, opt->seq, true, &whole);
+    if (status == 0) status = pm_model_memory_estimate(&model, share_rows, opt->seq, true, &share);
+    if (status < 0) return status;
+    const int others = comm->node_has_rank0 ? together - 1 : together;
+    const uint64_t need = sat_add(comm->node_has_rank0 ? whole.total : 0, sat_mul((uint64_t)others, share.total));
+    const char *source = NULL;
+    const uint64_t limit = machine_memory_bytes(&source);
+    if (limit == 0 || need <= limit) return PM_OK;
+    char total[32], one[32], machine[32];
+    return pm_fail(PM_ERR_NOMEM, "train: the %d processes of this run on this machine need about %s of memory "
+                   "together (%s each%s) but it has %s (%s); start fewer processes a machine, use a smaller model or "
+                   "batch, or spread the run over more machines", together, memory_format(need, total, sizeof total),
+                   memory_format(share.total, one, sizeof one), comm->node_has_rank0 ? ", more for rank 0" : "",
+                   memory_format(limit, machine, sizeof machine), source);
 }
 
 /* Expert parallelism, when asked for: each rank's rows meet its group's experts (before the

@@ -198,7 +198,8 @@ int thread_comm_run_experts(int size, int expert_size, int (*body)(int rank, con
     rank_thread threads[64];
     pthread_t ids[64];
     for (int r = 0; r < size; r++) {
-        const batch_comm comm = {.rank = r, .size = size, .sum_doubles = sum_doubles, .sum_floats = sum_floats,
+        const batch_comm comm = {.rank = r, .size = size, .node_size = size, .node_has_rank0 = true,
+                                 .sum_doubles = sum_doubles, .sum_floats = sum_floats,
                                  .start_sum_floats = start_sum_floats, .finish_sums = finish_sums,
                                  .gather_floats = gather_floats, .expert_size = expert_size,
                                  .expert_rank = r % expert_size, .exchange_ints = exchange_ints,
