@@ -99,6 +99,10 @@ void moe_owner_scratch_free(moe_owner_scratch *scratch);
 /* The rows a rank can receive: every group rank's tokens (at most max_tokens each, of at most
  * pairs_per_token pairs) paired with its experts only. */
 int64_t moe_owner_capacity(int group, int max_tokens, int pairs_per_token, int num_experts);
+/* The bytes moe_owner_init (one layer) and moe_owner_scratch_init allocate, for the memory check
+ * (saturating). */
+uint64_t moe_owner_bytes(int hidden, int intermediate, int num_experts, int group, uint64_t capacity);
+uint64_t moe_owner_scratch_bytes(int hidden, int intermediate, uint64_t capacity, uint64_t local_pairs);
 
 /* moe_forward and moe_backward with the experts spread over comm's expert group (collective
  * in the group). state holds this rank's pairs; of experts (E) only this rank's are used. */

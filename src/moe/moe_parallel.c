@@ -11,12 +11,30 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "moe/moe_internal.h"
 
 int64_t moe_owner_capacity(int group, int max_tokens, int pairs_per_token, int num_experts) {
     const int slice = (num_experts + group - 1) / group;
     const int per_token = pairs_per_token < slice ? pairs_per_token : slice;
     return (int64_t)group * max_tokens * per_token;
+}
+
+/* Keep these two in step with moe_owner_init and moe_owner_scratch_init below. */
+uint64_t moe_owner_bytes(int hidden, int intermediate, int num_experts, int group, uint64_t capacity) {
+    const uint64_t G = (uint64_t)group, slice = ((uint64_t)num_experts + G - 1) / G;
+    /* counts in and out, rows per rank ×4, offsets and selected; per row its place, x, gate,
+     * up and act */
+    const uint64_t fixed = sizeof(int) * (4 * G * slice + 4 * G + 2 * slice + 2);
+    const uint64_t per_row = sizeof(int) + sizeof(float) * ((uint64_t)hidden + 3 * (uint64_t)intermediate);
+    return sat_add(fixed, sat_mul(capacity + 1, per_row));
+}
+
+uint64_t moe_owner_scratch_bytes(int hidden, int intermediate, uint64_t capacity, uint64_t local_pairs) {
+    const uint64_t rows = (capacity > local_pairs ? capacity : local_pairs) + 1;
+    const uint64_t transit = sat_mul(rows, 2 * sizeof(float) * (uint64_t)hidden);
+    const uint64_t out = sat_mul(capacity + 1, sizeof(float) * (uint64_t)hidden);
+    return sat_add(sat_add(transit, out), moe_scratch_bytes(hidden, intermediate, capacity + 1));
 }
 
 int moe_owner_init(moe_owner *owner, int hidden, int intermediate, int num_experts, int group, int expert_rank,

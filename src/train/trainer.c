@@ -421,6 +421,21 @@ static int model_rows(const train_options *opt) {
     return (opt->batch + comm->size - 1) / comm->size;
 }
 
+/* What expert parallelism adds to a process: the rows its experts receive, kept for the
+ * backward pass in every layer, and the rows in transit. */
+static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *comm, const train_options *opt,
+                                  int share_rows) {
+    if (!comm || comm->expert_size <= 1 || comm->expert_size > cfg->num_experts) return 0;
+    const int per_token = model_pairs_per_token(&cfg->router);
+    const int64_t capacity = moe_owner_capacity(comm->expert_size, share_rows * opt->seq, per_token, cfg->num_experts);
+    const uint64_t local_pairs = (uint64_t)model_rows(opt) * (uint64_t)opt->seq * (uint64_t)per_token;
+    const uint64_t layers = sat_mul((uint64_t)cfg->num_layers, moe_owner_bytes(cfg->hidden_size, cfg->intermediate_size,
+                                                                            cfg->num_experts, comm->expert_size,
+                                                                            (uint64_t)capacity));
+    return sat_add(layers, moe_owner_scratch_bytes(cfg->hidden_size, cfg->intermediate_size, (uint64_t)capacity,
+                                                   local_pairs));
+}
+
 /* Refuses, before anything is allocated, a run whose model, gradients, optimizer moments and
  * batch do not fit this machine's memory; the processes of this run on the same machine
  * count together (rank 0's whole batch, the others' shares). cfg is the model's config, or
@@ -438,29 +453,30 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
     }
     const batch_comm *comm = opt->comm;
     const int together = comm && comm->node_size > 1 ? comm->node_size : 1;
-    int status = PM_OK;
-    if (together == 1) {
-        status = pm_model_memory_check(&model, model_rows(opt), opt->seq, true);
+    if (together == 1 && !(comm && comm->expert_size > 1)) {
+        int status = pm_model_memory_check(&model, model_rows(opt), opt->seq, true);
         return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
     }
     /* the processes sharing this machine: rank 0 (if here) with a whole batch, the others with
-     * their shares */
+     * their shares; each with the rows its experts receive under expert parallelism */
     pm_memory_estimate whole, share;
     const int share_rows = (opt->batch + comm->size - 1) / comm->size;
-    status = pm_model_memory_estimate(&model, opt->batch, opt->seq, true, &whole);
+    int status = pm_model_memory_estimate(&model, opt->batch, opt->seq, true, &whole);
     if (status == 0) status = pm_model_memory_estimate(&model, share_rows, opt->seq, true, &share);
     if (status < 0) return status;
-    const int others = comm->node_has_rank0 ? together - 1 : together;
-    const uint64_t need = sat_add(comm->node_has_rank0 ? whole.total : 0, sat_mul((uint64_t)others, share.total));
+    const uint64_t received = expert_rows_bytes(&model, comm, opt, share_rows);
+    const uint64_t mine = sat_add(comm->rank == 0 ? whole.total : share.total, received);
+    const uint64_t others = sat_mul((uint64_t)(comm->node_has_rank0 ? together - 1 : together), sat_add(share.total, received));
+    const uint64_t need = sat_add(comm->node_has_rank0 ? sat_add(whole.total, received) : 0, others);
     const char *source = NULL;
     const uint64_t limit = machine_memory_bytes(&source);
     if (limit == 0 || need <= limit) return PM_OK;
     char total[32], one[32], machine[32];
-    return pm_fail(PM_ERR_NOMEM, "train: the %d processes of this run on this machine need about %s of memory "
-                   "together (%s each%s) but it has %s (%s); start fewer processes a machine, use a smaller model or "
-                   "batch, or spread the run over more machines", together, memory_format(need, total, sizeof total),
-                   memory_format(share.total, one, sizeof one), comm->node_has_rank0 ? ", more for rank 0" : "",
-                   memory_format(limit, machine, sizeof machine), source);
+    return pm_fail(PM_ERR_NOMEM, "train: the %d process%s of this run on this machine need%s about %s of memory%s "
+                   "(this one %s) but it has %s (%s); start fewer processes a machine, use a smaller model or batch, or "
+                   "spread the run over more machines", together, together > 1 ? "es" : "", together > 1 ? "" : "s",
+                   memory_format(need, total, sizeof total), together > 1 ? " together" : "",
+                   memory_format(mine, one, sizeof one), memory_format(limit, machine, sizeof machine), source);
 }
 
 /* Expert parallelism, when asked for: each rank's rows meet its group's experts (before the
