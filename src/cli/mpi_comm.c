@@ -129,6 +129,28 @@ static int gather_floats(const batch_comm *comm, const float *values, int count,
     return 0;
 }
 
+/* An MPI error (a peer gone, a network fault) names this rank and the error, then ends the run
+ * (MPI_Abort makes mpirun stop every process) instead of leaving it to the default handler's
+ * terse abort. */
+static int my_rank_for_errors;
+static void on_mpi_error(MPI_Comm *comm, int *code, ...) {
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(*code, text, &length);
+    fprintf(stderr, "probmoe train (rank %d): MPI failed: %s; another process of this run may have died or become "
+            "unreachable. Ending the run; the last checkpoint is intact (resume with --resume)\n", my_rank_for_errors,
+            text);
+    fflush(stderr);
+    MPI_Abort(*comm, 1);
+}
+
+static MPI_Errhandler error_handler = MPI_ERRHANDLER_NULL;
+
+static void handle_errors(MPI_Comm comm) {
+    if (error_handler == MPI_ERRHANDLER_NULL) MPI_Comm_create_errhandler(on_mpi_error, &error_handler);
+    MPI_Comm_set_errhandler(comm, error_handler);
+}
+
 /* ------------------------------------------------------------ expert parallelism */
 
 static void exchange_ints(const batch_comm *comm, const int *send, int *recv, int n) {
@@ -194,6 +216,8 @@ static bool split_experts(batch_comm *comm, int G, const char *command) {
     comm->expert_rank = comm->rank % G;
     MPI_Comm_split(MPI_COMM_WORLD, comm->rank / G, comm->rank, &expert_group);
     MPI_Comm_split(MPI_COMM_WORLD, comm->rank % G, comm->rank, &expert_replicas);
+    handle_errors(expert_group);
+    handle_errors(expert_replicas);
     comm->exchange_ints = exchange_ints;
     comm->exchange_rows = exchange_rows;
     comm->sum_doubles_experts = sum_doubles_experts;
@@ -221,6 +245,8 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_paral
         fprintf(stderr, "%s: this MPI gives thread support level %d, below MPI_THREAD_FUNNELED (OpenMP threads run "
                 "beside the MPI calls of the main thread); results may be wrong\n", command, provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &comm.rank);
+    my_rank_for_errors = comm.rank;
+    handle_errors(MPI_COMM_WORLD);
     MPI_Comm_size(MPI_COMM_WORLD, &comm.size);
     comm.sum_doubles = sum_doubles;
     comm.sum_floats = sum_floats;
@@ -283,6 +309,7 @@ void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
 
 void cli_mpi_stop(void) {
     comm_watchdog_stop();
+    if (error_handler != MPI_ERRHANDLER_NULL) MPI_Errhandler_free(&error_handler);
     if (expert_group != MPI_COMM_NULL) MPI_Comm_free(&expert_group);
     if (expert_replicas != MPI_COMM_NULL) MPI_Comm_free(&expert_replicas);
     if (started) MPI_Finalize();
