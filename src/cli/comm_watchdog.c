@@ -7,6 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,7 +54,13 @@ void comm_watchdog_start(double seconds, int rank, int size) {
     my_rank = rank;
     world_size = size;
     atomic_store(&running, true);
-    if (pthread_create(&watcher, NULL, watch, NULL) != 0) {
+    /* signals (SIGINT, SIGUSR1: save and stop) go to the main thread, not to the watcher */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    const int failed = pthread_create(&watcher, NULL, watch, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (failed) {
         atomic_store(&running, false);
         fprintf(stderr, "probmoe train (rank %d): cannot start the --comm-timeout watchdog; a hung process will not "
                 "end the run\n", rank);

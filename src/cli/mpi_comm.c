@@ -50,9 +50,9 @@ static void sum_doubles(const batch_comm *comm, double *values, int count) {
 
 static void sum_floats(const batch_comm *comm, float *values, size_t count) {
     (void)comm;
-    /* in pieces: MPI counts are ints */
+    /* in pieces of 1 GiB: MPI counts are ints, and some transports mishandle messages of 2 GiB */
     for (size_t done = 0; done < count;) {
-        const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
+        const int n = count - done > (1u << 28) ? 1 << 28 : (int)(count - done);
         sent_bytes[SUMS] += sizeof(float) * (double)n;
         TIMED(MPI_Allreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
         done += (size_t)n;
@@ -73,7 +73,7 @@ static void finish_sums(const batch_comm *comm) {
 static void start_sum_over(const batch_comm *comm, float *values, size_t count, MPI_Comm over) {
     for (size_t done = 0; done < count;) {
         if (in_flight_count == MAX_IN_FLIGHT) finish_sums(comm);
-        const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
+        const int n = count - done > (1u << 28) ? 1 << 28 : (int)(count - done);
         sent_bytes[SUMS] += sizeof(float) * (double)n;
         TIMED(MPI_Iallreduce(MPI_IN_PLACE, values + done, n, MPI_FLOAT, MPI_SUM, over, &in_flight[in_flight_count++]));
         done += (size_t)n;
@@ -141,7 +141,8 @@ static void on_mpi_error(MPI_Comm *comm, int *code, ...) {
             "unreachable. Ending the run; the last checkpoint is intact (resume with --resume)\n", my_rank_for_errors,
             text);
     fflush(stderr);
-    MPI_Abort(*comm, 1);
+    (void)comm;
+    MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
 static MPI_Errhandler error_handler = MPI_ERRHANDLER_NULL;
@@ -191,7 +192,7 @@ static void sum_doubles_experts(const batch_comm *comm, double *values, int coun
 static void collect_floats(const batch_comm *comm, float *values, size_t count, int owner) {
     if (comm->rank >= comm->expert_size || owner == 0) return; /* the first group's rank 0 writes */
     for (size_t done = 0; done < count;) {
-        const int n = count - done > (1u << 30) ? 1 << 30 : (int)(count - done);
+        const int n = count - done > (1u << 28) ? 1 << 28 : (int)(count - done);
         if (comm->expert_rank == owner) {
             sent_bytes[OTHERS] += sizeof(float) * (double)n;
             TIMED(MPI_Send(values + done, n, MPI_FLOAT, 0, 0, expert_group));
@@ -206,10 +207,11 @@ static void collect_floats(const batch_comm *comm, float *values, size_t count, 
 static bool split_experts(batch_comm *comm, int G, const char *command) {
     if (G <= 1) return true;
     if (comm->size % G != 0) {
+        const int fewer = comm->size > G ? comm->size / G * G : G, more = fewer + G; /* the multiples nearby */
         if (comm->rank == 0)
             fprintf(stderr, "%s: --expert-parallel %d needs a number of processes that is a multiple of %d, not %d; "
-                    "start %d or %d processes, or choose another group size\n", command, G, G, comm->size,
-                    comm->size / G * G > 0 ? comm->size / G * G : G, (comm->size / G + 1) * G);
+                    "start %d or %d processes, or choose another group size\n", command, G, G, comm->size, fewer,
+                    more);
         return false;
     }
     comm->expert_size = G;

@@ -2,7 +2,9 @@
  * Data parallelism's view of the other processes: one global batch split by rows over `size`
  * ranks, each holding the whole model. The library never calls MPI itself; the command line
  * (src/cli/mpi_comm.c) or a test provides these functions. Every function is collective: all
- * ranks call it, in the same order, with the same counts (gather excepted).
+ * ranks call it, in the same order, with the same counts (except gather, the exchanges' row
+ * counts, and collect_floats, which MPI needs only from the first expert group; the test's
+ * thread version wants it from every rank, as the trainer calls it).
  *
  * What must be global for results not to depend on the number of ranks (the trainer and the
  * routers use this): the loss's token count, the load-balancing loss's expert fractions and

@@ -119,8 +119,9 @@ void model_set_grads_ready(pm_model *model, void (*ready)(void *user, size_t off
  * Expert parallelism (model_parallel.c). After model_set_expert_parallel, training forwards
  * (under model_set_batch_origin with the same comm) run only this rank's experts, on the rows
  * of every rank of its expert group, each holding at most max_tokens tokens; other ranks'
- * experts keep their weights here untouched and get no gradient. Evaluation forwards still run
- * every expert from this rank's copy: model_collect_experts brings rank 0's up to date.
+ * experts get no gradient here. Evaluation forwards still run every expert from this rank's
+ * copy, so only rank 0 may run them: model_collect_experts brings its copy up to date, and on
+ * the other ranks the other experts' memory is released (it reads as zeros).
  */
 int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_tokens);
 /* Whether parameter `index` is trained on this rank: false for other ranks' experts. */

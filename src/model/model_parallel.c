@@ -17,7 +17,7 @@ int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_t
                        "--expert-parallel between 2 and %d (at least one expert a process)", G, E, E);
     const int per_token = model_pairs_per_token(&cfg->router);
     const int64_t capacity = moe_owner_capacity(G, max_tokens, per_token, E);
-    if (capacity > INT32_MAX)
+    if (capacity >= INT32_MAX)
         return pm_fail(PM_ERR_ARG, "expert parallelism: %lld expert rows may arrive at one process (more than %d); "
                        "use a smaller batch or sequence", (long long)capacity, INT32_MAX);
     int status = PM_OK;

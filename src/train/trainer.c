@@ -299,7 +299,16 @@ typedef struct {
     train_history history;
     FILE *metrics;
     train_state_paths restored; /* paths a resumed run takes from its trainer state */
+    bool experts_collected;     /* rank 0 holds every expert's current weights (since the last update) */
 } train_session;
+
+/* Expert parallelism: rank 0's copy of every expert's weights brought up to date, once per
+ * update (collective). */
+static void collect_weights(train_session *session) {
+    if (session->experts_collected) return;
+    model_collect_experts(session->model, pm_model_weights(session->model));
+    session->experts_collected = true;
+}
 
 /* Saves out/checkpoint-<step> with the optimizer and trainer state; prunes old ones. */
 static int save_checkpoint(train_session *session, long step, char *where, size_t where_size) {
@@ -358,6 +367,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
         if (opt->clip > 0.0f && grad_norm > opt->clip)
             scale_local_gradients(model, (float)(opt->clip / grad_norm));
         adamw_step(&session->optimizer, model, lr);
+        session->experts_collected = false;
         /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
         if (opt->comm && !opt->adamw.freeze_router) sum_step_loads(model, opt->comm);
         for (int l = 0; !opt->adamw.freeze_router && l < pm_model_get_config(model)->num_layers; l++)
@@ -368,7 +378,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
         const bool last = step + 1 == opt->steps;
         /* an evaluation error stops the run below, where the ranks agree on it */
         const bool evaluating = last || (opt->eval_interval > 0 && (step + 1) % opt->eval_interval == 0);
-        if (evaluating) model_collect_experts(model, pm_model_weights(model)); /* rank 0 runs them all */
+        if (evaluating) collect_weights(session); /* rank 0 runs them all */
         if (writer && evaluating)
             status = evaluate_loss(model, data, opt->eval_batches, opt->batch, opt->seq, &val_loss);
         if (writer && status == 0)
@@ -390,7 +400,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
         const bool stopping = any_rank(opt->comm, stop_requested);
         const bool periodic = opt->save_interval > 0 && (step + 1) % opt->save_interval == 0;
         if (periodic || stopping) { /* rank 0 saves every expert, with its moments */
-            model_collect_experts(model, pm_model_weights(model));
+            collect_weights(session);
             model_collect_experts(model, session->optimizer.m);
             model_collect_experts(model, session->optimizer.v);
         }
@@ -424,11 +434,11 @@ static int model_rows(const train_options *opt) {
 /* What expert parallelism adds to a process: the rows its experts receive, kept for the
  * backward pass in every layer, and the rows in transit. */
 static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *comm, const train_options *opt,
-                                  int share_rows) {
+                                  int share_rows, int local_rows) {
     if (!comm || comm->expert_size <= 1 || comm->expert_size > cfg->num_experts) return 0;
     const int per_token = model_pairs_per_token(&cfg->router);
     const int64_t capacity = moe_owner_capacity(comm->expert_size, share_rows * opt->seq, per_token, cfg->num_experts);
-    const uint64_t local_pairs = (uint64_t)model_rows(opt) * (uint64_t)opt->seq * (uint64_t)per_token;
+    const uint64_t local_pairs = (uint64_t)local_rows * (uint64_t)opt->seq * (uint64_t)per_token;
     const uint64_t layers = sat_mul((uint64_t)cfg->num_layers, moe_owner_bytes(cfg->hidden_size, cfg->intermediate_size,
                                                                             cfg->num_experts, comm->expert_size,
                                                                             (uint64_t)capacity));
@@ -464,10 +474,12 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
     int status = pm_model_memory_estimate(&model, opt->batch, opt->seq, true, &whole);
     if (status == 0) status = pm_model_memory_estimate(&model, share_rows, opt->seq, true, &share);
     if (status < 0) return status;
-    const uint64_t received = expert_rows_bytes(&model, comm, opt, share_rows);
-    const uint64_t mine = sat_add(comm->rank == 0 ? whole.total : share.total, received);
-    const uint64_t others = sat_mul((uint64_t)(comm->node_has_rank0 ? together - 1 : together), sat_add(share.total, received));
-    const uint64_t need = sat_add(comm->node_has_rank0 ? sat_add(whole.total, received) : 0, others);
+    /* rank 0 (a whole batch of pairs in transit) and the others (their shares) */
+    const uint64_t first = sat_add(whole.total, expert_rows_bytes(&model, comm, opt, share_rows, opt->batch));
+    const uint64_t other = sat_add(share.total, expert_rows_bytes(&model, comm, opt, share_rows, share_rows));
+    const uint64_t mine = comm->rank == 0 ? first : other;
+    const uint64_t others = sat_mul((uint64_t)(comm->node_has_rank0 ? together - 1 : together), other);
+    const uint64_t need = sat_add(comm->node_has_rank0 ? first : 0, others);
     const char *source = NULL;
     const uint64_t limit = machine_memory_bytes(&source);
     if (limit == 0 || need <= limit) return PM_OK;
@@ -613,7 +625,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     if (session.metrics) fclose(session.metrics);
-    if (status == 0 && !result->interrupted) model_collect_experts(session.model, pm_model_weights(session.model));
+    if (status == 0 && !result->interrupted) collect_weights(&session);
     if (status == 0 && writer && !result->interrupted) {
         checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};
         checkpoint_options save = {opt.save_bf16, opt.shard_bytes};
