@@ -331,11 +331,23 @@ PM_API int pm_model_num_params(const pm_model *model);
 PM_API const pm_param *pm_model_param(const pm_model *model, int index);
 PM_API const pm_param *pm_model_find_param(const pm_model *model, const char *name);
 PM_API size_t pm_model_size(const pm_model *model);   /* floats in the parameter array */
-PM_API float *pm_model_weights(pm_model *model);      /* all parameters, one allocation */
+PM_API float *pm_model_weights(pm_model *model);      /* all parameters, one allocation (writable) */
 PM_API float *pm_model_grads(pm_model *model);        /* their gradients, same layout */
 PM_API void pm_model_zero_grads(pm_model *model);
 /* Normal(0, initializer_range) matrices, embeddings normal(0, 1)·range, norm weights 1. */
 PM_API void pm_model_init_weights(pm_model *model, uint64_t seed);
+
+/*
+ * The precision of the model's matrix products. FP32 (the default) is exact single precision
+ * through BLAS. BF16 rounds the inputs of the attention projections, the experts and lm_head
+ * to bf16 and accumulates in fp32 (oneDNN); weights, gradients, the router (its logits and
+ * routing), norms, softmax and the loss stay fp32, and the bf16 copy of the weights is made at
+ * the first forward pass after they change (after pm_model_weights). PM_ERR_ARG, with what to
+ * install, in a build without oneDNN.
+ */
+typedef enum { PM_PRECISION_FP32, PM_PRECISION_BF16 } pm_precision;
+PM_API pm_status pm_model_set_precision(pm_model *model, pm_precision precision);
+PM_API pm_precision pm_model_get_precision(const pm_model *model);
 
 /*
  * Forward pass over tokens (B, S). With targets (B, S; < 0 ignored) it sets *loss to the

@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libcjson-dev
           libpcre2-dev curl ca-certificates gnuplot-nox
           clang libclang-rt-14-dev libomp-14-dev # clang: the libFuzzer harnesses (fuzz/)
-          openmpi-bin libopenmpi-dev) # mpirun -np N probmoe train
+          openmpi-bin libopenmpi-dev # mpirun -np N probmoe train
+          libdnnl-dev) # oneDNN: bf16 matrix products (--precision bf16)
 
 missing=()
 for package in "${packages[@]}"; do

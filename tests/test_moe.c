@@ -235,7 +235,7 @@ static void check_layer(const char *label, pm_router_config cfg, bool training,
     moe_expert experts[E];
     for (int e = 0; e < E; e++) {
         float *w = params + e * PER_EXPERT, *d = grads + e * PER_EXPERT;
-        experts[e] = (moe_expert){w + GATE, w + UP, w + DOWN, d + GATE, d + UP, d + DOWN};
+        experts[e] = (moe_expert){w + GATE, w + UP, w + DOWN, d + GATE, d + UP, d + DOWN, NULL, NULL, NULL};
     }
     moe_state state;
     moe_scratch scratch;

@@ -34,6 +34,8 @@ static const char train_usage_tail[] =
     "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"
     "         --eval-interval N --eval-batches N   --tokenizer FILE\n"
+    "         --precision fp32|bf16  matrix products in bf16 with fp32 accumulation (oneDNN);\n"
+    "         weights, gradients, optimizer, router and loss stay fp32 (default fp32)\n"
     "save:    --save-interval N (checkpoint every N steps)  --keep-last N  --bf16 (final weights)\n"
     "         --max-shard-mb N  split weight files above N MB (default 2048; 0: never)\n"
     "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
@@ -57,7 +59,7 @@ static void train_usage(FILE *out) {
 
 /* Flags that set no field as given: applied after parsing. */
 typedef struct {
-    const char *router, *schedule, *gsm8k;
+    const char *router, *schedule, *gsm8k, *precision;
     int seed, heads, kv_heads; /* -1: not given */
     int expert_parallel;       /* processes an expert group (1: no expert parallelism) */
     float comm_timeout;        /* seconds a process may wait in one collective (0: for ever) */
@@ -83,7 +85,7 @@ typedef struct {
     bool min_open, shape;
 } option;
 
-enum { TRAIN_OPTION_COUNT = 36 };
+enum { TRAIN_OPTION_COUNT = 37 };
 
 /* The table of train's flags for request; returns their count. */
 static int train_option_table(train_request *request, option out[TRAIN_OPTION_COUNT]) {
@@ -115,6 +117,7 @@ static int train_option_table(train_request *request, option out[TRAIN_OPTION_CO
         {"--min-lr-ratio", "min_lr_ratio", OPT_FLOAT, &t->min_lr_ratio, 0, 1, false, false},
         {"--warmup", "warmup", OPT_LONG, &t->warmup, 0, count, false, false},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, false, false},
+        {"--precision", "precision", OPT_STRING, &f->precision, 0, 0, false, false},
         {"--clip", "clip", OPT_FLOAT, &t->clip, 0, unbounded, false, false},
         {"--weight-decay", "weight_decay", OPT_FLOAT, &t->adamw.weight_decay, 0, unbounded, false, false},
         {"--seed", "seed", OPT_INT, &f->seed, 0, INT_MAX, false, false},
@@ -284,6 +287,14 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
         else if (strcmp(f->schedule, "constant") == 0) t->schedule = SCHEDULE_CONSTANT;
         else {
             fprintf(stderr, "probmoe train: --schedule '%s'; choose cosine, linear or constant\n", f->schedule);
+            return 2;
+        }
+    }
+    if (f->precision) {
+        if (strcmp(f->precision, "fp32") == 0) t->precision = PM_PRECISION_FP32;
+        else if (strcmp(f->precision, "bf16") == 0) t->precision = PM_PRECISION_BF16;
+        else {
+            fprintf(stderr, "probmoe train: --precision '%s'; choose fp32 or bf16\n", f->precision);
             return 2;
         }
     }

@@ -56,7 +56,8 @@ static bool layer_alloc(pm_model *model, layer_state *layer, int l) {
         const int first = lp->expert0 + 3 * (int)e;
         layer->experts[e] = (moe_expert){param_weights(model, first), param_weights(model, first + 1),
                                          param_weights(model, first + 2), param_grads(model, first),
-                                         param_grads(model, first + 1), param_grads(model, first + 2)};
+                                         param_grads(model, first + 1), param_grads(model, first + 2), NULL, NULL,
+                                         NULL};
     }
     return true;
 }
@@ -235,6 +236,8 @@ void pm_model_free(pm_model *model) {
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     moe_scratch_free(&model->moe_scratch);
     moe_owner_scratch_free(&model->owner_scratch);
+    matmul_bf16_free(model->bf16);
+    free(model->weights16);
     free(model->layers);
     free(model->positions);
     free(model->budget_k);
@@ -316,9 +319,10 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads, E = cfg->num_experts;
     rmsnorm_forward(layer->ln1, layer->rstd1, layer->x_in, param_weights(model, lp->input_norm), T, H,
                     cfg->rms_norm_eps);
-    matmul_forward(layer->q_raw, layer->ln1, param_weights(model, lp->q), T, H, H);
-    matmul_forward(layer->k_raw, layer->ln1, param_weights(model, lp->k), T, H, KV);
-    matmul_forward(layer->v, layer->ln1, param_weights(model, lp->v), T, H, KV);
+    matmul_bf16 *bf16 = model->bf16;
+    linear_forward(bf16, layer->q_raw, layer->ln1, param_weights(model, lp->q), param_weights16(model, lp->q), T, H, H);
+    linear_forward(bf16, layer->k_raw, layer->ln1, param_weights(model, lp->k), param_weights16(model, lp->k), T, H, KV);
+    linear_forward(bf16, layer->v, layer->ln1, param_weights(model, lp->v), param_weights16(model, lp->v), T, H, KV);
     /* OLMoE normalises the whole projections (not per head), then applies rope */
     rmsnorm_forward(layer->q_rot, layer->q_rstd, layer->q_raw, param_weights(model, lp->q_norm), T, H,
                     cfg->rms_norm_eps);
@@ -328,10 +332,12 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     rope_forward(layer->k_rot, layer->k_rot, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
     attention_forward(layer->attn_out, layer->att, layer->q_rot, layer->k_rot, layer->v, B, S, cfg->num_heads,
                       cfg->num_kv_heads, D);
-    matmul_forward(layer->x_mid, layer->attn_out, param_weights(model, lp->o), T, H, H);
+    linear_forward(bf16, layer->x_mid, layer->attn_out, param_weights(model, lp->o), param_weights16(model, lp->o), T,
+                   H, H);
     add_into(layer->x_mid, layer->x_in, (size_t)T * H);
     rmsnorm_forward(layer->ln2, layer->rstd2, layer->x_mid, param_weights(model, lp->post_norm), T, H,
                     cfg->rms_norm_eps);
+    /* the router's logits in fp32 at any precision: they decide the routing */
     matmul_forward(layer->router_logits, layer->ln2, param_weights(model, lp->router), T, H, E);
     int status = route_layer(model, l, T, training, seed, step);
     if (status < 0) return status;
@@ -359,6 +365,7 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
     for (int t = 0; t < T; t++) model->positions[t] = t % S;
     status = model_budget_apply(model);
     if (status < 0) return status;
+    model_refresh_weights16(model);
     embedding_forward(L > 0 ? model->layers[0].x_in : model->x_final, tokens, param_weights(model, model->embed), T, H);
     double aux = 0.0;
     for (int l = 0; l < L; l++) {
@@ -369,7 +376,8 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
     }
     rmsnorm_forward(model->lnf, model->rstdf, model->x_final, param_weights(model, model->final_norm), T, H,
                     cfg->rms_norm_eps);
-    matmul_forward(model->logits, model->lnf, param_weights(model, model->lm_head), T, H, V);
+    linear_forward(model->bf16, model->logits, model->lnf, param_weights(model, model->lm_head),
+                   param_weights16(model, model->lm_head), T, H, V);
     model->aux_loss = (float)aux;
     model->ce_loss = 0.0f;
     model->ce_share = 1.0f;
@@ -421,8 +429,9 @@ static int layer_backward(pm_model *model, int l) {
                      param_weights(model, lp->post_norm), layer->rstd2, T, H);
     /* attention block: x_mid = x_in + o_proj(attention(...)) */
     memset(model->d_attn, 0, sizeof(float) * T * H);
-    matmul_backward(model->d_attn, param_grads(model, lp->o), d_resid, layer->attn_out, param_weights(model, lp->o),
-                    T, H, H);
+    matmul_bf16 *bf16 = model->bf16;
+    linear_backward(bf16, model->d_attn, param_grads(model, lp->o), d_resid, layer->attn_out, param_weights(model, lp->o),
+                    param_weights16(model, lp->o), T, H, H);
     memset(model->d_q, 0, sizeof(float) * T * H);
     memset(model->d_k, 0, sizeof(float) * T * KV);
     memset(model->d_v, 0, sizeof(float) * T * KV);
@@ -440,12 +449,12 @@ static int layer_backward(pm_model *model, int l) {
     rmsnorm_backward(model->d_k_raw, param_grads(model, lp->k_norm), model->d_q, layer->k_raw,
                      param_weights(model, lp->k_norm), layer->k_rstd, T, KV);
     memset(model->d_ln, 0, sizeof(float) * T * H);
-    matmul_backward(model->d_ln, param_grads(model, lp->q), model->d_q_raw, layer->ln1, param_weights(model, lp->q),
-                    T, H, H);
-    matmul_backward(model->d_ln, param_grads(model, lp->k), model->d_k_raw, layer->ln1, param_weights(model, lp->k),
-                    T, H, KV);
-    matmul_backward(model->d_ln, param_grads(model, lp->v), model->d_v, layer->ln1, param_weights(model, lp->v), T,
-                    H, KV);
+    linear_backward(bf16, model->d_ln, param_grads(model, lp->q), model->d_q_raw, layer->ln1, param_weights(model, lp->q),
+                    param_weights16(model, lp->q), T, H, H);
+    linear_backward(bf16, model->d_ln, param_grads(model, lp->k), model->d_k_raw, layer->ln1, param_weights(model, lp->k),
+                    param_weights16(model, lp->k), T, H, KV);
+    linear_backward(bf16, model->d_ln, param_grads(model, lp->v), model->d_v, layer->ln1, param_weights(model, lp->v),
+                    param_weights16(model, lp->v), T, H, KV);
     rmsnorm_backward(d_resid, param_grads(model, lp->input_norm), model->d_ln, layer->x_in,
                      param_weights(model, lp->input_norm), layer->rstd1, T, H);
     return PM_OK;
@@ -460,8 +469,8 @@ pm_status pm_model_backward(pm_model *model) {
     memset(model->d_logits, 0, sizeof(float) * T * V);
     cross_entropy_backward(model->d_logits, model->logits, model->targets, T, V, model->ce_share);
     memset(model->d_ln, 0, sizeof(float) * T * H);
-    matmul_backward(model->d_ln, param_grads(model, model->lm_head), model->d_logits, model->lnf,
-                    param_weights(model, model->lm_head), T, H, V);
+    linear_backward(model->bf16, model->d_ln, param_grads(model, model->lm_head), model->d_logits, model->lnf,
+                    param_weights(model, model->lm_head), param_weights16(model, model->lm_head), T, H, V);
     memset(model->d_resid, 0, sizeof(float) * T * H);
     rmsnorm_backward(model->d_resid, param_grads(model, model->final_norm), model->d_ln, model->x_final,
                      param_weights(model, model->final_norm), model->rstdf, T, H);

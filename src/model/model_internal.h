@@ -4,6 +4,7 @@
 
 #include "core/batch_comm.h"
 #include "moe/moe.h"
+#include "nn/nn.h"
 #include "probmoe.h"
 
 /* Indices into the parameter table for one decoder layer; expert e's gate, up and down
@@ -67,6 +68,11 @@ struct pm_model {
     moe_owner_scratch owner_scratch;
     bool expert_forward;
     bool has_targets;
+    /* bf16 matrix products (pm_model_set_precision): the context, the weights' bf16 copy, and
+     * whether the weights changed since it was made */
+    matmul_bf16 *bf16;
+    uint16_t *weights16;
+    bool weights16_stale;
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
     moe_scratch moe_scratch;
@@ -99,6 +105,14 @@ int model_budget_finish(pm_model *model);
 
 static inline float *param_weights(pm_model *model, int index) {
     return model->weights + model->params[index].offset;
+}
+/* Remakes the weights' bf16 copy if they changed since (precision.c; only the ranges this rank
+ * trains under expert parallelism). */
+void model_refresh_weights16(pm_model *model);
+
+/* The bf16 copy of a matrix the products read in bf16, or NULL in fp32. */
+static inline const uint16_t *param_weights16(const pm_model *model, int index) {
+    return model->weights16 ? model->weights16 + model->params[index].offset : NULL;
 }
 static inline float *param_grads(pm_model *model, int index) {
     return model->grads + model->params[index].offset;

@@ -111,7 +111,11 @@ const pm_param *pm_model_find_param(const pm_model *model, const char *name) {
 }
 
 size_t pm_model_size(const pm_model *model) { return model->size; }
-float *pm_model_weights(pm_model *model) { return model->weights; }
+/* Writable: the bf16 copy is remade at the next forward pass. */
+float *pm_model_weights(pm_model *model) {
+    model->weights16_stale = true;
+    return model->weights;
+}
 float *pm_model_grads(pm_model *model) { return model->grads; }
 static void zero_range(void *user, size_t offset, size_t count) {
     memset((float *)user + offset, 0, sizeof(float) * count);

@@ -145,10 +145,11 @@ void moe_experts_forward(const moe_rows *rows, const int *offsets, int count, co
         const int first = offsets[e], n = offsets[e + 1] - first;
         if (n == 0) continue;
         const size_t hi = (size_t)first * H, ii = (size_t)first * I;
-        matmul_forward(rows->gate + ii, rows->x + hi, experts[e].gate, n, H, I);
-        matmul_forward(rows->up + ii, rows->x + hi, experts[e].up, n, H, I);
+        const moe_expert *ex = &experts[e];
+        linear_forward(rows->bf16, rows->gate + ii, rows->x + hi, ex->gate, ex->gate16, n, H, I);
+        linear_forward(rows->bf16, rows->up + ii, rows->x + hi, ex->up, ex->up16, n, H, I);
         swiglu_forward(rows->act + ii, rows->gate + ii, rows->up + ii, n, I);
-        matmul_forward(rows->out + hi, rows->act + ii, experts[e].down, n, I, H);
+        linear_forward(rows->bf16, rows->out + hi, rows->act + ii, ex->down, ex->down16, n, I, H);
     }
 }
 
@@ -175,7 +176,7 @@ void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *r
                  const moe_expert *experts) {
     moe_prepare(state, routing);
     moe_gather_rows(state, x);
-    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out};
+    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out, state->bf16};
     moe_experts_forward(&rows, state->expert_offsets, state->num_experts, experts, state->hidden,
                         state->intermediate);
     moe_combine(state, y, routing);
@@ -211,14 +212,15 @@ void moe_experts_backward(const moe_rows *rows, const moe_scratch *scratch, cons
         memset(scratch->d_gate + ii, 0, sizeof(float) * n * I);
         memset(scratch->d_up + ii, 0, sizeof(float) * n * I);
         memset(scratch->d_x + hi, 0, sizeof(float) * n * H);
-        matmul_backward(scratch->d_act + ii, experts[e].d_down, scratch->d_out + hi, rows->act + ii,
-                        experts[e].down, n, I, H);
+        const moe_expert *ex = &experts[e];
+        linear_backward(rows->bf16, scratch->d_act + ii, ex->d_down, scratch->d_out + hi, rows->act + ii, ex->down,
+                        ex->down16, n, I, H);
         swiglu_backward(scratch->d_gate + ii, scratch->d_up + ii, scratch->d_act + ii, rows->gate + ii,
                         rows->up + ii, n, I);
-        matmul_backward(scratch->d_x + hi, experts[e].d_gate, scratch->d_gate + ii, rows->x + hi,
-                        experts[e].gate, n, H, I);
-        matmul_backward(scratch->d_x + hi, experts[e].d_up, scratch->d_up + ii, rows->x + hi,
-                        experts[e].up, n, H, I);
+        linear_backward(rows->bf16, scratch->d_x + hi, ex->d_gate, scratch->d_gate + ii, rows->x + hi, ex->gate,
+                        ex->gate16, n, H, I);
+        linear_backward(rows->bf16, scratch->d_x + hi, ex->d_up, scratch->d_up + ii, rows->x + hi, ex->up, ex->up16,
+                        n, H, I);
     }
 }
 
@@ -237,7 +239,7 @@ void moe_input_grads(const moe_state *state, const moe_scratch *scratch, float *
 void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, const float *dy,
                   const pm_routing *routing, const moe_expert *experts) {
     moe_output_grads(state, scratch, c, dy, routing);
-    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out};
+    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out, state->bf16};
     moe_experts_backward(&rows, scratch, state->expert_offsets, state->expert_selected, state->num_experts, experts,
                          state->hidden, state->intermediate);
     moe_input_grads(state, scratch, dx, routing);

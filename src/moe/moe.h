@@ -21,6 +21,7 @@
 typedef struct {
     const float *gate, *up, *down;
     float *d_gate, *d_up, *d_down; /* their gradients (backward accumulates) */
+    const uint16_t *gate16, *up16, *down16; /* bf16 copies for bf16 products, or NULL (fp32) */
 } moe_expert;
 
 /* Activations of one layer for one batch (kept for the backward pass). */
@@ -36,6 +37,7 @@ typedef struct {
     int *combine_pair;     /* (pairs) dispatch scratch: compute pair of each combine pair */
     unsigned char *weighted; /* (pairs) dispatch scratch: pair carries a combine weight */
     float *x, *gate, *up, *act, *out; /* (rows, H), (rows, I) ×3, (rows, H) */
+    struct matmul_bf16 *bf16; /* the products' bf16 context, or NULL: fp32 (nn.h) */
 } moe_state;
 
 /* Backward scratch shared by all layers. */

@@ -4,11 +4,13 @@
 #define PM_MOE_INTERNAL_H
 
 #include "moe/moe.h"
+#include "nn/nn.h"
 
 /* Expert rows: inputs x (rows, H), gate and up projections and the SwiGLU activation
  * (rows, I), outputs (rows, H). */
 typedef struct {
     float *x, *gate, *up, *act, *out;
+    matmul_bf16 *bf16; /* the experts' products in bf16 with this context, or NULL: fp32 */
 } moe_rows;
 
 /* The routing's pairs sorted by expert (state's offsets, pair and combine rows). */

@@ -227,7 +227,7 @@ void moe_forward_parallel(moe_state *state, moe_owner *owner, moe_owner_scratch 
     const int received = owner->offsets[owner->count];
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < received; r++) copy_row(owner->x, (size_t)owner->owned_row[r], staging->recv, (size_t)r, H);
-    const moe_rows rows = {owner->x, owner->gate, owner->up, owner->act, staging->out};
+    const moe_rows rows = {owner->x, owner->gate, owner->up, owner->act, staging->out, state->bf16};
     moe_experts_forward(&rows, owner->offsets, owner->count, experts + owner->first, H, I);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < received; r++) copy_row(staging->send, (size_t)r, staging->out, (size_t)owner->owned_row[r], H);
@@ -245,7 +245,7 @@ void moe_backward_parallel(moe_state *state, moe_scratch *scratch, moe_owner *ow
     comm->exchange_rows(comm, staging->send, owner->weighted_out, staging->recv, owner->weighted_in, H);
     weighted_copy in = {owner, staging->recv, staging->owned.d_out, H, true};
     for_weighted_rows(owner, copy_weighted, &in);
-    const moe_rows rows = {owner->x, owner->gate, owner->up, owner->act, staging->out};
+    const moe_rows rows = {owner->x, owner->gate, owner->up, owner->act, staging->out, state->bf16};
     moe_experts_backward(&rows, &staging->owned, owner->offsets, owner->selected, owner->count,
                          experts + owner->first, H, I);
     /* and their input gradients back */

@@ -11,6 +11,8 @@
 #ifndef PM_NN_H
 #define PM_NN_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* out (T, N) = in (T, K) · weight (N, K)ᵀ. Overwrites out. */
@@ -19,6 +21,26 @@ void matmul_forward(float *out, const float *in, const float *weight, int T, int
  * Either gradient pointer may be NULL to skip it. */
 void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
                      const float *weight, int T, int K, int N);
+
+/*
+ * bf16 matrix products (matmul_bf16.c, through oneDNN): both inputs rounded to bf16 (round to
+ * nearest even), products accumulated and written in fp32. A context keeps the primitives and
+ * the scratch for the inputs' bf16 copies; it is used by one thread at a time (the kernels
+ * themselves run on the OpenMP threads). Without oneDNN at build time no context can be made.
+ */
+typedef struct matmul_bf16 matmul_bf16;
+bool matmul_bf16_available(void);
+/* NULL (with the reason in pm_last_error) without oneDNN or memory. */
+matmul_bf16 *matmul_bf16_create(void);
+void matmul_bf16_free(matmul_bf16 *ctx);
+/* out[i] = in[i] rounded to bf16 (nearest even; NaN stays NaN). */
+void float_to_bf16(uint16_t *out, const float *in, size_t n);
+/* matmul_forward and matmul_backward with the weight also given in bf16 (w16, the same
+ * layout): in bf16 when ctx and w16 are both given, else in fp32 with w. */
+void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
+                    int N);
+void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
+                     const uint16_t *w16, int T, int K, int N);
 
 /* out (T, C) = in / sqrt(mean(in²) + eps) * weight (C); rstd (T) keeps 1/sqrt(mean + eps). */
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int T, int C,

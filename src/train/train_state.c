@@ -65,6 +65,7 @@ char *train_state_to_json(const train_options *opt, long step, const train_histo
     cJSON_AddNumberToObject(root, "eps", opt->adamw.eps);
     cJSON_AddNumberToObject(root, "weight_decay", opt->adamw.weight_decay);
     cJSON_AddBoolToObject(root, "freeze_router", opt->adamw.freeze_router);
+    cJSON_AddStringToObject(root, "precision", opt->precision == PM_PRECISION_BF16 ? "bf16" : "fp32");
     cJSON_AddNumberToObject(root, "eval_interval", (double)opt->eval_interval);
     cJSON_AddNumberToObject(root, "eval_batches", opt->eval_batches);
     cJSON_AddNumberToObject(root, "val_fraction", opt->val_fraction);
@@ -179,6 +180,12 @@ int train_state_from_json(const char *json, const char *source, train_options *o
     opt->adamw.weight_decay = (float)real_field(&r, root, "weight_decay", opt->adamw.weight_decay, 0.0, FLT_MAX);
     /* a frozen run stays frozen; --freeze-router may freeze a resumed one from here on */
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "freeze_router"))) opt->adamw.freeze_router = true;
+    const char *precision = string(root, "precision"); /* absent in states written before bf16: fp32 */
+    if (precision && r.status == PM_OK) {
+        if (strcmp(precision, "bf16") == 0) opt->precision = PM_PRECISION_BF16;
+        else if (strcmp(precision, "fp32") == 0) opt->precision = PM_PRECISION_FP32;
+        else r.status = pm_fail(PM_ERR_ARG, "%s: \"precision\" must be fp32 or bf16", source);
+    }
     opt->eval_interval = integer_field(&r, root, "eval_interval", opt->eval_interval, 0, STEPS);
     opt->eval_batches = (int)integer_field(&r, root, "eval_batches", opt->eval_batches, 1, BIG);
     opt->val_fraction = real_field(&r, root, "val_fraction", opt->val_fraction, DBL_MIN, 1.0 - DBL_EPSILON);

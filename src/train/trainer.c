@@ -491,10 +491,12 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
                    memory_format(mine, one, sizeof one), memory_format(limit, machine, sizeof machine), source);
 }
 
-/* Expert parallelism, when asked for: each rank's rows meet its group's experts (before the
- * weights are drawn, so that a rank draws only those it keeps). */
+/* The matrix products' precision, and expert parallelism when asked for: each rank's rows meet
+ * its group's experts (before the weights are drawn, so that a rank draws only those it keeps). */
 static int split_experts(pm_model *model, const train_options *opt) {
     const batch_comm *comm = opt->comm;
+    int status = pm_model_set_precision(model, opt->precision); /* and the products' precision */
+    if (status < 0) return pm_fail((pm_status)status, "train: --precision bf16: %s", pm_last_error());
     if (!comm || comm->expert_size <= 1) return PM_OK;
     const int most_rows = (opt->batch + comm->size - 1) / comm->size;
     return model_set_expert_parallel(model, comm, most_rows * opt->seq);

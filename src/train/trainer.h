@@ -32,6 +32,7 @@ typedef struct {
     lr_schedule schedule;
     float clip;             /* global gradient-norm limit; 0 = off */
     adamw_config adamw;
+    pm_precision precision; /* of the matrix products (pm_model_set_precision); a resumed run keeps its own */
     uint64_t seed;
     long eval_interval;     /* steps between validation losses; 0 = only at the end */
     int eval_batches;

@@ -1,0 +1,63 @@
+/* The precision of the model's matrix products (pm_model_set_precision): the bf16 context, the
+ * weights' bf16 copy, and the experts' pointers into it. */
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "model/model_internal.h"
+
+/* Points every layer's experts (weights16 NULL: fp32) and MoE state at the copy. */
+static void point_experts(pm_model *model) {
+    for (int l = 0; l < model->cfg.num_layers; l++) {
+        layer_state *layer = &model->layers[l];
+        layer->moe.bf16 = model->bf16;
+        for (int e = 0; e < model->cfg.num_experts; e++) {
+            const int first = model->layer_params[l].expert0 + 3 * e;
+            layer->experts[e].gate16 = param_weights16(model, first);
+            layer->experts[e].up16 = param_weights16(model, first + 1);
+            layer->experts[e].down16 = param_weights16(model, first + 2);
+        }
+    }
+}
+
+pm_status pm_model_set_precision(pm_model *model, pm_precision precision) {
+    if (precision != PM_PRECISION_FP32 && precision != PM_PRECISION_BF16)
+        return pm_fail(PM_ERR_ARG, "pm_model_set_precision: unknown precision %d", (int)precision);
+    if ((precision == PM_PRECISION_BF16) == (model->bf16 != NULL)) return PM_OK;
+    if (precision == PM_PRECISION_FP32) {
+        matmul_bf16_free(model->bf16);
+        free(model->weights16);
+        model->bf16 = NULL;
+        model->weights16 = NULL;
+        point_experts(model);
+        return PM_OK;
+    }
+    matmul_bf16 *ctx = matmul_bf16_create();
+    if (!ctx) return pm_fail(PM_ERR_ARG, "%s", pm_last_error());
+    /* malloc: under expert parallelism the pages of other ranks' experts are never written */
+    uint16_t *copy = malloc(sizeof(uint16_t) * (model->size ? model->size : 1));
+    if (!copy) {
+        matmul_bf16_free(ctx);
+        return pm_fail(PM_ERR_NOMEM, "pm_model_set_precision: out of memory for the bf16 copy of %zu weights",
+                       model->size);
+    }
+    model->bf16 = ctx;
+    model->weights16 = copy;
+    model->weights16_stale = true;
+    point_experts(model);
+    return PM_OK;
+}
+
+pm_precision pm_model_get_precision(const pm_model *model) {
+    return model->bf16 ? PM_PRECISION_BF16 : PM_PRECISION_FP32;
+}
+
+static void convert_range(void *user, size_t offset, size_t count) {
+    pm_model *model = user;
+    float_to_bf16(model->weights16 + offset, model->weights + offset, count);
+}
+
+void model_refresh_weights16(pm_model *model) {
+    if (!model->weights16 || !model->weights16_stale) return;
+    model_for_local_ranges(model, convert_range, model);
+    model->weights16_stale = false;
+}

@@ -1,0 +1,263 @@
+/*
+ * bf16 matrix products through oneDNN's matmul (nn.h): the three products of a linear layer
+ * with both inputs rounded to bf16 and the products accumulated and written in fp32. oneDNN
+ * picks its bf16 kernels (vdpbf16ps on AVX512-BF16) for shapes known when the primitive is
+ * made, so there is one primitive per (product, rows, K, N), made on first use and kept.
+ * Without oneDNN at build time the context cannot be created and every product is fp32.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "nn/nn.h"
+
+/* float → bf16, round to nearest even; NaN stays NaN (quiet). */
+static inline uint16_t to_bf16(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40u);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
+}
+
+void float_to_bf16(uint16_t *out, const float *in, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) out[i] = to_bf16(in[i]);
+}
+
+#ifdef PM_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+
+typedef enum { PRODUCT_FORWARD, PRODUCT_DATA, PRODUCT_WEIGHTS } product;
+
+typedef struct {
+    product kind;
+    int64_t m, k, n;
+    dnnl_primitive_t primitive;
+    dnnl_memory_desc_t src, weights, dst;
+} cached;
+
+enum { CACHE_SLOTS = 4096 };
+
+struct matmul_bf16 {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    cached *slots; /* CACHE_SLOTS, open addressing; emptied when full */
+    int used;
+    uint16_t *a, *b; /* the bf16 copies of a product's two activations */
+    size_t capacity; /* elements each */
+    bool warned;
+};
+
+bool matmul_bf16_available(void) { return true; }
+
+matmul_bf16 *matmul_bf16_create(void) {
+    matmul_bf16 *ctx = calloc(1, sizeof *ctx);
+    if (ctx) ctx->slots = calloc(CACHE_SLOTS, sizeof(cached));
+    if (!ctx || !ctx->slots) {
+        free(ctx);
+        pm_fail(PM_ERR_NOMEM, "bf16 matrix products: out of memory");
+        return NULL;
+    }
+    if (dnnl_engine_create(&ctx->engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags) != dnnl_success) {
+        matmul_bf16_free(ctx);
+        pm_fail(PM_ERR_STATE, "bf16 matrix products: oneDNN could not start a CPU engine");
+        return NULL;
+    }
+    return ctx;
+}
+
+static void clear_cache(matmul_bf16 *ctx) {
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (ctx->slots[i].primitive) dnnl_primitive_destroy(ctx->slots[i].primitive);
+    memset(ctx->slots, 0, sizeof(cached) * CACHE_SLOTS);
+    ctx->used = 0;
+}
+
+void matmul_bf16_free(matmul_bf16 *ctx) {
+    if (!ctx) return;
+    if (ctx->slots) clear_cache(ctx);
+    free(ctx->slots);
+    if (ctx->stream) dnnl_stream_destroy(ctx->stream);
+    if (ctx->engine) dnnl_engine_destroy(ctx->engine);
+    free(ctx->a);
+    free(ctx->b);
+    free(ctx);
+}
+
+/* A 2-D descriptor of rows × cols with the given strides. */
+static bool describe(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, dnnl_data_type_t type, int64_t row_stride,
+                     int64_t col_stride) {
+    const dnnl_dims_t dims = {rows, cols}, strides = {row_stride, col_stride};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, type, strides) == dnnl_success;
+}
+
+/*
+ * The three products as matmul dst (M × N') = src (M × K') · weights (K' × N'):
+ *   forward: out (T, N) = in (T, K) · Wᵀ, W (N, K) read as (K, N) with strides (1, K);
+ *   data:    din (T, K) += dout (T, N) · W (N, K);
+ *   weights: dW (N, K) += doutᵀ, read as (N, T) with strides (1, N), · in (T, K).
+ */
+static bool make(matmul_bf16 *ctx, cached *c) {
+    const int64_t T = c->m, K = c->k, N = c->n;
+    bool ok;
+    switch (c->kind) {
+    case PRODUCT_FORWARD:
+        ok = describe(&c->src, T, K, dnnl_bf16, K, 1) && describe(&c->weights, K, N, dnnl_bf16, 1, K) &&
+             describe(&c->dst, T, N, dnnl_f32, N, 1);
+        break;
+    case PRODUCT_DATA:
+        ok = describe(&c->src, T, N, dnnl_bf16, N, 1) && describe(&c->weights, N, K, dnnl_bf16, K, 1) &&
+             describe(&c->dst, T, K, dnnl_f32, K, 1);
+        break;
+    default:
+        ok = describe(&c->src, N, T, dnnl_bf16, 1, N) && describe(&c->weights, T, K, dnnl_bf16, K, 1) &&
+             describe(&c->dst, N, K, dnnl_f32, K, 1);
+        break;
+    }
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t post_ops = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    ok = ok && dnnl_matmul_desc_init(&desc, &c->src, &c->weights, NULL, &c->dst) == dnnl_success;
+    ok = ok && dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && c->kind != PRODUCT_FORWARD) /* the backward products accumulate (+=) */
+        ok = dnnl_post_ops_create(&post_ops) == dnnl_success && dnnl_post_ops_append_sum(post_ops, 1.0f) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
+    ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL) == dnnl_success;
+    ok = ok && dnnl_primitive_create(&c->primitive, pd) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (post_ops) dnnl_post_ops_destroy(post_ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return ok;
+}
+
+static cached *find(matmul_bf16 *ctx, product kind, int64_t m, int64_t k, int64_t n) {
+    uint64_t h = ((uint64_t)kind * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)m * 0xbf58476d1ce4e5b9ull) ^
+                 ((uint64_t)k * 0x94d049bb133111ebull) ^ ((uint64_t)n * 0x2545f4914f6cdd1dull);
+    for (int probe = 0; probe < CACHE_SLOTS; probe++) {
+        cached *c = &ctx->slots[(h + (uint64_t)probe) % CACHE_SLOTS];
+        if (c->primitive && c->kind == kind && c->m == m && c->k == k && c->n == n) return c;
+        if (c->primitive) continue;
+        if (ctx->used >= CACHE_SLOTS / 2) { /* many row counts seen (expert GEMMs): start afresh */
+            clear_cache(ctx);
+            return find(ctx, kind, m, k, n);
+        }
+        *c = (cached){kind, m, k, n, NULL, {0}, {0}, {0}};
+        if (!make(ctx, c)) {
+            if (c->primitive) dnnl_primitive_destroy(c->primitive);
+            c->primitive = NULL;
+            return NULL;
+        }
+        ctx->used++;
+        return c;
+    }
+    return NULL;
+}
+
+static bool run(matmul_bf16 *ctx, cached *c, const void *src, const void *weights, float *dst) {
+    dnnl_memory_t memory[3] = {NULL, NULL, NULL};
+    bool ok = dnnl_memory_create(&memory[0], &c->src, ctx->engine, (void *)src) == dnnl_success &&
+              dnnl_memory_create(&memory[1], &c->weights, ctx->engine, (void *)weights) == dnnl_success &&
+              dnnl_memory_create(&memory[2], &c->dst, ctx->engine, dst) == dnnl_success;
+    if (ok) {
+        const dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, memory[0]}, {DNNL_ARG_WEIGHTS, memory[1]},
+                                         {DNNL_ARG_DST, memory[2]}};
+        ok = dnnl_primitive_execute(c->primitive, ctx->stream, 3, args) == dnnl_success &&
+             dnnl_stream_wait(ctx->stream) == dnnl_success;
+    }
+    for (int i = 0; i < 3; i++)
+        if (memory[i]) dnnl_memory_destroy(memory[i]);
+    return ok;
+}
+
+static bool reserve(matmul_bf16 *ctx, size_t a, size_t b) {
+    const size_t need = a > b ? a : b;
+    if (need <= ctx->capacity) return true;
+    uint16_t *na = realloc(ctx->a, sizeof(uint16_t) * need), *nb = na ? realloc(ctx->b, sizeof(uint16_t) * need) : NULL;
+    if (na) ctx->a = na;
+    if (nb) ctx->b = nb;
+    if (!na || !nb) return false;
+    ctx->capacity = need;
+    return true;
+}
+
+/* A bf16 product that could not run (no memory for a primitive or the copies) runs in fp32;
+ * said once, as results stay right but slower. */
+static void fell_back(matmul_bf16 *ctx) {
+    if (!ctx->warned)
+        fprintf(stderr, "probmoe: a bf16 matrix product could not be set up (out of memory?); running it in fp32\n");
+    ctx->warned = true;
+}
+
+void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
+                    int N) {
+    if (!ctx || !w16 || T <= 0 || K <= 0 || N <= 0) {
+        matmul_forward(out, in, w, T, K, N);
+        return;
+    }
+    cached *c = reserve(ctx, (size_t)T * K, 0) ? find(ctx, PRODUCT_FORWARD, T, K, N) : NULL;
+    if (c) float_to_bf16(ctx->a, in, (size_t)T * K);
+    if (!c || !run(ctx, c, ctx->a, w16, out)) {
+        fell_back(ctx);
+        matmul_forward(out, in, w, T, K, N);
+    }
+}
+
+void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
+                     const uint16_t *w16, int T, int K, int N) {
+    if (!ctx || !w16 || T <= 0 || K <= 0 || N <= 0) {
+        matmul_backward(din, dweight, dout, in, w, T, K, N);
+        return;
+    }
+    if (!reserve(ctx, (size_t)T * N, (size_t)T * K)) {
+        fell_back(ctx);
+        matmul_backward(din, dweight, dout, in, w, T, K, N);
+        return;
+    }
+    float_to_bf16(ctx->a, dout, (size_t)T * N);
+    cached *c = din ? find(ctx, PRODUCT_DATA, T, K, N) : NULL;
+    if (din && (!c || !run(ctx, c, ctx->a, w16, din))) {
+        fell_back(ctx);
+        matmul_backward(din, NULL, dout, in, w, T, K, N);
+    }
+    if (!dweight) return;
+    float_to_bf16(ctx->b, in, (size_t)T * K);
+    c = find(ctx, PRODUCT_WEIGHTS, T, K, N);
+    if (!c || !run(ctx, c, ctx->a, ctx->b, dweight)) {
+        fell_back(ctx);
+        matmul_backward(NULL, dweight, dout, in, w, T, K, N);
+    }
+}
+
+#else /* without oneDNN: fp32 everywhere, and no context */
+
+struct matmul_bf16 {
+    int unused;
+};
+
+bool matmul_bf16_available(void) { return false; }
+
+matmul_bf16 *matmul_bf16_create(void) {
+    pm_fail(PM_ERR_ARG, "bf16 needs oneDNN, which this probmoe was built without: install libdnnl-dev "
+            "(apt-get install libdnnl-dev, or scripts/setup.sh) and rebuild, or train with --precision fp32");
+    return NULL;
+}
+
+void matmul_bf16_free(matmul_bf16 *ctx) { free(ctx); }
+
+void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
+                    int N) {
+    (void)ctx, (void)w16;
+    matmul_forward(out, in, w, T, K, N);
+}
+
+void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
+                     const uint16_t *w16, int T, int K, int N) {
+    (void)ctx, (void)w16;
+    matmul_backward(din, dweight, dout, in, w, T, K, N);
+}
+
+#endif
