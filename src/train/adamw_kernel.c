@@ -6,19 +6,18 @@
 #include <immintrin.h>
 #endif
 
-adamw_coefficients adamw_coefficients_of(float beta1, float beta2, float eps, float weight_decay, long step,
-                                         float lr, float grad_scale, bool decay) {
-    const double correction1 = 1.0 - pow(beta1, (double)step), correction2 = 1.0 - pow(beta2, (double)step);
+adamw_coefficients adamw_coefficients_of(const adamw_config *cfg, long step, float lr, float grad_scale, bool decay) {
+    const double correction1 = 1.0 - pow(cfg->beta1, (double)step), correction2 = 1.0 - pow(cfg->beta2, (double)step);
     adamw_coefficients c;
     c.grad_scale = grad_scale;
-    c.beta1 = beta1;
-    c.one_minus_beta1 = 1.0f - beta1;
-    c.beta2 = beta2;
-    c.one_minus_beta2 = 1.0f - beta2;
+    c.beta1 = cfg->beta1;
+    c.one_minus_beta1 = 1.0f - cfg->beta1;
+    c.beta2 = cfg->beta2;
+    c.one_minus_beta2 = 1.0f - cfg->beta2;
     c.inv_sqrt_correction2 = (float)(1.0 / sqrt(correction2));
-    c.eps = eps;
+    c.eps = cfg->eps;
     c.step_size = (float)(lr / correction1);
-    c.decay_factor = decay ? (float)(1.0 - (double)lr * weight_decay) : 1.0f;
+    c.decay_factor = decay ? (float)(1.0 - (double)lr * cfg->weight_decay) : 1.0f;
     return c;
 }
 

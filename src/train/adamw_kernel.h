@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "train/optim.h"
+
 /* The step's constants for one tensor, rounded to float once (adamw_coefficients_of). */
 typedef struct {
     float grad_scale;           /* the gradient is used times this (1/accum × the clip factor) */
@@ -25,9 +27,8 @@ typedef struct {
 } adamw_coefficients;
 
 /* For update number `step` (1, 2, ...) with learning rate lr; decay says whether the tensor
- * takes weight decay. The powers and quotients are computed in double. */
-adamw_coefficients adamw_coefficients_of(float beta1, float beta2, float eps, float weight_decay, long step,
-                                         float lr, float grad_scale, bool decay);
+ * takes cfg's weight decay. The powers and quotients are computed in double. */
+adamw_coefficients adamw_coefficients_of(const adamw_config *cfg, long step, float lr, float grad_scale, bool decay);
 
 /*
  * One parameter: g = grad · grad_scale, m = β1 m + (1−β1) g, v = β2 v + (1−β2) g²,

@@ -30,18 +30,16 @@ void adamw_free(adamw *opt) {
 
 adamw_step_options adamw_step_defaults(void) { return (adamw_step_options){1.0f, NULL, false}; }
 
-/* Floats a thread takes at a time (64 KiB of each array): large enough that taking one costs
- * little, small enough that the two threads share a tensor of a few of them. */
+/* Floats a thread takes at a time (64 KiB of each array): enough work that taking it costs
+ * little, little enough that the threads share out a tensor of a few of them. */
 enum { ADAMW_CHUNK = 1 << 14 };
 
 void adamw_step(adamw *opt, pm_model *model, float lr, const adamw_step_options *options) {
     const adamw_step_options o = options ? *options : adamw_step_defaults();
     const adamw_config *cfg = &opt->cfg;
     opt->step++;
-    const adamw_coefficients with_decay = adamw_coefficients_of(cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
-                                                                opt->step, lr, o.grad_scale, true);
-    const adamw_coefficients without_decay = adamw_coefficients_of(cfg->beta1, cfg->beta2, cfg->eps,
-                                                                   cfg->weight_decay, opt->step, lr, o.grad_scale, false);
+    const adamw_coefficients with_decay = adamw_coefficients_of(cfg, opt->step, lr, o.grad_scale, true);
+    const adamw_coefficients without_decay = adamw_coefficients_of(cfg, opt->step, lr, o.grad_scale, false);
     float *weights = pm_model_weights(model), *grads = pm_model_grads(model);
     const int count = pm_model_num_params(model);
     /* One parallel region whose threads take each tensor's chunks as they come free, with no
