@@ -39,6 +39,7 @@ bench: build
 	$(BUILD)/bench/route
 	$(BUILD)/bench/tokenize
 	$(BUILD)/bench/train_step
+	$(BUILD)/bench/adamw
 	bash bench/data_parallel.sh $(BUILD)
 
 # Trains the default MoE on Tiny Shakespeare for a few minutes, then shows a sample and the

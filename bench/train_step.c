@@ -67,16 +67,19 @@ static int run_config(const bench_config *c, pm_router_kind kind, int steps, dou
     pm_rng_init(&rng, 7, 0);
     for (int i = 0; i < T; i++) tokens[i] = (int32_t)(pm_rng_u32(&rng) % c->vocab), targets[i] = (int32_t)(pm_rng_u32(&rng) % c->vocab);
     double *times = malloc(sizeof(double) * (steps + 1));
+    /* as the trainer does: AdamW's pass clears the gradients for the next step */
+    adamw_step_options update = adamw_step_defaults();
+    update.zero_grads = true;
+    pm_model_zero_grads(model);
     for (int s = 0; s <= steps; s++) {
         double start = now_seconds();
         float loss;
-        pm_model_zero_grads(model);
         if (pm_model_forward(model, tokens, targets, c->batch, c->seq, true, 1, (uint64_t)s, &loss) < 0 ||
             pm_model_backward(model) < 0) {
             fprintf(stderr, "train_step: %s\n", pm_last_error());
             return 1;
         }
-        adamw_step(&optimizer, model, 1e-4f);
+        adamw_step(&optimizer, model, 1e-4f, &update);
         times[s] = now_seconds() - start;
     }
     /* median of the timed steps (the first is a warm-up) */

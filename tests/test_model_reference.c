@@ -142,7 +142,7 @@ static void compare_router(const char *router) {
         if (!(fabs(loss - step_losses[step]) <= 1e-4 * fabs(step_losses[step])))
             fail_msg("%s: step %d loss %.7f, reference %.7f", router, step, loss, step_losses[step]);
         assert_int_equal(pm_model_backward(model), 0);
-        adamw_step(&optimizer, model, lr);
+        adamw_step(&optimizer, model, lr, NULL);
     }
     print_message("%s: logits %.2g, worst gradient %.2g (%s), %d steps match\n", router, logits_error, worst,
                   worst_name, steps);

@@ -67,7 +67,7 @@ static int measure_job(const compare_options *opt, const void *arg) {
         pm_model_zero_grads(model);
         status = pm_model_forward(model, inputs, targets, B, S, true, 1, (uint64_t)(step + 2), &loss);
         if (status == 0) status = pm_model_backward(model);
-        if (status == 0) adamw_step(&optimizer, model, opt->finetune_lr);
+        if (status == 0) adamw_step(&optimizer, model, opt->finetune_lr, NULL);
         if (step >= 0) times[step] = now_seconds() - start;
     }
     if (status == 0) {

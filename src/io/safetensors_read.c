@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/utf8.h"
 #include "io/safetensors.h"
@@ -467,13 +468,6 @@ static float f16_to_f32(uint16_t h) {
     return out;
 }
 
-static float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
-
 static void format_shape(char *buf, size_t size, const int64_t *shape, int rank) {
     size_t used = (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < rank && used < size; i++)
@@ -532,7 +526,7 @@ int st_read_f32(const st_file *file, const char *name, const int64_t *expected_s
         return PM_OK;
     case ST_BF16:
         for (size_t i = 0; i < n; i++)
-            out[i] = bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+            out[i] = bf16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         return PM_OK;
     default:
         return pm_fail(PM_ERR_ARG,

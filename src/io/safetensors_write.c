@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/utf8.h"
 #include "io/safetensors.h"
@@ -145,16 +146,6 @@ int st_writer_add(st_writer *writer, const char *name, st_dtype dtype, const int
     return append_entry(writer, "st_writer_add", name, dtype, shape, rank, data, NULL, bytes);
 }
 
-/* float32 to bfloat16 rounding to nearest, ties to even; NaN stays NaN (quiet bit set, so
- * a payload only in the dropped bits cannot turn into infinity). */
-static uint16_t f32_to_bf16(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)(bits >> 16 | 0x0040u);
-    bits += 0x7FFFu + (bits >> 16 & 1u);
-    return (uint16_t)(bits >> 16);
-}
-
 int st_writer_add_bf16(st_writer *writer, const char *name, const int64_t *shape, int rank,
                        const float *data) {
     const char *fn = "st_writer_add_bf16";
@@ -166,7 +157,7 @@ int st_writer_add_bf16(st_writer *writer, const char *name, const int64_t *shape
         converted = malloc(bytes);
         if (!converted)
             return pm_fail(PM_ERR_NOMEM, "%s: out of memory converting " ST_NAME_FMT, fn, name);
-        for (size_t i = 0; i < bytes / 2; i++) converted[i] = f32_to_bf16(data[i]);
+        bf16_from_floats(converted, data, bytes / 2);
     }
     rc = append_entry(writer, fn, name, ST_BF16, shape, rank, converted, converted, bytes);
     if (rc) free(converted);

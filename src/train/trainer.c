@@ -173,29 +173,9 @@ static void start_bucket_sum(void *user, size_t offset, size_t count, bool exper
         comm->start_sum_floats_replicas(comm, pm_model_grads(model) + offset, count);
 }
 
-typedef struct {
-    float *grads, factor;
-} scaling;
-
-static void scale_range(void *user, size_t offset, size_t count) {
-    const scaling *s = user;
-    scale_gradients(s->grads + offset, count, s->factor);
-}
-
-/* The gradients this rank trains (under expert parallelism, not other ranks' experts) *= factor. */
-static void scale_local_gradients(pm_model *model, float factor) {
-    scaling s = {pm_model_grads(model), factor};
-    model_for_local_ranges(model, scale_range, &s);
-}
-
-static double sum_of_squares(const float *values, size_t count) {
-    const double norm = gradient_norm(values, count);
-    return norm * norm;
-}
-
-/* The norm of the whole model's gradient. Under expert parallelism the shared tensors' are the
- * same on every rank and each rank's experts its own: the shared squares once, the experts'
- * summed over the expert group. */
+/* The norm of the whole model's gradient as accumulated (the sum over the micro-batches). Under
+ * expert parallelism the shared tensors' are the same on every rank and each rank's experts
+ * its own: the shared squares once, the experts' summed over the expert group. */
 static double global_gradient_norm(pm_model *model) {
     const batch_comm *comm = model->expert_comm;
     if (!comm) return gradient_norm(pm_model_grads(model), pm_model_size(model));
@@ -217,18 +197,20 @@ static double global_gradient_norm(pm_model *model) {
     return sqrt(shared + experts);
 }
 
-/* Forward and backward over opt->accum micro-batches; gradients averaged. Under data
- * parallelism each rank runs its rows of every micro-batch (the losses are the global batch's)
- * and the gradients are summed over the ranks, bucket by bucket during the last backward. */
+/* Forward and backward over opt->accum micro-batches; the gradients are their sum (AdamW's
+ * pass divides by accum, with the clip factor: no pass of its own). grads_clear: the last
+ * update left them 0, so no pass clears them first. Under data parallelism each rank runs its
+ * rows of every micro-batch (the losses are the global batch's) and the gradients are summed
+ * over the ranks, bucket by bucket during the last backward. */
 static int accumulate_gradients(pm_model *model, const batch_source *data, const train_options *opt, long step,
-                                int32_t *inputs, int32_t *targets, double *loss) {
+                                bool grads_clear, int32_t *inputs, int32_t *targets, double *loss) {
     const batch_comm *comm = opt->comm;
     const int V = pm_model_get_config(model)->vocab_size;
     int first = 0, rows = opt->batch;
     if (comm) batch_comm_rows(opt->batch, comm->rank, comm->size, &first, &rows);
     const size_t skip = (size_t)first * opt->seq;
     model_set_batch_origin(model, comm, (uint32_t)skip);
-    pm_model_zero_grads(model);
+    if (!grads_clear) pm_model_zero_grads(model);
     *loss = 0.0;
     for (int micro = 0; micro < opt->accum; micro++) {
         const uint64_t index = (uint64_t)step * opt->accum + micro;
@@ -251,7 +233,6 @@ static int accumulate_gradients(pm_model *model, const batch_source *data, const
         if (status < 0) return status;
         *loss += micro_loss / opt->accum;
     }
-    if (opt->accum > 1) scale_local_gradients(model, 1.0f / opt->accum);
     return PM_OK;
 }
 
@@ -337,10 +318,12 @@ static int train_loop(train_session *session, long first_step, train_result *res
     if (!inputs || !targets || !layer_stats) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
     const double start = now_seconds();
     int bad_in_a_row = 0;
+    bool grads_clear = false; /* the last update left the gradients 0 */
     for (long step = first_step; status == 0 && step < opt->steps; step++) {
         const double step_start = now_seconds();
         double loss;
-        status = accumulate_gradients(model, data, opt, step, inputs, targets, &loss);
+        status = accumulate_gradients(model, data, opt, step, grads_clear, inputs, targets, &loss);
+        grads_clear = false;
         if (status == PM_ERR_NONFINITE) { /* non-finite router logits: a diverged step */
             loss = NAN;
             status = PM_OK;
@@ -349,8 +332,9 @@ static int train_loop(train_session *session, long first_step, train_result *res
         /* the training batch's routing, before an evaluation routes other batches */
         if (isfinite(loss)) step_routing_stats(model, opt->comm, layer_stats);
         if (opt->adamw.freeze_router) zero_router_gradients(model); /* frozen: not in the norm or the clip */
-        /* collective under expert parallelism: every rank computes it, finite or not */
-        double grad_norm = global_gradient_norm(model);
+        /* the mean gradient's norm; collective under expert parallelism: every rank computes
+         * it, finite or not */
+        double grad_norm = global_gradient_norm(model) / opt->accum;
         if (!isfinite(loss)) grad_norm = NAN;
         const float lr = schedule_lr(opt->schedule, opt->lr, opt->min_lr_ratio, step, opt->warmup, opt->steps);
         /* the same sums give the same decision on every rank; agreeing costs one small sum */
@@ -364,9 +348,14 @@ static int train_loop(train_session *session, long first_step, train_result *res
             continue;
         }
         bad_in_a_row = 0;
-        if (opt->clip > 0.0f && grad_norm > opt->clip)
-            scale_local_gradients(model, (float)(opt->clip / grad_norm));
-        adamw_step(&session->optimizer, model, lr);
+        /* the mean over the micro-batches and the clipping in one factor, which AdamW applies as
+         * it reads each gradient, leaving it 0 for the next step */
+        const double clip_factor = opt->clip > 0.0f && grad_norm > opt->clip ? opt->clip / grad_norm : 1.0;
+        adamw_step_options update = adamw_step_defaults();
+        update.grad_scale = (float)(clip_factor / opt->accum);
+        update.zero_grads = true;
+        adamw_step(&session->optimizer, model, lr, &update);
+        grads_clear = true;
         session->experts_collected = false;
         /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
         if (opt->comm && !opt->adamw.freeze_router) sum_step_loads(model, opt->comm);
