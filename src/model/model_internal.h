@@ -106,9 +106,11 @@ int model_budget_finish(pm_model *model);
 static inline float *param_weights(pm_model *model, int index) {
     return model->weights + model->params[index].offset;
 }
-/* Remakes the weights' bf16 copy if they changed since (precision.c; only the ranges this rank
- * trains under expert parallelism). */
+/* Remakes the weights' bf16 copy if they changed since (precision.c; the values this rank keeps
+ * under expert parallelism). */
 void model_refresh_weights16(pm_model *model);
+/* The copy is current: AdamW has just written it with the weights it updated. */
+void model_weights16_written(pm_model *model);
 
 /* The bf16 copy of a matrix the products read in bf16, or NULL in fp32. */
 static inline const uint16_t *param_weights16(const pm_model *model, int index) {

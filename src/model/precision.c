@@ -51,13 +51,18 @@ pm_precision pm_model_get_precision(const pm_model *model) {
     return model->bf16 ? PM_PRECISION_BF16 : PM_PRECISION_FP32;
 }
 
-static void convert_range(void *user, size_t offset, size_t count) {
-    pm_model *model = user;
-    float_to_bf16(model->weights16 + offset, model->weights + offset, count);
-}
-
+/* Every value this rank keeps (model_param_kept): rank 0 evaluates with other ranks' experts
+ * too, once collected. */
 void model_refresh_weights16(pm_model *model) {
     if (!model->weights16 || !model->weights16_stale) return;
-    model_for_local_ranges(model, convert_range, model);
+    for (int i = 0; i < model->num_params; i++) {
+        const pm_param *param = &model->params[i];
+        if (model_param_kept(model, i))
+            float_to_bf16(model->weights16 + param->offset, model->weights + param->offset, param->count);
+    }
     model->weights16_stale = false;
 }
+
+/* AdamW wrote the copy of what it updated: what this rank trains. Other ranks' experts that
+ * rank 0 keeps change only when collected, which marks the copy stale again. */
+void model_weights16_written(pm_model *model) { model->weights16_stale = false; }

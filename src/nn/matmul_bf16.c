@@ -9,21 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "nn/nn.h"
 
-/* float → bf16, round to nearest even; NaN stays NaN (quiet). */
-static inline uint16_t to_bf16(float value) {
-    uint32_t bits;
-    memcpy(&bits, &value, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40u);
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return (uint16_t)(bits >> 16);
-}
-
+/* In blocks over the threads: the conversion is a pass over memory, like the products' inputs. */
 void float_to_bf16(uint16_t *out, const float *in, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) out[i] = to_bf16(in[i]);
+    enum { BLOCK = 1 << 14 };
+    const size_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (blocks > 4)
+    for (size_t b = 0; b < blocks; b++) {
+        const size_t first = b * BLOCK, count = n - first < BLOCK ? n - first : BLOCK;
+        bf16_from_floats(out + first, in + first, count);
+    }
 }
 
 #ifdef PM_HAVE_DNNL

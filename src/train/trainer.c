@@ -354,7 +354,9 @@ static int train_loop(train_session *session, long first_step, train_result *res
         adamw_step_options update = adamw_step_defaults();
         update.grad_scale = (float)(clip_factor / opt->accum);
         update.zero_grads = true;
+        update.bf16_weights = model->weights16; /* bf16 products: their copy in the same pass */
         adamw_step(&session->optimizer, model, lr, &update);
+        if (model->weights16) model_weights16_written(model);
         grads_clear = true;
         session->experts_collected = false;
         /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
