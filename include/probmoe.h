@@ -326,6 +326,9 @@ PM_API pm_status pm_model_memory_check(const pm_model_config *cfg, int max_batch
 PM_API pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq);
 PM_API void pm_model_free(pm_model *model);
 PM_API const pm_model_config *pm_model_get_config(const pm_model *model);
+/* The buffers' size: batches of up to max_batch sequences of max_seq tokens (pm_model_create). */
+PM_API int pm_model_max_batch(const pm_model *model);
+PM_API int pm_model_max_seq(const pm_model *model);
 
 PM_API int pm_model_num_params(const pm_model *model);
 PM_API const pm_param *pm_model_param(const pm_model *model, int index);
