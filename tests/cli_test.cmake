@@ -347,7 +347,8 @@ expect_output("eval on arith problems" 0 "gsm8k \\(.*arith/test.jsonl\\): 2 exam
 foreach(rows 1 3)
   execute_process(COMMAND ${PROBMOE} eval --model ${work}/cmp/runs/topk-seed1/finetune/model
                   --gsm8k ${work}/arith/test.jsonl --limit 5 --max-new 6 --eval-batch ${rows}
-                  --out ${work}/arith_rows${rows}.jsonl OUTPUT_VARIABLE out_rows${rows} ERROR_VARIABLE err RESULT_VARIABLE rc)
+                  --out ${work}/arith_rows${rows}.jsonl
+                  OUTPUT_VARIABLE out_rows${rows} ERROR_VARIABLE err RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "eval --eval-batch ${rows}: exit code ${rc}\n${out_rows${rows}}${err}")
   endif()

@@ -453,7 +453,8 @@ static void test_gsm8k_batched(void **state) {
                      "{\"question\": \"A farmer has 12 cows and buys 30 more, then sells 7. How many cows?\", "
                      "\"answer\": \"12+30=42\\n42-7=35\\n#### 35\"}\n"
                      "{\"question\": \"Half of 10?\", \"answer\": \"10/2=5\\n#### 5\"}\n"
-                     "{\"question\": \"Sam reads 4 pages a day for 6 days. Pages?\", \"answer\": \"4*6=24\\n#### 24\"}\n"
+                     "{\"question\": \"Sam reads 4 pages a day for 6 days. Pages?\", "
+                     "\"answer\": \"4*6=24\\n#### 24\"}\n"
                      "{\"question\": \"9-3?\", \"answer\": \"#### 6\"}\n"
                      "{\"question\": \"Ann has 3 red and 5 blue balls. How many balls?\", \"answer\": \"#### 8\"}\n"
                      "{\"question\": \"2*7?\", \"answer\": \"2*7=14\\n#### 14\"}\n");

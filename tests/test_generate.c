@@ -235,7 +235,8 @@ static void decode_together(pm_model *model, int rows, int stop, decode_trace *t
             int32_t tokens[MOST_TOKENS];
             prompt_tokens(p, tokens);
             step_rows[count] = r;
-            step_tokens[count++] = fed[r] < prompt_lengths[p] ? tokens[fed[r]] : trace->generated[p][trace->count[p] - 1];
+            const int32_t last = trace->count[p] > 0 ? trace->generated[p][trace->count[p] - 1] : 0;
+            step_tokens[count++] = fed[r] < prompt_lengths[p] ? tokens[fed[r]] : last;
         }
         if (count == 0) break;
         assert_int_equal(pm_generator_feed_rows(gen, step_rows, step_tokens, count, step_logits), 0);

@@ -47,7 +47,8 @@ int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, in
     double total = 0.0; /* cross-entropy summed over rows: each row's seq targets are all valid */
     for (size_t r = 0; status == 0 && r < count;) {
         const int n = eval_next_rows(r, count, batch);
-        for (int i = 0; i < n; i++) rows.fill(rows.source, seq, r + i, inputs + (size_t)i * seq, targets + (size_t)i * seq);
+        for (int i = 0; i < n; i++)
+            rows.fill(rows.source, seq, r + i, inputs + (size_t)i * seq, targets + (size_t)i * seq);
         status = pm_model_forward(model, inputs, targets, n, seq, false, 0, 0, NULL);
         float ce;
         pm_model_last_losses(model, &ce, NULL); /* cross-entropy alone: aux terms are not the data's loss */

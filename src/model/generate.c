@@ -237,7 +237,8 @@ static void attend(pm_generator *gen, int l, const int *rows, int count) {
 #pragma omp parallel for schedule(static) if (count > 1)
     for (int task = 0; task < count * heads; task++) {
         const int i = task / heads, h = task % heads, n = gen->lengths[rows[i]] + 1, kv_head = h / group;
-        const float *keys = cache_row(gen, gen->k_cache, rows[i], l), *values = cache_row(gen, gen->v_cache, rows[i], l);
+        const float *keys = cache_row(gen, gen->k_cache, rows[i], l);
+        const float *values = cache_row(gen, gen->v_cache, rows[i], l);
         const float *q = gen->q + (size_t)i * H + (size_t)h * D;
         float *scores = gen->scores + (size_t)task * gen->max_len, top = -INFINITY;
         for (int j = 0; j < n; j++) {
