@@ -326,6 +326,9 @@ PM_API pm_status pm_model_memory_check(const pm_model_config *cfg, int max_batch
 PM_API pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq);
 PM_API void pm_model_free(pm_model *model);
 PM_API const pm_model_config *pm_model_get_config(const pm_model *model);
+/* The buffers' size: batches of up to max_batch sequences of max_seq tokens (pm_model_create). */
+PM_API int pm_model_max_batch(const pm_model *model);
+PM_API int pm_model_max_seq(const pm_model *model);
 
 PM_API int pm_model_num_params(const pm_model *model);
 PM_API const pm_param *pm_model_param(const pm_model *model, int index);
@@ -395,13 +398,33 @@ PM_API pm_model *pm_model_load(const char *dir, int max_batch, int max_seq);
  * Generation with a key/value cache. Each fed token returns the logits for the next one.
  * router == NULL keeps the model's router (at its inference rule); another config (same E)
  * switches, e.g., a probmoe-trained model to probmoe-dyn MAP routing with a range.
+ *
+ * A generator has rows 0 .. rows-1, independent sequences of up to max_len tokens, each with
+ * its own cache and length; pm_generator_create makes one row, and the calls without a row
+ * use row 0. pm_generator_feed_rows feeds one token to each of several rows in one step (a
+ * batch of prompts of different lengths, each at its own position) and reads the weights once
+ * for all of them. Rows do not interact: a row's logits are bit for bit those of the same
+ * tokens fed to a one-row generator (routers that set state on their first tokens, softmoe's
+ * tau on an untrained model, take it from the first step's first row alone).
  */
 typedef struct pm_generator pm_generator;
 PM_API pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len);
+/* rows from 1 to 65536; the caches take rows × layers × max_len × 2 × KV floats. */
+PM_API pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *router, int max_len,
+                                              int rows);
 PM_API void pm_generator_free(pm_generator *gen);
-PM_API void pm_generator_reset(pm_generator *gen);
+PM_API void pm_generator_reset(pm_generator *gen);                      /* every row */
+PM_API pm_status pm_generator_reset_row(pm_generator *gen, int row);    /* that row only */
 PM_API pm_status pm_generator_feed(pm_generator *gen, int32_t token, float *logits); /* logits (V) or NULL */
-PM_API int pm_generator_length(const pm_generator *gen);
+/* tokens[i] to row rows[i], i < count (distinct rows, count <= rows); logits (count, V), line i
+ * for rows[i], or NULL (then the last products are skipped: prompt tokens need none). Checked
+ * before anything changes: a full row, a repeated row or a bad token fails the whole step. */
+PM_API pm_status pm_generator_feed_rows(pm_generator *gen, const int *rows, const int32_t *tokens, int count,
+                                        float *logits);
+PM_API int pm_generator_rows(const pm_generator *gen);
+PM_API int pm_generator_length(const pm_generator *gen);                  /* row 0's tokens */
+PM_API int pm_generator_row_length(const pm_generator *gen, int row);     /* -1 for no such row */
+/* Experts per token in the layer, over every token fed since the last pm_generator_reset. */
 PM_API double pm_generator_mean_active(const pm_generator *gen, int layer);
 /* Greedy when temperature <= 0; otherwise nucleus sampling with top_p in (0, 1]. */
 PM_API int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);

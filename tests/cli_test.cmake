@@ -121,6 +121,14 @@ expect_flag_error("eval --seq inf" "--seq 'inf' is not finite"
 expect_flag_error("eval --limit -1" "--limit '-1' is out of range" eval --model ${work}/nothing --gsm8k x --limit -1)
 expect_flag_error("eval --max-new 1e9" "--max-new '1e9' is out of range"
                   eval --model ${work}/nothing --gsm8k x --max-new 1e9)
+expect_flag_error("eval --eval-batch 0"
+                  "probmoe eval: --eval-batch '0' is out of range; give a whole number from 1 to 1024"
+                  eval --model ${work}/nothing --data ${work}/nothing --eval-batch 0)
+expect_flag_error("eval --eval-batch 1025" "--eval-batch '1025' is out of range"
+                  eval --model ${work}/nothing --gsm8k x --eval-batch 1025)
+expect_flag_error("eval --eval-batch 2.5" "--eval-batch '2.5' is not a whole number"
+                  eval --model ${work}/nothing --gsm8k x --eval-batch 2.5)
+expect_flag_error("eval --eval-batch" "--eval-batch needs a value" eval --model ${work}/nothing --eval-batch)
 expect_flag_error("data --val-fraction nan"
                   "probmoe data: --val-fraction 'nan' is not finite; give a number in \\[0, 1\\)"
                   data prepare --out ${work}/never ${work}/text.txt --val-fraction nan)
@@ -335,5 +343,23 @@ expect_output("eval analytics without data" 2 "give both" eval --model ${work}/c
 expect_output("eval on arith problems" 0 "gsm8k \\(.*arith/test.jsonl\\): 2 examples"
               eval --model ${work}/cmp/runs/topk-seed1/finetune/model --gsm8k ${work}/arith/test.jsonl
               --limit 2 --max-new 4)
+# One row at a time and three per forward pass and decoding step: the same answers and score.
+foreach(rows 1 3)
+  execute_process(COMMAND ${PROBMOE} eval --model ${work}/cmp/runs/topk-seed1/finetune/model
+                  --gsm8k ${work}/arith/test.jsonl --limit 5 --max-new 6 --eval-batch ${rows}
+                  --out ${work}/arith_rows${rows}.jsonl
+                  OUTPUT_VARIABLE out_rows${rows} ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "eval --eval-batch ${rows}: exit code ${rc}\n${out_rows${rows}}${err}")
+  endif()
+  string(REGEX REPLACE ", [0-9.]+ s\n" "" out_rows${rows} "${out_rows${rows}}") # the time differs
+  string(REPLACE "arith_rows${rows}" "arith_rows" out_rows${rows} "${out_rows${rows}}")
+  file(READ ${work}/arith_rows${rows}.jsonl records_rows${rows})
+  # each example's loss agrees to float rounding, not to all 17 digits cJSON writes
+  string(REGEX REPLACE "\"answer_loss\":[^,]*," "" records_rows${rows} "${records_rows${rows}}")
+endforeach()
+if(NOT out_rows1 STREQUAL out_rows3 OR NOT records_rows1 STREQUAL records_rows3)
+  message(FATAL_ERROR "eval --eval-batch 3 differs from --eval-batch 1:\n${out_rows1}\n${out_rows3}")
+endif()
 expect_output("generate from a run directory" 0 "mean active experts per layer"
               generate --model ${work}/cmp/runs/topk-seed1/finetune --prompt "Question:" --max-new 4 --temperature 0)

@@ -1,6 +1,6 @@
 /* Evaluation: shard loss equals the model's own losses, GSM8K answer loss equals a direct
- * masked cross-entropy, greedy outputs and their scores reach the JSONL, and bad input fails
- * with a message. */
+ * masked cross-entropy, greedy outputs and their scores reach the JSONL, batches of rows give
+ * the results of one row at a time, and bad input fails with a message. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -77,12 +77,12 @@ static void test_shards_loss(void **state) {
         direct[r] = loss;
     }
     eval_loss_result result;
-    assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 3, S, &result), 0);
+    assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 3, S, 1, &result), 0);
     assert_int_equal(result.batches, 3);
     assert_int_equal(result.tokens, 3 * S);
     assert_close(result.loss, (direct[0] + direct[1] + direct[2]) / 3, 1e-6, 1e-7, "3 batches", 0);
     assert_close(result.perplexity, exp(result.loss), 1e-12, 0, "perplexity", 0);
-    assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 0, S, &result), 0); /* all rows */
+    assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 0, S, 1, &result), 0); /* all rows */
     assert_int_equal(result.batches, ROWS);
     double mean = 0.0;
     for (int r = 0; r < ROWS; r++) mean += direct[r] / ROWS;
@@ -102,15 +102,18 @@ static void test_shards_errors(void **state) {
     make_temp_dir(dir);
     pm_model *model = tiny_model(16);
     eval_loss_result result;
-    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, &result), "no validation shard");
-    expect_error(eval_shards(model, tokenizer_bytes(), "/tmp/probmoe_eval_missing", 1, 16, &result),
+    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, 1, &result), "no validation shard");
+    expect_error(eval_shards(model, tokenizer_bytes(), "/tmp/probmoe_eval_missing", 1, 16, 1, &result),
                  "no validation shard");
     int32_t tokens[40];
     write_val_shard(dir, tokens, 10, tokenizer_bytes()->vocab_hash);
-    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, &result), "fewer than one row");
-    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, CONTEXT + 1, &result), "max_position_embeddings");
+    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, 1, &result), "fewer than one row");
+    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, CONTEXT + 1, 1, &result), "max_position_embeddings");
     write_val_shard(dir, tokens, 40, 12345); /* made with another tokenizer */
-    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, &result), "another tokenizer");
+    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, 1, &result), "another tokenizer");
+    write_val_shard(dir, tokens, 40, tokenizer_bytes()->vocab_hash);
+    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, 2, &result), "made for 1 per forward pass");
+    expect_error(eval_shards(model, tokenizer_bytes(), dir, 1, 16, 0, &result), "batch of 0 rows: give 1 to 1024");
     pm_model_free(model);
     remove_tree(dir);
 }
@@ -128,18 +131,21 @@ static void test_load_model(void **state) {
     assert_int_equal(pm_model_save(model, model_dir), 0);
     pm_model *loaded;
     tokenizer *tok;
-    assert_int_equal(eval_load_model(model_dir, 16, false, &loaded, &tok), 0);
+    int rows = 4;
+    assert_int_equal(eval_load_model(model_dir, 16, &rows, false, &loaded, &tok), 0);
     assert_ptr_equal(tok, tokenizer_bytes());
+    assert_int_equal(rows, 4);
+    assert_int_equal(pm_model_max_batch(loaded), 4);
     eval_loss_result a, b;
-    assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 0, 16, &a), 0);
-    assert_int_equal(eval_shards(loaded, tok, dir, 0, 16, &b), 0);
+    assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 0, 16, 1, &a), 0);
+    assert_int_equal(eval_shards(loaded, tok, dir, 0, 16, 1, &b), 0);
     assert_true(a.loss == b.loss);
     pm_model_free(loaded);
     tokenizer_free(tok);
     pm_model_free(model);
-    expect_error(eval_load_model("/tmp/probmoe_eval_missing", 0, false, &loaded, &tok), "does not exist");
+    expect_error(eval_load_model("/tmp/probmoe_eval_missing", 0, &rows, false, &loaded, &tok), "does not exist");
     assert_null(loaded);
-    expect_error(eval_load_model(dir, 0, false, &loaded, &tok), "config.json"); /* not a model directory */
+    expect_error(eval_load_model(dir, 0, &rows, false, &loaded, &tok), "config.json"); /* not a model directory */
     remove_tree(dir);
 }
 
@@ -204,7 +210,7 @@ static void test_gsm8k_loss_and_outputs(void **state) {
     write_text(data, gsm8k_lines);
     pm_model *model = tiny_model(CONTEXT);
     eval_gsm8k_result result;
-    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, -1, MAX_NEW, out, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, -1, MAX_NEW, 1, out, NULL, &result), 0);
     assert_int_equal(result.examples, 3);
     assert_int_equal(result.truncated, 0);
     double sum = 0.0, per_example[3];
@@ -251,7 +257,7 @@ static void test_gsm8k_loss_and_outputs(void **state) {
     fclose(f);
     assert_int_equal(result.correct, correct);
 
-    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, 2, MAX_NEW, NULL, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, 2, MAX_NEW, 1, NULL, NULL, &result), 0);
     assert_int_equal(result.examples, 2);
     pm_model_free(model);
     remove_tree(dir);
@@ -288,7 +294,7 @@ static void test_gsm8k_exact_match(void **state) {
     memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
     tokenizer sevens = {"sevens", VOCAB, -1, 7, encode_bytes, decode_seven, NULL, NULL};
     eval_gsm8k_result result;
-    assert_int_equal(eval_gsm8k(model, &sevens, data, -1, 3, out, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, &sevens, data, -1, 3, 1, out, NULL, &result), 0);
     assert_int_equal(result.correct, 2);
     assert_close(result.exact_match, 2.0 / 3.0, 1e-12, 0, "exact match", 0);
     assert_close(result.answer_loss, log(VOCAB), 1e-5, 0, "uniform loss", 0);
@@ -303,7 +309,7 @@ static void test_gsm8k_exact_match(void **state) {
     cJSON_Delete(rec);
 
     sevens.eos_token = 0; /* now the model stops at once: no text, no number */
-    assert_int_equal(eval_gsm8k(model, &sevens, data, 1, 3, out, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, &sevens, data, 1, 3, 1, out, NULL, &result), 0);
     assert_int_equal(result.correct, 0);
     f = fopen(out, "r");
     assert_non_null(fgets(line, sizeof line, f));
@@ -329,12 +335,163 @@ static void test_gsm8k_errors(void **state) {
     write_text(empty, "");
     pm_model *model = tiny_model(CONTEXT);
     eval_gsm8k_result result;
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, 0, 4, NULL, NULL, &result), "limit is 0");
-    assert_true(eval_gsm8k(model, tokenizer_bytes(), empty, -1, 4, NULL, NULL, &result) < 0);
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), "/tmp/probmoe_eval_missing.jsonl", -1, 4, NULL, NULL, &result),
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, 0, 4, 1, NULL, NULL, &result), "limit is 0");
+    assert_true(eval_gsm8k(model, tokenizer_bytes(), empty, -1, 4, 1, NULL, NULL, &result) < 0);
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), "/tmp/probmoe_eval_missing.jsonl", -1, 4, 1, NULL, NULL, &result),
                  "probmoe_eval_missing.jsonl");
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, CONTEXT, NULL, NULL, &result), "max_new");
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, CONTEXT, 1, NULL, NULL, &result), "max_new");
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, 4, 2, NULL, NULL, &result), "made for 1 per forward");
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, 4, 0, NULL, NULL, &result), "give 1 to 1024");
     pm_model_free(model);
+    remove_tree(dir);
+}
+
+/* A tiny model of the given router with buffers for `rows` rows; the same seed each time, so
+ * a fresh copy starts from the same (uncalibrated, for softmoe with tau -1) router state. */
+static pm_model *tiny_router_model(pm_router_kind kind, int rows, int max_seq) {
+    pm_model_config cfg = tiny_config();
+    cfg.router = pm_router_config_default(kind, cfg.num_experts, cfg.experts_per_token);
+    if (kind == PM_ROUTER_SOFTMOE) cfg.router.tau = -1.0f; /* calibrated by the first batch routed */
+    pm_model *model = pm_model_create(&cfg, rows, max_seq);
+    assert_non_null(model);
+    pm_model_init_weights(model, 23);
+    return model;
+}
+
+/* Batches of 2, 3, 4 and 8 rows (none divides the 11 rows; 8 leaves a partial batch) give the
+ * loss of one row at a time, for every router. */
+static void test_shards_batched(void **state) {
+    (void)state;
+    enum { S = 12, ROWS = 11, COUNT = S * ROWS + 5 };
+    char dir[] = "/tmp/probmoe_eval_XXXXXX";
+    make_temp_dir(dir);
+    int32_t tokens[COUNT];
+    write_val_shard(dir, tokens, COUNT, tokenizer_bytes()->vocab_hash);
+    const pm_router_kind kinds[] = {PM_ROUTER_PROBMOE, PM_ROUTER_TOPK, PM_ROUTER_SOFTMOE};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        pm_model *model = tiny_router_model(kinds[k], 1, S);
+        eval_loss_result one, some;
+        assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 0, S, 1, &one), 0);
+        assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 7, S, 1, &some), 0);
+        pm_model_free(model);
+        const int batches[] = {2, 3, 4, 8};
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            model = tiny_router_model(kinds[k], batches[b], S);
+            eval_loss_result all, first7;
+            assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 0, S, batches[b], &all), 0);
+            assert_int_equal(eval_shards(model, tokenizer_bytes(), dir, 7, S, batches[b], &first7), 0);
+            assert_int_equal(all.batches, ROWS);
+            assert_int_equal(all.tokens, (long)ROWS * S);
+            assert_int_equal(first7.batches, 7);
+            assert_close(all.loss, one.loss, 1e-6, 0, pm_router_kind_name(kinds[k]), batches[b]);
+            assert_close(first7.loss, some.loss, 1e-6, 0, pm_router_kind_name(kinds[k]), batches[b]);
+            pm_model_free(model);
+        }
+    }
+    remove_tree(dir);
+}
+
+/* Byte tokens with a chosen end-of-text byte, so that greedy rows stop at different steps. */
+static int64_t encode_plain(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
+                            size_t capacity) {
+    (void)self;
+    for (size_t i = 0; i < length && i < capacity; i++) tokens[i] = (unsigned char)text[i];
+    return (int64_t)length;
+}
+
+static size_t decode_plain(const tokenizer *self, int32_t token, char *out, size_t capacity) {
+    (void)self;
+    if (capacity < 1 || token < 0 || token >= VOCAB) return 0;
+    out[0] = (char)token;
+    return 1;
+}
+
+enum { BATCH_EXAMPLES = 7, BATCH_NEW = 12 };
+
+/* The JSONL records of one evaluation: generated text and answer loss of each example. */
+typedef struct {
+    char generated[BATCH_EXAMPLES][BATCH_NEW * 6 + 1]; /* cleaned: a byte may become U+FFFD */
+    double loss[BATCH_EXAMPLES];
+    eval_gsm8k_result result;
+} gsm8k_outputs;
+
+static void run_gsm8k(pm_router_kind kind, int batch, const tokenizer *tok, const char *data, const char *out,
+                      gsm8k_outputs *got) {
+    pm_model *model = tiny_router_model(kind, batch, CONTEXT);
+    assert_int_equal(eval_gsm8k(model, tok, data, -1, BATCH_NEW, batch, out, NULL, &got->result), 0);
+    pm_model_free(model);
+    assert_int_equal(got->result.examples, BATCH_EXAMPLES);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char line[8192];
+    for (int i = 0; i < BATCH_EXAMPLES; i++) {
+        assert_non_null(fgets(line, sizeof line, f));
+        cJSON *rec = cJSON_Parse(line);
+        assert_non_null(rec);
+        assert_int_equal(cJSON_GetObjectItem(rec, "index")->valueint, i); /* in the file's order */
+        snprintf(got->generated[i], sizeof got->generated[i], "%s",
+                 cJSON_GetStringValue(cJSON_GetObjectItem(rec, "generated")));
+        got->loss[i] = cJSON_GetObjectItem(rec, "answer_loss")->valuedouble;
+        cJSON_Delete(rec);
+    }
+    assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+}
+
+/* GSM8K with 2, 3, 4 and 7 examples per forward pass and decoding step: prompts of different
+ * lengths, rows stopping at the end-of-text byte at different steps (others run to max_new)
+ * and taking the next prompt; the texts are exactly those of one example at a time, and the
+ * losses agree, for three routers (softmoe from an uncalibrated tau). */
+static void test_gsm8k_batched(void **state) {
+    (void)state;
+    char dir[] = "/tmp/probmoe_eval_XXXXXX";
+    make_temp_dir(dir);
+    char data[256], out[256];
+    snprintf(data, sizeof data, "%s/test.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    write_text(data, "{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n"
+                     "{\"question\": \"A farmer has 12 cows and buys 30 more, then sells 7. How many cows?\", "
+                     "\"answer\": \"12+30=42\\n42-7=35\\n#### 35\"}\n"
+                     "{\"question\": \"Half of 10?\", \"answer\": \"10/2=5\\n#### 5\"}\n"
+                     "{\"question\": \"Sam reads 4 pages a day for 6 days. Pages?\", "
+                     "\"answer\": \"4*6=24\\n#### 24\"}\n"
+                     "{\"question\": \"9-3?\", \"answer\": \"#### 6\"}\n"
+                     "{\"question\": \"Ann has 3 red and 5 blue balls. How many balls?\", \"answer\": \"#### 8\"}\n"
+                     "{\"question\": \"2*7?\", \"answer\": \"2*7=14\\n#### 14\"}\n");
+    const pm_router_kind kinds[] = {PM_ROUTER_PROBMOE, PM_ROUTER_TOPK, PM_ROUTER_SOFTMOE};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        const char *name = pm_router_kind_name(kinds[k]);
+        /* without an end-of-text token every row runs to max_new; then the byte that stops
+         * some rows early but not all becomes end of text */
+        tokenizer plain = {"plain", VOCAB, -1, 5, encode_plain, decode_plain, NULL, NULL};
+        static gsm8k_outputs full, one, batched;
+        run_gsm8k(kinds[k], 1, &plain, data, out, &full);
+        int stop = -1;
+        for (int c = 1; c < 255 && stop < 0; c++) {
+            int stopped = 0;
+            for (int i = 0; i < BATCH_EXAMPLES; i++) stopped += strchr(full.generated[i], c) != NULL;
+            if (stopped >= 2 && stopped < BATCH_EXAMPLES) stop = c;
+        }
+        if (stop < 0) fail_msg("%s: no byte ends some outputs early and not others", name);
+        plain.eos_token = stop;
+        run_gsm8k(kinds[k], 1, &plain, data, out, &one);
+        int early = 0;
+        for (int i = 0; i < BATCH_EXAMPLES; i++) early += strlen(one.generated[i]) < strlen(full.generated[i]);
+        assert_true(early >= 2 && early < BATCH_EXAMPLES);
+        const int batches[] = {2, 3, 4, BATCH_EXAMPLES};
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            run_gsm8k(kinds[k], batches[b], &plain, data, out, &batched);
+            for (int i = 0; i < BATCH_EXAMPLES; i++) {
+                if (strcmp(batched.generated[i], one.generated[i]) != 0)
+                    fail_msg("%s, batch %d, example %d: '%s', alone '%s'", name, batches[b], i, batched.generated[i],
+                             one.generated[i]);
+                assert_close(batched.loss[i], one.loss[i], 1e-6, 0, name, i);
+            }
+            assert_int_equal(batched.result.correct, one.result.correct);
+            assert_int_equal(batched.result.answer_tokens, one.result.answer_tokens);
+            assert_close(batched.result.answer_loss, one.result.answer_loss, 1e-6, 0, name, batches[b]);
+        }
+    }
     remove_tree(dir);
 }
 
@@ -378,6 +535,7 @@ int main(void) {
         cmocka_unit_test(test_shards_loss),        cmocka_unit_test(test_shards_errors),
         cmocka_unit_test(test_load_model),         cmocka_unit_test(test_gsm8k_loss_and_outputs),
         cmocka_unit_test(test_gsm8k_exact_match),  cmocka_unit_test(test_gsm8k_errors),
+        cmocka_unit_test(test_shards_batched),     cmocka_unit_test(test_gsm8k_batched),
         cmocka_unit_test(test_last_number),        cmocka_unit_test(test_clean_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /* Generation: the key/value-cache path gives the full forward pass's logits at every
- * position (inference routing), for every router; sampling rules. */
+ * position (inference routing), for every router; a batch of rows decodes exactly as each
+ * row alone; sampling rules. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
 #include <stdio.h>
@@ -176,6 +177,156 @@ static void test_every_router_routes_alike_after_reload(void **state) {
     }
 }
 
+/* Greedy decoding of prompts of different lengths, one after another through a one-row
+ * generator (reset between prompts, as evaluation does) and all together through a generator
+ * of `rows` rows, refilled as rows finish: every logit of every step is bit for bit the same,
+ * so is every token. A row stops at the stop token or after max_new tokens. */
+enum { PROMPTS = 6, MAX_NEW = 9, MOST_TOKENS = 24 };
+static const int prompt_lengths[PROMPTS] = {1, 5, 11, 3, 8, 2};
+
+typedef struct {
+    int generated[PROMPTS][MAX_NEW], count[PROMPTS];
+    float logits[PROMPTS][MAX_NEW][50];  /* the logits each chosen token came from */
+} decode_trace;
+
+static void prompt_tokens(int p, int32_t *tokens) {
+    for (int j = 0; j < prompt_lengths[p]; j++) tokens[j] = (int32_t)((p * 13 + j * 7 + 1) % 50);
+}
+
+static void decode_alone(pm_model *model, int stop, decode_trace *trace) {
+    pm_generator *gen = pm_generator_create(model, NULL, MOST_TOKENS);
+    assert_non_null(gen);
+    for (int p = 0; p < PROMPTS; p++) {
+        pm_generator_reset(gen);
+        int32_t tokens[MOST_TOKENS];
+        prompt_tokens(p, tokens);
+        float *logits = trace->logits[p][0];
+        for (int j = 0; j < prompt_lengths[p]; j++) assert_int_equal(pm_generator_feed(gen, tokens[j], logits), 0);
+        trace->count[p] = 0;
+        for (int g = 0; g < MAX_NEW; g++) {
+            const int32_t next = pm_sample_token(trace->logits[p][g], 50, 0.0f, 1.0f, NULL);
+            trace->generated[p][trace->count[p]++] = next;
+            if (next == stop || g + 1 == MAX_NEW) break;
+            assert_int_equal(pm_generator_feed(gen, next, trace->logits[p][g + 1]), 0);
+        }
+    }
+    pm_generator_free(gen);
+}
+
+static void decode_together(pm_model *model, int rows, int stop, decode_trace *trace) {
+    pm_generator *gen = pm_generator_create_rows(model, NULL, MOST_TOKENS, rows);
+    assert_non_null(gen);
+    assert_int_equal(pm_generator_rows(gen), rows);
+    int prompt_of[PROMPTS], fed[PROMPTS], next_prompt = 0;  /* per row: its prompt (-1: idle), tokens fed */
+    for (int r = 0; r < rows; r++) prompt_of[r] = -1;
+    memset(trace->count, 0, sizeof trace->count);
+    static float step_logits[PROMPTS * 50];
+    for (;;) {
+        int step_rows[PROMPTS], count = 0;
+        int32_t step_tokens[PROMPTS];
+        for (int r = 0; r < rows; r++) {
+            if (prompt_of[r] < 0 && next_prompt < PROMPTS) { /* an idle row takes the next prompt */
+                prompt_of[r] = next_prompt++;
+                fed[r] = 0;
+                assert_int_equal(pm_generator_reset_row(gen, r), 0);
+            }
+            const int p = prompt_of[r];
+            if (p < 0) continue;
+            int32_t tokens[MOST_TOKENS];
+            prompt_tokens(p, tokens);
+            step_rows[count] = r;
+            const int32_t last = trace->count[p] > 0 ? trace->generated[p][trace->count[p] - 1] : 0;
+            step_tokens[count++] = fed[r] < prompt_lengths[p] ? tokens[fed[r]] : last;
+        }
+        if (count == 0) break;
+        assert_int_equal(pm_generator_feed_rows(gen, step_rows, step_tokens, count, step_logits), 0);
+        for (int i = 0; i < count; i++) {
+            const int r = step_rows[i], p = prompt_of[r];
+            assert_int_equal(pm_generator_row_length(gen, r), ++fed[r]);
+            if (fed[r] < prompt_lengths[p]) continue; /* still reading its prompt */
+            const int g = trace->count[p];
+            memcpy(trace->logits[p][g], step_logits + (size_t)i * 50, sizeof(float) * 50);
+            const int32_t next = pm_sample_token(trace->logits[p][g], 50, 0.0f, 1.0f, NULL);
+            trace->generated[p][trace->count[p]++] = next;
+            if (next == stop || trace->count[p] == MAX_NEW) prompt_of[r] = -1; /* done: the row is free */
+        }
+    }
+    pm_generator_free(gen);
+}
+
+static void test_batched_decoding_matches_alone(void **state) {
+    (void)state;
+    const pm_router_kind kinds[] = {PM_ROUTER_TOPK, PM_ROUTER_PROBMOE_DYN, PM_ROUTER_SOFTMOE, PM_ROUTER_SOFTMOE};
+    for (size_t c = 0; c < sizeof kinds / sizeof kinds[0]; c++) {
+        pm_model_config cfg = tiny_config(kinds[c]);
+        if (c == 1) { /* rows whose widths are not multiples of a vector: other alignments */
+            cfg.hidden_size = 40;
+            cfg.intermediate_size = 20;
+            cfg.router.k_min = 1;
+            cfg.router.k_max = 4;
+        }
+        if (c == 3) cfg.router.tau = -1.0f; /* calibrated by the generator's first token */
+        pm_model *model = pm_model_create(&cfg, 1, MOST_TOKENS);
+        assert_non_null(model);
+        pm_model_init_weights(model, 31 + (uint64_t)c);
+        /* the stop token: prompt 1's third choice, so that some rows stop early */
+        static decode_trace alone, together;
+        decode_alone(model, -1, &alone);
+        const int stop = alone.generated[1][2];
+        decode_alone(model, stop, &alone);
+        int early = 0, full = 0;
+        for (int p = 0; p < PROMPTS; p++) early += alone.count[p] < MAX_NEW, full += alone.count[p] == MAX_NEW;
+        assert_true(early >= 1 && full >= 1);
+        const int row_counts[] = {1, 2, 4, PROMPTS};
+        for (size_t k = 0; k < sizeof row_counts / sizeof row_counts[0]; k++) {
+            decode_together(model, row_counts[k], stop, &together);
+            for (int p = 0; p < PROMPTS; p++) {
+                if (together.count[p] != alone.count[p])
+                    fail_msg("%s, %d rows: prompt %d gives %d tokens, alone %d", pm_router_kind_name(kinds[c]),
+                             row_counts[k], p, together.count[p], alone.count[p]);
+                assert_memory_equal(together.generated[p], alone.generated[p], sizeof(int) * (size_t)alone.count[p]);
+                assert_memory_equal(together.logits[p], alone.logits[p], sizeof(float) * 50 * (size_t)alone.count[p]);
+            }
+        }
+        pm_model_free(model);
+    }
+}
+
+/* A step that cannot be fed is refused whole, and says why. */
+static void test_feed_rows_errors(void **state) {
+    (void)state;
+    pm_model_config cfg = tiny_config(PM_ROUTER_TOPK);
+    pm_model *model = pm_model_create(&cfg, 1, 8);
+    pm_generator *gen = pm_generator_create_rows(model, NULL, 2, 3);
+    assert_non_null(gen);
+    const int32_t tokens[4] = {1, 2, 3, 4};
+    const int repeated[2] = {1, 1}, outside[2] = {0, 3}, four[4] = {0, 1, 2, 0}, pair[2] = {0, 2};
+    assert_true(pm_generator_feed_rows(gen, repeated, tokens, 2, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "row 1 is fed twice"));
+    assert_true(pm_generator_feed_rows(gen, outside, tokens, 2, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "row 3; this generator has rows 0 to 2"));
+    assert_true(pm_generator_feed_rows(gen, four, tokens, 4, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "feeds 1 to 3"));
+    const int32_t bad[2] = {1, 50};
+    assert_true(pm_generator_feed_rows(gen, pair, bad, 2, NULL) < 0);
+    assert_non_null(strstr(pm_last_error(), "token 50 is outside"));
+    for (int r = 0; r < 3; r++) assert_int_equal(pm_generator_row_length(gen, r), 0);
+    const int zero = 0;
+    assert_int_equal(pm_generator_feed_rows(gen, &zero, tokens, 1, NULL), 0);
+    assert_int_equal(pm_generator_feed_rows(gen, &zero, tokens, 1, NULL), 0);
+    assert_true(pm_generator_feed_rows(gen, pair, tokens, 2, NULL) < 0); /* row 0 is full: row 2 waits too */
+    assert_non_null(strstr(pm_last_error(), "context is full (2 tokens in this row)"));
+    assert_int_equal(pm_generator_row_length(gen, 2), 0);
+    assert_int_equal(pm_generator_reset_row(gen, 0), 0);
+    assert_int_equal(pm_generator_length(gen), 0);
+    assert_true(pm_generator_reset_row(gen, 3) < 0);
+    assert_int_equal(pm_generator_row_length(gen, 3), -1);
+    pm_generator_free(gen);
+    assert_null(pm_generator_create_rows(model, NULL, 8, 0));
+    assert_non_null(strstr(pm_last_error(), "0 rows"));
+    pm_model_free(model);
+}
+
 /* A generator that cannot be made says why. */
 static void test_generator_errors(void **state) {
     (void)state;
@@ -213,6 +364,8 @@ int main(void) {
         cmocka_unit_test(test_router_override),
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_every_router_routes_alike_after_reload),
+        cmocka_unit_test(test_batched_decoding_matches_alone),
+        cmocka_unit_test(test_feed_rows_errors),
         cmocka_unit_test(test_generator_errors),
         cmocka_unit_test(test_sampling),
     };

@@ -106,6 +106,35 @@ static void test_matmul_forward(void **state) {
     free(in), free(weight), free(out), free(din), free(dw);
 }
 
+/* The row-independent product: the reference's values, and each row bit for bit the same
+ * computed alone, among T rows (every T up to 9, at any row offset) and on 1 or 2 threads;
+ * K = 37 leaves a partial group of partial sums, N = 300 crosses the threads' threshold. */
+static void test_matmul_rows_forward(void **state) {
+    (void)state;
+    pm_rng rng;
+    pm_rng_init(&rng, 103, 0);
+    enum { T = 9, K = 37, N = 300 };
+    float *in = random_floats(&rng, T * K, 1.0), *weight = random_floats(&rng, N * K, 1.0);
+    float *alone = zeros(T * N), *out = zeros(T * N);
+    double *din = to_double(in, T * K), *dw = to_double(weight, N * K), *want = malloc(sizeof(double) * T * N);
+    ref_matmul(want, din, dw, T, K, N);
+    for (int t = 0; t < T; t++) matmul_rows_forward(alone + t * N, in + t * K, weight, 1, K, N);
+    for (int i = 0; i < T * N; i++) assert_close(alone[i], want[i], 1e-5, 1e-5, "matmul_rows", i);
+    const int saved = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (int first = 0; first < T; first++)
+            for (int rows = 1; first + rows <= T; rows++) {
+                matmul_rows_forward(out, in + first * K, weight, rows, K, N);
+                assert_memory_equal(out, alone + first * N, sizeof(float) * rows * N);
+            }
+    }
+    omp_set_num_threads(saved);
+    matmul_rows_forward(out, in, weight, T, 0, N); /* K = 0: an empty sum */
+    for (int i = 0; i < T * N; i++) assert_close(out[i], 0.0, 0, 0, "matmul_rows K=0", i);
+    free(in), free(weight), free(alone), free(out), free(din), free(dw), free(want);
+}
+
 static void test_matmul_backward(void **state) {
     (void)state;
     pm_rng rng;
@@ -614,7 +643,8 @@ static void test_thread_independence(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_forward),     cmocka_unit_test(test_matmul_backward),
+        cmocka_unit_test(test_matmul_forward),     cmocka_unit_test(test_matmul_rows_forward),
+        cmocka_unit_test(test_matmul_backward),
         cmocka_unit_test(test_rmsnorm),            cmocka_unit_test(test_rope_forward),
         cmocka_unit_test(test_rope_backward),      cmocka_unit_test(test_attention_forward),
         cmocka_unit_test(test_attention_backward), cmocka_unit_test(test_swiglu),

@@ -8,8 +8,8 @@
 #include "eval/eval.h"
 
 static const char eval_usage[] =
-    "usage: probmoe eval --model DIR --data SHARD_DIR [--batches N] [--seq S]\n"
-    "       probmoe eval --model DIR --gsm8k [PATH] [--limit N] [--max-new N] [--out FILE.jsonl]\n"
+    "usage: probmoe eval --model DIR --data SHARD_DIR [--batches N] [--seq S] [--eval-batch N]\n"
+    "       probmoe eval --model DIR --gsm8k [PATH] [--limit N] [--max-new N] [--eval-batch N] [--out FILE.jsonl]\n"
     "\n"
     "  --data DIR       validation loss and perplexity on DIR/val.bin (from probmoe data prepare)\n"
     "  --batches N      rows of --seq tokens to score (default: all)\n"
@@ -20,6 +20,9 @@ static const char eval_usage[] =
     "  --limit N        the first N examples (default: all)\n"
     "  --max-new N      tokens to generate per answer (default 256)\n"
     "  --out FILE       per-example outputs as JSON lines\n"
+    "  --eval-batch N   rows per forward pass, and GSM8K prompts decoded together (default 8,\n"
+    "                   1 to 1024; fewer if the model's buffers for N rows do not fit in memory);\n"
+    "                   the results do not depend on it\n"
     "  --allow-unknown  load checkpoints holding tensors this model does not use\n"
     "  --analytics DIR  routing analytics of the --data rows (CSV, JSON, plots) into DIR\n"
     "\n"
@@ -32,13 +35,14 @@ static const char *const default_gsm8k[] = {"../shared/data/gsm8k/test.jsonl", "
 typedef struct {
     const char *model_dir, *data_dir, *gsm8k, *out, *analytics_dir;
     bool use_gsm8k, allow_unknown;
-    int batches, seq, limit, max_new;
+    int batches, seq, limit, max_new, eval_batch;
 } eval_options;
 
 static int parse_eval_options(int argc, char **argv, eval_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->limit = -1;
     opt->max_new = 256;
+    opt->eval_batch = EVAL_DEFAULT_BATCH;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -56,7 +60,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
             continue;
         }
         static const char *const valued[] = {"--model", "--data", "--out", "--batches", "--seq", "--limit",
-                                             "--max-new", "--analytics"};
+                                             "--max-new", "--analytics", "--eval-batch"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(arg, valued[k]) == 0;
         if (!known) {
@@ -74,6 +78,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
         else if (strcmp(arg, "--batches") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->batches);
         else if (strcmp(arg, "--seq") == 0) ok = parse_int_flag(arg, value, 1, 1 << 20, &opt->seq);
         else if (strcmp(arg, "--limit") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->limit);
+        else if (strcmp(arg, "--eval-batch") == 0) ok = parse_int_flag(arg, value, 1, EVAL_MAX_BATCH, &opt->eval_batch);
         else ok = parse_int_flag(arg, value, 0, 1 << 20, &opt->max_new);
         if (!ok) return 2;
         i++;
@@ -109,7 +114,7 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
     const int context = pm_model_get_config(model)->max_position_embeddings;
     const int seq = opt->seq > 0 ? opt->seq : (context < 128 ? context : 128);
     eval_loss_result r;
-    if (eval_shards(model, tok, opt->data_dir, opt->batches, seq, &r) < 0) {
+    if (eval_shards(model, tok, opt->data_dir, opt->batches, seq, opt->eval_batch, &r) < 0) {
         fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
         return 1;
     }
@@ -117,7 +122,8 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
            r.loss, r.perplexity, r.batches, r.seq, r.tokens, opt->data_dir);
     if (!opt->analytics_dir) return 0;
     analytics *a = NULL;
-    if (eval_routing(model, tok, opt->data_dir, r.batches, seq, opt->analytics_dir, opt->model_dir, &a) < 0) {
+    if (eval_routing(model, tok, opt->data_dir, r.batches, seq, opt->eval_batch, opt->analytics_dir, opt->model_dir,
+                     &a) < 0) {
         fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
         return 1;
     }
@@ -135,7 +141,7 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
 static int run_gsm8k(pm_model *model, const tokenizer *tok, const eval_options *opt) {
     const char *path = opt->gsm8k;
     eval_gsm8k_result r;
-    int status = eval_gsm8k(model, tok, path, opt->limit, opt->max_new, opt->out, stderr, &r);
+    int status = eval_gsm8k(model, tok, path, opt->limit, opt->max_new, opt->eval_batch, opt->out, stderr, &r);
     if (status < 0) {
         fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
         return 1;
@@ -159,10 +165,14 @@ int cmd_eval(int argc, char **argv) {
     tokenizer *tok;
     /* GSM8K examples can be as long as the context; shards need only --seq */
     const int max_seq = opt.use_gsm8k ? 0 : (opt.seq > 0 ? opt.seq : 128);
-    if (eval_load_model(opt.model_dir, max_seq, opt.allow_unknown, &model, &tok) < 0) {
+    const int asked = opt.eval_batch;
+    if (eval_load_model(opt.model_dir, max_seq, &opt.eval_batch, opt.allow_unknown, &model, &tok) < 0) {
         fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
         return 1;
     }
+    if (opt.eval_batch < asked)
+        fprintf(stderr, "probmoe eval: the model's buffers for --eval-batch %d rows of %d tokens do not fit in this "
+                "machine's memory; evaluating %d rows at a time\n", asked, pm_model_max_seq(model), opt.eval_batch);
     if (opt.data_dir) status = run_shards(model, tok, &opt);
     if (status == 0 && opt.use_gsm8k) status = run_gsm8k(model, tok, &opt);
     pm_model_free(model);

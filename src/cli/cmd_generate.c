@@ -155,7 +155,8 @@ int cmd_generate(int argc, char **argv) {
     }
     pm_model *model = NULL;
     tokenizer *loaded_tok = NULL;
-    if (eval_load_model(opt.model_dir, 1, opt.allow_unknown, &model, &loaded_tok) < 0) {
+    int rows = 1; /* the generator has its own buffers: the model's are never used */
+    if (eval_load_model(opt.model_dir, 1, &rows, opt.allow_unknown, &model, &loaded_tok) < 0) {
         fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
         return 1;
     }

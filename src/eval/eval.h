@@ -2,9 +2,13 @@
  * Evaluation of a trained model: validation loss on token shards, and GSM8K (answer-token loss
  * plus exact match of greedily decoded answers). Used by `probmoe eval` and `probmoe compare`.
  *
- * Every evaluation runs the routers at their inference rules (no sampling), one sequence at a
- * time (batch size 1), so the model needs max_batch >= 1 and a max_seq long enough for what
- * it scores; eval_load_model gives such a model.
+ * Every evaluation runs the routers at their inference rules (no sampling), `batch` sequences
+ * per forward pass (or decoding step), so the model needs max_batch >= batch and a max_seq
+ * long enough for what it scores; eval_load_model gives such a model. The results do not
+ * depend on the batch: losses agree to float rounding (a mean over tokens, however the rows
+ * are grouped), decoded text exactly (pm_generator_feed_rows). The first forward pass of each
+ * evaluation takes one row alone, as a router may set its state on the first batch it routes
+ * (softmoe calibrates tau on an untrained model).
  */
 #ifndef PM_EVAL_EVAL_H
 #define PM_EVAL_EVAL_H
@@ -16,16 +20,24 @@
 #include "tokenizer/tokenizer.h"
 #include "probmoe.h"
 
+/* Rows per forward pass when the caller does not say (probmoe eval --eval-batch). */
+#define EVAL_DEFAULT_BATCH 8
+/* The most rows per forward pass --eval-batch takes. */
+#define EVAL_MAX_BATCH 1024
+
 /*
  * Loads a model directory (checkpoint_load_model) and its tokenizer: tokenizer.json or
  * encoder.json + vocab.bpe in the directory, else the byte-level tokenizer. The model gets
- * buffers for one sequence of max_seq tokens; max_seq <= 0 means max_position_embeddings
- * (what eval_gsm8k may need). A missing directory, a tokenizer larger than the model's
- * vocabulary, or a bad checkpoint is an error naming the directory. On success free the
- * results with pm_model_free and tokenizer_free (the byte tokenizer is static: freeing it
- * does nothing). 0 or a negative pm_status; *model and *tok are NULL on failure.
+ * buffers for *max_batch (>= 1) sequences of max_seq tokens; max_seq <= 0 means
+ * max_position_embeddings (what eval_gsm8k may need). Rows that do not fit this machine's
+ * memory (pm_model_memory_check) are halved until they do: *max_batch gets the rows the model
+ * has. A missing directory, a tokenizer larger than the model's vocabulary, or a bad
+ * checkpoint is an error naming the directory. On success free the results with
+ * pm_model_free and tokenizer_free (the byte tokenizer is static: freeing it does nothing).
+ * 0 or a negative pm_status; *model and *tok are NULL on failure.
  */
-int eval_load_model(const char *dir, int max_seq, bool allow_unknown, pm_model **model, tokenizer **tok);
+int eval_load_model(const char *dir, int max_seq, int *max_batch, bool allow_unknown, pm_model **model,
+                    tokenizer **tok);
 
 typedef struct {
     double loss;       /* mean cross-entropy per target token, nats (auxiliary terms excluded) */
@@ -39,12 +51,13 @@ typedef struct {
  * Validation loss on shard_dir/val.bin. The shard must have been made with tok (its vocab hash
  * must match: a shard of another tokenizer is an error) and tok's ids must fit the model.
  * Rows are the shard's consecutive windows of seq+1 tokens (loader_shard_rows: row k holds
- * tokens kS .. kS+S), in file order; one batch is one row. The first `batches` rows are
- * scored (batches <= 0 or more than there are: all of them). The model needs max_seq >= seq.
- * Each row's targets are all valid, so the mean over rows is the mean over tokens.
- * 0 or a negative pm_status (no val.bin, a shard shorter than seq+1 tokens, ...).
+ * tokens kS .. kS+S), in file order, `batch` rows per forward pass. The first `batches` rows
+ * are scored (batches <= 0 or more than there are: all of them). The model needs
+ * max_seq >= seq and max_batch >= batch. Each row's targets are all valid, so the mean over
+ * rows is the mean over tokens. 0 or a negative pm_status (no val.bin, a shard shorter than
+ * seq+1 tokens, ...).
  */
-int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
+int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq, int batch,
                 eval_loss_result *result);
 
 typedef struct {
@@ -62,16 +75,19 @@ typedef struct {
  * GSM8K on the JSONL file jsonl (gsm8k.h format; malformed lines are an error), its first
  * `limit` examples (limit < 0: all; limit 0 is an error, as is a file without examples):
  *  - answer loss: the example tokenized as for fine-tuning (prompt, then " answer" + eos with
- *    the loss mask on the completion, sft.h), one forward pass, cross-entropy on the masked
- *    targets. An example longer than the context keeps its last max_position_embeddings + 1
- *    tokens (as padded fine-tuning rows do). The model needs max_seq >= the longest example,
- *    capped at max_position_embeddings.
- *  - exact match: the prompt's tokens are fed to a key/value-cache generator, then up to
- *    max_new tokens are chosen greedily, stopping at the end-of-text token (not part of the
- *    text). A prompt that leaves fewer than max_new positions in the context is cut from the
- *    left (counted in truncated); max_new must be below max_position_embeddings. eval_score_answer compares the output's last
- *    number with the reference answer.
- * out_jsonl (NULL: none) gets one JSON object per example, as evaluated:
+ *    the loss mask on the completion, sft.h), cross-entropy on the masked targets; `batch`
+ *    examples per forward pass, padded at the end to the longest. An example longer than the
+ *    context keeps its last max_position_embeddings + 1 tokens (as padded fine-tuning rows
+ *    do). The model needs max_seq >= the longest example, capped at max_position_embeddings,
+ *    and max_batch >= batch.
+ *  - exact match: the prompt's tokens are fed to a key/value-cache generator of `batch` rows,
+ *    then up to max_new tokens are chosen greedily, stopping at the end-of-text token (not
+ *    part of the text); a row that stops takes the next prompt, and every row decodes as its
+ *    prompt would alone. A prompt that leaves fewer than max_new positions in the context is
+ *    cut from the left (counted in truncated); max_new must be below max_position_embeddings.
+ *    With max_new 0 nothing is decoded. eval_score_answer compares the output's last number
+ *    with the reference answer.
+ * out_jsonl (NULL: none) gets one JSON object per example, in the file's order:
  *   {"index": i (0-based, in the file's order), "line": file line, "prompt", "generated",
  *    "predicted": "18" or null, "gold": "18", "correct": bool, "answer_loss", "answer_tokens"}
  * Text that is not valid UTF-8 (a byte-level model may stop mid-character) is written with
@@ -79,7 +95,7 @@ typedef struct {
  * examples/s", rewritten in place on a terminal, else a line every 5% of the examples.
  * 0 or a negative pm_status; result holds what was done so far on failure.
  */
-int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int limit, int max_new,
+int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int limit, int max_new, int batch,
                const char *out_jsonl, FILE *progress, eval_gsm8k_result *result);
 
 /*
@@ -96,12 +112,12 @@ bool eval_score_answer(const char *generated, const char *reference, char *predi
 
 /*
  * Routing analytics (analytics.h) over the first `batches` validation windows of seq tokens
- * of shard_dir, in inference mode, written to out_dir (routing_layers.csv,
+ * of shard_dir, `batch` per forward pass, in inference mode, written to out_dir (routing_layers.csv,
  * routing_frequency.csv, routing.json) with plots in out_dir/plots (skipped with a warning
  * without gnuplot). *out (may be NULL) receives the analytics; free with analytics_free.
  */
 #include "eval/analytics.h"
-int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
+int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq, int batch,
                  const char *out_dir, const char *label, analytics **out);
 
 #endif

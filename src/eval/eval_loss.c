@@ -8,8 +8,9 @@
 #include "data/loader.h"
 #include "data/shards.h"
 #include "eval/eval.h"
+#include "eval/eval_internal.h"
 
-int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq,
+int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq, int batch,
                 eval_loss_result *result) {
     memset(result, 0, sizeof *result);
     const pm_model_config *cfg = pm_model_get_config(model);
@@ -19,6 +20,8 @@ int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, in
     if (tok->vocab_size > cfg->vocab_size)
         return pm_fail(PM_ERR_ARG, "the tokenizer (%s) has %d tokens but the model only %d", tok->name,
                        tok->vocab_size, cfg->vocab_size);
+    int status = eval_check_batch(model, batch, seq);
+    if (status < 0) return status;
     char path[4096];
     snprintf(path, sizeof path, "%s/val.bin", shard_dir);
     shard_header header;
@@ -29,7 +32,7 @@ int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, in
                        why);
     }
     token_shard shard;
-    int status = shard_read(path, tok->vocab_hash, &shard); /* fails on another tokenizer's shard */
+    status = shard_read(path, tok->vocab_hash, &shard); /* fails on another tokenizer's shard */
     if (status < 0) return status;
     loader_rows rows = loader_shard_rows(&shard, seq);
     if (rows.row_count == 0) {
@@ -38,15 +41,19 @@ int eval_shards(pm_model *model, const tokenizer *tok, const char *shard_dir, in
                        seq);
     }
     const size_t count = batches <= 0 || (size_t)batches > rows.row_count ? rows.row_count : (size_t)batches;
-    int32_t *inputs = malloc(sizeof(int32_t) * seq), *targets = malloc(sizeof(int32_t) * seq);
+    const size_t window = (size_t)batch * seq;
+    int32_t *inputs = malloc(sizeof(int32_t) * window), *targets = malloc(sizeof(int32_t) * window);
     if (!inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "evaluation: out of memory");
-    double total = 0.0;
-    for (size_t r = 0; status == 0 && r < count; r++) {
-        rows.fill(rows.source, seq, r, inputs, targets);
-        status = pm_model_forward(model, inputs, targets, 1, seq, false, 0, 0, NULL);
+    double total = 0.0; /* cross-entropy summed over rows: each row's seq targets are all valid */
+    for (size_t r = 0; status == 0 && r < count;) {
+        const int n = eval_next_rows(r, count, batch);
+        for (int i = 0; i < n; i++)
+            rows.fill(rows.source, seq, r + i, inputs + (size_t)i * seq, targets + (size_t)i * seq);
+        status = pm_model_forward(model, inputs, targets, n, seq, false, 0, 0, NULL);
         float ce;
         pm_model_last_losses(model, &ce, NULL); /* cross-entropy alone: aux terms are not the data's loss */
-        total += ce;
+        total += (double)ce * n;                 /* the batch's mean over its n·seq tokens */
+        r += (size_t)n;
     }
     free(inputs);
     free(targets);

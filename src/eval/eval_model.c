@@ -1,4 +1,4 @@
-/* Loading a model directory for evaluation: the model sized for the sequences to score, and
+/* Loading a model directory for evaluation: the model sized for the batches to score, and
  * the tokenizer saved with it (else bytes), checked against each other once here. */
 #define _POSIX_C_SOURCE 200809L /* stat */
 #include <stdio.h>
@@ -15,7 +15,8 @@ static bool file_exists(const char *dir, const char *name) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int eval_load_model(const char *dir, int max_seq, bool allow_unknown, pm_model **model, tokenizer **tok) {
+int eval_load_model(const char *dir, int max_seq, int *max_batch, bool allow_unknown, pm_model **model,
+                    tokenizer **tok) {
     *model = NULL;
     *tok = NULL;
     struct stat st;
@@ -41,7 +42,11 @@ int eval_load_model(const char *dir, int max_seq, bool allow_unknown, pm_model *
         return pm_fail(PM_ERR_ARG, "%s: the tokenizer (%s) has %d tokens but the model only %d", dir, use->name,
                        use->vocab_size, cfg.vocab_size);
     }
-    *model = checkpoint_load_model(dir, 1, max_seq, allow_unknown);
+    /* more rows only save time: fewer that fit beat a refusal (the results are the same) */
+    int rows = *max_batch > 0 ? *max_batch : 1;
+    while (rows > 1 && pm_model_memory_check(&cfg, rows, max_seq, false) < 0) rows /= 2;
+    *max_batch = rows;
+    *model = checkpoint_load_model(dir, rows, max_seq, allow_unknown);
     if (!*model) {
         tokenizer_free(loaded);
         return PM_ERR_ARG;

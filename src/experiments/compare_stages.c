@@ -281,19 +281,22 @@ static int eval_job(const compare_options *opt, const void *arg) {
     snprintf(model_dir, sizeof model_dir, "%s/finetune/model", stage->dir);
     pm_model *model = NULL;
     tokenizer *tok = NULL;
-    int status = eval_load_model(model_dir, 0, false, &model, &tok);
+    int batch = EVAL_DEFAULT_BATCH;
+    int status = eval_load_model(model_dir, 0, &batch, false, &model, &tok);
     if (status < 0) return status;
     eval_loss_result text;
     eval_gsm8k_result arith, gsm8k;
-    status = eval_shards(model, tok, in.text_data, opt->eval_batches, opt->seq, &text);
+    status = eval_shards(model, tok, in.text_data, opt->eval_batches, opt->seq, batch, &text);
     snprintf(path, sizeof path, "%s/arith_outputs.jsonl", stage->dir);
     if (status == 0)
-        status = eval_gsm8k(model, tok, in.arith_test, opt->arith_limit, opt->arith_max_new, path, NULL, &arith);
+        status = eval_gsm8k(model, tok, in.arith_test, opt->arith_limit, opt->arith_max_new, batch, path, NULL,
+                            &arith);
     /* GSM8K: the answer loss only (no model of this size solves it; generation would be wasted) */
-    if (status == 0) status = eval_gsm8k(model, tok, opt->gsm8k_test, opt->gsm8k_limit, 0, NULL, NULL, &gsm8k);
+    if (status == 0) status = eval_gsm8k(model, tok, opt->gsm8k_test, opt->gsm8k_limit, 0, batch, NULL, NULL, &gsm8k);
     analytics *a = NULL;
     snprintf(routing_dir, sizeof routing_dir, "%s/routing", stage->dir);
-    if (status == 0) status = eval_routing(model, tok, in.text_data, opt->eval_batches, opt->seq, routing_dir, stage->router, &a);
+    if (status == 0) status = eval_routing(model, tok, in.text_data, opt->eval_batches, opt->seq, batch, routing_dir,
+                                             stage->router, &a);
     if (status == 0) {
         const int L = analytics_num_layers(a);
         double active = 0.0, entropy = 0.0, routing_entropy = 0.0, cover = 0.0, dead = 0.0;

@@ -1,26 +1,41 @@
 /* Token-by-token inference with a key/value cache: each new token costs one row through every
  * layer instead of a pass over the whole context. Routers use their inference rules; a
- * different router (say, dynamic-k MAP routing for a probmoe-trained model) can be swapped in. */
+ * different router (say, dynamic-k MAP routing for a probmoe-trained model) can be swapped in.
+ *
+ * A generator holds `rows` sequences, each with its own cache and length, and a step feeds a
+ * token to any set of them at once: the weights are then read once for the whole set. Every
+ * product goes through matmul_rows_forward and the MoE layer through moe_forward_rows, and
+ * attention reads each row's own cache, so a row's logits are bit for bit those it would get
+ * fed alone: batching cannot change a greedy decode. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/memory.h"
 #include "model/model_internal.h"
+#include "moe/moe.h"
 #include "nn/nn.h"
 #include "route/router_memory.h"
 
 struct pm_generator {
     pm_model *model;
-    int max_len, length;
-    float *k_cache, *v_cache;           /* (L, max_len, KV) keys after norm and rope; values */
-    float *x, *ln, *q, *k, *v, *attn, *tmp, *scores, *logits_row; /* one token's buffers */
-    float *router_logits, *expert_gate, *expert_up, *expert_act, *expert_out;
+    int max_len, rows;
+    int *lengths;                       /* (rows) tokens in each row's cache */
+    float *k_cache, *v_cache;           /* (rows, L, max_len, KV) keys after norm and rope; values */
+    /* the fed tokens' buffers, one line per fed row: (rows, H), k and v (rows, KV) */
+    float *x, *ln, *q, *k, *v, *attn, *tmp, *moe_out, *rstd;
+    float *scores;                      /* (rows, heads, max_len) attention weights */
+    float *router_logits;               /* (rows, E) */
+    int32_t *positions;                 /* (rows) each fed token's position */
+    unsigned char *feeding;             /* (rows) rows fed in the current step (repeats refused) */
+    moe_state moe;                      /* the fed tokens' expert rows, reused layer after layer */
     pm_router **routers;
     pm_routing **routings;
     double *active_sum;                 /* (L) experts used, summed over tokens */
     long tokens_seen;
+    bool routed;                        /* the routers have routed a token */
 };
 
 void pm_generator_free(pm_generator *gen) {
@@ -30,10 +45,14 @@ void pm_generator_free(pm_generator *gen) {
         pm_routing_free(gen->routings ? gen->routings[l] : NULL);
         pm_router_free(gen->routers[l]);
     }
-    float *buffers[] = {gen->k_cache, gen->v_cache, gen->x, gen->ln, gen->q, gen->k, gen->v, gen->attn, gen->tmp,
-                        gen->scores, gen->logits_row, gen->router_logits, gen->expert_gate, gen->expert_up,
-                        gen->expert_act, gen->expert_out};
+    float *buffers[] = {gen->k_cache, gen->v_cache, gen->x,      gen->ln,     gen->q,      gen->k,
+                        gen->v,       gen->attn,    gen->tmp,    gen->moe_out, gen->rstd, gen->scores,
+                        gen->router_logits};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+    moe_state_free(&gen->moe);
+    free(gen->lengths);
+    free(gen->positions);
+    free(gen->feeding);
     free(gen->routers);
     free(gen->routings);
     free(gen->active_sum);
@@ -67,18 +86,20 @@ static int take_trained_values(pm_router *target, const pm_router *trained, cons
 
 /* The generator's buffers (keep in step with pm_generator_create below) on top of the model's:
  * refused before anything is allocated if they do not fit this machine's memory. */
-static int generator_memory_check(const pm_model *model, const pm_router_config *router, int max_len) {
+static int generator_memory_check(const pm_model *model, const pm_router_config *router, int max_len, int rows) {
     const pm_model_config *cfg = &model->cfg;
     const uint64_t L = (uint64_t)cfg->num_layers, H = (uint64_t)cfg->hidden_size, n = (uint64_t)max_len;
-    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads;
-    /* the key and value caches; one token's x, ln, q, attn, tmp, expert_out (H), k and v, the
-     * scores, logits, router logits and the expert's gate, up and act; per layer a router and
-     * its routing of one token and the mean of active experts */
-    uint64_t bytes = sat_mul3(2 * sizeof(float), L * n, KV);
-    const uint64_t row = 6 * H + 2 * KV + n + (uint64_t)cfg->vocab_size + (uint64_t)cfg->num_experts +
-                         3 * (uint64_t)cfg->intermediate_size;
-    bytes = sat_add(bytes, sizeof(float) * row);
-    bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, 1) +
+    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, R = (uint64_t)rows;
+    const uint64_t pairs = R * (uint64_t)pm_router_max_pairs(router, false);
+    /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
+     * v (KV), rstd, the scores of every head, the router logits, its length, position and
+     * flag; the expert rows of the fed tokens; per layer a router and its routing of `rows`
+     * tokens and the mean of active experts */
+    uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));
+    const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts;
+    bytes = sat_add(bytes, sat_mul(R, sizeof(float) * row + 2 * sizeof(int32_t) + 1));
+    bytes = sat_add(bytes, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
+    bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, R) +
                                           2 * sizeof(void *) + sizeof(double)));
     pm_memory_estimate own;
     int status = pm_model_memory_estimate(cfg, model->max_batch, model->max_seq, false, &own);
@@ -86,14 +107,21 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
     const char *source = NULL;
     const uint64_t limit = machine_memory_bytes(&source), total = sat_add(own.total, bytes);
     if (limit == 0 || total <= limit) return PM_OK;
-    char cache[32], of_model[32], machine[32];
-    return pm_fail(PM_ERR_NOMEM, "generator: a context of %d tokens needs about %s (mostly the key/value cache) on top "
-                   "of the model's %s, but this machine has %s (%s); use a shorter context", max_len,
+    char cache[32], of_model[32], machine[32], in_rows[48] = "";
+    if (rows > 1) snprintf(in_rows, sizeof in_rows, " in each of %d rows", rows);
+    return pm_fail(PM_ERR_NOMEM, "generator: a context of %d tokens%s needs about %s (mostly the key/value cache) on "
+                   "top of the model's %s, but this machine has %s (%s); use a shorter context%s", max_len, in_rows,
                    memory_format(bytes, cache, sizeof cache), memory_format(own.total, of_model, sizeof of_model),
-                   memory_format(limit, machine, sizeof machine), source);
+                   memory_format(limit, machine, sizeof machine), source, rows > 1 ? " or fewer rows" : "");
 }
 
-pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len) {
+static float *alloc_floats(size_t count, bool *ok) {
+    float *p = malloc(sizeof(float) * (count > 0 ? count : 1));
+    *ok &= p != NULL;
+    return p;
+}
+
+pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *router, int max_len, int rows) {
     const pm_model_config *cfg = &model->cfg;
     const pm_router_config *use = router ? router : &cfg->router;
     if (pm_router_config_check(use) < 0) return NULL;
@@ -106,7 +134,13 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
                 max_len, cfg->max_position_embeddings);
         return NULL;
     }
-    if (generator_memory_check(model, use, max_len) < 0) return NULL;
+    /* the bound keeps every buffer's int index (rows·heads·max_len scores, pairs) in range */
+    const int most_rows = 65536;
+    if (rows < 1 || rows > most_rows) {
+        pm_fail(PM_ERR_ARG, "generator: %d rows; give 1 to %d sequences to decode together", rows, most_rows);
+        return NULL;
+    }
+    if (generator_memory_check(model, use, max_len, rows) < 0) return NULL;
     pm_generator *gen = calloc(1, sizeof *gen);
     if (!gen) {
         pm_fail(PM_ERR_NOMEM, "generator: out of memory");
@@ -114,31 +148,28 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
     }
     gen->model = model;
     gen->max_len = max_len;
-    const int L = cfg->num_layers, H = cfg->hidden_size, E = cfg->num_experts, I = cfg->intermediate_size;
-    const size_t KV = (size_t)H / cfg->num_heads * cfg->num_kv_heads;
-    gen->k_cache = malloc(sizeof(float) * L * max_len * KV);
-    gen->v_cache = malloc(sizeof(float) * L * max_len * KV);
-    gen->x = malloc(sizeof(float) * H);
-    gen->ln = malloc(sizeof(float) * H);
-    gen->q = malloc(sizeof(float) * H);
-    gen->k = malloc(sizeof(float) * KV);
-    gen->v = malloc(sizeof(float) * KV);
-    gen->attn = malloc(sizeof(float) * H);
-    gen->tmp = malloc(sizeof(float) * H);
-    gen->scores = malloc(sizeof(float) * max_len);
-    gen->logits_row = malloc(sizeof(float) * cfg->vocab_size);
-    gen->router_logits = malloc(sizeof(float) * E);
-    gen->expert_gate = malloc(sizeof(float) * I);
-    gen->expert_up = malloc(sizeof(float) * I);
-    gen->expert_act = malloc(sizeof(float) * I);
-    gen->expert_out = malloc(sizeof(float) * H);
+    gen->rows = rows;
+    const int L = cfg->num_layers, H = cfg->hidden_size, E = cfg->num_experts;
+    const size_t KV = (size_t)H / cfg->num_heads * cfg->num_kv_heads, R = (size_t)rows;
+    bool ok = true;
+    gen->k_cache = alloc_floats(R * L * max_len * KV, &ok);
+    gen->v_cache = alloc_floats(R * L * max_len * KV, &ok);
+    float **row_buffers[] = {&gen->x, &gen->ln, &gen->q, &gen->attn, &gen->tmp, &gen->moe_out};
+    for (size_t i = 0; i < sizeof row_buffers / sizeof row_buffers[0]; i++) *row_buffers[i] = alloc_floats(R * H, &ok);
+    gen->k = alloc_floats(R * KV, &ok);
+    gen->v = alloc_floats(R * KV, &ok);
+    gen->rstd = alloc_floats(R, &ok);
+    gen->scores = alloc_floats(R * cfg->num_heads * max_len, &ok);
+    gen->router_logits = alloc_floats(R * E, &ok);
+    gen->lengths = calloc(R, sizeof(int));
+    gen->positions = malloc(sizeof(int32_t) * R);
+    gen->feeding = calloc(R, 1);
     gen->routers = calloc((size_t)L, sizeof(pm_router *));
     gen->routings = calloc((size_t)L, sizeof(pm_routing *));
     gen->active_sum = calloc((size_t)L, sizeof(double));
-    bool ok = gen->k_cache && gen->v_cache && gen->x && gen->ln && gen->q && gen->k && gen->v && gen->attn &&
-              gen->tmp && gen->scores && gen->logits_row && gen->router_logits && gen->expert_gate &&
-              gen->expert_up && gen->expert_act && gen->expert_out && gen->routers && gen->routings &&
-              gen->active_sum;
+    ok = ok && gen->lengths && gen->positions && gen->feeding && gen->routers && gen->routings && gen->active_sum;
+    if (ok && moe_state_init(&gen->moe, H, cfg->intermediate_size, E, rows, rows * pm_router_max_pairs(use, false)) < 0)
+        ok = false;
     /* the learned budget's current k_l and alpha into the model's routers, to copy below */
     if (ok && model_budget_apply(model) < 0) {
         pm_generator_free(gen);
@@ -150,155 +181,184 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
             pm_generator_free(gen);
             return NULL;
         }
-        gen->routings[l] = gen->routers[l] ? pm_routing_create(gen->routers[l], 1) : NULL;
+        gen->routings[l] = gen->routers[l] ? pm_routing_create(gen->routers[l], rows) : NULL;
         ok = gen->routers[l] && gen->routings[l];
     }
     if (!ok) {
         pm_generator_free(gen);
-        pm_fail(PM_ERR_NOMEM, "generator: out of memory for a context of %d tokens", max_len);
+        pm_fail(PM_ERR_NOMEM, "generator: out of memory for %d rows of a context of %d tokens", rows, max_len);
         return NULL;
     }
     return gen;
 }
 
+pm_generator *pm_generator_create(pm_model *model, const pm_router_config *router, int max_len) {
+    return pm_generator_create_rows(model, router, max_len, 1);
+}
+
 void pm_generator_reset(pm_generator *gen) {
-    gen->length = 0;
+    memset(gen->lengths, 0, sizeof(int) * (size_t)gen->rows);
     gen->tokens_seen = 0;
     memset(gen->active_sum, 0, sizeof(double) * gen->model->cfg.num_layers);
 }
 
-int pm_generator_length(const pm_generator *gen) { return gen->length; }
+pm_status pm_generator_reset_row(pm_generator *gen, int row) {
+    if (row < 0 || row >= gen->rows)
+        return pm_fail(PM_ERR_ARG, "generator: row %d; this generator has rows 0 to %d", row, gen->rows - 1);
+    gen->lengths[row] = 0;
+    return PM_OK;
+}
+
+int pm_generator_rows(const pm_generator *gen) { return gen->rows; }
+
+int pm_generator_length(const pm_generator *gen) { return gen->lengths[0]; }
+
+int pm_generator_row_length(const pm_generator *gen, int row) {
+    return row >= 0 && row < gen->rows ? gen->lengths[row] : -1;
+}
 
 double pm_generator_mean_active(const pm_generator *gen, int layer) {
     return gen->tokens_seen ? gen->active_sum[layer] / gen->tokens_seen : 0.0;
 }
 
-/* Attention of the newest query over the cached keys and values of one layer. */
-static void attend(pm_generator *gen, int l) {
+/* Layer l's keys or values of one row from position 0 on. */
+static float *cache_row(const pm_generator *gen, float *cache, int row, int l) {
     const pm_model_config *cfg = &gen->model->cfg;
-    const int H = cfg->hidden_size, D = H / cfg->num_heads, KV = D * cfg->num_kv_heads;
-    const int n = gen->length + 1, group = cfg->num_heads / cfg->num_kv_heads;
-    const float *keys = gen->k_cache + (size_t)l * gen->max_len * KV;
-    const float *values = gen->v_cache + (size_t)l * gen->max_len * KV;
+    const size_t KV = (size_t)cfg->hidden_size / cfg->num_heads * cfg->num_kv_heads;
+    return cache + ((size_t)row * cfg->num_layers + l) * gen->max_len * KV;
+}
+
+/* Attention of each fed token's query over its own row's cached keys and values in layer l. */
+static void attend(pm_generator *gen, int l, const int *rows, int count) {
+    const pm_model_config *cfg = &gen->model->cfg;
+    const int H = cfg->hidden_size, heads = cfg->num_heads, D = H / heads, KV = D * cfg->num_kv_heads;
+    const int group = heads / cfg->num_kv_heads;
     const float scale = 1.0f / sqrtf((float)D);
-    for (int h = 0; h < cfg->num_heads; h++) {
-        const float *q = gen->q + (size_t)h * D;
-        const int kv_head = h / group;
-        float top = -INFINITY;
+#pragma omp parallel for schedule(static) if (count > 1)
+    for (int task = 0; task < count * heads; task++) {
+        const int i = task / heads, h = task % heads, n = gen->lengths[rows[i]] + 1, kv_head = h / group;
+        const float *keys = cache_row(gen, gen->k_cache, rows[i], l);
+        const float *values = cache_row(gen, gen->v_cache, rows[i], l);
+        const float *q = gen->q + (size_t)i * H + (size_t)h * D;
+        float *scores = gen->scores + (size_t)task * gen->max_len, top = -INFINITY;
         for (int j = 0; j < n; j++) {
             const float *k = keys + (size_t)j * KV + (size_t)kv_head * D;
             float dot = 0.0f;
             for (int d = 0; d < D; d++) dot += q[d] * k[d];
-            gen->scores[j] = dot * scale;
-            top = gen->scores[j] > top ? gen->scores[j] : top;
+            scores[j] = dot * scale;
+            top = scores[j] > top ? scores[j] : top;
         }
         double sum = 0.0;
-        for (int j = 0; j < n; j++) sum += gen->scores[j] = expf(gen->scores[j] - top);
-        float *out = gen->attn + (size_t)h * D;
+        for (int j = 0; j < n; j++) sum += scores[j] = expf(scores[j] - top);
+        float *out = gen->attn + (size_t)i * H + (size_t)h * D;
         memset(out, 0, sizeof(float) * D);
         for (int j = 0; j < n; j++) {
-            const float p = (float)(gen->scores[j] / sum), *v = values + (size_t)j * KV + (size_t)kv_head * D;
+            const float p = (float)(scores[j] / sum), *v = values + (size_t)j * KV + (size_t)kv_head * D;
             for (int d = 0; d < D; d++) out[d] += p * v[d];
         }
     }
 }
 
-static int moe_token(pm_generator *gen, int l) {
+/* The MoE block of layer l on the fed tokens' normed rows gen->ln, added into gen->x. Routing
+ * at inference is a function of each token alone, and so are the experts' rows. */
+static int moe_rows(pm_generator *gen, int l, int count) {
     pm_model *model = gen->model;
     const pm_model_config *cfg = &model->cfg;
-    const layer_params *lp = &model->layer_params[l];
-    const int H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
-    matmul_forward(gen->router_logits, gen->ln, param_weights(model, lp->router), 1, H, E);
-    int status = pm_router_forward(gen->routers[l], gen->routings[l], gen->router_logits, 1, false, NULL);
+    const int H = cfg->hidden_size;
+    matmul_rows_forward(gen->router_logits, gen->ln, param_weights(model, model->layer_params[l].router), count, H,
+                        cfg->num_experts);
+    int status = pm_router_forward(gen->routers[l], gen->routings[l], gen->router_logits, count, false, NULL);
     if (status < 0) return status;
     const pm_routing *routing = gen->routings[l];
-    gen->active_sum[l] += routing->offsets[1];
-    for (int p = 0; p < routing->offsets[1]; p++) {
-        const moe_expert *expert = &model->layers[l].experts[routing->experts[p]];
-        matmul_forward(gen->expert_gate, gen->ln, expert->gate, 1, H, I);
-        matmul_forward(gen->expert_up, gen->ln, expert->up, 1, H, I);
-        swiglu_forward(gen->expert_act, gen->expert_gate, gen->expert_up, 1, I);
-        matmul_forward(gen->expert_out, gen->expert_act, expert->down, 1, I, H);
-        for (int i = 0; i < H; i++) gen->x[i] += routing->weights[p] * gen->expert_out[i];
-    }
+    gen->active_sum[l] += routing->offsets[count];
+    moe_forward_rows(&gen->moe, gen->moe_out, gen->ln, routing, model->layers[l].experts);
+    for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->moe_out[i];
     return PM_OK;
+}
+
+/* One step for count checked rows: their tokens through every layer, their logits (count, V)
+ * if wanted, one more token in each row's cache. */
+static int feed_checked(pm_generator *gen, const int *rows, const int32_t *tokens, int count, float *logits) {
+    pm_model *model = gen->model;
+    const pm_model_config *cfg = &model->cfg;
+    const int H = cfg->hidden_size, D = H / cfg->num_heads, KV = D * cfg->num_kv_heads;
+    const float eps = cfg->rms_norm_eps;
+    for (int i = 0; i < count; i++) {
+        gen->positions[i] = gen->lengths[rows[i]];
+        memcpy(gen->x + (size_t)i * H, param_weights(model, model->embed) + (size_t)tokens[i] * H, sizeof(float) * H);
+    }
+    for (int l = 0; l < cfg->num_layers; l++) {
+        const layer_params *lp = &model->layer_params[l];
+        rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, lp->input_norm), count, H, eps);
+        matmul_rows_forward(gen->tmp, gen->ln, param_weights(model, lp->q), count, H, H);
+        rmsnorm_forward(gen->q, gen->rstd, gen->tmp, param_weights(model, lp->q_norm), count, H, eps);
+        rope_forward(gen->q, gen->q, gen->positions, count, cfg->num_heads, D, cfg->rope_theta);
+        matmul_rows_forward(gen->tmp, gen->ln, param_weights(model, lp->k), count, H, KV);
+        rmsnorm_forward(gen->k, gen->rstd, gen->tmp, param_weights(model, lp->k_norm), count, KV, eps);
+        rope_forward(gen->k, gen->k, gen->positions, count, cfg->num_kv_heads, D, cfg->rope_theta);
+        matmul_rows_forward(gen->v, gen->ln, param_weights(model, lp->v), count, H, KV);
+        for (int i = 0; i < count; i++) {
+            const size_t at = (size_t)gen->positions[i] * KV;
+            memcpy(cache_row(gen, gen->k_cache, rows[i], l) + at, gen->k + (size_t)i * KV, sizeof(float) * KV);
+            memcpy(cache_row(gen, gen->v_cache, rows[i], l) + at, gen->v + (size_t)i * KV, sizeof(float) * KV);
+        }
+        attend(gen, l, rows, count);
+        matmul_rows_forward(gen->tmp, gen->attn, param_weights(model, lp->o), count, H, H);
+        for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->tmp[i];
+        rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, lp->post_norm), count, H, eps);
+        int status = moe_rows(gen, l, count);
+        if (status < 0) return status;
+    }
+    gen->routed = true;
+    if (logits) { /* nobody reads the logits of a prompt's inner tokens: skip the largest product */
+        rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, model->final_norm), count, H, eps);
+        matmul_rows_forward(logits, gen->ln, param_weights(model, model->lm_head), count, H, cfg->vocab_size);
+    }
+    for (int i = 0; i < count; i++) gen->lengths[rows[i]]++;
+    gen->tokens_seen += count;
+    return PM_OK;
+}
+
+pm_status pm_generator_feed_rows(pm_generator *gen, const int *rows, const int32_t *tokens, int count,
+                                 float *logits) {
+    const pm_model_config *cfg = &gen->model->cfg;
+    if (count < 1 || count > gen->rows)
+        return pm_fail(PM_ERR_ARG, "generator: %d tokens in one step; this generator feeds 1 to %d (its rows)", count,
+                       gen->rows);
+    /* every check before any change: a refused step leaves every row as it was */
+    int status = PM_OK;
+    for (int i = 0; status == 0 && i < count; i++) {
+        const int row = rows[i];
+        if (row < 0 || row >= gen->rows)
+            status = pm_fail(PM_ERR_ARG, "generator: row %d; this generator has rows 0 to %d", row, gen->rows - 1);
+        else if (gen->feeding[row])
+            status = pm_fail(PM_ERR_ARG, "generator: row %d is fed twice in one step; feed it again in the next",
+                             row);
+        else if (gen->lengths[row] >= gen->max_len)
+            status = pm_fail(PM_ERR_ARG, "generator: the context is full (%d tokens%s); start again or allow a "
+                             "longer context", gen->max_len, gen->rows > 1 ? " in this row" : "");
+        else if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size)
+            status = pm_fail(PM_ERR_ARG, "generator: token %d is outside the vocabulary (0..%d)", tokens[i],
+                             cfg->vocab_size - 1);
+        else
+            gen->feeding[row] = 1;
+    }
+    for (int i = 0; i < count; i++)
+        if (rows[i] >= 0 && rows[i] < gen->rows) gen->feeding[rows[i]] = 0;
+    if (status < 0) return status;
+    /* A router may set its state from the first tokens it routes (softmoe calibrates tau on an
+     * untrained model), which would make every row's routing depend on the first step's other
+     * rows. The first row of the first step goes alone: the state is then what feeding the
+     * rows one after another would set. */
+    if (!gen->routed && count > 1) {
+        status = feed_checked(gen, rows, tokens, 1, logits);
+        if (status < 0) return status;
+        return feed_checked(gen, rows + 1, tokens + 1, count - 1, logits ? logits + cfg->vocab_size : NULL);
+    }
+    return feed_checked(gen, rows, tokens, count, logits);
 }
 
 pm_status pm_generator_feed(pm_generator *gen, int32_t token, float *logits) {
-    pm_model *model = gen->model;
-    const pm_model_config *cfg = &model->cfg;
-    if (gen->length >= gen->max_len)
-        return pm_fail(PM_ERR_ARG, "generator: the context is full (%d tokens); start again or allow a longer "
-                       "context", gen->max_len);
-    if (token < 0 || token >= cfg->vocab_size)
-        return pm_fail(PM_ERR_ARG, "generator: token %d is outside the vocabulary (0..%d)", token,
-                       cfg->vocab_size - 1);
-    const int H = cfg->hidden_size, D = H / cfg->num_heads, KV = D * cfg->num_kv_heads;
-    const int32_t position = gen->length;
-    memcpy(gen->x, param_weights(model, model->embed) + (size_t)token * H, sizeof(float) * H);
-    for (int l = 0; l < cfg->num_layers; l++) {
-        const layer_params *lp = &model->layer_params[l];
-        float rstd;
-        rmsnorm_forward(gen->ln, &rstd, gen->x, param_weights(model, lp->input_norm), 1, H, cfg->rms_norm_eps);
-        matmul_forward(gen->tmp, gen->ln, param_weights(model, lp->q), 1, H, H);
-        rmsnorm_forward(gen->q, &rstd, gen->tmp, param_weights(model, lp->q_norm), 1, H, cfg->rms_norm_eps);
-        rope_forward(gen->q, gen->q, &position, 1, cfg->num_heads, D, cfg->rope_theta);
-        matmul_forward(gen->tmp, gen->ln, param_weights(model, lp->k), 1, H, KV);
-        float *key = gen->k_cache + ((size_t)l * gen->max_len + position) * KV;
-        rmsnorm_forward(key, &rstd, gen->tmp, param_weights(model, lp->k_norm), 1, KV, cfg->rms_norm_eps);
-        rope_forward(key, key, &position, 1, cfg->num_kv_heads, D, cfg->rope_theta);
-        matmul_forward(gen->v_cache + ((size_t)l * gen->max_len + position) * KV, gen->ln,
-                       param_weights(model, lp->v), 1, H, KV);
-        attend(gen, l);
-        matmul_forward(gen->tmp, gen->attn, param_weights(model, lp->o), 1, H, H);
-        for (int i = 0; i < H; i++) gen->x[i] += gen->tmp[i];
-        rmsnorm_forward(gen->ln, &rstd, gen->x, param_weights(model, lp->post_norm), 1, H, cfg->rms_norm_eps);
-        int status = moe_token(gen, l);
-        if (status < 0) return status;
-    }
-    float rstd;
-    rmsnorm_forward(gen->ln, &rstd, gen->x, param_weights(model, model->final_norm), 1, H, cfg->rms_norm_eps);
-    matmul_forward(logits ? logits : gen->logits_row, gen->ln, param_weights(model, model->lm_head), 1, H,
-                   cfg->vocab_size);
-    gen->length++;
-    gen->tokens_seen++;
-    return PM_OK;
-}
-
-/* Temperature, then the smallest set of tokens whose probability reaches top_p. */
-int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng) {
-    int best = 0;
-    for (int i = 1; i < V; i++) best = logits[i] > logits[best] ? i : best;
-    if (temperature <= 0.0f) return best;
-    double *probs = malloc(sizeof(double) * V);
-    int *order = malloc(sizeof(int) * V);
-    if (!probs || !order) {
-        free(probs);
-        free(order);
-        return best;
-    }
-    double sum = 0.0;
-    for (int i = 0; i < V; i++) sum += probs[i] = exp((logits[i] - logits[best]) / temperature);
-    for (int i = 0; i < V; i++) order[i] = i;
-    /* insertion sort by probability, descending (V is a vocabulary: fine for sampling) */
-    for (int i = 1; i < V; i++) {
-        int v = order[i], j = i - 1;
-        while (j >= 0 && probs[order[j]] < probs[v]) order[j + 1] = order[j], j--;
-        order[j + 1] = v;
-    }
-    int keep = 0;
-    double kept = 0.0;
-    while (keep < V && (keep == 0 || kept < top_p * sum)) kept += probs[order[keep++]];
-    double u = pm_rng_uniform(rng) * kept, acc = 0.0;
-    int chosen = keep > 0 ? order[keep - 1] : best;
-    for (int i = 0; i < keep; i++) {
-        acc += probs[order[i]];
-        if (u < acc) {
-            chosen = order[i];
-            break;
-        }
-    }
-    free(probs);
-    free(order);
-    return chosen;
+    const int row = 0;
+    return pm_generator_feed_rows(gen, &row, &token, 1, logits);
 }

@@ -249,6 +249,8 @@ void pm_model_free(pm_model *model) {
 }
 
 const pm_model_config *pm_model_get_config(const pm_model *model) { return &model->cfg; }
+int pm_model_max_batch(const pm_model *model) { return model->max_batch; }
+int pm_model_max_seq(const pm_model *model) { return model->max_seq; }
 const float *pm_model_logits(const pm_model *model) { return model->logits; }
 const pm_routing *pm_model_routing(const pm_model *model, int layer) { return model->layers[layer].routing; }
 pm_router *pm_model_router(pm_model *model, int layer) { return model->layers[layer].router; }

@@ -139,18 +139,33 @@ void moe_gather_rows(moe_state *state, const float *x) {
                sizeof(float) * H);
 }
 
-void moe_experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
-                         int I) {
+/* One product of the experts' projections: BLAS's matmul_forward, or matmul_rows_forward for
+ * rows that must not depend on one another. */
+typedef void (*product_fn)(float *out, const float *in, const float *weight, int T, int K, int N);
+
+static void experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
+                            int I, product_fn product) {
     for (int e = 0; e < count; e++) {
         const int first = offsets[e], n = offsets[e + 1] - first;
         if (n == 0) continue;
         const size_t hi = (size_t)first * H, ii = (size_t)first * I;
         const moe_expert *ex = &experts[e];
-        linear_forward(rows->bf16, rows->gate + ii, rows->x + hi, ex->gate, ex->gate16, n, H, I);
-        linear_forward(rows->bf16, rows->up + ii, rows->x + hi, ex->up, ex->up16, n, H, I);
+        if (rows->bf16) { /* bf16 products (training and evaluation; never the decoder's rows) */
+            linear_forward(rows->bf16, rows->gate + ii, rows->x + hi, ex->gate, ex->gate16, n, H, I);
+            linear_forward(rows->bf16, rows->up + ii, rows->x + hi, ex->up, ex->up16, n, H, I);
+        } else {
+            product(rows->gate + ii, rows->x + hi, ex->gate, n, H, I);
+            product(rows->up + ii, rows->x + hi, ex->up, n, H, I);
+        }
         swiglu_forward(rows->act + ii, rows->gate + ii, rows->up + ii, n, I);
-        linear_forward(rows->bf16, rows->out + hi, rows->act + ii, ex->down, ex->down16, n, I, H);
+        if (rows->bf16) linear_forward(rows->bf16, rows->out + hi, rows->act + ii, ex->down, ex->down16, n, I, H);
+        else product(rows->out + hi, rows->act + ii, ex->down, n, I, H);
     }
+}
+
+void moe_experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
+                         int I) {
+    experts_forward(rows, offsets, count, experts, H, I, matmul_forward);
 }
 
 void moe_combine(const moe_state *state, float *y, const pm_routing *routing) {
@@ -172,14 +187,26 @@ void moe_prepare(moe_state *state, const pm_routing *routing) {
     dispatch(state, routing);
 }
 
-void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
-                 const moe_expert *experts) {
+static void forward(moe_state *state, float *y, const float *x, const pm_routing *routing, const moe_expert *experts,
+                    product_fn product) {
     moe_prepare(state, routing);
     moe_gather_rows(state, x);
-    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out, state->bf16};
-    moe_experts_forward(&rows, state->expert_offsets, state->num_experts, experts, state->hidden,
-                        state->intermediate);
+    /* the decoder's rows stay fp32 and independent of one another */
+    const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out,
+                           product == matmul_forward ? state->bf16 : NULL};
+    experts_forward(&rows, state->expert_offsets, state->num_experts, experts, state->hidden, state->intermediate,
+                    product);
     moe_combine(state, y, routing);
+}
+
+void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
+                 const moe_expert *experts) {
+    forward(state, y, x, routing, experts, matmul_forward);
+}
+
+void moe_forward_rows(moe_state *state, float *y, const float *x, const pm_routing *routing,
+                      const moe_expert *experts) {
+    forward(state, y, x, routing, experts, matmul_rows_forward);
 }
 
 void moe_output_grads(const moe_state *state, moe_scratch *scratch, float *c, const float *dy,

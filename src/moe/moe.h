@@ -60,6 +60,12 @@ uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs);
 void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
                  const moe_expert *experts);
 
+/* As moe_forward, but token t's output depends on token t alone, bit for bit, whatever the
+ * other tokens and their number (matmul_rows_forward for the experts; gathering and combining
+ * are per token already): batched decoding. */
+void moe_forward_rows(moe_state *state, float *y, const float *x, const pm_routing *routing,
+                      const moe_expert *experts);
+
 /* dx (T, H) += dL/dx through the experts; expert gradients +=; c (compute pairs) = <dy_t, f_e>. */
 void moe_backward(moe_state *state, moe_scratch *scratch, float *dx, float *c, const float *dy,
                   const pm_routing *routing, const moe_expert *experts);

@@ -17,6 +17,10 @@
 
 /* out (T, N) = in (T, K) · weight (N, K)ᵀ. Overwrites out. */
 void matmul_forward(float *out, const float *in, const float *weight, int T, int K, int N);
+/* As matmul_forward, but row t of out depends only on row t of in, bit for bit, whatever T is
+ * (BLAS's results change with the shape): batched decoding, whose sequences must decode exactly
+ * as they would alone. Fast for the few rows of a decoding step, not for large T. */
+void matmul_rows_forward(float *out, const float *in, const float *weight, int T, int K, int N);
 /* din (T, K) += dout (T, N) · weight (N, K); dweight (N, K) += dout (T, N)ᵀ · in (T, K).
  * Either gradient pointer may be NULL to skip it. */
 void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
