@@ -3,7 +3,7 @@
  * with each router. The same run measures cblas_sgemm at comparable sizes and, when Debian's
  * python3-torch is installed, the dev/ PyTorch reference's step, and prints the ratios.
  * Each configuration runs in a child process so its peak memory is its own.
- * Usage: train_step [steps] [--no-torch] */
+ * Usage: train_step [steps] [--no-torch] [--bf16] */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <math.h>
@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/model_internal.h"
 #include "probmoe.h"
 #include "train/optim.h"
 
@@ -41,8 +42,9 @@ static double step_flops(const bench_config *c, pm_router_kind kind) {
     return flops;
 }
 
-/* Runs `steps` steps after one warm-up; writes the median seconds per step. */
-static int run_config(const bench_config *c, pm_router_kind kind, int steps, double *seconds) {
+/* Runs `steps` steps after one warm-up, with the matrix products in `precision`; writes the
+ * median seconds per step. */
+static int run_config(const bench_config *c, pm_router_kind kind, pm_precision precision, int steps, double *seconds) {
     pm_model_config cfg = pm_model_config_default();
     cfg.vocab_size = c->vocab;
     cfg.hidden_size = c->hidden;
@@ -59,6 +61,11 @@ static int run_config(const bench_config *c, pm_router_kind kind, int steps, dou
         return 1;
     }
     pm_model_init_weights(model, 1);
+    if (pm_model_set_precision(model, precision) < 0) {
+        fprintf(stderr, "train_step: %s\n", pm_last_error());
+        pm_model_free(model);
+        return 1;
+    }
     adamw optimizer;
     adamw_init(&optimizer, model, (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f, false});
     const int T = c->batch * c->seq;
@@ -70,6 +77,7 @@ static int run_config(const bench_config *c, pm_router_kind kind, int steps, dou
     /* as the trainer does: AdamW's pass clears the gradients for the next step */
     adamw_step_options update = adamw_step_defaults();
     update.zero_grads = true;
+    update.bf16_weights = model->weights16; /* bf16: the copy in AdamW's pass, as the trainer does */
     pm_model_zero_grads(model);
     for (int s = 0; s <= steps; s++) {
         double start = now_seconds();
@@ -80,6 +88,7 @@ static int run_config(const bench_config *c, pm_router_kind kind, int steps, dou
             return 1;
         }
         adamw_step(&optimizer, model, 1e-4f, &update);
+        if (model->weights16) model_weights16_written(model);
         times[s] = now_seconds() - start;
     }
     /* median of the timed steps (the first is a warm-up) */
@@ -129,12 +138,13 @@ static int in_child(child_job job, const void *arg, double results[2]) {
 typedef struct {
     const bench_config *config;
     pm_router_kind kind;
+    pm_precision precision;
     int steps;
 } step_job;
 
 static int run_step_job(const void *arg, double *seconds) {
     const step_job *job = arg;
-    return run_config(job->config, job->kind, job->steps, seconds);
+    return run_config(job->config, job->kind, job->precision, job->steps, seconds);
 }
 
 /* Best of three sgemm runs of (M, N, K), in GFLOP/s. */
@@ -188,14 +198,16 @@ static double torch_tokens_per_second(const bench_config *c, const char *router)
 int main(int argc, char **argv) {
     int steps = 5;
     bool torch = true;
+    pm_precision precision = PM_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--no-torch") == 0) torch = false;
+        else if (strcmp(argv[i], "--bf16") == 0) precision = PM_PRECISION_BF16;
         else steps = atoi(argv[i]) > 0 ? atoi(argv[i]) : steps;
     }
     const bench_config demo = {"demo", 4, 256, 8, 8, 2, 512, 128, 8, 256};
     const bench_config large = {"large", 4, 512, 8, 16, 4, 1024, 256, 8, 256};
-    printf("one training step (forward + backward + AdamW), %d threads, median of %d steps\n",
-           omp_get_max_threads(), steps);
+    printf("one training step (forward + backward + AdamW), %s matrix products, %d threads, median of %d steps\n",
+           precision == PM_PRECISION_BF16 ? "bf16" : "fp32", omp_get_max_threads(), steps);
     /* sgemm at the shapes the large config's step runs: the best of them is the reference */
     const int rows = large.batch * large.seq, expert_rows = rows * large.k / large.experts;
     const int shapes[][3] = {{rows, large.hidden, large.hidden},          /* dense projection */
@@ -220,7 +232,7 @@ int main(int argc, char **argv) {
         for (int kind = 0; kind < pm_router_kind_count() && kind < MAX_KINDS; kind++) {
             if (ci == 0 && kind != PM_ROUTER_PROBMOE && kind != PM_ROUTER_TOPK) continue;
             const bench_config *c = configs[ci];
-            const step_job job = {c, (pm_router_kind)kind, steps};
+            const step_job job = {c, (pm_router_kind)kind, precision, steps};
             double results[2];
             if (in_child(run_step_job, &job, results) != 0) {
                 printf("%-6s %-12s failed\n", c->name, pm_router_kind_name((pm_router_kind)kind));
