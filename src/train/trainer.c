@@ -437,6 +437,18 @@ static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *
                                                    local_pairs));
 }
 
+/* What bf16 products add to a process of `rows` sequences: the weights' bf16 copy and the two
+ * scratch copies of a product's inputs (the largest: lm_head's T·V, or an expert's rows). */
+static uint64_t bf16_bytes(const pm_model_config *cfg, const train_options *opt, int rows) {
+    if (opt->precision != PM_PRECISION_BF16) return 0;
+    const uint64_t T = (uint64_t)rows * (uint64_t)opt->seq, H = (uint64_t)cfg->hidden_size;
+    const uint64_t I = (uint64_t)cfg->intermediate_size, V = (uint64_t)cfg->vocab_size;
+    const uint64_t pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
+    uint64_t widest = sat_mul(T, V > H ? V : H);
+    if (sat_mul(pairs, I > H ? I : H) > widest) widest = sat_mul(pairs, I > H ? I : H);
+    return sat_add(sat_mul(2, model_param_floats(cfg)), sat_mul(2 * sizeof(uint16_t), widest));
+}
+
 /* Refuses, before anything is allocated, a run whose model, gradients, optimizer moments and
  * batch do not fit this machine's memory; the processes of this run on the same machine
  * count together (rank 0's whole batch, the others' shares). cfg is the model's config, or
@@ -454,23 +466,28 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
     }
     const batch_comm *comm = opt->comm;
     const int together = comm && comm->node_size > 1 ? comm->node_size : 1;
-    if (together == 1 && !(comm && comm->expert_size > 1)) {
+    const bool bf16 = opt->precision == PM_PRECISION_BF16;
+    if (together == 1 && !(comm && comm->expert_size > 1) && !bf16) {
         int status = pm_model_memory_check(&model, model_rows(opt), opt->seq, true);
         return status < 0 ? pm_fail((pm_status)status, "train: %s", pm_last_error()) : PM_OK;
     }
     /* the processes sharing this machine: rank 0 (if here) with a whole batch, the others with
-     * their shares; each with the rows its experts receive under expert parallelism */
+     * their shares; each with the rows its experts receive under expert parallelism, and the
+     * bf16 copies in bf16 */
     pm_memory_estimate whole, share;
-    const int share_rows = (opt->batch + comm->size - 1) / comm->size;
+    const int share_rows = comm ? (opt->batch + comm->size - 1) / comm->size : opt->batch;
     int status = pm_model_memory_estimate(&model, opt->batch, opt->seq, true, &whole);
     if (status == 0) status = pm_model_memory_estimate(&model, share_rows, opt->seq, true, &share);
     if (status < 0) return status;
     /* rank 0 (a whole batch of pairs in transit) and the others (their shares) */
-    const uint64_t first = sat_add(whole.total, expert_rows_bytes(&model, comm, opt, share_rows, opt->batch));
-    const uint64_t other = sat_add(share.total, expert_rows_bytes(&model, comm, opt, share_rows, share_rows));
-    const uint64_t mine = comm->rank == 0 ? first : other;
-    const uint64_t others = sat_mul((uint64_t)(comm->node_has_rank0 ? together - 1 : together), other);
-    const uint64_t need = sat_add(comm->node_has_rank0 ? first : 0, others);
+    uint64_t first = sat_add(whole.total, expert_rows_bytes(&model, comm, opt, share_rows, opt->batch));
+    uint64_t other = sat_add(share.total, expert_rows_bytes(&model, comm, opt, share_rows, share_rows));
+    first = sat_add(first, bf16_bytes(&model, opt, opt->batch));
+    other = sat_add(other, bf16_bytes(&model, opt, share_rows));
+    const bool rank0_here = !comm || comm->node_has_rank0;
+    const uint64_t mine = !comm || comm->rank == 0 ? first : other;
+    const uint64_t others = sat_mul((uint64_t)(rank0_here ? together - 1 : together), other);
+    const uint64_t need = sat_add(rank0_here ? first : 0, others);
     const char *source = NULL;
     const uint64_t limit = machine_memory_bytes(&source);
     if (limit == 0 || need <= limit) return PM_OK;
