@@ -26,7 +26,8 @@ static void compare(int n, int kmin, int kmax, double scale, uint64_t seed) {
     double *single_u = malloc(sizeof(double) * n), *single_out = malloc(sizeof(double) * n);
     int *lane_idx = malloc(sizeof(int) * n), *single_idx = malloc(sizeof(int) * n);
     subset_lanes group;
-    subset_lanes_forward(&group, lanes, n, kmin, kmax, lane_space);
+    subset_lanes_forward(&group, lanes, n, kmin, kmax, lane_space,
+                         lane_space + subset_lanes_tables_size(n, kmax));
     subset_lanes_cov_mv(&group, u, out);
     for (int l = 0; l < DP_LANES; l++) {
         subset_dp single;
