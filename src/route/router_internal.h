@@ -109,8 +109,7 @@ struct route_rule {
 };
 
 /* Most bytes of kept forward tables one routing allocates; beyond this the backward pass
- * recomputes them. They take 5.3 KB per token at E = 64, k = 8, so an unbounded batch could
- * spend more memory on them than on its activations; the model holds one routing per layer. */
+ * recomputes them (the model holds one routing per layer, so unbounded batches would add up). */
 #define ROUTE_KEPT_MAX_BYTES ((size_t)64 << 20)
 
 /* Top-k of π forward, the softmax gradient of the chosen experts backward: topk's rule, and the

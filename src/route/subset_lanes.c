@@ -30,13 +30,13 @@ static inline lanes_v splat(double x) { return (lanes_v){x, x, x, x, x, x, x, x}
 static size_t table_size(int n, int kmax) { return ((size_t)kmax + 1) * ((size_t)n + 1) * L; }
 
 size_t subset_lanes_tables_size(int n, int kmax) {
-    /* w, F, degree weights, z_scaled and log_z */
-    return (size_t)n * L + table_size(n, kmax) + ((size_t)kmax + 1) * L + 2 * L;
+    /* w, degree weights, z_scaled and log_z */
+    return (size_t)n * L + ((size_t)kmax + 1) * L + 2 * L;
 }
 
 size_t subset_lanes_scratch_size(int n, int kmax) {
-    /* DF, and (beyond REGISTER_MAX_K) the adjoint's two columns */
-    return table_size(n, kmax) + 2 * ((size_t)kmax + 2) * L;
+    /* F, DF, and (beyond REGISTER_MAX_K) the adjoint's two columns */
+    return 2 * table_size(n, kmax) + 2 * ((size_t)kmax + 2) * L;
 }
 
 size_t subset_lanes_workspace(int n, int kmax) {
@@ -48,11 +48,11 @@ void subset_lanes_attach(subset_lanes *dp, int n, int kmin, int kmax, double *ta
     dp->kmin = kmin;
     dp->kmax = kmax;
     dp->w = tables;
-    dp->table = dp->w + (size_t)n * L;
-    dp->degree_weight = dp->table + table_size(n, kmax);
+    dp->degree_weight = dp->w + (size_t)n * L;
     dp->z_scaled = dp->degree_weight + ((size_t)kmax + 1) * L;
     dp->log_z = dp->z_scaled + L;
-    dp->scratch = scratch;
+    dp->table = scratch;
+    dp->scratch = scratch + table_size(n, kmax);
 }
 
 /* Cell (m, j) of a (kmax+1, n+1, LANES) table. */
@@ -201,21 +201,29 @@ static inline __attribute__((always_inline)) void cov_columns(const subset_lanes
                                                               double *out, int K) {
     const int n = dp->n;
     const size_t row = (size_t)(n + 1) * L;
-    const double *F = dp->table;
+    double *F = dp->table;
     double *DF = dp->scratch;
-    lanes_v dcol[REGISTER_MAX_K + 1];
+    /* F again, beside DF: the same operations as forward_columns, so the same numbers, and
+     * cheaper than keeping F from the forward pass (5 KB per token read back from memory) */
+    lanes_v col[REGISTER_MAX_K + 1], dcol[REGISTER_MAX_K + 1];
 #pragma GCC unroll 17
     for (int m = 0; m <= K; m++) {
+        col[m] = splat(m == 0 ? 1.0 : 0.0);
         dcol[m] = splat(0.0);
+        store(F + m * row, col[m]);
         store(DF + m * row, dcol[m]);
     }
-    for (int j = 1; j < n; j++) {
+    for (int j = 1; j <= n; j++) {
         const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
-        const double *f_prev = F + (size_t)(j - 1) * L;
-        /* degrees descending: DF[m-1] still holds item j-1's value */
+        /* degrees descending: F[m-1] and DF[m-1] still hold item j-1's values */
 #pragma GCC unroll 16
-        for (int m = K; m >= 2; m--) dcol[m] = dcol[m] + wj * (uj * load(f_prev + (m - 1) * row) + dcol[m - 1]);
-        dcol[1] = dcol[1] + wj * uj;
+        for (int m = K; m >= 1; m--) {
+            dcol[m] = dcol[m] + wj * (uj * col[m - 1] + dcol[m - 1]);
+            col[m] = col[m] + wj * col[m - 1];
+        }
+#pragma GCC unroll 17
+        for (int m = 0; m <= K; m++) store(F + m * row + (size_t)j * L, col[m]);
+        if (j == n) break; /* the sweep reads DF up to item n − 1 */
 #pragma GCC unroll 16
         for (int m = 1; m <= K; m++) store(DF + m * row + (size_t)j * L, dcol[m]);
     }
@@ -261,6 +269,7 @@ static void cov_generic(const subset_lanes *dp, const double *u, double *out) {
     const double *F = dp->table;
     double *DF = dp->scratch;
     double *fbar = DF + table_size(n, K), *dfbar = fbar + ((size_t)K + 2) * L;
+    forward_generic(dp->table, dp->w, n, K);
     for (int j = 0; j <= n; j++) store(DF + (size_t)j * L, splat(0.0));
     for (int m = 1; m <= K; m++) store(DF + m * row, splat(0.0));
     for (int j = 1; j <= n; j++) {
