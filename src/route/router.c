@@ -297,6 +297,8 @@ static int check_batch(const pm_router *router, const pm_routing *routing, const
 /* π_t = softmax(θ_t) and logsumexp θ_t, in double. */
 static void softmax_token(const float *logits, int E, float *probs, float *lse) {
     float top = logits[0];
+    /* exact in any order; without the pragma the float reduction stays scalar */
+#pragma omp simd reduction(max : top)
     for (int i = 1; i < E; i++) top = logits[i] > top ? logits[i] : top;
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
@@ -306,6 +308,7 @@ static void softmax_token(const float *logits, int E, float *probs, float *lse) 
         sum += e;
     }
     const double scale = 1.0 / sum;
+#pragma omp simd
     for (int i = 0; i < E; i++) probs[i] = (float)(probs[i] * scale);
     *lse = (float)(top + log(sum));
 }
