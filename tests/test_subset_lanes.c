@@ -62,6 +62,7 @@ static void test_lanes_match_single_token_dp(void **state) {
     compare(60, 1, 4, 3.0, 6);
     compare(256, 8, 8, 1.0, 7);
     compare(5, 5, 5, 1.0, 8);
+    compare(40, 10, 20, 0.3, 9); /* beyond the register kernels (k_max > 16) */
 }
 
 int main(void) {
