@@ -705,8 +705,40 @@ static void test_bad_input(void **state) {
     pm_router_free(router);
 }
 
+/* The backward pass from the kept forward tables equals the one that recomputes them, bit for
+ * bit (the same operations on the same numbers), for exact-k and a size range, with a partly
+ * filled last group (recomputed either way) and tokens in the log system mixed in. */
+static void test_kept_tables_match_recomputation(void **state) {
+    (void)state;
+    const int tokens = 29, experts = 64;
+    for (int variant = 0; variant < 2; variant++) {
+        pm_router_config cfg = pm_router_config_default(variant ? PM_ROUTER_PROBMOE_DYN : PM_ROUTER_PROBMOE, experts, 8);
+        pm_router *router = pm_router_create(&cfg);
+        pm_routing *routing = pm_routing_create(router, tokens);
+        assert_non_null(routing);
+        assert_non_null(routing->state->kept_tables);
+        pm_rng rng;
+        pm_rng_init(&rng, 11 + variant, 0);
+        float *logits = malloc(sizeof(float) * tokens * experts), *c = malloc(sizeof(float) * tokens * experts);
+        float *kept = calloc((size_t)tokens * experts, sizeof(float)), *recomputed = calloc((size_t)tokens * experts, sizeof(float));
+        random_normal(&rng, logits, tokens * experts, 1.5);
+        random_normal(&rng, c, tokens * experts, 1.0);
+        for (int i = 0; i < experts; i++) logits[3 * experts + i] *= 200.0f; /* token 3: the log system */
+        assert_int_equal(pm_router_forward(router, routing, logits, tokens, true, &rng), PM_OK);
+        assert_true(routing->state->tables_kept);
+        assert_int_equal(pm_router_backward(router, kept, routing, logits, c, 1.0f), PM_OK);
+        routing->state->tables_kept = false;
+        assert_int_equal(pm_router_backward(router, recomputed, routing, logits, c, 1.0f), PM_OK);
+        assert_memory_equal(kept, recomputed, sizeof(float) * tokens * experts);
+        free(logits), free(c), free(kept), free(recomputed);
+        pm_routing_free(routing);
+        pm_router_free(router);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kept_tables_match_recomputation),
         cmocka_unit_test(test_gradients_topk),
         cmocka_unit_test(test_gradients_probmoe),
         cmocka_unit_test(test_gradients_probmoe_dyn),

@@ -26,7 +26,8 @@ static void compare(int n, int kmin, int kmax, double scale, uint64_t seed) {
     double *single_u = malloc(sizeof(double) * n), *single_out = malloc(sizeof(double) * n);
     int *lane_idx = malloc(sizeof(int) * n), *single_idx = malloc(sizeof(int) * n);
     subset_lanes group;
-    subset_lanes_forward(&group, lanes, n, kmin, kmax, lane_space);
+    subset_lanes_forward(&group, lanes, n, kmin, kmax, lane_space,
+                         lane_space + subset_lanes_tables_size(n, kmax));
     subset_lanes_cov_mv(&group, u, out);
     for (int l = 0; l < DP_LANES; l++) {
         subset_dp single;
@@ -61,6 +62,7 @@ static void test_lanes_match_single_token_dp(void **state) {
     compare(60, 1, 4, 3.0, 6);
     compare(256, 8, 8, 1.0, 7);
     compare(5, 5, 5, 1.0, 8);
+    compare(40, 10, 20, 0.3, 9); /* beyond the register kernels (k_max > 16) */
 }
 
 int main(void) {

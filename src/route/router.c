@@ -131,6 +131,14 @@ static double *thread_scratch(const pm_router *router) {
 
 /* ---------------------------------------------------------- routing buffers */
 
+/* Doubles of kept forward tables for max_tokens tokens: one block per full group of the
+ * training rule's, or 0 when it keeps none or they would pass ROUTE_KEPT_MAX_BYTES. */
+static uint64_t kept_doubles_of(const router_ops *ops, const pm_router_config *cfg, uint64_t max_tokens) {
+    if (!ops->train.kept_doubles) return 0;
+    const uint64_t doubles = sat_mul(max_tokens / DP_LANES, ops->train.kept_doubles(cfg));
+    return doubles <= ROUTE_KEPT_MAX_BYTES / sizeof(double) ? doubles : 0;
+}
+
 pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
     if (!router || max_tokens < 1) {
         pm_fail(PM_ERR_ARG, "pm_routing_create: need a router and max_tokens >= 1 (got %d)", max_tokens);
@@ -175,12 +183,17 @@ pm_routing *pm_routing_create(const pm_router *router, int max_tokens) {
         state->token_double_stride = token_doubles;
         state->token_floats = malloc(sizeof(float) * (T * token_floats + 1));
         state->token_doubles = malloc(sizeof(double) * (T * token_doubles + 1));
+        const uint64_t kept = kept_doubles_of(ops, cfg, T);
+        if (kept > 0) {
+            state->kept_group_stride = ops->train.kept_doubles(cfg);
+            state->kept_tables = malloc(sizeof(double) * kept);
+        }
     }
     bool complete = routing && state && routing->offsets && routing->experts && routing->weights &&
                     routing->c_offsets && routing->c_experts && routing->load && state->probs &&
                     state->lse && state->stage_experts && state->stage_weights &&
                     state->stage_counts && state->lb_dprob && state->batch_params && state->token_floats &&
-                    state->token_doubles;
+                    state->token_doubles && (state->kept_tables || kept_doubles_of(ops, cfg, T) == 0);
     if (!complete) {
         pm_routing_free(routing);
         if (!routing) free(state);
@@ -220,6 +233,7 @@ uint64_t routing_memory_bytes(const pm_router_config *cfg, uint64_t max_tokens) 
     uint64_t bytes = sizeof(pm_routing) + sizeof(struct pm_routing_state) + 2 * sizeof(int) +
                      (sizeof(int64_t) + sizeof(float)) * E + sizeof(float) * params + sizeof(float) +
                      sizeof(double);
+    bytes = sat_add(bytes, sat_mul(sizeof(double), kept_doubles_of(ops, cfg, T)));
     return sat_add(bytes, sat_mul(T, per_token));
 }
 
@@ -234,6 +248,7 @@ void pm_routing_free(pm_routing *routing) {
         free(state->stage_counts);
         free(state->token_floats);
         free(state->token_doubles);
+        free(state->kept_tables);
         free(state->batch_params);
         free(state->lb_dprob);
         free(state);
@@ -282,6 +297,8 @@ static int check_batch(const pm_router *router, const pm_routing *routing, const
 /* π_t = softmax(θ_t) and logsumexp θ_t, in double. */
 static void softmax_token(const float *logits, int E, float *probs, float *lse) {
     float top = logits[0];
+    /* exact in any order; without the pragma the float reduction stays scalar */
+#pragma omp simd reduction(max : top)
     for (int i = 1; i < E; i++) top = logits[i] > top ? logits[i] : top;
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
@@ -291,6 +308,7 @@ static void softmax_token(const float *logits, int E, float *probs, float *lse) 
         sum += e;
     }
     const double scale = 1.0 / sum;
+#pragma omp simd
     for (int i = 0; i < E; i++) probs[i] = (float)(probs[i] * scale);
     *lse = (float)(top + log(sum));
 }
@@ -368,6 +386,7 @@ static void begin_batch(pm_router *router, pm_routing *out, int T, bool training
     memcpy(state->batch_params, router->params, sizeof(float) * (size_t)router->param_floats);
     out->num_tokens = T;
     out->training = training;
+    state->tables_kept = false; /* until a forward pass that keeps them has run */
 }
 
 static group_ctx make_group(const pm_router *router, const pm_routing *routing, const float *logits, int g,
@@ -411,6 +430,7 @@ pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *log
         group_ctx group = make_group(router, out, logits, g, T, rng);
         rule->forward(&group);
     }
+    state->tables_kept = state->kept_tables && rule->kept_doubles;
     status = after_forward(router, out, T);
     if (status < 0) return status;
     /* the training load the router's per-step hook sees (not that of replayed selections) */

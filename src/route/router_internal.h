@@ -61,6 +61,12 @@ struct pm_routing_state {
     float *token_floats;            /* (T, token_float_stride) the router's per-token values */
     double *token_doubles;          /* (T, token_double_stride) */
     size_t token_float_stride, token_double_stride;
+    /* the rule's forward tables kept for its backward pass (route_rule.kept_doubles): one block
+     * of kept_group_stride doubles per full group of DP_LANES tokens; NULL when the rule keeps
+     * none or they would not fit in ROUTE_KEPT_MAX_BYTES */
+    double *kept_tables;
+    size_t kept_group_stride;
+    bool tables_kept;               /* this batch's forward pass filled them */
     int *stage_experts;             /* (T, max_pairs) */
     float *stage_weights;           /* (T, max_pairs) */
     int *stage_counts;              /* (T) */
@@ -97,7 +103,14 @@ struct route_rule {
     bool unnormalized;              /* weights stay π_j even with norm_topk_prob (a
                                        straight-through gate multiplies π_j) */
     bool compute_all;               /* the backward needs c for all E experts of every token */
+    /* Doubles the forward pass keeps per full group of DP_LANES tokens for the backward pass
+     * (its DP tables), written when state->kept_tables is set; NULL: it keeps nothing. */
+    size_t (*kept_doubles)(const pm_router_config *cfg);
 };
+
+/* Most bytes of kept forward tables one routing allocates; beyond this the backward pass
+ * recomputes them (the model holds one routing per layer, so unbounded batches would add up). */
+#define ROUTE_KEPT_MAX_BYTES ((size_t)64 << 20)
 
 /* Top-k of π forward, the softmax gradient of the chosen experts backward: topk's rule, and the
  * inference rule of most routers. */
@@ -171,6 +184,8 @@ void route_forward_lapsum(const group_ctx *group);
 void route_backward_lapsum(const group_ctx *group, const pm_routing *routing, const float *c,
                            double *rows);
 
+/* Per full group: the lane DP tables route_forward_sample keeps for route_backward_marginal. */
+size_t route_sample_kept_doubles(const pm_router_config *cfg);
 /* Scratch of route_forward_sample / route_backward_marginal for a range up to kmax. */
 size_t route_sample_scratch(const pm_router_config *cfg);
 /* Checks 1 <= k <= E. */

@@ -76,14 +76,33 @@ static double *lanes_workspace(const group_ctx *group, int kmax) {
     return group->scratch + subset_dp_workspace(E, kmax) + 2 * (size_t)E;
 }
 
+size_t route_sample_kept_doubles(const pm_router_config *cfg) {
+    int kmin, kmax;
+    router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
+    return subset_lanes_tables_size(cfg->num_experts, kmax);
+}
+
+/* Where a group's lane tables live: the block the routing keeps for this group when it keeps
+ * them (full groups only: the block is DP_LANES tokens' share), else this thread's scratch. */
+static double *group_tables(const group_ctx *group, int kmax) {
+    const struct pm_routing_state *state = group->state;
+    if (state->kept_tables && group->count == DP_LANES)
+        return state->kept_tables + (size_t)(group->first / DP_LANES) * state->kept_group_stride;
+    return lanes_workspace(group, kmax);
+}
+
+static double *lanes_scratch(const group_ctx *group, int kmax) {
+    return lanes_workspace(group, kmax) + subset_lanes_tables_size(group->router->cfg.num_experts, kmax);
+}
+
 /* Runs the lanes' forward DP for the given tokens (unused lanes repeat the first). */
 static void lanes_forward(const group_ctx *group, const int *lane_token, int lanes, int kmin,
-                          int kmax, subset_lanes *dp) {
+                          int kmax, double *tables, subset_lanes *dp) {
     const int E = group->router->cfg.num_experts;
     const float *theta[DP_LANES];
     for (int l = 0; l < DP_LANES; l++)
         theta[l] = group->logits + (size_t)lane_token[l < lanes ? l : 0] * E;
-    subset_lanes_forward(dp, theta, E, kmin, kmax, lanes_workspace(group, kmax));
+    subset_lanes_forward(dp, theta, E, kmin, kmax, tables, lanes_scratch(group, kmax));
 }
 
 void route_forward_sample(const group_ctx *group) {
@@ -97,7 +116,7 @@ void route_forward_sample(const group_ctx *group) {
     }
     if (lanes == 0) return;
     subset_lanes dp;
-    lanes_forward(group, lane_token, lanes, kmin, kmax, &dp);
+    lanes_forward(group, lane_token, lanes, kmin, kmax, group_tables(group, kmax), &dp);
     for (int l = 0; l < lanes; l++) {
         const int t = lane_token[l];
         pm_rng rng;
@@ -122,7 +141,12 @@ void route_backward_marginal(const group_ctx *group, const pm_routing *routing, 
     }
     if (lanes == 0) return;
     subset_lanes dp;
-    lanes_forward(group, lane_token, lanes, kmin, kmax, &dp);
+    /* the forward pass's tables when this batch kept them (the same numbers a recomputation
+     * would give: the same code on the same logits), else a recomputation */
+    if (group->state->tables_kept && group->count == DP_LANES)
+        subset_lanes_attach(&dp, E, kmin, kmax, group_tables(group, kmax), lanes_scratch(group, kmax));
+    else
+        lanes_forward(group, lane_token, lanes, kmin, kmax, lanes_workspace(group, kmax), &dp);
     double *u = lanes_workspace(group, kmax) + subset_lanes_workspace(E, kmax);
     double *cov_u = u + (size_t)E * DP_LANES;
     memset(u, 0, sizeof(double) * E * DP_LANES);

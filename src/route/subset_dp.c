@@ -27,6 +27,8 @@ static size_t table_size(int n, int kmax) { return ((size_t)kmax + 1) * ((size_t
 
 bool subset_dp_is_linear(const float *theta, int n, int kmax) {
     float lo = theta[0], hi = theta[0];
+    /* exact in any order; without the pragma the float reductions stay scalar */
+#pragma omp simd reduction(min : lo) reduction(max : hi)
     for (int i = 1; i < n; i++) {
         lo = theta[i] < lo ? theta[i] : lo;
         hi = theta[i] > hi ? theta[i] : hi;

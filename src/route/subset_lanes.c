@@ -7,11 +7,52 @@
 
 #define L DP_LANES
 
+/*
+ * One vector of L doubles (GCC/Clang vector extension: one zmm register with AVX-512, split
+ * into narrower operations elsewhere). The recurrences below keep whole columns of the tables
+ * (all degrees of one item) in such registers, so each cell costs its FMAs and one load or
+ * store instead of a round trip through memory per operand. This file is compiled with
+ * -ffp-contract=fast (CMakeLists.txt) so that a*b + c becomes one FMA.
+ */
+typedef double lanes_v __attribute__((vector_size(L * sizeof(double))));
+
+/* Kernels with the degree count known at compile time, so columns stay in registers. */
+#define REGISTER_MAX_K 16
+
+static inline lanes_v load(const double *p) {
+    lanes_v v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store(double *p, lanes_v v) { memcpy(p, &v, sizeof v); }
+static inline lanes_v splat(double x) { return (lanes_v){x, x, x, x, x, x, x, x}; }
+
 static size_t table_size(int n, int kmax) { return ((size_t)kmax + 1) * ((size_t)n + 1) * L; }
 
+size_t subset_lanes_tables_size(int n, int kmax) {
+    /* w, degree weights, z_scaled and log_z */
+    return (size_t)n * L + ((size_t)kmax + 1) * L + 2 * L;
+}
+
+size_t subset_lanes_scratch_size(int n, int kmax) {
+    /* F, DF, and (beyond REGISTER_MAX_K) the adjoint's two columns */
+    return 2 * table_size(n, kmax) + 2 * ((size_t)kmax + 2) * L;
+}
+
 size_t subset_lanes_workspace(int n, int kmax) {
-    /* w, F, degree weights; scratch: DF and the adjoint's two columns */
-    return (size_t)n * L + 2 * table_size(n, kmax) + ((size_t)kmax + 1) * L + 2 * ((size_t)kmax + 2) * L;
+    return subset_lanes_tables_size(n, kmax) + subset_lanes_scratch_size(n, kmax);
+}
+
+void subset_lanes_attach(subset_lanes *dp, int n, int kmin, int kmax, double *tables, double *scratch) {
+    dp->n = n;
+    dp->kmin = kmin;
+    dp->kmax = kmax;
+    dp->w = tables;
+    dp->degree_weight = dp->w + (size_t)n * L;
+    dp->z_scaled = dp->degree_weight + ((size_t)kmax + 1) * L;
+    dp->log_z = dp->z_scaled + L;
+    dp->table = scratch;
+    dp->scratch = scratch + table_size(n, kmax);
 }
 
 /* Cell (m, j) of a (kmax+1, n+1, LANES) table. */
@@ -19,19 +60,63 @@ static inline size_t cell(const subset_lanes *dp, int m, int j) {
     return ((size_t)m * (dp->n + 1) + j) * L;
 }
 
-void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, int kmin,
-                          int kmax, double *workspace) {
-    dp->n = n;
-    dp->kmin = kmin;
-    dp->kmax = kmax;
-    dp->w = workspace;
-    dp->table = dp->w + (size_t)n * L;
-    dp->degree_weight = dp->table + table_size(n, kmax);
-    dp->scratch = dp->degree_weight + ((size_t)kmax + 1) * L;
+/* ------------------------------------------------------------------ forward */
+
+/* F[m][j] = F[m][j-1] + w_j F[m-1][j-1]: the column of item j from that of item j-1, degrees
+ * descending so that F[m-1] still holds item j-1's value when F[m] reads it. */
+static inline __attribute__((always_inline)) void forward_columns(double *F, const double *w, int n, int K) {
+    const size_t row = (size_t)(n + 1) * L;
+    lanes_v col[REGISTER_MAX_K + 1];
+#pragma GCC unroll 17
+    for (int m = 0; m <= K; m++) {
+        col[m] = splat(m == 0 ? 1.0 : 0.0);
+        store(F + m * row, col[m]);
+    }
+    for (int j = 1; j <= n; j++) {
+        const lanes_v wj = load(w + (size_t)(j - 1) * L);
+#pragma GCC unroll 16
+        for (int m = K; m >= 1; m--) col[m] = col[m] + wj * col[m - 1];
+#pragma GCC unroll 17
+        for (int m = 0; m <= K; m++) store(F + m * row + (size_t)j * L, col[m]);
+    }
+}
+
+/* Any K, one cell at a time through memory. */
+static void forward_generic(double *F, const double *w, int n, int K) {
+    const size_t row = (size_t)(n + 1) * L;
+    for (int j = 0; j <= n; j++) store(F + (size_t)j * L, splat(1.0));
+    for (int m = 1; m <= K; m++) store(F + m * row, splat(0.0));
+    for (int j = 1; j <= n; j++) {
+        const lanes_v wj = load(w + (size_t)(j - 1) * L);
+        for (int m = 1; m <= K; m++) {
+            double *out = F + m * row + (size_t)j * L;
+            store(out, load(out - L) + wj * load(out - row - L));
+        }
+    }
+}
+
+#define K_CASES(X) \
+    X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
+
+static void forward_table(double *F, const double *w, int n, int K) {
+    switch (K) {
+#define FORWARD_CASE(k) \
+    case k: forward_columns(F, w, n, k); return;
+        K_CASES(FORWARD_CASE)
+#undef FORWARD_CASE
+    default: forward_generic(F, w, n, K);
+    }
+}
+
+void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, int kmin, int kmax,
+                          double *tables, double *scratch) {
+    subset_lanes_attach(dp, n, kmin, kmax, tables, scratch);
     double shift[L];
     for (int l = 0; l < L; l++) {
-        float hi = theta[l][0];
-        for (int i = 1; i < n; i++) hi = theta[l][i] > hi ? theta[l][i] : hi;
+        const float *row = theta[l];
+        float hi = row[0];
+#pragma omp simd reduction(max : hi)
+        for (int i = 1; i < n; i++) hi = row[i] > hi ? row[i] : hi;
         shift[l] = hi;
     }
     for (int j = 0; j < n; j++)
@@ -40,20 +125,7 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
 #pragma omp simd
     for (size_t i = 0; i < (size_t)n * L; i++) dp->w[i] = pm_exp(dp->w[i]);
     double *F = dp->table;
-    for (int j = 0; j <= n; j++)
-        for (int l = 0; l < L; l++) F[cell(dp, 0, j) + l] = 1.0;
-    for (int m = 1; m <= kmax; m++)
-        for (int l = 0; l < L; l++) F[cell(dp, m, 0) + l] = 0.0;
-    const size_t row = (size_t)(n + 1) * L;
-    for (int j = 1; j <= n; j++) {
-        const double *w = dp->w + (size_t)(j - 1) * L;
-        for (int m = 1; m <= kmax; m++) {
-            double *out = F + cell(dp, m, j);
-            const double *keep = out - L, *take = out - row - L;
-#pragma omp simd
-            for (int l = 0; l < L; l++) out[l] = keep[l] + w[l] * take[l];
-        }
-    }
+    forward_table(F, dp->w, n, kmax);
     /* Size weights exactly as subset_dp.c's forward_linear, per lane. */
     for (int l = 0; l < L; l++) {
         double c = -INFINITY;
@@ -70,6 +142,8 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
         dp->log_z[l] = c + log(dp->z_scaled[l]);
     }
 }
+
+/* ----------------------------------------------------------------- sampling */
 
 int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx) {
     const double *F = dp->table + lane;
@@ -96,70 +170,147 @@ int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx)
     return size;
 }
 
+/* -------------------------------------------------------------------- Cov·u */
+
 /*
- * The same formulas as subset_dp.c's cov_mv_linear, with lanes innermost, and the adjoint
- * swept as one column (fbar, dfbar over degrees) fused with the sums that use it.
+ * The formulas of subset_dp.c's cov_mv_linear with lanes innermost. First the tangent table
+ *   DF[m][j] = DF[m][j-1] + w_j (u_j F[m-1][j-1] + DF[m-1][j-1]),   j < n (the sweep needs no more),
+ * then one sweep from the last item down with the adjoint column Fbar and its tangent DFbar
+ * in registers, fused with the four sums over degrees that give item j's result:
+ *   G = Σ Fbar[m][j] F[m-1][j-1], N = Σ Fbar[m][j] F[m][j-1], and their tangents DG, DN.
+ * Row 0 is known (F = 1, DF = 0) and is not read. Each tangent sum runs in two accumulators
+ * (one per product) so that no chain of dependent FMAs is longer than the number of degrees.
  */
-void subset_lanes_cov_mv(const subset_lanes *dp, const double *u, double *out) {
+
+/* Item j's result from its four sums, as cov_mv_linear: m_j (1 − m_j)(u_j + DG/G − DN/N). */
+static inline void item_result(lanes_v w, lanes_v u, lanes_v g, lanes_v dg, lanes_v none, lanes_v dnone,
+                               lanes_v inv_z, double *result) {
+    double wl[L], ul[L], gl[L], dgl[L], nl[L], dnl[L], zl[L];
+    store(wl, w), store(ul, u), store(gl, g), store(dgl, dg), store(nl, none), store(dnl, dnone);
+    store(zl, inv_z);
+#pragma omp simd
+    for (int l = 0; l < L; l++) {
+        const double m_j = wl[l] * gl[l] * zl[l], not_j = nl[l] * zl[l];
+        const double ratio_g = gl[l] > 0.0 ? dgl[l] / gl[l] : 0.0;
+        const double ratio_none = nl[l] > 0.0 ? dnl[l] / nl[l] : 0.0;
+        result[l] = gl[l] > 0.0 && nl[l] > 0.0 ? m_j * not_j * (ul[l] + ratio_g - ratio_none) : 0.0;
+    }
+}
+
+static inline __attribute__((always_inline)) void cov_columns(const subset_lanes *dp, const double *u,
+                                                              double *out, int K) {
+    const int n = dp->n;
+    const size_t row = (size_t)(n + 1) * L;
+    double *F = dp->table;
+    double *DF = dp->scratch;
+    /* F again, beside DF: the same operations as forward_columns, so the same numbers, and
+     * cheaper than keeping F from the forward pass (5 KB per token read back from memory) */
+    lanes_v col[REGISTER_MAX_K + 1], dcol[REGISTER_MAX_K + 1];
+#pragma GCC unroll 17
+    for (int m = 0; m <= K; m++) {
+        col[m] = splat(m == 0 ? 1.0 : 0.0);
+        dcol[m] = splat(0.0);
+        store(F + m * row, col[m]);
+        store(DF + m * row, dcol[m]);
+    }
+    for (int j = 1; j <= n; j++) {
+        const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
+        /* degrees descending: F[m-1] and DF[m-1] still hold item j-1's values */
+#pragma GCC unroll 16
+        for (int m = K; m >= 1; m--) {
+            dcol[m] = dcol[m] + wj * (uj * col[m - 1] + dcol[m - 1]);
+            col[m] = col[m] + wj * col[m - 1];
+        }
+#pragma GCC unroll 17
+        for (int m = 0; m <= K; m++) store(F + m * row + (size_t)j * L, col[m]);
+        if (j == n) break; /* the sweep reads DF up to item n − 1 */
+#pragma GCC unroll 16
+        for (int m = 1; m <= K; m++) store(DF + m * row + (size_t)j * L, dcol[m]);
+    }
+    lanes_v fbar[REGISTER_MAX_K + 1], dfbar[REGISTER_MAX_K + 1];
+#pragma GCC unroll 17
+    for (int m = 0; m <= K; m++) {
+        fbar[m] = load(dp->degree_weight + (size_t)m * L);
+        dfbar[m] = splat(0.0);
+    }
+    const lanes_v inv_z = splat(1.0) / load(dp->z_scaled);
+    for (int j = n; j >= 1; j--) {
+        const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
+        const double *f_prev = F + (size_t)(j - 1) * L, *df_prev = DF + (size_t)(j - 1) * L;
+        /* degree 0 (F = 1, DF = 0) starts the sums */
+        lanes_v none = fbar[0], dnone_a = dfbar[0], dnone_b = splat(0.0);
+        lanes_v g = fbar[1], dg_a = dfbar[1], dg_b = splat(0.0);
+#pragma GCC unroll 16
+        for (int m = 1; m <= K; m++) {
+            const lanes_v c = load(f_prev + m * row), dc = load(df_prev + m * row);
+            none = none + fbar[m] * c;
+            dnone_a = dnone_a + dfbar[m] * c;
+            dnone_b = dnone_b + fbar[m] * dc;
+            if (m < K) {
+                g = g + fbar[m + 1] * c;
+                dg_a = dg_a + dfbar[m + 1] * c;
+                dg_b = dg_b + fbar[m + 1] * dc;
+            }
+        }
+        item_result(wj, uj, g, dg_a + dg_b, none, dnone_a + dnone_b, inv_z, out + (size_t)(j - 1) * L);
+        /* Fbar[m][j-1] = Fbar[m][j] + w_j Fbar[m+1][j], ascending so that m+1 is still old */
+#pragma GCC unroll 16
+        for (int m = 0; m < K; m++) {
+            dfbar[m] = dfbar[m] + wj * (uj * fbar[m + 1] + dfbar[m + 1]);
+            fbar[m] = fbar[m] + wj * fbar[m + 1];
+        }
+    }
+}
+
+/* Any K: the same sweeps with the columns in memory (scratch after DF). */
+static void cov_generic(const subset_lanes *dp, const double *u, double *out) {
     const int n = dp->n, K = dp->kmax;
     const size_t row = (size_t)(n + 1) * L;
     const double *F = dp->table;
     double *DF = dp->scratch;
     double *fbar = DF + table_size(n, K), *dfbar = fbar + ((size_t)K + 2) * L;
-    for (int j = 0; j <= n; j++)
-        for (int l = 0; l < L; l++) DF[cell(dp, 0, j) + l] = 0.0;
-    for (int m = 1; m <= K; m++)
-        for (int l = 0; l < L; l++) DF[cell(dp, m, 0) + l] = 0.0;
-    /* DF[m][j] = DF[m][j-1] + w_j (u_j F[m-1][j-1] + DF[m-1][j-1]) */
+    forward_generic(dp->table, dp->w, n, K);
+    for (int j = 0; j <= n; j++) store(DF + (size_t)j * L, splat(0.0));
+    for (int m = 1; m <= K; m++) store(DF + m * row, splat(0.0));
     for (int j = 1; j <= n; j++) {
-        const double *w = dp->w + (size_t)(j - 1) * L, *uj = u + (size_t)(j - 1) * L;
+        const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
         for (int m = 1; m <= K; m++) {
             const size_t at = cell(dp, m, j);
-            const double *keep = DF + at - L, *take = DF + at - row - L, *f_take = F + at - row - L;
-            double *d = DF + at;
-#pragma omp simd
-            for (int l = 0; l < L; l++) d[l] = keep[l] + w[l] * (uj[l] * f_take[l] + take[l]);
+            store(DF + at, load(DF + at - L) + wj * (uj * load(F + at - row - L) + load(DF + at - row - L)));
         }
     }
     memcpy(fbar, dp->degree_weight, sizeof(double) * ((size_t)K + 1) * L);
-    memset(fbar + (size_t)(K + 1) * L, 0, sizeof(double) * L);
+    store(fbar + (size_t)(K + 1) * L, splat(0.0));
     memset(dfbar, 0, sizeof(double) * ((size_t)K + 2) * L);
+    const lanes_v inv_z = splat(1.0) / load(dp->z_scaled);
     for (int j = n; j >= 1; j--) {
-        double g[L] = {0}, dg[L] = {0}, none[L] = {0}, dnone[L] = {0};
+        lanes_v g = splat(0.0), dg = g, none = g, dnone = g;
         for (int m = 0; m <= K; m++) {
-            const double *a = fbar + (size_t)m * L, *da = dfbar + (size_t)m * L;
-            const double *c = F + cell(dp, m, j - 1), *dc = DF + cell(dp, m, j - 1);
-#pragma omp simd
-            for (int l = 0; l < L; l++) {
-                none[l] += a[l] * c[l];
-                dnone[l] += da[l] * c[l] + a[l] * dc[l];
-            }
+            const lanes_v a = load(fbar + (size_t)m * L), da = load(dfbar + (size_t)m * L);
+            const lanes_v c = load(F + cell(dp, m, j - 1)), dc = load(DF + cell(dp, m, j - 1));
+            none = none + a * c;
+            dnone = dnone + da * c + a * dc;
             if (m == 0) continue;
-            const double *b = c - row, *db = dc - row;
-#pragma omp simd
-            for (int l = 0; l < L; l++) {
-                g[l] += a[l] * b[l];
-                dg[l] += da[l] * b[l] + a[l] * db[l];
-            }
+            g = g + a * load(F + cell(dp, m - 1, j - 1));
+            dg = dg + da * load(F + cell(dp, m - 1, j - 1)) + a * load(DF + cell(dp, m - 1, j - 1));
         }
-        const double *w = dp->w + (size_t)(j - 1) * L, *uj = u + (size_t)(j - 1) * L;
-        double *result = out + (size_t)(j - 1) * L;
-#pragma omp simd
-        for (int l = 0; l < L; l++) {
-            const double m_j = w[l] * g[l] / dp->z_scaled[l], not_j = none[l] / dp->z_scaled[l];
-            const double ratio_g = g[l] > 0.0 ? dg[l] / g[l] : 0.0;
-            const double ratio_none = none[l] > 0.0 ? dnone[l] / none[l] : 0.0;
-            result[l] = g[l] > 0.0 && none[l] > 0.0 ? m_j * not_j * (uj[l] + ratio_g - ratio_none) : 0.0;
-        }
-        /* Fbar[m][j-1] = Fbar[m][j] + w_j Fbar[m+1][j], ascending so m+1 is still old */
+        const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
+        item_result(wj, uj, g, dg, none, dnone, inv_z, out + (size_t)(j - 1) * L);
         for (int m = 0; m < K; m++) {
             double *a = fbar + (size_t)m * L, *da = dfbar + (size_t)m * L;
-            const double *up = a + L, *dup = da + L;
-#pragma omp simd
-            for (int l = 0; l < L; l++) {
-                da[l] += w[l] * (uj[l] * up[l] + dup[l]);
-                a[l] += w[l] * up[l];
-            }
+            const lanes_v up = load(a + L), dup = load(da + L);
+            store(da, load(da) + wj * (uj * up + dup));
+            store(a, load(a) + wj * up);
         }
+    }
+}
+
+void subset_lanes_cov_mv(const subset_lanes *dp, const double *u, double *out) {
+    switch (dp->kmax) {
+#define COV_CASE(k) \
+    case k: cov_columns(dp, u, out, k); return;
+        K_CASES(COV_CASE)
+#undef COV_CASE
+    default: cov_generic(dp, u, out);
     }
 }

@@ -4,6 +4,12 @@
  * short loops over degrees and no horizontal sums. Only for tokens whose logits pass
  * subset_dp_is_linear(); the router sends the others through subset_dp.c. A token's
  * results do not depend on the other tokens in its group.
+ *
+ * The forward pass writes what is costly to recompute (w = exp(θ − shift), the size weights,
+ * Z: exponentials and logarithms) to one small block, which a router can keep from its
+ * forward pass for the backward pass (subset_lanes_attach); F itself lives in the scratch.
+ * Cov·u rebuilds F from w as it goes: a few FMAs per cell, cheaper than reading a kept F
+ * back from memory.
  */
 #ifndef PM_ROUTE_SUBSET_LANES_H
 #define PM_ROUTE_SUBSET_LANES_H
@@ -17,17 +23,26 @@
 typedef struct {
     int n, kmin, kmax;
     double *w;             /* (n, LANES) exp(θ − shift) */
-    double *table;         /* (kmax+1, n+1, LANES) F[m][j] = e_m(w_1..w_j) */
+    double *table;         /* (kmax+1, n+1, LANES) F[m][j] = e_m(w_1..w_j), in the scratch */
     double *degree_weight; /* (kmax+1, LANES) exp(m·shift − c) in range, else 0 */
-    double *scratch;
-    double z_scaled[DP_LANES], log_z[DP_LANES];
+    double *z_scaled;      /* (LANES) Σ_m degree_weight[m]·F[m][n] = Z·exp(−c) */
+    double *log_z;         /* (LANES) */
+    double *scratch;       /* the rest of the scratch, for Cov·u */
 } subset_lanes;
 
+/* Doubles of the kept block (w, size weights, Z), of the scratch (F and Cov·u's), and both. */
+size_t subset_lanes_tables_size(int n, int kmax);
+size_t subset_lanes_scratch_size(int n, int kmax);
 size_t subset_lanes_workspace(int n, int kmax);
 
-/* theta[l] is lane l's logits (n values); unused lanes may repeat a token. */
+/* theta[l] is lane l's logits (n values); unused lanes may repeat a token. Writes the kept
+ * block to `tables` (subset_lanes_tables_size doubles) and F to scratch. */
 void subset_lanes_forward(subset_lanes *dp, const float *const theta[DP_LANES], int n, int kmin,
-                          int kmax, double *workspace);
+                          int kmax, double *tables, double *scratch);
+
+/* The DP whose block a subset_lanes_forward with the same (n, kmin, kmax) wrote to `tables`,
+ * for subset_lanes_cov_mv (F is not there: do not sample from it). */
+void subset_lanes_attach(subset_lanes *dp, int n, int kmin, int kmax, double *tables, double *scratch);
 
 /* One exact sample for one lane, as subset_dp_sample; returns |S|. */
 int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx);
