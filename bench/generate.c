@@ -9,11 +9,11 @@
  * Usage: generate [tokens] [--model DIR] [--context N] */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "probmoe.h"
 
@@ -56,9 +56,28 @@ static double copy_bandwidth(size_t bytes) {
     return best;
 }
 
-static long cache_bytes(int name, long fallback) {
-    const long bytes = sysconf(name);
-    return bytes > 0 ? bytes : fallback;
+/* The size of the level-`level` data or unified cache of CPU 0 from sysfs (sysconf's figures
+ * can be wrong in a virtual machine: 320 MiB of L3 for 32 here), or fallback. */
+static long cache_bytes(int level, long fallback) {
+    for (int index = 0; index < 8; index++) {
+        char path[96], text[32];
+        long found = -1, kilobytes = -1;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", index);
+        FILE *file = fopen(path, "r");
+        if (!file) break;
+        if (fgets(text, sizeof text, file)) found = atol(text);
+        fclose(file);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", index);
+        if (found != level || !(file = fopen(path, "r"))) continue;
+        const bool instruction = fgets(text, sizeof text, file) && strncmp(text, "Instruction", 11) == 0;
+        fclose(file);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+        if (instruction || !(file = fopen(path, "r"))) continue;
+        if (fgets(text, sizeof text, file)) kilobytes = atol(text); /* "32768K" */
+        fclose(file);
+        if (kilobytes > 0) return kilobytes * 1024;
+    }
+    return fallback;
 }
 
 /* Bytes one token reads at cache position `position` with `active` experts per layer, weights
@@ -135,7 +154,7 @@ int main(int argc, char **argv) {
     }
     const pm_model_config *cfg = pm_model_get_config(model);
     if (context < 2 || context > cfg->max_position_embeddings) context = cfg->max_position_embeddings;
-    const long l2 = cache_bytes(_SC_LEVEL2_CACHE_SIZE, 1L << 20), l3 = cache_bytes(_SC_LEVEL3_CACHE_SIZE, 32L << 20);
+    const long l2 = cache_bytes(2, 1L << 20), l3 = cache_bytes(3, 32L << 20);
     /* memory: 4 times the L3 each way; caches: a quarter of each, both buffers inside */
     const double memory = copy_bandwidth((size_t)l3 * 4), in_l3 = copy_bandwidth((size_t)l3 / 4),
                  in_l2 = copy_bandwidth((size_t)l2 / 4);
