@@ -104,13 +104,15 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
     /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
      * v (KV), rstd, the scores of every head, the router logits, its length, position and
      * flag; the expert rows of the fed tokens; per layer a router and its routing of `rows`
-     * tokens and the mean of active experts */
+     * tokens and the mean of active experts; the experts' weight pointers (not the bf16 copy,
+     * which pm_generator_set_precision allocates later, if asked) */
     uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));
     const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts;
     bytes = sat_add(bytes, sat_mul(R, sizeof(float) * row + 2 * sizeof(int32_t) + 1));
     bytes = sat_add(bytes, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
     bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, R) +
                                           2 * sizeof(void *) + sizeof(double)));
+    bytes = sat_add(bytes, sat_mul(L * (uint64_t)cfg->num_experts, sizeof(moe_expert)));
     pm_memory_estimate own;
     int status = pm_model_memory_estimate(cfg, model->max_batch, model->max_seq, false, &own);
     if (status < 0) return status;
