@@ -40,6 +40,7 @@ bench: build
 	$(BUILD)/bench/tokenize
 	$(BUILD)/bench/train_step
 	$(BUILD)/bench/adamw
+	$(BUILD)/bench/generate
 	bash bench/data_parallel.sh $(BUILD)
 
 # Trains the default MoE on Tiny Shakespeare for a few minutes, then shows a sample and the

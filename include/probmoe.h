@@ -421,6 +421,12 @@ PM_API pm_status pm_generator_feed(pm_generator *gen, int32_t token, float *logi
  * before anything changes: a full row, a repeated row or a bad token fails the whole step. */
 PM_API pm_status pm_generator_feed_rows(pm_generator *gen, const int *rows, const int32_t *tokens, int count,
                                         float *logits);
+/* The precision of the generator's matrix products. FP32 (the default) reads the model's
+ * weights; BF16 converts them to bf16 once, now (call again after changing the weights), and
+ * reads that copy, half the bytes per token: inputs and sums stay fp32, and so do the
+ * embedding, the norms and the router (its logits and routing). Needs no oneDNN. */
+PM_API pm_status pm_generator_set_precision(pm_generator *gen, pm_precision precision);
+PM_API pm_precision pm_generator_get_precision(const pm_generator *gen);
 PM_API int pm_generator_rows(const pm_generator *gen);
 PM_API int pm_generator_length(const pm_generator *gen);                  /* row 0's tokens */
 PM_API int pm_generator_row_length(const pm_generator *gen, int row);     /* -1 for no such row */

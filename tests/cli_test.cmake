@@ -114,6 +114,8 @@ expect_flag_error("generate --max-new -1" "--max-new '-1' is out of range; give 
 expect_flag_error("generate --max-new huge" "--max-new '99999999999' is out of range"
                   generate --model ${work}/nothing --max-new 99999999999)
 expect_flag_error("generate --seed 1x" "--seed '1x' is not a number" generate --model ${work}/nothing --seed 1x)
+expect_flag_error("generate --precision fp16" "probmoe generate: --precision 'fp16'; choose fp32 or bf16"
+                  generate --model ${work}/nothing --precision fp16)
 expect_flag_error("eval --batches 0" "probmoe eval: --batches '0' is out of range; give a whole number from 1"
                   eval --model ${work}/nothing --data ${work}/nothing --batches 0)
 expect_flag_error("eval --seq inf" "--seq 'inf' is not finite"
@@ -364,3 +366,6 @@ if(NOT out_rows1 STREQUAL out_rows3 OR NOT records_rows1 STREQUAL records_rows3)
 endif()
 expect_output("generate from a run directory" 0 "mean active experts per layer"
               generate --model ${work}/cmp/runs/topk-seed1/finetune --prompt "Question:" --max-new 4 --temperature 0)
+expect_output("generate with bf16 weights" 0 "mean active experts per layer"
+              generate --model ${work}/cmp/runs/topk-seed1/finetune --prompt "Question:" --max-new 4 --temperature 0
+              --precision bf16)

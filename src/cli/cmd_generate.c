@@ -20,6 +20,8 @@ static void generate_usage(FILE *out) {
           "  --top-p P          nucleus sampling mass (default 0.95)\n"
           "  --seed S           sampling seed (default 0)\n"
           "  --stop TEXT        stop once the output ends with TEXT (may repeat)\n"
+          "  --precision P      fp32 (default) or bf16: the products read a bf16 copy of the weights\n"
+          "                     made at load, half the bytes per token (inputs, sums, router fp32)\n"
           "  --allow-unknown    load checkpoints holding tensors this model does not use\n"
           "  --k K              experts per token of the router below (default: the model's k)\n"
           "Routing (default: the model's router at its inference rule; any flag below switches to\n"
@@ -41,6 +43,7 @@ typedef struct {
     const char *model_dir, *prompt, *router;
     const char *stops[GENERATE_MAX_STOPS];
     int stop_count, max_new, seed, k;
+    pm_precision precision;
     float temperature, top_p;
     bool allow_unknown;
     router_flags router_settings;
@@ -77,6 +80,14 @@ static int parse_generate_options(int argc, char **argv, generate_options *opt) 
         if (strcmp(arg, "--model") == 0) opt->model_dir = value;
         else if (strcmp(arg, "--prompt") == 0) opt->prompt = value;
         else if (strcmp(arg, "--router") == 0) opt->router = value;
+        else if (strcmp(arg, "--precision") == 0) {
+            if (strcmp(value, "fp32") == 0) opt->precision = PM_PRECISION_FP32;
+            else if (strcmp(value, "bf16") == 0) opt->precision = PM_PRECISION_BF16;
+            else {
+                fprintf(stderr, "probmoe generate: --precision '%s'; choose fp32 or bf16\n", value);
+                return 2;
+            }
+        }
         else if (strcmp(arg, "--max-new") == 0) ok = parse_int_flag(arg, value, 0, GENERATE_MAX_NEW, &opt->max_new);
         else if (strcmp(arg, "--seed") == 0) ok = parse_int_flag(arg, value, 0, 2147483647, &opt->seed);
         else if (strcmp(arg, "--k") == 0) ok = parse_int_flag(arg, value, 1, 4096, &opt->k);
@@ -185,6 +196,9 @@ int cmd_generate(int argc, char **argv) {
     char *output = malloc((size_t)opt.max_new * TOKENIZER_MAX_TOKEN_BYTES + 1);
     if (!gen || !logits || !prompt || !output) {
         fprintf(stderr, "probmoe generate: %s\n", gen ? "out of memory" : pm_last_error());
+        status = 1;
+    } else if (pm_generator_set_precision(gen, opt.precision) < 0) {
+        fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
         status = 1;
     }
     int64_t prompt_tokens = status ? 0 : tok->encode(tok, opt.prompt, prompt_length, prompt, prompt_length);

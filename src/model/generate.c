@@ -6,12 +6,18 @@
  * token to any set of them at once: the weights are then read once for the whole set. Every
  * product goes through matmul_rows_forward and the MoE layer through moe_forward_rows, and
  * attention reads each row's own cache, so a row's logits are bit for bit those it would get
- * fed alone: batching cannot change a greedy decode. */
+ * fed alone: batching cannot change a greedy decode.
+ *
+ * One row at a time is a chain of matrix-vector products, bounded by reading the weights that
+ * token uses (attention, the router, its experts, lm_head): the products are GEMV kernels over
+ * only the chosen experts, every buffer is made at creation (a step allocates nothing), and
+ * pm_generator_set_precision can keep a bf16 copy of the products' weights, half the bytes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "model/model_internal.h"
@@ -34,6 +40,8 @@ struct pm_generator {
     pm_router **routers;
     pm_routing **routings;
     double *active_sum;                 /* (L) experts used, summed over tokens */
+    moe_expert *experts;                /* (L, E) the weights the experts' products read */
+    uint16_t *weights16;                /* bf16 copy of the model's weights, or NULL: fp32 */
     long tokens_seen;
     bool routed;                        /* the routers have routed a token */
 };
@@ -56,6 +64,8 @@ void pm_generator_free(pm_generator *gen) {
     free(gen->routers);
     free(gen->routings);
     free(gen->active_sum);
+    free(gen->experts);
+    free(gen->weights16);
     free(gen);
 }
 
@@ -94,13 +104,15 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
     /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
      * v (KV), rstd, the scores of every head, the router logits, its length, position and
      * flag; the expert rows of the fed tokens; per layer a router and its routing of `rows`
-     * tokens and the mean of active experts */
+     * tokens and the mean of active experts; the experts' weight pointers (not the bf16 copy,
+     * which pm_generator_set_precision allocates later, if asked) */
     uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));
     const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts;
     bytes = sat_add(bytes, sat_mul(R, sizeof(float) * row + 2 * sizeof(int32_t) + 1));
     bytes = sat_add(bytes, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
     bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, R) +
                                           2 * sizeof(void *) + sizeof(double)));
+    bytes = sat_add(bytes, sat_mul(L * (uint64_t)cfg->num_experts, sizeof(moe_expert)));
     pm_memory_estimate own;
     int status = pm_model_memory_estimate(cfg, model->max_batch, model->max_seq, false, &own);
     if (status < 0) return status;
@@ -113,6 +125,26 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
                    "top of the model's %s, but this machine has %s (%s); use a shorter context%s", max_len, in_rows,
                    memory_format(bytes, cache, sizeof cache), memory_format(own.total, of_model, sizeof of_model),
                    memory_format(limit, machine, sizeof machine), source, rows > 1 ? " or fewer rows" : "");
+}
+
+/* The experts' weights in the precision of the generator's products (bf16 copy or fp32); the
+ * model's own table may point at the copy its training products use, which the decoder does
+ * not read. */
+static void point_experts(pm_generator *gen) {
+    pm_model *model = gen->model;
+    const int E = model->cfg.num_experts;
+    for (int l = 0; l < model->cfg.num_layers; l++)
+        for (int e = 0; e < E; e++) {
+            const int first = model->layer_params[l].expert0 + 3 * e;
+            moe_expert *ex = &gen->experts[(size_t)l * E + e];
+            *ex = (moe_expert){param_weights(model, first), param_weights(model, first + 1),
+                               param_weights(model, first + 2), NULL, NULL, NULL, NULL, NULL, NULL};
+            if (gen->weights16) {
+                ex->gate16 = gen->weights16 + model->params[first].offset;
+                ex->up16 = gen->weights16 + model->params[first + 1].offset;
+                ex->down16 = gen->weights16 + model->params[first + 2].offset;
+            }
+        }
 }
 
 static float *alloc_floats(size_t count, bool *ok) {
@@ -167,7 +199,10 @@ pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *
     gen->routers = calloc((size_t)L, sizeof(pm_router *));
     gen->routings = calloc((size_t)L, sizeof(pm_routing *));
     gen->active_sum = calloc((size_t)L, sizeof(double));
-    ok = ok && gen->lengths && gen->positions && gen->feeding && gen->routers && gen->routings && gen->active_sum;
+    gen->experts = malloc(sizeof(moe_expert) * (size_t)L * E);
+    ok = ok && gen->lengths && gen->positions && gen->feeding && gen->routers && gen->routings && gen->active_sum &&
+         gen->experts;
+    if (ok) point_experts(gen);
     if (ok && moe_state_init(&gen->moe, H, cfg->intermediate_size, E, rows, rows * pm_router_max_pairs(use, false)) < 0)
         ok = false;
     /* the learned budget's current k_l and alpha into the model's routers, to copy below */
@@ -209,6 +244,32 @@ pm_status pm_generator_reset_row(pm_generator *gen, int row) {
     return PM_OK;
 }
 
+pm_status pm_generator_set_precision(pm_generator *gen, pm_precision precision) {
+    if (precision != PM_PRECISION_FP32 && precision != PM_PRECISION_BF16)
+        return pm_fail(PM_ERR_ARG, "generator: unknown precision %d; give PM_PRECISION_FP32 or PM_PRECISION_BF16",
+                       (int)precision);
+    free(gen->weights16);
+    gen->weights16 = NULL;
+    if (precision == PM_PRECISION_BF16) {
+        /* the whole parameter array, so that every tensor keeps its offset; only the products'
+         * matrices are read from it (the embedding, norms and router stay fp32) */
+        const pm_model *model = gen->model;
+        gen->weights16 = malloc(sizeof(uint16_t) * (model->size ? model->size : 1));
+        if (!gen->weights16) {
+            point_experts(gen);
+            return pm_fail(PM_ERR_NOMEM, "generator: out of memory for the bf16 copy of %zu weights (%zu MiB); "
+                           "decode in fp32", model->size, model->size * sizeof(uint16_t) >> 20);
+        }
+        bf16_from_floats(gen->weights16, model->weights, model->size);
+    }
+    point_experts(gen);
+    return PM_OK;
+}
+
+pm_precision pm_generator_get_precision(const pm_generator *gen) {
+    return gen->weights16 ? PM_PRECISION_BF16 : PM_PRECISION_FP32;
+}
+
 int pm_generator_rows(const pm_generator *gen) { return gen->rows; }
 
 int pm_generator_length(const pm_generator *gen) { return gen->lengths[0]; }
@@ -231,32 +292,21 @@ static float *cache_row(const pm_generator *gen, float *cache, int row, int l) {
 /* Attention of each fed token's query over its own row's cached keys and values in layer l. */
 static void attend(pm_generator *gen, int l, const int *rows, int count) {
     const pm_model_config *cfg = &gen->model->cfg;
-    const int H = cfg->hidden_size, heads = cfg->num_heads, D = H / heads, KV = D * cfg->num_kv_heads;
-    const int group = heads / cfg->num_kv_heads;
-    const float scale = 1.0f / sqrtf((float)D);
+    const int H = cfg->hidden_size, heads = cfg->num_heads, D = H / heads;
 #pragma omp parallel for schedule(static) if (count > 1)
-    for (int task = 0; task < count * heads; task++) {
-        const int i = task / heads, h = task % heads, n = gen->lengths[rows[i]] + 1, kv_head = h / group;
-        const float *keys = cache_row(gen, gen->k_cache, rows[i], l);
-        const float *values = cache_row(gen, gen->v_cache, rows[i], l);
-        const float *q = gen->q + (size_t)i * H + (size_t)h * D;
-        float *scores = gen->scores + (size_t)task * gen->max_len, top = -INFINITY;
-        for (int j = 0; j < n; j++) {
-            const float *k = keys + (size_t)j * KV + (size_t)kv_head * D;
-            float dot = 0.0f;
-            for (int d = 0; d < D; d++) dot += q[d] * k[d];
-            scores[j] = dot * scale;
-            top = scores[j] > top ? scores[j] : top;
-        }
-        double sum = 0.0;
-        for (int j = 0; j < n; j++) sum += scores[j] = expf(scores[j] - top);
-        float *out = gen->attn + (size_t)i * H + (size_t)h * D;
-        memset(out, 0, sizeof(float) * D);
-        for (int j = 0; j < n; j++) {
-            const float p = (float)(scores[j] / sum), *v = values + (size_t)j * KV + (size_t)kv_head * D;
-            for (int d = 0; d < D; d++) out[d] += p * v[d];
-        }
-    }
+    for (int i = 0; i < count; i++)
+        attention_decode_forward(gen->attn + (size_t)i * H, gen->scores + (size_t)i * heads * gen->max_len,
+                                 gen->q + (size_t)i * H, cache_row(gen, gen->k_cache, rows[i], l),
+                                 cache_row(gen, gen->v_cache, rows[i], l), gen->lengths[rows[i]] + 1, heads,
+                                 cfg->num_kv_heads, D);
+}
+
+/* out (count, N) = in (count, K) · parameter index (N, K)ᵀ in the generator's precision. */
+static void product(pm_generator *gen, float *out, const float *in, int index, int count, int K, int N) {
+    if (gen->weights16)
+        matmul_rows_forward_bf16(out, in, gen->weights16 + gen->model->params[index].offset, count, K, N);
+    else
+        matmul_rows_forward(out, in, param_weights(gen->model, index), count, K, N);
 }
 
 /* The MoE block of layer l on the fed tokens' normed rows gen->ln, added into gen->x. Routing
@@ -265,13 +315,14 @@ static int moe_rows(pm_generator *gen, int l, int count) {
     pm_model *model = gen->model;
     const pm_model_config *cfg = &model->cfg;
     const int H = cfg->hidden_size;
+    /* fp32 in either precision, as in training's bf16: the routing stays that of the weights */
     matmul_rows_forward(gen->router_logits, gen->ln, param_weights(model, model->layer_params[l].router), count, H,
                         cfg->num_experts);
     int status = pm_router_forward(gen->routers[l], gen->routings[l], gen->router_logits, count, false, NULL);
     if (status < 0) return status;
     const pm_routing *routing = gen->routings[l];
     gen->active_sum[l] += routing->offsets[count];
-    moe_forward_rows(&gen->moe, gen->moe_out, gen->ln, routing, model->layers[l].experts);
+    moe_forward_rows(&gen->moe, gen->moe_out, gen->ln, routing, gen->experts + (size_t)l * cfg->num_experts);
     for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->moe_out[i];
     return PM_OK;
 }
@@ -290,20 +341,20 @@ static int feed_checked(pm_generator *gen, const int *rows, const int32_t *token
     for (int l = 0; l < cfg->num_layers; l++) {
         const layer_params *lp = &model->layer_params[l];
         rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, lp->input_norm), count, H, eps);
-        matmul_rows_forward(gen->tmp, gen->ln, param_weights(model, lp->q), count, H, H);
+        product(gen, gen->tmp, gen->ln, lp->q, count, H, H);
         rmsnorm_forward(gen->q, gen->rstd, gen->tmp, param_weights(model, lp->q_norm), count, H, eps);
         rope_forward(gen->q, gen->q, gen->positions, count, cfg->num_heads, D, cfg->rope_theta);
-        matmul_rows_forward(gen->tmp, gen->ln, param_weights(model, lp->k), count, H, KV);
+        product(gen, gen->tmp, gen->ln, lp->k, count, H, KV);
         rmsnorm_forward(gen->k, gen->rstd, gen->tmp, param_weights(model, lp->k_norm), count, KV, eps);
         rope_forward(gen->k, gen->k, gen->positions, count, cfg->num_kv_heads, D, cfg->rope_theta);
-        matmul_rows_forward(gen->v, gen->ln, param_weights(model, lp->v), count, H, KV);
+        product(gen, gen->v, gen->ln, lp->v, count, H, KV);
         for (int i = 0; i < count; i++) {
             const size_t at = (size_t)gen->positions[i] * KV;
             memcpy(cache_row(gen, gen->k_cache, rows[i], l) + at, gen->k + (size_t)i * KV, sizeof(float) * KV);
             memcpy(cache_row(gen, gen->v_cache, rows[i], l) + at, gen->v + (size_t)i * KV, sizeof(float) * KV);
         }
         attend(gen, l, rows, count);
-        matmul_rows_forward(gen->tmp, gen->attn, param_weights(model, lp->o), count, H, H);
+        product(gen, gen->tmp, gen->attn, lp->o, count, H, H);
         for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->tmp[i];
         rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, lp->post_norm), count, H, eps);
         int status = moe_rows(gen, l, count);
@@ -312,7 +363,7 @@ static int feed_checked(pm_generator *gen, const int *rows, const int32_t *token
     gen->routed = true;
     if (logits) { /* nobody reads the logits of a prompt's inner tokens: skip the largest product */
         rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, model->final_norm), count, H, eps);
-        matmul_rows_forward(logits, gen->ln, param_weights(model, model->lm_head), count, H, cfg->vocab_size);
+        product(gen, logits, gen->ln, model->lm_head, count, H, cfg->vocab_size);
     }
     for (int i = 0; i < count; i++) gen->lengths[rows[i]]++;
     gen->tokens_seen += count;

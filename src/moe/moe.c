@@ -131,17 +131,30 @@ static void dispatch(moe_state *state, const pm_routing *routing) {
     for (int q = 0; q < routing->offsets[T]; q++) state->combine_row[q] = state->pair_row[combine_pair[q]];
 }
 
+/* Rows of at most this many floats in all are gathered and combined on one thread: a decoding
+ * step's few rows cost less than waking the others. */
+enum { PARALLEL_FLOATS = 16384 };
+
 void moe_gather_rows(moe_state *state, const float *x) {
     const int H = state->hidden;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)state->num_pairs * H > PARALLEL_FLOATS)
     for (int p = 0; p < state->num_pairs; p++)
         memcpy(state->x + (size_t)state->pair_row[p] * H, x + (size_t)state->pair_token[p] * H,
                sizeof(float) * H);
 }
 
-/* One product of the experts' projections: BLAS's matmul_forward, or matmul_rows_forward for
- * rows that must not depend on one another. */
-typedef void (*product_fn)(float *out, const float *in, const float *weight, int T, int K, int N);
+/* One product of the experts' projections, given the weight in fp32 and, or NULL, in bf16:
+ * BLAS or oneDNN (linear_forward), or the row-independent products for the decoder. */
+typedef void (*product_fn)(matmul_bf16 *ctx, float *out, const float *in, const float *weight,
+                           const uint16_t *weight16, int T, int K, int N);
+
+/* The decoder's rows read the bf16 copy it made itself, if it made one, never oneDNN's. */
+static void rows_product(matmul_bf16 *ctx, float *out, const float *in, const float *weight, const uint16_t *weight16,
+                         int T, int K, int N) {
+    (void)ctx;
+    if (weight16) matmul_rows_forward_bf16(out, in, weight16, T, K, N);
+    else matmul_rows_forward(out, in, weight, T, K, N);
+}
 
 static void experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
                             int I, product_fn product) {
@@ -150,27 +163,21 @@ static void experts_forward(const moe_rows *rows, const int *offsets, int count,
         if (n == 0) continue;
         const size_t hi = (size_t)first * H, ii = (size_t)first * I;
         const moe_expert *ex = &experts[e];
-        if (rows->bf16) { /* bf16 products (training and evaluation; never the decoder's rows) */
-            linear_forward(rows->bf16, rows->gate + ii, rows->x + hi, ex->gate, ex->gate16, n, H, I);
-            linear_forward(rows->bf16, rows->up + ii, rows->x + hi, ex->up, ex->up16, n, H, I);
-        } else {
-            product(rows->gate + ii, rows->x + hi, ex->gate, n, H, I);
-            product(rows->up + ii, rows->x + hi, ex->up, n, H, I);
-        }
+        product(rows->bf16, rows->gate + ii, rows->x + hi, ex->gate, ex->gate16, n, H, I);
+        product(rows->bf16, rows->up + ii, rows->x + hi, ex->up, ex->up16, n, H, I);
         swiglu_forward(rows->act + ii, rows->gate + ii, rows->up + ii, n, I);
-        if (rows->bf16) linear_forward(rows->bf16, rows->out + hi, rows->act + ii, ex->down, ex->down16, n, I, H);
-        else product(rows->out + hi, rows->act + ii, ex->down, n, I, H);
+        product(rows->bf16, rows->out + hi, rows->act + ii, ex->down, ex->down16, n, I, H);
     }
 }
 
 void moe_experts_forward(const moe_rows *rows, const int *offsets, int count, const moe_expert *experts, int H,
                          int I) {
-    experts_forward(rows, offsets, count, experts, H, I, matmul_forward);
+    experts_forward(rows, offsets, count, experts, H, I, linear_forward);
 }
 
 void moe_combine(const moe_state *state, float *y, const pm_routing *routing) {
     const int T = routing->num_tokens, H = state->hidden;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)T * H > PARALLEL_FLOATS)
     for (int t = 0; t < T; t++) {
         float *row = y + (size_t)t * H;
         memset(row, 0, sizeof(float) * H);
@@ -191,9 +198,8 @@ static void forward(moe_state *state, float *y, const float *x, const pm_routing
                     product_fn product) {
     moe_prepare(state, routing);
     moe_gather_rows(state, x);
-    /* the decoder's rows stay fp32 and independent of one another */
     const moe_rows rows = {state->x, state->gate, state->up, state->act, state->out,
-                           product == matmul_forward ? state->bf16 : NULL};
+                           product == linear_forward ? state->bf16 : NULL};
     experts_forward(&rows, state->expert_offsets, state->num_experts, experts, state->hidden, state->intermediate,
                     product);
     moe_combine(state, y, routing);
@@ -201,12 +207,12 @@ static void forward(moe_state *state, float *y, const float *x, const pm_routing
 
 void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
                  const moe_expert *experts) {
-    forward(state, y, x, routing, experts, matmul_forward);
+    forward(state, y, x, routing, experts, linear_forward);
 }
 
 void moe_forward_rows(moe_state *state, float *y, const float *x, const pm_routing *routing,
                       const moe_expert *experts) {
-    forward(state, y, x, routing, experts, matmul_rows_forward);
+    forward(state, y, x, routing, experts, rows_product);
 }
 
 void moe_output_grads(const moe_state *state, moe_scratch *scratch, float *c, const float *dy,

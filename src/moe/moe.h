@@ -61,7 +61,8 @@ void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *r
                  const moe_expert *experts);
 
 /* As moe_forward, but token t's output depends on token t alone, bit for bit, whatever the
- * other tokens and their number (matmul_rows_forward for the experts; gathering and combining
+ * other tokens and their number (matmul_rows_forward for the experts, or
+ * matmul_rows_forward_bf16 for an expert whose bf16 pointers are set; gathering and combining
  * are per token already): batched decoding. */
 void moe_forward_rows(moe_state *state, float *y, const float *x, const pm_routing *routing,
                       const moe_expert *experts);

@@ -21,6 +21,9 @@ void matmul_forward(float *out, const float *in, const float *weight, int T, int
  * (BLAS's results change with the shape): batched decoding, whose sequences must decode exactly
  * as they would alone. Fast for the few rows of a decoding step, not for large T. */
 void matmul_rows_forward(float *out, const float *in, const float *weight, int T, int K, int N);
+/* As matmul_rows_forward with the weight (N, K) in bf16: each weight widened exactly to fp32,
+ * the products and sums those of matmul_rows_forward on the widened weight (in stays fp32). */
+void matmul_rows_forward_bf16(float *out, const float *in, const uint16_t *weight, int T, int K, int N);
 /* din (T, K) += dout (T, N) · weight (N, K); dweight (N, K) += dout (T, N)ᵀ · in (T, K).
  * Either gradient pointer may be NULL to skip it. */
 void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
@@ -75,6 +78,10 @@ void rope_backward(float *din, const float *dout, const int32_t *positions, int 
  */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int S, int H, int KVH, int D);
+/* One new token's attention over its cache of n positions (decoding): q (H, D), keys and values
+ * (n, KVH, D) with the token's own at n − 1, out (H, D); scores (H, n) is scratch. */
+void attention_decode_forward(float *out, float *scores, const float *q, const float *keys, const float *values,
+                              int n, int H, int KVH, int D);
 /* dq (B, S, H, D) +=, dk and dv (B, S, KVH, D) +=. Needs 64·S floats of scratch per thread; if
  * that allocation fails, dq, dk and dv are set to NaN instead (the failure then shows as a
  * non-finite gradient). */

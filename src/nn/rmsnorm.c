@@ -10,7 +10,8 @@
 
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int T, int C,
                      float eps) {
-#pragma omp parallel for schedule(static)
+    /* a decoding step's few rows: cheaper on one thread than waking the others */
+#pragma omp parallel for schedule(static) if ((size_t)T * C > 16384)
     for (int t = 0; t < T; t++) {
         const float *x = in + (size_t)t * C;
         float *y = out + (size_t)t * C;

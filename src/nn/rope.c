@@ -19,7 +19,8 @@ static void rope_apply(float *out, const float *in, const int32_t *positions, in
         int n = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
         double inv_freq[ROPE_CHUNK];
         for (int i = 0; i < n; i++) inv_freq[i] = pow((double)theta, -2.0 * (i0 + i) / D);
-#pragma omp parallel for schedule(static)
+        /* a decoding step's few rows: cheaper on one thread than waking the others */
+#pragma omp parallel for schedule(static) if ((size_t)T * heads * D > 16384)
         for (int t = 0; t < T; t++) {
             float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
             for (int i = 0; i < n; i++) {

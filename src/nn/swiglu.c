@@ -9,7 +9,8 @@
 static inline double sigmoid(float x) { return 1.0 / (1.0 + pm_exp(-(double)x)); }
 
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int N) {
-#pragma omp parallel for schedule(static)
+    /* a decoding step's few rows: cheaper on one thread than waking the others */
+#pragma omp parallel for schedule(static) if ((size_t)T * N > 16384)
     for (int t = 0; t < T; t++) {
         size_t row = (size_t)t * N;
 #pragma omp simd
