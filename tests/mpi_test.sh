@@ -116,13 +116,21 @@ else
   echo "ok a resume with more processes than sequences is refused"
 fi
 
+# The process id of one probmoe rank of the run writing DIR, and waiting (up to a minute) for
+# a background run to end: "ended" says whether it did.
+rank_of() { pgrep -f -- "--out $1" | while read -r pid; do
+  [ "$(ps -o comm= -p "$pid")" = probmoe ] && echo "$pid"; done | tail -n 1; }
+wait_ended() {
+  ended=false
+  for _ in $(seq 1 600); do kill -0 "$1" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+}
+
 # SIGUSR1 to mpirun reaches every rank: they finish the step, rank 0 saves, all stop (exit 0).
 "${launch[@]}" -np 2 "$probmoe" train "${common[@]}" --router probmoe --steps 1000000 --out usr1 > usr1.log 2>&1 &
 runner=$!
 for _ in $(seq 1 300); do [ -s usr1/metrics.jsonl ] && break; sleep 0.1; done
 kill -USR1 "$runner"
-ended=false
-for _ in $(seq 1 600); do kill -0 "$runner" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+wait_ended "$runner"
 if $ended && wait "$runner" && grep -q "stopped at step" usr1.log && ls -d usr1/checkpoint-* > /dev/null 2>&1; then
   echo "ok SIGUSR1 to mpirun saved a checkpoint and stopped every rank"
 else
@@ -135,11 +143,9 @@ fi
     --out killed > killed.log 2>&1; echo "exit $?" >> killed.log ) &
 runner=$!
 for _ in $(seq 1 300); do [ -d killed/checkpoint-000005 ] && break; sleep 0.1; done
-victim=$(pgrep -f -- "--out killed" | while read -r pid; do
-  [ "$(ps -o comm= -p "$pid")" = probmoe ] && echo "$pid"; done | tail -n 1)
+victim=$(rank_of killed)
 [ -n "$victim" ] && kill -KILL "$victim"
-ended=false
-for _ in $(seq 1 600); do kill -0 "$runner" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+wait_ended "$runner"
 if ! $ended; then
   echo "FAIL a killed rank left the run hanging"; pkill -KILL -f -- "--out killed" || true; status=1
 elif ! grep -q "rank [0-9]* with PID" killed.log || grep -q "^exit 0$" killed.log; then
@@ -158,11 +164,9 @@ fi
     --comm-timeout 5 --out hung > hung.log 2>&1; echo "exit $?" >> hung.log ) &
 runner=$!
 for _ in $(seq 1 300); do [ -d hung/checkpoint-000005 ] && break; sleep 0.1; done
-victim=$(pgrep -f -- "--out hung" | while read -r pid; do
-  [ "$(ps -o comm= -p "$pid")" = probmoe ] && echo "$pid"; done | tail -n 1)
+victim=$(rank_of hung)
 [ -n "$victim" ] && kill -STOP "$victim"
-ended=false
-for _ in $(seq 1 600); do kill -0 "$runner" 2>/dev/null || { ended=true; break; }; sleep 0.1; done
+wait_ended "$runner"
 [ -n "$victim" ] && kill -CONT "$victim" 2>/dev/null
 if ! $ended; then
   echo "FAIL a hung rank left the run hanging past --comm-timeout"; pkill -KILL -f -- "--out hung" || true; status=1

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "tiny_model.h"
 #include "core/bf16.h"
 #include "train/adamw_kernel.h"
 #include "train/optim.h"
@@ -31,17 +32,10 @@ static const double GRAD_SCALES[STEPS] = {1.0, 1e-3, 0.3, 1e-6, 2.0, 0.05};
 /* Vocabulary 1000 × hidden 40: an embedding of 40000 floats (2 chunks and a part); hidden 40
  * gives norm weights of 40 floats (2 vectors and a part). */
 static pm_model *make_model(void) {
-    pm_model_config cfg = pm_model_config_default();
+    pm_model_config cfg = tiny_model_config(PM_ROUTER_TOPK);
     cfg.vocab_size = 1000;
     cfg.hidden_size = 40;
-    cfg.intermediate_size = 24;
-    cfg.num_layers = 2;
-    cfg.num_heads = 4;
-    cfg.num_kv_heads = 2;
-    cfg.num_experts = 6;
-    cfg.experts_per_token = 2;
     cfg.max_position_embeddings = 16;
-    cfg.router = pm_router_config_default(PM_ROUTER_TOPK, cfg.num_experts, cfg.experts_per_token);
     pm_model *model = pm_model_create(&cfg, 1, 4);
     if (!model) fail_msg("%s", pm_last_error());
     pm_rng rng;
