@@ -307,6 +307,8 @@ typedef struct {
     uint64_t activations; /* for a batch: the activations the backward pass reads, its scratch,
                              the logits, the routing and the experts' rows */
     uint64_t total;
+    uint64_t activation_arena; /* of the activations: the one block pm_model_create lays them
+                                  out on, planned from the config (what a model of it holds) */
 } pm_memory_estimate;
 
 /* The estimate for cfg with buffers for max_batch × max_seq tokens. 0 or a negative status

@@ -71,6 +71,38 @@ static void expect_close_above(uint64_t estimate, size_t measured, const char *w
                  (unsigned long long)estimate, measured);
 }
 
+/* The activation arena is what the estimate planned, to the byte; it holds every layer's
+ * buffers, in order and apart; under AddressSanitizer the byte after a buffer is poisoned. */
+static void expect_arena_holds_activations(const pm_model *model, const pm_memory_estimate *estimate,
+                                           const char *router) {
+    const pm_arena *arena = &model->arena;
+    if (arena->planned != estimate->activation_arena || arena->used != arena->planned)
+        fail_msg("%s: the arena holds %llu bytes (laid out %llu) but the estimate planned %llu", router,
+                 (unsigned long long)arena->planned, (unsigned long long)arena->used,
+                 (unsigned long long)estimate->activation_arena);
+    if (estimate->activation_arena < estimate->activations / 2)
+        fail_msg("%s: the arena is only %llu of %llu activation bytes", router,
+                 (unsigned long long)estimate->activation_arena, (unsigned long long)estimate->activations);
+    const size_t T = (size_t)model->max_batch * model->max_seq, H = (size_t)model->cfg.hidden_size;
+    const char *previous_end = arena->base;
+    for (int l = 0; l < model->cfg.num_layers; l++) {
+        const layer_state *layer = &model->layers[l];
+        const float *buffers[] = {layer->x_in, layer->ln1, layer->q_raw, layer->x_mid, layer->ln2};
+        for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+            const char *start = (const char *)buffers[i], *end = start + sizeof(float) * T * H;
+            if (start < previous_end || end > arena->base + arena->planned || (uintptr_t)start % ARENA_ALIGN)
+                fail_msg("%s: layer %d's buffer %zu [%p, %p) is not in order inside the arena [%p, %p) or not "
+                         "aligned", router, l, i, (const void *)start, (const void *)end, (const void *)arena->base,
+                         (const void *)(arena->base + arena->planned));
+#if defined(__SANITIZE_ADDRESS__)
+            if (!__asan_address_is_poisoned(end)) fail_msg("%s: the byte after layer %d's buffer %zu is not poisoned", router, l, i);
+#endif
+            previous_end = end;
+        }
+        if ((const char *)layer->moe.x < previous_end) fail_msg("%s: layer %d's expert rows overlap", router, l);
+    }
+}
+
 static void test_estimate_matches_allocation(void **state) {
     (void)state;
     const int B = 4, S = 96;
@@ -95,6 +127,7 @@ static void test_estimate_matches_allocation(void **state) {
                      (unsigned long long)inference.activations, (unsigned long long)inference.total);
         expect_close_above(inference.total, created - (size_t)params, "a model for inference", name);
         expect_close_above(inference.activations, created - 2 * (size_t)params, "its activations", name);
+        expect_arena_holds_activations(model, &inference, name);
         /* training: the model and AdamW's moments */
         adamw optimizer;
         assert_int_equal(adamw_init(&optimizer, model, (adamw_config){0.9f, 0.95f, 1e-8f, 0.1f, false}), PM_OK);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "model/model_internal.h"
@@ -18,42 +19,79 @@ int model_pairs_per_token(const pm_router_config *router) {
 
 /* ------------------------------------------------------------- lifecycle */
 
-static float *alloc_floats(size_t count, bool *ok) {
-    float *p = malloc(sizeof(float) * (count ? count : 1));
-    if (!p) *ok = false;
-    return p;
+/*
+ * The activation arena: every buffer a forward and backward pass needs for max_batch ×
+ * max_seq tokens, laid out by this one function on the model's single allocation (and, on an
+ * empty arena, for the memory estimate). A layer's buffers are consecutive; `layers` may be
+ * NULL, then one stand-in receives every layer's pointers.
+ */
+static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int max_batch, int max_seq,
+                              pm_model *model) {
+    const uint64_t B = (uint64_t)max_batch, S = (uint64_t)max_seq, T = B * S, H = (uint64_t)cfg->hidden_size;
+    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, E = (uint64_t)cfg->num_experts;
+    const uint64_t V = (uint64_t)cfg->vocab_size, pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
+    const int tokens = T > INT_MAX ? INT_MAX : (int)T;
+    layer_state stand_in;
+    for (int l = 0; l < cfg->num_layers; l++) {
+        layer_state *layer = model->layers ? &model->layers[l] : &stand_in;
+        layer->x_in = arena_floats(arena, sat_mul(T, H));
+        layer->ln1 = arena_floats(arena, sat_mul(T, H));
+        layer->rstd1 = arena_floats(arena, T);
+        layer->q_raw = arena_floats(arena, sat_mul(T, H));
+        layer->q_rstd = arena_floats(arena, T);
+        layer->q_rot = arena_floats(arena, sat_mul(T, H));
+        layer->k_raw = arena_floats(arena, sat_mul(T, KV));
+        layer->k_rstd = arena_floats(arena, T);
+        layer->k_rot = arena_floats(arena, sat_mul(T, KV));
+        layer->v = arena_floats(arena, sat_mul(T, KV));
+        layer->att = arena_floats(arena, sat_mul3(B * (uint64_t)cfg->num_heads, S, S));
+        layer->attn_out = arena_floats(arena, sat_mul(T, H));
+        layer->x_mid = arena_floats(arena, sat_mul(T, H));
+        layer->ln2 = arena_floats(arena, sat_mul(T, H));
+        layer->rstd2 = arena_floats(arena, T);
+        layer->router_logits = arena_floats(arena, sat_mul(T, E));
+        moe_state_layout(&layer->moe, arena, (int)H, cfg->intermediate_size, (int)E, tokens, pairs);
+    }
+    model->positions = arena_take(arena, T, sizeof(int32_t));
+    model->x_final = arena_floats(arena, sat_mul(T, H));
+    model->lnf = arena_floats(arena, sat_mul(T, H));
+    model->rstdf = arena_floats(arena, T);
+    model->logits = arena_floats(arena, sat_mul(T, V));
+    model->d_logits = arena_floats(arena, sat_mul(T, V));
+    model->d_resid = arena_floats(arena, sat_mul(T, H));
+    model->d_ln = arena_floats(arena, sat_mul(T, H));
+    model->d_q = arena_floats(arena, sat_mul(T, H));
+    model->d_q_raw = arena_floats(arena, sat_mul(T, H));
+    model->d_k = arena_floats(arena, sat_mul(T, KV));
+    model->d_k_raw = arena_floats(arena, sat_mul(T, KV));
+    model->d_v = arena_floats(arena, sat_mul(T, KV));
+    model->d_attn = arena_floats(arena, sat_mul(T, H));
+    model->d_router = arena_floats(arena, sat_mul(T, E));
+    model->c = arena_floats(arena, pairs);
+    moe_scratch_layout(&model->moe_scratch, arena, (int)H, cfg->intermediate_size, pairs);
 }
 
-static bool layer_alloc(pm_model *model, layer_state *layer, int l) {
+/* The planned size of the arena for cfg and max_batch × max_seq tokens. */
+static uint64_t activation_arena_bytes(const pm_model_config *cfg, int max_batch, int max_seq) {
+    pm_arena plan = {0};
+    pm_model stand_in;
+    memset(&stand_in, 0, sizeof stand_in);
+    activation_layout(&plan, cfg, max_batch, max_seq, &stand_in);
+    return plan.used;
+}
+
+/* A layer's router, its routing and its experts' weight views (the activations are the
+ * arena's). */
+static bool layer_create(pm_model *model, layer_state *layer, int l) {
     const pm_model_config *cfg = &model->cfg;
-    const size_t T = (size_t)model->max_batch * model->max_seq, H = cfg->hidden_size;
-    const size_t KV = H / cfg->num_heads * cfg->num_kv_heads, E = cfg->num_experts;
-    bool ok = true;
-    layer->x_in = alloc_floats(T * H, &ok);
-    layer->ln1 = alloc_floats(T * H, &ok);
-    layer->rstd1 = alloc_floats(T, &ok);
-    layer->q_raw = alloc_floats(T * H, &ok);
-    layer->q_rstd = alloc_floats(T, &ok);
-    layer->q_rot = alloc_floats(T * H, &ok);
-    layer->k_raw = alloc_floats(T * KV, &ok);
-    layer->k_rstd = alloc_floats(T, &ok);
-    layer->k_rot = alloc_floats(T * KV, &ok);
-    layer->v = alloc_floats(T * KV, &ok);
-    layer->att = alloc_floats((size_t)model->max_batch * cfg->num_heads * model->max_seq * model->max_seq, &ok);
-    layer->attn_out = alloc_floats(T * H, &ok);
-    layer->x_mid = alloc_floats(T * H, &ok);
-    layer->ln2 = alloc_floats(T * H, &ok);
-    layer->rstd2 = alloc_floats(T, &ok);
-    layer->router_logits = alloc_floats(T * E, &ok);
+    const int T = model->max_batch * model->max_seq, E = cfg->num_experts;
     layer->router = pm_router_create(&cfg->router);
-    layer->routing = layer->router ? pm_routing_create(layer->router, (int)T) : NULL;
-    layer->experts = calloc(E, sizeof(moe_expert));
-    if (!ok || !layer->router || !layer->routing || !layer->experts) return false;
-    const int max_pairs = (int)T * model_pairs_per_token(&cfg->router);
-    if (moe_state_init(&layer->moe, (int)H, cfg->intermediate_size, (int)E, (int)T, max_pairs) < 0) return false;
+    layer->routing = layer->router ? pm_routing_create(layer->router, T) : NULL;
+    layer->experts = calloc((size_t)E, sizeof(moe_expert));
+    if (!layer->router || !layer->routing || !layer->experts) return false;
     const layer_params *lp = &model->layer_params[l];
-    for (size_t e = 0; e < E; e++) {
-        const int first = lp->expert0 + 3 * (int)e;
+    for (int e = 0; e < E; e++) {
+        const int first = lp->expert0 + 3 * e;
         layer->experts[e] = (moe_expert){param_weights(model, first), param_weights(model, first + 1),
                                          param_weights(model, first + 2), param_grads(model, first),
                                          param_grads(model, first + 1), param_grads(model, first + 2), NULL, NULL,
@@ -63,13 +101,8 @@ static bool layer_alloc(pm_model *model, layer_state *layer, int l) {
 }
 
 static void layer_free(layer_state *layer) {
-    float *buffers[] = {layer->x_in, layer->ln1, layer->rstd1, layer->q_raw, layer->q_rstd, layer->q_rot,
-                        layer->k_raw, layer->k_rstd, layer->k_rot, layer->v, layer->att, layer->attn_out,
-                        layer->x_mid, layer->ln2, layer->rstd2, layer->router_logits};
-    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     pm_routing_free(layer->routing);
     pm_router_free(layer->router);
-    moe_state_free(&layer->moe);
     moe_owner_free(&layer->owner);
     free(layer->experts);
 }
@@ -87,36 +120,26 @@ pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, in
     if (max_batch < 1 || max_seq < 1)
         return pm_fail(PM_ERR_ARG, "pm_model_memory_estimate: batch %d × sequence %d; need at least 1 × 1", max_batch,
                        max_seq);
-    const uint64_t B = (uint64_t)max_batch, S = (uint64_t)max_seq, T = B * S, L = (uint64_t)cfg->num_layers;
-    const uint64_t H = (uint64_t)cfg->hidden_size, V = (uint64_t)cfg->vocab_size, E = (uint64_t)cfg->num_experts;
-    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, heads = (uint64_t)cfg->num_heads;
-    const uint64_t pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
+    const uint64_t T = (uint64_t)max_batch * (uint64_t)max_seq, L = (uint64_t)cfg->num_layers;
+    const uint64_t E = (uint64_t)cfg->num_experts;
     const uint64_t floats = model_param_floats(cfg);
     out->parameters = sat_mul(sizeof(float), floats);
     /* the gradient buffer is allocated zeroed and written only by a backward pass: without
      * training its pages are never touched, so they cost no memory */
     out->gradients = training ? out->parameters : 0;
     out->optimizer = training ? sat_mul(2 * sizeof(float), floats) : 0;
-    /* each layer: x_in, ln1, q_raw, q_rot, attn_out, x_mid, ln2 (T, H); four (T) norms; k_raw,
-     * k_rot, v (T, KV); the attention probabilities; the router logits */
-    uint64_t layer_floats = sat_add(sat_mul(T, 7 * H + 4 + 3 * KV + E), sat_mul3(B * heads, S, S));
-    uint64_t layer = sat_mul(sizeof(float), layer_floats);
-    layer = sat_add(layer, router_memory_bytes(&cfg->router));
-    layer = sat_add(layer, routing_memory_bytes(&cfg->router, T));
+    /* the activation arena, then each layer's router, routing and expert views */
+    uint64_t layer = sat_add(router_memory_bytes(&cfg->router), routing_memory_bytes(&cfg->router, T));
     layer = sat_add(layer, sizeof(moe_expert) * E);
-    layer = sat_add(layer, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
-    /* the model: x_final, lnf and the backward's d_resid, d_ln, d_q, d_q_raw, d_attn (T, H);
-     * rstdf (T); logits and d_logits (T, V); d_k, d_k_raw, d_v (T, KV); d_router (T, E); c */
-    const uint64_t model_floats = sat_add(sat_mul(T, 7 * H + 1 + 3 * KV + E), sat_add(sat_mul3(2, T, V), pairs));
-    uint64_t activations = sat_add(sat_mul(L, layer), sat_mul(sizeof(float), model_floats));
-    activations = sat_add(activations, moe_scratch_bytes(cfg->hidden_size, cfg->intermediate_size, pairs));
-    /* positions, the struct, its layers and budget values, the parameter table and names */
-    activations = sat_add(activations, sizeof(int32_t) * T + sizeof(pm_model) +
+    out->activation_arena = activation_arena_bytes(cfg, max_batch, max_seq);
+    uint64_t activations = sat_add(out->activation_arena, sat_mul(L, layer));
+    /* the struct, its layers and budget values, the parameter table and names */
+    activations = sat_add(activations, sizeof(pm_model) +
                                            L * (sizeof(layer_state) + sizeof(layer_params) + 2 * sizeof(float)) +
                                            (uint64_t)model_param_entries(cfg) * (sizeof(pm_param) + 96));
-    /* malloc's bookkeeping: up to 32 bytes for each of the about 53 allocations of a layer
-     * and 30 of the model */
-    activations = sat_add(activations, 32 * (64 * L + 32));
+    /* malloc's bookkeeping: up to 32 bytes for each of the about 25 allocations of a layer's
+     * router and routing, and 16 of the model */
+    activations = sat_add(activations, 32 * (32 * L + 16));
     /* training: the attention backward's scratch, the trainer's batches of inputs and targets
      * (and the evaluation's) */
     if (training)
@@ -186,38 +209,21 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
     model->max_batch = max_batch;
     model->max_seq = max_seq;
     bool ok = model_build_params(model) == PM_OK;
-    const size_t T = (size_t)max_batch * max_seq, H = cfg->hidden_size, V = cfg->vocab_size;
-    const size_t KV = H / cfg->num_heads * cfg->num_kv_heads, E = cfg->num_experts;
     if (ok) {
-        model->weights = alloc_floats(model->size, &ok);
-        model->grads = calloc(model->size, sizeof(float));
+        model->weights = malloc(sizeof(float) * (model->size ? model->size : 1));
+        model->grads = calloc(model->size ? model->size : 1, sizeof(float));
         model->layers = calloc((size_t)cfg->num_layers, sizeof(layer_state));
-        model->positions = malloc(sizeof(int32_t) * T);
         model->budget_k = calloc((size_t)cfg->num_layers, sizeof(float));
         model->budget_dk = calloc((size_t)cfg->num_layers, sizeof(float));
-        ok = ok && model->grads && model->layers && model->positions && model->budget_k && model->budget_dk;
+        ok = model->weights && model->grads && model->layers && model->budget_k && model->budget_dk;
     }
-    for (int l = 0; ok && l < cfg->num_layers; l++) ok = layer_alloc(model, &model->layers[l], l);
-    if (ok) model_budget_init(model); /* a file without the budget's tensors leaves them here */
     if (ok) {
-        model->x_final = alloc_floats(T * H, &ok);
-        model->lnf = alloc_floats(T * H, &ok);
-        model->rstdf = alloc_floats(T, &ok);
-        model->logits = alloc_floats(T * V, &ok);
-        model->d_logits = alloc_floats(T * V, &ok);
-        model->d_resid = alloc_floats(T * H, &ok);
-        model->d_ln = alloc_floats(T * H, &ok);
-        model->d_q = alloc_floats(T * H, &ok);
-        model->d_q_raw = alloc_floats(T * H, &ok);
-        model->d_k = alloc_floats(T * KV, &ok);
-        model->d_k_raw = alloc_floats(T * KV, &ok);
-        model->d_v = alloc_floats(T * KV, &ok);
-        model->d_attn = alloc_floats(T * H, &ok);
-        model->d_router = alloc_floats(T * E, &ok);
-        const size_t pairs = T * model_pairs_per_token(&cfg->router);
-        model->c = alloc_floats(pairs, &ok);
-        ok = ok && moe_scratch_init(&model->moe_scratch, (int)H, cfg->intermediate_size, (int)pairs) == PM_OK;
+        activation_layout(&model->arena, cfg, max_batch, max_seq, model); /* plan */
+        ok = arena_allocate(&model->arena);
+        if (ok) activation_layout(&model->arena, cfg, max_batch, max_seq, model);
     }
+    for (int l = 0; ok && l < cfg->num_layers; l++) ok = layer_create(model, &model->layers[l], l);
+    if (ok) model_budget_init(model); /* a file without the budget's tensors leaves them here */
     if (!ok) {
         pm_model_free(model);
         pm_fail(PM_ERR_NOMEM, "pm_model_create: out of memory for a batch of %d × %d tokens; use a "
@@ -230,16 +236,13 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
 void pm_model_free(pm_model *model) {
     if (!model) return;
     for (int l = 0; model->layers && l < model->cfg.num_layers; l++) layer_free(&model->layers[l]);
-    float *buffers[] = {model->weights, model->grads, model->x_final, model->lnf, model->rstdf, model->logits,
-                        model->d_logits, model->d_resid, model->d_ln, model->d_q, model->d_q_raw, model->d_k,
-                        model->d_k_raw, model->d_v, model->d_attn, model->d_router, model->c};
-    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
-    moe_scratch_free(&model->moe_scratch);
+    free(model->weights);
+    free(model->grads);
+    arena_free(&model->arena);
     moe_owner_scratch_free(&model->owner_scratch);
     matmul_bf16_free(model->bf16);
     free(model->weights16);
     free(model->layers);
-    free(model->positions);
     free(model->budget_k);
     free(model->budget_dk);
     free(model->params);

@@ -73,6 +73,9 @@ struct pm_model {
     matmul_bf16 *bf16;
     uint16_t *weights16;
     bool weights16_stale;
+    /* the activations of every layer and the backward scratch below, in one allocation
+     * planned at creation (model.c, activation_layout) */
+    pm_arena arena;
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
     moe_scratch moe_scratch;

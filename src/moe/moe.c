@@ -1,93 +1,94 @@
 #include "moe/moe.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/arena.h"
 #include "core/memory.h"
 #include "moe/moe_internal.h"
 #include "nn/nn.h"
 
-int moe_state_init(moe_state *state, int hidden, int intermediate, int num_experts,
-                   int max_tokens, int max_pairs) {
+void moe_state_layout(moe_state *state, pm_arena *arena, int hidden, int intermediate, int num_experts,
+                      int max_tokens, uint64_t max_pairs) {
     memset(state, 0, sizeof *state);
     state->hidden = hidden;
     state->intermediate = intermediate;
     state->num_experts = num_experts;
-    state->capacity_pairs = max_pairs;
+    state->capacity_pairs = max_pairs > INT_MAX ? INT_MAX : (int)max_pairs; /* an estimate's plan may exceed */
     state->capacity_tokens = max_tokens;
-    const size_t P = (size_t)max_pairs;
-    state->expert_offsets = malloc(sizeof(int) * (num_experts + 1));
-    state->expert_selected = malloc(sizeof(int) * num_experts);
-    state->pair_row = malloc(sizeof(int) * P);
-    state->combine_row = malloc(sizeof(int) * P);
-    state->pair_token = malloc(sizeof(int) * P);
-    state->sort_counts = malloc(sizeof(int) * 2 * num_experts);
-    state->combine_pair = malloc(sizeof(int) * P);
-    state->weighted = malloc(P);
-    state->x = malloc(sizeof(float) * P * hidden);
-    state->gate = malloc(sizeof(float) * P * intermediate);
-    state->up = malloc(sizeof(float) * P * intermediate);
-    state->act = malloc(sizeof(float) * P * intermediate);
-    state->out = malloc(sizeof(float) * P * hidden);
-    if (!state->expert_offsets || !state->expert_selected || !state->pair_row || !state->combine_row ||
-        !state->pair_token || !state->sort_counts || !state->combine_pair || !state->weighted || !state->x || !state->gate || !state->up || !state->act || !state->out) {
-        moe_state_free(state);
+    const uint64_t P = max_pairs, E = (uint64_t)num_experts;
+    state->expert_offsets = arena_ints(arena, E + 1);
+    state->expert_selected = arena_ints(arena, E);
+    state->pair_row = arena_ints(arena, P);
+    state->combine_row = arena_ints(arena, P);
+    state->pair_token = arena_ints(arena, P);
+    state->sort_counts = arena_ints(arena, 2 * E);
+    state->combine_pair = arena_ints(arena, P);
+    state->weighted = arena_take(arena, P, 1);
+    state->x = arena_floats(arena, sat_mul(P, (uint64_t)hidden));
+    state->gate = arena_floats(arena, sat_mul(P, (uint64_t)intermediate));
+    state->up = arena_floats(arena, sat_mul(P, (uint64_t)intermediate));
+    state->act = arena_floats(arena, sat_mul(P, (uint64_t)intermediate));
+    state->out = arena_floats(arena, sat_mul(P, (uint64_t)hidden));
+}
+
+void moe_scratch_layout(moe_scratch *scratch, pm_arena *arena, int hidden, int intermediate, uint64_t max_pairs) {
+    const uint64_t P = max_pairs;
+    scratch->d_out = arena_floats(arena, sat_mul(P, (uint64_t)hidden));
+    scratch->d_act = arena_floats(arena, sat_mul(P, (uint64_t)intermediate));
+    scratch->d_gate = arena_floats(arena, sat_mul(P, (uint64_t)intermediate));
+    scratch->d_up = arena_floats(arena, sat_mul(P, (uint64_t)intermediate));
+    scratch->d_x = arena_floats(arena, sat_mul(P, (uint64_t)hidden));
+}
+
+int moe_state_init(moe_state *state, int hidden, int intermediate, int num_experts, int max_tokens, int max_pairs) {
+    pm_arena arena = {0};
+    moe_state_layout(state, &arena, hidden, intermediate, num_experts, max_tokens, max_pairs);
+    if (!arena_allocate(&arena)) {
+        memset(state, 0, sizeof *state);
         return pm_fail(PM_ERR_NOMEM, "MoE layer: out of memory for %d expert rows", max_pairs);
     }
+    moe_state_layout(state, &arena, hidden, intermediate, num_experts, max_tokens, max_pairs);
+    state->block = arena.base;
     return PM_OK;
 }
 
 void moe_state_free(moe_state *state) {
-    free(state->expert_offsets);
-    free(state->expert_selected);
-    free(state->pair_row);
-    free(state->combine_row);
-    free(state->pair_token);
-    free(state->sort_counts);
-    free(state->combine_pair);
-    free(state->weighted);
-    free(state->x);
-    free(state->gate);
-    free(state->up);
-    free(state->act);
-    free(state->out);
+    free(state->block);
     memset(state, 0, sizeof *state);
 }
 
 int moe_scratch_init(moe_scratch *scratch, int hidden, int intermediate, int max_pairs) {
-    const size_t P = (size_t)max_pairs;
-    scratch->d_out = malloc(sizeof(float) * P * hidden);
-    scratch->d_act = malloc(sizeof(float) * P * intermediate);
-    scratch->d_gate = malloc(sizeof(float) * P * intermediate);
-    scratch->d_up = malloc(sizeof(float) * P * intermediate);
-    scratch->d_x = malloc(sizeof(float) * P * hidden);
-    if (!scratch->d_out || !scratch->d_act || !scratch->d_gate || !scratch->d_up || !scratch->d_x) {
-        moe_scratch_free(scratch);
+    pm_arena arena = {0};
+    moe_scratch_layout(scratch, &arena, hidden, intermediate, max_pairs);
+    if (!arena_allocate(&arena)) {
+        memset(scratch, 0, sizeof *scratch);
         return pm_fail(PM_ERR_NOMEM, "MoE layer: out of memory for %d expert rows", max_pairs);
     }
+    moe_scratch_layout(scratch, &arena, hidden, intermediate, max_pairs);
+    scratch->block = arena.base;
     return PM_OK;
 }
 
 void moe_scratch_free(moe_scratch *scratch) {
-    free(scratch->d_out);
-    free(scratch->d_act);
-    free(scratch->d_gate);
-    free(scratch->d_up);
-    free(scratch->d_x);
+    free(scratch->block);
     memset(scratch, 0, sizeof *scratch);
 }
 
-/* Keep these two in step with moe_state_init and moe_scratch_init above. */
 uint64_t moe_state_bytes(int hidden, int intermediate, int num_experts, uint64_t max_pairs) {
-    /* per pair: pair_row, combine_row, pair_token, combine_pair, weighted; rows x and out (H),
-     * gate, up and act (I) */
-    const uint64_t per_pair = 4 * sizeof(int) + 1 + sizeof(float) * (2 * (uint64_t)hidden + 3 * (uint64_t)intermediate);
-    return sat_add(sizeof(int) * (4 * (uint64_t)num_experts + 1), sat_mul(max_pairs, per_pair));
+    pm_arena plan = {0};
+    moe_state state;
+    moe_state_layout(&state, &plan, hidden, intermediate, num_experts, 0, max_pairs);
+    return plan.used;
 }
 
 uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs) {
-    return sat_mul(max_pairs, sizeof(float) * (2 * (uint64_t)hidden + 3 * (uint64_t)intermediate));
+    pm_arena plan = {0};
+    moe_scratch scratch;
+    moe_scratch_layout(&scratch, &plan, hidden, intermediate, max_pairs);
+    return plan.used;
 }
 
 /*

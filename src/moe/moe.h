@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/batch_comm.h"
 #include "probmoe.h"
 
@@ -38,21 +39,29 @@ typedef struct {
     unsigned char *weighted; /* (pairs) dispatch scratch: pair carries a combine weight */
     float *x, *gate, *up, *act, *out; /* (rows, H), (rows, I) ×3, (rows, H) */
     struct matmul_bf16 *bf16; /* the products' bf16 context, or NULL: fp32 (nn.h) */
+    void *block; /* the buffers' allocation when moe_state_init made it, else NULL (an arena's) */
 } moe_state;
 
 /* Backward scratch shared by all layers. */
 typedef struct {
     float *d_out, *d_act, *d_gate, *d_up, *d_x; /* (rows, H), (rows, I) ×3, (rows, H) */
+    void *block; /* as in moe_state */
 } moe_scratch;
 
-/* Capacity: max_tokens tokens and at most max_pairs compute pairs. 0 or PM_ERR_NOMEM. */
+/* Lays the buffers out on an arena (core/arena.h): planning, or handing out its memory. The
+ * model lays out every layer's state and the shared scratch on its one activation arena. */
+void moe_state_layout(moe_state *state, pm_arena *arena, int hidden, int intermediate, int num_experts,
+                      int max_tokens, uint64_t max_pairs);
+void moe_scratch_layout(moe_scratch *scratch, pm_arena *arena, int hidden, int intermediate, uint64_t max_pairs);
+/* The same on an allocation of their own (the generator, the expert-parallel staging, tests).
+ * Capacity: max_tokens tokens and at most max_pairs compute pairs. 0 or PM_ERR_NOMEM. */
 int moe_state_init(moe_state *state, int hidden, int intermediate, int num_experts,
                    int max_tokens, int max_pairs);
 void moe_state_free(moe_state *state);
 int moe_scratch_init(moe_scratch *scratch, int hidden, int intermediate, int max_pairs);
 void moe_scratch_free(moe_scratch *scratch);
-/* The bytes moe_state_init and moe_scratch_init allocate (saturating at UINT64_MAX), for the
- * model's memory estimate. */
+/* The bytes moe_state_init and moe_scratch_init allocate, as planned by the layouts
+ * (saturating at UINT64_MAX), for the memory estimates. */
 uint64_t moe_state_bytes(int hidden, int intermediate, int num_experts, uint64_t max_pairs);
 uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs);
 
