@@ -45,7 +45,7 @@ static double step_flops(const bench_config *c, pm_router_kind kind) {
 
 /* Runs `steps` steps after one warm-up, with the matrix products in `precision`; writes the
  * median seconds per step. */
-static int run_config(const bench_config *c, pm_router_kind kind, pm_precision precision, int steps, double *seconds) {
+static pm_model_config model_config(const bench_config *c, pm_router_kind kind) {
     pm_model_config cfg = pm_model_config_default();
     cfg.vocab_size = c->vocab;
     cfg.hidden_size = c->hidden;
@@ -56,6 +56,11 @@ static int run_config(const bench_config *c, pm_router_kind kind, pm_precision p
     cfg.experts_per_token = c->k;
     cfg.max_position_embeddings = c->seq;
     cfg.router = pm_router_config_default(kind, c->experts, c->k);
+    return cfg;
+}
+
+static int run_config(const bench_config *c, pm_router_kind kind, pm_precision precision, int steps, double *seconds) {
+    const pm_model_config cfg = model_config(c, kind);
     pm_model *model = pm_model_create(&cfg, c->batch, c->seq);
     if (!model) {
         fprintf(stderr, "train_step: %s\n", pm_last_error());
@@ -265,8 +270,11 @@ int main(int argc, char **argv) {
         }
         printf("; reference: the best, %.1f GFLOP/s\n", bf16_rate);
     }
-    printf("\n%-6s %-14s %9s %9s %8s %8s %9s %9s %8s %8s %9s\n", "config", "router", "fp32 ms", "tokens/s", "GFLOP/s",
-           "of sgemm", "bf16 ms", "tokens/s", "GFLOP/s", "of bf16", "peak MiB");
+    /* peak: the child's resident peak over both precisions; estimate: pm_model_memory_estimate's
+     * total for training in fp32 (bf16 adds the weights' copy and the inputs' scratch); arena: its
+     * activation arena, the one block planned at creation */
+    printf("\n%-6s %-14s %9s %9s %8s %8s %9s %9s %8s %8s %9s %9s %9s\n", "config", "router", "fp32 ms", "tokens/s",
+           "GFLOP/s", "of sgemm", "bf16 ms", "tokens/s", "GFLOP/s", "of bf16", "peak MiB", "estim MiB", "arena MiB");
     enum { MAX_KINDS = 32 };
     double seconds[2][2][MAX_KINDS] = {{{0}}}; /* [config][precision][router] */
     const bench_config *configs[2] = {&demo, &large};
@@ -296,7 +304,10 @@ int main(int argc, char **argv) {
                        100.0 * flops / bf16[kind] / bf16_rate);
             else
                 printf(" %9s %9s %8s %8s", "-", "-", "-", "-");
-            printf(" %9.0f\n", peak);
+            const pm_model_config cfg = model_config(c, (pm_router_kind)kind);
+            pm_memory_estimate need = {0};
+            pm_model_memory_estimate(&cfg, c->batch, c->seq, true, &need);
+            printf(" %9.0f %9.0f %9.0f\n", peak, need.total / 1048576.0, need.activation_arena / 1048576.0);
         }
     const double large_tokens = (double)large.batch * large.seq;
     const double *fp32 = seconds[1][0], *bf16 = seconds[1][1];

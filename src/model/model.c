@@ -1,6 +1,7 @@
 /* The OLMoE decoder: buffers, forward pass and backward pass. */
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,9 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
     model->d_attn = arena_floats(arena, sat_mul(T, H));
     model->d_router = arena_floats(arena, sat_mul(T, E));
     model->c = arena_floats(arena, pairs);
+    /* the attention backward's scratch for the threads there are now (more later are capped) */
+    model->attention_threads = omp_get_max_threads();
+    model->attention_scratch = arena_take(arena, attention_backward_scratch_bytes(max_seq, model->attention_threads), 1);
     moe_scratch_layout(&model->moe_scratch, arena, (int)H, cfg->intermediate_size, pairs);
 }
 
@@ -140,10 +144,8 @@ pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, in
     /* malloc's bookkeeping: up to 32 bytes for each of the about 25 allocations of a layer's
      * router and routing, and 16 of the model */
     activations = sat_add(activations, 32 * (32 * L + 16));
-    /* training: the attention backward's scratch, the trainer's batches of inputs and targets
-     * (and the evaluation's) */
-    if (training)
-        activations = sat_add(activations, attention_backward_scratch_bytes(max_seq) + 4 * sizeof(int32_t) * T);
+    /* training: the trainer's batches of inputs and targets (and the evaluation's) */
+    if (training) activations = sat_add(activations, 4 * sizeof(int32_t) * T);
     out->activations = activations;
     out->total = sat_add(sat_add(out->parameters, out->gradients), sat_add(out->optimizer, out->activations));
     return PM_OK;
@@ -440,8 +442,9 @@ static int layer_backward(pm_model *model, int l) {
     memset(model->d_q, 0, sizeof(float) * T * H);
     memset(model->d_k, 0, sizeof(float) * T * KV);
     memset(model->d_v, 0, sizeof(float) * T * KV);
-    attention_backward(model->d_q, model->d_k, model->d_v, model->d_attn, layer->att, layer->q_rot, layer->k_rot,
-                       layer->v, B, S, cfg->num_heads, cfg->num_kv_heads, D);
+    attention_backward_in(model->d_q, model->d_k, model->d_v, model->d_attn, layer->att, layer->q_rot, layer->k_rot,
+                          layer->v, B, S, cfg->num_heads, cfg->num_kv_heads, D, model->attention_scratch,
+                          model->attention_threads);
     /* rope is linear: its backward maps d(rotated) to d(normalised) */
     memset(model->d_q_raw, 0, sizeof(float) * T * H);
     memset(model->d_k_raw, 0, sizeof(float) * T * KV);

@@ -79,10 +79,15 @@ struct pm_model {
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
     moe_scratch moe_scratch;
+    float *attention_scratch; /* attention_backward_in's, for attention_threads threads */
+    int attention_threads;
     pm_routing_source routing_source;
     void *routing_user;
 };
 
+/* The elements of the largest product input bf16 products convert for `tokens` tokens:
+ * lm_head's (T, V), or the expert rows' (pairs, 2I) (precision.c). */
+uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens);
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 int model_pairs_per_token(const pm_router_config *router);
 

@@ -1,8 +1,10 @@
 /* The precision of the model's matrix products (pm_model_set_precision): the bf16 context, the
  * weights' bf16 copy, and the experts' pointers into it. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "model/model_internal.h"
 
 /* Points every layer's experts (weights16 NULL: fp32) and MoE state at the copy. */
@@ -19,6 +21,14 @@ static void point_experts(pm_model *model) {
     }
 }
 
+uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens) {
+    const uint64_t H = (uint64_t)cfg->hidden_size, I = (uint64_t)cfg->intermediate_size;
+    const uint64_t V = (uint64_t)cfg->vocab_size;
+    const uint64_t pairs = sat_mul(tokens, (uint64_t)model_pairs_per_token(&cfg->router));
+    const uint64_t expert = sat_mul(pairs, 2 * I > H ? 2 * I : H), widest = sat_mul(tokens, V > H ? V : H);
+    return expert > widest ? expert : widest;
+}
+
 pm_status pm_model_set_precision(pm_model *model, pm_precision precision) {
     if (precision != PM_PRECISION_FP32 && precision != PM_PRECISION_BF16)
         return pm_fail(PM_ERR_ARG, "pm_model_set_precision: unknown precision %d", (int)precision);
@@ -33,6 +43,14 @@ pm_status pm_model_set_precision(pm_model *model, pm_precision precision) {
     }
     matmul_bf16 *ctx = matmul_bf16_create();
     if (!ctx) return pm_fail(PM_ERR_ARG, "%s", pm_last_error());
+    /* the inputs' bf16 copies for the largest product of a full batch, up front: a run that
+     * cannot have them is refused now rather than slowed to fp32 later */
+    const uint64_t scratch = model_bf16_scratch_elements(&model->cfg, (uint64_t)model->max_batch * model->max_seq);
+    if (scratch > SIZE_MAX / 2 || !matmul_bf16_reserve(ctx, (size_t)scratch)) {
+        matmul_bf16_free(ctx);
+        return pm_fail(PM_ERR_NOMEM, "pm_model_set_precision: out of memory for the bf16 copies of %llu product "
+                       "inputs; use a smaller batch or sequence", (unsigned long long)scratch);
+    }
     /* malloc: under expert parallelism the pages of other ranks' experts are never written */
     uint16_t *copy = malloc(sizeof(uint16_t) * (model->size ? model->size : 1));
     if (!copy) {

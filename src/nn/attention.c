@@ -179,34 +179,23 @@ static void fill_nan(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }
 
-/* One (QB, S) slice of dS per thread; the team of attention_backward's loop has at most
- * omp_get_max_threads() threads. */
-size_t attention_backward_scratch_bytes(int S) {
-    return sizeof(float) * (size_t)QB * (size_t)S * (size_t)omp_get_max_threads();
-}
+/* One (QB, S) slice of dS per thread. */
+size_t attention_backward_scratch_bytes(int S, int threads) { return sizeof(float) * (size_t)QB * (size_t)S * (size_t)threads; }
 
 /*
  * A task owns one (sequence, KV head) pair and walks its query heads in order: dk and dv of a
  * KV head shared by several query heads are then summed by one thread in a fixed order, and
  * no two threads write the same rows of dq, dk or dv.
  */
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                        const float *q, const float *k, const float *v, int B, int S, int H,
-                        int KVH, int D) {
+void attention_backward_in(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                           const float *k, const float *v, int B, int S, int H, int KVH, int D, float *scratch,
+                           int scratch_threads) {
     if (B <= 0 || S <= 0 || H <= 0 || KVH <= 0 || D <= 0) return;
     const int group = H / KVH, q_ld = H * D, kv_ld = KVH * D;
     const double scale = 1.0 / sqrt((double)D);
     const size_t per_thread = (size_t)QB * S;
-    float *scratch = malloc(attention_backward_scratch_bytes(S));
-    if (!scratch) {
-        /* This function cannot report errors: poison the gradients so the failure shows up
-         * (a non-finite gradient norm stops training) instead of silently missing a term. */
-        fill_nan(dq, (size_t)B * S * q_ld);
-        fill_nan(dk, (size_t)B * S * kv_ld);
-        fill_nan(dv, (size_t)B * S * kv_ld);
-        return;
-    }
-#pragma omp parallel for schedule(static)
+    const int threads = omp_get_max_threads() < scratch_threads ? omp_get_max_threads() : scratch_threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int bg = 0; bg < B * KVH; bg++) {
         const int b = bg / KVH, g = bg % KVH;
         float *ds = scratch + per_thread * (size_t)omp_get_thread_num();
@@ -218,5 +207,22 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                           S, D, q_ld, kv_ld, scale);
         }
     }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                        const float *q, const float *k, const float *v, int B, int S, int H,
+                        int KVH, int D) {
+    if (B <= 0 || S <= 0 || H <= 0 || KVH <= 0 || D <= 0) return;
+    const int threads = omp_get_max_threads();
+    float *scratch = malloc(attention_backward_scratch_bytes(S, threads));
+    if (!scratch) {
+        /* This function cannot report errors: poison the gradients so the failure shows up
+         * (a non-finite gradient norm stops training) instead of silently missing a term. */
+        fill_nan(dq, (size_t)B * S * H * D);
+        fill_nan(dk, (size_t)B * S * KVH * D);
+        fill_nan(dv, (size_t)B * S * KVH * D);
+        return;
+    }
+    attention_backward_in(dq, dk, dv, dout, att, q, k, v, B, S, H, KVH, D, scratch, threads);
     free(scratch);
 }

@@ -187,6 +187,8 @@ static bool reserve(matmul_bf16 *ctx, size_t a, size_t b) {
     return true;
 }
 
+bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements) { return reserve(ctx, elements, elements); }
+
 /* A bf16 product that could not run (no memory for a primitive or the copies) runs in fp32;
  * said once, as results stay right but slower. */
 static void fell_back(matmul_bf16 *ctx) {
@@ -250,6 +252,11 @@ matmul_bf16 *matmul_bf16_create(void) {
 }
 
 void matmul_bf16_free(matmul_bf16 *ctx) { free(ctx); }
+
+bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements) {
+    (void)ctx, (void)elements;
+    return false;
+}
 
 void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
                     int N) {

@@ -40,6 +40,9 @@ bool matmul_bf16_available(void);
 /* NULL (with the reason in pm_last_error) without oneDNN or memory. */
 matmul_bf16 *matmul_bf16_create(void);
 void matmul_bf16_free(matmul_bf16 *ctx);
+/* Makes room for products whose inputs have up to `elements` values, so they never allocate
+ * (larger ones still grow it). False if memory is short. */
+bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements);
 /* out[i] = in[i] rounded to bf16 (nearest even; NaN stays NaN). */
 void float_to_bf16(uint16_t *out, const float *in, size_t n);
 /* matmul_forward and matmul_backward with the weight also given in bf16 (w16, the same
@@ -88,8 +91,13 @@ void attention_decode_forward(float *out, float *scores, const float *q, const f
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v, int B, int S, int H,
                         int KVH, int D);
-/* The scratch attention_backward allocates for sequences of S tokens, in bytes. */
-size_t attention_backward_scratch_bytes(int S);
+/* The same on the caller's scratch of attention_backward_scratch_bytes(S, scratch_threads)
+ * (the model's arena); the loop runs on at most scratch_threads threads. */
+void attention_backward_in(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                           const float *k, const float *v, int B, int S, int H, int KVH, int D, float *scratch,
+                           int scratch_threads);
+/* The scratch for sequences of S tokens and that many threads, in bytes. */
+size_t attention_backward_scratch_bytes(int S, int threads);
 
 /* out (T, N) = silu(gate) * up, silu(x) = x / (1 + e^{−x}). */
 void swiglu_forward(float *out, const float *gate, const float *up, int T, int N);

@@ -441,11 +441,7 @@ static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *
  * scratch copies of a product's inputs (the largest: lm_head's T·V, or an expert's rows). */
 static uint64_t bf16_bytes(const pm_model_config *cfg, const train_options *opt, int rows) {
     if (opt->precision != PM_PRECISION_BF16) return 0;
-    const uint64_t T = (uint64_t)rows * (uint64_t)opt->seq, H = (uint64_t)cfg->hidden_size;
-    const uint64_t I = (uint64_t)cfg->intermediate_size, V = (uint64_t)cfg->vocab_size;
-    const uint64_t pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
-    uint64_t widest = sat_mul(T, V > H ? V : H);
-    if (sat_mul(pairs, I > H ? I : H) > widest) widest = sat_mul(pairs, I > H ? I : H);
+    const uint64_t widest = model_bf16_scratch_elements(cfg, (uint64_t)rows * (uint64_t)opt->seq);
     return sat_add(sat_mul(2, model_param_floats(cfg)), sat_mul(2 * sizeof(uint16_t), widest));
 }
 
