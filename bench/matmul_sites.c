@@ -74,7 +74,7 @@ static bool time_product(matmul_bf16 *ctx, matmul_product kind, const site *s, i
     const int T = s->rows, K = s->k, N = s->n;
     const size_t a_count = kind == MATMUL_FORWARD ? (size_t)T * K : (size_t)T * N;
     const size_t b_count = kind == MATMUL_WEIGHTS ? (size_t)T * K : (size_t)N * K;
-    const size_t dst_count = kind == MATMUL_FORWARD ? (size_t)T * N : kind == MATMUL_DATA ? (size_t)T * K : (size_t)N * K;
+    const size_t dst_count = matmul_product_count(kind, T, K, N);
     float *a = malloc(sizeof(float) * a_count), *b = malloc(sizeof(float) * b_count);
     float *dst = calloc(dst_count, sizeof(float));
     bool ok = a && b && dst;
@@ -82,17 +82,7 @@ static bool time_product(matmul_bf16 *ctx, matmul_product kind, const site *s, i
         random_fill(a, a_count, 1);
         random_fill(b, b_count, 2);
     }
-    *blas = *dnnl = INFINITY;
-    for (int r = 0; r <= rounds && ok; r++) { /* round 0: warm-up (and oneDNN's primitive) */
-        const double start = omp_get_wtime();
-        matmul_blas_product(kind, dst, a, b, T, K, N);
-        const double middle = omp_get_wtime();
-        ok = matmul_dnnl_product(ctx, kind, dst, a, b, T, K, N);
-        const double end = omp_get_wtime();
-        if (r == 0) continue;
-        *blas = fmin(*blas, middle - start);
-        *dnnl = fmin(*dnnl, end - middle);
-    }
+    ok = ok && matmul_time_both(ctx, kind, dst, a, b, T, K, N, rounds, blas, dnnl);
     free(a), free(b), free(dst);
     return ok;
 }

@@ -29,11 +29,6 @@ static void fill(float *x, size_t n, uint64_t seed) {
     }
 }
 
-/* The size of dst for a product of T rows: (T, N), (T, K) or (N, K). */
-static size_t dst_count(matmul_product kind, int T, int K, int N) {
-    return kind == MATMUL_FORWARD ? (size_t)T * N : kind == MATMUL_DATA ? (size_t)T * K : (size_t)N * K;
-}
-
 /* ‖got − want‖ / ‖want‖ (0 when both are empty). */
 static double relative_difference(const float *got, const float *want, size_t n) {
     double diff = 0.0, norm = 0.0;
@@ -47,7 +42,7 @@ static double relative_difference(const float *got, const float *want, size_t n)
 static void check_product(matmul_bf16 *ctx, matmul_product kind, int T, int K, int N) {
     const size_t a_count = kind == MATMUL_FORWARD ? (size_t)T * K : (size_t)T * N;
     const size_t b_count = kind == MATMUL_WEIGHTS ? (size_t)T * K : (size_t)N * K;
-    const size_t count = dst_count(kind, T, K, N);
+    const size_t count = matmul_product_count(kind, T, K, N);
     float *a = malloc(sizeof(float) * (a_count + 1)), *b = malloc(sizeof(float) * (b_count + 1));
     float *blas = malloc(sizeof(float) * (count + 1)), *dnnl = malloc(sizeof(float) * (count + 1));
     float *before = malloc(sizeof(float) * (count + 1));
@@ -157,7 +152,7 @@ static void test_linear_follows_the_choice(void **state) {
         assert_int_equal(site->rows, T);
         assert_true(site->openblas_gflops > 0.0 && site->onednn_gflops > 0.0);
         assert_int_equal(site->onednn, site->onednn_gflops > (1.0 + MATMUL_ONEDNN_MARGIN) * site->openblas_gflops);
-        const size_t bytes = sizeof(float) * dst_count((matmul_product)i, T, K, N);
+        const size_t bytes = sizeof(float) * matmul_product_count((matmul_product)i, T, K, N);
         assert_memory_equal(results[i], site->onednn ? onednn[i] : blas[i], bytes);
         print_message("auto, %s T=%d K=%d N=%d: OpenBLAS %.2f GFLOP/s, oneDNN %.2f: %s\n",
                       matmul_product_name(site->kind), T, K, N, site->openblas_gflops, site->onednn_gflops,

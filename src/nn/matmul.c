@@ -36,6 +36,10 @@ void matmul_blas_product(matmul_product kind, float *dst, const float *a, const 
     }
 }
 
+size_t matmul_product_count(matmul_product kind, int T, int K, int N) {
+    return kind == MATMUL_FORWARD ? (size_t)T * N : kind == MATMUL_DATA ? (size_t)T * K : (size_t)N * K;
+}
+
 const char *matmul_product_name(matmul_product kind) {
     return kind == MATMUL_FORWARD ? "forward" : kind == MATMUL_DATA ? "data" : "weights";
 }

@@ -242,27 +242,33 @@ int matmul_timed_sites(const matmul_bf16 *ctx, matmul_site *out, int max) {
     return ctx->timed_count;
 }
 
+bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T, int K,
+                      int N, int runs, double *openblas, double *onednn) {
+    *openblas = *onednn = INFINITY;
+    bool onednn_ran = true;
+    for (int run_index = 0; run_index <= runs && onednn_ran; run_index++) { /* run 0: the warm-up */
+        const double start = omp_get_wtime();
+        matmul_blas_product(kind, dst, a, b, T, K, N);
+        const double middle = omp_get_wtime();
+        onednn_ran = matmul_dnnl_product(ctx, kind, dst, a, b, T, K, N);
+        const double end = omp_get_wtime();
+        if (run_index == 0) continue;
+        *openblas = fmin(*openblas, middle - start);
+        *onednn = fmin(*onednn, end - middle);
+    }
+    return onednn_ran;
+}
+
 /* Times the product with both libraries on its real inputs, the backward products into
- * scratch rather than their gradients: a warm-up each (which makes the primitive), then
- * TIMED_RUNS alternating runs each, the best kept. */
+ * scratch rather than their gradients. */
 static void time_site(matmul_bf16 *ctx, matmul_site *site, float *dst, const float *a, const float *b) {
     enum { TIMED_RUNS = 3 };
     const matmul_product kind = site->kind;
     const int T = site->rows, K = site->k, N = site->n;
-    const size_t count = kind == MATMUL_FORWARD ? (size_t)T * N : kind == MATMUL_DATA ? (size_t)T * K : (size_t)N * K;
-    float *scratch = kind == MATMUL_FORWARD ? dst : calloc(count, sizeof(float));
+    float *scratch = kind == MATMUL_FORWARD ? dst : calloc(matmul_product_count(kind, T, K, N), sizeof(float));
     double openblas = INFINITY, onednn = INFINITY;
-    bool onednn_ran = scratch != NULL;
-    for (int run_index = 0; run_index <= TIMED_RUNS && onednn_ran; run_index++) {
-        const double start = omp_get_wtime();
-        matmul_blas_product(kind, scratch, a, b, T, K, N);
-        const double middle = omp_get_wtime();
-        onednn_ran = matmul_dnnl_product(ctx, kind, scratch, a, b, T, K, N);
-        const double end = omp_get_wtime();
-        if (run_index == 0) continue;
-        openblas = fmin(openblas, middle - start);
-        onednn = fmin(onednn, end - middle);
-    }
+    const bool onednn_ran =
+        scratch && matmul_time_both(ctx, kind, scratch, a, b, T, K, N, TIMED_RUNS, &openblas, &onednn);
     if (scratch != dst) free(scratch);
     const double flops = 2.0 * T * K * N;
     site->openblas_gflops = onednn_ran ? flops / openblas * 1e-9 : 0.0;
@@ -378,6 +384,13 @@ void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice) { (void)ctx, (void
 int matmul_timed_sites(const matmul_bf16 *ctx, matmul_site *out, int max) {
     (void)ctx, (void)out, (void)max;
     return 0;
+}
+
+bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T, int K,
+                      int N, int runs, double *openblas, double *onednn) {
+    (void)ctx, (void)kind, (void)dst, (void)a, (void)b, (void)T, (void)K, (void)N, (void)runs;
+    *openblas = *onednn = INFINITY;
+    return false;
 }
 
 void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,

@@ -65,12 +65,19 @@ typedef enum { MATMUL_FORWARD, MATMUL_DATA, MATMUL_WEIGHTS } matmul_product;
 enum { MATMUL_PRODUCTS = 3 };
 /* "forward", "data" or "weights". */
 const char *matmul_product_name(matmul_product kind);
+/* The floats of dst: (T, N), (T, K) or (N, K). */
+size_t matmul_product_count(matmul_product kind, int T, int K, int N);
 /* One product in fp32 through OpenBLAS: matmul_forward or matmul_backward's half. */
 void matmul_blas_product(matmul_product kind, float *dst, const float *a, const float *b, int T, int K, int N);
 /* The same through oneDNN's f32 matmul (a primitive per product and shape, with T at run time,
  * kept in ctx); false, with nothing written, if oneDNN could not set it up or is not built in. */
 bool matmul_dnnl_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
                          int K, int N);
+/* Times the product with both libraries into dst (the backward products keep adding to it):
+ * a warm-up each (which makes oneDNN's primitive), then `runs` alternating runs each; the best
+ * seconds of each. false if oneDNN could not run it. */
+bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T, int K,
+                      int N, int runs, double *openblas, double *onednn);
 /* How ctx runs fp32 products from now on (pm_fp32_matmul, probmoe.h). */
 void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice);
 /* Whether PM_FP32_MATMUL_MEASURED takes oneDNN for this product and shape. */
