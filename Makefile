@@ -39,6 +39,7 @@ bench: build
 	$(BUILD)/bench/route
 	$(BUILD)/bench/tokenize
 	$(BUILD)/bench/train_step
+	$(BUILD)/bench/matmul_sites
 	$(BUILD)/bench/adamw
 	$(BUILD)/bench/generate
 	bash bench/data_parallel.sh $(BUILD)

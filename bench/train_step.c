@@ -1,7 +1,7 @@
 /* One training step (forward + backward + AdamW) of the model: tokens/s, achieved GFLOP/s and
  * peak memory, for the demo config and for L=4, H=512, 8 heads, E=16, k=4, I=1024, S=256, B=8
  * with each router, in fp32 and (with oneDNN) bf16. The same run measures cblas_sgemm and
- * oneDNN's bf16 product at comparable sizes and, when Debian's python3-torch is installed, the
+ * oneDNN's fp32 and bf16 products at comparable sizes and, when Debian's python3-torch is installed, the
  * dev/ PyTorch reference's step, and prints the ratios and the targets.
  * Each configuration runs in a child process so its peak memory is its own.
  * Usage: train_step [steps] [--no-torch] [--fp32 (no bf16 runs)] */
@@ -67,7 +67,8 @@ static int run_config(const bench_config *c, pm_router_kind kind, pm_precision p
         return 1;
     }
     pm_model_init_weights(model, 1);
-    if (pm_model_set_precision(model, precision) < 0) {
+    /* fp32 products by the measured table, as probmoe train does by default */
+    if (pm_model_set_precision(model, precision) < 0 || pm_model_set_fp32_matmul(model, PM_FP32_MATMUL_MEASURED) < 0) {
         fprintf(stderr, "train_step: %s\n", pm_last_error());
         pm_model_free(model);
         return 1;
@@ -174,10 +175,26 @@ static int sgemm_job(const void *arg, double *rate) {
     return 0;
 }
 
-static double sgemm_rate(int M, int N, int K) {
-    const int shape[3] = {M, N, K};
-    double results[2];
-    return in_child(sgemm_job, shape, results) == 0 ? results[0] : NAN;
+/* Best of three oneDNN f32 products of (M, N, K) (out = a·bᵀ, as sgemm_job), in GFLOP/s. */
+static int dnnl_f32_job(const void *arg, double *rate) {
+    const int *shape = arg, M = shape[0], N = shape[1], K = shape[2];
+    matmul_bf16 *ctx = matmul_bf16_create();
+    float *a = calloc((size_t)M * K, sizeof(float)), *b = calloc((size_t)N * K, sizeof(float));
+    float *out = calloc((size_t)M * N, sizeof(float));
+    if (!ctx || !a || !b || !out) return 1;
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = INFINITY;
+    for (int r = 0; r < 4; r++) {
+        double start = now_seconds();
+        if (!matmul_dnnl_product(ctx, MATMUL_FORWARD, out, a, b, M, K, N)) return 1;
+        double elapsed = now_seconds() - start;
+        if (r > 0 && elapsed < best) best = elapsed;
+    }
+    free(a), free(b), free(out);
+    matmul_bf16_free(ctx);
+    *rate = 2.0 * M * N * K / best * 1e-9;
+    return 0;
 }
 
 /* Best of three bf16 products of (M, N, K) through linear_forward, in GFLOP/s. */
@@ -204,10 +221,10 @@ static int bf16_job(const void *arg, double *rate) {
     return 0;
 }
 
-static double bf16_product_rate(int M, int N, int K) {
+static double product_rate(child_job job, int M, int N, int K) {
     const int shape[3] = {M, N, K};
     double results[2];
-    return in_child(bf16_job, shape, results) == 0 ? results[0] : NAN;
+    return in_child(job, shape, results) == 0 ? results[0] : NAN;
 }
 
 /* tokens/s of the PyTorch reference's step, or 0 if it cannot run here. */
@@ -254,17 +271,27 @@ int main(int argc, char **argv) {
     double reference_rate = 0.0;
     printf("cblas_sgemm GFLOP/s (M×N×K):");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        double rate = sgemm_rate(shapes[i][0], shapes[i][1], shapes[i][2]);
+        double rate = product_rate(sgemm_job, shapes[i][0], shapes[i][1], shapes[i][2]);
         printf(" %.1f (%d×%d×%d)", rate, shapes[i][0], shapes[i][1], shapes[i][2]);
         if (rate > reference_rate) reference_rate = rate;
     }
-    printf("; reference: the best, %.1f GFLOP/s\n\n", reference_rate);
+    printf("; reference: the best, %.1f GFLOP/s\n", reference_rate);
+    /* oneDNN's f32 product at the same shapes: the other library fp32 products may run with
+     * (pm_fp32_matmul; bench/matmul_sites compares the two at every call site) */
+    if (matmul_bf16_available()) {
+        printf("oneDNN fp32 GFLOP/s (M×N×K):");
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            printf(" %.1f (%d×%d×%d)", product_rate(dnnl_f32_job, shapes[i][0], shapes[i][1], shapes[i][2]),
+                   shapes[i][0], shapes[i][1], shapes[i][2]);
+        printf("\n");
+    }
+    printf("\n");
     /* bf16's reference: oneDNN's bf16 product at the same shapes (in a child, as the rest) */
     double bf16_rate = 0.0;
     if (matmul_bf16_available()) {
         printf("oneDNN bf16 GFLOP/s (M×N×K):");
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            double rate = bf16_product_rate(shapes[i][0], shapes[i][1], shapes[i][2]);
+            double rate = product_rate(bf16_job, shapes[i][0], shapes[i][1], shapes[i][2]);
             printf(" %.1f (%d×%d×%d)", rate, shapes[i][0], shapes[i][1], shapes[i][2]);
             if (rate > bf16_rate) bf16_rate = rate;
         }

@@ -344,15 +344,38 @@ PM_API void pm_model_init_weights(pm_model *model, uint64_t seed);
 
 /*
  * The precision of the model's matrix products. FP32 (the default) is exact single precision
- * through BLAS. BF16 rounds the inputs of the attention projections, the experts and lm_head
- * to bf16 and accumulates in fp32 (oneDNN); weights, gradients, the router (its logits and
- * routing), norms, softmax and the loss stay fp32, and the bf16 copy of the weights is made at
- * the first forward pass after they change (after pm_model_weights). PM_ERR_ARG, with what to
- * install, in a build without oneDNN.
+ * through OpenBLAS or oneDNN (pm_model_set_fp32_matmul, below). BF16 rounds the inputs of the
+ * attention projections, the experts and lm_head to bf16 and accumulates in fp32 (oneDNN);
+ * weights, gradients, the router (its logits and routing), norms, softmax and the loss stay
+ * fp32, and the bf16 copy of the weights is made at the first forward pass after they change
+ * (after pm_model_weights). PM_ERR_ARG, with what to install, in a build without oneDNN.
  */
 typedef enum { PM_PRECISION_FP32, PM_PRECISION_BF16 } pm_precision;
 PM_API pm_status pm_model_set_precision(pm_model *model, pm_precision precision);
 PM_API pm_precision pm_model_get_precision(const pm_model *model);
+
+/*
+ * Which library runs the model's fp32 matrix products (the attention projections, the experts
+ * and lm_head; the router's logits always go through OpenBLAS), per product and shape:
+ *  - OPENBLAS (a new model's choice): cblas_sgemm everywhere, bit for bit as before;
+ *  - MEASURED (probmoe train's default): oneDNN for the products and shapes that
+ *    bench/matmul_sites measured faster with it on the development machine, OpenBLAS for the rest;
+ *  - ONEDNN: oneDNN's f32 matmul everywhere;
+ *  - AUTO: each product and shape is timed with both, a few times, when it first runs, and
+ *    keeps oneDNN if it was more than 3% faster. Timings vary, so runs are no longer
+ *    reproducible bit for bit from their seed.
+ * The results of the two libraries agree to fp32 rounding, not bit for bit. ONEDNN and AUTO
+ * are refused (PM_ERR_ARG, with what to install) in a build without oneDNN; MEASURED is then
+ * OPENBLAS. bf16 products (pm_model_set_precision) are not affected.
+ */
+typedef enum {
+    PM_FP32_MATMUL_OPENBLAS,
+    PM_FP32_MATMUL_MEASURED,
+    PM_FP32_MATMUL_ONEDNN,
+    PM_FP32_MATMUL_AUTO
+} pm_fp32_matmul;
+PM_API pm_status pm_model_set_fp32_matmul(pm_model *model, pm_fp32_matmul choice);
+PM_API pm_fp32_matmul pm_model_get_fp32_matmul(const pm_model *model);
 
 /*
  * Forward pass over tokens (B, S). With targets (B, S; < 0 ignored) it sets *loss to the

@@ -173,6 +173,8 @@ expect_train_error("sequence too long" "--seq 2048 is longer than max_position_e
 expect_train_error("unknown router" "unknown router 'top2'" --data ${work}/text.txt --router top2)
 expect_train_error("no data" "with --data")
 expect_train_error("unknown precision" "--precision 'fp16'; choose fp32 or bf16" --data ${work}/text.txt --precision fp16)
+expect_train_error("unknown fp32 library" "--fp32-matmul 'mkl'; choose measured, openblas, onednn or auto"
+                   --data ${work}/text.txt --fp32-matmul mkl)
 file(REMOVE_RECURSE ${work}/out)
 expect_output("missing data file" 1 "cannot open the data file" train --data ${work}/nothing.txt --out ${work}/out)
 expect_output("empty data file" 1 "is empty" train --data ${work}/empty.txt --out ${work}/out)

@@ -36,6 +36,10 @@ static const char train_usage_tail[] =
     "         --eval-interval N --eval-batches N   --tokenizer FILE\n"
     "         --precision fp32|bf16  matrix products in bf16 with fp32 accumulation (oneDNN);\n"
     "         weights, gradients, optimizer, router and loss stay fp32 (default fp32)\n"
+    "         --fp32-matmul measured|openblas|onednn|auto  who runs fp32 matrix products: per\n"
+    "         product and shape the library bench/matmul_sites measured faster (default),\n"
+    "         OpenBLAS or oneDNN everywhere, or auto: time both on each shape's first run and\n"
+    "         keep the faster (gives up bit-for-bit reproducibility between runs)\n"
     "save:    --save-interval N (checkpoint every N steps)  --keep-last N  --bf16 (final weights)\n"
     "         --max-shard-mb N  split weight files above N MB (default 2048; 0: never)\n"
     "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
@@ -59,7 +63,7 @@ static void train_usage(FILE *out) {
 
 /* Flags that set no field as given: applied after parsing. */
 typedef struct {
-    const char *router, *schedule, *gsm8k, *precision;
+    const char *router, *schedule, *gsm8k, *precision, *fp32_matmul;
     int seed, heads, kv_heads; /* -1: not given */
     int expert_parallel;       /* processes an expert group (1: no expert parallelism) */
     float comm_timeout;        /* seconds a process may wait in one collective (0: for ever) */
@@ -85,7 +89,7 @@ typedef struct {
     bool min_open, shape;
 } option;
 
-enum { TRAIN_OPTION_COUNT = 37 };
+enum { TRAIN_OPTION_COUNT = 38 };
 
 /* The table of train's flags for request; returns their count. */
 static int train_option_table(train_request *request, option out[TRAIN_OPTION_COUNT]) {
@@ -118,6 +122,7 @@ static int train_option_table(train_request *request, option out[TRAIN_OPTION_CO
         {"--warmup", "warmup", OPT_LONG, &t->warmup, 0, count, false, false},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, false, false},
         {"--precision", "precision", OPT_STRING, &f->precision, 0, 0, false, false},
+        {"--fp32-matmul", "fp32_matmul", OPT_STRING, &f->fp32_matmul, 0, 0, false, false},
         {"--clip", "clip", OPT_FLOAT, &t->clip, 0, unbounded, false, false},
         {"--weight-decay", "weight_decay", OPT_FLOAT, &t->adamw.weight_decay, 0, unbounded, false, false},
         {"--seed", "seed", OPT_INT, &f->seed, 0, INT_MAX, false, false},
@@ -297,6 +302,11 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
             fprintf(stderr, "probmoe train: --precision '%s'; choose fp32 or bf16\n", f->precision);
             return 2;
         }
+    }
+    if (f->fp32_matmul && !fp32_matmul_parse(f->fp32_matmul, &t->fp32_matmul)) {
+        fprintf(stderr, "probmoe train: --fp32-matmul '%s'; choose measured, openblas, onednn or auto\n",
+                f->fp32_matmul);
+        return 2;
     }
     if (f->seed >= 0) t->seed = (uint64_t)f->seed;
     if (f->max_shard_mb >= 0) t->shard_bytes = (size_t)f->max_shard_mb << 20;

@@ -69,13 +69,15 @@ struct pm_model {
     bool expert_forward;
     bool has_targets;
     /* bf16 matrix products (pm_model_set_precision): the context, the weights' bf16 copy, and
-     * whether the weights changed since it was made */
+     * whether the weights changed since it was made; the context also runs fp32 products
+     * through oneDNN where fp32_matmul says so, and is NULL when neither needs it */
     matmul_bf16 *bf16;
     uint16_t *weights16;
     bool weights16_stale;
     /* the activations of every layer and the backward scratch below, in one allocation
      * planned at creation (model.c, activation_layout) */
     pm_arena arena;
+    pm_fp32_matmul fp32_matmul; /* who runs fp32 products (pm_model_set_fp32_matmul; in bf16 as well) */
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
     moe_scratch moe_scratch;

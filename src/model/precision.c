@@ -1,5 +1,6 @@
-/* The precision of the model's matrix products (pm_model_set_precision): the bf16 context, the
- * weights' bf16 copy, and the experts' pointers into it. */
+/* The precision of the model's matrix products (pm_model_set_precision) and who runs the fp32
+ * ones (pm_model_set_fp32_matmul): the oneDNN context, the weights' bf16 copy, and the experts'
+ * pointers into them. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -29,36 +30,71 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
     return expert > widest ? expert : widest;
 }
 
+/* Whether the measured table (matmul_measured_onednn) sends any product of the model's linear
+ * layers to oneDNN: q and o (H, H), k and v (H, KV), the experts' gate and up (H, I) and down
+ * (I, H), lm_head (H, V). */
+static bool measured_takes_onednn(const pm_model *model) {
+    const pm_model_config *cfg = &model->cfg;
+    const int H = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
+    const int KV = H / cfg->num_heads * cfg->num_kv_heads;
+    const int shapes[][2] = {{H, H}, {H, KV}, {H, I}, {I, H}, {H, V}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int kind = 0; kind < MATMUL_PRODUCTS; kind++)
+            if (matmul_measured_onednn((matmul_product)kind, shapes[i][0], shapes[i][1])) return true;
+    return false;
+}
+
+/* Whether the products need the oneDNN context: bf16 (a bf16 copy), or fp32 products that may
+ * go to oneDNN. Without the context every fp32 product is OpenBLAS's, as before. */
+static bool needs_context(const pm_model *model, bool bf16, pm_fp32_matmul fp32) {
+    if (bf16) return true;
+    if (!matmul_bf16_available()) return false;
+    return fp32 == PM_FP32_MATMUL_ONEDNN || fp32 == PM_FP32_MATMUL_AUTO ||
+           (fp32 == PM_FP32_MATMUL_MEASURED && measured_takes_onednn(model));
+}
+
+/* Makes the context if it is needed and missing (false, with the reason, if it cannot). */
+static bool make_context(pm_model *model, bool bf16, pm_fp32_matmul fp32) {
+    if (model->bf16 || !needs_context(model, bf16, fp32)) return true;
+    model->bf16 = matmul_bf16_create();
+    if (model->bf16) matmul_set_fp32(model->bf16, model->fp32_matmul);
+    return model->bf16 != NULL;
+}
+
+/* Frees the context if nothing needs it any more. */
+static void drop_context(pm_model *model) {
+    if (!model->bf16 || needs_context(model, model->weights16 != NULL, model->fp32_matmul)) return;
+    matmul_bf16_free(model->bf16);
+    model->bf16 = NULL;
+}
+
 pm_status pm_model_set_precision(pm_model *model, pm_precision precision) {
     if (precision != PM_PRECISION_FP32 && precision != PM_PRECISION_BF16)
         return pm_fail(PM_ERR_ARG, "pm_model_set_precision: unknown precision %d", (int)precision);
-    if ((precision == PM_PRECISION_BF16) == (model->bf16 != NULL)) return PM_OK;
+    if ((precision == PM_PRECISION_BF16) == (model->weights16 != NULL)) return PM_OK;
     if (precision == PM_PRECISION_FP32) {
-        matmul_bf16_free(model->bf16);
         free(model->weights16);
-        model->bf16 = NULL;
         model->weights16 = NULL;
+        drop_context(model);
         point_experts(model);
         return PM_OK;
     }
-    matmul_bf16 *ctx = matmul_bf16_create();
-    if (!ctx) return pm_fail(PM_ERR_ARG, "%s", pm_last_error());
+    if (!make_context(model, true, model->fp32_matmul)) return pm_fail(PM_ERR_ARG, "%s", pm_last_error());
     /* the inputs' bf16 copies for the largest product of a full batch, up front: a run that
      * cannot have them is refused now rather than slowed to fp32 later */
     const uint64_t scratch = model_bf16_scratch_elements(&model->cfg, (uint64_t)model->max_batch * model->max_seq);
-    if (scratch > SIZE_MAX / 2 || !matmul_bf16_reserve(ctx, (size_t)scratch)) {
-        matmul_bf16_free(ctx);
+    if (scratch > SIZE_MAX / 2 || !matmul_bf16_reserve(model->bf16, (size_t)scratch)) {
+        drop_context(model);
         return pm_fail(PM_ERR_NOMEM, "pm_model_set_precision: out of memory for the bf16 copies of %llu product "
                        "inputs; use a smaller batch or sequence", (unsigned long long)scratch);
     }
     /* malloc: under expert parallelism the pages of other ranks' experts are never written */
     uint16_t *copy = malloc(sizeof(uint16_t) * (model->size ? model->size : 1));
     if (!copy) {
-        matmul_bf16_free(ctx);
+        drop_context(model);
         return pm_fail(PM_ERR_NOMEM, "pm_model_set_precision: out of memory for the bf16 copy of %zu weights",
                        model->size);
     }
-    model->bf16 = ctx;
     model->weights16 = copy;
     model->weights16_stale = true;
     point_experts(model);
@@ -66,8 +102,29 @@ pm_status pm_model_set_precision(pm_model *model, pm_precision precision) {
 }
 
 pm_precision pm_model_get_precision(const pm_model *model) {
-    return model->bf16 ? PM_PRECISION_BF16 : PM_PRECISION_FP32;
+    return model->weights16 ? PM_PRECISION_BF16 : PM_PRECISION_FP32;
 }
+
+pm_status pm_model_set_fp32_matmul(pm_model *model, pm_fp32_matmul choice) {
+    if (choice < PM_FP32_MATMUL_OPENBLAS || choice > PM_FP32_MATMUL_AUTO)
+        return pm_fail(PM_ERR_ARG, "pm_model_set_fp32_matmul: unknown choice %d", (int)choice);
+    if ((choice == PM_FP32_MATMUL_ONEDNN || choice == PM_FP32_MATMUL_AUTO) && !matmul_bf16_available())
+        return pm_fail(PM_ERR_ARG, "fp32 matrix products through oneDNN need oneDNN, which this probmoe was built "
+                       "without: install libdnnl-dev (apt-get install libdnnl-dev, or scripts/setup.sh) and rebuild, "
+                       "or use OpenBLAS (--fp32-matmul openblas)");
+    const pm_fp32_matmul before = model->fp32_matmul;
+    model->fp32_matmul = choice;
+    if (!make_context(model, model->weights16 != NULL, choice)) {
+        model->fp32_matmul = before;
+        return pm_fail(PM_ERR_STATE, "%s", pm_last_error());
+    }
+    if (model->bf16) matmul_set_fp32(model->bf16, choice);
+    drop_context(model);
+    point_experts(model);
+    return PM_OK;
+}
+
+pm_fp32_matmul pm_model_get_fp32_matmul(const pm_model *model) { return model->fp32_matmul; }
 
 /* Every value this rank keeps (model_param_kept): rank 0 evaluates with other ranks' experts
  * too, once collected. */

@@ -27,3 +27,19 @@ void matmul_backward(float *din, float *dweight, const float *dout, const float 
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, T, 1.0f, dout, ld(N), in, ld(K),
                     1.0f, dweight, ld(K));
 }
+
+void matmul_blas_product(matmul_product kind, float *dst, const float *a, const float *b, int T, int K, int N) {
+    switch (kind) {
+    case MATMUL_FORWARD: matmul_forward(dst, a, b, T, K, N); break;
+    case MATMUL_DATA: matmul_backward(dst, NULL, a, NULL, b, T, K, N); break;
+    case MATMUL_WEIGHTS: matmul_backward(NULL, dst, a, b, NULL, T, K, N); break;
+    }
+}
+
+size_t matmul_product_count(matmul_product kind, int T, int K, int N) {
+    return kind == MATMUL_FORWARD ? (size_t)T * N : kind == MATMUL_DATA ? (size_t)T * K : (size_t)N * K;
+}
+
+const char *matmul_product_name(matmul_product kind) {
+    return kind == MATMUL_FORWARD ? "forward" : kind == MATMUL_DATA ? "data" : "weights";
+}

@@ -1,12 +1,17 @@
 /*
- * bf16 matrix products through oneDNN's matmul (nn.h): the three products of a linear layer
- * with both inputs rounded to bf16 and the products accumulated and written in fp32. Making a
- * primitive costs about 0.1–0.4 ms and expert GEMMs change their row count every step, so the
- * row count (T) is a run-time dimension: one primitive per (product, K, N), made on first use
- * and kept. On this machine (AVX512-BF16) those run at 380–420 GFLOP/s on the model's shapes,
- * about what primitives of fixed shape reach with the same plain layouts.
- * Without oneDNN at build time the context cannot be created and every product is fp32.
+ * Matrix products through oneDNN's matmul (nn.h): the three products of a linear layer with
+ * both inputs rounded to bf16 and the products accumulated and written in fp32, or all in f32.
+ * Making a primitive costs about 0.1–0.4 ms and expert GEMMs change their row count every step,
+ * so the row count (T) is a run-time dimension: one primitive per (input type, product, K, N),
+ * made on first use and kept. On this machine (AVX512-BF16) the bf16 ones run at 380–420
+ * GFLOP/s on the model's shapes, about what primitives of fixed shape reach with the same plain
+ * layouts; in f32 oneDNN and OpenBLAS are about even (180–230 GFLOP/s), so which one runs an
+ * fp32 product is chosen per product and shape (pm_fp32_matmul): by the table below, measured
+ * with bench/matmul_sites, or by timing both when the shape first runs.
+ * Without oneDNN at build time the context cannot be created and every product is OpenBLAS's.
  */
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +31,35 @@ void float_to_bf16(uint16_t *out, const float *in, size_t n) {
     }
 }
 
+/* The products and shapes for which bench/matmul_sites measured oneDNN's f32 matmul faster than
+ * OpenBLAS by more than MATMUL_ONEDNN_MARGIN on the development machine (2 cores of an AVX-512
+ * CPU), for the demo and large configs; every other product runs with OpenBLAS. The bench
+ * prints these lines. */
+static const struct {
+    matmul_product kind;
+    int k, n;
+} measured_onednn[] = {
+    {MATMUL_FORWARD, 0, 0}, /* none yet: no shape has K = 0 */
+};
+
+bool matmul_measured_onednn(matmul_product kind, int K, int N) {
+    for (size_t i = 0; i < sizeof measured_onednn / sizeof measured_onednn[0]; i++)
+        if (measured_onednn[i].kind == kind && measured_onednn[i].k == K && measured_onednn[i].n == N && K > 0)
+            return true;
+    return false;
+}
+
 #ifdef PM_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 
-typedef enum { PRODUCT_FORWARD, PRODUCT_DATA, PRODUCT_WEIGHTS } product;
-
 typedef struct {
-    product kind;
+    dnnl_data_type_t input; /* of both inputs: bf16 or f32 */
+    matmul_product kind;
     int64_t k, n;
     dnnl_primitive_t primitive;
 } cached;
 
-enum { CACHE_SLOTS = 256 };
+enum { CACHE_SLOTS = 256, TIMED_SITES = 64 };
 
 struct matmul_bf16 {
     dnnl_engine_t engine;
@@ -46,7 +68,10 @@ struct matmul_bf16 {
     int used;
     uint16_t *a, *b; /* the bf16 copies of a product's two activations */
     size_t capacity; /* elements each */
-    bool warned;
+    pm_fp32_matmul fp32; /* who runs the fp32 products */
+    matmul_site timed[TIMED_SITES]; /* PM_FP32_MATMUL_AUTO's choices so far */
+    int timed_count;
+    bool warned, warned_fp32;
 };
 
 bool matmul_bf16_available(void) { return true; }
@@ -95,22 +120,23 @@ static bool describe(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, dnnl_da
 
 /*
  * The three products as matmul dst (M × N') = src (M × K') · weights (K' × N'), for T rows (T
- * DNNL_RUNTIME_DIM_VAL when making the primitive, the real count when running it):
+ * DNNL_RUNTIME_DIM_VAL when making the primitive, the real count when running it), with inputs
+ * of type `in`:
  *   forward: out (T, N) = in (T, K) · Wᵀ, W (N, K) read as (K, N) with strides (1, K);
  *   data:    din (T, K) += dout (T, N) · W (N, K);
  *   weights: dW (N, K) += doutᵀ, read as (N, T) with strides (1, N), · in (T, K).
  */
-static bool describe_product(product kind, int64_t T, int64_t K, int64_t N, dnnl_memory_desc_t *src,
-                             dnnl_memory_desc_t *weights, dnnl_memory_desc_t *dst) {
+static bool describe_product(dnnl_data_type_t in, matmul_product kind, int64_t T, int64_t K, int64_t N,
+                             dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights, dnnl_memory_desc_t *dst) {
     switch (kind) {
-    case PRODUCT_FORWARD:
-        return describe(src, T, K, dnnl_bf16, K, 1) && describe(weights, K, N, dnnl_bf16, 1, K) &&
+    case MATMUL_FORWARD:
+        return describe(src, T, K, in, K, 1) && describe(weights, K, N, in, 1, K) &&
                describe(dst, T, N, dnnl_f32, N, 1);
-    case PRODUCT_DATA:
-        return describe(src, T, N, dnnl_bf16, N, 1) && describe(weights, N, K, dnnl_bf16, K, 1) &&
+    case MATMUL_DATA:
+        return describe(src, T, N, in, N, 1) && describe(weights, N, K, in, K, 1) &&
                describe(dst, T, K, dnnl_f32, K, 1);
     default:
-        return describe(src, N, T, dnnl_bf16, 1, N) && describe(weights, T, K, dnnl_bf16, K, 1) &&
+        return describe(src, N, T, in, 1, N) && describe(weights, T, K, in, K, 1) &&
                describe(dst, N, K, dnnl_f32, K, 1);
     }
 }
@@ -121,10 +147,10 @@ static bool make(matmul_bf16 *ctx, cached *c) {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t post_ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    bool ok = describe_product(c->kind, DNNL_RUNTIME_DIM_VAL, c->k, c->n, &src, &weights, &dst);
+    bool ok = describe_product(c->input, c->kind, DNNL_RUNTIME_DIM_VAL, c->k, c->n, &src, &weights, &dst);
     ok = ok && dnnl_matmul_desc_init(&desc, &src, &weights, NULL, &dst) == dnnl_success;
     ok = ok && dnnl_primitive_attr_create(&attr) == dnnl_success;
-    if (ok && c->kind != PRODUCT_FORWARD) /* the backward products accumulate (+=) */
+    if (ok && c->kind != MATMUL_FORWARD) /* the backward products accumulate (+=) */
         ok = dnnl_post_ops_create(&post_ops) == dnnl_success && dnnl_post_ops_append_sum(post_ops, 1.0f) == dnnl_success &&
              dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
     ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL) == dnnl_success;
@@ -135,18 +161,18 @@ static bool make(matmul_bf16 *ctx, cached *c) {
     return ok;
 }
 
-static cached *find(matmul_bf16 *ctx, product kind, int64_t k, int64_t n) {
+static cached *find(matmul_bf16 *ctx, dnnl_data_type_t input, matmul_product kind, int64_t k, int64_t n) {
     const uint64_t h = ((uint64_t)kind * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)k * 0x94d049bb133111ebull) ^
-                       ((uint64_t)n * 0x2545f4914f6cdd1dull);
+                       ((uint64_t)n * 0x2545f4914f6cdd1dull) ^ ((uint64_t)input * 0xbf58476d1ce4e5b9ull);
     for (int probe = 0; probe < CACHE_SLOTS; probe++) {
         cached *c = &ctx->slots[(h + (uint64_t)probe) % CACHE_SLOTS];
-        if (c->primitive && c->kind == kind && c->k == k && c->n == n) return c;
+        if (c->primitive && c->input == input && c->kind == kind && c->k == k && c->n == n) return c;
         if (c->primitive) continue;
         if (ctx->used >= CACHE_SLOTS / 2) { /* more shapes than any model has: start afresh */
             clear_cache(ctx);
-            return find(ctx, kind, k, n);
+            return find(ctx, input, kind, k, n);
         }
-        *c = (cached){kind, k, n, NULL};
+        *c = (cached){input, kind, k, n, NULL};
         if (!make(ctx, c)) {
             if (c->primitive) dnnl_primitive_destroy(c->primitive);
             c->primitive = NULL;
@@ -161,7 +187,7 @@ static cached *find(matmul_bf16 *ctx, product kind, int64_t k, int64_t n) {
 static bool run(matmul_bf16 *ctx, cached *c, int64_t T, const void *src, const void *weights, float *dst) {
     dnnl_memory_desc_t src_md, weights_md, dst_md;
     dnnl_memory_t memory[3] = {NULL, NULL, NULL};
-    bool ok = describe_product(c->kind, T, c->k, c->n, &src_md, &weights_md, &dst_md) &&
+    bool ok = describe_product(c->input, c->kind, T, c->k, c->n, &src_md, &weights_md, &dst_md) &&
               dnnl_memory_create(&memory[0], &src_md, ctx->engine, (void *)src) == dnnl_success &&
               dnnl_memory_create(&memory[1], &weights_md, ctx->engine, (void *)weights) == dnnl_success &&
               dnnl_memory_create(&memory[2], &dst_md, ctx->engine, dst) == dnnl_success;
@@ -197,13 +223,104 @@ static void fell_back(matmul_bf16 *ctx) {
     ctx->warned = true;
 }
 
+bool matmul_dnnl_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N) {
+    if (T <= 0 || N <= 0 || (K <= 0 && kind != MATMUL_FORWARD)) return true;
+    if (K <= 0) { /* an empty sum, which oneDNN has no primitive for */
+        memset(dst, 0, sizeof(float) * (size_t)T * (size_t)N);
+        return true;
+    }
+    cached *c = find(ctx, dnnl_f32, kind, K, N);
+    return c && run(ctx, c, T, a, b, dst);
+}
+
+void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice) {
+    ctx->fp32 = choice;
+    ctx->timed_count = 0;
+}
+
+int matmul_timed_sites(const matmul_bf16 *ctx, matmul_site *out, int max) {
+    for (int i = 0; i < ctx->timed_count && i < max; i++) out[i] = ctx->timed[i];
+    return ctx->timed_count;
+}
+
+bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T, int K,
+                      int N, int runs, double *openblas, double *onednn) {
+    *openblas = *onednn = INFINITY;
+    bool onednn_ran = true;
+    for (int run_index = 0; run_index <= runs && onednn_ran; run_index++) { /* run 0: the warm-up */
+        const double start = omp_get_wtime();
+        matmul_blas_product(kind, dst, a, b, T, K, N);
+        const double middle = omp_get_wtime();
+        onednn_ran = matmul_dnnl_product(ctx, kind, dst, a, b, T, K, N);
+        const double end = omp_get_wtime();
+        if (run_index == 0) continue;
+        *openblas = fmin(*openblas, middle - start);
+        *onednn = fmin(*onednn, end - middle);
+    }
+    return onednn_ran;
+}
+
+/* Times the product with both libraries on its real inputs, the backward products into
+ * scratch rather than their gradients. */
+static void time_site(matmul_bf16 *ctx, matmul_site *site, float *dst, const float *a, const float *b) {
+    enum { TIMED_RUNS = 3 };
+    const matmul_product kind = site->kind;
+    const int T = site->rows, K = site->k, N = site->n;
+    float *scratch = kind == MATMUL_FORWARD ? dst : calloc(matmul_product_count(kind, T, K, N), sizeof(float));
+    double openblas = INFINITY, onednn = INFINITY;
+    const bool onednn_ran =
+        scratch && matmul_time_both(ctx, kind, scratch, a, b, T, K, N, TIMED_RUNS, &openblas, &onednn);
+    if (scratch != dst) free(scratch);
+    const double flops = 2.0 * T * K * N;
+    site->openblas_gflops = onednn_ran ? flops / openblas * 1e-9 : 0.0;
+    site->onednn_gflops = onednn_ran ? flops / onednn * 1e-9 : 0.0;
+    site->onednn = onednn_ran && onednn * (1.0 + MATMUL_ONEDNN_MARGIN) < openblas;
+}
+
+/* Whether ctx runs this fp32 product through oneDNN; PM_FP32_MATMUL_AUTO times a product and
+ * shape the first time it comes. */
+static bool takes_onednn(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N) {
+    switch (ctx->fp32) {
+    case PM_FP32_MATMUL_ONEDNN: return true;
+    case PM_FP32_MATMUL_MEASURED: return matmul_measured_onednn(kind, K, N);
+    case PM_FP32_MATMUL_AUTO: break;
+    default: return false;
+    }
+    for (int i = 0; i < ctx->timed_count; i++)
+        if (ctx->timed[i].kind == kind && ctx->timed[i].k == K && ctx->timed[i].n == N) return ctx->timed[i].onednn;
+    if (ctx->timed_count == TIMED_SITES) return false; /* more shapes than any model has */
+    matmul_site *site = &ctx->timed[ctx->timed_count++];
+    *site = (matmul_site){kind, K, N, T, false, 0.0, 0.0};
+    time_site(ctx, site, dst, a, b);
+    return site->onednn;
+}
+
+/* An fp32 product by ctx's choice; one that oneDNN could not set up runs with OpenBLAS. */
+static void fp32_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N) {
+    if (takes_onednn(ctx, kind, dst, a, b, T, K, N)) {
+        if (matmul_dnnl_product(ctx, kind, dst, a, b, T, K, N)) return;
+        if (!ctx->warned_fp32)
+            fprintf(stderr, "probmoe: a oneDNN fp32 matrix product could not be set up (out of memory?); running it "
+                    "with OpenBLAS\n");
+        ctx->warned_fp32 = true;
+    }
+    matmul_blas_product(kind, dst, a, b, T, K, N);
+}
+
 void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
                     int N) {
-    if (!ctx || !w16 || T <= 0 || K <= 0 || N <= 0) {
+    if (!ctx || T <= 0 || K <= 0 || N <= 0) {
         matmul_forward(out, in, w, T, K, N);
         return;
     }
-    cached *c = reserve(ctx, (size_t)T * K, 0) ? find(ctx, PRODUCT_FORWARD, K, N) : NULL;
+    if (!w16) {
+        fp32_product(ctx, MATMUL_FORWARD, out, in, w, T, K, N);
+        return;
+    }
+    cached *c = reserve(ctx, (size_t)T * K, 0) ? find(ctx, dnnl_bf16, MATMUL_FORWARD, K, N) : NULL;
     if (c) float_to_bf16(ctx->a, in, (size_t)T * K);
     if (!c || !run(ctx, c, T, ctx->a, w16, out)) {
         fell_back(ctx);
@@ -213,8 +330,13 @@ void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *
 
 void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
                      const uint16_t *w16, int T, int K, int N) {
-    if (!ctx || !w16 || T <= 0 || K <= 0 || N <= 0) {
+    if (!ctx || T <= 0 || K <= 0 || N <= 0) {
         matmul_backward(din, dweight, dout, in, w, T, K, N);
+        return;
+    }
+    if (!w16) {
+        if (din) fp32_product(ctx, MATMUL_DATA, din, dout, w, T, K, N);
+        if (dweight) fp32_product(ctx, MATMUL_WEIGHTS, dweight, dout, in, T, K, N);
         return;
     }
     if (!reserve(ctx, (size_t)T * N, (size_t)T * K)) {
@@ -223,14 +345,14 @@ void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *
         return;
     }
     float_to_bf16(ctx->a, dout, (size_t)T * N);
-    cached *c = din ? find(ctx, PRODUCT_DATA, K, N) : NULL;
+    cached *c = din ? find(ctx, dnnl_bf16, MATMUL_DATA, K, N) : NULL;
     if (din && (!c || !run(ctx, c, T, ctx->a, w16, din))) {
         fell_back(ctx);
         matmul_backward(din, NULL, dout, in, w, T, K, N);
     }
     if (!dweight) return;
     float_to_bf16(ctx->b, in, (size_t)T * K);
-    c = find(ctx, PRODUCT_WEIGHTS, K, N);
+    c = find(ctx, dnnl_bf16, MATMUL_WEIGHTS, K, N);
     if (!c || !run(ctx, c, T, ctx->a, ctx->b, dweight)) {
         fell_back(ctx);
         matmul_backward(NULL, dweight, dout, in, w, T, K, N);
@@ -255,6 +377,26 @@ void matmul_bf16_free(matmul_bf16 *ctx) { free(ctx); }
 
 bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements) {
     (void)ctx, (void)elements;
+    return false;
+}
+
+bool matmul_dnnl_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N) {
+    (void)ctx, (void)kind, (void)dst, (void)a, (void)b, (void)T, (void)K, (void)N;
+    return false;
+}
+
+void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice) { (void)ctx, (void)choice; }
+
+int matmul_timed_sites(const matmul_bf16 *ctx, matmul_site *out, int max) {
+    (void)ctx, (void)out, (void)max;
+    return 0;
+}
+
+bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T, int K,
+                      int N, int runs, double *openblas, double *onednn) {
+    (void)ctx, (void)kind, (void)dst, (void)a, (void)b, (void)T, (void)K, (void)N, (void)runs;
+    *openblas = *onednn = INFINITY;
     return false;
 }
 

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "probmoe.h"
+
 /* out (T, N) = in (T, K) · weight (N, K)ᵀ. Overwrites out. */
 void matmul_forward(float *out, const float *in, const float *weight, int T, int K, int N);
 /* As matmul_forward, but row t of out depends only on row t of in, bit for bit, whatever T is
@@ -30,14 +32,17 @@ void matmul_backward(float *din, float *dweight, const float *dout, const float 
                      const float *weight, int T, int K, int N);
 
 /*
- * bf16 matrix products (matmul_bf16.c, through oneDNN): both inputs rounded to bf16 (round to
- * nearest even), products accumulated and written in fp32. A context keeps the primitives and
- * the scratch for the inputs' bf16 copies; it is used by one thread at a time (the kernels
- * themselves run on the OpenMP threads). Without oneDNN at build time no context can be made.
+ * The matrix-product context (matmul_bf16.c, through oneDNN): bf16 products, both inputs
+ * rounded to bf16 (round to nearest even), products accumulated and written in fp32; and the
+ * choice, per product and shape, of OpenBLAS or oneDNN for fp32 products (pm_fp32_matmul). It
+ * keeps the primitives and the scratch for the inputs' bf16 copies; it is used by one thread at
+ * a time (the kernels themselves run on the OpenMP threads). Without oneDNN at build time no
+ * context can be made.
  */
 typedef struct matmul_bf16 matmul_bf16;
 bool matmul_bf16_available(void);
-/* NULL (with the reason in pm_last_error) without oneDNN or memory. */
+/* NULL (with the reason in pm_last_error) without oneDNN or memory. Its fp32 products start
+ * with OpenBLAS everywhere. */
 matmul_bf16 *matmul_bf16_create(void);
 void matmul_bf16_free(matmul_bf16 *ctx);
 /* Makes room for products whose inputs have up to `elements` values, so they never allocate
@@ -46,11 +51,52 @@ bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements);
 /* out[i] = in[i] rounded to bf16 (nearest even; NaN stays NaN). */
 void float_to_bf16(uint16_t *out, const float *in, size_t n);
 /* matmul_forward and matmul_backward with the weight also given in bf16 (w16, the same
- * layout): in bf16 when ctx and w16 are both given, else in fp32 with w. */
+ * layout): in bf16 when ctx and w16 are both given; else in fp32 with w, through OpenBLAS
+ * without ctx, or through what ctx's fp32 choice takes for the product and shape. */
 void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
                     int N);
 void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
                      const uint16_t *w16, int T, int K, int N);
+
+/*
+ * The three products of a linear layer with weight (N, K), as one call dst ·= a, b:
+ *   MATMUL_FORWARD: dst (T, N)  = a (T, K) · b (N, K)ᵀ   (out, in, weight)
+ *   MATMUL_DATA:    dst (T, K) += a (T, N) · b (N, K)    (din, dout, weight)
+ *   MATMUL_WEIGHTS: dst (N, K) += a (T, N)ᵀ · b (T, K)   (dweight, dout, in)
+ */
+typedef enum { MATMUL_FORWARD, MATMUL_DATA, MATMUL_WEIGHTS } matmul_product;
+enum { MATMUL_PRODUCTS = 3 };
+/* "forward", "data" or "weights". */
+const char *matmul_product_name(matmul_product kind);
+/* The floats of dst: (T, N), (T, K) or (N, K). */
+size_t matmul_product_count(matmul_product kind, int T, int K, int N);
+/* One product in fp32 through OpenBLAS: matmul_forward or matmul_backward's half. */
+void matmul_blas_product(matmul_product kind, float *dst, const float *a, const float *b, int T, int K, int N);
+/* The same through oneDNN's f32 matmul (a primitive per product and shape, with T at run time,
+ * kept in ctx); false, with nothing written, if oneDNN could not set it up or is not built in. */
+bool matmul_dnnl_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N);
+/* Times the product with both libraries into dst (the backward products keep adding to it):
+ * a warm-up each (which makes oneDNN's primitive), then `runs` alternating runs each; the best
+ * seconds of each. false if oneDNN could not run it. */
+bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T, int K,
+                      int N, int runs, double *openblas, double *onednn);
+/* How ctx runs fp32 products from now on (pm_fp32_matmul, probmoe.h). */
+void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice);
+/* Whether PM_FP32_MATMUL_MEASURED takes oneDNN for this product and shape. */
+bool matmul_measured_onednn(matmul_product kind, int K, int N);
+/* oneDNN replaces OpenBLAS only when faster than this fraction (3%): closer is noise, and
+ * OpenBLAS is what bit-exact results were recorded with. */
+#define MATMUL_ONEDNN_MARGIN 0.03
+/* A product and shape that ctx timed (PM_FP32_MATMUL_AUTO) when it first ran with `rows` rows. */
+typedef struct {
+    matmul_product kind;
+    int k, n, rows;
+    bool onednn;                          /* the choice */
+    double openblas_gflops, onednn_gflops; /* the best of the timed runs (onednn 0: could not run) */
+} matmul_site;
+/* Copies up to max of ctx's timed products into out; returns how many there are. */
+int matmul_timed_sites(const matmul_bf16 *ctx, matmul_site *out, int max);
 
 /* out (T, C) = in / sqrt(mean(in²) + eps) * weight (C); rstd (T) keeps 1/sqrt(mean + eps). */
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int T, int C,

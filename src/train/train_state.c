@@ -66,6 +66,7 @@ char *train_state_to_json(const train_options *opt, long step, const train_histo
     cJSON_AddNumberToObject(root, "weight_decay", opt->adamw.weight_decay);
     cJSON_AddBoolToObject(root, "freeze_router", opt->adamw.freeze_router);
     cJSON_AddStringToObject(root, "precision", opt->precision == PM_PRECISION_BF16 ? "bf16" : "fp32");
+    cJSON_AddStringToObject(root, "fp32_matmul", fp32_matmul_name(opt->fp32_matmul));
     cJSON_AddNumberToObject(root, "eval_interval", (double)opt->eval_interval);
     cJSON_AddNumberToObject(root, "eval_batches", opt->eval_batches);
     cJSON_AddNumberToObject(root, "val_fraction", opt->val_fraction);
@@ -186,6 +187,10 @@ int train_state_from_json(const char *json, const char *source, train_options *o
         else if (strcmp(precision, "fp32") == 0) opt->precision = PM_PRECISION_FP32;
         else r.status = pm_fail(PM_ERR_ARG, "%s: \"precision\" must be fp32 or bf16", source);
     }
+    const char *fp32_matmul = string(root, "fp32_matmul"); /* absent in states written before it: openblas */
+    opt->fp32_matmul = PM_FP32_MATMUL_OPENBLAS;
+    if (fp32_matmul && r.status == PM_OK && !fp32_matmul_parse(fp32_matmul, &opt->fp32_matmul))
+        r.status = pm_fail(PM_ERR_ARG, "%s: \"fp32_matmul\" must be openblas, measured, onednn or auto", source);
     opt->eval_interval = integer_field(&r, root, "eval_interval", opt->eval_interval, 0, STEPS);
     opt->eval_batches = (int)integer_field(&r, root, "eval_batches", opt->eval_batches, 1, BIG);
     opt->val_fraction = real_field(&r, root, "val_fraction", opt->val_fraction, DBL_MIN, 1.0 - DBL_EPSILON);

@@ -41,7 +41,24 @@ train_options train_options_default(void) {
     opt.val_fraction = 0.1;
     opt.max_bad_steps = 5;
     opt.shard_bytes = (size_t)2 << 30;
+    opt.fp32_matmul = PM_FP32_MATMUL_MEASURED;
     return opt;
+}
+
+/* in pm_fp32_matmul's order */
+static const char *const fp32_matmul_names[] = {"openblas", "measured", "onednn", "auto"};
+
+const char *fp32_matmul_name(pm_fp32_matmul choice) {
+    return choice >= PM_FP32_MATMUL_OPENBLAS && choice <= PM_FP32_MATMUL_AUTO ? fp32_matmul_names[choice] : "?";
+}
+
+bool fp32_matmul_parse(const char *name, pm_fp32_matmul *choice) {
+    for (int i = PM_FP32_MATMUL_OPENBLAS; i <= PM_FP32_MATMUL_AUTO; i++)
+        if (strcmp(name, fp32_matmul_names[i]) == 0) {
+            *choice = (pm_fp32_matmul)i;
+            return true;
+        }
+    return false;
 }
 
 int train_options_check(const train_options *opt, const pm_model_config *cfg) {
@@ -495,12 +512,16 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
                    memory_format(mine, one, sizeof one), memory_format(limit, machine, sizeof machine), source);
 }
 
-/* The matrix products' precision, and expert parallelism when asked for: each rank's rows meet
+/* The matrix products' precision and library, and expert parallelism when asked for: each rank's rows meet
  * its group's experts (before the weights are drawn, so that a rank draws only those it keeps). */
 static int split_experts(pm_model *model, const train_options *opt) {
     const batch_comm *comm = opt->comm;
     int status = pm_model_set_precision(model, opt->precision); /* and the products' precision */
     if (status < 0) return pm_fail((pm_status)status, "train: --precision bf16: %s", pm_last_error());
+    status = pm_model_set_fp32_matmul(model, opt->fp32_matmul);
+    if (status < 0)
+        return pm_fail((pm_status)status, "train: --fp32-matmul %s: %s", fp32_matmul_name(opt->fp32_matmul),
+                       pm_last_error());
     if (!comm || comm->expert_size <= 1) return PM_OK;
     const int most_rows = (opt->batch + comm->size - 1) / comm->size;
     return model_set_expert_parallel(model, comm, most_rows * opt->seq);

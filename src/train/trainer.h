@@ -33,6 +33,8 @@ typedef struct {
     float clip;             /* global gradient-norm limit; 0 = off */
     adamw_config adamw;
     pm_precision precision; /* of the matrix products (pm_model_set_precision); a resumed run keeps its own */
+    pm_fp32_matmul fp32_matmul; /* who runs fp32 products (pm_model_set_fp32_matmul; default MEASURED); kept
+                                   by a resumed run */
     uint64_t seed;
     long eval_interval;     /* steps between validation losses; 0 = only at the end */
     int eval_batches;
@@ -71,6 +73,9 @@ typedef struct train_result {
 } train_result;
 
 train_options train_options_default(void);
+/* The names of --fp32-matmul and the trainer state: openblas, measured, onednn, auto. */
+const char *fp32_matmul_name(pm_fp32_matmul choice);
+bool fp32_matmul_parse(const char *name, pm_fp32_matmul *choice);
 /* Checks the options against the model config; 0 or a negative pm_status naming the flag. */
 int train_options_check(const train_options *opt, const pm_model_config *cfg);
 
