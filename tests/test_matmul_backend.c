@@ -249,6 +249,43 @@ static void test_measured_and_precision(void **state) {
     pm_model_free(model);
 }
 
+/* linear_backward_into: din overwritten (NaN before, and 0 for an empty sum), equal to
+ * linear_backward's from zero, dw still added to; with OpenBLAS, oneDNN fp32 and bf16. */
+static void check_backward_into(matmul_bf16 *ctx, const uint16_t *w16, int n, const char *label) {
+    static float in[T * K], w[N * K], dout[T * N], din_sum[T * K], din_into[T * K], dw_sum[N * K], dw_into[N * K];
+    fill(in, T * K, 5);
+    fill(w, N * K, 6);
+    fill(dout, T * N, 7);
+    fill(dw_sum, N * K, 9);
+    memcpy(dw_into, dw_sum, sizeof dw_into);
+    memset(din_sum, 0, sizeof din_sum);
+    for (int i = 0; i < T * K; i++) din_into[i] = NAN;
+    linear_backward(ctx, din_sum, dw_sum, dout, in, w, w16, T, K, n);
+    linear_backward_into(ctx, din_into, dw_into, dout, in, w, w16, T, K, n);
+    char name[96];
+    snprintf(name, sizeof name, "%s: din :=", label);
+    for (int i = 0; i < T * K; i++) assert_close(din_into[i], din_sum[i], 1e-6, 1e-6, name, i);
+    snprintf(name, sizeof name, "%s: dw +=", label);
+    for (int i = 0; i < N * K; i++) assert_close(dw_into[i], dw_sum[i], 1e-6, 1e-6, name, i);
+}
+
+static void test_backward_into_overwrites(void **state) {
+    (void)state;
+    check_backward_into(NULL, NULL, N, "openblas");
+    check_backward_into(NULL, NULL, 0, "openblas N=0");
+    if (!matmul_bf16_available()) return;
+    matmul_bf16 *ctx = matmul_bf16_create();
+    assert_non_null(ctx);
+    matmul_set_fp32(ctx, PM_FP32_MATMUL_ONEDNN);
+    check_backward_into(ctx, NULL, N, "onednn fp32");
+    static float w[N * K];
+    static uint16_t w16[N * K];
+    fill(w, N * K, 6);
+    float_to_bf16(w16, w, N * K);
+    check_backward_into(ctx, w16, N, "onednn bf16");
+    matmul_bf16_free(ctx);
+}
+
 static void test_refused_without_onednn(void **state) {
     (void)state;
     if (matmul_bf16_available()) skip();
@@ -268,7 +305,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_products_match_openblas),   cmocka_unit_test(test_linear_follows_the_choice),
         cmocka_unit_test(test_training_matches_openblas), cmocka_unit_test(test_measured_and_precision),
-        cmocka_unit_test(test_refused_without_onednn),
+        cmocka_unit_test(test_refused_without_onednn),    cmocka_unit_test(test_backward_into_overwrites),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,15 +17,30 @@ void matmul_forward(float *out, const float *in, const float *weight, int T, int
                 0.0f, out, ld(N));
 }
 
-void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
+/* din_beta 1: din +=; 0: din := (BLAS then never reads it, so it may hold anything). */
+static void backward(float *din, float din_beta, float *dweight, const float *dout, const float *in,
                      const float *weight, int T, int K, int N) {
-    if (T <= 0 || K <= 0 || N <= 0) return;
+    if (T <= 0 || K <= 0) return;
+    if (N <= 0) { /* an empty sum: din := 0 still holds */
+        if (din && din_beta == 0.0f) memset(din, 0, sizeof(float) * (size_t)T * (size_t)K);
+        return;
+    }
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, K, N, 1.0f, dout, ld(N), weight,
-                    ld(K), 1.0f, din, ld(K));
+                    ld(K), din_beta, din, ld(K));
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, T, 1.0f, dout, ld(N), in, ld(K),
                     1.0f, dweight, ld(K));
+}
+
+void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
+                     const float *weight, int T, int K, int N) {
+    backward(din, 1.0f, dweight, dout, in, weight, T, K, N);
+}
+
+void matmul_backward_into(float *din, float *dweight, const float *dout, const float *in, const float *weight, int T,
+                          int K, int N) {
+    backward(din, 0.0f, dweight, dout, in, weight, T, K, N);
 }
 
 void matmul_blas_product(matmul_product kind, float *dst, const float *a, const float *b, int T, int K, int N) {

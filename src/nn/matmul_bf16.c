@@ -55,6 +55,7 @@ bool matmul_measured_onednn(matmul_product kind, int K, int N) {
 typedef struct {
     dnnl_data_type_t input; /* of both inputs: bf16 or f32 */
     matmul_product kind;
+    bool sum; /* dst += the product (the backward products; a data product may overwrite) */
     int64_t k, n;
     dnnl_primitive_t primitive;
 } cached;
@@ -150,7 +151,7 @@ static bool make(matmul_bf16 *ctx, cached *c) {
     bool ok = describe_product(c->input, c->kind, DNNL_RUNTIME_DIM_VAL, c->k, c->n, &src, &weights, &dst);
     ok = ok && dnnl_matmul_desc_init(&desc, &src, &weights, NULL, &dst) == dnnl_success;
     ok = ok && dnnl_primitive_attr_create(&attr) == dnnl_success;
-    if (ok && c->kind != MATMUL_FORWARD) /* the backward products accumulate (+=) */
+    if (ok && c->sum)
         ok = dnnl_post_ops_create(&post_ops) == dnnl_success && dnnl_post_ops_append_sum(post_ops, 1.0f) == dnnl_success &&
              dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
     ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL) == dnnl_success;
@@ -161,18 +162,18 @@ static bool make(matmul_bf16 *ctx, cached *c) {
     return ok;
 }
 
-static cached *find(matmul_bf16 *ctx, dnnl_data_type_t input, matmul_product kind, int64_t k, int64_t n) {
-    const uint64_t h = ((uint64_t)kind * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)k * 0x94d049bb133111ebull) ^
+static cached *find(matmul_bf16 *ctx, dnnl_data_type_t input, matmul_product kind, bool sum, int64_t k, int64_t n) {
+    const uint64_t h = ((uint64_t)(2 * kind + sum) * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)k * 0x94d049bb133111ebull) ^
                        ((uint64_t)n * 0x2545f4914f6cdd1dull) ^ ((uint64_t)input * 0xbf58476d1ce4e5b9ull);
     for (int probe = 0; probe < CACHE_SLOTS; probe++) {
         cached *c = &ctx->slots[(h + (uint64_t)probe) % CACHE_SLOTS];
-        if (c->primitive && c->input == input && c->kind == kind && c->k == k && c->n == n) return c;
+        if (c->primitive && c->input == input && c->kind == kind && c->sum == sum && c->k == k && c->n == n) return c;
         if (c->primitive) continue;
         if (ctx->used >= CACHE_SLOTS / 2) { /* more shapes than any model has: start afresh */
             clear_cache(ctx);
-            return find(ctx, input, kind, k, n);
+            return find(ctx, input, kind, sum, k, n);
         }
-        *c = (cached){input, kind, k, n, NULL};
+        *c = (cached){input, kind, sum, k, n, NULL};
         if (!make(ctx, c)) {
             if (c->primitive) dnnl_primitive_destroy(c->primitive);
             c->primitive = NULL;
@@ -223,15 +224,21 @@ static void fell_back(matmul_bf16 *ctx) {
     ctx->warned = true;
 }
 
-bool matmul_dnnl_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
-                         int K, int N) {
-    if (T <= 0 || N <= 0 || (K <= 0 && kind != MATMUL_FORWARD)) return true;
-    if (K <= 0) { /* an empty sum, which oneDNN has no primitive for */
-        memset(dst, 0, sizeof(float) * (size_t)T * (size_t)N);
+/* sum: dst += the product, else dst := it (the forward product; a data product into din). */
+static bool dnnl_product(matmul_bf16 *ctx, matmul_product kind, bool sum, float *dst, const float *a, const float *b,
+                         int T, int K, int N) {
+    if (T <= 0 || (N <= 0 && kind != MATMUL_DATA) || (K <= 0 && kind != MATMUL_FORWARD)) return true;
+    if (K <= 0 || N <= 0) { /* an empty sum, which oneDNN has no primitive for */
+        if (!sum) memset(dst, 0, sizeof(float) * matmul_product_count(kind, T, K, N));
         return true;
     }
-    cached *c = find(ctx, dnnl_f32, kind, K, N);
+    cached *c = find(ctx, dnnl_f32, kind, sum, K, N);
     return c && run(ctx, c, T, a, b, dst);
+}
+
+bool matmul_dnnl_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N) {
+    return dnnl_product(ctx, kind, kind != MATMUL_FORWARD, dst, a, b, T, K, N);
 }
 
 void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice) {
@@ -297,17 +304,19 @@ static bool takes_onednn(matmul_bf16 *ctx, matmul_product kind, float *dst, cons
     return site->onednn;
 }
 
-/* An fp32 product by ctx's choice; one that oneDNN could not set up runs with OpenBLAS. */
-static void fp32_product(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
-                         int K, int N) {
+/* An fp32 product by ctx's choice; one that oneDNN could not set up runs with OpenBLAS. sum as in
+ * dnnl_product. */
+static void fp32_product(matmul_bf16 *ctx, matmul_product kind, bool sum, float *dst, const float *a, const float *b,
+                         int T, int K, int N) {
     if (takes_onednn(ctx, kind, dst, a, b, T, K, N)) {
-        if (matmul_dnnl_product(ctx, kind, dst, a, b, T, K, N)) return;
+        if (dnnl_product(ctx, kind, sum, dst, a, b, T, K, N)) return;
         if (!ctx->warned_fp32)
             fprintf(stderr, "probmoe: a oneDNN fp32 matrix product could not be set up (out of memory?); running it "
                     "with OpenBLAS\n");
         ctx->warned_fp32 = true;
     }
-    matmul_blas_product(kind, dst, a, b, T, K, N);
+    if (kind == MATMUL_DATA && !sum) matmul_backward_into(dst, NULL, a, NULL, b, T, K, N);
+    else matmul_blas_product(kind, dst, a, b, T, K, N);
 }
 
 void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
@@ -317,10 +326,10 @@ void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *
         return;
     }
     if (!w16) {
-        fp32_product(ctx, MATMUL_FORWARD, out, in, w, T, K, N);
+        fp32_product(ctx, MATMUL_FORWARD, false, out, in, w, T, K, N);
         return;
     }
-    cached *c = reserve(ctx, (size_t)T * K, 0) ? find(ctx, dnnl_bf16, MATMUL_FORWARD, K, N) : NULL;
+    cached *c = reserve(ctx, (size_t)T * K, 0) ? find(ctx, dnnl_bf16, MATMUL_FORWARD, false, K, N) : NULL;
     if (c) float_to_bf16(ctx->a, in, (size_t)T * K);
     if (!c || !run(ctx, c, T, ctx->a, w16, out)) {
         fell_back(ctx);
@@ -328,35 +337,52 @@ void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *
     }
 }
 
-void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
-                     const uint16_t *w16, int T, int K, int N) {
+/* The fp32 products of matmul_backward (din_sum) or matmul_backward_into. */
+static void blas_backward(bool din_sum, float *din, float *dweight, const float *dout, const float *in, const float *w,
+                          int T, int K, int N) {
+    if (din_sum) matmul_backward(din, dweight, dout, in, w, T, K, N);
+    else matmul_backward_into(din, dweight, dout, in, w, T, K, N);
+}
+
+static void backward(matmul_bf16 *ctx, bool din_sum, float *din, float *dweight, const float *dout, const float *in,
+                     const float *w, const uint16_t *w16, int T, int K, int N) {
     if (!ctx || T <= 0 || K <= 0 || N <= 0) {
-        matmul_backward(din, dweight, dout, in, w, T, K, N);
+        blas_backward(din_sum, din, dweight, dout, in, w, T, K, N);
         return;
     }
     if (!w16) {
-        if (din) fp32_product(ctx, MATMUL_DATA, din, dout, w, T, K, N);
-        if (dweight) fp32_product(ctx, MATMUL_WEIGHTS, dweight, dout, in, T, K, N);
+        if (din) fp32_product(ctx, MATMUL_DATA, din_sum, din, dout, w, T, K, N);
+        if (dweight) fp32_product(ctx, MATMUL_WEIGHTS, true, dweight, dout, in, T, K, N);
         return;
     }
     if (!reserve(ctx, (size_t)T * N, (size_t)T * K)) {
         fell_back(ctx);
-        matmul_backward(din, dweight, dout, in, w, T, K, N);
+        blas_backward(din_sum, din, dweight, dout, in, w, T, K, N);
         return;
     }
     float_to_bf16(ctx->a, dout, (size_t)T * N);
-    cached *c = din ? find(ctx, dnnl_bf16, MATMUL_DATA, K, N) : NULL;
+    cached *c = din ? find(ctx, dnnl_bf16, MATMUL_DATA, din_sum, K, N) : NULL;
     if (din && (!c || !run(ctx, c, T, ctx->a, w16, din))) {
         fell_back(ctx);
-        matmul_backward(din, NULL, dout, in, w, T, K, N);
+        blas_backward(din_sum, din, NULL, dout, in, w, T, K, N);
     }
     if (!dweight) return;
     float_to_bf16(ctx->b, in, (size_t)T * K);
-    c = find(ctx, dnnl_bf16, MATMUL_WEIGHTS, K, N);
+    c = find(ctx, dnnl_bf16, MATMUL_WEIGHTS, true, K, N);
     if (!c || !run(ctx, c, T, ctx->a, ctx->b, dweight)) {
         fell_back(ctx);
         matmul_backward(NULL, dweight, dout, in, w, T, K, N);
     }
+}
+
+void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
+                     const uint16_t *w16, int T, int K, int N) {
+    backward(ctx, true, din, dweight, dout, in, w, w16, T, K, N);
+}
+
+void linear_backward_into(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in,
+                          const float *w, const uint16_t *w16, int T, int K, int N) {
+    backward(ctx, false, din, dweight, dout, in, w, w16, T, K, N);
 }
 
 #else /* without oneDNN: fp32 everywhere, and no context */
@@ -410,6 +436,12 @@ void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *
                      const uint16_t *w16, int T, int K, int N) {
     (void)ctx, (void)w16;
     matmul_backward(din, dweight, dout, in, w, T, K, N);
+}
+
+void linear_backward_into(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in,
+                          const float *w, const uint16_t *w16, int T, int K, int N) {
+    (void)ctx, (void)w16;
+    matmul_backward_into(din, dweight, dout, in, w, T, K, N);
 }
 
 #endif

@@ -2,7 +2,9 @@
  * Dense kernels of the transformer, in float32, row-major. Conventions (ARCHITECTURE.md):
  * kernels come in pairs foo_forward / foo_backward; outputs first, then inputs, then sizes;
  * shapes in comments; backward functions ACCUMULATE (+=) into every gradient buffer they
- * get, so a caller zeroes gradients once per step. Matrix products go through BLAS; loops
+ * get, so a caller zeroes gradients once per step (the exceptions say so: the *_into products
+ * overwrite the input gradient, which a scratch buffer would otherwise be zeroed for, and so
+ * does swiglu_backward). Matrix products go through BLAS; loops
  * over rows are parallel with OpenMP and deterministic (no cross-thread reductions whose
  * order depends on the thread count).
  *
@@ -30,6 +32,10 @@ void matmul_rows_forward_bf16(float *out, const float *in, const uint16_t *weigh
  * Either gradient pointer may be NULL to skip it. */
 void matmul_backward(float *din, float *dweight, const float *dout, const float *in,
                      const float *weight, int T, int K, int N);
+/* As matmul_backward, but din (T, K) := dout · weight, overwritten (it may hold anything, NaN
+ * included, before); dweight still +=. Spares a caller the zeroing of a scratch din. */
+void matmul_backward_into(float *din, float *dweight, const float *dout, const float *in, const float *weight, int T,
+                          int K, int N);
 
 /*
  * The matrix-product context (matmul_bf16.c, through oneDNN): bf16 products, both inputs
@@ -57,6 +63,9 @@ void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *
                     int N);
 void linear_backward(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in, const float *w,
                      const uint16_t *w16, int T, int K, int N);
+/* As linear_backward with din := (matmul_backward_into), whichever library runs it. */
+void linear_backward_into(matmul_bf16 *ctx, float *din, float *dweight, const float *dout, const float *in,
+                          const float *w, const uint16_t *w16, int T, int K, int N);
 
 /*
  * The three products of a linear layer with weight (N, K), as one call dst ·= a, b:
