@@ -18,6 +18,10 @@
  *    moe_forward itself (float32: a coarse step and a loose tolerance, but independent of
  *    the oracle), for every entry of x and of the expert weights.
  * Routers are iterated by index, so routers added later are covered without naming them.
+ * Further tests: the fused gate/up product and SwiGLU's layout against separate naive
+ * products; the experts run side by side (one per thread) against one at a time, on shapes
+ * where OpenBLAS splits a product over the threads; moe_experts_check refuses experts whose
+ * up_proj does not follow gate_proj.
  * The MoE state and scratch are sized to the batch's exact number of compute pairs, so that
  * the sanitizer build catches any access past them.
  */
@@ -29,7 +33,8 @@
 #include <omp.h>
 
 #include "check.h"
-#include "moe/moe.h"
+#include "moe/moe_internal.h"
+#include "nn/nn.h"
 
 enum { T = 7, H = 8, I = 6, E = 5, K = 2 };
 /* Each expert's weights are one block of PER_EXPERT floats: gate (I, H), up (I, H), down (H, I). */
@@ -412,11 +417,186 @@ static void test_batch_without_pairs(void **unused) {
     }
 }
 
+/* ------------------------------------------- the fused gate/up product */
+
+/* One expert's projections on n rows as the layer computes them (one product with the (2I, H)
+ * matrix [gate; up], SwiGLU over the (n, 2I) result, and its backward) against separate naive
+ * products of gate and up in double; and the decoder's row products, which must equal two
+ * separate row products bit for bit (each output's sum has one fixed order). */
+static void test_fused_gate_up(void **unused) {
+    (void)unused;
+    enum { N = 13, FH = 40, FI = 24 };
+    pm_rng rng;
+    pm_rng_init(&rng, 400, 0);
+    static float x[N * FH], w[2 * FI * FH], gate_up[N * 2 * FI], act[N * FI], dact[N * FI];
+    static float dgate_up[N * 2 * FI], dx[N * FH], dw[2 * FI * FH], rows[N * 2 * FI], apart[N * FI];
+    static double want_act[N * FI], want_dx[N * FH], want_dw[2 * FI * FH];
+    random_normal(&rng, x, N * FH, 1.0);
+    random_normal(&rng, w, 2 * FI * FH, 1.0 / sqrt(FH));
+    random_normal(&rng, dact, N * FI, 1.0);
+    const float *gate = w, *up = w + FI * FH;
+    memset(want_dx, 0, sizeof want_dx);
+    memset(want_dw, 0, sizeof want_dw);
+    for (int t = 0; t < N; t++)
+        for (int i = 0; i < FI; i++) {
+            double g = 0.0, u = 0.0;
+            for (int j = 0; j < FH; j++) {
+                g += (double)gate[i * FH + j] * x[t * FH + j];
+                u += (double)up[i * FH + j] * x[t * FH + j];
+            }
+            const double s = sigmoid(g), d = dact[t * FI + i];
+            want_act[t * FI + i] = g * s * u;
+            const double dg = d * u * s * (1.0 + g * (1.0 - s)), du = d * g * s;
+            for (int j = 0; j < FH; j++) {
+                want_dx[t * FH + j] += dg * gate[i * FH + j] + du * up[i * FH + j];
+                want_dw[i * FH + j] += dg * x[t * FH + j];
+                want_dw[(FI + i) * FH + j] += du * x[t * FH + j];
+            }
+        }
+    matmul_forward(gate_up, x, w, N, FH, 2 * FI);
+    swiglu_forward(act, gate_up, N, FI);
+    check_array(act, want_act, N * FI, 1e-5, 1e-6, "fused gate/up", "act");
+    for (int i = 0; i < N * FH; i++) dx[i] = NAN; /* overwritten */
+    for (int i = 0; i < N * 2 * FI; i++) dgate_up[i] = NAN;
+    memset(dw, 0, sizeof dw);
+    swiglu_backward(dgate_up, dact, gate_up, N, FI);
+    matmul_backward_into(dx, dw, dgate_up, x, w, N, FH, 2 * FI);
+    check_array(dx, want_dx, N * FH, 1e-5, 1e-6, "fused gate/up", "dx");
+    check_array(dw, want_dw, 2 * FI * FH, 1e-5, 1e-6, "fused gate/up", "d[gate; up]");
+    /* the decoder's products: one of N = 2I is gate's and up's side by side, bit for bit */
+    matmul_rows_forward(rows, x, w, N, FH, 2 * FI);
+    for (int half = 0; half < 2; half++) {
+        matmul_rows_forward(apart, x, w + half * FI * FH, N, FH, FI);
+        for (int t = 0; t < N; t++)
+            assert_memory_equal(rows + (t * 2 + half) * FI, apart + t * FI, sizeof(float) * FI);
+    }
+}
+
+/* moe_experts_check: the model's layout passes; an up_proj (or its gradient, or its bf16
+ * copy) anywhere else is refused, naming the expert. */
+static void test_experts_check(void **unused) {
+    (void)unused;
+    static float params[PARAMS], grads[PARAMS], other[MATRIX];
+    static uint16_t params16[PARAMS];
+    moe_expert experts[E];
+    for (int e = 0; e < E; e++) {
+        float *w = params + e * PER_EXPERT, *d = grads + e * PER_EXPERT;
+        const uint16_t *w16 = params16 + e * PER_EXPERT;
+        experts[e] = (moe_expert){w + GATE, w + UP, w + DOWN, d + GATE, d + UP, d + DOWN, w16 + GATE, w16 + UP,
+                                  w16 + DOWN};
+    }
+    assert_int_equal(moe_experts_check(experts, E, H, I), PM_OK);
+    const char *what[3] = {"weights", "gradients", "bf16 weights"};
+    for (int field = 0; field < 3; field++) {
+        moe_expert wrong[E];
+        memcpy(wrong, experts, sizeof wrong);
+        if (field == 0) wrong[3].up = other;
+        else if (field == 1) wrong[3].d_up = other;
+        else wrong[3].up16 = params16;
+        assert_int_equal(moe_experts_check(wrong, E, H, I), PM_ERR_ARG);
+        assert_non_null(strstr(pm_last_error(), "expert 3"));
+        assert_non_null(strstr(pm_last_error(), what[field]));
+        assert_non_null(strstr(pm_last_error(), "gate_proj"));
+    }
+    for (int e = 0; e < E; e++) experts[e].d_gate = experts[e].d_up = NULL; /* inference: no gradients */
+    assert_int_equal(moe_experts_check(experts, E, H, I), PM_OK);
+}
+
+/* ------------------------------------- experts side by side or one at a time */
+
+/* The layer's forward and backward with the experts run one way; y, c, dx and the expert
+ * gradients (from zero). */
+typedef struct {
+    float *y, *c, *dx, *grads;
+} layer_results;
+
+static void run_layer(moe_expert_schedule schedule, const pm_routing *routing, const float *x, const float *dy,
+                      const moe_expert *experts, float *grads, size_t grad_count, int tokens, int hidden,
+                      int intermediate, int experts_count, layer_results *out) {
+    const int pairs = routing->c_offsets[tokens];
+    moe_state state;
+    moe_scratch scratch;
+    assert_int_equal(moe_state_init(&state, hidden, intermediate, experts_count, tokens, pairs), PM_OK);
+    assert_int_equal(moe_scratch_init(&scratch, hidden, intermediate, pairs), PM_OK);
+    moe_set_expert_schedule(schedule);
+    memset(grads, 0, sizeof(float) * grad_count);
+    memset(out->dx, 0, sizeof(float) * (size_t)tokens * hidden);
+    moe_forward(&state, out->y, x, routing, experts);
+    moe_backward(&state, &scratch, out->dx, out->c, dy, routing, experts);
+    moe_set_expert_schedule(MOE_EXPERTS_AUTO);
+    memcpy(out->grads, grads, sizeof(float) * grad_count);
+    moe_scratch_free(&scratch);
+    moe_state_free(&state);
+}
+
+static void check_same(const float *got, const float *want, size_t n, const char *label, const char *what) {
+    double *wanted = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) wanted[i] = want[i];
+    check_array(got, wanted, (int)n, 1e-6, 1e-6, label, what);
+    free(wanted);
+}
+
+/* Shapes large enough that OpenBLAS runs a product over both threads one at a time, and a few
+ * rows per expert; every router (densemixer's router-only pairs and idle experts included),
+ * in training. The two schedules agree to fp32 rounding (OpenBLAS's split of a product over the
+ * threads changes its last bits, so not bit for bit). */
+static void test_side_by_side_matches(void **unused) {
+    (void)unused;
+    enum { ST = 40, SH = 96, SI = 160, SE = 6, SK = 2, SMATRIX = SI * SH, SPER = 3 * SMATRIX };
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    static float x[ST * SH], dy[ST * SH], logits[ST * SE], params[SE * SPER], grads[SE * SPER];
+    static float y[2][ST * SH], c[2][ST * SE], dx[2][ST * SH], g[2][SE * SPER];
+    moe_expert experts[SE];
+    for (int e = 0; e < SE; e++) {
+        float *w = params + e * SPER, *d = grads + e * SPER;
+        experts[e] = (moe_expert){w, w + SMATRIX, w + 2 * SMATRIX, d, d + SMATRIX, d + 2 * SMATRIX, NULL, NULL, NULL};
+    }
+    assert_int_equal(moe_experts_check(experts, SE, SH, SI), PM_OK);
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        pm_rng rng;
+        pm_rng_init(&rng, 500 + (uint64_t)kind, 0);
+        random_normal(&rng, x, ST * SH, 1.0);
+        random_normal(&rng, dy, ST * SH, 1.0);
+        random_normal(&rng, logits, ST * SE, 1.0);
+        for (int t = 0; t < ST; t++) logits[t * SE + SE - 1] -= 6.0f; /* an expert with few or no rows */
+        random_normal(&rng, params, SE * SPER, 1.0 / sqrt(SH));
+        const pm_router_config cfg = pm_router_config_default((pm_router_kind)kind, SE, SK);
+        pm_router *router = pm_router_create(&cfg);
+        pm_routing *routing = router ? pm_routing_create(router, ST) : NULL;
+        assert_non_null(routing);
+        assert_int_equal(pm_router_forward(router, routing, logits, ST, true, &rng), PM_OK);
+        const int pairs = routing->c_offsets[ST];
+        const moe_expert_schedule schedules[2] = {MOE_EXPERTS_ONE_AT_A_TIME, MOE_EXPERTS_SIDE_BY_SIDE};
+        for (int s = 0; s < 2; s++) {
+            layer_results results = {y[s], c[s], dx[s], g[s]};
+            run_layer(schedules[s], routing, x, dy, experts, grads, SE * SPER, ST, SH, SI, SE, &results);
+        }
+        char label[96];
+        snprintf(label, sizeof label, "%s side by side", pm_router_kind_name((pm_router_kind)kind));
+        check_same(y[1], y[0], ST * SH, label, "y");
+        check_same(c[1], c[0], (size_t)pairs, label, "c");
+        check_same(dx[1], dx[0], ST * SH, label, "dx");
+        check_same(g[1], g[0], SE * SPER, label, "expert gradients");
+        /* and auto, which takes side by side here (about 13 rows per expert) */
+        layer_results results = {y[1], c[1], dx[1], g[1]};
+        run_layer(MOE_EXPERTS_AUTO, routing, x, dy, experts, grads, SE * SPER, ST, SH, SI, SE, &results);
+        check_same(y[1], y[0], ST * SH, label, "y (auto)");
+        check_same(g[1], g[0], SE * SPER, label, "expert gradients (auto)");
+        pm_routing_free(routing);
+        pm_router_free(router);
+    }
+    omp_set_num_threads(threads);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_router),
         cmocka_unit_test(test_token_without_pairs),
         cmocka_unit_test(test_batch_without_pairs),
+        cmocka_unit_test(test_fused_gate_up),
+        cmocka_unit_test(test_experts_check),
+        cmocka_unit_test(test_side_by_side_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

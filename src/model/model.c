@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,12 @@ static bool layer_create(pm_model *model, layer_state *layer, int l) {
                                          param_weights(model, first + 2), param_grads(model, first),
                                          param_grads(model, first + 1), param_grads(model, first + 2), NULL, NULL,
                                          NULL};
+    }
+    /* the products read each expert's gate and up as one matrix, which the parameter table
+     * lays out so: anything else is a bug of that table */
+    if (moe_experts_check(layer->experts, E, cfg->hidden_size, cfg->intermediate_size) < 0) {
+        fprintf(stderr, "probmoe: %s; this is a bug in probmoe, please report it\n", pm_last_error());
+        abort();
     }
     return true;
 }

@@ -18,7 +18,9 @@
 #include "core/batch_comm.h"
 #include "probmoe.h"
 
-/* One expert's weights, Hugging Face layout: gate and up (I, H), down (H, I). */
+/* One expert's weights, Hugging Face layout: gate and up (I, H), down (H, I). The products
+ * read gate and up as one (2I, H) matrix, so up must follow gate in memory (up == gate + I·H),
+ * and likewise d_up and up16 when given (moe_experts_check). */
 typedef struct {
     const float *gate, *up, *down;
     float *d_gate, *d_up, *d_down; /* their gradients (backward accumulates) */
@@ -37,14 +39,14 @@ typedef struct {
     int *sort_counts;      /* (2E) dispatch scratch */
     int *combine_pair;     /* (pairs) dispatch scratch: compute pair of each combine pair */
     unsigned char *weighted; /* (pairs) dispatch scratch: pair carries a combine weight */
-    float *x, *gate, *up, *act, *out; /* (rows, H), (rows, I) ×3, (rows, H) */
+    float *x, *gate_up, *act, *out; /* (rows, H), (rows, 2I) gate | up per row, (rows, I), (rows, H) */
     struct matmul_bf16 *bf16; /* the products' bf16 context, or NULL: fp32 (nn.h) */
     void *block; /* the buffers' allocation when moe_state_init made it, else NULL (an arena's) */
 } moe_state;
 
 /* Backward scratch shared by all layers. */
 typedef struct {
-    float *d_out, *d_act, *d_gate, *d_up, *d_x; /* (rows, H), (rows, I) ×3, (rows, H) */
+    float *d_out, *d_act, *d_gate_up, *d_x; /* (rows, H), (rows, I), (rows, 2I) as gate_up, (rows, H) */
     void *block; /* as in moe_state */
 } moe_scratch;
 
@@ -64,6 +66,10 @@ void moe_scratch_free(moe_scratch *scratch);
  * (saturating at UINT64_MAX), for the memory estimates. */
 uint64_t moe_state_bytes(int hidden, int intermediate, int num_experts, uint64_t max_pairs);
 uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs);
+
+/* PM_OK if every expert's up_proj (weights, gradients, bf16 copies) follows its gate_proj in
+ * memory, as the layer needs; else PM_ERR_ARG with which expert and what to do. */
+int moe_experts_check(const moe_expert *experts, int count, int hidden, int intermediate);
 
 /* y (T, H) = Σ_pairs w · expert_e(x_t) for the routing's combine list; x is (T, H). */
 void moe_forward(moe_state *state, float *y, const float *x, const pm_routing *routing,
@@ -97,7 +103,7 @@ typedef struct {
     int *rows_out, *rows_in, *weighted_out, *weighted_in; /* (group) rows sent to / received from each */
     int *offsets, *selected; /* (count + 1), (count) the owned rows of each expert, weighted first */
     int *owned_row;          /* (capacity) the owned row of each received row */
-    float *x, *gate, *up, *act; /* (capacity, H), (capacity, I) ×3: kept for the backward pass */
+    float *x, *gate_up, *act;   /* (capacity, H), (capacity, 2I), (capacity, I): kept for the backward pass */
 } moe_owner;
 
 /* Staging shared by all layers: rows in transit and the owned rows' backward scratch. */

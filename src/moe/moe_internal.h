@@ -6,10 +6,10 @@
 #include "moe/moe.h"
 #include "nn/nn.h"
 
-/* Expert rows: inputs x (rows, H), gate and up projections and the SwiGLU activation
- * (rows, I), outputs (rows, H). */
+/* Expert rows: inputs x (rows, H), the gate and up projections side by side (rows, 2I: each
+ * row gate's I values then up's), the SwiGLU activation (rows, I), outputs (rows, H). */
 typedef struct {
-    float *x, *gate, *up, *act, *out;
+    float *x, *gate_up, *act, *out;
     matmul_bf16 *bf16; /* the experts' products in bf16 with this context, or NULL: fp32 */
 } moe_rows;
 
@@ -29,6 +29,11 @@ void moe_output_grads(const moe_state *state, moe_scratch *scratch, float *c, co
  * scratch->d_out: scratch->d_x's rows :=, expert gradients +=. */
 void moe_experts_backward(const moe_rows *rows, const moe_scratch *scratch, const int *offsets,
                           const int *selected, int count, const moe_expert *experts, int H, int I);
+/* How moe_experts_forward and moe_experts_backward run the experts (moe.c): by their rows
+ * (auto), or, for the tests, always one at a time or always side by side (one expert per
+ * thread; still one at a time with a oneDNN context). Process-wide. */
+typedef enum { MOE_EXPERTS_AUTO, MOE_EXPERTS_ONE_AT_A_TIME, MOE_EXPERTS_SIDE_BY_SIDE } moe_expert_schedule;
+void moe_set_expert_schedule(moe_expert_schedule schedule);
 /* dx (T, H) += Σ_combine pairs scratch->d_x's row. */
 void moe_input_grads(const moe_state *state, const moe_scratch *scratch, float *dx, const pm_routing *routing);
 

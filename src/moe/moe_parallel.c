@@ -52,11 +52,10 @@ int moe_owner_init(moe_owner *owner, int hidden, int intermediate, int num_exper
     owner->selected = malloc(sizeof(int) * ((size_t)owner->count + 1));
     owner->owned_row = malloc(sizeof(int) * C);
     owner->x = malloc(sizeof(float) * C * (size_t)hidden);
-    owner->gate = malloc(sizeof(float) * C * (size_t)intermediate);
-    owner->up = malloc(sizeof(float) * C * (size_t)intermediate);
+    owner->gate_up = malloc(sizeof(float) * C * 2 * (size_t)intermediate);
     owner->act = malloc(sizeof(float) * C * (size_t)intermediate);
     if (!owner->counts_out || !owner->counts_in || !owner->rows_out || !owner->offsets || !owner->selected ||
-        !owner->owned_row || !owner->x || !owner->gate || !owner->up || !owner->act) {
+        !owner->owned_row || !owner->x || !owner->gate_up || !owner->act) {
         moe_owner_free(owner);
         return pm_fail(PM_ERR_NOMEM, "expert parallelism: out of memory for %d received expert rows", capacity);
     }
@@ -74,8 +73,7 @@ void moe_owner_free(moe_owner *owner) {
     free(owner->selected);
     free(owner->owned_row);
     free(owner->x);
-    free(owner->gate);
-    free(owner->up);
+    free(owner->gate_up);
     free(owner->act);
     memset(owner, 0, sizeof *owner);
 }
@@ -227,7 +225,7 @@ void moe_forward_parallel(moe_state *state, moe_owner *owner, moe_owner_scratch 
     const int received = owner->offsets[owner->count];
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < received; r++) copy_row(owner->x, (size_t)owner->owned_row[r], staging->recv, (size_t)r, H);
-    const moe_rows rows = {owner->x, owner->gate, owner->up, owner->act, staging->out, state->bf16};
+    const moe_rows rows = {owner->x, owner->gate_up, owner->act, staging->out, state->bf16};
     moe_experts_forward(&rows, owner->offsets, owner->count, experts + owner->first, H, I);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < received; r++) copy_row(staging->send, (size_t)r, staging->out, (size_t)owner->owned_row[r], H);
@@ -245,7 +243,7 @@ void moe_backward_parallel(moe_state *state, moe_scratch *scratch, moe_owner *ow
     comm->exchange_rows(comm, staging->send, owner->weighted_out, staging->recv, owner->weighted_in, H);
     weighted_copy in = {owner, staging->recv, staging->owned.d_out, H, true};
     for_weighted_rows(owner, copy_weighted, &in);
-    const moe_rows rows = {owner->x, owner->gate, owner->up, owner->act, staging->out, state->bf16};
+    const moe_rows rows = {owner->x, owner->gate_up, owner->act, staging->out, state->bf16};
     moe_experts_backward(&rows, &staging->owned, owner->offsets, owner->selected, owner->count,
                          experts + owner->first, H, I);
     /* and their input gradients back */

@@ -154,11 +154,12 @@ void attention_backward_in(float *dq, float *dk, float *dv, const float *dout, c
 /* The scratch for sequences of S tokens and that many threads, in bytes. */
 size_t attention_backward_scratch_bytes(int S, int threads);
 
-/* out (T, N) = silu(gate) * up, silu(x) = x / (1 + e^{−x}). */
-void swiglu_forward(float *out, const float *gate, const float *up, int T, int N);
-/* dgate, dup (T, N) +=. */
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                     const float *up, int T, int N);
+/* out (T, N) = silu(gate) * up, silu(x) = x / (1 + e^{−x}), where each row of gate_up (T, 2N)
+ * is gate's row then up's (the product x · [gate; up]ᵀ of one (2N, K) weight). */
+void swiglu_forward(float *out, const float *gate_up, int T, int N);
+/* dgate_up (T, 2N) := the gradients of gate and up, laid out as gate_up. An exception to the
+ * += rule: its one caller (the experts' backward) would otherwise zero the buffer first. */
+void swiglu_backward(float *dgate_up, const float *dout, const float *gate_up, int T, int N);
 
 /* out (T, C) = table[tokens[t]] (table (V, C), 0 <= tokens[t] < V). */
 void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C);

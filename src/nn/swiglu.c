@@ -1,4 +1,5 @@
-/* SwiGLU gate: out = silu(gate) · up. */
+/* SwiGLU gate: out = silu(gate) · up, gate and up side by side in each row as the one product
+ * x · [gate; up]ᵀ writes them (the experts' fused projection). */
 #include <stddef.h>
 
 #include "core/fast_exp.h"
@@ -8,31 +9,36 @@
  * -ffast-math); for gate < −745 it is exactly 0 and silu stays finite. */
 static inline double sigmoid(float x) { return 1.0 / (1.0 + pm_exp(-(double)x)); }
 
-void swiglu_forward(float *out, const float *gate, const float *up, int T, int N) {
-    /* a decoding step's few rows: cheaper on one thread than waking the others */
-#pragma omp parallel for schedule(static) if ((size_t)T * N > 16384)
+/* A decoding step's few rows, or one expert's inside the experts' own parallel loop: cheaper on
+ * one thread than waking the others. */
+enum { PARALLEL_FLOATS = 16384 };
+
+void swiglu_forward(float *out, const float *gate_up, int T, int N) {
+#pragma omp parallel for schedule(static) if ((size_t)T * N > PARALLEL_FLOATS)
     for (int t = 0; t < T; t++) {
-        size_t row = (size_t)t * N;
+        const float *gate = gate_up + (size_t)t * 2 * N, *up = gate + N;
+        float *row = out + (size_t)t * N;
 #pragma omp simd
         for (int i = 0; i < N; i++) {
-            float g = gate[row + i];
-            out[row + i] = (float)(g * sigmoid(g)) * up[row + i];
+            float g = gate[i];
+            row[i] = (float)(g * sigmoid(g)) * up[i];
         }
     }
 }
 
 /* silu'(g) = σ(g)·(1 + g·(1 − σ(g))). */
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                     const float *up, int T, int N) {
-#pragma omp parallel for schedule(static)
+void swiglu_backward(float *dgate_up, const float *dout, const float *gate_up, int T, int N) {
+#pragma omp parallel for schedule(static) if ((size_t)T * N > PARALLEL_FLOATS)
     for (int t = 0; t < T; t++) {
-        size_t row = (size_t)t * N;
+        const size_t row = (size_t)t * 2 * N;
+        const float *gate = gate_up + row, *up = gate + N, *d = dout + (size_t)t * N;
+        float *dgate = dgate_up + row, *dup = dgate + N;
 #pragma omp simd
         for (int i = 0; i < N; i++) {
-            float g = gate[row + i], d = dout[row + i];
+            float g = gate[i];
             double s = sigmoid(g);
-            dup[row + i] += d * (float)(g * s);
-            dgate[row + i] += d * up[row + i] * (float)(s * (1.0 + g * (1.0 - s)));
+            dup[i] = d[i] * (float)(g * s);
+            dgate[i] = d[i] * up[i] * (float)(s * (1.0 + g * (1.0 - s)));
         }
     }
 }
