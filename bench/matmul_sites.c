@@ -45,12 +45,12 @@ static void random_fill(float *x, size_t n, uint64_t seed) {
 
 /* The sites of one config, those of the same shape merged: the attention projections q and o
  * (H → H), k and v (H → KV; the configs have as many KV heads as heads), the experts' gate and
- * up (H → I) and down (I → H), lm_head (H → V). */
+ * up as one product (H → 2I) and down (I → H), lm_head (H → V). */
 static int config_sites(const bench_config *c, site out[5]) {
     const int T = c->batch * c->seq, rows = T * c->k / c->experts, H = c->hidden, KV = H, L = c->layers;
     const int E = c->experts, I = c->intermediate;
     const site all[5] = {{"attn q,o", T, H, H, 2 * L},      {"attn k,v", T, H, KV, 2 * L},
-                         {"gate,up", rows, H, I, 2 * L * E}, {"down", rows, I, H, L * E},
+                         {"gate|up", rows, H, 2 * I, L * E}, {"down", rows, I, H, L * E},
                          {"lm_head", T, H, c->vocab, 1}};
     int count = 0;
     for (int i = 0; i < 5; i++) {

@@ -31,13 +31,13 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
 }
 
 /* Whether the measured table (matmul_measured_onednn) sends any product of the model's linear
- * layers to oneDNN: q and o (H, H), k and v (H, KV), the experts' gate and up (H, I) and down
- * (I, H), lm_head (H, V). */
+ * layers to oneDNN: q and o (H, H), k and v (H, KV), the experts' gate and up as one (H, 2I)
+ * and down (I, H), lm_head (H, V). */
 static bool measured_takes_onednn(const pm_model *model) {
     const pm_model_config *cfg = &model->cfg;
     const int H = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
     const int KV = H / cfg->num_heads * cfg->num_kv_heads;
-    const int shapes[][2] = {{H, H}, {H, KV}, {H, I}, {I, H}, {H, V}};
+    const int shapes[][2] = {{H, H}, {H, KV}, {H, 2 * I}, {I, H}, {H, V}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int kind = 0; kind < MATMUL_PRODUCTS; kind++)
             if (matmul_measured_onednn((matmul_product)kind, shapes[i][0], shapes[i][1])) return true;
