@@ -29,14 +29,25 @@ static inline lanes_v splat(double x) { return (lanes_v){x, x, x, x, x, x, x, x}
 
 static size_t table_size(int n, int kmax) { return ((size_t)kmax + 1) * ((size_t)n + 1) * L; }
 
+/* Items per block of the sweep: a block's F and DF columns (2·K vectors each) stay in L1. */
+#define COV_BLOCK 8
+
+/* Doubles of cov_columns' checkpoints and block buffer (within the scratch after F). */
+static size_t cov_block_size(int n, int K) {
+    return ((size_t)n / COV_BLOCK + 1 + COV_BLOCK) * 2 * (size_t)K * L;
+}
+
 size_t subset_lanes_tables_size(int n, int kmax) {
     /* w, degree weights, z_scaled and log_z */
     return (size_t)n * L + ((size_t)kmax + 1) * L + 2 * L;
 }
 
 size_t subset_lanes_scratch_size(int n, int kmax) {
-    /* F, DF, and (beyond REGISTER_MAX_K) the adjoint's two columns */
-    return 2 * table_size(n, kmax) + 2 * ((size_t)kmax + 2) * L;
+    /* F, DF, and (beyond REGISTER_MAX_K) the adjoint's two columns; or the register kernels'
+     * checkpoints and block buffer */
+    const size_t generic = 2 * table_size(n, kmax) + 2 * ((size_t)kmax + 2) * L;
+    const size_t blocked = table_size(n, kmax) + cov_block_size(n, kmax);
+    return generic > blocked ? generic : blocked;
 }
 
 size_t subset_lanes_workspace(int n, int kmax) {
@@ -197,35 +208,63 @@ static inline void item_result(lanes_v w, lanes_v u, lanes_v g, lanes_v dg, lane
     }
 }
 
+/* Item j's step of F and DF (degrees descending: m−1 still holds item j−1's values); the one
+ * definition both passes of cov_columns use, so they compute the same numbers. */
+static inline __attribute__((always_inline)) void tangent_step(lanes_v *col, lanes_v *dcol, lanes_v wj,
+                                                               lanes_v uj, int K) {
+#pragma GCC unroll 16
+    for (int m = K; m >= 1; m--) {
+        dcol[m] = dcol[m] + wj * (uj * col[m - 1] + dcol[m - 1]);
+        col[m] = col[m] + wj * col[m - 1];
+    }
+}
+
+/* Columns 1..K of F and DF, one after the other (row 0 is known: F = 1, DF = 0). */
+static inline __attribute__((always_inline)) void save_columns(double *at, const lanes_v *col,
+                                                               const lanes_v *dcol, int K) {
+#pragma GCC unroll 16
+    for (int m = 1; m <= K; m++) {
+        store(at + (size_t)(m - 1) * L, col[m]);
+        store(at + (size_t)(K + m - 1) * L, dcol[m]);
+    }
+}
+
+static inline __attribute__((always_inline)) void load_columns(const double *at, lanes_v *col, lanes_v *dcol,
+                                                               int K) {
+    col[0] = splat(1.0);
+    dcol[0] = splat(0.0);
+#pragma GCC unroll 16
+    for (int m = 1; m <= K; m++) {
+        col[m] = load(at + (size_t)(m - 1) * L);
+        dcol[m] = load(at + (size_t)(K + m - 1) * L);
+    }
+}
+
+/*
+ * The sweep from the last item down needs item j−1's columns of F and DF at item j. Writing
+ * the whole tables (2·(K+1)·(n+1) vectors, 75 KB at n = 64, K = 8) and reading them back
+ * costs more than the arithmetic: they leave L1. So the first pass keeps only every
+ * COV_BLOCK-th column (checkpoints), and the sweep rebuilds each block's columns from its
+ * checkpoint into a small buffer just before it needs them: 3 more FMAs per cell, all
+ * memory traffic in L1. The rebuilt numbers are those of one pass (tangent_step either way).
+ */
 static inline __attribute__((always_inline)) void cov_columns(const subset_lanes *dp, const double *u,
                                                               double *out, int K) {
     const int n = dp->n;
-    const size_t row = (size_t)(n + 1) * L;
-    double *F = dp->table;
-    double *DF = dp->scratch;
-    /* F again, beside DF: the same operations as forward_columns, so the same numbers, and
-     * cheaper than keeping F from the forward pass (5 KB per token read back from memory) */
+    const size_t span = 2 * (size_t)K * L; /* one column of F and DF, degrees 1..K */
+    double *checkpoint = dp->scratch;      /* (n / COV_BLOCK + 1) columns */
+    double *block = checkpoint + ((size_t)n / COV_BLOCK + 1) * span; /* COV_BLOCK columns */
     lanes_v col[REGISTER_MAX_K + 1], dcol[REGISTER_MAX_K + 1];
 #pragma GCC unroll 17
     for (int m = 0; m <= K; m++) {
         col[m] = splat(m == 0 ? 1.0 : 0.0);
         dcol[m] = splat(0.0);
-        store(F + m * row, col[m]);
-        store(DF + m * row, dcol[m]);
     }
-    for (int j = 1; j <= n; j++) {
-        const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
-        /* degrees descending: F[m-1] and DF[m-1] still hold item j-1's values */
-#pragma GCC unroll 16
-        for (int m = K; m >= 1; m--) {
-            dcol[m] = dcol[m] + wj * (uj * col[m - 1] + dcol[m - 1]);
-            col[m] = col[m] + wj * col[m - 1];
-        }
-#pragma GCC unroll 17
-        for (int m = 0; m <= K; m++) store(F + m * row + (size_t)j * L, col[m]);
-        if (j == n) break; /* the sweep reads DF up to item n − 1 */
-#pragma GCC unroll 16
-        for (int m = 1; m <= K; m++) store(DF + m * row + (size_t)j * L, dcol[m]);
+    save_columns(checkpoint, col, dcol, K);
+    /* the sweep reads columns 0 .. n − 1 */
+    for (int j = 1; j < n; j++) {
+        tangent_step(col, dcol, load(dp->w + (size_t)(j - 1) * L), load(u + (size_t)(j - 1) * L), K);
+        if (j % COV_BLOCK == 0) save_columns(checkpoint + (size_t)(j / COV_BLOCK) * span, col, dcol, K);
     }
     lanes_v fbar[REGISTER_MAX_K + 1], dfbar[REGISTER_MAX_K + 1];
 #pragma GCC unroll 17
@@ -234,30 +273,39 @@ static inline __attribute__((always_inline)) void cov_columns(const subset_lanes
         dfbar[m] = splat(0.0);
     }
     const lanes_v inv_z = splat(1.0) / load(dp->z_scaled);
-    for (int j = n; j >= 1; j--) {
-        const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
-        const double *f_prev = F + (size_t)(j - 1) * L, *df_prev = DF + (size_t)(j - 1) * L;
-        /* degree 0 (F = 1, DF = 0) starts the sums */
-        lanes_v none = fbar[0], dnone_a = dfbar[0], dnone_b = splat(0.0);
-        lanes_v g = fbar[1], dg_a = dfbar[1], dg_b = splat(0.0);
-#pragma GCC unroll 16
-        for (int m = 1; m <= K; m++) {
-            const lanes_v c = load(f_prev + m * row), dc = load(df_prev + m * row);
-            none = none + fbar[m] * c;
-            dnone_a = dnone_a + dfbar[m] * c;
-            dnone_b = dnone_b + fbar[m] * dc;
-            if (m < K) {
-                g = g + fbar[m + 1] * c;
-                dg_a = dg_a + dfbar[m + 1] * c;
-                dg_b = dg_b + fbar[m + 1] * dc;
-            }
+    for (int first = (n - 1) / COV_BLOCK * COV_BLOCK; first >= 0; first -= COV_BLOCK) {
+        const int last = first + COV_BLOCK < n ? first + COV_BLOCK - 1 : n - 1; /* columns */
+        load_columns(checkpoint + (size_t)(first / COV_BLOCK) * span, col, dcol, K);
+        save_columns(block, col, dcol, K);
+        for (int c = first + 1; c <= last; c++) {
+            tangent_step(col, dcol, load(dp->w + (size_t)(c - 1) * L), load(u + (size_t)(c - 1) * L), K);
+            save_columns(block + (size_t)(c - first) * span, col, dcol, K);
         }
-        item_result(wj, uj, g, dg_a + dg_b, none, dnone_a + dnone_b, inv_z, out + (size_t)(j - 1) * L);
-        /* Fbar[m][j-1] = Fbar[m][j] + w_j Fbar[m+1][j], ascending so that m+1 is still old */
+        for (int j = last + 1; j > first; j--) {
+            const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
+            const double *f_prev = block + (size_t)(j - 1 - first) * span, *df_prev = f_prev + (size_t)K * L;
+            /* degree 0 (F = 1, DF = 0) starts the sums */
+            lanes_v none = fbar[0], dnone_a = dfbar[0], dnone_b = splat(0.0);
+            lanes_v g = fbar[1], dg_a = dfbar[1], dg_b = splat(0.0);
 #pragma GCC unroll 16
-        for (int m = 0; m < K; m++) {
-            dfbar[m] = dfbar[m] + wj * (uj * fbar[m + 1] + dfbar[m + 1]);
-            fbar[m] = fbar[m] + wj * fbar[m + 1];
+            for (int m = 1; m <= K; m++) {
+                const lanes_v c = load(f_prev + (size_t)(m - 1) * L), dc = load(df_prev + (size_t)(m - 1) * L);
+                none = none + fbar[m] * c;
+                dnone_a = dnone_a + dfbar[m] * c;
+                dnone_b = dnone_b + fbar[m] * dc;
+                if (m < K) {
+                    g = g + fbar[m + 1] * c;
+                    dg_a = dg_a + dfbar[m + 1] * c;
+                    dg_b = dg_b + fbar[m + 1] * dc;
+                }
+            }
+            item_result(wj, uj, g, dg_a + dg_b, none, dnone_a + dnone_b, inv_z, out + (size_t)(j - 1) * L);
+            /* Fbar[m][j-1] = Fbar[m][j] + w_j Fbar[m+1][j], ascending so that m+1 is still old */
+#pragma GCC unroll 16
+            for (int m = 0; m < K; m++) {
+                dfbar[m] = dfbar[m] + wj * (uj * fbar[m + 1] + dfbar[m + 1]);
+                fbar[m] = fbar[m] + wj * fbar[m + 1];
+            }
         }
     }
 }

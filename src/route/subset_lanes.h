@@ -8,8 +8,9 @@
  * The forward pass writes what is costly to recompute (w = exp(θ − shift), the size weights,
  * Z: exponentials and logarithms) to one small block, which a router can keep from its
  * forward pass for the backward pass (subset_lanes_attach); F itself lives in the scratch.
- * Cov·u rebuilds F from w as it goes: a few FMAs per cell, cheaper than reading a kept F
- * back from memory.
+ * Cov·u rebuilds F from w as it goes, keeping only every few columns and rebuilding the rest
+ * block by block so that its tables stay in L1: a few FMAs per cell, cheaper than reading a
+ * kept F (or a whole rebuilt one) back from L2.
  */
 #ifndef PM_ROUTE_SUBSET_LANES_H
 #define PM_ROUTE_SUBSET_LANES_H
