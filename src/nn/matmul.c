@@ -1,8 +1,24 @@
 /* Linear layers through BLAS: y = x·Wᵀ with W stored (out_features, in_features). */
 #include <cblas.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "nn/nn.h"
+
+/* Debian's OpenBLAS (0.3.21) picks its kernels by CPU model; on a model it does not know (Intel's
+ * Emerald Rapids, family 6 model 207, seen here) it falls back to "Prescott", its SSE3
+ * kernels, and sgemm runs at about 37 GFLOP/s on 2 cores instead of about 200. On a CPU with
+ * AVX2 that name can only be such a fallback. Asked once; the answer never changes. */
+bool openblas_runs_fallback_kernels(void) {
+    static _Atomic int known = -1;
+    int value = known;
+    if (value < 0) {
+        const char *core = openblas_get_corename();
+        value = core && strcmp(core, "Prescott") == 0 && __builtin_cpu_supports("avx2");
+        known = value;
+    }
+    return value == 1;
+}
 
 /* BLAS rejects leading dimensions below 1 even when a size is 0. */
 static int ld(int n) { return n > 1 ? n : 1; }

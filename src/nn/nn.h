@@ -94,6 +94,9 @@ bool matmul_time_both(matmul_bf16 *ctx, matmul_product kind, float *dst, const f
 void matmul_set_fp32(matmul_bf16 *ctx, pm_fp32_matmul choice);
 /* Whether PM_FP32_MATMUL_MEASURED takes oneDNN for this product and shape. */
 bool matmul_measured_onednn(matmul_product kind, int K, int N);
+/* Whether OpenBLAS runs its generic SSE3 kernels on a CPU it does not recognise (matmul.c):
+ * then `measured` sends every fp32 product to oneDNN. */
+bool openblas_runs_fallback_kernels(void);
 /* oneDNN replaces OpenBLAS only when faster than this fraction (3%): closer is noise, and
  * OpenBLAS is what bit-exact results were recorded with. */
 #define MATMUL_ONEDNN_MARGIN 0.03
