@@ -5,6 +5,7 @@
 
 #include "brute.h"
 #include "check.h"
+#include "core/rng_lanes.h"
 #include "route/subset_dp.h"
 
 enum { SAMPLES = 200000 };
@@ -168,8 +169,30 @@ static void test_substreams(void **state) {
     assert_close(mean / 100000, 0.5, 0, 0.005, "uniform mean", 0);
 }
 
+/* Eight substreams at once give each substream's own uniforms, bit for bit (odd counts,
+ * seeds and streams with high bits set, substreams far apart). */
+static void test_uniform_lanes(void **state) {
+    (void)state;
+    const uint64_t seeds[2] = {7, 0xfedcba9876543210u}, streams[2] = {0, 0x123456789abcdefu};
+    const uint32_t substream[RNG_LANES] = {0, 1, 2, 77, 4096, 0x7fffffffu, 0xfffffffeu, 3};
+    double lanes[9 * RNG_LANES];
+    for (int s = 0; s < 2; s++)
+        for (int count = 1; count <= 9; count++) {
+            pm_rng base;
+            pm_rng_init(&base, seeds[s], streams[s]);
+            rng_uniform_lanes(&base, substream, count, lanes);
+            for (int l = 0; l < RNG_LANES; l++) {
+                pm_rng one;
+                pm_rng_substream(&base, substream[l], &one);
+                for (int i = 0; i < count; i++)
+                    assert_true(lanes[(size_t)i * RNG_LANES + l] == pm_rng_uniform(&one));
+            }
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uniform_lanes),
         cmocka_unit_test(test_goodness_of_fit),
         cmocka_unit_test(test_chi_square_detects_a_wrong_sampler),
         cmocka_unit_test(test_extreme_logits),

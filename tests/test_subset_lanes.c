@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "core/rng_lanes.h"
 #include "route/subset_dp.h"
 #include "route/subset_lanes.h"
 
@@ -25,6 +26,7 @@ static void compare(int n, int kmin, int kmax, double scale, uint64_t seed) {
     double *single_space = malloc(sizeof(double) * subset_dp_workspace(n, kmax));
     double *single_u = malloc(sizeof(double) * n), *single_out = malloc(sizeof(double) * n);
     int *lane_idx = malloc(sizeof(int) * n), *single_idx = malloc(sizeof(int) * n);
+    double *uniforms = malloc(sizeof(double) * subset_lanes_uniforms(kmin, kmax) * DP_LANES);
     subset_lanes group;
     subset_lanes_forward(&group, lanes, n, kmin, kmax, lane_space,
                          lane_space + subset_lanes_tables_size(n, kmax));
@@ -39,17 +41,22 @@ static void compare(int n, int kmin, int kmax, double scale, uint64_t seed) {
         for (int j = 0; j < n; j++) norm = fmax(norm, fabs(single_out[j]));
         for (int j = 0; j < n; j++)
             assert_close(out[(size_t)j * DP_LANES + l], single_out[j], 1e-10, 1e-12 * norm, "Cov·u", j);
-        pm_rng a, b;
-        pm_rng_init(&a, seed + l, 5);
-        pm_rng_init(&b, seed + l, 5);
+        /* draw d: every lane's uniforms from substream d, as the single DP's generator */
+        pm_rng base;
+        pm_rng_init(&base, seed + l, 5);
         for (int draw = 0; draw < 200; draw++) {
-            int size = subset_lanes_sample(&group, l, &a, lane_idx);
+            uint32_t substream[DP_LANES];
+            for (int s = 0; s < DP_LANES; s++) substream[s] = (uint32_t)draw;
+            rng_uniform_lanes(&base, substream, subset_lanes_uniforms(kmin, kmax), uniforms);
+            pm_rng b;
+            pm_rng_substream(&base, (uint32_t)draw, &b);
+            int size = subset_lanes_sample(&group, l, uniforms, lane_idx);
             assert_int_equal(size, subset_dp_sample(&single, &b, single_idx));
             for (int i = 0; i < size; i++) assert_int_equal(lane_idx[i], single_idx[i]);
         }
     }
     free(theta), free(u_float), free(u), free(out), free(lane_space), free(single_space);
-    free(single_u), free(single_out), free(lane_idx), free(single_idx);
+    free(single_u), free(single_out), free(lane_idx), free(single_idx), free(uniforms);
 }
 
 static void test_lanes_match_single_token_dp(void **state) {

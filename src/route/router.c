@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/fast_exp.h"
 #include "core/memory.h"
 #include "route/router_internal.h"
 #include "route/router_memory.h"
@@ -294,25 +293,6 @@ static int check_batch(const pm_router *router, const pm_routing *routing, const
     return PM_OK;
 }
 
-/* π_t = softmax(θ_t) and logsumexp θ_t, in double. */
-static void softmax_token(const float *logits, int E, float *probs, float *lse) {
-    float top = logits[0];
-    /* exact in any order; without the pragma the float reduction stays scalar */
-#pragma omp simd reduction(max : top)
-    for (int i = 1; i < E; i++) top = logits[i] > top ? logits[i] : top;
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < E; i++) {
-        double e = pm_exp((double)logits[i] - top);
-        probs[i] = (float)e;
-        sum += e;
-    }
-    const double scale = 1.0 / sum;
-#pragma omp simd
-    for (int i = 0; i < E; i++) probs[i] = (float)(probs[i] * scale);
-    *lse = (float)(top + log(sum));
-}
-
 /* Offsets, compaction of the staged pairs, the compute list and the statistics. */
 static void assemble(const pm_router *router, pm_routing *out, int T) {
     const pm_router_config *cfg = &router->cfg;
@@ -419,7 +399,7 @@ pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *log
 
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
-        softmax_token(logits + (size_t)t * E, E, state->probs + (size_t)t * E, state->lse + t);
+        route_softmax(logits + (size_t)t * E, E, state->probs + (size_t)t * E, state->lse + t);
     if (router->ops->prepare) {
         status = router->ops->prepare(router, out, logits, T);
         if (status < 0) return status;
@@ -465,7 +445,7 @@ pm_status pm_router_forward_given(pm_router *router, pm_routing *out, const floa
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         const size_t at = (size_t)t * E;
-        softmax_token(logits + at, E, state->probs + at, state->lse + t);
+        route_softmax(logits + at, E, state->probs + at, state->lse + t);
         const int count = offsets[t + 1] - offsets[t];
         memcpy(state->stage_experts + (size_t)t * S, experts + offsets[t], sizeof(int) * count);
         softmax_weights(state->probs + at, experts + offsets[t], count, state->renormalize,

@@ -8,7 +8,10 @@
 
 void softmax_vjp_add(const float *probs, const double *g, int n, double *dtheta) {
     double mean = 0.0;
+    /* vector partial sums: the order is fixed by the build, not by the data or the threads */
+#pragma omp simd reduction(+ : mean)
     for (int i = 0; i < n; i++) mean += probs[i] * g[i];
+#pragma omp simd
     for (int i = 0; i < n; i++) dtheta[i] += probs[i] * (g[i] - mean);
 }
 

@@ -198,6 +198,8 @@ int route_max_pairs_k(const pm_router_config *cfg);
 
 /* dθ_i = π_i (g_i − Σ_j π_j g_j): the vector-Jacobian product of softmax, dtheta += . */
 void softmax_vjp_add(const float *probs, const double *g, int n, double *dtheta);
+/* π = softmax(θ) of one token's E logits, and logsumexp θ (router_softmax.c). */
+void route_softmax(const float *logits, int E, float *probs, float *lse);
 /* Gradient of (optionally renormalised) selected weights w_j = π_j [/ Σ_S π] given
  * c_j = dL/dw_j on S: writes dL/dπ (E values; zero outside S). */
 void selected_weights_vjp(const float *probs, const int *selected, int count, const float *c,

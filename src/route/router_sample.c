@@ -4,6 +4,7 @@
  * scalar dynamic program. The range kmin..kmax is the router's (ops->subset_range). */
 #include <string.h>
 
+#include "core/rng_lanes.h"
 #include "route/router_internal.h"
 #include "route/subset_dp.h"
 #include "route/subset_lanes.h"
@@ -45,14 +46,15 @@ static void marginal_token(const group_ctx *group, int t, int kmin, int kmax, co
 
 /* ------------------------------------------------- groups of DP_LANES tokens */
 
-/* Scratch layout: the scalar DP's workspace, u and z⊙c, then the lanes' workspace and
- * their (E, LANES) u and Cov·u. */
+/* Scratch layout: the scalar DP's workspace, u and z⊙c, then the lanes' workspace, their
+ * (E, LANES) u and Cov·u, and their uniforms. */
 size_t route_sample_scratch(const pm_router_config *cfg) {
     int kmin, kmax;
     router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
     const size_t E = (size_t)cfg->num_experts;
     return subset_dp_workspace(cfg->num_experts, kmax) + 2 * E +
-           subset_lanes_workspace(cfg->num_experts, kmax) + 2 * E * DP_LANES;
+           subset_lanes_workspace(cfg->num_experts, kmax) + 2 * E * DP_LANES +
+           (size_t)subset_lanes_uniforms(kmin, kmax) * DP_LANES;
 }
 
 /* The size range, and the group split into tokens for the lanes (linear system) and the rest. */
@@ -95,6 +97,11 @@ static double *lanes_scratch(const group_ctx *group, int kmax) {
     return lanes_workspace(group, kmax) + subset_lanes_tables_size(group->router->cfg.num_experts, kmax);
 }
 
+/* The lanes' u (E, LANES), then Cov·u (E, LANES), then the uniforms. */
+static double *lanes_u(const group_ctx *group, int kmax) {
+    return lanes_workspace(group, kmax) + subset_lanes_workspace(group->router->cfg.num_experts, kmax);
+}
+
 /* Runs the lanes' forward DP for the given tokens (unused lanes repeat the first). */
 static void lanes_forward(const group_ctx *group, const int *lane_token, int lanes, int kmin,
                           int kmax, double *tables, subset_lanes *dp) {
@@ -117,13 +124,16 @@ void route_forward_sample(const group_ctx *group) {
     if (lanes == 0) return;
     subset_lanes dp;
     lanes_forward(group, lane_token, lanes, kmin, kmax, group_tables(group, kmax), &dp);
+    /* each token's uniforms from its own substream, as sample_token draws them */
+    uint32_t substream[DP_LANES];
+    for (int l = 0; l < DP_LANES; l++) substream[l] = group->router->first_token + (uint32_t)lane_token[l < lanes ? l : 0];
+    double *uniforms = lanes_u(group, kmax) + 2 * (size_t)E * DP_LANES;
+    rng_uniform_lanes(group->rng, substream, subset_lanes_uniforms(kmin, kmax), uniforms);
     for (int l = 0; l < lanes; l++) {
         const int t = lane_token[l];
-        pm_rng rng;
-        pm_rng_substream(group->rng, group->router->first_token + (uint32_t)t, &rng);
         int *token_experts = stage_experts(group, t);
         float *token_weights = stage_weights(group, t);
-        counts[t] = subset_lanes_sample(&dp, l, &rng, token_experts);
+        counts[t] = subset_lanes_sample(&dp, l, uniforms, token_experts);
         for (int p = 0; p < counts[t]; p++) token_weights[p] = group->probs[(size_t)t * E + token_experts[p]];
     }
 }
@@ -147,7 +157,7 @@ void route_backward_marginal(const group_ctx *group, const pm_routing *routing, 
         subset_lanes_attach(&dp, E, kmin, kmax, group_tables(group, kmax), lanes_scratch(group, kmax));
     else
         lanes_forward(group, lane_token, lanes, kmin, kmax, lanes_workspace(group, kmax), &dp);
-    double *u = lanes_workspace(group, kmax) + subset_lanes_workspace(E, kmax);
+    double *u = lanes_u(group, kmax);
     double *cov_u = u + (size_t)E * DP_LANES;
     memset(u, 0, sizeof(double) * E * DP_LANES);
     for (int l = 0; l < lanes; l++) {

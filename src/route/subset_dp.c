@@ -29,7 +29,7 @@ bool subset_dp_is_linear(const float *theta, int n, int kmax) {
     float lo = theta[0], hi = theta[0];
     /* exact in any order; without the pragma the float reductions stay scalar */
 #pragma omp simd reduction(min : lo) reduction(max : hi)
-    for (int i = 1; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         lo = theta[i] < lo ? theta[i] : lo;
         hi = theta[i] > hi ? theta[i] : hi;
     }
@@ -203,8 +203,10 @@ static void cov_mv_linear(const subset_dp *dp, const double *u, double *out, dou
     for (int j = 0; j < n; j++) {
         const double m_j = dp->w[j] * g[j] * scale, not_j = none[j] * scale;
         if (marginals) marginals[j] = m_j;
-        out[j] = (g[j] > 0.0 && none[j] > 0.0) ? m_j * not_j * (u[j] + dg[j] / g[j] - dnone[j] / none[j])
-                                                : 0.0;
+        /* m_j (1 − m_j)(u_j + DG/G − DN/N), multiplied out (no divisions, as subset_lanes.c) */
+        out[j] = (g[j] > 0.0 && none[j] > 0.0)
+                     ? m_j * not_j * u[j] + dp->w[j] * dg[j] * scale * not_j - m_j * (dnone[j] * scale)
+                     : 0.0;
     }
 }
 

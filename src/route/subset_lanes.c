@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/fast_exp.h"
+#include "core/exp_lanes.h"
 
 #define L DP_LANES
 
@@ -127,14 +127,20 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
         const float *row = theta[l];
         float hi = row[0];
 #pragma omp simd reduction(max : hi)
-        for (int i = 1; i < n; i++) hi = row[i] > hi ? row[i] : hi;
+        for (int i = 0; i < n; i++) hi = row[i] > hi ? row[i] : hi;
         shift[l] = hi;
     }
     for (int j = 0; j < n; j++)
         for (int l = 0; l < L; l++) dp->w[(size_t)j * L + l] = (double)theta[l][j] - shift[l];
-    /* one long loop: a loop of exactly L iterations is unrolled before it can vectorise */
-#pragma omp simd
-    for (size_t i = 0; i < (size_t)n * L; i++) dp->w[i] = pm_exp(dp->w[i]);
+    /* w = exp(θ − shift): exponents down to −600 on this linear path, where exp_lanes.h's
+     * exponentials are pm_exp's; item j's lanes are one vector */
+    exp_lanes batch[EXP_LANES_BATCH];
+    for (int first = 0; first < n; first += EXP_LANES_BATCH) {
+        const int count = n - first < EXP_LANES_BATCH ? n - first : EXP_LANES_BATCH;
+        for (int v = 0; v < EXP_LANES_BATCH; v++) batch[v] = v < count ? load(dp->w + (size_t)(first + v) * L) : splat(0.0);
+        exp_lanes_batch(batch);
+        for (int v = 0; v < count; v++) store(dp->w + (size_t)(first + v) * L, batch[v]);
+    }
     double *F = dp->table;
     forward_table(F, dp->w, n, kmax);
     /* Size weights exactly as subset_dp.c's forward_linear, per lane. */
@@ -156,15 +162,20 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
 
 /* ----------------------------------------------------------------- sampling */
 
-int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx) {
+int subset_lanes_uniforms(int kmin, int kmax) { return kmax + (kmax > kmin); }
+
+int subset_lanes_sample(const subset_lanes *dp, int lane, const double *uniforms, int *idx) {
     const double *F = dp->table + lane;
+    const double *u = uniforms + lane;
     int size = dp->kmin;
     if (dp->kmax > dp->kmin) {
-        double u = pm_rng_uniform(rng), acc = 0.0;
+        double acc = 0.0;
+        const double draw = *u;
+        u += L;
         size = dp->kmax;
         for (int m = dp->kmin; m <= dp->kmax; m++) {
             acc += dp->degree_weight[(size_t)m * L + lane] * F[cell(dp, m, dp->n)] / dp->z_scaled[lane];
-            if (u < acc) {
+            if (draw < acc) {
                 size = m;
                 break;
             }
@@ -172,8 +183,8 @@ int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx)
     }
     /* the next item taken is the largest i with F[need][i-1] <= u·F[need][j] (subset_dp.c) */
     int j = dp->n;
-    for (int need = size; need > 0; need--) {
-        const double bound = pm_rng_uniform(rng) * F[cell(dp, need, j)];
+    for (int need = size; need > 0; need--, u += L) {
+        const double bound = *u * F[cell(dp, need, j)];
         while (j > need && F[cell(dp, need, j - 1)] > bound) j--;
         idx[need - 1] = j - 1;
         j--;
@@ -193,19 +204,21 @@ int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx)
  * (one per product) so that no chain of dependent FMAs is longer than the number of degrees.
  */
 
-/* Item j's result from its four sums, as cov_mv_linear: m_j (1 − m_j)(u_j + DG/G − DN/N). */
+/* Item j's result from its four sums, as cov_mv_linear's m_j (1 − m_j)(u_j + DG/G − DN/N) with
+ * m_j = w_j G / Z and 1 − m_j = N / Z, multiplied out so that no lane divides:
+ *   m_j (1 − m_j) u_j + (w_j DG / Z)(1 − m_j) − m_j (DN / Z).
+ * Every factor is a probability or a tangent scaled by 1/Z, so nothing overflows. */
+typedef long long lanes_mask __attribute__((vector_size(L * sizeof(long long))));
+
 static inline void item_result(lanes_v w, lanes_v u, lanes_v g, lanes_v dg, lanes_v none, lanes_v dnone,
                                lanes_v inv_z, double *result) {
-    double wl[L], ul[L], gl[L], dgl[L], nl[L], dnl[L], zl[L];
-    store(wl, w), store(ul, u), store(gl, g), store(dgl, dg), store(nl, none), store(dnl, dnone);
-    store(zl, inv_z);
-#pragma omp simd
-    for (int l = 0; l < L; l++) {
-        const double m_j = wl[l] * gl[l] * zl[l], not_j = nl[l] * zl[l];
-        const double ratio_g = gl[l] > 0.0 ? dgl[l] / gl[l] : 0.0;
-        const double ratio_none = nl[l] > 0.0 ? dnl[l] / nl[l] : 0.0;
-        result[l] = gl[l] > 0.0 && nl[l] > 0.0 ? m_j * not_j * (ul[l] + ratio_g - ratio_none) : 0.0;
-    }
+    const lanes_v m_j = w * g * inv_z, not_j = none * inv_z;
+    const lanes_v value = m_j * not_j * u + w * dg * inv_z * not_j - m_j * (dnone * inv_z);
+    const lanes_mask defined = (g > splat(0.0)) & (none > splat(0.0));
+    lanes_mask bits;
+    memcpy(&bits, &value, sizeof bits);
+    bits &= defined;
+    memcpy(result, &bits, sizeof bits);
 }
 
 /* Item j's step of F and DF (degrees descending: m−1 still holds item j−1's values); the one

@@ -45,8 +45,13 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[DP_LANES], 
  * for subset_lanes_cov_mv (F is not there: do not sample from it). */
 void subset_lanes_attach(subset_lanes *dp, int n, int kmin, int kmax, double *tables, double *scratch);
 
-/* One exact sample for one lane, as subset_dp_sample; returns |S|. */
-int subset_lanes_sample(const subset_lanes *dp, int lane, pm_rng *rng, int *idx);
+/* Uniforms one sample takes at most: the size's (when kmax > kmin), then one per item. */
+int subset_lanes_uniforms(int kmin, int kmax);
+
+/* One exact sample for one lane, as subset_dp_sample with a generator whose uniforms are
+ * uniforms[0 * DP_LANES + lane], uniforms[1 * DP_LANES + lane], ... (rng_lanes.h draws them
+ * for all lanes at once); returns |S|. */
+int subset_lanes_sample(const subset_lanes *dp, int lane, const double *uniforms, int *idx);
 
 /* out = Cov(z)·u per lane; u and out are (n, LANES). */
 void subset_lanes_cov_mv(const subset_lanes *dp, const double *u, double *out);
