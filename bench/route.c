@@ -4,6 +4,7 @@
  * its arithmetic bound (computed below); probmoe-dyn within 1.3x of probmoe.
  * Usage: route [repeats] */
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,28 +29,71 @@ static void fill_normal(pm_rng *rng, float *x, size_t n) {
 }
 
 /*
- * The arithmetic bound of probmoe per token, in ns, for this CPU (AMD EPYC Zen 4: one 512-bit
- * FMA, 8 doubles, per cycle per core; 3.7 GHz, the clock one busy core runs at). Counted per
- * token, for E experts and k = kmax degrees:
+ * The arithmetic bound of probmoe per token, in ns, for a CPU that runs `fma_per_ns` double FMAs
+ * per ns (vector lanes included) at `clock_ghz`. Counted per token, for E experts and
+ * k = kmax degrees:
  *  - the DP, in double: forward F 1 FMA per cell (E·k cells); backward tangent DF 2, the four
  *    sums over degrees 6 (G, N 1 each; DG, DN 2 each), adjoint and its tangent 3; plus the
- *    degree-0 terms, 2 per item: 12·E·k + 2·E FMAs at 8 per cycle (F counted once, as if
- *    kept; the implementation rebuilds it in the backward pass, one more FMA per cell);
+ *    degree-0 terms, 2 per item: 12·E·k + 2·E FMAs (F counted once, as if kept; the
+ *    implementation rebuilds it in the backward pass, more FMAs per cell);
  *  - 2·E exponentials (softmax π and the DP's weights), each a degree-13 polynomial and its
  *    range reduction, about 20 vector operations per 8 lanes: 2.5 cycles each;
  *  - the sampling walk: E comparison steps at 1 cycle, k mispredicted loop exits at 12
  *    cycles, k uniforms at 25 cycles (half a Philox4x32-10 block each).
  * Memory traffic, softmax VJP and CSR assembly are left out, so the bound is optimistic.
  */
-static double probmoe_bound_ns(int E, int k, double *fmas, double *exps, double *walk_steps) {
-    const double clock_ghz = 3.7, fma_per_cycle = 8.0, exp_cycles = 2.5;
-    const double step_cycles = 1.0, mispredict_cycles = 12.0, uniform_cycles = 25.0;
+typedef struct {
+    double clock_ghz, fma_per_ns;
+} machine_rates;
+
+/* The machine the bound was first written for: AMD EPYC Zen 4, one 512-bit FMA (8 doubles)
+ * per cycle per core, 3.7 GHz with one busy core. */
+static const machine_rates zen4 = {3.7, 8.0 * 3.7};
+
+static double probmoe_bound_ns(int E, int k, machine_rates rates, double *fmas, double *exps,
+                               double *walk_steps) {
+    const double exp_cycles = 2.5, step_cycles = 1.0, mispredict_cycles = 12.0, uniform_cycles = 25.0;
     *fmas = 12.0 * E * k + 2.0 * E;
     *exps = 2.0 * E;
     *walk_steps = E;
-    const double cycles = *fmas / fma_per_cycle + *exps * exp_cycles + *walk_steps * step_cycles +
-                          k * (mispredict_cycles + uniform_cycles);
-    return cycles / clock_ghz;
+    const double cycles = *exps * exp_cycles + *walk_steps * step_cycles + k * (mispredict_cycles + uniform_cycles);
+    return *fmas / rates.fma_per_ns + cycles / rates.clock_ghz;
+}
+
+/* This core's clock: a chain of dependent 64-bit multiplications, 3 cycles each on every x86
+ * core of the last decade (an add chain can be folded by the renamer of recent Intel cores).
+ * Elsewhere the Zen 4 clock is assumed. */
+static double measure_clock_ghz(void) {
+#if defined(__x86_64__)
+    const long chain = 100000000;
+    uint64_t x = 3;
+    double start = now_seconds();
+    for (long i = 0; i < chain; i++) __asm__ volatile("imul %0, %0\n\timul %0, %0" : "+r"(x));
+    return 2.0 * 3.0 * chain / (now_seconds() - start) / 1e9;
+#else
+    return zen4.clock_ghz;
+#endif
+}
+
+/* Double FMAs per ns on one thread: 12 independent chains of 8-double vectors, enough to
+ * cover the FMA latency on every port. */
+typedef double fma_vector __attribute__((vector_size(64)));
+static double measure_fma_per_ns(void) {
+    fma_vector acc[12], scale, add;
+    for (int v = 0; v < 8; v++) scale[v] = 0.999999, add[v] = 1e-9;
+    for (int c = 0; c < 12; c++)
+        for (int v = 0; v < 8; v++) acc[c][v] = c + v;
+    const long rounds = 20000000;
+    double start = now_seconds();
+    for (long r = 0; r < rounds; r++) {
+#pragma GCC unroll 12
+        for (int c = 0; c < 12; c++) acc[c] = acc[c] * scale + add;
+    }
+    const double seconds = now_seconds() - start;
+    double sink = 0.0;
+    for (int c = 0; c < 12; c++) sink += acc[c][0];
+    if (sink == 42.0) printf(" ");
+    return 12.0 * 8.0 * rounds / seconds / 1e9;
 }
 
 /* Best time over `repeats` of one forward + backward, in ns per token. */
@@ -131,13 +175,18 @@ int main(int argc, char **argv) {
         }
     }
     double fmas, exps, walk_steps;
-    const double bound = probmoe_bound_ns(64, 8, &fmas, &exps, &walk_steps);
-    printf("\nprobmoe arithmetic bound at E=64, k=8: %.0f double FMAs (8 per cycle), %.0f exponentials "
-           "(2.5 cycles each), %.0f walk steps (1 cycle) + 8 x (12-cycle mispredict + 25-cycle uniform), "
-           "at 3.7 GHz: %.0f ns/token\n", fmas, exps, walk_steps, bound);
-    printf("target: probmoe at E=64, k=8, 1 thread: %.0f ns/token = %.2fx the bound (target <= 2x, "
-           "%.0f ns): %s\n", probmoe_64_8, probmoe_64_8 / bound, 2.0 * bound,
-           probmoe_64_8 <= 2.0 * bound ? "met" : "MISSED");
+    const machine_rates here = {measure_clock_ghz(), measure_fma_per_ns()};
+    const double zen4_bound = probmoe_bound_ns(64, 8, zen4, &fmas, &exps, &walk_steps);
+    const double bound = probmoe_bound_ns(64, 8, here, &fmas, &exps, &walk_steps);
+    printf("\nprobmoe arithmetic bound at E=64, k=8: %.0f double FMAs, %.0f exponentials (2.5 cycles "
+           "each), %.0f walk steps (1 cycle) + 8 x (12-cycle mispredict + 25-cycle uniform)\n",
+           fmas, exps, walk_steps);
+    printf("  on the Zen 4 it was written for (3.7 GHz, 29.6 double FMAs/ns): %.0f ns/token\n", zen4_bound);
+    printf("  on this machine (measured: %.2f GHz, %.1f double FMAs/ns on one thread): %.0f ns/token\n",
+           here.clock_ghz, here.fma_per_ns, bound);
+    printf("target: probmoe at E=64, k=8, 1 thread: %.0f ns/token = %.2fx this machine's bound (target <= 2x, "
+           "%.0f ns): %s; %.2fx the Zen 4 bound\n", probmoe_64_8, probmoe_64_8 / bound, 2.0 * bound,
+           probmoe_64_8 <= 2.0 * bound ? "met" : "MISSED", probmoe_64_8 / zen4_bound);
     printf("target: probmoe-dyn (default range 6..8) / probmoe at E=64, k=8, 1 thread: %.2fx "
            "(target <= 1.3x): %s\n", dyn_ratio_64_8, dyn_ratio_64_8 <= 1.3 ? "met" : "MISSED");
     printf("        probmoe-dyn over 1..16 / probmoe: %.2fx (its DP is twice as wide)\n", wide_ratio_64_8);

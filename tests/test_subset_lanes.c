@@ -25,7 +25,7 @@ static void compare(int n, int kmin, int kmax, double scale, uint64_t seed) {
     double *lane_space = malloc(sizeof(double) * subset_lanes_workspace(n, kmax));
     double *single_space = malloc(sizeof(double) * subset_dp_workspace(n, kmax));
     double *single_u = malloc(sizeof(double) * n), *single_out = malloc(sizeof(double) * n);
-    int *lane_idx = malloc(sizeof(int) * n), *single_idx = malloc(sizeof(int) * n);
+    int *picks = malloc(sizeof(int) * kmax * DP_LANES), *single_idx = malloc(sizeof(int) * n), sizes[DP_LANES];
     double *uniforms = malloc(sizeof(double) * subset_lanes_uniforms(kmin, kmax) * DP_LANES);
     subset_lanes group;
     subset_lanes_forward(&group, lanes, n, kmin, kmax, lane_space,
@@ -41,22 +41,22 @@ static void compare(int n, int kmin, int kmax, double scale, uint64_t seed) {
         for (int j = 0; j < n; j++) norm = fmax(norm, fabs(single_out[j]));
         for (int j = 0; j < n; j++)
             assert_close(out[(size_t)j * DP_LANES + l], single_out[j], 1e-10, 1e-12 * norm, "Cov·u", j);
-        /* draw d: every lane's uniforms from substream d, as the single DP's generator */
+        /* draw d: lane s's uniforms from substream 8d + s, as the single DP's generator */
         pm_rng base;
-        pm_rng_init(&base, seed + l, 5);
+        pm_rng_init(&base, seed, 5);
         for (int draw = 0; draw < 200; draw++) {
             uint32_t substream[DP_LANES];
-            for (int s = 0; s < DP_LANES; s++) substream[s] = (uint32_t)draw;
+            for (int s = 0; s < DP_LANES; s++) substream[s] = (uint32_t)(draw * DP_LANES + s);
             rng_uniform_lanes(&base, substream, subset_lanes_uniforms(kmin, kmax), uniforms);
+            subset_lanes_sample_all(&group, uniforms, sizes, picks);
             pm_rng b;
-            pm_rng_substream(&base, (uint32_t)draw, &b);
-            int size = subset_lanes_sample(&group, l, uniforms, lane_idx);
-            assert_int_equal(size, subset_dp_sample(&single, &b, single_idx));
-            for (int i = 0; i < size; i++) assert_int_equal(lane_idx[i], single_idx[i]);
+            pm_rng_substream(&base, substream[l], &b);
+            assert_int_equal(sizes[l], subset_dp_sample(&single, &b, single_idx));
+            for (int i = 0; i < sizes[l]; i++) assert_int_equal(picks[(size_t)i * DP_LANES + l], single_idx[i]);
         }
     }
     free(theta), free(u_float), free(u), free(out), free(lane_space), free(single_space);
-    free(single_u), free(single_out), free(lane_idx), free(single_idx), free(uniforms);
+    free(single_u), free(single_out), free(picks), free(single_idx), free(uniforms);
 }
 
 static void test_lanes_match_single_token_dp(void **state) {

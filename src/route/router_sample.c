@@ -54,7 +54,7 @@ size_t route_sample_scratch(const pm_router_config *cfg) {
     const size_t E = (size_t)cfg->num_experts;
     return subset_dp_workspace(cfg->num_experts, kmax) + 2 * E +
            subset_lanes_workspace(cfg->num_experts, kmax) + 2 * E * DP_LANES +
-           (size_t)subset_lanes_uniforms(kmin, kmax) * DP_LANES;
+           (size_t)subset_lanes_uniforms(kmin, kmax) * DP_LANES + (size_t)kmax * DP_LANES;
 }
 
 /* The size range, and the group split into tokens for the lanes (linear system) and the rest. */
@@ -97,7 +97,7 @@ static double *lanes_scratch(const group_ctx *group, int kmax) {
     return lanes_workspace(group, kmax) + subset_lanes_tables_size(group->router->cfg.num_experts, kmax);
 }
 
-/* The lanes' u (E, LANES), then Cov·u (E, LANES), then the uniforms. */
+/* The lanes' u (E, LANES), then Cov·u (E, LANES), then the uniforms and the picks. */
 static double *lanes_u(const group_ctx *group, int kmax) {
     return lanes_workspace(group, kmax) + subset_lanes_workspace(group->router->cfg.num_experts, kmax);
 }
@@ -128,13 +128,19 @@ void route_forward_sample(const group_ctx *group) {
     uint32_t substream[DP_LANES];
     for (int l = 0; l < DP_LANES; l++) substream[l] = group->router->first_token + (uint32_t)lane_token[l < lanes ? l : 0];
     double *uniforms = lanes_u(group, kmax) + 2 * (size_t)E * DP_LANES;
-    rng_uniform_lanes(group->rng, substream, subset_lanes_uniforms(kmin, kmax), uniforms);
+    const int draws = subset_lanes_uniforms(kmin, kmax);
+    rng_uniform_lanes(group->rng, substream, draws, uniforms);
+    int sizes[DP_LANES], *picks = (int *)(uniforms + (size_t)draws * DP_LANES); /* (kmax, LANES) */
+    subset_lanes_sample_all(&dp, uniforms, sizes, picks);
     for (int l = 0; l < lanes; l++) {
         const int t = lane_token[l];
         int *token_experts = stage_experts(group, t);
         float *token_weights = stage_weights(group, t);
-        counts[t] = subset_lanes_sample(&dp, l, uniforms, token_experts);
-        for (int p = 0; p < counts[t]; p++) token_weights[p] = group->probs[(size_t)t * E + token_experts[p]];
+        counts[t] = sizes[l];
+        for (int p = 0; p < sizes[l]; p++) {
+            token_experts[p] = picks[(size_t)p * DP_LANES + l];
+            token_weights[p] = group->probs[(size_t)t * E + token_experts[p]];
+        }
     }
 }
 

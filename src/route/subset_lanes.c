@@ -1,6 +1,7 @@
 #include "route/subset_lanes.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/exp_lanes.h"
@@ -15,6 +16,7 @@
  * -ffp-contract=fast (CMakeLists.txt) so that a*b + c becomes one FMA.
  */
 typedef double lanes_v __attribute__((vector_size(L * sizeof(double))));
+typedef long long lanes_mask __attribute__((vector_size(L * sizeof(long long)))); /* comparisons */
 
 /* Kernels with the degree count known at compile time, so columns stay in registers. */
 #define REGISTER_MAX_K 16
@@ -164,32 +166,66 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
 
 int subset_lanes_uniforms(int kmin, int kmax) { return kmax + (kmax > kmin); }
 
-int subset_lanes_sample(const subset_lanes *dp, int lane, const double *uniforms, int *idx) {
+/* The size of lane l's sample: the first m with u < Σ_{m' <= m} P(|S| = m'), as subset_dp.c. */
+static int sample_size(const subset_lanes *dp, int lane, double draw) {
     const double *F = dp->table + lane;
-    const double *u = uniforms + lane;
-    int size = dp->kmin;
-    if (dp->kmax > dp->kmin) {
-        double acc = 0.0;
-        const double draw = *u;
-        u += L;
-        size = dp->kmax;
-        for (int m = dp->kmin; m <= dp->kmax; m++) {
-            acc += dp->degree_weight[(size_t)m * L + lane] * F[cell(dp, m, dp->n)] / dp->z_scaled[lane];
-            if (draw < acc) {
-                size = m;
-                break;
-            }
+    double acc = 0.0;
+    for (int m = dp->kmin; m <= dp->kmax; m++) {
+        acc += dp->degree_weight[(size_t)m * L + lane] * F[cell(dp, m, dp->n)] / dp->z_scaled[lane];
+        if (draw < acc) return m;
+    }
+    return dp->kmax;
+}
+
+/*
+ * subset_dp.c's walk takes, with `need` items still to choose among items 1..j, the largest
+ * i <= j with F[need][i-1] <= u·F[need][j]. F[need][·] never decreases along the items (each
+ * step adds a product of non-negative numbers) and is 0 below item `need`, so that i is the
+ * number of items i <= j with F[need][i-1] <= bound. Counting is branch-free and runs across
+ * the lanes: one vector comparison per item, where walking one lane at a time paid a
+ * mispredicted branch at every item taken. Lanes still needing different sizes (dynamic k)
+ * count each size's row under a mask.
+ */
+void subset_lanes_sample_all(const subset_lanes *dp, const double *uniforms, int *sizes, int *picks) {
+    const int n = dp->n;
+    const bool sized = dp->kmax > dp->kmin;
+    long long j[L], need[L], next_uniform[L];
+    int stages = 0;
+    for (int l = 0; l < L; l++) {
+        sizes[l] = sized ? sample_size(dp, l, uniforms[l]) : dp->kmin;
+        j[l] = n;
+        need[l] = sizes[l];
+        next_uniform[l] = sized ? 1 : 0;
+        if (sizes[l] > stages) stages = sizes[l];
+    }
+    for (int stage = 0; stage < stages; stage++) {
+        double bound[L];
+        long long last = 0, low = dp->kmax, high = 0;
+        for (int l = 0; l < L; l++) {
+            bound[l] = -1.0; /* a finished lane counts nothing */
+            if (need[l] == 0) continue;
+            bound[l] = uniforms[(size_t)next_uniform[l]++ * L + l] * dp->table[cell(dp, (int)need[l], (int)j[l]) + l];
+            last = j[l] > last ? j[l] : last;
+            low = need[l] < low ? need[l] : low;
+            high = need[l] > high ? need[l] : high;
+        }
+        const lanes_v bound_v = load(bound);
+        lanes_mask need_v, j_v, count = {0};
+        memcpy(&need_v, need, sizeof need_v);
+        memcpy(&j_v, j, sizeof j_v);
+        for (long long m = low; m <= high; m++) {
+            const lanes_mask in_row = need_v == m;
+            const double *row = dp->table + cell(dp, (int)m, 0);
+            for (long long i = 1; i <= last; i++)
+                count -= (load(row + (size_t)(i - 1) * L) <= bound_v) & (i <= j_v) & in_row;
+        }
+        for (int l = 0; l < L; l++) {
+            if (need[l] == 0) continue;
+            j[l] = count[l] - 1; /* the item taken; items before it remain */
+            picks[(size_t)(need[l] - 1) * L + l] = (int)j[l];
+            need[l]--;
         }
     }
-    /* the next item taken is the largest i with F[need][i-1] <= u·F[need][j] (subset_dp.c) */
-    int j = dp->n;
-    for (int need = size; need > 0; need--, u += L) {
-        const double bound = *u * F[cell(dp, need, j)];
-        while (j > need && F[cell(dp, need, j - 1)] > bound) j--;
-        idx[need - 1] = j - 1;
-        j--;
-    }
-    return size;
 }
 
 /* -------------------------------------------------------------------- Cov·u */
@@ -208,8 +244,6 @@ int subset_lanes_sample(const subset_lanes *dp, int lane, const double *uniforms
  * m_j = w_j G / Z and 1 − m_j = N / Z, multiplied out so that no lane divides:
  *   m_j (1 − m_j) u_j + (w_j DG / Z)(1 − m_j) − m_j (DN / Z).
  * Every factor is a probability or a tangent scaled by 1/Z, so nothing overflows. */
-typedef long long lanes_mask __attribute__((vector_size(L * sizeof(long long))));
-
 static inline void item_result(lanes_v w, lanes_v u, lanes_v g, lanes_v dg, lanes_v none, lanes_v dnone,
                                lanes_v inv_z, double *result) {
     const lanes_v m_j = w * g * inv_z, not_j = none * inv_z;

@@ -48,10 +48,11 @@ void subset_lanes_attach(subset_lanes *dp, int n, int kmin, int kmax, double *ta
 /* Uniforms one sample takes at most: the size's (when kmax > kmin), then one per item. */
 int subset_lanes_uniforms(int kmin, int kmax);
 
-/* One exact sample for one lane, as subset_dp_sample with a generator whose uniforms are
- * uniforms[0 * DP_LANES + lane], uniforms[1 * DP_LANES + lane], ... (rng_lanes.h draws them
- * for all lanes at once); returns |S|. */
-int subset_lanes_sample(const subset_lanes *dp, int lane, const double *uniforms, int *idx);
+/* One exact sample per lane, as subset_dp_sample with a generator whose uniforms are
+ * uniforms[0 * DP_LANES + l], uniforms[1 * DP_LANES + l], ... (rng_lanes.h draws them for all
+ * lanes at once): lane l's size to sizes[l] and its items, increasing, to
+ * picks[i * DP_LANES + l] for i < sizes[l]. */
+void subset_lanes_sample_all(const subset_lanes *dp, const double *uniforms, int *sizes, int *picks);
 
 /* out = Cov(z)·u per lane; u and out are (n, LANES). */
 void subset_lanes_cov_mv(const subset_lanes *dp, const double *u, double *out);
