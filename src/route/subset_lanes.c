@@ -231,13 +231,19 @@ void subset_lanes_sample_all(const subset_lanes *dp, const double *uniforms, int
 /* -------------------------------------------------------------------- Cov·u */
 
 /*
- * The formulas of subset_dp.c's cov_mv_linear with lanes innermost. First the tangent table
- *   DF[m][j] = DF[m][j-1] + w_j (u_j F[m-1][j-1] + DF[m-1][j-1]),   j < n (the sweep needs no more),
- * then one sweep from the last item down with the adjoint column Fbar and its tangent DFbar
- * in registers, fused with the four sums over degrees that give item j's result:
- *   G = Σ Fbar[m][j] F[m-1][j-1], N = Σ Fbar[m][j] F[m][j-1], and their tangents DG, DN.
- * Row 0 is known (F = 1, DF = 0) and is not read. Each tangent sum runs in two accumulators
- * (one per product) so that no chain of dependent FMAs is longer than the number of degrees.
+ * Cov(z)·u is the derivative of the marginals m_j = w_j G_j / Z along θ + εu (ROUTING.md). First
+ * the tangent table
+ *   DF[m][j] = DF[m][j-1] + w_j (u_j F[m-1][j-1] + DF[m-1][j-1]),
+ * whose last column gives Z's tangent DZ = Σ_m Fbar[m][n] DF[m][n]; then one sweep from the
+ * last item down with the adjoint column Fbar and its tangent DFbar in registers, fused with
+ * the sums over degrees G = Σ Fbar[m][j] F[m-1][j-1] and its tangent DG, which give
+ *   (Cov·u)_j = m_j (u_j − DZ/Z) + w_j DG / Z.
+ * Row 0 is known (F = 1, DF = 0) and is not read. DG runs in two accumulators (one per
+ * product) so that no chain of dependent FMAs is longer than the number of degrees.
+ * subset_dp.c computes the same through m_j (1 − m_j)(u_j + DG/G − DN/N), which needs the sums
+ * N = Σ Fbar[m][j] F[m][j-1] and DN as well; the direct form saves them (a fifth of the
+ * FMAs) at the price of rounding relative to |u| rather than to the result where it is near 0.
+ * The kernel for larger k_max (cov_generic) keeps the four sums.
  */
 
 /* Item j's result from its four sums, as cov_mv_linear's m_j (1 − m_j)(u_j + DG/G − DN/N) with
@@ -308,18 +314,19 @@ static inline __attribute__((always_inline)) void cov_columns(const subset_lanes
         dcol[m] = splat(0.0);
     }
     save_columns(checkpoint, col, dcol, K);
-    /* the sweep reads columns 0 .. n − 1 */
-    for (int j = 1; j < n; j++) {
+    /* the sweep reads columns 0 .. n − 1; column n gives Z's tangent */
+    for (int j = 1; j <= n; j++) {
         tangent_step(col, dcol, load(dp->w + (size_t)(j - 1) * L), load(u + (size_t)(j - 1) * L), K);
-        if (j % COV_BLOCK == 0) save_columns(checkpoint + (size_t)(j / COV_BLOCK) * span, col, dcol, K);
+        if (j % COV_BLOCK == 0 && j < n) save_columns(checkpoint + (size_t)(j / COV_BLOCK) * span, col, dcol, K);
     }
-    lanes_v fbar[REGISTER_MAX_K + 1], dfbar[REGISTER_MAX_K + 1];
+    lanes_v fbar[REGISTER_MAX_K + 1], dfbar[REGISTER_MAX_K + 1], dz = splat(0.0);
 #pragma GCC unroll 17
     for (int m = 0; m <= K; m++) {
         fbar[m] = load(dp->degree_weight + (size_t)m * L);
         dfbar[m] = splat(0.0);
+        if (m > 0) dz = dz + fbar[m] * dcol[m];
     }
-    const lanes_v inv_z = splat(1.0) / load(dp->z_scaled);
+    const lanes_v inv_z = splat(1.0) / load(dp->z_scaled), dz_over_z = dz * inv_z;
     for (int first = (n - 1) / COV_BLOCK * COV_BLOCK; first >= 0; first -= COV_BLOCK) {
         const int last = first + COV_BLOCK < n ? first + COV_BLOCK - 1 : n - 1; /* columns */
         load_columns(checkpoint + (size_t)(first / COV_BLOCK) * span, col, dcol, K);
@@ -331,25 +338,22 @@ static inline __attribute__((always_inline)) void cov_columns(const subset_lanes
         for (int j = last + 1; j > first; j--) {
             const lanes_v wj = load(dp->w + (size_t)(j - 1) * L), uj = load(u + (size_t)(j - 1) * L);
             const double *f_prev = block + (size_t)(j - 1 - first) * span, *df_prev = f_prev + (size_t)K * L;
-            /* degree 0 (F = 1, DF = 0) starts the sums */
-            lanes_v none = fbar[0], dnone_a = dfbar[0], dnone_b = splat(0.0);
+            /* degree 1's term of G (F[0] = 1, DF[0] = 0) starts the sums */
             lanes_v g = fbar[1], dg_a = dfbar[1], dg_b = splat(0.0);
 #pragma GCC unroll 16
-            for (int m = 1; m <= K; m++) {
+            for (int m = 1; m < K; m++) {
                 const lanes_v c = load(f_prev + (size_t)(m - 1) * L), dc = load(df_prev + (size_t)(m - 1) * L);
-                none = none + fbar[m] * c;
-                dnone_a = dnone_a + dfbar[m] * c;
-                dnone_b = dnone_b + fbar[m] * dc;
-                if (m < K) {
-                    g = g + fbar[m + 1] * c;
-                    dg_a = dg_a + dfbar[m + 1] * c;
-                    dg_b = dg_b + fbar[m + 1] * dc;
-                }
+                g = g + fbar[m + 1] * c;
+                dg_a = dg_a + dfbar[m + 1] * c;
+                dg_b = dg_b + fbar[m + 1] * dc;
             }
-            item_result(wj, uj, g, dg_a + dg_b, none, dnone_a + dnone_b, inv_z, out + (size_t)(j - 1) * L);
-            /* Fbar[m][j-1] = Fbar[m][j] + w_j Fbar[m+1][j], ascending so that m+1 is still old */
+            /* m_j = w_j G / Z moves along u by m_j (u_j − DZ/Z) + w_j DG / Z */
+            const lanes_v m_j = wj * g * inv_z;
+            store(out + (size_t)(j - 1) * L, m_j * (uj - dz_over_z) + wj * (dg_a + dg_b) * inv_z);
+            /* Fbar[m][j-1] = Fbar[m][j] + w_j Fbar[m+1][j], ascending so that m+1 is still old;
+             * degree 0 feeds no sum */
 #pragma GCC unroll 16
-            for (int m = 0; m < K; m++) {
+            for (int m = 1; m < K; m++) {
                 dfbar[m] = dfbar[m] + wj * (uj * fbar[m + 1] + dfbar[m + 1]);
                 fbar[m] = fbar[m] + wj * fbar[m + 1];
             }
