@@ -736,8 +736,43 @@ static void test_kept_tables_match_recomputation(void **state) {
     }
 }
 
+/* The sampling rules compute π and lse themselves in training, from their DP's exponentials:
+ * bit for bit the batch softmax that inference uses (E not a multiple of 8, a partly filled
+ * last group, a token in the log system). */
+static void test_own_softmax_matches_batch_softmax(void **state) {
+    (void)state;
+    const int tokens = 29, experts = 60;
+    pm_router_kind kinds[3] = {PM_ROUTER_PROBMOE, PM_ROUTER_PROBMOE_DYN, 0};
+    assert_int_equal(pm_router_kind_parse("sample-softmax", &kinds[2]), PM_OK);
+    for (int k = 0; k < 3; k++) {
+        pm_router_config cfg = pm_router_config_default(kinds[k], experts, 6);
+        cfg.z_coef = 1e-3f; /* lse feeds the z-loss */
+        pm_router *router = pm_router_create(&cfg);
+        pm_routing *routing = pm_routing_create(router, tokens);
+        assert_true(router_rule(router, true)->own_softmax);
+        pm_rng rng;
+        pm_rng_init(&rng, 21 + k, 0);
+        float *logits = malloc(sizeof(float) * tokens * experts);
+        float *trained = malloc(sizeof(float) * tokens * experts), *trained_lse = malloc(sizeof(float) * tokens);
+        random_normal(&rng, logits, tokens * experts, 2.0);
+        for (int i = 0; i < experts; i++) logits[5 * experts + i] *= 300.0f; /* the log system */
+        assert_int_equal(pm_router_forward(router, routing, logits, tokens, true, &rng), PM_OK);
+        const float z_loss = routing->z_loss;
+        memcpy(trained, pm_routing_probs(routing), sizeof(float) * tokens * experts);
+        memcpy(trained_lse, routing->state->lse, sizeof(float) * tokens);
+        assert_int_equal(pm_router_forward(router, routing, logits, tokens, false, NULL), PM_OK);
+        assert_memory_equal(trained, pm_routing_probs(routing), sizeof(float) * tokens * experts);
+        assert_memory_equal(trained_lse, routing->state->lse, sizeof(float) * tokens);
+        assert_true(z_loss == routing->z_loss);
+        free(logits), free(trained), free(trained_lse);
+        pm_routing_free(routing);
+        pm_router_free(router);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_own_softmax_matches_batch_softmax),
         cmocka_unit_test(test_kept_tables_match_recomputation),
         cmocka_unit_test(test_gradients_topk),
         cmocka_unit_test(test_gradients_probmoe),

@@ -397,9 +397,12 @@ pm_status pm_router_forward(pm_router *router, pm_routing *out, const float *log
     const int E = router->cfg.num_experts;
     begin_batch(router, out, T, training);
 
+    if (!rule->own_softmax) {
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++)
-        route_softmax(logits + (size_t)t * E, E, state->probs + (size_t)t * E, state->lse + t);
+        for (int t = 0; t < T; t++)
+            route_softmax(logits + (size_t)t * E, E, state->probs + (size_t)t * E, state->lse + t);
+    }
+    /* (no rule with its own softmax has a prepare step, which may read π) */
     if (router->ops->prepare) {
         status = router->ops->prepare(router, out, logits, T);
         if (status < 0) return status;

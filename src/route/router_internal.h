@@ -103,6 +103,9 @@ struct route_rule {
     bool unnormalized;              /* weights stay π_j even with norm_topk_prob (a
                                        straight-through gate multiplies π_j) */
     bool compute_all;               /* the backward needs c for all E experts of every token */
+    bool own_softmax;               /* the forward writes its tokens' π and lse itself (from the
+                                       exponentials its DP computes anyway), bit for bit as
+                                       route_softmax; the batch loop skips its softmax */
     /* Doubles the forward pass keeps per full group of DP_LANES tokens for the backward pass
      * (its DP tables), written when state->kept_tables is set; NULL: it keeps nothing. */
     size_t (*kept_doubles)(const pm_router_config *cfg);
@@ -200,6 +203,9 @@ int route_max_pairs_k(const pm_router_config *cfg);
 void softmax_vjp_add(const float *probs, const double *g, int n, double *dtheta);
 /* π = softmax(θ) of one token's E logits, and logsumexp θ (router_softmax.c). */
 void route_softmax(const float *logits, int E, float *probs, float *lse);
+/* The same for `lanes` tokens from w[i * 8 + l] = exp(θ_i − top[l]) of token l, computed as
+ * route_softmax computes them (the lane DP's weights). */
+void route_softmax_lanes(const double *w, int E, const float *top, int lanes, float *const *probs, float *const *lse);
 /* Gradient of (optionally renormalised) selected weights w_j = π_j [/ Σ_S π] given
  * c_j = dL/dw_j on S: writes dL/dπ (E values; zero outside S). */
 void selected_weights_vjp(const float *probs, const int *selected, int count, const float *c,

@@ -8,7 +8,7 @@ const router_ops router_probmoe = {
     .help = "ProbMoE exact-k: sampled k-subsets forward, exact marginals backward (arXiv 2606.01509)",
     .check = route_check_k,
     .train = {.forward = route_forward_sample, .backward = route_backward_marginal, .samples = true,
-              .softmax_weights = true, .unnormalized = true, .kept_doubles = route_sample_kept_doubles},
+              .own_softmax = true, .softmax_weights = true, .unnormalized = true, .kept_doubles = route_sample_kept_doubles},
     .infer = ROUTE_RULE_TOPK,
     .max_pairs = route_max_pairs_k,
     .subset_range = route_range_exact_k,

@@ -36,7 +36,7 @@ const router_ops router_probmoe_dyn = {
     .defaults = dyn_defaults,
     .check = dyn_check,
     .train = {.forward = route_forward_sample, .backward = route_backward_marginal, .samples = true,
-              .softmax_weights = true, .unnormalized = true, .kept_doubles = route_sample_kept_doubles},
+              .own_softmax = true, .softmax_weights = true, .unnormalized = true, .kept_doubles = route_sample_kept_doubles},
     .infer = {.forward = route_forward_map, .backward = route_backward_softmax, .softmax_weights = true},
     .max_pairs = dyn_max_pairs,
     .subset_range = dyn_range,

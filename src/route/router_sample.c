@@ -117,13 +117,19 @@ void route_forward_sample(const group_ctx *group) {
     int *counts = group->state->stage_counts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
     const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
+    float *probs = group->state->probs, *lse = group->state->lse; /* this rule's own softmax */
     for (int s = 0; s < scalar_count; s++) {
         const int t = scalar_token[s];
+        route_softmax(group->logits + (size_t)t * E, E, probs + (size_t)t * E, lse + t);
         counts[t] = sample_token(group, t, kmin, kmax, stage_experts(group, t), stage_weights(group, t));
     }
     if (lanes == 0) return;
     subset_lanes dp;
     lanes_forward(group, lane_token, lanes, kmin, kmax, group_tables(group, kmax), &dp);
+    /* the DP's weights exp(θ − max θ) are the softmax's exponentials */
+    float *token_probs[DP_LANES], *token_lse[DP_LANES];
+    for (int l = 0; l < lanes; l++) token_probs[l] = probs + (size_t)lane_token[l] * E, token_lse[l] = lse + lane_token[l];
+    route_softmax_lanes(dp.w, E, dp.top, lanes, token_probs, token_lse);
     /* each token's uniforms from its own substream, as sample_token draws them */
     uint32_t substream[DP_LANES];
     for (int l = 0; l < DP_LANES; l++) substream[l] = group->router->first_token + (uint32_t)lane_token[l < lanes ? l : 0];

@@ -7,7 +7,7 @@ const router_ops router_sample_softmax = {
     .name = "sample-softmax",
     .help = "ablation: ProbMoE's sampled k-subset forward, top-k's softmax gradient backward",
     .check = route_check_k,
-    .train = {.forward = route_forward_sample, .backward = route_backward_softmax, .samples = true,
+    .train = {.forward = route_forward_sample, .backward = route_backward_softmax, .samples = true, .own_softmax = true,
               .softmax_weights = true, .unnormalized = true},
     .infer = ROUTE_RULE_TOPK,
     .ablation = true,

@@ -131,6 +131,7 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
 #pragma omp simd reduction(max : hi)
         for (int i = 0; i < n; i++) hi = row[i] > hi ? row[i] : hi;
         shift[l] = hi;
+        dp->top[l] = hi;
     }
     for (int j = 0; j < n; j++)
         for (int l = 0; l < L; l++) dp->w[(size_t)j * L + l] = (double)theta[l][j] - shift[l];

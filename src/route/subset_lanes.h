@@ -28,6 +28,7 @@ typedef struct {
     double *degree_weight; /* (kmax+1, LANES) exp(m·shift − c) in range, else 0 */
     double *z_scaled;      /* (LANES) Σ_m degree_weight[m]·F[m][n] = Z·exp(−c) */
     double *log_z;         /* (LANES) */
+    float top[DP_LANES];   /* the shift, max θ, of each lane (forward only) */
     double *scratch;       /* the rest of the scratch, for Cov·u */
 } subset_lanes;
 
