@@ -20,8 +20,11 @@
  * Routers are iterated by index, so routers added later are covered without naming them.
  * Further tests: the fused gate/up product and SwiGLU's layout against separate naive
  * products; the experts run side by side (one per thread) against one at a time, on shapes
- * where OpenBLAS splits a product over the threads; moe_experts_check refuses experts whose
- * up_proj does not follow gate_proj.
+ * where OpenBLAS and oneDNN split a product over the threads, with fp32 OpenBLAS products and
+ * on a oneDNN context's workers (bf16, and fp32 through oneDNN), and when side by side is
+ * refused (no workers, too little room, fp32 shapes not timed yet); the layer's fused passes
+ * side by side against its passes called one by one, bit for bit; moe_experts_check refuses
+ * experts whose up_proj does not follow gate_proj.
  * The MoE state and scratch are sized to the batch's exact number of compute pairs, so that
  * the sanitizer build catches any access past them.
  */
@@ -504,88 +507,302 @@ static void test_experts_check(void **unused) {
 
 /* ------------------------------------- experts side by side or one at a time */
 
-/* The layer's forward and backward with the experts run one way; y, c, dx and the expert
- * gradients (from zero). */
+/* Shapes large enough that OpenBLAS and oneDNN run a product over both threads one at a time,
+ * and a few rows per expert (about 13; auto takes side by side); the last expert gets few or
+ * no rows. */
+enum { ST = 40, SH = 96, SI = 160, SE = 6, SK = 2, SMATRIX = SI * SH, SPER = 3 * SMATRIX };
+
+/* One router's batch: inputs, routing, and the experts with fp32 weights only (experts) or also
+ * bf16 copies (experts16); their gradients go to grads. */
 typedef struct {
-    float *y, *c, *dx, *grads;
+    float x[ST * SH], dy[ST * SH], logits[ST * SE], params[SE * SPER], grads[SE * SPER];
+    uint16_t params16[SE * SPER];
+    moe_expert experts[SE], experts16[SE];
+    pm_router *router;
+    pm_routing *routing;
+} side_case;
+
+static side_case *side_case_make(int kind) {
+    static side_case sc;
+    pm_rng rng;
+    pm_rng_init(&rng, 500 + (uint64_t)kind, 0);
+    random_normal(&rng, sc.x, ST * SH, 1.0);
+    random_normal(&rng, sc.dy, ST * SH, 1.0);
+    random_normal(&rng, sc.logits, ST * SE, 1.0);
+    for (int t = 0; t < ST; t++) sc.logits[t * SE + SE - 1] -= 6.0f; /* an expert with few or no rows */
+    random_normal(&rng, sc.params, SE * SPER, 1.0 / sqrt(SH));
+    float_to_bf16(sc.params16, sc.params, SE * SPER);
+    for (int e = 0; e < SE; e++) {
+        float *w = sc.params + e * SPER, *d = sc.grads + e * SPER;
+        const uint16_t *w16 = sc.params16 + e * SPER;
+        sc.experts[e] = (moe_expert){w, w + SMATRIX, w + 2 * SMATRIX, d, d + SMATRIX, d + 2 * SMATRIX, NULL, NULL, NULL};
+        sc.experts16[e] = sc.experts[e];
+        sc.experts16[e].gate16 = w16;
+        sc.experts16[e].up16 = w16 + SMATRIX;
+        sc.experts16[e].down16 = w16 + 2 * SMATRIX;
+    }
+    assert_int_equal(moe_experts_check(sc.experts16, SE, SH, SI), PM_OK);
+    const pm_router_config cfg = pm_router_config_default((pm_router_kind)kind, SE, SK);
+    sc.router = pm_router_create(&cfg);
+    sc.routing = sc.router ? pm_routing_create(sc.router, ST) : NULL;
+    assert_non_null(sc.routing);
+    assert_int_equal(pm_router_forward(sc.router, sc.routing, sc.logits, ST, true, &rng), PM_OK);
+    return &sc;
+}
+
+static void side_case_free(side_case *sc) {
+    pm_routing_free(sc->routing);
+    pm_router_free(sc->router);
+}
+
+/* How run_layer runs the layer: the schedule, the products' context (NULL: fp32 OpenBLAS), and
+ * whether through moe_forward and moe_backward or through their passes one by one
+ * (moe_internal.h: gather, experts, combine; output gradients, experts, input gradients), as
+ * the layer ran before the passes were fused. */
+typedef struct {
+    moe_expert_schedule schedule;
+    matmul_bf16 *ctx;
+    bool passes;
+} layer_way;
+
+/* The layer's forward and backward one way: y, c, dx and the expert gradients (from zero),
+ * and whether the experts ran side by side forward and backward. */
+typedef struct {
+    float y[ST * SH], c[ST * SE], dx[ST * SH], grads[SE * SPER];
+    bool side_by_side[2];
 } layer_results;
 
-static void run_layer(moe_expert_schedule schedule, const pm_routing *routing, const float *x, const float *dy,
-                      const moe_expert *experts, float *grads, size_t grad_count, int tokens, int hidden,
-                      int intermediate, int experts_count, layer_results *out) {
-    const int pairs = routing->c_offsets[tokens];
+static void run_layer(layer_way way, side_case *sc, const moe_expert *experts, layer_results *out) {
+    const pm_routing *routing = sc->routing;
+    const int pairs = routing->c_offsets[ST];
     moe_state state;
     moe_scratch scratch;
-    assert_int_equal(moe_state_init(&state, hidden, intermediate, experts_count, tokens, pairs), PM_OK);
-    assert_int_equal(moe_scratch_init(&scratch, hidden, intermediate, pairs), PM_OK);
-    moe_set_expert_schedule(schedule);
-    memset(grads, 0, sizeof(float) * grad_count);
-    memset(out->dx, 0, sizeof(float) * (size_t)tokens * hidden);
-    moe_forward(&state, out->y, x, routing, experts);
-    moe_backward(&state, &scratch, out->dx, out->c, dy, routing, experts);
+    assert_int_equal(moe_state_init(&state, SH, SI, SE, ST, pairs), PM_OK);
+    assert_int_equal(moe_scratch_init(&scratch, SH, SI, pairs), PM_OK);
+    state.bf16 = way.ctx;
+    moe_set_expert_schedule(way.schedule);
+    memset(sc->grads, 0, sizeof sc->grads);
+    memset(out->dx, 0, sizeof out->dx);
+    for (int p = 0; p < pairs; p++) out->c[p] = NAN; /* overwritten */
+    if (way.passes) {
+        const moe_rows rows = {state.x, state.gate_up, state.act, state.out, state.bf16};
+        moe_prepare(&state, routing);
+        moe_gather_rows(&state, sc->x);
+        moe_experts_forward(&rows, state.expert_offsets, SE, experts, SH, SI);
+        out->side_by_side[0] = moe_experts_ran_side_by_side();
+        moe_combine(&state, out->y, routing);
+        moe_output_grads(&state, &scratch, out->c, sc->dy, routing);
+        moe_experts_backward(&rows, &scratch, state.expert_offsets, state.expert_selected, SE, experts, SH, SI);
+        out->side_by_side[1] = moe_experts_ran_side_by_side();
+        moe_input_grads(&state, &scratch, out->dx, routing);
+    } else {
+        moe_forward(&state, out->y, sc->x, routing, experts);
+        out->side_by_side[0] = moe_experts_ran_side_by_side();
+        moe_backward(&state, &scratch, out->dx, out->c, sc->dy, routing, experts);
+        out->side_by_side[1] = moe_experts_ran_side_by_side();
+    }
     moe_set_expert_schedule(MOE_EXPERTS_AUTO);
-    memcpy(out->grads, grads, sizeof(float) * grad_count);
+    memcpy(out->grads, sc->grads, sizeof sc->grads);
     moe_scratch_free(&scratch);
     moe_state_free(&state);
 }
 
-static void check_same(const float *got, const float *want, size_t n, const char *label, const char *what) {
+/* got within rel of max|want| everywhere (the schedules round differently, not bit for bit). */
+static void check_near(const float *got, const float *want, size_t n, double rel, const char *label,
+                       const char *what) {
     double *wanted = malloc(sizeof(double) * (n ? n : 1));
     for (size_t i = 0; i < n; i++) wanted[i] = want[i];
-    check_array(got, wanted, (int)n, 1e-6, 1e-6, label, what);
+    check_array(got, wanted, (int)n, rel, rel, label, what);
     free(wanted);
 }
 
-/* Shapes large enough that OpenBLAS runs a product over both threads one at a time, and a few
- * rows per expert; every router (densemixer's router-only pairs and idle experts included),
- * in training. The two schedules agree to fp32 rounding (OpenBLAS's split of a product over the
- * threads changes its last bits, so not bit for bit). */
+static void check_results_near(const layer_results *got, const layer_results *want, int pairs, double rel,
+                               const char *label) {
+    check_near(got->y, want->y, ST * SH, rel, label, "y");
+    check_near(got->c, want->c, (size_t)pairs, rel, label, "c");
+    check_near(got->dx, want->dx, ST * SH, rel, label, "dx");
+    check_near(got->grads, want->grads, SE * SPER, rel, label, "expert gradients");
+}
+
+static void check_results_equal(const layer_results *got, const layer_results *want, int pairs,
+                                const char *label) {
+    const struct {
+        const float *got, *want;
+        size_t n;
+        const char *what;
+    } arrays[] = {{got->y, want->y, ST * SH, "y"},
+                  {got->c, want->c, (size_t)pairs, "c"},
+                  {got->dx, want->dx, ST * SH, "dx"},
+                  {got->grads, want->grads, SE * SPER, "expert gradients"}};
+    for (size_t a = 0; a < sizeof arrays / sizeof arrays[0]; a++)
+        for (size_t i = 0; i < arrays[a].n; i++)
+            if (memcmp(&arrays[a].got[i], &arrays[a].want[i], sizeof(float)))
+                fail_msg("%s: %s[%zu] = %.9g, not %.9g bit for bit", label, arrays[a].what, i, arrays[a].got[i],
+                         arrays[a].want[i]);
+}
+
+static void assert_schedule(const layer_results *results, bool side_by_side, const char *label) {
+    for (int pass = 0; pass < 2; pass++)
+        if (results->side_by_side[pass] != side_by_side)
+            fail_msg("%s: the %s pass ran the experts %s", label, pass ? "backward" : "forward",
+                     results->side_by_side[pass] ? "side by side" : "one at a time");
+}
+
+static layer_results results[4];
+
+/* Every router (densemixer's router-only pairs and idle experts included), in training, fp32
+ * through OpenBLAS: side by side agrees with one at a time to fp32 rounding (OpenBLAS's split of
+ * a product over the threads changes its last bits, so not bit for bit), and auto takes side by
+ * side here. */
 static void test_side_by_side_matches(void **unused) {
     (void)unused;
-    enum { ST = 40, SH = 96, SI = 160, SE = 6, SK = 2, SMATRIX = SI * SH, SPER = 3 * SMATRIX };
     const int threads = omp_get_max_threads();
     omp_set_num_threads(2);
-    static float x[ST * SH], dy[ST * SH], logits[ST * SE], params[SE * SPER], grads[SE * SPER];
-    static float y[2][ST * SH], c[2][ST * SE], dx[2][ST * SH], g[2][SE * SPER];
-    moe_expert experts[SE];
-    for (int e = 0; e < SE; e++) {
-        float *w = params + e * SPER, *d = grads + e * SPER;
-        experts[e] = (moe_expert){w, w + SMATRIX, w + 2 * SMATRIX, d, d + SMATRIX, d + 2 * SMATRIX, NULL, NULL, NULL};
-    }
-    assert_int_equal(moe_experts_check(experts, SE, SH, SI), PM_OK);
     for (int kind = 0; kind < pm_router_kind_count(); kind++) {
-        pm_rng rng;
-        pm_rng_init(&rng, 500 + (uint64_t)kind, 0);
-        random_normal(&rng, x, ST * SH, 1.0);
-        random_normal(&rng, dy, ST * SH, 1.0);
-        random_normal(&rng, logits, ST * SE, 1.0);
-        for (int t = 0; t < ST; t++) logits[t * SE + SE - 1] -= 6.0f; /* an expert with few or no rows */
-        random_normal(&rng, params, SE * SPER, 1.0 / sqrt(SH));
-        const pm_router_config cfg = pm_router_config_default((pm_router_kind)kind, SE, SK);
-        pm_router *router = pm_router_create(&cfg);
-        pm_routing *routing = router ? pm_routing_create(router, ST) : NULL;
-        assert_non_null(routing);
-        assert_int_equal(pm_router_forward(router, routing, logits, ST, true, &rng), PM_OK);
-        const int pairs = routing->c_offsets[ST];
-        const moe_expert_schedule schedules[2] = {MOE_EXPERTS_ONE_AT_A_TIME, MOE_EXPERTS_SIDE_BY_SIDE};
-        for (int s = 0; s < 2; s++) {
-            layer_results results = {y[s], c[s], dx[s], g[s]};
-            run_layer(schedules[s], routing, x, dy, experts, grads, SE * SPER, ST, SH, SI, SE, &results);
-        }
+        side_case *sc = side_case_make(kind);
+        const int pairs = sc->routing->c_offsets[ST];
         char label[96];
         snprintf(label, sizeof label, "%s side by side", pm_router_kind_name((pm_router_kind)kind));
-        check_same(y[1], y[0], ST * SH, label, "y");
-        check_same(c[1], c[0], (size_t)pairs, label, "c");
-        check_same(dx[1], dx[0], ST * SH, label, "dx");
-        check_same(g[1], g[0], SE * SPER, label, "expert gradients");
-        /* and auto, which takes side by side here (about 13 rows per expert) */
-        layer_results results = {y[1], c[1], dx[1], g[1]};
-        run_layer(MOE_EXPERTS_AUTO, routing, x, dy, experts, grads, SE * SPER, ST, SH, SI, SE, &results);
-        check_same(y[1], y[0], ST * SH, label, "y (auto)");
-        check_same(g[1], g[0], SE * SPER, label, "expert gradients (auto)");
-        pm_routing_free(routing);
-        pm_router_free(router);
+        run_layer((layer_way){MOE_EXPERTS_ONE_AT_A_TIME, NULL, false}, sc, sc->experts, &results[0]);
+        run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, NULL, false}, sc, sc->experts, &results[1]);
+        run_layer((layer_way){MOE_EXPERTS_AUTO, NULL, false}, sc, sc->experts, &results[2]);
+        assert_schedule(&results[0], false, label);
+        assert_schedule(&results[1], true, label);
+        assert_schedule(&results[2], true, label);
+        check_results_near(&results[1], &results[0], pairs, 1e-6, label);
+        check_results_near(&results[2], &results[0], pairs, 1e-6, label);
+        side_case_free(sc);
     }
+    omp_set_num_threads(threads);
+}
+
+/* A context with a worker for each of `threads` threads, room for the test's products, and
+ * its fp32 products by `fp32`. */
+static matmul_bf16 *context_with_workers(int threads, pm_fp32_matmul fp32) {
+    matmul_bf16 *ctx = matmul_bf16_create();
+    assert_non_null(ctx);
+    matmul_set_fp32(ctx, fp32);
+    assert_true(matmul_bf16_reserve(ctx, (size_t)ST * SE * 2 * SI));
+    assert_true(matmul_bf16_reserve_workers(ctx, threads, (size_t)moe_side_by_side_elements(SH, SI)));
+    return ctx;
+}
+
+/* Side by side, moe_forward and moe_backward gather, combine and compute c and the output and
+ * input gradients inside the experts' parallel region; they give bit for bit what the passes
+ * one by one give around the same experts, for every router, with fp32 OpenBLAS products and
+ * with bf16 products on a context's workers. The decoder's row products give the same side by
+ * side as one at a time, bit for bit. */
+static void test_fused_passes_match(void **unused) {
+    (void)unused;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    matmul_bf16 *ctx = matmul_bf16_available() ? context_with_workers(2, PM_FP32_MATMUL_OPENBLAS) : NULL;
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        side_case *sc = side_case_make(kind);
+        const int pairs = sc->routing->c_offsets[ST];
+        char label[96];
+        snprintf(label, sizeof label, "%s fused passes", pm_router_kind_name((pm_router_kind)kind));
+        run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, NULL, true}, sc, sc->experts, &results[0]);
+        run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, NULL, false}, sc, sc->experts, &results[1]);
+        assert_schedule(&results[0], true, label);
+        assert_schedule(&results[1], true, label);
+        check_results_equal(&results[1], &results[0], pairs, label);
+        if (ctx) {
+            snprintf(label, sizeof label, "%s fused passes, bf16", pm_router_kind_name((pm_router_kind)kind));
+            run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, ctx, true}, sc, sc->experts16, &results[0]);
+            run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, ctx, false}, sc, sc->experts16, &results[1]);
+            assert_schedule(&results[0], true, label);
+            assert_schedule(&results[1], true, label);
+            check_results_equal(&results[1], &results[0], pairs, label);
+        }
+        /* the decoder's forward */
+        moe_state state;
+        assert_int_equal(moe_state_init(&state, SH, SI, SE, ST, pairs), PM_OK);
+        for (int way = 0; way < 2; way++) {
+            moe_set_expert_schedule(way ? MOE_EXPERTS_SIDE_BY_SIDE : MOE_EXPERTS_ONE_AT_A_TIME);
+            moe_forward_rows(&state, results[way].y, sc->x, sc->routing, sc->experts16);
+            assert_true(moe_experts_ran_side_by_side() == (way == 1));
+        }
+        moe_set_expert_schedule(MOE_EXPERTS_AUTO);
+        assert_memory_equal(results[1].y, results[0].y, sizeof results[0].y);
+        moe_state_free(&state);
+        side_case_free(sc);
+    }
+    matmul_bf16_free(ctx);
+    omp_set_num_threads(threads);
+}
+
+/* With a oneDNN context (bf16 products, and fp32 products through oneDNN), for every router:
+ * the experts run side by side on the context's workers, forced and by auto, and agree with one
+ * at a time to BF16_SCHEDULES (oneDNN splits a product's sums over the threads one at a time,
+ * not side by side; the bf16 rounding of an activation that the last fp32 bit moves over a
+ * rounding boundary carries such a difference a little further). Side by side gives the same
+ * bit for bit on 3 threads as on 2. A context without workers, or with too little room in them,
+ * runs the experts one at a time; so does an fp32 shape PM_FP32_MATMUL_AUTO has not timed yet,
+ * once. */
+#define BF16_SCHEDULES 1e-6
+static void test_side_by_side_with_context(void **unused) {
+    (void)unused;
+    if (!matmul_bf16_available()) skip();
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    matmul_bf16 *ctx = context_with_workers(3, PM_FP32_MATMUL_OPENBLAS);
+    matmul_bf16 *onednn = context_with_workers(2, PM_FP32_MATMUL_ONEDNN);
+    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+        side_case *sc = side_case_make(kind);
+        const int pairs = sc->routing->c_offsets[ST];
+        char label[96];
+        snprintf(label, sizeof label, "%s side by side, bf16", pm_router_kind_name((pm_router_kind)kind));
+        run_layer((layer_way){MOE_EXPERTS_ONE_AT_A_TIME, ctx, false}, sc, sc->experts16, &results[0]);
+        run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, ctx, false}, sc, sc->experts16, &results[1]);
+        run_layer((layer_way){MOE_EXPERTS_AUTO, ctx, false}, sc, sc->experts16, &results[2]);
+        assert_schedule(&results[0], false, label);
+        assert_schedule(&results[1], true, label);
+        assert_schedule(&results[2], true, label);
+        check_results_near(&results[1], &results[0], pairs, BF16_SCHEDULES, label);
+        check_results_equal(&results[2], &results[1], pairs, label);
+        omp_set_num_threads(3);
+        run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, ctx, false}, sc, sc->experts16, &results[3]);
+        omp_set_num_threads(2);
+        assert_schedule(&results[3], true, label);
+        check_results_equal(&results[3], &results[1], pairs, label);
+
+        snprintf(label, sizeof label, "%s side by side, fp32 oneDNN", pm_router_kind_name((pm_router_kind)kind));
+        run_layer((layer_way){MOE_EXPERTS_ONE_AT_A_TIME, onednn, false}, sc, sc->experts, &results[0]);
+        run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, onednn, false}, sc, sc->experts, &results[1]);
+        assert_schedule(&results[0], false, label);
+        assert_schedule(&results[1], true, label);
+        check_results_near(&results[1], &results[0], pairs, 1e-6, label);
+        side_case_free(sc);
+    }
+    side_case *sc = side_case_make(0);
+    /* no workers, and workers without room for the bf16 copies: one at a time */
+    matmul_bf16 *bare = matmul_bf16_create(), *small = context_with_workers(2, PM_FP32_MATMUL_OPENBLAS);
+    assert_non_null(bare);
+    assert_true(matmul_bf16_reserve(bare, (size_t)ST * SE * 2 * SI));
+    matmul_bf16_free(small);
+    small = matmul_bf16_create();
+    assert_non_null(small);
+    assert_true(matmul_bf16_reserve(small, (size_t)ST * SE * 2 * SI));
+    assert_true(matmul_bf16_reserve_workers(small, 2, 2 * SI));
+    run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, bare, false}, sc, sc->experts16, &results[0]);
+    assert_schedule(&results[0], false, "no workers");
+    run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, small, false}, sc, sc->experts16, &results[0]);
+    assert_schedule(&results[0], false, "workers with too little room");
+    /* the workers run fp32 products without bf16 copies: room does not matter then */
+    run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, small, false}, sc, sc->experts, &results[0]);
+    assert_schedule(&results[0], true, "fp32 products on small workers");
+    /* auto's fp32 choices: the first pass times the shapes, one at a time; then side by side */
+    matmul_set_fp32(small, PM_FP32_MATMUL_AUTO);
+    run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, small, false}, sc, sc->experts, &results[0]);
+    assert_schedule(&results[0], false, "fp32 auto, untimed");
+    run_layer((layer_way){MOE_EXPERTS_SIDE_BY_SIDE, small, false}, sc, sc->experts, &results[0]);
+    assert_schedule(&results[0], true, "fp32 auto, timed");
+    side_case_free(sc);
+    matmul_bf16_free(bare);
+    matmul_bf16_free(small);
+    matmul_bf16_free(ctx);
+    matmul_bf16_free(onednn);
     omp_set_num_threads(threads);
 }
 
@@ -597,6 +814,8 @@ int main(void) {
         cmocka_unit_test(test_fused_gate_up),
         cmocka_unit_test(test_experts_check),
         cmocka_unit_test(test_side_by_side_matches),
+        cmocka_unit_test(test_fused_passes_match),
+        cmocka_unit_test(test_side_by_side_with_context),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
  *    the layers below moves router logits that sit on it, which flips a pair in or out
  *    (measured 6%).
  *  - A 200-step bf16 run ends with a validation loss within 2% of the fp32 run's.
+ *  - With the experts side by side on the context's workers (reserved by
+ *    pm_model_set_precision), a step gives one at a time's loss and gradient to 1e-5.
  *  - Switching back to fp32 gives fp32's results bit for bit.
  * Without oneDNN in the build, asking for bf16 is refused with what to install.
  */
@@ -23,6 +25,7 @@
 #include "check.h"
 #include "core/bf16.h"
 #include "model/model_internal.h"
+#include "moe/moe_internal.h"
 #include "nn/nn.h"
 #include "tiny_model.h"
 #include "train/trainer.h"
@@ -180,6 +183,28 @@ static void check_step(pm_router_kind kind) {
     print_message("%s: bf16 loss %.6f vs fp32 %.6f; tensors' gradients within %.3g of their norms, the whole "
                   "gradient within %.3g\n", pm_router_kind_name(kind), loss16, loss32, worst, whole);
     if (whole > 0.05) fail_msg("%s: the bf16 gradient differs by %.3g of its norm", pm_router_kind_name(kind), whole);
+    /* the experts side by side, on the context's workers (one per thread, with room for the
+     * largest expert side by side takes: reserved with the precision), against one at a time */
+    size_t room = 0;
+    assert_true(matmul_bf16_workers(model->bf16, &room) >= omp_get_max_threads());
+    assert_true(room >= moe_side_by_side_elements(cfg.hidden_size, cfg.intermediate_size));
+    float *g_side = malloc(sizeof(float) * size);
+    moe_set_expert_schedule(MOE_EXPERTS_ONE_AT_A_TIME);
+    const float loss_one = step(model, tokens, targets, again);
+    assert_false(moe_experts_ran_side_by_side());
+    moe_set_expert_schedule(MOE_EXPERTS_SIDE_BY_SIDE);
+    const float loss_side = step(model, tokens, targets, g_side);
+    assert_true(moe_experts_ran_side_by_side());
+    moe_set_expert_schedule(MOE_EXPERTS_AUTO);
+    double side_diff = 0.0, side_norm = 0.0;
+    for (size_t i = 0; i < size; i++) {
+        side_diff += ((double)g_side[i] - again[i]) * ((double)g_side[i] - again[i]);
+        side_norm += (double)again[i] * again[i];
+    }
+    if (fabsf(loss_side - loss_one) > 1e-6f * fabsf(loss_one) || sqrt(side_diff / side_norm) > 1e-5)
+        fail_msg("%s: bf16 with the experts side by side: loss %.7f (one at a time %.7f), gradient within %.3g of its "
+                 "norm", pm_router_kind_name(kind), loss_side, loss_one, sqrt(side_diff / side_norm));
+    free(g_side);
     assert_int_equal(pm_model_set_precision(model, PM_PRECISION_FP32), PM_OK);
     const float loss_back = step(model, tokens, targets, again);
     assert_true(loss_back == loss32);

@@ -1,6 +1,7 @@
 /* The precision of the model's matrix products (pm_model_set_precision) and who runs the fp32
  * ones (pm_model_set_fp32_matmul): the oneDNN context, the weights' bf16 copy, and the experts'
  * pointers into them. */
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -61,6 +62,15 @@ static bool make_context(pm_model *model, bool bf16, pm_fp32_matmul fp32) {
     return model->bf16 != NULL;
 }
 
+/* A worker of the context per thread for the MoE layer's experts run side by side (moe.c), with
+ * room for the bf16 copies of the largest such expert's inputs in bf16: made now, so that a run
+ * that cannot have them is refused here rather than slowed later. */
+static bool reserve_workers(pm_model *model, bool bf16) {
+    const pm_model_config *cfg = &model->cfg;
+    const uint64_t elements = bf16 ? moe_side_by_side_elements(cfg->hidden_size, cfg->intermediate_size) : 0;
+    return elements <= SIZE_MAX / 2 && matmul_bf16_reserve_workers(model->bf16, omp_get_max_threads(), (size_t)elements);
+}
+
 /* Frees the context if nothing needs it any more. */
 static void drop_context(pm_model *model) {
     if (!model->bf16 || needs_context(model, model->weights16 != NULL, model->fp32_matmul)) return;
@@ -87,6 +97,11 @@ pm_status pm_model_set_precision(pm_model *model, pm_precision precision) {
         drop_context(model);
         return pm_fail(PM_ERR_NOMEM, "pm_model_set_precision: out of memory for the bf16 copies of %llu product "
                        "inputs; use a smaller batch or sequence", (unsigned long long)scratch);
+    }
+    if (!reserve_workers(model, true)) {
+        drop_context(model);
+        return pm_fail(PM_ERR_NOMEM, "pm_model_set_precision: out of memory for the bf16 copies of the experts' "
+                       "inputs on %d threads; use fewer threads (OMP_NUM_THREADS)", omp_get_max_threads());
     }
     /* malloc: under expert parallelism the pages of other ranks' experts are never written */
     uint16_t *copy = malloc(sizeof(uint16_t) * (model->size ? model->size : 1));
@@ -117,6 +132,12 @@ pm_status pm_model_set_fp32_matmul(pm_model *model, pm_fp32_matmul choice) {
     if (!make_context(model, model->weights16 != NULL, choice)) {
         model->fp32_matmul = before;
         return pm_fail(PM_ERR_STATE, "%s", pm_last_error());
+    }
+    if (model->bf16 && !reserve_workers(model, model->weights16 != NULL)) {
+        model->fp32_matmul = before;
+        drop_context(model);
+        return pm_fail(PM_ERR_NOMEM, "pm_model_set_fp32_matmul: out of memory for the matrix products of %d threads",
+                       omp_get_max_threads());
     }
     if (model->bf16) matmul_set_fp32(model->bf16, choice);
     drop_context(model);

@@ -38,6 +38,8 @@ typedef struct {
     int *pair_token;       /* (pairs) token of each compute pair */
     int *sort_counts;      /* (2E) dispatch scratch */
     int *combine_pair;     /* (pairs) dispatch scratch: compute pair of each combine pair */
+    int *row_pair;         /* (pairs) compute pair of each row */
+    int *row_combine;      /* (pairs) combine pair of each weighted row (others': unset) */
     unsigned char *weighted; /* (pairs) dispatch scratch: pair carries a combine weight */
     float *x, *gate_up, *act, *out; /* (rows, H), (rows, 2I) gate | up per row, (rows, I), (rows, H) */
     struct matmul_bf16 *bf16; /* the products' bf16 context, or NULL: fp32 (nn.h) */
@@ -66,6 +68,10 @@ void moe_scratch_free(moe_scratch *scratch);
  * (saturating at UINT64_MAX), for the memory estimates. */
 uint64_t moe_state_bytes(int hidden, int intermediate, int num_experts, uint64_t max_pairs);
 uint64_t moe_scratch_bytes(int hidden, int intermediate, uint64_t max_pairs);
+
+/* The bf16 input values a worker of the products' context (nn.h) needs for any expert that the
+ * layer runs side by side by itself (auto): the model reserves that many per thread up front. */
+uint64_t moe_side_by_side_elements(int hidden, int intermediate);
 
 /* PM_OK if every expert's up_proj (weights, gradients, bf16 copies) follows its gate_proj in
  * memory, as the layer needs; else PM_ERR_ARG with which expert and what to do. */

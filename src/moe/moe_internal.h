@@ -29,11 +29,13 @@ void moe_output_grads(const moe_state *state, moe_scratch *scratch, float *c, co
  * scratch->d_out: scratch->d_x's rows :=, expert gradients +=. */
 void moe_experts_backward(const moe_rows *rows, const moe_scratch *scratch, const int *offsets,
                           const int *selected, int count, const moe_expert *experts, int H, int I);
-/* How moe_experts_forward and moe_experts_backward run the experts (moe.c): by their rows
- * (auto), or, for the tests, always one at a time or always side by side (one expert per
- * thread; still one at a time with a oneDNN context). Process-wide. */
+/* How the layer runs the experts (moe.c): by their rows (auto), or, for the tests, always one
+ * at a time or always side by side (one expert per thread; with a oneDNN context only if it
+ * has a worker per thread with room for the largest expert). Process-wide. */
 typedef enum { MOE_EXPERTS_AUTO, MOE_EXPERTS_ONE_AT_A_TIME, MOE_EXPERTS_SIDE_BY_SIDE } moe_expert_schedule;
 void moe_set_expert_schedule(moe_expert_schedule schedule);
+/* Whether this thread's last pass over the experts (forward or backward) ran them side by side. */
+bool moe_experts_ran_side_by_side(void);
 /* dx (T, H) += Σ_combine pairs scratch->d_x's row. */
 void moe_input_grads(const moe_state *state, const moe_scratch *scratch, float *dx, const pm_routing *routing);
 

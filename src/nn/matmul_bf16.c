@@ -8,7 +8,9 @@
  * layouts; in f32 oneDNN and OpenBLAS are about even (180–230 GFLOP/s), so which one runs an
  * fp32 product is chosen per product and shape (pm_fp32_matmul): by the table below, measured
  * with bench/matmul_sites, or by timing both when the shape first runs.
- * Without oneDNN at build time the context cannot be created and every product is OpenBLAS's.
+ * Products run side by side on the context's workers (nn.h) use primitives of their own, made
+ * for one thread. Without oneDNN at build time the context cannot be created and every product
+ * is OpenBLAS's.
  */
 #include <math.h>
 #include <omp.h>
@@ -62,17 +64,38 @@ typedef struct {
     bool sum; /* dst += the product (the backward products; a data product may overwrite) */
     int64_t k, n;
     dnnl_primitive_t primitive;
+    size_t scratchpad; /* bytes of the caller's scratchpad it runs with (one-thread primitives) */
 } cached;
 
 enum { CACHE_SLOTS = 256, TIMED_SITES = 64 };
 
+/* Primitives by (input type, product, sum, K, N): open addressing, emptied when full. */
+typedef struct {
+    cached *slots; /* CACHE_SLOTS */
+    int used;
+    bool one_thread; /* made for one thread, each run with its caller's scratchpad: the workers' */
+} primitive_cache;
+
+/*
+ * A context made by matmul_bf16_create, or one of its workers. A worker has its own stream,
+ * bf16 copies and oneDNN scratchpad, and shares its owner's engine, its one-thread primitives
+ * and its fp32 choices, which it only reads. oneDNN's default scratchpad belongs to the OS
+ * thread that made the primitive, and some of its kernels split a product by the thread count
+ * the primitive was made for, while inside a parallel region oneDNN runs on the calling thread
+ * alone; so the workers' primitives are made for one thread and get the worker's scratchpad at
+ * each run, which lets several threads run one primitive at once.
+ */
 struct matmul_bf16 {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
-    cached *slots; /* CACHE_SLOTS, open addressing; emptied when full */
-    int used;
+    primitive_cache primitives, one_thread; /* an owner's: for all the threads, for its workers */
     uint16_t *a, *b; /* the bf16 copies of a product's two activations */
     size_t capacity; /* elements each */
+    void *scratchpad; /* a worker's, for the one-thread primitives */
+    size_t scratchpad_bytes;
+    matmul_bf16 *owner; /* a worker's; NULL for a context of matmul_bf16_create */
+    matmul_bf16 **workers;
+    int worker_count;
     pm_fp32_matmul fp32; /* who runs the fp32 products */
     matmul_site timed[TIMED_SITES]; /* PM_FP32_MATMUL_AUTO's choices so far */
     int timed_count;
@@ -83,9 +106,13 @@ bool matmul_bf16_available(void) { return true; }
 
 matmul_bf16 *matmul_bf16_create(void) {
     matmul_bf16 *ctx = calloc(1, sizeof *ctx);
-    if (ctx) ctx->slots = calloc(CACHE_SLOTS, sizeof(cached));
-    if (!ctx || !ctx->slots) {
-        free(ctx);
+    if (ctx) {
+        ctx->primitives.slots = calloc(CACHE_SLOTS, sizeof(cached));
+        ctx->one_thread.slots = calloc(CACHE_SLOTS, sizeof(cached));
+        ctx->one_thread.one_thread = true;
+    }
+    if (!ctx || !ctx->primitives.slots || !ctx->one_thread.slots) {
+        matmul_bf16_free(ctx);
         pm_fail(PM_ERR_NOMEM, "bf16 matrix products: out of memory");
         return NULL;
     }
@@ -98,17 +125,34 @@ matmul_bf16 *matmul_bf16_create(void) {
     return ctx;
 }
 
-static void clear_cache(matmul_bf16 *ctx) {
+static void clear_cache(primitive_cache *cache) {
     for (int i = 0; i < CACHE_SLOTS; i++)
-        if (ctx->slots[i].primitive) dnnl_primitive_destroy(ctx->slots[i].primitive);
-    memset(ctx->slots, 0, sizeof(cached) * CACHE_SLOTS);
-    ctx->used = 0;
+        if (cache->slots[i].primitive) dnnl_primitive_destroy(cache->slots[i].primitive);
+    memset(cache->slots, 0, sizeof(cached) * CACHE_SLOTS);
+    cache->used = 0;
+}
+
+static void free_cache(primitive_cache *cache) {
+    if (cache->slots) clear_cache(cache);
+    free(cache->slots);
+}
+
+/* A worker owns its stream and buffers only. */
+static void free_worker(matmul_bf16 *worker) {
+    if (!worker) return;
+    if (worker->stream) dnnl_stream_destroy(worker->stream);
+    free(worker->a);
+    free(worker->b);
+    free(worker->scratchpad);
+    free(worker);
 }
 
 void matmul_bf16_free(matmul_bf16 *ctx) {
     if (!ctx) return;
-    if (ctx->slots) clear_cache(ctx);
-    free(ctx->slots);
+    for (int i = 0; i < ctx->worker_count; i++) free_worker(ctx->workers[i]);
+    free(ctx->workers);
+    free_cache(&ctx->primitives);
+    free_cache(&ctx->one_thread);
     if (ctx->stream) dnnl_stream_destroy(ctx->stream);
     if (ctx->engine) dnnl_engine_destroy(ctx->engine);
     free(ctx->a);
@@ -146,63 +190,97 @@ static bool describe_product(dnnl_data_type_t in, matmul_product kind, int64_t T
     }
 }
 
-static bool make(matmul_bf16 *ctx, cached *c) {
+/* A primitive for c's product; for one thread (the omp setting oneDNN sizes a primitive by,
+ * restored after) with the scratchpad given at run time if one_thread. */
+static bool make(dnnl_engine_t engine, bool one_thread, cached *c) {
     dnnl_memory_desc_t src, weights, dst;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t post_ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
+    const int threads = omp_get_max_threads();
+    if (one_thread) omp_set_num_threads(1);
     bool ok = describe_product(c->input, c->kind, DNNL_RUNTIME_DIM_VAL, c->k, c->n, &src, &weights, &dst);
     ok = ok && dnnl_matmul_desc_init(&desc, &src, &weights, NULL, &dst) == dnnl_success;
     ok = ok && dnnl_primitive_attr_create(&attr) == dnnl_success;
     if (ok && c->sum)
         ok = dnnl_post_ops_create(&post_ops) == dnnl_success && dnnl_post_ops_append_sum(post_ops, 1.0f) == dnnl_success &&
              dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
-    ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL) == dnnl_success;
+    if (ok && one_thread)
+        ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+    ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL) == dnnl_success;
+    if (ok && one_thread) {
+        const dnnl_memory_desc_t *scratchpad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        c->scratchpad = scratchpad ? dnnl_memory_desc_get_size(scratchpad) : 0;
+    }
     ok = ok && dnnl_primitive_create(&c->primitive, pd) == dnnl_success;
+    if (one_thread) omp_set_num_threads(threads);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (post_ops) dnnl_post_ops_destroy(post_ops);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return ok;
 }
 
-static cached *find(matmul_bf16 *ctx, dnnl_data_type_t input, matmul_product kind, bool sum, int64_t k, int64_t n) {
+/* The slot that holds the product's primitive, or the empty one where it goes (NULL: full). */
+static cached *slot_of(const primitive_cache *cache, dnnl_data_type_t input, matmul_product kind, bool sum, int64_t k,
+                       int64_t n) {
     const uint64_t h = ((uint64_t)(2 * kind + sum) * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)k * 0x94d049bb133111ebull) ^
                        ((uint64_t)n * 0x2545f4914f6cdd1dull) ^ ((uint64_t)input * 0xbf58476d1ce4e5b9ull);
     for (int probe = 0; probe < CACHE_SLOTS; probe++) {
-        cached *c = &ctx->slots[(h + (uint64_t)probe) % CACHE_SLOTS];
-        if (c->primitive && c->input == input && c->kind == kind && c->sum == sum && c->k == k && c->n == n) return c;
-        if (c->primitive) continue;
-        if (ctx->used >= CACHE_SLOTS / 2) { /* more shapes than any model has: start afresh */
-            clear_cache(ctx);
-            return find(ctx, input, kind, sum, k, n);
-        }
-        *c = (cached){input, kind, sum, k, n, NULL};
-        if (!make(ctx, c)) {
-            if (c->primitive) dnnl_primitive_destroy(c->primitive);
-            c->primitive = NULL;
-            return NULL;
-        }
-        ctx->used++;
-        return c;
+        cached *c = &cache->slots[(h + (uint64_t)probe) % CACHE_SLOTS];
+        if (!c->primitive || (c->input == input && c->kind == kind && c->sum == sum && c->k == k && c->n == n))
+            return c;
     }
     return NULL;
 }
 
+/* The product's primitive in cache, made on first use. */
+static cached *find_in(dnnl_engine_t engine, primitive_cache *cache, dnnl_data_type_t input, matmul_product kind,
+                       bool sum, int64_t k, int64_t n) {
+    cached *c = slot_of(cache, input, kind, sum, k, n);
+    if (c && c->primitive) return c;
+    if (!c || cache->used >= CACHE_SLOTS / 2) { /* more shapes than any model has: start afresh */
+        clear_cache(cache);
+        c = slot_of(cache, input, kind, sum, k, n);
+    }
+    *c = (cached){input, kind, sum, k, n, NULL, 0};
+    if (!make(engine, cache->one_thread, c)) {
+        if (c->primitive) dnnl_primitive_destroy(c->primitive);
+        c->primitive = NULL;
+        return NULL;
+    }
+    cache->used++;
+    return c;
+}
+
+/* A worker only looks its owner's one-thread primitives up (matmul_bf16_prepare made them):
+ * the workers run at once, and making one would change the table under the others. */
+static cached *find(matmul_bf16 *ctx, dnnl_data_type_t input, matmul_product kind, bool sum, int64_t k, int64_t n) {
+    if (!ctx->owner) return find_in(ctx->engine, &ctx->primitives, input, kind, sum, k, n);
+    cached *c = slot_of(&ctx->owner->one_thread, input, kind, sum, k, n);
+    return c && c->primitive ? c : NULL;
+}
+
 static bool run(matmul_bf16 *ctx, cached *c, int64_t T, const void *src, const void *weights, float *dst) {
-    dnnl_memory_desc_t src_md, weights_md, dst_md;
-    dnnl_memory_t memory[3] = {NULL, NULL, NULL};
+    if (c->scratchpad > ctx->scratchpad_bytes) return false; /* not prepared: runs in fp32 */
+    dnnl_memory_desc_t src_md, weights_md, dst_md, scratchpad_md;
+    dnnl_memory_t memory[4] = {NULL, NULL, NULL, NULL};
+    const dnnl_dims_t scratchpad_dims = {(int64_t)c->scratchpad};
+    const int count = c->scratchpad ? 4 : 3;
     bool ok = describe_product(c->input, c->kind, T, c->k, c->n, &src_md, &weights_md, &dst_md) &&
               dnnl_memory_create(&memory[0], &src_md, ctx->engine, (void *)src) == dnnl_success &&
               dnnl_memory_create(&memory[1], &weights_md, ctx->engine, (void *)weights) == dnnl_success &&
               dnnl_memory_create(&memory[2], &dst_md, ctx->engine, dst) == dnnl_success;
+    if (ok && c->scratchpad)
+        ok = dnnl_memory_desc_init_by_tag(&scratchpad_md, 1, scratchpad_dims, dnnl_u8, dnnl_a) == dnnl_success &&
+             dnnl_memory_create(&memory[3], &scratchpad_md, ctx->engine, ctx->scratchpad) == dnnl_success;
     if (ok) {
-        const dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, memory[0]}, {DNNL_ARG_WEIGHTS, memory[1]},
-                                         {DNNL_ARG_DST, memory[2]}};
-        ok = dnnl_primitive_execute(c->primitive, ctx->stream, 3, args) == dnnl_success &&
+        const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, memory[0]}, {DNNL_ARG_WEIGHTS, memory[1]},
+                                         {DNNL_ARG_DST, memory[2]}, {DNNL_ARG_SCRATCHPAD, memory[3]}};
+        ok = dnnl_primitive_execute(c->primitive, ctx->stream, count, args) == dnnl_success &&
              dnnl_stream_wait(ctx->stream) == dnnl_success;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (memory[i]) dnnl_memory_destroy(memory[i]);
     return ok;
 }
@@ -289,10 +367,10 @@ static void time_site(matmul_bf16 *ctx, matmul_site *site, float *dst, const flo
     site->onednn = onednn_ran && onednn * (1.0 + MATMUL_ONEDNN_MARGIN) < openblas;
 }
 
-/* Whether ctx runs this fp32 product through oneDNN; PM_FP32_MATMUL_AUTO times a product and
- * shape the first time it comes. */
-static bool takes_onednn(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
-                         int K, int N) {
+/* ctx's choice for this fp32 product and shape; *known is false while PM_FP32_MATMUL_AUTO has
+ * yet to time it. */
+static bool chosen_onednn(const matmul_bf16 *ctx, matmul_product kind, int K, int N, bool *known) {
+    *known = true;
     switch (ctx->fp32) {
     case PM_FP32_MATMUL_ONEDNN: return true;
     case PM_FP32_MATMUL_MEASURED: return matmul_measured_onednn(kind, K, N);
@@ -301,7 +379,18 @@ static bool takes_onednn(matmul_bf16 *ctx, matmul_product kind, float *dst, cons
     }
     for (int i = 0; i < ctx->timed_count; i++)
         if (ctx->timed[i].kind == kind && ctx->timed[i].k == K && ctx->timed[i].n == N) return ctx->timed[i].onednn;
-    if (ctx->timed_count == TIMED_SITES) return false; /* more shapes than any model has */
+    *known = ctx->timed_count == TIMED_SITES; /* more shapes than any model has: OpenBLAS */
+    return false;
+}
+
+/* Whether ctx runs this fp32 product through oneDNN, by its owner's choice if a worker;
+ * PM_FP32_MATMUL_AUTO times a product and shape the first time it comes, on the owner only
+ * (a worker takes OpenBLAS for a product not timed yet, which matmul_bf16_prepare rules out). */
+static bool takes_onednn(matmul_bf16 *ctx, matmul_product kind, float *dst, const float *a, const float *b, int T,
+                         int K, int N) {
+    bool known;
+    const bool onednn = chosen_onednn(ctx->owner ? ctx->owner : ctx, kind, K, N, &known);
+    if (known || ctx->owner) return onednn;
     matmul_site *site = &ctx->timed[ctx->timed_count++];
     *site = (matmul_site){kind, K, N, T, false, 0.0, 0.0};
     time_site(ctx, site, dst, a, b);
@@ -321,6 +410,71 @@ static void fp32_product(matmul_bf16 *ctx, matmul_product kind, bool sum, float 
     }
     if (kind == MATMUL_DATA && !sum) matmul_backward_into(dst, NULL, a, NULL, b, T, K, N);
     else matmul_blas_product(kind, dst, a, b, T, K, N);
+}
+
+bool matmul_bf16_reserve_workers(matmul_bf16 *ctx, int count, size_t elements) {
+    if (count > ctx->worker_count) {
+        matmul_bf16 **workers = realloc(ctx->workers, sizeof *workers * (size_t)count);
+        if (!workers) return false;
+        ctx->workers = workers;
+    }
+    while (ctx->worker_count < count) {
+        matmul_bf16 *worker = calloc(1, sizeof *worker);
+        if (!worker) return false;
+        worker->owner = ctx;
+        worker->engine = ctx->engine;
+        if (dnnl_stream_create(&worker->stream, ctx->engine, dnnl_stream_default_flags) != dnnl_success) {
+            free_worker(worker);
+            return false;
+        }
+        ctx->workers[ctx->worker_count++] = worker;
+    }
+    for (int i = 0; i < ctx->worker_count; i++)
+        if (!reserve(ctx->workers[i], elements, elements)) return false;
+    return true;
+}
+
+int matmul_bf16_workers(const matmul_bf16 *ctx, size_t *elements) {
+    size_t fewest = ctx->worker_count ? SIZE_MAX : 0;
+    for (int i = 0; i < ctx->worker_count; i++)
+        if (ctx->workers[i]->capacity < fewest) fewest = ctx->workers[i]->capacity;
+    if (elements) *elements = fewest;
+    return ctx->worker_count;
+}
+
+matmul_bf16 *matmul_bf16_worker(matmul_bf16 *ctx, int i) {
+    return i >= 0 && i < ctx->worker_count ? ctx->workers[i] : NULL;
+}
+
+/* A worker's scratchpad of at least `bytes`, aligned as oneDNN's own. */
+static bool reserve_scratchpad(matmul_bf16 *worker, size_t bytes) {
+    enum { ALIGN = 4096 };
+    if (bytes <= worker->scratchpad_bytes) return true;
+    const size_t rounded = (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    void *scratchpad = aligned_alloc(ALIGN, rounded);
+    if (!scratchpad) return false;
+    free(worker->scratchpad);
+    worker->scratchpad = scratchpad;
+    worker->scratchpad_bytes = rounded;
+    return true;
+}
+
+bool matmul_bf16_prepare(matmul_bf16 *ctx, bool backward, bool bf16, int K, int N) {
+    if (K <= 0 || N <= 0) return true; /* such products never reach oneDNN */
+    /* the products of linear_forward, or of linear_backward_into: din :=, dweight += */
+    const matmul_product kinds[2] = {backward ? MATMUL_DATA : MATMUL_FORWARD, MATMUL_WEIGHTS};
+    for (int i = 0; i < (backward ? 2 : 1); i++) {
+        bool known = true;
+        const bool onednn = bf16 || chosen_onednn(ctx, kinds[i], K, N, &known);
+        if (!known) return false;
+        if (!onednn) continue;
+        const cached *c = find_in(ctx->engine, &ctx->one_thread, bf16 ? dnnl_bf16 : dnnl_f32, kinds[i],
+                                  kinds[i] == MATMUL_WEIGHTS, K, N);
+        if (!c) return false;
+        for (int w = 0; w < ctx->worker_count; w++)
+            if (!reserve_scratchpad(ctx->workers[w], c->scratchpad)) return false;
+    }
+    return true;
 }
 
 void linear_forward(matmul_bf16 *ctx, float *out, const float *in, const float *w, const uint16_t *w16, int T, int K,
@@ -407,6 +561,27 @@ void matmul_bf16_free(matmul_bf16 *ctx) { free(ctx); }
 
 bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements) {
     (void)ctx, (void)elements;
+    return false;
+}
+
+bool matmul_bf16_reserve_workers(matmul_bf16 *ctx, int count, size_t elements) {
+    (void)ctx, (void)count, (void)elements;
+    return false;
+}
+
+int matmul_bf16_workers(const matmul_bf16 *ctx, size_t *elements) {
+    (void)ctx;
+    if (elements) *elements = 0;
+    return 0;
+}
+
+matmul_bf16 *matmul_bf16_worker(matmul_bf16 *ctx, int i) {
+    (void)ctx, (void)i;
+    return NULL;
+}
+
+bool matmul_bf16_prepare(matmul_bf16 *ctx, bool backward, bool bf16, int K, int N) {
+    (void)ctx, (void)backward, (void)bf16, (void)K, (void)N;
     return false;
 }
 

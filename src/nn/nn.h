@@ -42,8 +42,8 @@ void matmul_backward_into(float *din, float *dweight, const float *dout, const f
  * rounded to bf16 (round to nearest even), products accumulated and written in fp32; and the
  * choice, per product and shape, of OpenBLAS or oneDNN for fp32 products (pm_fp32_matmul). It
  * keeps the primitives and the scratch for the inputs' bf16 copies; it is used by one thread at
- * a time (the kernels themselves run on the OpenMP threads). Without oneDNN at build time no
- * context can be made.
+ * a time (the kernels themselves run on the OpenMP threads), and its workers (below) let several
+ * threads run products at once. Without oneDNN at build time no context can be made.
  */
 typedef struct matmul_bf16 matmul_bf16;
 bool matmul_bf16_available(void);
@@ -54,6 +54,26 @@ void matmul_bf16_free(matmul_bf16 *ctx);
 /* Makes room for products whose inputs have up to `elements` values, so they never allocate
  * (larger ones still grow it). False if memory is short. */
 bool matmul_bf16_reserve(matmul_bf16 *ctx, size_t elements);
+/*
+ * Workers: contexts for products run side by side, one thread each inside a parallel region
+ * (the MoE layer's small experts, each on one thread), worker i on thread i. Each has its own
+ * stream, bf16 copies and oneDNN scratchpad, and shares ctx's engine, a cache of primitives made
+ * for one thread and ctx's fp32 choices, all of which it only reads; ctx itself is not used
+ * while they run. A worker's products are those ctx would run, but each on one thread.
+ */
+/* At least `count` workers, each with room for products whose inputs have up to `elements`
+ * values. False if memory is short. */
+bool matmul_bf16_reserve_workers(matmul_bf16 *ctx, int count, size_t elements);
+/* How many workers ctx has, and in *elements (may be NULL) the room the smallest has. */
+int matmul_bf16_workers(const matmul_bf16 *ctx, size_t *elements);
+/* Worker i (0 <= i < matmul_bf16_workers), else NULL. */
+matmul_bf16 *matmul_bf16_worker(matmul_bf16 *ctx, int i);
+/* Makes ready what the workers need to run linear_forward (backward false) or
+ * linear_backward_into (true) for a weight (N, K), in bf16 or fp32: the one-thread primitives
+ * and the workers' scratchpads for them. False if that could not be done (out of memory), or if
+ * ctx's fp32 choice for a product is PM_FP32_MATMUL_AUTO's and not timed yet: products on ctx
+ * time it. Call it before the workers run (outside the parallel region). */
+bool matmul_bf16_prepare(matmul_bf16 *ctx, bool backward, bool bf16, int K, int N);
 /* out[i] = in[i] rounded to bf16 (nearest even; NaN stays NaN). */
 void float_to_bf16(uint16_t *out, const float *in, size_t n);
 /* matmul_forward and matmul_backward with the weight also given in bf16 (w16, the same

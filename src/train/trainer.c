@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,11 +456,14 @@ static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *
 }
 
 /* What bf16 products add to a process of `rows` sequences: the weights' bf16 copy and the two
- * scratch copies of a product's inputs (the largest: lm_head's T·V, or an expert's rows). */
+ * scratch copies of a product's inputs (the largest: lm_head's T·V, or an expert's rows), and
+ * two per thread for the experts run side by side. */
 static uint64_t bf16_bytes(const pm_model_config *cfg, const train_options *opt, int rows) {
     if (opt->precision != PM_PRECISION_BF16) return 0;
     const uint64_t widest = model_bf16_scratch_elements(cfg, (uint64_t)rows * (uint64_t)opt->seq);
-    return sat_add(sat_mul(2, model_param_floats(cfg)), sat_mul(2 * sizeof(uint16_t), widest));
+    const uint64_t workers = sat_mul((uint64_t)omp_get_max_threads(),
+                                     moe_side_by_side_elements(cfg->hidden_size, cfg->intermediate_size));
+    return sat_add(sat_mul(2, model_param_floats(cfg)), sat_mul(2 * sizeof(uint16_t), sat_add(widest, workers)));
 }
 
 /* Refuses, before anything is allocated, a run whose model, gradients, optimizer moments and
