@@ -180,13 +180,17 @@ void route_backward_marginal(const group_ctx *group, const pm_routing *routing, 
         }
     }
     subset_lanes_cov_mv(&dp, u, cov_u);
-    double *zc = group->scratch + subset_dp_workspace(E, kmax);
     for (int l = 0; l < lanes; l++) {
         const int t = lane_token[l];
+        const float *probs = group->probs + (size_t)t * E;
         double *dtheta = rows + (size_t)(t - group->first) * E;
-        memset(zc, 0, sizeof(double) * E);
-        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) zc[routing->experts[p]] = c[p];
-        for (int j = 0; j < E; j++) dtheta[j] = cov_u[(size_t)j * DP_LANES + l];
-        softmax_vjp_add(group->probs + (size_t)t * E, zc, E, dtheta);
+        /* + softmax-VJP of z ⊙ c, which is c at the selected experts and 0 elsewhere: its
+         * mean over π has only the selected terms */
+        double mean = 0.0;
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) mean += (double)probs[routing->experts[p]] * c[p];
+#pragma omp simd
+        for (int j = 0; j < E; j++) dtheta[j] = cov_u[(size_t)j * DP_LANES + l] - probs[j] * mean;
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
+            dtheta[routing->experts[p]] += (double)probs[routing->experts[p]] * c[p];
     }
 }
