@@ -46,6 +46,33 @@ static void marginal_token(const group_ctx *group, int t, int kmin, int kmax, co
 
 /* ------------------------------------------------- groups of DP_LANES tokens */
 
+typedef double lane_vector __attribute__((vector_size(DP_LANES * sizeof(double))));
+typedef long long lane_index __attribute__((vector_size(DP_LANES * sizeof(long long))));
+typedef lane_vector lanes_block[DP_LANES];
+
+/* An 8 × 8 block of doubles transposed in registers (three rounds of pairwise shuffles): row r
+ * of the result is column r of the input. Going through memory one element at a time cost
+ * more than the arithmetic around it. */
+static inline void transpose_block(lanes_block b) {
+    const lane_index pairs_lo = {0, 8, 2, 10, 4, 12, 6, 14}, pairs_hi = {1, 9, 3, 11, 5, 13, 7, 15};
+    const lane_index quads_lo = {0, 1, 8, 9, 4, 5, 12, 13}, quads_hi = {2, 3, 10, 11, 6, 7, 14, 15};
+    const lane_index halves_lo = {0, 1, 2, 3, 8, 9, 10, 11}, halves_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+    lane_vector t[DP_LANES], u[DP_LANES];
+    for (int r = 0; r < DP_LANES; r += 2) {
+        t[r] = __builtin_shuffle(b[r], b[r + 1], pairs_lo);
+        t[r + 1] = __builtin_shuffle(b[r], b[r + 1], pairs_hi);
+    }
+    for (int r = 0; r < DP_LANES; r += 4)
+        for (int h = 0; h < 2; h++) {
+            u[r + h] = __builtin_shuffle(t[r + h], t[r + h + 2], quads_lo);
+            u[r + h + 2] = __builtin_shuffle(t[r + h], t[r + h + 2], quads_hi);
+        }
+    for (int r = 0; r < 4; r++) {
+        b[r] = __builtin_shuffle(u[r], u[r + 4], halves_lo);
+        b[r + 4] = __builtin_shuffle(u[r], u[r + 4], halves_hi);
+    }
+}
+
 /* Scratch layout: the scalar DP's workspace, u and z⊙c, then the lanes' workspace, their
  * (E, LANES) u and Cov·u, and their uniforms. */
 size_t route_sample_scratch(const pm_router_config *cfg) {
@@ -180,16 +207,33 @@ void route_backward_marginal(const group_ctx *group, const pm_routing *routing, 
         }
     }
     subset_lanes_cov_mv(&dp, u, cov_u);
+    /* + softmax-VJP of z ⊙ c, which is c at the selected experts and 0 elsewhere: its mean
+     * over π has only the selected terms */
+    double mean[DP_LANES];
+    for (int l = 0; l < lanes; l++) {
+        const int t = lane_token[l];
+        mean[l] = 0.0;
+        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
+            mean[l] += (double)group->probs[(size_t)t * E + routing->experts[p]] * c[p];
+    }
+    /* Cov·u is (E, LANES): eight experts of all lanes at a time, transposed to each lane's row */
+    int j = 0;
+    for (; j + DP_LANES <= E; j += DP_LANES) {
+        lanes_block block;
+        memcpy(block, cov_u + (size_t)j * DP_LANES, sizeof block);
+        transpose_block(block);
+        for (int l = 0; l < lanes; l++) {
+            const int t = lane_token[l];
+            const float *probs = group->probs + (size_t)t * E + j;
+            double *dtheta = rows + (size_t)(t - group->first) * E + j;
+            for (int e = 0; e < DP_LANES; e++) dtheta[e] = block[l][e] - probs[e] * mean[l];
+        }
+    }
     for (int l = 0; l < lanes; l++) {
         const int t = lane_token[l];
         const float *probs = group->probs + (size_t)t * E;
         double *dtheta = rows + (size_t)(t - group->first) * E;
-        /* + softmax-VJP of z ⊙ c, which is c at the selected experts and 0 elsewhere: its
-         * mean over π has only the selected terms */
-        double mean = 0.0;
-        for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) mean += (double)probs[routing->experts[p]] * c[p];
-#pragma omp simd
-        for (int j = 0; j < E; j++) dtheta[j] = cov_u[(size_t)j * DP_LANES + l] - probs[j] * mean;
+        for (int tail = j; tail < E; tail++) dtheta[tail] = cov_u[(size_t)tail * DP_LANES + l] - probs[tail] * mean[l];
         for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
             dtheta[routing->experts[p]] += (double)probs[routing->experts[p]] * c[p];
     }
