@@ -84,18 +84,25 @@ size_t route_sample_scratch(const pm_router_config *cfg) {
            (size_t)subset_lanes_uniforms(kmin, kmax) * DP_LANES + (size_t)kmax * DP_LANES;
 }
 
-/* The size range, and the group split into tokens for the lanes (linear system) and the rest. */
-static int split_group(const group_ctx *group, int *kmin, int *kmax, int *lane_token, int *scalar_token,
-                       int *scalar_count) {
+/* Bit l set: token first + l goes through the lanes (its logits pass subset_dp_is_linear). */
+static unsigned linear_tokens(const group_ctx *group, int kmax) {
     const int E = group->router->cfg.num_experts;
-    size_range(group, kmin, kmax);
+    unsigned mask = 0;
+    for (int l = 0; l < group->count; l++)
+        if (subset_dp_is_linear(group->logits + (size_t)(group->first + l) * E, E, kmax)) mask |= 1u << l;
+    return mask;
+}
+
+/* The group's tokens for the lanes (linear system) and the rest, from a linear_tokens mask. */
+static int split_group(const group_ctx *group, unsigned linear, int *lane_token, int *scalar_token,
+                       int *scalar_count) {
     int lanes = 0;
     *scalar_count = 0;
-    for (int t = group->first; t < group->first + group->count; t++) {
-        if (subset_dp_is_linear(group->logits + (size_t)t * E, E, *kmax))
-            lane_token[lanes++] = t;
+    for (int l = 0; l < group->count; l++) {
+        if (linear & (1u << l))
+            lane_token[lanes++] = group->first + l;
         else
-            scalar_token[(*scalar_count)++] = t;
+            scalar_token[(*scalar_count)++] = group->first + l;
     }
     return lanes;
 }
@@ -108,7 +115,7 @@ static double *lanes_workspace(const group_ctx *group, int kmax) {
 size_t route_sample_kept_doubles(const pm_router_config *cfg) {
     int kmin, kmax;
     router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
-    return subset_lanes_tables_size(cfg->num_experts, kmax);
+    return subset_lanes_tables_size(cfg->num_experts, kmax) + 1; /* + the linear_tokens mask */
 }
 
 /* Where a group's lane tables live: the block the routing keeps for this group when it keeps
@@ -118,6 +125,14 @@ static double *group_tables(const group_ctx *group, int kmax) {
     if (state->kept_tables && group->count == DP_LANES)
         return state->kept_tables + (size_t)(group->first / DP_LANES) * state->kept_group_stride;
     return lanes_workspace(group, kmax);
+}
+
+/* The kept block's last double: the forward pass's linear_tokens mask (an integer below
+ * 2^DP_LANES, exact as a double), so that the backward pass need not scan the logits again.
+ * NULL when the routing keeps no block for this group. */
+static double *kept_split(const group_ctx *group, int kmax) {
+    if (!group->state->kept_tables || group->count != DP_LANES) return NULL;
+    return group_tables(group, kmax) + subset_lanes_tables_size(group->router->cfg.num_experts, kmax);
 }
 
 static double *lanes_scratch(const group_ctx *group, int kmax) {
@@ -143,7 +158,11 @@ void route_forward_sample(const group_ctx *group) {
     const int E = group->router->cfg.num_experts;
     int *counts = group->state->stage_counts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
-    const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
+    size_range(group, &kmin, &kmax);
+    const unsigned linear = linear_tokens(group, kmax);
+    double *split = kept_split(group, kmax);
+    if (split) *split = linear;
+    const int lanes = split_group(group, linear, lane_token, scalar_token, &scalar_count);
     float *probs = group->state->probs, *lse = group->state->lse; /* this rule's own softmax */
     for (int s = 0; s < scalar_count; s++) {
         const int t = scalar_token[s];
@@ -181,7 +200,10 @@ void route_backward_marginal(const group_ctx *group, const pm_routing *routing, 
                              double *rows) {
     const int E = group->router->cfg.num_experts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
-    const int lanes = split_group(group, &kmin, &kmax, lane_token, scalar_token, &scalar_count);
+    size_range(group, &kmin, &kmax);
+    const double *split = group->state->tables_kept ? kept_split(group, kmax) : NULL;
+    const unsigned linear = split ? (unsigned)*split : linear_tokens(group, kmax);
+    const int lanes = split_group(group, linear, lane_token, scalar_token, &scalar_count);
     for (int s = 0; s < scalar_count; s++) {
         const int t = scalar_token[s];
         marginal_token(group, t, kmin, kmax, routing->experts + routing->offsets[t],

@@ -146,8 +146,17 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
     }
     double *F = dp->table;
     forward_table(F, dp->w, n, kmax);
-    /* Size weights exactly as subset_dp.c's forward_linear, per lane. */
-    for (int l = 0; l < L; l++) {
+    /* Size weights as subset_dp.c's forward_linear, per lane. For one size k the weight is
+     * exp(k·shift − c) = 1 / F[k][n] and Z·exp(−c) is 1 within a rounding, whose logarithm
+     * log(1 + x) = x to 1e-32: one logarithm per token instead of two and an exponential. */
+    for (int l = 0; kmin == kmax && l < L; l++) {
+        const double f = F[cell(dp, kmax, n) + l];
+        for (int m = 0; m < kmax; m++) dp->degree_weight[(size_t)m * L + l] = 0.0;
+        dp->degree_weight[(size_t)kmax * L + l] = 1.0 / f;
+        dp->z_scaled[l] = f * (1.0 / f);
+        dp->log_z[l] = kmax * shift[l] + log(f) + (dp->z_scaled[l] - 1.0);
+    }
+    for (int l = 0; kmin < kmax && l < L; l++) {
         double c = -INFINITY;
         for (int m = kmin; m <= kmax; m++) {
             double term = m * shift[l] + log(F[cell(dp, m, n) + l]);
