@@ -354,16 +354,38 @@ static inline uint64_t order_key(float score, int index) {
     return (uint64_t)bits << 32 | (uint32_t)~(uint32_t)index;
 }
 
+/* Experts whose keys top_k_indices computes once (on the stack); beyond, every pass does. */
+#define TOP_K_KEPT_KEYS 512
+
 /* k passes of a branch-free max over integer keys: vectorises and never mispredicts, which
  * beats insertion into a sorted list for the small k of routing. Keys are never 0. */
 void top_k_indices(const float *score, int n, int k, int *idx) {
     uint64_t previous = UINT64_MAX;
+    if (n <= TOP_K_KEPT_KEYS) {
+        uint64_t keys[TOP_K_KEPT_KEYS];
+#pragma omp simd
+        for (int i = 0; i < n; i++) keys[i] = order_key(score[i], i);
+        for (int p = 0; p < k; p++) {
+            uint64_t best = 0;
+#pragma omp simd reduction(max : best)
+            for (int i = 0; i < n; i++) {
+                /* a plain max over masked keys: one vpmaxuq per vector in the loop-carried
+                 * chain, where a combined condition became compare, or and blend */
+                const uint64_t key = keys[i] < previous ? keys[i] : 0;
+                best = key > best ? key : best;
+            }
+            idx[p] = (int)~(uint32_t)best;
+            previous = best;
+        }
+        return;
+    }
     for (int p = 0; p < k; p++) {
         uint64_t best = 0;
 #pragma omp simd reduction(max : best)
         for (int i = 0; i < n; i++) {
             uint64_t key = order_key(score[i], i);
-            best = key < previous && key > best ? key : best;
+            key = key < previous ? key : 0;
+            best = key > best ? key : best;
         }
         idx[p] = (int)~(uint32_t)best;
         previous = best;
