@@ -174,11 +174,15 @@ void route_forward_sample(const group_ctx *group) {
     lanes_forward(group, lane_token, lanes, kmin, kmax, group_tables(group, kmax), &dp);
     /* the DP's weights exp(θ − max θ) are the softmax's exponentials */
     float *token_probs[DP_LANES], *token_lse[DP_LANES];
-    for (int l = 0; l < lanes; l++) token_probs[l] = probs + (size_t)lane_token[l] * E, token_lse[l] = lse + lane_token[l];
+    for (int l = 0; l < lanes; l++) {
+        token_probs[l] = probs + (size_t)lane_token[l] * E;
+        token_lse[l] = lse + lane_token[l];
+    }
     route_softmax_lanes(dp.w, E, dp.top, lanes, token_probs, token_lse);
     /* each token's uniforms from its own substream, as sample_token draws them */
     uint32_t substream[DP_LANES];
-    for (int l = 0; l < DP_LANES; l++) substream[l] = group->router->first_token + (uint32_t)lane_token[l < lanes ? l : 0];
+    for (int l = 0; l < DP_LANES; l++)
+        substream[l] = group->router->first_token + (uint32_t)lane_token[l < lanes ? l : 0];
     double *uniforms = lanes_u(group, kmax) + 2 * (size_t)E * DP_LANES;
     const int draws = subset_lanes_uniforms(kmin, kmax);
     rng_uniform_lanes(group->rng, substream, draws, uniforms);

@@ -140,7 +140,8 @@ void subset_lanes_forward(subset_lanes *dp, const float *const theta[L], int n, 
     exp_lanes batch[EXP_LANES_BATCH];
     for (int first = 0; first < n; first += EXP_LANES_BATCH) {
         const int count = n - first < EXP_LANES_BATCH ? n - first : EXP_LANES_BATCH;
-        for (int v = 0; v < EXP_LANES_BATCH; v++) batch[v] = v < count ? load(dp->w + (size_t)(first + v) * L) : splat(0.0);
+        for (int v = 0; v < EXP_LANES_BATCH; v++)
+            batch[v] = v < count ? load(dp->w + (size_t)(first + v) * L) : splat(0.0);
         exp_lanes_batch(batch);
         for (int v = 0; v < count; v++) store(dp->w + (size_t)(first + v) * L, batch[v]);
     }
