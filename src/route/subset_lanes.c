@@ -89,9 +89,11 @@ static inline __attribute__((always_inline)) void forward_columns(double *F, con
         const lanes_v wj = load(w + (size_t)(j - 1) * L);
 #pragma GCC unroll 16
         for (int m = K; m >= 1; m--) col[m] = col[m] + wj * col[m - 1];
-#pragma GCC unroll 17
-        for (int m = 0; m <= K; m++) store(F + m * row + (size_t)j * L, col[m]);
+#pragma GCC unroll 16
+        for (int m = 1; m <= K; m++) store(F + m * row + (size_t)j * L, col[m]);
     }
+    /* row 0 (all ones) is read only at the last item (the size weights); the walk needs m >= 1 */
+    store(F + (size_t)n * L, col[0]);
 }
 
 /* Any K, one cell at a time through memory. */

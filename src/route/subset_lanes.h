@@ -24,7 +24,8 @@
 typedef struct {
     int n, kmin, kmax;
     double *w;             /* (n, LANES) exp(θ − shift) */
-    double *table;         /* (kmax+1, n+1, LANES) F[m][j] = e_m(w_1..w_j), in the scratch */
+    double *table;         /* (kmax+1, n+1, LANES) F[m][j] = e_m(w_1..w_j), in the scratch
+                              (row 0, all ones, is written at j = 0 and j = n only) */
     double *degree_weight; /* (kmax+1, LANES) exp(m·shift − c) in range, else 0 */
     double *z_scaled;      /* (LANES) Σ_m degree_weight[m]·F[m][n] = Z·exp(−c) */
     double *log_z;         /* (LANES) */
