@@ -300,7 +300,15 @@ static void assemble(const pm_router *router, pm_routing *out, int T) {
     const int E = cfg->num_experts, S = state->max_pairs;
     out->offsets[0] = 0;
     memset(out->load, 0, sizeof(int64_t) * E);
-    for (int t = 0; t < T; t++) {
+    bool full = true; /* every token staged S pairs: the staging is the CSR layout already */
+    for (int t = 0; t < T; t++) full = full && state->stage_counts[t] == S;
+    if (full) {
+        memcpy(out->experts, state->stage_experts, sizeof(int) * (size_t)T * S);
+        memcpy(out->weights, state->stage_weights, sizeof(float) * (size_t)T * S);
+        for (int t = 0; t < T; t++) out->offsets[t + 1] = (t + 1) * S;
+        for (size_t p = 0; p < (size_t)T * S; p++) out->load[out->experts[p]]++;
+    }
+    for (int t = 0; !full && t < T; t++) {
         const int count = state->stage_counts[t], base = out->offsets[t];
         memcpy(out->experts + base, state->stage_experts + (size_t)t * S, sizeof(int) * count);
         memcpy(out->weights + base, state->stage_weights + (size_t)t * S, sizeof(float) * count);
