@@ -47,29 +47,26 @@ static void marginal_token(const group_ctx *group, int t, int kmin, int kmax, co
 /* ------------------------------------------------- groups of DP_LANES tokens */
 
 typedef double lane_vector __attribute__((vector_size(DP_LANES * sizeof(double))));
-typedef long long lane_index __attribute__((vector_size(DP_LANES * sizeof(long long))));
 typedef lane_vector lanes_block[DP_LANES];
 
-/* An 8 × 8 block of doubles transposed in registers (three rounds of pairwise shuffles): row r
- * of the result is column r of the input. Going through memory one element at a time cost
- * more than the arithmetic around it. */
+/* An 8 × 8 block of doubles transposed in registers (three rounds of pairwise shuffles;
+ * __builtin_shufflevector is GCC's since 12 and clang's): row r of the result is column r of
+ * the input. Going through memory one element at a time cost more than the arithmetic
+ * around it. */
 static inline void transpose_block(lanes_block b) {
-    const lane_index pairs_lo = {0, 8, 2, 10, 4, 12, 6, 14}, pairs_hi = {1, 9, 3, 11, 5, 13, 7, 15};
-    const lane_index quads_lo = {0, 1, 8, 9, 4, 5, 12, 13}, quads_hi = {2, 3, 10, 11, 6, 7, 14, 15};
-    const lane_index halves_lo = {0, 1, 2, 3, 8, 9, 10, 11}, halves_hi = {4, 5, 6, 7, 12, 13, 14, 15};
     lane_vector t[DP_LANES], u[DP_LANES];
     for (int r = 0; r < DP_LANES; r += 2) {
-        t[r] = __builtin_shuffle(b[r], b[r + 1], pairs_lo);
-        t[r + 1] = __builtin_shuffle(b[r], b[r + 1], pairs_hi);
+        t[r] = __builtin_shufflevector(b[r], b[r + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+        t[r + 1] = __builtin_shufflevector(b[r], b[r + 1], 1, 9, 3, 11, 5, 13, 7, 15);
     }
     for (int r = 0; r < DP_LANES; r += 4)
         for (int h = 0; h < 2; h++) {
-            u[r + h] = __builtin_shuffle(t[r + h], t[r + h + 2], quads_lo);
-            u[r + h + 2] = __builtin_shuffle(t[r + h], t[r + h + 2], quads_hi);
+            u[r + h] = __builtin_shufflevector(t[r + h], t[r + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[r + h + 2] = __builtin_shufflevector(t[r + h], t[r + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
         }
     for (int r = 0; r < 4; r++) {
-        b[r] = __builtin_shuffle(u[r], u[r + 4], halves_lo);
-        b[r + 4] = __builtin_shuffle(u[r], u[r + 4], halves_hi);
+        b[r] = __builtin_shufflevector(u[r], u[r + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        b[r + 4] = __builtin_shufflevector(u[r], u[r + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
 }
 
