@@ -175,6 +175,10 @@ expect_train_error("no data" "with --data")
 expect_train_error("unknown precision" "--precision 'fp16'; choose fp32 or bf16" --data ${work}/text.txt --precision fp16)
 expect_train_error("unknown fp32 library" "--fp32-matmul 'mkl'; choose measured, openblas, onednn or auto"
                    --data ${work}/text.txt --fp32-matmul mkl)
+expect_train_error("unknown chat format" "--chat-format 'vicuna'; choose plain, chatml, llama2, tulu"
+                   --gsm8k ${work}/text.txt --chat-format vicuna)
+expect_train_error("chat format without GSM8K" "--chat-format applies to --gsm8k fine-tuning"
+                   --data ${work}/text.txt --chat-format tulu)
 file(REMOVE_RECURSE ${work}/out)
 expect_output("missing data file" 1 "cannot open the data file" train --data ${work}/nothing.txt --out ${work}/out)
 expect_output("empty data file" 1 "is empty" train --data ${work}/empty.txt --out ${work}/out)
@@ -348,6 +352,24 @@ expect_output("eval analytics without data" 2 "give both" eval --model ${work}/c
 expect_output("eval on arith problems" 0 "gsm8k \\(.*arith/test.jsonl\\): 2 examples"
               eval --model ${work}/cmp/runs/topk-seed1/finetune/model --gsm8k ${work}/arith/test.jsonl
               --limit 2 --max-new 4)
+# A chat format: fine-tuning records it in the model's config.json and eval prompts with it
+# unless told otherwise; a format whose special tokens the tokenizer (GPT-2's) lacks is refused
+# by name, before anything is written.
+file(REMOVE_RECURSE ${work}/tulu ${work}/chatml)
+set(finetune_args train --init ${work}/cmp/runs/topk-seed1/finetune/model --gsm8k ${work}/arith/train.jsonl
+    --steps 2 --batch 2 --seq 64)
+expect_output("fine-tune in the tulu format" 0 "saved the model" ${finetune_args} --chat-format tulu --out ${work}/tulu)
+expect_output("eval in the model's chat format" 0 "the tulu chat format the model was fine-tuned with"
+              eval --model ${work}/tulu/model --gsm8k ${work}/arith/test.jsonl --limit 1 --max-new 2)
+expect_output("chatml without its tokens" 1 "--chat-format chatml writes <\\|im_start\\|> as a special token"
+              ${finetune_args} --chat-format chatml --out ${work}/chatml)
+if(EXISTS ${work}/chatml/model)
+  message(FATAL_ERROR "a refused chat format saved ${work}/chatml/model")
+endif()
+expect_output("eval chatml without its tokens" 1 "has no such token"
+              eval --model ${work}/tulu/model --gsm8k ${work}/arith/test.jsonl --chat-format chatml --limit 1)
+expect_output("eval chat format without GSM8K" 2 "--chat-format applies to --gsm8k"
+              eval --model ${work}/tulu/model --data ${work}/nothing --chat-format tulu)
 # One row at a time and three per forward pass and decoding step: the same answers and score.
 foreach(rows 1 3)
   execute_process(COMMAND ${PROBMOE} eval --model ${work}/cmp/runs/topk-seed1/finetune/model

@@ -390,7 +390,7 @@ static void test_training_state(void **state) {
     random_normal(&rng, m, (int)n, 1e-3);
     for (size_t i = 0; i < n; i++) v[i] = m[i] * m[i];
     const char *trainer_state = "{\"step\": 100, \"note\": \"verbatim: caf\xc3\xa9\"}\n";
-    checkpoint_extras extras = {m, v, 100, trainer_state, NULL};
+    checkpoint_extras extras = {m, v, 100, trainer_state, NULL, NULL};
     checkpoint_options bf16 = {true, 0}; /* the optimizer state stays F32 anyway */
     assert_int_equal(checkpoint_save(model, &extras, dir, &bf16), 0);
     long step = 0;
@@ -412,6 +412,19 @@ static void test_training_state(void **state) {
     assert_error_mentions(dir, "trainer_state.json");
     extras.adam_v = NULL;
     assert_true(checkpoint_save(model, &extras, dir, NULL) < 0);
+    /* a fine-tuned model's chat format travels in config.json's "probmoe" object; the model
+     * loads as before, and a model saved without one records none */
+    char name[16] = "";
+    assert_int_equal(checkpoint_read_chat_format(dir, name, sizeof name), 0);
+    checkpoint_extras chat = {.chat_format = "tulu"};
+    assert_int_equal(checkpoint_save(model, &chat, dir, NULL), 0);
+    assert_int_equal(checkpoint_read_chat_format(dir, name, sizeof name), 1);
+    assert_string_equal(name, "tulu");
+    assert_true(checkpoint_read_chat_format(dir, name, 4) < 0); /* "tulu" and its NUL need 5 */
+    pm_model *back = checkpoint_load_model(dir, 1, 7, false);
+    assert_non_null(back);
+    assert_int_equal(pm_model_get_config(back)->router.kind, pm_model_get_config(model)->router.kind);
+    pm_model_free(back);
     free(m), free(v), free(m2), free(v2);
     pm_model_free(model);
     remove_tree(parent);
@@ -426,7 +439,7 @@ static void test_tokenizer_files(void **state) {
     snprintf(dir, sizeof dir, "%s/ckpt", parent);
     pm_model *model = tiny_model(9);
     write_text(fmt("%s/my_tokenizer.json", parent), "{\"model\": {\"type\": \"BPE\"}}");
-    checkpoint_extras extras = {NULL, NULL, 0, NULL, fmt("%s/my_tokenizer.json", parent)};
+    checkpoint_extras extras = {NULL, NULL, 0, NULL, fmt("%s/my_tokenizer.json", parent), NULL};
     assert_int_equal(checkpoint_save(model, &extras, dir, NULL), 0);
     assert_string_equal(read_text(fmt("%s/tokenizer.json", dir)), "{\"model\": {\"type\": \"BPE\"}}");
     assert_int_equal(mkdir(fmt("%s/gpt2", parent), 0755), 0);

@@ -210,7 +210,7 @@ static void test_gsm8k_loss_and_outputs(void **state) {
     write_text(data, gsm8k_lines);
     pm_model *model = tiny_model(CONTEXT);
     eval_gsm8k_result result;
-    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, -1, MAX_NEW, 1, out, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_PLAIN, -1, MAX_NEW, 1, out, NULL, &result), 0);
     assert_int_equal(result.examples, 3);
     assert_int_equal(result.truncated, 0);
     double sum = 0.0, per_example[3];
@@ -257,7 +257,7 @@ static void test_gsm8k_loss_and_outputs(void **state) {
     fclose(f);
     assert_int_equal(result.correct, correct);
 
-    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, 2, MAX_NEW, 1, NULL, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_PLAIN, 2, MAX_NEW, 1, NULL, NULL, &result), 0);
     assert_int_equal(result.examples, 2);
     pm_model_free(model);
     remove_tree(dir);
@@ -294,7 +294,7 @@ static void test_gsm8k_exact_match(void **state) {
     memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
     tokenizer sevens = {"sevens", VOCAB, -1, 7, encode_bytes, decode_seven, NULL, NULL};
     eval_gsm8k_result result;
-    assert_int_equal(eval_gsm8k(model, &sevens, data, -1, 3, 1, out, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, &sevens, data, CHAT_PLAIN, -1, 3, 1, out, NULL, &result), 0);
     assert_int_equal(result.correct, 2);
     assert_close(result.exact_match, 2.0 / 3.0, 1e-12, 0, "exact match", 0);
     assert_close(result.answer_loss, log(VOCAB), 1e-5, 0, "uniform loss", 0);
@@ -309,7 +309,7 @@ static void test_gsm8k_exact_match(void **state) {
     cJSON_Delete(rec);
 
     sevens.eos_token = 0; /* now the model stops at once: no text, no number */
-    assert_int_equal(eval_gsm8k(model, &sevens, data, 1, 3, 1, out, NULL, &result), 0);
+    assert_int_equal(eval_gsm8k(model, &sevens, data, CHAT_PLAIN, 1, 3, 1, out, NULL, &result), 0);
     assert_int_equal(result.correct, 0);
     f = fopen(out, "r");
     assert_non_null(fgets(line, sizeof line, f));
@@ -320,6 +320,62 @@ static void test_gsm8k_exact_match(void **state) {
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(rec, "correct")));
     assert_int_equal(cJSON_GetObjectItem(rec, "answer_tokens")->valueint, 10); /* " #### 777" + eos */
     cJSON_Delete(rec);
+    pm_model_free(model);
+    remove_tree(dir);
+}
+
+/* Bytes, with "<|im_start|>" and "<|im_end|>" as the special tokens 1 and 0 (bytes 0 and 1
+ * never occur in the text) and eos 2: a model whose logits are all equal chooses token 0. */
+static int64_t encode_chat(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
+                           size_t capacity) {
+    (void)self;
+    size_t count = 0;
+    for (size_t i = 0; i < length; count++) {
+        int32_t id = (unsigned char)text[i];
+        size_t taken = 1;
+        if (length - i >= 10 && memcmp(text + i, "<|im_end|>", 10) == 0) id = 0, taken = 10;
+        else if (length - i >= 12 && memcmp(text + i, "<|im_start|>", 12) == 0) id = 1, taken = 12;
+        if (count < capacity) tokens[count] = id;
+        i += taken;
+    }
+    return (int64_t)count;
+}
+
+/* The chat format's end of turn stops decoding: with chatml the first token chosen, 0, is
+ * <|im_end|> and nothing is generated; plain goes on ("777"). The answer's tokens end with
+ * <|im_end|> and no eos (chatml) or with eos (plain). */
+static void test_gsm8k_chat_format_stops(void **state) {
+    (void)state;
+    char dir[] = "/tmp/probmoe_eval_XXXXXX";
+    make_temp_dir(dir);
+    char data[256], out[256];
+    snprintf(data, sizeof data, "%s/test.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    write_text(data, "{\"question\": \"q1\", \"answer\": \"#### 777\"}\n");
+    pm_model *model = tiny_model(CONTEXT);
+    const pm_param *head = pm_model_find_param(model, "lm_head.weight");
+    memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
+    tokenizer chat = {"chat", VOCAB, 2, 8, encode_chat, decode_seven, NULL, NULL};
+    const struct {
+        chat_format format;
+        const char *generated;
+        int answer_tokens;
+    } cases[] = {{CHAT_PLAIN, "777", 10 /* " #### 777" + eos */}, {CHAT_CHATML, "", 9 /* "#### 777<|im_end|>" */}};
+    for (int c = 0; c < 2; c++) {
+        eval_gsm8k_result result;
+        assert_int_equal(eval_gsm8k(model, &chat, data, cases[c].format, -1, 3, 1, out, NULL, &result), 0);
+        FILE *f = fopen(out, "r");
+        char line[4096];
+        assert_non_null(fgets(line, sizeof line, f));
+        fclose(f);
+        cJSON *rec = cJSON_Parse(line);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(rec, "generated")), cases[c].generated);
+        assert_int_equal(cJSON_GetObjectItem(rec, "answer_tokens")->valueint, cases[c].answer_tokens);
+        cJSON_Delete(rec);
+    }
+    /* a tokenizer without the format's special tokens is refused by name */
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_CHATML, -1, 3, 1, NULL, NULL, &(eval_gsm8k_result){0}),
+                 "<|im_start|>");
     pm_model_free(model);
     remove_tree(dir);
 }
@@ -335,13 +391,13 @@ static void test_gsm8k_errors(void **state) {
     write_text(empty, "");
     pm_model *model = tiny_model(CONTEXT);
     eval_gsm8k_result result;
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, 0, 4, 1, NULL, NULL, &result), "limit is 0");
-    assert_true(eval_gsm8k(model, tokenizer_bytes(), empty, -1, 4, 1, NULL, NULL, &result) < 0);
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), "/tmp/probmoe_eval_missing.jsonl", -1, 4, 1, NULL, NULL, &result),
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_PLAIN, 0, 4, 1, NULL, NULL, &result), "limit is 0");
+    assert_true(eval_gsm8k(model, tokenizer_bytes(), empty, CHAT_PLAIN, -1, 4, 1, NULL, NULL, &result) < 0);
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), "/tmp/probmoe_eval_missing.jsonl", CHAT_PLAIN, -1, 4, 1, NULL, NULL, &result),
                  "probmoe_eval_missing.jsonl");
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, CONTEXT, 1, NULL, NULL, &result), "max_new");
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, 4, 2, NULL, NULL, &result), "made for 1 per forward");
-    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, -1, 4, 0, NULL, NULL, &result), "give 1 to 1024");
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_PLAIN, -1, CONTEXT, 1, NULL, NULL, &result), "max_new");
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_PLAIN, -1, 4, 2, NULL, NULL, &result), "made for 1 per forward");
+    expect_error(eval_gsm8k(model, tokenizer_bytes(), data, CHAT_PLAIN, -1, 4, 0, NULL, NULL, &result), "give 1 to 1024");
     pm_model_free(model);
     remove_tree(dir);
 }
@@ -418,7 +474,7 @@ typedef struct {
 static void run_gsm8k(pm_router_kind kind, int batch, const tokenizer *tok, const char *data, const char *out,
                       gsm8k_outputs *got) {
     pm_model *model = tiny_router_model(kind, batch, CONTEXT);
-    assert_int_equal(eval_gsm8k(model, tok, data, -1, BATCH_NEW, batch, out, NULL, &got->result), 0);
+    assert_int_equal(eval_gsm8k(model, tok, data, CHAT_PLAIN, -1, BATCH_NEW, batch, out, NULL, &got->result), 0);
     pm_model_free(model);
     assert_int_equal(got->result.examples, BATCH_EXAMPLES);
     FILE *f = fopen(out, "r");
@@ -535,6 +591,7 @@ int main(void) {
         cmocka_unit_test(test_shards_loss),        cmocka_unit_test(test_shards_errors),
         cmocka_unit_test(test_load_model),         cmocka_unit_test(test_gsm8k_loss_and_outputs),
         cmocka_unit_test(test_gsm8k_exact_match),  cmocka_unit_test(test_gsm8k_errors),
+        cmocka_unit_test(test_gsm8k_chat_format_stops),
         cmocka_unit_test(test_shards_batched),     cmocka_unit_test(test_gsm8k_batched),
         cmocka_unit_test(test_last_number),        cmocka_unit_test(test_clean_text),
     };

@@ -299,7 +299,7 @@ static void test_parse_line_stays_in_bounds(void **state) {
  * "a"+"LMNOPQRSTUV" (13). */
 static void small_examples(sft_tokens *tokens) {
     const char *prompts[] = {"abc", "abcdefgh", "a"}, *completions[] = {"XY", "Z", "LMNOPQRSTUV"};
-    assert_int_equal(sft_tokenize(tokens, prompts, completions, 3, &test_tokenizer), PM_OK);
+    assert_int_equal(sft_tokenize(tokens, prompts, completions, 3, &test_tokenizer, true), PM_OK);
     assert_int_equal(tokens->offsets[3], 29);
 }
 

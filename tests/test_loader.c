@@ -207,7 +207,7 @@ static void test_sft_rows(void **state) {
     const char *prompts[] = {"q1", "question two", "q3", "q four", "q5"};
     const char *completions[] = {" a", " bb", " ccc", " dddd", " e"};
     sft_tokens tokens;
-    assert_int_equal(sft_tokenize(&tokens, prompts, completions, 5, &test_tokenizer), PM_OK);
+    assert_int_equal(sft_tokenize(&tokens, prompts, completions, 5, &test_tokenizer, true), PM_OK);
     sft_rows rows;
     assert_int_equal(sft_rows_init(&rows, &tokens, SFT_PAD, 16), PM_OK);
     loader_options options = {2, 11, true, 0, 1};

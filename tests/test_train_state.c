@@ -27,6 +27,8 @@ static void test_round_trip(void **state) {
     opt.adamw.freeze_router = true;
     opt.keep_last = 4;
     opt.data_path = "some/data";
+    opt.supervised = true;
+    opt.chat_format = CHAT_TULU;
     train_history history = {0};
     assert_int_equal(train_history_add(&history, 5, 2.5, NAN), 0);
     assert_int_equal(train_history_add(&history, 10, 2.25, 2.75), 0);
@@ -50,6 +52,8 @@ static void test_round_trip(void **state) {
     assert_int_equal(back.schedule, SCHEDULE_LINEAR);
     assert_int_equal(back.keep_last, 4);
     assert_string_equal(back.data_path, "some/data");
+    assert_true(back.supervised);
+    assert_int_equal(back.chat_format, CHAT_TULU);
     assert_int_equal(history_back.count, 2);
     assert_true(isnan(history_back.entries[0].val_loss));
     assert_true(history_back.entries[1].loss == 2.25 && history_back.entries[1].val_loss == 2.75);
@@ -85,6 +89,7 @@ static void test_damaged_fields_refused(void **state) {
     expect_refused("{\"step\": 3, \"seed\": \"99999999999999999999\"}", "below 2^64");
     expect_refused("{\"step\": 3, \"seed\": \"1\", \"metrics\": [{\"step\": 1e20, \"loss\": 1}]}", "\"step\" is 1e+20");
     expect_refused("{\"seed\": \"1\"}", "not a probmoe trainer state");
+    expect_refused("{\"step\": 3, \"seed\": \"1\", \"chat_format\": \"vicuna\"}", "plain, chatml, llama2, tulu");
 }
 
 int main(void) {

@@ -6,10 +6,12 @@
 
 #include "cli/cli.h"
 #include "eval/eval.h"
+#include "io/checkpoint.h"
 
 static const char eval_usage[] =
     "usage: probmoe eval --model DIR --data SHARD_DIR [--batches N] [--seq S] [--eval-batch N]\n"
     "       probmoe eval --model DIR --gsm8k [PATH] [--limit N] [--max-new N] [--eval-batch N] [--out FILE.jsonl]\n"
+    "                    [--chat-format plain|chatml|llama2|tulu]\n"
     "\n"
     "  --data DIR       validation loss and perplexity on DIR/val.bin (from probmoe data prepare)\n"
     "  --batches N      rows of --seq tokens to score (default: all)\n"
@@ -17,6 +19,8 @@ static const char eval_usage[] =
     "  --gsm8k [PATH]   GSM8K test set (default ../shared/data/gsm8k/test.jsonl or\n"
     "                   data/gsm8k/test.jsonl; scripts/fetch_data.sh gsm8k-test fetches it):\n"
     "                   answer-token loss and exact match of greedy answers\n"
+    "  --chat-format F  how the GSM8K prompts are written (default: the format the model was\n"
+    "                   fine-tuned with, as its config.json records it; else plain)\n"
     "  --limit N        the first N examples (default: all)\n"
     "  --max-new N      tokens to generate per answer (default 256)\n"
     "  --out FILE       per-example outputs as JSON lines\n"
@@ -33,7 +37,7 @@ static const char eval_usage[] =
 static const char *const default_gsm8k[] = {"../shared/data/gsm8k/test.jsonl", "data/gsm8k/test.jsonl"};
 
 typedef struct {
-    const char *model_dir, *data_dir, *gsm8k, *out, *analytics_dir;
+    const char *model_dir, *data_dir, *gsm8k, *out, *analytics_dir, *chat_format;
     bool use_gsm8k, allow_unknown;
     int batches, seq, limit, max_new, eval_batch;
 } eval_options;
@@ -60,7 +64,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
             continue;
         }
         static const char *const valued[] = {"--model", "--data", "--out", "--batches", "--seq", "--limit",
-                                             "--max-new", "--analytics", "--eval-batch"};
+                                             "--max-new", "--analytics", "--eval-batch", "--chat-format"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(arg, valued[k]) == 0;
         if (!known) {
@@ -75,6 +79,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
         else if (strcmp(arg, "--data") == 0) opt->data_dir = value;
         else if (strcmp(arg, "--out") == 0) opt->out = value;
         else if (strcmp(arg, "--analytics") == 0) opt->analytics_dir = value;
+        else if (strcmp(arg, "--chat-format") == 0) opt->chat_format = value;
         else if (strcmp(arg, "--batches") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->batches);
         else if (strcmp(arg, "--seq") == 0) ok = parse_int_flag(arg, value, 1, 1 << 20, &opt->seq);
         else if (strcmp(arg, "--limit") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->limit);
@@ -90,6 +95,10 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
     if (!opt->data_dir && !opt->use_gsm8k) {
         fprintf(stderr, "probmoe eval: what to evaluate on? give --data SHARD_DIR and/or --gsm8k [PATH]\n\n%s",
                 eval_usage);
+        return 2;
+    }
+    if (opt->chat_format && !opt->use_gsm8k) {
+        fprintf(stderr, "probmoe eval: --chat-format applies to --gsm8k\n");
         return 2;
     }
     if (opt->analytics_dir && !opt->data_dir) {
@@ -138,10 +147,37 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
     return 0;
 }
 
+/* --chat-format, else the one the model was fine-tuned with (plain when it records none). */
+static int gsm8k_format(const eval_options *opt, chat_format *format) {
+    if (opt->chat_format) {
+        if (chat_format_parse(opt->chat_format, format)) return 0;
+        fprintf(stderr, "probmoe eval: --chat-format '%s'; choose %s\n", opt->chat_format, chat_format_list());
+        return 2;
+    }
+    *format = CHAT_PLAIN;
+    char name[64];
+    const int found = checkpoint_read_chat_format(opt->model_dir, name, sizeof name);
+    if (found < 0) {
+        fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
+        return 1;
+    }
+    if (found == 0) return 0; /* not fine-tuned by probmoe, or before chat formats: plain */
+    if (!chat_format_parse(name, format)) {
+        fprintf(stderr, "probmoe eval: %s's config.json records the chat format '%s', which this probmoe does not "
+                "know (%s); give --chat-format\n", opt->model_dir, name, chat_format_list());
+        return 1;
+    }
+    fprintf(stderr, "gsm8k: the %s chat format the model was fine-tuned with\n", chat_format_name(*format));
+    return 0;
+}
+
 static int run_gsm8k(pm_model *model, const tokenizer *tok, const eval_options *opt) {
     const char *path = opt->gsm8k;
+    chat_format format;
+    int status = gsm8k_format(opt, &format);
+    if (status) return status;
     eval_gsm8k_result r;
-    int status = eval_gsm8k(model, tok, path, opt->limit, opt->max_new, opt->eval_batch, opt->out, stderr, &r);
+    status = eval_gsm8k(model, tok, path, format, opt->limit, opt->max_new, opt->eval_batch, opt->out, stderr, &r);
     if (status < 0) {
         fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
         return 1;

@@ -45,8 +45,11 @@ static const char train_usage_tail[] =
     "         --resume DIR  continue from a checkpoint (options come from it; --steps extends)\n"
     "fine-tune: --init MODEL_DIR (start from its weights; with --router, route them with that\n"
     "         router from there)  --gsm8k FILE (GSM8K JSONL instead of --data; the loss covers\n"
-    "         the answer tokens only)  --freeze-router (gate weights, softmoe's budget and\n"
-    "         topk's selection bias are not updated)\n"
+    "         the answer tokens only)  --chat-format plain|chatml|llama2|tulu (how --gsm8k's\n"
+    "         turns are written; chatml and llama2 need the tokenizer's special tokens; eval\n"
+    "         uses the format the model was fine-tuned with)\n"
+    "         --freeze-router (gate weights, softmoe's budget and topk's selection bias are not\n"
+    "         updated)\n"
     "mpirun:  mpirun -np N probmoe train ... trains on N processes (data parallelism)\n"
     "         --expert-parallel G  split each layer's experts over groups of G processes\n"
     "         (N a multiple of G; every process still trains its own rows of each batch)\n"
@@ -63,7 +66,7 @@ static void train_usage(FILE *out) {
 
 /* Flags that set no field as given: applied after parsing. */
 typedef struct {
-    const char *router, *schedule, *gsm8k, *precision, *fp32_matmul;
+    const char *router, *schedule, *gsm8k, *chat_format, *precision, *fp32_matmul;
     int seed, heads, kv_heads; /* -1: not given */
     int expert_parallel;       /* processes an expert group (1: no expert parallelism) */
     float comm_timeout;        /* seconds a process may wait in one collective (0: for ever) */
@@ -89,7 +92,7 @@ typedef struct {
     bool min_open, shape;
 } option;
 
-enum { TRAIN_OPTION_COUNT = 38 };
+enum { TRAIN_OPTION_COUNT = 39 };
 
 /* The table of train's flags for request; returns their count. */
 static int train_option_table(train_request *request, option out[TRAIN_OPTION_COUNT]) {
@@ -133,6 +136,7 @@ static int train_option_table(train_request *request, option out[TRAIN_OPTION_CO
         {"--resume", NULL, OPT_STRING, &t->resume_dir, 0, 0, false, false},
         {"--max-shard-mb", NULL, OPT_LONG, &f->max_shard_mb, 0, 1 << 24, false, false},
         {"--gsm8k", NULL, OPT_STRING, &f->gsm8k, 0, 0, false, false},
+        {"--chat-format", NULL, OPT_STRING, &f->chat_format, 0, 0, false, false},
         {"--init", NULL, OPT_STRING, &t->init_dir, 0, 0, false, false},
         {"--expert-parallel", NULL, OPT_INT, &f->expert_parallel, 1, 4096, false, false},
         {"--comm-timeout", NULL, OPT_FLOAT, &f->comm_timeout, 0, 1e7, false, false},
@@ -313,6 +317,16 @@ static int parse_train_args(int argc, char **argv, train_request *request) {
     if (f->gsm8k) {
         t->data_path = f->gsm8k;
         t->supervised = true;
+    }
+    if (f->chat_format) {
+        if (!chat_format_parse(f->chat_format, &t->chat_format)) {
+            fprintf(stderr, "probmoe train: --chat-format '%s'; choose %s\n", f->chat_format, chat_format_list());
+            return 2;
+        }
+        if (!f->gsm8k) {
+            fprintf(stderr, "probmoe train: --chat-format applies to --gsm8k fine-tuning; give --gsm8k FILE\n");
+            return 2;
+        }
     }
     /* --heads alone means plain multi-head attention */
     if (f->heads > 0) m->num_heads = f->heads;

@@ -11,8 +11,6 @@
 #include "core/error.h"
 #include "core/utf8.h"
 
-static const char prompt_format[] = "Answer the following question.\n\nQuestion: %s\nAnswer:";
-
 bool gsm8k_extract_answer(const char *text, char *out, size_t capacity) {
     const char *marker = strstr(text, "####");
     if (!marker || capacity == 0) return false;
@@ -69,13 +67,6 @@ static void free_example(gsm8k_example *example) {
     free(example->completion);
     free(example->final_answer);
     memset(example, 0, sizeof *example);
-}
-
-static char *format_text(const char *format, const char *value) {
-    int length = snprintf(NULL, 0, format, value);
-    char *text = length >= 0 ? malloc((size_t)length + 1) : NULL;
-    if (text) snprintf(text, (size_t)length + 1, format, value);
-    return text;
 }
 
 /* The offset of the first NUL byte, byte that is not UTF-8, or escaped NUL (\u0000: cJSON would
@@ -168,9 +159,10 @@ int gsm8k_parse_line(const char *line, size_t length, gsm8k_example *example, ch
         example->question = strdup(question->valuestring);
         example->answer = strdup(answer->valuestring);
         example->final_answer = strdup(final_answer);
-        example->prompt = format_text(prompt_format, question->valuestring);
-        example->completion = format_text(" %s", answer->valuestring);
         result = PM_OK;
+        if (example->question && example->answer)
+            chat_format_render(CHAT_PLAIN, question->valuestring, answer->valuestring, &example->prompt,
+                               &example->completion);
         if (!example->question || !example->answer || !example->final_answer || !example->prompt ||
             !example->completion) {
             free_example(example);
@@ -266,7 +258,22 @@ int gsm8k_tokenize(const gsm8k_set *set, const tokenizer *tok, sft_tokens *out) 
         texts[i] = set->examples[i].prompt;
         texts[set->count + i] = set->examples[i].completion;
     }
-    int status = sft_tokenize(out, texts, texts + set->count, set->count, tok);
+    int status = sft_tokenize(out, texts, texts + set->count, set->count, tok, chat_format_appends_eos(set->format));
     free(texts);
     return status;
+}
+
+int gsm8k_set_chat_format(gsm8k_set *set, chat_format format) {
+    for (int i = 0; i < set->count; i++) {
+        gsm8k_example *example = &set->examples[i];
+        char *prompt, *completion;
+        int status = chat_format_render(format, example->question, example->answer, &prompt, &completion);
+        if (status < 0) return status;
+        free(example->prompt);
+        free(example->completion);
+        example->prompt = prompt;
+        example->completion = completion;
+    }
+    set->format = format;
+    return PM_OK;
 }

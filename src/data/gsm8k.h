@@ -2,7 +2,8 @@
  * GSM8K (grade-school math word problems) as supervised examples.
  *
  * Input: JSONL, one {"question": ..., "answer": "... #### 72"} object a line (blank lines are
- * ignored). Each example becomes
+ * ignored). Each example becomes, in the plain chat format (chat_format.h; another with
+ * gsm8k_set_chat_format)
  *   prompt     "Answer the following question.\n\nQuestion: {question}\nAnswer:"
  *   completion " {answer}"   (the tokenizer's eos token is appended when tokenizing, sft.h)
  * and keeps the final answer, the text after "####" trimmed and without commas ("1,234" →
@@ -14,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "data/chat_format.h"
 #include "data/sft.h"
 #include "tokenizer/tokenizer.h"
 
@@ -27,6 +29,7 @@ typedef struct {
 typedef struct {
     gsm8k_example *examples;
     int count;
+    chat_format format;      /* of every example's prompt and completion (plain when loaded) */
     int skipped;             /* malformed lines skipped (skip_bad_lines) */
     char first_skipped[512]; /* "file:line: what is wrong" for the first of them, or "" */
 } gsm8k_set;
@@ -55,7 +58,12 @@ int gsm8k_parse_line(const char *line, size_t length, gsm8k_example *example, ch
                      size_t *offset);
 void gsm8k_free(gsm8k_set *set);
 
-/* Tokenizes every example (prompt, completion + eos) with the loss mask on the completion. */
+/* Renders every example's prompt and completion again in format (chat_format.h; the user's
+ * turn is the question, the assistant's the answer). 0 or PM_ERR_NOMEM. */
+int gsm8k_set_chat_format(gsm8k_set *set, chat_format format);
+
+/* Tokenizes every example (prompt, completion, + eos where the format appends it) with the
+ * loss mask on the completion. */
 int gsm8k_tokenize(const gsm8k_set *set, const tokenizer *tok, sft_tokens *out);
 
 /*

@@ -44,7 +44,7 @@ static int append_text(stream *s, const tokenizer *tok, const char *text, uint8_
 }
 
 int sft_tokenize(sft_tokens *out, const char *const *prompts, const char *const *completions, int count,
-                 const tokenizer *tok) {
+                 const tokenizer *tok, bool append_eos) {
     memset(out, 0, sizeof *out);
     if (count < 1) return pm_fail(PM_ERR_ARG, "no examples to tokenize");
     out->offsets = malloc(sizeof(size_t) * ((size_t)count + 1));
@@ -57,8 +57,8 @@ int sft_tokenize(sft_tokens *out, const char *const *prompts, const char *const 
         out->offsets[i] = s.count;
         status = append_text(&s, tok, prompts[i], 0, i, "prompt");
         if (status == PM_OK) status = append_text(&s, tok, completions[i], 1, i, "completion");
-        if (status == PM_OK && tok->eos_token >= 0) status = reserve(&s, 1);
-        if (status == PM_OK && tok->eos_token >= 0) {
+        if (status == PM_OK && append_eos && tok->eos_token >= 0) status = reserve(&s, 1);
+        if (status == PM_OK && append_eos && tok->eos_token >= 0) {
             s.data->tokens[s.count] = tok->eos_token;
             s.data->loss_mask[s.count++] = 1;
         }

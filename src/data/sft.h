@@ -22,6 +22,7 @@
 #ifndef PM_DATA_SFT_H
 #define PM_DATA_SFT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,9 +36,10 @@ typedef struct {
     int32_t pad_token;  /* eos, or 0 when the tokenizer has none (padding is never a target) */
 } sft_tokens;
 
-/* Tokenizes count (prompt, completion) pairs. 0 or a negative pm_status naming the example. */
+/* Tokenizes count (prompt, completion) pairs, each completion followed by eos when append_eos
+ * is set and the tokenizer has one. 0 or a negative pm_status naming the example. */
 int sft_tokenize(sft_tokens *out, const char *const *prompts, const char *const *completions, int count,
-                 const tokenizer *tok);
+                 const tokenizer *tok, bool append_eos);
 void sft_tokens_free(sft_tokens *data);
 
 typedef enum { SFT_PACK, SFT_PAD } sft_layout;

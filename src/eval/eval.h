@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "data/chat_format.h"
 #include "tokenizer/tokenizer.h"
 #include "probmoe.h"
 
@@ -95,8 +96,8 @@ typedef struct {
  * examples/s", rewritten in place on a terminal, else a line every 5% of the examples.
  * 0 or a negative pm_status; result holds what was done so far on failure.
  */
-int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int limit, int max_new, int batch,
-               const char *out_jsonl, FILE *progress, eval_gsm8k_result *result);
+int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, chat_format format, int limit, int max_new,
+               int batch, const char *out_jsonl, FILE *progress, eval_gsm8k_result *result);
 
 /*
  * The last number in text: an optional '-', digits with optional thousands commas, and an

@@ -18,6 +18,7 @@ typedef struct {
 typedef struct {
     pm_generator *gen;
     const tokenizer *tok;
+    int32_t stop_token;
     const eval_prompt *prompts;
     int count, max_new, vocab, next;
     decode_row *rows;
@@ -57,7 +58,7 @@ static int after_step(decoder *d, int i) {
     if (row->fed < prompt->length) row->fed++;
     if (row->fed < prompt->length) return PM_OK; /* still reading its prompt */
     const int32_t next = pm_sample_token(d->logits + (size_t)i * d->vocab, d->vocab, 0.0f, 1.0f, NULL);
-    bool done = next == d->tok->eos_token;
+    bool done = next == d->tok->eos_token || next == d->stop_token;
     if (!done) {
         row->length += d->tok->decode_token(d->tok, next, row->text + row->length, TOKENIZER_MAX_TOKEN_BYTES);
         row->last = next;
@@ -94,10 +95,10 @@ static bool busy(const decoder *d) {
     return false;
 }
 
-int eval_greedy_decode(pm_generator *gen, const tokenizer *tok, int vocab, const eval_prompt *prompts, int count,
-                       int max_new, eval_decoded_fn decoded, void *user) {
+int eval_greedy_decode(pm_generator *gen, const tokenizer *tok, int32_t stop_token, int vocab,
+                       const eval_prompt *prompts, int count, int max_new, eval_decoded_fn decoded, void *user) {
     const int R = pm_generator_rows(gen);
-    decoder d = {gen, tok, prompts, count, max_new, vocab, 0, calloc((size_t)R, sizeof(decode_row)),
+    decoder d = {gen, tok, stop_token, prompts, count, max_new, vocab, 0, calloc((size_t)R, sizeof(decode_row)),
                  malloc(sizeof(int) * R), malloc(sizeof(int32_t) * R), malloc(sizeof(float) * R * (size_t)vocab),
                  decoded, user};
     int status = d.rows && d.step_rows && d.step_tokens && d.logits ? PM_OK : PM_ERR_NOMEM;

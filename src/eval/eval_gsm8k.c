@@ -132,7 +132,7 @@ static int prepare(gsm8k_run *run, const tokenizer *tok, const char *out_jsonl) 
         texts[i] = run->set.examples[i].prompt;
         texts[total + i] = run->set.examples[i].completion;
     }
-    int status = sft_tokenize(&run->data, texts, texts + total, total, tok);
+    int status = sft_tokenize(&run->data, texts, texts + total, total, tok, chat_format_appends_eos(run->set.format));
     free(texts);
     if (status == 0 && out_jsonl && !(run->out = fopen(out_jsonl, "w")))
         status = pm_fail(PM_ERR_ARG, "cannot write %s: %s", out_jsonl, strerror(errno));
@@ -158,8 +158,8 @@ static int allocate(gsm8k_run *run, pm_model *model, int rows, int context) {
     return PM_OK;
 }
 
-int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int limit, int max_new, int batch,
-               const char *out_jsonl, FILE *progress, eval_gsm8k_result *result) {
+int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, chat_format format, int limit, int max_new,
+               int batch, const char *out_jsonl, FILE *progress, eval_gsm8k_result *result) {
     memset(result, 0, sizeof *result);
     const pm_model_config *cfg = pm_model_get_config(model);
     const int context = cfg->max_position_embeddings;
@@ -171,10 +171,15 @@ int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int lim
         return pm_fail(PM_ERR_ARG, "the tokenizer (%s) has %d tokens but the model only %d", tok->name,
                        tok->vocab_size, cfg->vocab_size);
     int status = eval_check_batch(model, batch, 0);
+    if (status == 0) status = chat_format_check(format, tok);
     if (status < 0) return status;
     gsm8k_run run = {.out_path = out_jsonl, .progress = progress, .result = result};
     status = gsm8k_load(jsonl, false, &run.set);
-    if (status < 0) return status;
+    if (status == 0 && format != CHAT_PLAIN) status = gsm8k_set_chat_format(&run.set, format);
+    if (status < 0) {
+        gsm8k_free(&run.set);
+        return status;
+    }
     run.total = limit < 0 || limit > run.set.count ? run.set.count : limit;
     const int rows = batch < run.total ? batch : run.total;
     status = prepare(&run, tok, out_jsonl);
@@ -185,7 +190,8 @@ int eval_gsm8k(pm_model *model, const tokenizer *tok, const char *jsonl, int lim
     for (int i = 0; status == 0 && i < run.total; i++)
         run.prompts[i] = prompt_of(&run.data, i, context, max_new, &run.prompt_cut[i]);
     if (status == 0)
-        status = eval_greedy_decode(run.gen, tok, cfg->vocab_size, run.prompts, run.total, max_new, decoded, &run);
+        status = eval_greedy_decode(run.gen, tok, chat_format_stop_token(format, tok), cfg->vocab_size, run.prompts,
+                                    run.total, max_new, decoded, &run);
     if (run.out && fclose(run.out) != 0 && status == 0)
         status = pm_fail(PM_ERR_STATE, "could not write %s: %s", out_jsonl, strerror(errno));
     run.out = NULL;

@@ -66,11 +66,12 @@ typedef int (*eval_decoded_fn)(void *user, int i, const char *text, size_t lengt
 /*
  * Greedy continuations of prompts[0..count) through the rows of gen: each prompt goes to a
  * free row, then up to max_new tokens of largest logit are chosen (vocab of them), stopping at
- * tok's end-of-text token (not part of the text). A row that stops takes the next prompt; each
+ * tok's end-of-text token or at stop_token (-1: none; neither is part of the text), e.g. a
+ * chat format's end of turn. A row that stops takes the next prompt; each
  * row decodes exactly as its prompt alone would. Every prompt with max_new tokens must fit
  * gen's context. 0 or a negative pm_status.
  */
-int eval_greedy_decode(pm_generator *gen, const tokenizer *tok, int vocab, const eval_prompt *prompts, int count,
-                       int max_new, eval_decoded_fn decoded, void *user);
+int eval_greedy_decode(pm_generator *gen, const tokenizer *tok, int32_t stop_token, int vocab,
+                       const eval_prompt *prompts, int count, int max_new, eval_decoded_fn decoded, void *user);
 
 #endif

@@ -53,7 +53,7 @@ static int measure_job(const compare_options *opt, const void *arg) {
     if (status == 0) status = model ? tokenizer_load(in.tokenizer, &tok) : PM_ERR_ARG;
     batch_source data;
     memset(&data, 0, sizeof data);
-    if (status == 0) status = batches_open_gsm8k(&data, in.arith_train, tok, 0.1, S);
+    if (status == 0) status = batches_open_gsm8k(&data, in.arith_train, tok, CHAT_PLAIN, 0.1, S);
     adamw optimizer = {0};
     adamw_config config = {0.9f, 0.95f, 1e-8f, 0.1f, opt->freeze_router};
     if (status == 0) status = adamw_init(&optimizer, model, config);

@@ -289,10 +289,10 @@ static int eval_job(const compare_options *opt, const void *arg) {
     status = eval_shards(model, tok, in.text_data, opt->eval_batches, opt->seq, batch, &text);
     snprintf(path, sizeof path, "%s/arith_outputs.jsonl", stage->dir);
     if (status == 0)
-        status = eval_gsm8k(model, tok, in.arith_test, opt->arith_limit, opt->arith_max_new, batch, path, NULL,
+        status = eval_gsm8k(model, tok, in.arith_test, CHAT_PLAIN, opt->arith_limit, opt->arith_max_new, batch, path, NULL,
                             &arith);
     /* GSM8K: the answer loss only (no model of this size solves it; generation would be wasted) */
-    if (status == 0) status = eval_gsm8k(model, tok, opt->gsm8k_test, opt->gsm8k_limit, 0, batch, NULL, NULL, &gsm8k);
+    if (status == 0) status = eval_gsm8k(model, tok, opt->gsm8k_test, CHAT_PLAIN, opt->gsm8k_limit, 0, batch, NULL, NULL, &gsm8k);
     analytics *a = NULL;
     snprintf(routing_dir, sizeof routing_dir, "%s/routing", stage->dir);
     if (status == 0) status = eval_routing(model, tok, in.text_data, opt->eval_batches, opt->seq, batch, routing_dir,

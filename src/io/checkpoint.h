@@ -50,6 +50,8 @@ typedef struct {
     long adam_step;
     const char *trainer_state_json;
     const char *tokenizer_path;   /* a tokenizer.json file or a directory with the files */
+    const char *chat_format;      /* a fine-tuned model's chat format (data/chat_format.h), kept in
+                                     config.json's "probmoe" object for evaluation */
 } checkpoint_extras;
 
 /* Saves crash-safely (see above). 0 or a negative pm_status naming the path. */
@@ -90,6 +92,11 @@ int checkpoint_check_link(const char *dir, const char *name);
 
 /* Reads optimizer.safetensors into m, v (size floats each) and *step. */
 int checkpoint_load_optimizer(const char *dir, float *m, float *v, size_t size, long *step);
+
+/* The chat format name config.json's "probmoe" object records (checkpoint_extras.chat_format)
+ * into name: 1, or 0 when it records none (or the directory has no readable config), or a
+ * negative pm_status (the name does not fit). */
+int checkpoint_read_chat_format(const char *dir, char *name, size_t capacity);
 
 /* trainer_state.json's text (free() it), or NULL with pm_last_error() set. */
 char *checkpoint_load_trainer_state(const char *dir);

@@ -51,4 +51,8 @@ int ckpt_discard(const char *path, const char *trash);
  * of a save (DIR missing), the complete DIR.old-* that the save had renamed aside. */
 int ckpt_resolve(const char *dir, char *out, size_t size);
 
+/* config.json's text with "chat_format": name in its "probmoe" object (frees config; NULL when
+ * out of memory). */
+char *ckpt_config_with_chat_format(char *config, const char *name);
+
 #endif

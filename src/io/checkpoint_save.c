@@ -206,6 +206,7 @@ static int copy_tokenizer(const char *source, const char *dir) {
 static int write_contents(pm_model *model, const checkpoint_extras *extras, const checkpoint_options *options,
                           const char *dir) {
     char *config = pm_model_config_to_json(pm_model_get_config(model));
+    if (config && extras->chat_format) config = ckpt_config_with_chat_format(config, extras->chat_format);
     int status = config ? write_text(dir, "config.json", config) : pm_fail(PM_ERR_NOMEM, "out of memory saving '%s'", dir);
     free(config);
     if (status == 0) status = write_weights(model, dir, options);

@@ -18,12 +18,14 @@ int batches_open_text(batch_source *source, const char *path, const tokenizer *t
     return status;
 }
 
-int batches_open_gsm8k(batch_source *source, const char *path, const tokenizer *tok, double val_fraction,
-                       int seq) {
+int batches_open_gsm8k(batch_source *source, const char *path, const tokenizer *tok, chat_format format,
+                       double val_fraction, int seq) {
     memset(source, 0, sizeof *source);
     source->supervised = true;
     source->unigram_loss = NAN;
-    int status = gsm8k_load(path, true, &source->gsm8k);
+    int status = chat_format_check(format, tok);
+    if (status == 0) status = gsm8k_load(path, true, &source->gsm8k);
+    if (status == 0 && format != CHAT_PLAIN) status = gsm8k_set_chat_format(&source->gsm8k, format);
     if (status == 0) status = gsm8k_tokenize(&source->gsm8k, tok, &source->sft);
     if (status == 0) status = sft_rows_init(&source->rows, &source->sft, SFT_PAD, seq);
     if (status == 0) {

@@ -26,9 +26,10 @@ typedef struct {
 /* Text file or shard directory (by what path is). */
 int batches_open_text(batch_source *source, const char *path, const tokenizer *tok, double val_fraction,
                       int seq);
-/* GSM8K JSONL (train split): padded rows of seq tokens; val_fraction of examples held out. */
-int batches_open_gsm8k(batch_source *source, const char *path, const tokenizer *tok, double val_fraction,
-                       int seq);
+/* GSM8K JSONL (train split) in a chat format: padded rows of seq tokens; val_fraction of
+ * examples held out. */
+int batches_open_gsm8k(batch_source *source, const char *path, const tokenizer *tok, chat_format format,
+                       double val_fraction, int seq);
 void batches_close(batch_source *source);
 
 void batches_train(const batch_source *source, uint64_t seed, uint64_t index, int B, int S, int32_t *inputs,

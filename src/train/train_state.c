@@ -74,6 +74,7 @@ char *train_state_to_json(const train_options *opt, long step, const train_histo
     cJSON_AddNumberToObject(root, "keep_last", opt->keep_last);
     cJSON_AddStringToObject(root, "data", opt->data_path ? opt->data_path : "");
     cJSON_AddBoolToObject(root, "supervised", opt->supervised);
+    if (opt->supervised) cJSON_AddStringToObject(root, "chat_format", chat_format_name(opt->chat_format));
     if (opt->tokenizer_path) cJSON_AddStringToObject(root, "tokenizer", opt->tokenizer_path);
     cJSON_AddStringToObject(root, "command_line", opt->command_line ? opt->command_line : "");
     cJSON *metrics = cJSON_AddArrayToObject(root, "metrics");
@@ -201,6 +202,10 @@ int train_state_from_json(const char *json, const char *source, train_options *o
         opt->data_path = paths->data_path;
         opt->supervised = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "supervised"));
     }
+    /* a resumed run keeps its examples' format; absent in states written before chat formats */
+    const char *format = string(root, "chat_format");
+    if (format && r.status == PM_OK && !chat_format_parse(format, &opt->chat_format))
+        r.status = pm_fail(PM_ERR_ARG, "%s: \"chat_format\" must be one of %s", source, chat_format_list());
     if (!opt->tokenizer_path && string(root, "tokenizer")) {
         snprintf(paths->tokenizer_path, sizeof paths->tokenizer_path, "%s", string(root, "tokenizer"));
         opt->tokenizer_path = paths->tokenizer_path;

@@ -41,4 +41,5 @@ typedef struct {
 int train_state_from_json(const char *json, const char *source, train_options *opt, long *step,
                           train_history *history, train_state_paths *paths);
 
+
 #endif

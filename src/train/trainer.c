@@ -309,6 +309,11 @@ static void collect_weights(train_session *session) {
     session->experts_collected = true;
 }
 
+/* The chat format a fine-tuning run records in its models' config.json; NULL when pretraining. */
+static const char *finetune_chat_format(const train_options *opt) {
+    return opt->supervised ? chat_format_name(opt->chat_format) : NULL;
+}
+
 /* Saves out/checkpoint-<step> with the optimizer and trainer state; prunes old ones. */
 static int save_checkpoint(train_session *session, long step, char *where, size_t where_size) {
     const train_options *opt = session->opt;
@@ -316,7 +321,7 @@ static int save_checkpoint(train_session *session, long step, char *where, size_
     if (!state) return pm_fail(PM_ERR_NOMEM, "train: out of memory writing the trainer state");
     snprintf(where, where_size, "%s/checkpoint-%06ld", opt->out_dir, step);
     checkpoint_extras extras = {session->optimizer.m, session->optimizer.v, session->optimizer.step, state,
-                                opt->tokenizer_path};
+                                opt->tokenizer_path, finetune_chat_format(opt)};
     checkpoint_options options = {false, opt->shard_bytes};
     int status = checkpoint_save(session->model, &extras, where, &options);
     free(state);
@@ -621,7 +626,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     batch_source data;
     memset(&data, 0, sizeof data);
     if (status == 0)
-        status = opt.supervised ? batches_open_gsm8k(&data, opt.data_path, tok, opt.val_fraction, opt.seq)
+        status = opt.supervised ? batches_open_gsm8k(&data, opt.data_path, tok, opt.chat_format, opt.val_fraction, opt.seq)
                                 : batches_open_text(&data, opt.data_path, tok, opt.val_fraction, opt.seq);
     if (status == 0) result->unigram_loss = data.unigram_loss;
     session.data = &data;
@@ -658,7 +663,7 @@ int train_run(const pm_model_config *cfg, const train_options *options, const to
     if (session.metrics) fclose(session.metrics);
     if (status == 0 && !result->interrupted) collect_weights(&session);
     if (status == 0 && writer && !result->interrupted) {
-        checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path};
+        checkpoint_extras extras = {NULL, NULL, 0, NULL, opt.tokenizer_path, finetune_chat_format(&opt)};
         checkpoint_options save = {opt.save_bf16, opt.shard_bytes};
         status = checkpoint_save(session.model, &extras, result->model_dir, &save);
     }

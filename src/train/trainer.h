@@ -20,6 +20,7 @@ enum { TRAIN_MAX_ACCUM = 1 << 20 };
 typedef struct {
     const char *data_path;  /* a text file or a shard directory; GSM8K JSONL when supervised */
     bool supervised;        /* fine-tune on GSM8K: loss on answer tokens only */
+    chat_format chat_format; /* supervised: how each example's turns are written (plain) */
     const char *init_dir;   /* start from this model directory's weights (fresh optimizer) */
     bool init_reroute;      /* with init_dir: route with the given config's router (and
                                soft_budget) instead of the one the weights were trained with */
