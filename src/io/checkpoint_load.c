@@ -69,9 +69,9 @@ static int restore_router_values(pm_model *model, const st_file *file, const cha
 /* A tensor only some routers have (softmoe's learned budget, src/model/params.c): a model
  * rerouted to another kind leaves it behind. */
 static bool router_only_tensor(const char *name) {
-    const size_t length = strlen(name), suffix = strlen(".mlp.gate.log_alpha");
+    const size_t length = strlen(name), suffix = strlen(".gate.log_alpha"); /* mlp. or block_sparse_moe. */
     return strcmp(name, "model.soft_budget.eta") == 0 ||
-           (length > suffix && strcmp(name + length - suffix, ".mlp.gate.log_alpha") == 0);
+           (length > suffix && strcmp(name + length - suffix, ".gate.log_alpha") == 0);
 }
 
 static int fail_unknown(const char *path, const char *name) {
