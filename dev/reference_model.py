@@ -124,7 +124,7 @@ def param_shapes(cfg):
     out += [("model.norm.weight", (H,))]
     if not cfg["tie_word_embeddings"]:
         out += [("lm_head.weight", (V, H))]
-    if cfg["probmoe"]["router"] == "softmoe":   # the learned budget (ROUTING.md section 3, "The learned budget")
+    if cfg.get("probmoe", {}).get("router") == "softmoe":   # the learned budget (ROUTING.md section 3, "The learned budget")
         L = cfg["num_hidden_layers"]
         out += [(moe_prefix(cfg, i) + "gate.log_alpha", (1,)) for i in range(L)]
         out += [("model.soft_budget.eta", (L,))]

@@ -215,6 +215,8 @@ static void test_config(void **state) {
     (void)state;
     run_format("config.json", "config/config-probmoe.json", "config.json", load_config, true, NULL, 0);
     run_format("config.json (HF)", "config/olmoe.json", "config.json", load_config, true, NULL, 0);
+    run_format("qwen2_moe config", "config/qwen2_moe.json", "config.json", load_config, true, NULL, 0);
+    run_format("mixtral config", "config/mixtral.json", "config.json", load_config, true, NULL, 0);
 }
 
 static void test_safetensors(void **state) {

@@ -54,8 +54,8 @@ static int check_family(const pm_model_config *cfg) {
                        "qwen2_moe", name);
     if (cfg->dense_intermediate_size < 0 || cfg->dense_intermediate_size > (1 << 18) ||
         (cfg->dense_intermediate_size != 0 && cfg->arch != PM_ARCH_QWEN2_MOE))
-        return pm_fail(PM_ERR_ARG, "model config: dense intermediate_size = %d; it is qwen2_moe's (0 to %d), 0 "
-                       "elsewhere", cfg->dense_intermediate_size, 1 << 18);
+        return pm_fail(PM_ERR_ARG, "model config: intermediate_size = %d of the dense MLPs must be 0 to %d (and 0 "
+                       "outside qwen2_moe)", cfg->dense_intermediate_size, 1 << 18);
     if (cfg->sliding_window < 0 || (cfg->sliding_window != 0 && !arch->sliding_window_allowed))
         return pm_fail(PM_ERR_ARG, "model config: sliding_window = %d; give 0 (attention over every position)%s",
                        cfg->sliding_window, arch->sliding_window_allowed ? " or a positive window" : "");
@@ -68,11 +68,13 @@ static int check_family(const pm_model_config *cfg) {
 pm_status pm_model_config_check(const pm_model_config *cfg) {
     int family = check_family(cfg);
     if (family < 0) return family;
+    /* the family's own names of the experts' width and number */
+    const char *width = arch_get(cfg->arch)->expert_width_key, *experts = arch_get(cfg->arch)->num_experts_key;
     const struct { int value; const char *field; } sizes[] = {
         {cfg->vocab_size, "vocab_size"}, {cfg->hidden_size, "hidden_size"},
-        {cfg->intermediate_size, "intermediate_size"}, {cfg->num_layers, "num_hidden_layers"},
+        {cfg->intermediate_size, width}, {cfg->num_layers, "num_hidden_layers"},
         {cfg->num_heads, "num_attention_heads"}, {cfg->num_kv_heads, "num_key_value_heads"},
-        {cfg->num_experts, "num_experts"}, {cfg->experts_per_token, "num_experts_per_tok"},
+        {cfg->num_experts, experts}, {cfg->experts_per_token, "num_experts_per_tok"},
         {cfg->max_position_embeddings, "max_position_embeddings"},
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -83,8 +85,8 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
      * them (table entries, tensor elements, buffers) fits its type. */
     const struct { int value, most; const char *field; } bounds[] = {
         {cfg->vocab_size, 1 << 24, "vocab_size"}, {cfg->hidden_size, 1 << 16, "hidden_size"},
-        {cfg->intermediate_size, 1 << 18, "intermediate_size"}, {cfg->num_layers, 1 << 10, "num_hidden_layers"},
-        {cfg->num_heads, 1 << 10, "num_attention_heads"}, {cfg->num_experts, 1 << 12, "num_experts"},
+        {cfg->intermediate_size, 1 << 18, width}, {cfg->num_layers, 1 << 10, "num_hidden_layers"},
+        {cfg->num_heads, 1 << 10, "num_attention_heads"}, {cfg->num_experts, 1 << 12, experts},
         {cfg->max_position_embeddings, 1 << 20, "max_position_embeddings"},
     };
     for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
@@ -109,8 +111,8 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
         return pm_fail(PM_ERR_ARG, "model config: num_key_value_heads = %d does not divide "
                        "num_attention_heads = %d", cfg->num_kv_heads, cfg->num_heads);
     if (cfg->experts_per_token > cfg->num_experts)
-        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds num_experts = %d",
-                       cfg->experts_per_token, cfg->num_experts);
+        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds %s = %d",
+                       cfg->experts_per_token, experts, cfg->num_experts);
     if (!(cfg->rope_theta > 0.0f) || !isfinite(cfg->rope_theta))
         return pm_fail(PM_ERR_ARG, "model config: rope_theta = %g; it must be positive and finite", (double)cfg->rope_theta);
     if (!(cfg->rms_norm_eps > 0.0f) || !isfinite(cfg->rms_norm_eps))
@@ -216,7 +218,7 @@ static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_c
 /* The family named by model_type (absent: olmoe, the format of probmoe's own configs). */
 static const model_arch *read_family(const cJSON *root, const char *source, int *status) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    if (!type || cJSON_IsNull(type)) return arch_get(PM_ARCH_OLMOE);
+    if (!type) return arch_get(PM_ARCH_OLMOE);
     if (!cJSON_IsString(type)) {
         *status = pm_fail(PM_ERR_ARG, "%s: model_type must be a string, one of %s", source, arch_list());
         return NULL;
@@ -224,7 +226,7 @@ static const model_arch *read_family(const cJSON *root, const char *source, int 
     const model_arch *arch = arch_find(type->valuestring);
     if (arch) return arch;
     const bool mla = strncmp(type->valuestring, "deepseek", 8) == 0;
-    *status = pm_fail(PM_ERR_ARG, "%s: model_type \"%.64s\" is not supported%s; the supported families are %s",
+    *status = pm_fail(PM_ERR_ARG, "%s: model_type \"%.64s\" is not supported%s; give one of the supported families: %s",
                       source, type->valuestring,
                       mla ? " (its Multi-head Latent Attention, kv_lora_rank, is not implemented)" : "", arch_list());
     return NULL;
@@ -263,6 +265,9 @@ pm_status pm_model_config_from_json(pm_model_config *cfg, const char *json, cons
     float hf_aux_coef = 0.0f;
     config_read_bool(&reader, "tie_word_embeddings", &cfg->tie_word_embeddings);
     config_read_float(&reader, "router_aux_loss_coef", &hf_aux_coef);
+    if (reader.status == 0 && !(hf_aux_coef >= 0.0f))
+        reader.status = pm_fail(PM_ERR_ARG, "%s: router_aux_loss_coef = %g; it must be at least 0 (0 turns the "
+                                "load-balancing loss off)", source, (double)hf_aux_coef);
     status = reader.status < 0 ? reader.status : config_family_read(&reader, arch, cfg, &norm);
     if (status == 0) {
         cfg->router.norm_topk_prob = norm;

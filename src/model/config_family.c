@@ -31,8 +31,8 @@ static void check_rope_type(json_reader *reader, const char *field, const cJSON 
     if (!type) type = cJSON_GetObjectItemCaseSensitive(object, "type");
     if (!type || (cJSON_IsString(type) && strcmp(type->valuestring, "default") == 0)) return;
     char why[160];
-    snprintf(why, sizeof why, "rope type \"%.40s\" (only the unscaled rotary embedding, rope_type \"default\", "
-             "is implemented)", cJSON_IsString(type) ? type->valuestring : "?");
+    snprintf(why, sizeof why, "rope type \"%.40s\"; only the unscaled rotary embedding is implemented: set "
+             "rope_type \"default\", or null", cJSON_IsString(type) ? type->valuestring : "?");
     refuse(reader, field, why);
 }
 
@@ -40,7 +40,7 @@ static void check_rope_type(json_reader *reader, const char *field, const cJSON 
 static void read_common(json_reader *reader, pm_model_config *cfg) {
     const cJSON *act = item(reader, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
-        refuse(reader, "hidden_act other than \"silu\"", "the experts are SwiGLU (silu) experts");
+        refuse(reader, "hidden_act other than \"silu\"", "the experts are SwiGLU experts; set it to \"silu\"");
     const cJSON *scaling = item(reader, "rope_scaling");
     if (scaling) check_rope_type(reader, "rope_scaling", scaling);
     const cJSON *parameters = item(reader, "rope_parameters");
@@ -54,8 +54,8 @@ static void read_common(json_reader *reader, pm_model_config *cfg) {
     config_read_int(reader, "head_dim", &head_dim, false);
     if (reader->status == 0 && head_dim != 0 && cfg->num_heads > 0 && head_dim * cfg->num_heads != cfg->hidden_size) {
         char why[128];
-        snprintf(why, sizeof why, "head_dim = %d differs from hidden_size / num_attention_heads = %d", head_dim,
-                 cfg->hidden_size / cfg->num_heads);
+        snprintf(why, sizeof why, "head_dim = %d differs from hidden_size / num_attention_heads = %d; it must "
+                 "equal it", head_dim, cfg->hidden_size / cfg->num_heads);
         refuse(reader, "head_dim", why);
     }
     float dropout = 0.0f;
@@ -63,7 +63,9 @@ static void read_common(json_reader *reader, pm_model_config *cfg) {
     if (dropout != 0.0f) refuse(reader, "attention_dropout", "there is no dropout; set it to 0");
     const char *mla[] = {"kv_lora_rank", "q_lora_rank"};
     for (size_t i = 0; i < sizeof mla / sizeof mla[0]; i++)
-        if (item(reader, mla[i])) refuse(reader, mla[i], "Multi-head Latent Attention is not implemented");
+        if (item(reader, mla[i]))
+            refuse(reader, mla[i], "Multi-head Latent Attention is not implemented (grouped-query attention is); "
+                   "remove it");
 }
 
 static void read_olmoe(json_reader *reader, bool *norm) {
@@ -107,7 +109,7 @@ static void read_qwen2_moe(json_reader *reader, pm_model_config *cfg, bool *norm
     const cJSON *types = item(reader, "layer_types"), *type;
     cJSON_ArrayForEach(type, types) {
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "full_attention") != 0) {
-            refuse(reader, "layer_types other than \"full_attention\"", "every layer attends to every position");
+            refuse(reader, "layer_types other than \"full_attention\"", "every layer must be \"full_attention\"");
             break;
         }
     }
@@ -117,7 +119,9 @@ static void read_mixtral(json_reader *reader, pm_model_config *cfg, bool *norm) 
     *norm = true;
     bool given = true;
     config_read_bool(reader, "norm_topk_prob", &given);
-    if (!given) refuse(reader, "norm_topk_prob = false", "Mixtral always renormalises the top-k weights");
+    if (!given)
+        refuse(reader, "norm_topk_prob = false", "Mixtral always renormalises the top-k weights; remove it or set it "
+               "to true");
     config_read_int(reader, "sliding_window", &cfg->sliding_window, false);
     if (reader->status == 0 && cfg->sliding_window < 1 && item(reader, "sliding_window"))
         reader->status = pm_fail(PM_ERR_ARG, "%s: sliding_window = %d; give a positive window, or null for none",
