@@ -372,6 +372,33 @@ static void test_families_save_back(void **state) {
     remove_tree(parent);
 }
 
+/* Weights saved untied, under a config.json that says tied: refused, naming both (Hugging Face
+ * would silently replace the trained lm_head with the embedding). */
+static void test_tied_config_with_lm_head_refused(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/ckpt", parent);
+    pm_model_config cfg = tiny_family_config(PM_ARCH_QWEN2_MOE, PM_ROUTER_TOPK);
+    cfg.tie_word_embeddings = false;
+    pm_model *model = pm_model_create(&cfg, 1, 8);
+    assert_non_null(model);
+    pm_model_init_weights(model, 3);
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    pm_model_free(model);
+    cfg.tie_word_embeddings = true;
+    char *json = pm_model_config_to_json(&cfg);
+    write_text(fmt("%s/config.json", dir), json);
+    free(json);
+    assert_null(checkpoint_load_model(dir, 1, 8, false));
+    assert_non_null(strstr(pm_last_error(), "lm_head.weight"));
+    assert_non_null(strstr(pm_last_error(), "tie_word_embeddings to false"));
+    pm_model *skipped = checkpoint_load_model(dir, 1, 8, true);
+    assert_non_null(skipped);
+    pm_model_free(skipped);
+    remove_tree(parent);
+}
+
 static void test_sharded(void **state) {
     (void)state;
     const char *parent = make_temp_dir();
@@ -878,6 +905,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_bf16),
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_families_save_back),
+        cmocka_unit_test(test_tied_config_with_lm_head_refused),
         cmocka_unit_test(test_training_state),
         cmocka_unit_test(test_tokenizer_files),
         cmocka_unit_test(test_f16_by_hand),

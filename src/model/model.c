@@ -355,8 +355,8 @@ static shared_expert_acts shared_acts(const layer_state *layer) {
     return (shared_expert_acts){layer->shared_gate_up, layer->shared_act, layer->shared_out, layer->shared_scale};
 }
 
-/* q, k and v of ln1 before rope: the projections, their biases (qwen2_moe), and OLMoE's norms
- * over the whole projections; q_rot and k_rot get the values rope then rotates. */
+/* q, k and v of ln1 before rope: the projections and their biases (qwen2_moe); with OLMoE's
+ * norms over the whole projections, q_rot and k_rot get the normed values rope then rotates. */
 static void project_qkv(pm_model *model, layer_state *layer, const layer_params *lp, int T) {
     const pm_model_config *cfg = &model->cfg;
     const int H = cfg->hidden_size, KV = H / cfg->num_heads * cfg->num_kv_heads;
@@ -374,9 +374,6 @@ static void project_qkv(pm_model *model, layer_state *layer, const layer_params 
                         cfg->rms_norm_eps);
         rmsnorm_forward(layer->k_rot, layer->k_rstd, layer->k_raw, param_weights(model, lp->k_norm), T, KV,
                         cfg->rms_norm_eps);
-    } else {
-        memcpy(layer->q_rot, layer->q_raw, sizeof(float) * (size_t)T * H);
-        memcpy(layer->k_rot, layer->k_raw, sizeof(float) * (size_t)T * KV);
     }
 }
 
@@ -390,8 +387,11 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
                     cfg->rms_norm_eps);
     matmul_bf16 *bf16 = model->bf16;
     project_qkv(model, layer, lp, T);
-    rope_forward(layer->q_rot, layer->q_rot, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
-    rope_forward(layer->k_rot, layer->k_rot, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
+    const bool normed = lp->q_norm >= 0;
+    rope_forward(layer->q_rot, normed ? layer->q_rot : layer->q_raw, model->positions, T, cfg->num_heads, D,
+                 cfg->rope_theta);
+    rope_forward(layer->k_rot, normed ? layer->k_rot : layer->k_raw, model->positions, T, cfg->num_kv_heads, D,
+                 cfg->rope_theta);
     attention_forward_window(layer->attn_out, layer->att, layer->q_rot, layer->k_rot, layer->v, B, S, cfg->num_heads,
                              cfg->num_kv_heads, D, cfg->sliding_window);
     linear_forward(bf16, layer->x_mid, layer->attn_out, param_weights(model, lp->o), param_weights16(model, lp->o), T,
