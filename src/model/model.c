@@ -1,4 +1,5 @@
-/* The OLMoE decoder: buffers, forward pass and backward pass. */
+/* The MoE decoder of every family of the architecture table (arch.c): buffers, forward pass and
+ * backward pass. */
 #include <limits.h>
 #include <math.h>
 #include <omp.h>

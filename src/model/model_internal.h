@@ -1,4 +1,4 @@
-/* Internals of the OLMoE model: the parameter table and per-layer activations. */
+/* Internals of the model (every family): the parameter table and per-layer activations. */
 #ifndef PM_MODEL_INTERNAL_H
 #define PM_MODEL_INTERNAL_H
 
