@@ -2,7 +2,6 @@
  * every field whose behaviour the model does not implement, refused with its name, since
  * running it otherwise would silently compute another model. */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +28,11 @@ static void check_rope_type(json_reader *reader, const char *field, const cJSON 
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(object, "rope_type");
     if (!type) type = cJSON_GetObjectItemCaseSensitive(object, "type");
+    float partial = 1.0f;
+    json_reader inner = {object, reader->source, "", reader->status};
+    config_read_float(&inner, "partial_rotary_factor", &partial);
+    reader->status = inner.status;
+    if (partial != 1.0f) refuse(reader, "partial_rotary_factor", "rope rotates every dimension here; set it to 1");
     if (!type || (cJSON_IsString(type) && strcmp(type->valuestring, "default") == 0)) return;
     char why[160];
     snprintf(why, sizeof why, "rope type \"%.40s\"; only the unscaled rotary embedding is implemented: set "
@@ -50,6 +54,9 @@ static void read_common(json_reader *reader, pm_model_config *cfg) {
         config_read_float(&inner, "rope_theta", &cfg->rope_theta);
         reader->status = inner.status;
     }
+    float partial = 1.0f;
+    config_read_float(reader, "partial_rotary_factor", &partial);
+    if (partial != 1.0f) refuse(reader, "partial_rotary_factor", "rope rotates every dimension here; set it to 1");
     int head_dim = 0;
     config_read_int(reader, "head_dim", &head_dim, false);
     if (reader->status == 0 && head_dim != 0 && cfg->num_heads > 0 && head_dim * cfg->num_heads != cfg->hidden_size) {
