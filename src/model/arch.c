@@ -1,20 +1,21 @@
 /* The architecture table (arch.h). Facts from the families' published Hugging Face modeling
- * code: OLMoE normalises the whole q and k projections and unties lm_head; Qwen2-MoE puts biases
+ * code: OLMoE normalises the whole q and k projections; Qwen2-MoE puts biases
  * on q, k and v only, adds a shared expert scaled by sigmoid(shared_expert_gate(x)) and
  * renormalises the top-k weights only with norm_topk_prob; Mixtral names its block
  * block_sparse_moe and its experts w1 (gate), w3 (up) and w2 (down), always renormalises the
- * top-k weights, and may restrict attention to a sliding window. */
+ * top-k weights, and may restrict attention to a sliding window. Every family may tie lm_head
+ * to the embedding (tie_word_embeddings). */
 #include <string.h>
 
 #include "model/arch.h"
 
 static const model_arch table[] = {
     {PM_ARCH_OLMOE, "olmoe", "OlmoeForCausalLM", "num_experts", "intermediate_size", "mlp",
-     {"gate_proj", "up_proj", "down_proj"}, true, false, false, false, false, false},
+     {"gate_proj", "up_proj", "down_proj"}, true, false, false, false, false},
     {PM_ARCH_QWEN2_MOE, "qwen2_moe", "Qwen2MoeForCausalLM", "num_experts", "moe_intermediate_size", "mlp",
-     {"gate_proj", "up_proj", "down_proj"}, false, true, true, false, true, false},
+     {"gate_proj", "up_proj", "down_proj"}, false, true, true, false, false},
     {PM_ARCH_MIXTRAL, "mixtral", "MixtralForCausalLM", "num_local_experts", "intermediate_size", "block_sparse_moe",
-     {"w1", "w3", "w2"}, false, false, false, true, false, true},
+     {"w1", "w3", "w2"}, false, false, false, true, true},
 };
 enum { ARCH_COUNT = sizeof table / sizeof table[0] };
 

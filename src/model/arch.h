@@ -20,7 +20,6 @@ typedef struct {
     bool qkv_bias_allowed;         /* the family's config may give q/k/v biases */
     bool shared_expert;            /* a sigmoid-gated shared SwiGLU expert beside the routed ones */
     bool always_norm_topk;         /* the family's router renormalises the top-k weights (Mixtral) */
-    bool tie_allowed;              /* tie_word_embeddings may be true */
     bool sliding_window_allowed;   /* sliding_window may be set */
 } model_arch;
 
