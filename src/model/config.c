@@ -102,23 +102,24 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
                        "and optimizer state) is more than this program can hold; use a smaller model",
                        parameters, parameters * 4.0 / 1073741824.0);
     if (cfg->hidden_size % cfg->num_heads != 0)
-        return pm_fail(PM_ERR_ARG, "model config: num_attention_heads = %d does not divide hidden_size = %d",
+        return pm_fail(PM_ERR_ARG, "model config: num_attention_heads = %d does not divide hidden_size = %d; it must "
+                       "divide it",
                        cfg->num_heads, cfg->hidden_size);
     if ((cfg->hidden_size / cfg->num_heads) % 2 != 0)
         return pm_fail(PM_ERR_ARG, "model config: the head size hidden_size / num_attention_heads = %d must "
                        "be even for rotary embeddings", cfg->hidden_size / cfg->num_heads);
     if (cfg->num_heads % cfg->num_kv_heads != 0)
         return pm_fail(PM_ERR_ARG, "model config: num_key_value_heads = %d does not divide "
-                       "num_attention_heads = %d", cfg->num_kv_heads, cfg->num_heads);
+                       "num_attention_heads = %d; it must divide it", cfg->num_kv_heads, cfg->num_heads);
     if (cfg->experts_per_token > cfg->num_experts)
-        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds %s = %d",
+        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds %s = %d; it must be at most that",
                        cfg->experts_per_token, experts, cfg->num_experts);
     if (!(cfg->rope_theta > 0.0f) || !isfinite(cfg->rope_theta))
         return pm_fail(PM_ERR_ARG, "model config: rope_theta = %g; it must be positive and finite", (double)cfg->rope_theta);
     if (!(cfg->rms_norm_eps > 0.0f) || !isfinite(cfg->rms_norm_eps))
         return pm_fail(PM_ERR_ARG, "model config: rms_norm_eps = %g; it must be positive and finite", (double)cfg->rms_norm_eps);
     if (cfg->router.num_experts != cfg->num_experts)
-        return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d",
+        return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d; they must agree",
                        cfg->router.num_experts, cfg->num_experts);
     if (!(cfg->soft_budget >= 0.0f) || !isfinite(cfg->soft_budget))
         return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget = %g; give a finite budget, or 0 for "
