@@ -104,8 +104,8 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
     const uint64_t pairs = R * (uint64_t)pm_router_max_pairs(router, false);
     /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
      * v (KV), rstd, the scores of every head, the router logits, the shared expert's gate | up,
-     * activation and scale, its length, position and
-     * flag; the expert rows of the fed tokens; per layer a router and its routing of `rows`
+     * activation and scale, its length, position and flag; the expert rows of the fed tokens;
+     * per layer a router and its routing of `rows`
      * tokens and the mean of active experts; the experts' weight pointers (not the bf16 copy,
      * which pm_generator_set_precision allocates later, if asked) */
     uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));

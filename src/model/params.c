@@ -29,8 +29,9 @@ static int add_param(pm_model *model, const char *name, int64_t rows, int64_t co
     return index;
 }
 
-/* Per layer: 8 attention tensors (with OLMoE's q and k norms), q/k/v biases, the router, the
- * shared expert's four and the experts' 3E; then embedding, final norm, lm_head and the budget. */
+/* At most, per layer: 8 attention and norm tensors (OLMoE's q and k norms included), the router
+ * and its log alpha, q/k/v biases, the shared expert's four and the experts' 3E; then the
+ * embedding, final norm, lm_head and the budget's eta. */
 int model_param_entries(const pm_model_config *cfg) {
     return 4 + cfg->num_layers * (10 + 3 + 4 + 3 * cfg->num_experts);
 }
