@@ -1,18 +1,22 @@
 """Checkpoint interoperability between probmoe and the PyTorch reference (dev/README.md).
 
   --check DIR        probmoe → PyTorch. DIR is a model directory written by probmoe
-                     (dev/write_checkpoint DIR): config.json, model.safetensors (Hugging Face
-                     names) and probmoe_logits.safetensors ("prompt" I32 (T), "logits" F32 (T, V)).
+                     (dev/write_checkpoint DIR [SEED FAMILY]): config.json, model.safetensors or
+                     shards with model.safetensors.index.json (Hugging Face names, F32, BF16 or
+                     F16) and probmoe_logits.safetensors ("prompt" I32 (T), "logits" F32 (T, V)).
                      Builds the reference model from the files alone (read with safetensors_io,
                      no safetensors package), runs the prompt at inference and compares with
                      probmoe's logits: max|torch − probmoe| / max|probmoe| <= 1e-4. On success
                      writes DIR/torch_logits.safetensors (its own logits, same layout), which
                      tests/test_interop.c compares with the model it loads from DIR.
-  --write-torch DIR  PyTorch → probmoe. Writes a model directory the PyTorch way: config.json
-                     (OLMoE config + "probmoe" object), model.safetensors (HF names; the
-                     embedding and lm_head as F16, the rest F32) and torch_logits.safetensors
-                     (prompt + the reference's inference logits). tests/test_interop.c loads it
-                     with pm_model_load and must reproduce the logits.
+  --write-torch DIR [--family F]
+                     PyTorch → probmoe. Writes a model directory the PyTorch way: config.json
+                     (olmoe: OLMoE config + "probmoe" object; qwen2_moe, mixtral: the family's
+                     Hugging Face config alone, so its own top-k routing), model.safetensors (HF
+                     names; the embedding and lm_head as F16, the rest F32) and
+                     torch_logits.safetensors (prompt + the reference's inference logits).
+                     tests/test_interop.c loads it with pm_model_load and must reproduce the
+                     logits.
 
 Inference rule (what probmoe's routers do with training = false): topk, densemixer, probmoe:
 the top-k experts of π = softmax(θ) (ties to the lower index) with weights π, divided by their
@@ -46,21 +50,39 @@ class InteropError(Exception):
     pass
 
 
+def read_weights(path):
+    """Every tensor of model.safetensors, or of the shards model.safetensors.index.json names."""
+    single = os.path.join(path, "model.safetensors")
+    if os.path.exists(single):
+        return st.read(single)[0]
+    with open(os.path.join(path, "model.safetensors.index.json"), encoding="utf-8") as f:
+        weight_map = json.load(f)["weight_map"]
+    tensors = {}
+    for shard in sorted(set(weight_map.values())):
+        for name, array in st.read(os.path.join(path, shard))[0].items():
+            if weight_map.get(name) != shard:
+                raise InteropError(f"{path}/{shard}: {name} is not mapped to this shard by the index")
+            tensors[name] = array
+    if set(tensors) != set(weight_map):
+        raise InteropError(f"{path}: the index names tensors its shards lack")
+    return tensors
+
+
 def load_model_dir(path):
-    """(cfg, params {HF name: float32 tensor}) from config.json + model.safetensors; every tensor
-    the config implies must be there with its shape, and nothing else."""
+    """(cfg, params {HF name: float32 tensor}) from config.json + the weights; every tensor the
+    config implies must be there with its shape, and nothing else."""
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
-    tensors, _ = st.read(os.path.join(path, "model.safetensors"))
+    tensors = read_weights(path)
     expected = rm.param_shapes(cfg)
     missing = [n for n, _ in expected if n not in tensors]
     unknown = sorted(set(tensors) - {n for n, _ in expected})
     if missing or unknown:
-        raise InteropError(f"{path}/model.safetensors: missing {missing[:5]}, unknown {unknown[:5]}")
+        raise InteropError(f"{path}: weights missing {missing[:5]}, unknown {unknown[:5]}")
     params = {}
     for name, shape in expected:
         if tuple(tensors[name].shape) != tuple(shape):
-            raise InteropError(f"{path}/model.safetensors: {name} has shape "
+            raise InteropError(f"{path}: {name} has shape "
                                f"{list(tensors[name].shape)}, config.json implies {list(shape)}")
         params[name] = torch.from_numpy(tensors[name].astype(np.float32))
     return cfg, params
@@ -69,20 +91,19 @@ def load_model_dir(path):
 def inference_config(cfg):
     """The config whose training-mode reference forward is probmoe's inference forward."""
     pm = cfg.get("probmoe", {})
-    router = pm.get("router", "probmoe")
+    router = pm.get("router", "topk")   # no probmoe object: the family's own top-k
     if router not in INFERENCE_TOPK:
         raise InteropError(f"router {router!r}: only {', '.join(INFERENCE_TOPK)} are supported here "
                            "(their inference rule is top-k of softmax)")
     if router == "topk" and pm.get("bias_rate", 0.0):
         raise InteropError("topk with bias_rate > 0: the selection bias is not in the checkpoint")
-    if cfg.get("tie_word_embeddings", False):
-        raise InteropError("tie_word_embeddings = true is not supported")
     out = copy.deepcopy(cfg)
     full = dict(rm.PROBMOE_DEFAULTS)
     full.update({k: v for k, v in pm.items() if k in full})
     full["router"] = "topk"
     out["probmoe"] = full
     out["norm_topk_prob"] = bool(cfg.get("norm_topk_prob", False))
+    out.setdefault("tie_word_embeddings", False)
     out.setdefault("num_key_value_heads", cfg["num_attention_heads"])
     out.setdefault("rope_theta", 10000.0)
     out.setdefault("rms_norm_eps", 1e-5)
@@ -104,14 +125,14 @@ def routing_margin(cfg, P, ids):
     margins = []
     x = P["model.embed_tokens.weight"][ids.reshape(-1)]
     for i in range(cfg["num_hidden_layers"]):
-        pre = f"model.layers.{i}."
+        pre, moe = f"model.layers.{i}.", rm.moe_prefix(cfg, i)
         x = x + rm.attention(P, pre + "self_attn.", cfg,
                              rm.rms_norm(x, P[pre + "input_layernorm.weight"], eps), *ids.shape)
         h = rm.rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
-        if k < cfg["num_experts"]:
-            pi = torch.softmax(h @ P[pre + "mlp.gate.weight"].t(), -1).sort(-1, descending=True).values
+        if k < rm.num_experts(cfg):
+            pi = torch.softmax(h @ P[moe + "gate.weight"].t(), -1).sort(-1, descending=True).values
             margins.append((pi[:, k - 1] - pi[:, k]).min().item())
-        y, _, _ = rm.moe(P, pre + "mlp.", cfg, h, None, None)
+        y, _, _ = rm.moe(P, moe, cfg, h, None, None)
         x = x + y
     return min(margins) if margins else float("inf")
 
@@ -144,28 +165,40 @@ def check(path):
         raise InteropError(f"probmoe_logits has shape {list(want.shape)}, expected {list(got.shape)}")
     err = relative_error(got, want)
     ok = err <= TOLERANCE
-    print(f"{path}: {cfg['probmoe'].get('router')} model, {len(params)} tensors, prompt of "
+    print(f"{path}: {rm.family(cfg)} {cfg.get('probmoe', {}).get('router', 'topk')} model, "
+          f"{len(params)} tensors, prompt of "
           f"{len(prompt)} tokens: max|torch - probmoe| / max|probmoe| = {err:.2e} "
           f"(tolerance {TOLERANCE:g}); smallest top-k margin {margin:.1e}; "
           f"{'OK' if ok else 'MISMATCH'}")
     if not ok:
         return False
+    weights = os.path.join(path, "model.safetensors")
+    if not os.path.exists(weights):   # sharded: the index stands for the weights
+        weights = os.path.join(path, "model.safetensors.index.json")
     write_logits(os.path.join(path, "torch_logits.safetensors"), prompt, got,
                  "The PyTorch reference's inference logits (dev/check_interop.py --check) of this "
-                 "directory's model, read from its config.json and model.safetensors.",
-                 os.path.join(path, "model.safetensors"))
+                 "directory's model, read from its config.json and safetensors files.", weights)
     return True
 
 
-def write_torch(path):
+# the families' own parts on: qwen2_moe with tied embeddings (and q/k/v biases, a shared expert,
+# no renormalisation, as Qwen1.5-MoE), mixtral with a window shorter than the prompt
+FAMILY_OPTIONS = {"olmoe": dict(norm_topk_prob=True),
+                  "qwen2_moe": dict(shared=10, dense=20, tie=True),
+                  "mixtral": dict(sliding_window=5)}
+
+
+def write_torch(path, family="olmoe"):
     cfg = rm.make_config(vocab=61, hidden=16, intermediate=12, layers=2, heads=4, kv_heads=2,
-                         experts=4, k=2, max_pos=32, norm_topk_prob=True, router="topk",
-                         lb_coef=0.01)
+                         experts=4, k=2, max_pos=32, router="topk", lb_coef=0.01, family=family,
+                         **FAMILY_OPTIONS[family])
     params = rm.init_params(cfg, torch.Generator().manual_seed(TORCH_SEED))
+    if family != "olmoe":
+        del cfg["probmoe"]   # a Hugging Face config as the family's tools write it
     arrays = {}
     for name, _ in rm.param_shapes(cfg):
         a = params[name].numpy()
-        arrays[name] = a.astype(np.float16) if name in F16_TENSORS else a
+        arrays[name] = a.astype(np.float16) if name in F16_TENSORS else a   # lm_head when untied
         params[name] = torch.from_numpy(arrays[name].astype(np.float32))   # what the file holds
     logits, margin = inference_logits(cfg, params, TORCH_PROMPT)
     os.makedirs(path, exist_ok=True)
@@ -182,8 +215,9 @@ def write_torch(path):
     again, _ = inference_logits(cfg2, params2, TORCH_PROMPT)
     if not np.array_equal(again, logits):
         raise InteropError(f"{path}: reading the directory back does not reproduce the logits")
-    print(f"{path}: topk (norm_topk_prob) model written by the reference, {len(arrays)} tensors "
-          f"({', '.join(F16_TENSORS)} as F16); logits max |.| {np.abs(logits).max():.2f}; "
+    print(f"{path}: {family} topk model written by the reference, {len(arrays)} tensors "
+          f"({', '.join(n for n in F16_TENSORS if n in arrays)} as F16); logits max |.| "
+          f"{np.abs(logits).max():.2f}; "
           f"smallest top-k margin {margin:.1e}")
     return True
 
@@ -193,10 +227,12 @@ def main():
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--check", metavar="DIR", help="check a probmoe-written model directory")
     group.add_argument("--write-torch", metavar="DIR", help="write a model directory from PyTorch")
+    parser.add_argument("--family", default="olmoe", choices=sorted(FAMILY_OPTIONS),
+                        help="the family --write-torch writes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     try:
-        ok = check(args.check) if args.check else write_torch(args.write_torch)
+        ok = check(args.check) if args.check else write_torch(args.write_torch, args.family)
     except (InteropError, OSError, ValueError, KeyError) as e:
         print(f"check_interop.py: {e}", file=sys.stderr)
         return 1

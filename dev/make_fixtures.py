@@ -1,4 +1,5 @@
-"""Writes tests/fixtures/reference_<router>.safetensors (see dev/README.md) and runs self-checks.
+"""Writes tests/fixtures/reference_<router>.safetensors (OLMoE) and
+reference_<family>_<router>.safetensors (qwen2_moe, mixtral) (see dev/README.md) and runs self-checks.
 
 Run: /usr/bin/python3 dev/make_fixtures.py
 """
@@ -31,6 +32,15 @@ ROUTER_OPTS = {
     "softmoe": dict(router="softmoe", tau=SOFTMOE_TAU),
 }
 
+# the other families' tiny models: smaller (their files stay small), with each family's parts on:
+# qwen2_moe tied embeddings, q/k/v biases and a shared expert; mixtral a sliding window shorter
+# than the sequence
+FAMILIES = {
+    "olmoe": {},
+    "qwen2_moe": dict(vocab=37, hidden=16, intermediate=12, shared=10, dense=24, tie=True),
+    "mixtral": dict(vocab=37, hidden=16, intermediate=12, sliding_window=4),
+}
+
 DESCRIPTIONS = {
     "topk": "Reference forward, gradients and 10 AdamW steps of a tiny OLMoE-style model with the "
             "conventional top-k router (norm_topk_prob, Switch load-balancing and z-loss on).",
@@ -45,10 +55,24 @@ DESCRIPTIONS = {
 }
 
 
-def make_config(router):
+def make_config(router, family="olmoe"):
     opts = dict(ROUTER_OPTS[router])
     norm = opts.pop("norm_topk_prob", False)
-    return rm.make_config(norm_topk_prob=norm, **opts)
+    return rm.make_config(norm_topk_prob=norm, family=family, **FAMILIES[family], **opts)
+
+
+def fixture_path(router, family):
+    name = router if family == "olmoe" else f"{family}_{router}"
+    return os.path.join(OUT_DIR, f"reference_{name}.safetensors")
+
+
+def description(router, family):
+    text = DESCRIPTIONS[router]
+    if family == "olmoe":
+        return text
+    parts = {"qwen2_moe": "Qwen2-MoE-style (q/k/v biases, a sigmoid-gated shared expert, tied embeddings)",
+             "mixtral": "Mixtral-style (w1/w3/w2 experts, renormalised top-k, sliding window 4)"}
+    return text.replace("OLMoE-style", parts[family])
 
 
 def initial_state(cfg):
@@ -81,14 +105,14 @@ def routing_margin(cfg, P, ids):
         eps = cfg["rms_norm_eps"]
         x = P["model.embed_tokens.weight"][ids.reshape(-1)]
         for i in range(cfg["num_hidden_layers"]):
-            pre = f"model.layers.{i}."
+            pre, moe = f"model.layers.{i}.", rm.moe_prefix(cfg, i)
             x = x + rm.attention(P, pre + "self_attn.", cfg,
                                  rm.rms_norm(x, P[pre + "input_layernorm.weight"], eps), *ids.shape)
             h = rm.rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
-            theta_list.append(h @ P[pre + "mlp.gate.weight"].t())
+            theta_list.append(h @ P[moe + "gate.weight"].t())
             if ks is not None:
-                budget.append((ks[i], torch.exp(P[pre + "mlp.gate.log_alpha"].double()[0])))
-            y, _, _ = rm.moe(P, pre + "mlp.", cfg, h, None, None, None, None if ks is None else ks[i])
+                budget.append((ks[i], torch.exp(P[moe + "gate.log_alpha"].double()[0])))
+            y, _, _ = rm.moe(P, moe, cfg, h, None, None, None, None if ks is None else ks[i])
             x = x + y
         for layer, theta in enumerate(theta_list):
             if pm["router"] in ("topk", "densemixer"):
@@ -100,14 +124,14 @@ def routing_margin(cfg, P, ids):
                 p = rm.lapsum(theta, soft_k, alpha)
                 margins.append((p - pm["tau"]).abs().min().item())
                 cap = int(math.ceil(pm["cap"] * float(soft_k)))
-                if cap < cfg["num_experts"]:
+                if cap < rm.num_experts(cfg):
                     ps = p.sort(-1, descending=True).values
                     margins.append((ps[:, cap - 1] - ps[:, cap]).min().item())
     return min(margins) if margins else float("nan")
 
 
-def run_router(router):
-    cfg = make_config(router)
+def run_router(router, family="olmoe"):
+    cfg = make_config(router, family)
     params, ids, tgt = initial_state(cfg)
     init = {n: p.clone() for n, p in params.items()}
     P = {n: p.clone().requires_grad_() for n, p in params.items()}
@@ -148,8 +172,8 @@ def run_router(router):
         tensors[f"samples.step{s}.layer{layer}.experts"] = exp
     adamw = dict(rm.ADAMW, steps=STEPS)
     meta = {"config": json.dumps(cfg), "adamw": json.dumps(adamw),
-            "description": DESCRIPTIONS[router]}
-    path = os.path.join(OUT_DIR, f"reference_{router}.safetensors")
+            "description": description(router, family)}
+    path = fixture_path(router, family)
     st.write(path, tensors, meta)
 
     # round trip
@@ -162,8 +186,8 @@ def run_router(router):
     assert json.loads(meta_back["config"]) == cfg
 
     kept = torch.cat(kept)
-    hist = torch.bincount(kept, minlength=cfg["num_experts"] + 1).tolist()
-    print(f"{router:12s} {os.path.getsize(path):8d} bytes  loss {step_losses[0]:.6f} "
+    hist = torch.bincount(kept, minlength=rm.num_experts(cfg) + 1).tolist()
+    print(f"{family:9s} {router:12s} {os.path.getsize(path):8d} bytes  loss {step_losses[0]:.6f} "
           f"(ce {out['ce_loss'].item():.6f}) -> {step_losses[-1]:.6f}  "
           f"experts/token histogram {hist}"
           + (f"  min routing margin {min_margin:.2e}" if min_margin < float("inf") else ""))
@@ -180,7 +204,7 @@ def replay_fixture(path):
     P = {n: torch.from_numpy(tensors[n].copy()).requires_grad_() for n in names}
     ids = torch.from_numpy(tensors["batch.input_ids"].astype(np.int64))
     tgt = torch.from_numpy(tensors["batch.targets"].astype(np.int64))
-    T, E = ids.numel(), cfg["num_experts"]
+    T, E = ids.numel(), rm.num_experts(cfg)
     state = rm.adamw_init(P)
     worst = 0.0
 
@@ -212,19 +236,36 @@ def replay_fixture(path):
 
 # ----------------------------------------------------------------------------- self-checks
 
-def fd_check(router, h=1e-4, per_tensor=3):
+# the tensors fd_check samples, by family (their names differ)
+FD_TENSORS = {
+    "olmoe": ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+              "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_norm.weight",
+              "model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight",
+              "model.layers.0.mlp.experts.1.down_proj.weight",
+              "model.layers.1.mlp.experts.3.gate_proj.weight", "lm_head.weight"],
+    "qwen2_moe": ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.bias",
+                  "model.layers.1.self_attn.k_proj.bias", "model.layers.0.self_attn.v_proj.bias",
+                  "model.layers.0.mlp.gate.weight", "model.layers.1.mlp.shared_expert.up_proj.weight",
+                  "model.layers.0.mlp.shared_expert.down_proj.weight",
+                  "model.layers.1.mlp.shared_expert_gate.weight",
+                  "model.layers.0.mlp.experts.1.down_proj.weight"],
+    "mixtral": ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                "model.layers.1.self_attn.k_proj.weight", "model.layers.0.block_sparse_moe.gate.weight",
+                "model.layers.1.block_sparse_moe.experts.2.w1.weight",
+                "model.layers.0.block_sparse_moe.experts.1.w3.weight",
+                "model.layers.1.block_sparse_moe.experts.3.w2.weight", "lm_head.weight"],
+}
+
+
+def fd_check(router, family="olmoe", h=1e-4, per_tensor=3):
     """Autograd vs central finite differences, model in float64 (fixed routing decisions)."""
-    cfg = make_config(router)
+    cfg = make_config(router, family)
     params, ids, tgt = initial_state(cfg)
     P = {n: p.double().requires_grad_() for n, p in params.items()}
     out = rm.forward(P, cfg, ids, tgt)
     grads = dict(zip(P.keys(), torch.autograd.grad(out["loss"], list(P.values()))))
     gen = torch.Generator().manual_seed(99)
-    names = ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
-             "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_norm.weight",
-             "model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight",
-             "model.layers.0.mlp.experts.1.down_proj.weight",
-             "model.layers.1.mlp.experts.3.gate_proj.weight", "lm_head.weight"]
+    names = list(FD_TENSORS[family])
     names += [n for n in P if rm.is_budget(n)]   # softmoe's learned budget
     worst = 0.0
     count = 0
@@ -254,7 +295,7 @@ def fd_check(router, h=1e-4, per_tensor=3):
                     print(f"  {n}[{i}] autograd {ag:+.10e} fd {fd:+.10e} rel {err:.1e}")
                 worst = max(worst, err)
                 count += 1
-    print(f"FD check ({router}, float64, {count} entries in {len(names)} tensors): "
+    print(f"FD check ({family} {router}, float64, {count} entries in {len(names)} tensors): "
           f"max |fd - autograd| / max(|autograd|, 1e-3) = {worst:.2e}")
     assert worst < 1e-6, "finite-difference check failed"
 
@@ -306,13 +347,18 @@ def main():
     densemixer_check()
     fd_check("topk")
     fd_check("softmoe")
+    for family in ("qwen2_moe", "mixtral"):
+        fd_check("topk", family)
+        fd_check("softmoe", family)
+    families = sys.argv[1:] or list(FAMILIES)   # e.g. "qwen2_moe mixtral": only those files
     total = 0
-    for router in rm.ROUTERS:
-        path = run_router(router)
-        total += os.path.getsize(path)
-        worst = replay_fixture(path)
-        print(f"  replay from the file alone: max abs difference {worst:.1e}")
-        assert worst < 1e-5, "replay does not reproduce the fixture"
+    for family in families:
+        for router in rm.ROUTERS:
+            path = run_router(router, family)
+            total += os.path.getsize(path)
+            worst = replay_fixture(path)
+            print(f"  replay from the file alone: max abs difference {worst:.1e}")
+            assert worst < 1e-5, "replay does not reproduce the fixture"
     print(f"total fixture size {total} bytes")
 
 

@@ -1,4 +1,12 @@
-"""Plain-PyTorch reference of the probmoe model (OlmoeForCausalLM semantics, written from scratch).
+"""Plain-PyTorch reference of the probmoe model, written from scratch with the semantics of three
+Hugging Face families (config.json's model_type):
+- olmoe (OlmoeForCausalLM): RMSNorm over the whole projected q and k, no biases, untied lm_head;
+- qwen2_moe (Qwen2MoeForCausalLM): biases on q, k and v (qkv_bias), no q/k norms, a shared SwiGLU
+  expert of width shared_expert_intermediate_size scaled by sigmoid(shared_expert_gate(h)) added
+  to the routed output, the experts' width moe_intermediate_size, tied or untied embeddings;
+- mixtral (MixtralForCausalLM): block_sparse_moe.gate and experts w1 (gate), w3 (up), w2 (down),
+  top-k weights always renormalised, num_local_experts, and a sliding window (query i sees keys
+  i - W < j <= i) when sliding_window is set.
 
 Functional style: parameters live in a dict {HF name: tensor}; forward() runs the model in the
 parameters' dtype (float32 for fixtures, float64 for the finite-difference self-check).
@@ -20,26 +28,71 @@ PROBMOE_DEFAULTS = {"router": "probmoe", "k_min": 1, "k_max": 3, "soft_k": 1.5, 
 
 
 def make_config(vocab=61, hidden=32, intermediate=24, layers=2, heads=4, kv_heads=2, experts=4,
-                k=2, max_pos=64, norm_topk_prob=False, **probmoe):
+                k=2, max_pos=64, norm_topk_prob=False, family="olmoe", shared=20, dense=40,
+                tie=False, sliding_window=None, **probmoe):
     pm = dict(PROBMOE_DEFAULTS)
     for key, val in probmoe.items():
         if key not in pm:
             raise KeyError(key)
         pm[key] = val
-    return {"model_type": "olmoe", "architectures": ["OlmoeForCausalLM"], "vocab_size": vocab,
-            "hidden_size": hidden, "intermediate_size": intermediate,
-            "num_hidden_layers": layers, "num_attention_heads": heads,
-            "num_key_value_heads": kv_heads, "num_experts": experts, "num_experts_per_tok": k,
-            "max_position_embeddings": max_pos, "rope_theta": 10000.0, "rms_norm_eps": 1e-05,
-            "norm_topk_prob": norm_topk_prob, "router_aux_loss_coef": 0.0,
-            "tie_word_embeddings": False, "hidden_act": "silu", "attention_bias": False,
-            "clip_qkv": None, "initializer_range": 0.02, "probmoe": pm}
+    common = {"vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+              "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+              "num_experts_per_tok": k, "max_position_embeddings": max_pos, "rope_theta": 10000.0,
+              "rms_norm_eps": 1e-05, "router_aux_loss_coef": 0.0, "tie_word_embeddings": tie,
+              "hidden_act": "silu", "initializer_range": 0.02}
+    if family == "olmoe":   # the fields in the order of the files written before the other families
+        return {"model_type": "olmoe", "architectures": ["OlmoeForCausalLM"], "vocab_size": vocab,
+                "hidden_size": hidden, "intermediate_size": intermediate,
+                "num_hidden_layers": layers, "num_attention_heads": heads,
+                "num_key_value_heads": kv_heads, "num_experts": experts, "num_experts_per_tok": k,
+                "max_position_embeddings": max_pos, "rope_theta": 10000.0, "rms_norm_eps": 1e-05,
+                "norm_topk_prob": norm_topk_prob, "router_aux_loss_coef": 0.0,
+                "tie_word_embeddings": tie, "hidden_act": "silu", "attention_bias": False,
+                "clip_qkv": None, "initializer_range": 0.02, "probmoe": pm}
+    if family == "qwen2_moe":
+        return {"model_type": "qwen2_moe", "architectures": ["Qwen2MoeForCausalLM"], **common,
+                "intermediate_size": dense, "moe_intermediate_size": intermediate,
+                "shared_expert_intermediate_size": shared, "num_experts": experts,
+                "norm_topk_prob": norm_topk_prob, "qkv_bias": True, "decoder_sparse_step": 1,
+                "mlp_only_layers": [], "use_sliding_window": False, "probmoe": pm}
+    if family == "mixtral":
+        return {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"], **common,
+                "intermediate_size": intermediate, "num_local_experts": experts,
+                "sliding_window": sliding_window, "router_jitter_noise": 0.0, "probmoe": pm}
+    raise ValueError(f"unknown family {family}")
+
+
+def family(cfg):
+    return cfg.get("model_type", "olmoe")
+
+
+def num_experts(cfg):
+    return cfg["num_local_experts"] if family(cfg) == "mixtral" else cfg["num_experts"]
+
+
+def expert_width(cfg):
+    return cfg["moe_intermediate_size"] if family(cfg) == "qwen2_moe" else cfg["intermediate_size"]
+
+
+def norm_topk(cfg):
+    """Whether the top-k weights are renormalised: Mixtral always does."""
+    return True if family(cfg) == "mixtral" else cfg["norm_topk_prob"]
+
+
+def moe_prefix(cfg, i):
+    return f"model.layers.{i}." + ("block_sparse_moe." if family(cfg) == "mixtral" else "mlp.")
+
+
+EXPERT_NAMES = {"olmoe": ("gate_proj", "up_proj", "down_proj"),
+                "qwen2_moe": ("gate_proj", "up_proj", "down_proj"),
+                "mixtral": ("w1", "w3", "w2")}
 
 
 def param_shapes(cfg):
     """Ordered list of (HF name, shape)."""
-    V, H, I = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]
-    nh, kvh, E = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_experts"]
+    V, H, I = cfg["vocab_size"], cfg["hidden_size"], expert_width(cfg)
+    nh, kvh, E = cfg["num_attention_heads"], cfg["num_key_value_heads"], num_experts(cfg)
+    fam = family(cfg)
     D = H // nh
     out = [("model.embed_tokens.weight", (V, H))]
     for i in range(cfg["num_hidden_layers"]):
@@ -48,30 +101,44 @@ def param_shapes(cfg):
                 (p + "self_attn.q_proj.weight", (H, H)),
                 (p + "self_attn.k_proj.weight", (kvh * D, H)),
                 (p + "self_attn.v_proj.weight", (kvh * D, H)),
-                (p + "self_attn.o_proj.weight", (H, H)),
-                (p + "self_attn.q_norm.weight", (H,)),
-                (p + "self_attn.k_norm.weight", (kvh * D,)),
-                (p + "post_attention_layernorm.weight", (H,)),
-                (p + "mlp.gate.weight", (E, H))]
+                (p + "self_attn.o_proj.weight", (H, H))]
+        if fam == "qwen2_moe" and cfg["qkv_bias"]:
+            out += [(p + "self_attn.q_proj.bias", (H,)), (p + "self_attn.k_proj.bias", (kvh * D,)),
+                    (p + "self_attn.v_proj.bias", (kvh * D,))]
+        if fam == "olmoe":
+            out += [(p + "self_attn.q_norm.weight", (H,)),
+                    (p + "self_attn.k_norm.weight", (kvh * D,))]
+        m = moe_prefix(cfg, i)
+        out += [(p + "post_attention_layernorm.weight", (H,)), (m + "gate.weight", (E, H))]
+        if fam == "qwen2_moe":
+            Sh = cfg["shared_expert_intermediate_size"]
+            out += [(m + "shared_expert.gate_proj.weight", (Sh, H)),
+                    (m + "shared_expert.up_proj.weight", (Sh, H)),
+                    (m + "shared_expert.down_proj.weight", (H, Sh)),
+                    (m + "shared_expert_gate.weight", (1, H))]
+        g, u, d = EXPERT_NAMES[fam]
         for e in range(E):
-            q = f"{p}mlp.experts.{e}."
-            out += [(q + "gate_proj.weight", (I, H)), (q + "up_proj.weight", (I, H)),
-                    (q + "down_proj.weight", (H, I))]
-    out += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
-    if cfg["probmoe"]["router"] == "softmoe":   # the learned budget (ROUTING.md section 3, "The learned budget")
+            q = f"{m}experts.{e}."
+            out += [(q + g + ".weight", (I, H)), (q + u + ".weight", (I, H)),
+                    (q + d + ".weight", (H, I))]
+    out += [("model.norm.weight", (H,))]
+    if not cfg["tie_word_embeddings"]:
+        out += [("lm_head.weight", (V, H))]
+    if cfg.get("probmoe", {}).get("router") == "softmoe":   # the learned budget (ROUTING.md section 3, "The learned budget")
         L = cfg["num_hidden_layers"]
-        out += [(f"model.layers.{i}.mlp.gate.log_alpha", (1,)) for i in range(L)]
+        out += [(moe_prefix(cfg, i) + "gate.log_alpha", (1,)) for i in range(L)]
         out += [("model.soft_budget.eta", (L,))]
     return out
 
 
 def is_budget(name):
-    return name.endswith("mlp.gate.log_alpha") or name == "model.soft_budget.eta"
+    return name.endswith(".gate.log_alpha") or name == "model.soft_budget.eta"
 
 
 def init_params(cfg, gen, router_gain=1.5):
-    """Embeddings N(0,1); norm weights 1 + 0.1 N(0,1); matrices N(0, 1/fan_in) except the router
-    gate, N(0, router_gain^2/fan_in), so that router logits have std about router_gain."""
+    """Embeddings N(0,1); norm weights 1 + 0.1 N(0,1); biases 0.1 N(0,1); matrices N(0, 1/fan_in)
+    except the router gate, N(0, router_gain^2/fan_in), so that router logits have std about
+    router_gain."""
     params = {}
     # the budget from its own generator, so that the other tensors match the other routers'
     budget_gen = torch.Generator().manual_seed(12345)
@@ -81,12 +148,14 @@ def init_params(cfg, gen, router_gain=1.5):
             t = 0.5 * torch.randn(shape, generator=budget_gen)
         elif is_budget(name):
             t = math.log(alpha) + 0.2 * torch.randn(shape, generator=budget_gen)
+        elif name.endswith(".bias"):
+            t = 0.1 * torch.randn(shape, generator=gen)
         elif len(shape) == 1:
             t = 1.0 + 0.1 * torch.randn(shape, generator=gen)
         elif name == "model.embed_tokens.weight":
             t = torch.randn(shape, generator=gen)
         else:
-            std = (router_gain if name.endswith("mlp.gate.weight") else 1.0) / math.sqrt(shape[1])
+            std = (router_gain if name.endswith(".gate.weight") else 1.0) / math.sqrt(shape[1])
             t = std * torch.randn(shape, generator=gen)
         params[name] = t.float()
     return params
@@ -117,9 +186,16 @@ def attention(P, pre, cfg, h, B, S):
     H, nh, kvh = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = H // nh
     eps = cfg["rms_norm_eps"]
-    q = rms_norm(h @ P[pre + "q_proj.weight"].t(), P[pre + "q_norm.weight"], eps)
-    k = rms_norm(h @ P[pre + "k_proj.weight"].t(), P[pre + "k_norm.weight"], eps)
+    q = h @ P[pre + "q_proj.weight"].t()
+    k = h @ P[pre + "k_proj.weight"].t()
     v = h @ P[pre + "v_proj.weight"].t()
+    if pre + "q_proj.bias" in P:                 # qwen2_moe's qkv_bias
+        q = q + P[pre + "q_proj.bias"]
+        k = k + P[pre + "k_proj.bias"]
+        v = v + P[pre + "v_proj.bias"]
+    if family(cfg) == "olmoe":                   # norms over the whole projections
+        q = rms_norm(q, P[pre + "q_norm.weight"], eps)
+        k = rms_norm(k, P[pre + "k_norm.weight"], eps)
     q = q.view(B, S, nh, D).transpose(1, 2)      # (B, nh, S, D)
     k = k.view(B, S, kvh, D).transpose(1, 2)     # (B, kvh, S, D)
     v = v.view(B, S, kvh, D).transpose(1, 2)
@@ -130,27 +206,39 @@ def attention(P, pre, cfg, h, B, S):
     k = k.repeat_interleave(rep, dim=1)          # query head hq uses kv head hq // rep
     v = v.repeat_interleave(rep, dim=1)
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-    causal = torch.ones(S, S, dtype=torch.bool).triu(1)
-    scores = scores.masked_fill(causal, float("-inf"))
+    masked = torch.ones(S, S, dtype=torch.bool).triu(1)
+    window = cfg.get("sliding_window") if family(cfg) == "mixtral" else None
+    if window:                                   # keys j <= i - window are out of sight
+        masked = masked | torch.ones(S, S, dtype=torch.bool).tril(-window)
+    scores = scores.masked_fill(masked, float("-inf"))
     att = torch.softmax(scores, dim=-1)
     o = (att @ v).transpose(1, 2).reshape(B * S, H)
     return o @ P[pre + "o_proj.weight"].t()
 
 
-def expert(P, pre, e, x):
-    q = f"{pre}experts.{e}."
-    return (F.silu(x @ P[q + "gate_proj.weight"].t()) * (x @ P[q + "up_proj.weight"].t())) \
-        @ P[q + "down_proj.weight"].t()
+def swiglu_mlp(P, q, names, x):
+    g, u, d = names
+    return (F.silu(x @ P[q + g + ".weight"].t()) * (x @ P[q + u + ".weight"].t())) @ P[q + d + ".weight"].t()
 
 
-def combine(P, pre, E, h, sel, w):
+def expert(P, pre, e, x, names=EXPERT_NAMES["olmoe"]):
+    return swiglu_mlp(P, f"{pre}experts.{e}.", names, x)
+
+
+def shared_expert(P, pre, x):
+    """qwen2_moe: sigmoid(shared_expert_gate(x)) * shared_expert(x), every token."""
+    y = swiglu_mlp(P, pre + "shared_expert.", EXPERT_NAMES["qwen2_moe"], x)
+    return torch.sigmoid(x @ P[pre + "shared_expert_gate.weight"].t()) * y
+
+
+def combine(P, pre, E, h, sel, w, names=EXPERT_NAMES["olmoe"]):
     """y_t = sum_{j in sel_t} w_tj f_j(h_t); each expert runs only on its selected tokens."""
     y = torch.zeros_like(h)
     for e in range(E):
         idx = sel[:, e].nonzero().squeeze(1)
         if idx.numel() == 0:
             continue
-        y = y.index_add(0, idx, expert(P, pre, e, h[idx]) * w[idx, e:e + 1])
+        y = y.index_add(0, idx, expert(P, pre, e, h[idx], names) * w[idx, e:e + 1])
     return y
 
 
@@ -241,22 +329,24 @@ def soft_budget(P, cfg):
 def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
     """h: (T, H). Returns (y, aux_loss, selection mask (T, E)). soft_k: this layer's learned k_l
     (softmoe, a 0-d tensor); alpha is exp(P[pre + "gate.log_alpha"])."""
-    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    E, k = num_experts(cfg), cfg["num_experts_per_tok"]
     pm = cfg["probmoe"]
     router = pm["router"]
+    names = EXPERT_NAMES[family(cfg)]
+    norm = norm_topk(cfg)
     theta = h @ P[pre + "gate.weight"].t()                   # (T, E)
     pi = torch.softmax(theta, dim=-1)
     if router in ("topk", "densemixer"):
         sel = topk_mask(pi.detach(), k)
         s = (pi * sel).sum(-1, keepdim=True)
-        w = pi * sel / s if cfg["norm_topk_prob"] else pi * sel
+        w = pi * sel / s if norm else pi * sel
         if router == "topk":
-            y = combine(P, pre, E, h, sel, w)
+            y = combine(P, pre, E, h, sel, w, names)
         else:
-            y_sparse = combine(P, pre, E, h, sel, w.detach())
+            y_sparse = combine(P, pre, E, h, sel, w.detach(), names)
             with torch.no_grad():
-                f_all = torch.stack([expert(P, pre, e, h) for e in range(E)], dim=1)  # (T,E,H)
-            if cfg["norm_topk_prob"]:
+                f_all = torch.stack([expert(P, pre, e, h, names) for e in range(E)], dim=1)  # (T,E,H)
+            if norm:
                 wt = torch.where(sel, pi / s, pi / s.detach())
             else:
                 wt = pi
@@ -266,7 +356,7 @@ def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
         kmin, kmax = (k, k) if router == "probmoe" else (pm["k_min"], pm["k_max"])
         sel, g = probmoe_sample(theta, kmin, kmax, gen, forced)
         w = g.to(pi.dtype) * pi
-        y = combine(P, pre, E, h, sel, w)
+        y = combine(P, pre, E, h, sel, w, names)
         if record is not None:
             record.append(sel.clone())
     elif router == "softmoe":
@@ -279,7 +369,7 @@ def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
             w = p * sel / (p * sel).sum(-1, keepdim=True)
         else:
             w = p * sel
-        y = combine(P, pre, E, h, sel, w)
+        y = combine(P, pre, E, h, sel, w, names)
     else:
         raise ValueError(f"unknown router {router}")
     aux = theta.new_zeros(())
@@ -289,6 +379,8 @@ def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
         aux = aux + pm["lb_coef"] * E * (f * pi.mean(0)).sum()
     if pm["z_coef"]:
         aux = aux + pm["z_coef"] * torch.logsumexp(theta, dim=-1).pow(2).mean()
+    if family(cfg) == "qwen2_moe":
+        y = y + shared_expert(P, pre, h)
     return y, aux, sel
 
 
@@ -306,7 +398,7 @@ def forward(P, cfg, input_ids, targets, gen=None, record=None, routing=None, for
         pre = f"model.layers.{i}."
         x = x + attention(P, pre + "self_attn.", cfg,
                           rms_norm(x, P[pre + "input_layernorm.weight"], eps), B, S)
-        y, aux, sel = moe(P, pre + "mlp.", cfg,
+        y, aux, sel = moe(P, moe_prefix(cfg, i), cfg,
                           rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps), gen, record,
                           None if forced is None else forced[i], None if ks is None else ks[i])
         if routing is not None:
@@ -314,7 +406,8 @@ def forward(P, cfg, input_ids, targets, gen=None, record=None, routing=None, for
         x = x + y
         aux_total = aux_total + aux
     x = rms_norm(x, P["model.norm.weight"], eps)
-    logits = x @ P["lm_head.weight"].t()                          # (T, V)
+    head = P["model.embed_tokens.weight" if cfg["tie_word_embeddings"] else "lm_head.weight"]
+    logits = x @ head.t()                                         # (T, V)
     tgt = targets.reshape(-1).long()
     valid = tgt >= 0
     lp = torch.log_softmax(logits, dim=-1)

@@ -2,13 +2,15 @@
  * Interoperability, probmoe → PyTorch: writes a tiny probmoe model directory that the dev/
  * PyTorch reference must read (dev/check_interop.py --check DIR).
  *
- *   write_checkpoint DIR [SEED]
+ *   write_checkpoint DIR [SEED [FAMILY]]
  *
- * Creates the model of interop_config(), initialises it with pm_model_init_weights(SEED)
- * (default 20260607) and then sets every norm weight to 1 + 0.1·N(0, 1) (the initialiser sets
- * them to 1, which would not tell q_norm from k_norm or a layer's norms apart), saves it with
- * pm_model_save(model, DIR) (config.json + model.safetensors, Hugging Face names), runs an
- * inference forward on the fixed prompt interop_prompt and writes DIR/probmoe_logits.safetensors:
+ * Creates the model of interop_config(FAMILY) (olmoe by default; qwen2_moe or mixtral),
+ * initialises it with pm_model_init_weights(SEED) (default 20260607) and then sets every
+ * vector (norm weights, biases) to 1 + 0.1·N(0, 1) (the initialiser sets them to 1 or 0, which
+ * would not tell q_norm from k_norm or a layer's norms apart), saves it in the family's layout
+ * (config.json + safetensors, Hugging Face names; qwen2_moe as BF16 in shards of 8 KiB, the
+ * weights rounded to bf16 first so that the file holds the model exactly), runs an inference
+ * forward on the fixed prompt interop_prompt and writes DIR/probmoe_logits.safetensors:
  *   "prompt" I32 (T), "logits" F32 (T, V); metadata "seed", "description".
  * DIR must not exist yet or be a directory pm_model_save may replace; its parent must exist.
  *
@@ -21,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "core/error.h"
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "probmoe.h"
 
@@ -34,8 +38,9 @@ static const int32_t interop_prompt[INTEROP_PROMPT_LEN] = {1, 17, 42, 3, 3, 29, 
 /* Tiny and small on disk (~50 KB): head size 8, grouped-query attention (2 query heads share one
  * KV head), 6 experts of width 16, top-2 ProbMoE (deterministic top-k of softmax at inference,
  * weights π without renormalisation). initializer_range 0.3 makes the logits O(1). */
-static pm_model_config interop_config(void) {
+static pm_model_config interop_config(pm_arch arch) {
     pm_model_config cfg = pm_model_config_default();
+    cfg.arch = arch;
     cfg.vocab_size = 50;
     cfg.hidden_size = 16;
     cfg.intermediate_size = 16;
@@ -47,10 +52,25 @@ static pm_model_config interop_config(void) {
     cfg.max_position_embeddings = 32;
     cfg.initializer_range = 0.3f;
     cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, cfg.num_experts, cfg.experts_per_token);
+    if (arch == PM_ARCH_QWEN2_MOE) { /* q/k/v biases, a shared expert, tied embeddings */
+        cfg.qkv_bias = true;
+        cfg.shared_expert_size = 12;
+        cfg.dense_intermediate_size = 24;
+        cfg.tie_word_embeddings = true;
+    } else if (arch == PM_ARCH_MIXTRAL) { /* a window shorter than the prompt */
+        cfg.sliding_window = 5;
+        cfg.router.norm_topk_prob = true;
+    }
     return cfg;
 }
 
-/* Norm weights 1 + 0.1·N(0, 1), one generator stream per tensor. */
+/* Rounds every weight to bf16, so that a BF16 file holds exactly this model. */
+static void round_to_bf16(pm_model *model) {
+    float *weights = pm_model_weights(model);
+    for (size_t i = 0; i < pm_model_size(model); i++) weights[i] = bf16_to_float(bf16_from_float(weights[i]));
+}
+
+/* Vectors (norm weights, biases) 1 + 0.1·N(0, 1), one generator stream per tensor. */
 static void perturb_norm_weights(pm_model *model, uint64_t seed) {
     float *weights = pm_model_weights(model);
     for (int i = 0; i < pm_model_num_params(model); i++) {
@@ -68,13 +88,15 @@ static void perturb_norm_weights(pm_model *model, uint64_t seed) {
 
 /* Creates, saves and runs the model; writes dir/probmoe_logits.safetensors. If logits is not
  * NULL it receives the (T, V) logits (T·V floats). 0 or a negative pm_status. */
-static int interop_write_checkpoint(const char *dir, uint64_t seed, float *logits) {
-    const pm_model_config cfg = interop_config();
+static int interop_write_checkpoint(const char *dir, uint64_t seed, pm_arch arch, float *logits) {
+    const pm_model_config cfg = interop_config(arch);
     pm_model *model = pm_model_create(&cfg, 1, INTEROP_PROMPT_LEN);
     if (!model) return PM_ERR_NOMEM; /* pm_model_create said why */
     pm_model_init_weights(model, seed);
     perturb_norm_weights(model, seed);
-    int status = pm_model_save(model, dir);
+    const checkpoint_options options = {arch == PM_ARCH_QWEN2_MOE, arch == PM_ARCH_QWEN2_MOE ? 8192 : 0};
+    if (options.bf16) round_to_bf16(model);
+    int status = checkpoint_save(model, NULL, dir, &options);
     if (status == 0)
         status = pm_model_forward(model, interop_prompt, NULL, 1, INTEROP_PROMPT_LEN, false, 0, 0, NULL);
     st_writer *writer = status == 0 ? st_writer_create() : NULL;
@@ -103,13 +125,21 @@ static int interop_write_checkpoint(const char *dir, uint64_t seed, float *logit
 
 #ifndef WRITE_CHECKPOINT_NO_MAIN
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s DIR [SEED]\n  writes a tiny probmoe model directory DIR and "
-                        "DIR/probmoe_logits.safetensors\n", argv[0]);
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s DIR [SEED [FAMILY]]\n  writes a tiny probmoe model directory DIR of "
+                        "FAMILY (olmoe, qwen2_moe or mixtral) and DIR/probmoe_logits.safetensors\n", argv[0]);
         return 2;
     }
     uint64_t seed = INTEROP_DEFAULT_SEED;
-    if (argc == 3) {
+    pm_arch arch = PM_ARCH_OLMOE;
+    if (argc == 4) {
+        while (pm_arch_name(arch) && strcmp(pm_arch_name(arch), argv[3]) != 0) arch = (pm_arch)(arch + 1);
+        if (!pm_arch_name(arch)) {
+            fprintf(stderr, "%s: FAMILY must be olmoe, qwen2_moe or mixtral, not '%s'\n", argv[0], argv[3]);
+            return 2;
+        }
+    }
+    if (argc >= 3) {
         char *end;
         seed = strtoull(argv[2], &end, 10);
         if (*argv[2] == '\0' || *end != '\0') {
@@ -117,7 +147,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (interop_write_checkpoint(argv[1], seed, NULL) < 0) {
+    if (interop_write_checkpoint(argv[1], seed, arch, NULL) < 0) {
         fprintf(stderr, "%s: %s\n", argv[0], pm_last_error());
         return 1;
     }

@@ -106,6 +106,29 @@ static void model_seeds(void) {
                     "\"num_experts_per_tok\": 8, \"max_position_embeddings\": 4096, \"rope_theta\": 10000.0, "
                     "\"rms_norm_eps\": 1e-05, \"router_aux_loss_coef\": 0.01, \"tie_word_embeddings\": false, "
                     "\"norm_topk_prob\": false, \"output_router_logits\": false}\n");
+    /* Hugging Face configs of the other families (Qwen1.5-MoE-A2.7B's and Mixtral-8x7B's fields,
+     * with newer configs' head_dim) */
+    write_text_seed("config", "qwen2_moe.json",
+                    "{\"architectures\": [\"Qwen2MoeForCausalLM\"], \"model_type\": \"qwen2_moe\", "
+                    "\"vocab_size\": 151936, \"hidden_size\": 2048, \"intermediate_size\": 5632, "
+                    "\"moe_intermediate_size\": 1408, \"shared_expert_intermediate_size\": 5632, "
+                    "\"num_hidden_layers\": 24, \"num_attention_heads\": 16, \"num_key_value_heads\": 16, "
+                    "\"num_experts\": 60, \"num_experts_per_tok\": 4, \"decoder_sparse_step\": 1, "
+                    "\"mlp_only_layers\": [], \"norm_topk_prob\": false, \"max_position_embeddings\": 8192, "
+                    "\"rope_theta\": 1000000.0, \"rope_scaling\": null, \"rms_norm_eps\": 1e-06, "
+                    "\"use_sliding_window\": false, \"sliding_window\": 32768, \"max_window_layers\": 21, "
+                    "\"attention_dropout\": 0.0, \"hidden_act\": \"silu\", \"router_aux_loss_coef\": 0.001, "
+                    "\"tie_word_embeddings\": false, \"output_router_logits\": false, "
+                    "\"initializer_range\": 0.02}\n");
+    write_text_seed("config", "mixtral.json",
+                    "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", "
+                    "\"vocab_size\": 32000, \"hidden_size\": 4096, \"intermediate_size\": 14336, "
+                    "\"num_hidden_layers\": 32, \"num_attention_heads\": 32, \"num_key_value_heads\": 8, "
+                    "\"head_dim\": 128, \"num_local_experts\": 8, \"num_experts_per_tok\": 2, \"max_position_embeddings\": 32768, "
+                    "\"rope_theta\": 1000000.0, \"rms_norm_eps\": 1e-05, \"sliding_window\": null, "
+                    "\"attention_dropout\": 0.0, \"hidden_act\": \"silu\", \"router_aux_loss_coef\": 0.02, "
+                    "\"router_jitter_noise\": 0.0, \"tie_word_embeddings\": false, \"output_router_logits\": false, "
+                    "\"initializer_range\": 0.02}\n");
 }
 
 static void tokenizer_seeds(void) {

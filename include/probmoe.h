@@ -253,14 +253,30 @@ PM_API pm_status pm_softmoe_budget_backward(float *d_eta, const float *eta, cons
 /* ------------------------------------------------------------- the model */
 
 /*
- * An OLMoE decoder (Hugging Face OlmoeForCausalLM semantics) whose MoE blocks use any router
- * above. The configuration mirrors Hugging Face's config.json for OLMoE; the router settings
- * live in its "probmoe" object.
+ * A MoE decoder of one of Hugging Face's families (config.json's model_type), whose MoE blocks
+ * use any router above. The configuration mirrors the family's config.json; the router
+ * settings live in its "probmoe" object.
  */
+typedef enum {
+    PM_ARCH_OLMOE = 0, /* OlmoeForCausalLM: q/k norms over the whole projections */
+    PM_ARCH_QWEN2_MOE, /* Qwen2MoeForCausalLM: q/k/v biases, a sigmoid-gated shared expert */
+    PM_ARCH_MIXTRAL,   /* MixtralForCausalLM: experts w1/w3/w2, renormalised top-k, sliding window */
+} pm_arch;
+/* config.json's model_type of the family ("olmoe", ...); NULL for an invalid value. */
+PM_API const char *pm_arch_name(pm_arch arch);
+
 typedef struct {
+    pm_arch arch;
     int vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads;
     int num_experts, experts_per_token, max_position_embeddings;
     float rope_theta, rms_norm_eps, initializer_range;
+    /* intermediate_size is the experts' width (qwen2_moe's moe_intermediate_size) */
+    bool qkv_bias;            /* q, k and v projections have biases (qwen2_moe) */
+    bool tie_word_embeddings; /* lm_head is the embedding (qwen2_moe may; olmoe and mixtral do not) */
+    int shared_expert_size;   /* qwen2_moe: the shared expert's width; 0: no shared expert */
+    int dense_intermediate_size; /* qwen2_moe: its config's intermediate_size (dense MLPs'), kept
+                                    to be written back; 0 elsewhere */
+    int sliding_window;       /* mixtral: each query sees the last sliding_window positions; 0: all */
     pm_router_config router; /* num_experts and k mirror the fields above */
     /* The total K of the layers' k_l for a router that learns a budget (softmoe); 0: L·soft_k.
      * Must lie in (L, L·E): every layer keeps more than one and fewer than E experts. */

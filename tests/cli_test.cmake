@@ -255,6 +255,28 @@ if(NOT rerouted_config MATCHES "\"router\":[ \t]*\"softmoe\"")
   message(FATAL_ERROR "the rerouted model is not softmoe:\n${rerouted_config}")
 endif()
 
+# Another family from --config: a Qwen2-MoE config without a probmoe object, trained with
+# probmoe, saved back as qwen2_moe, and decoded; an unsupported field is refused by name.
+file(REMOVE_RECURSE ${work}/qwen)
+file(WRITE ${work}/qwen_config.json "{\"model_type\": \"qwen2_moe\", \"vocab_size\": 256, \"hidden_size\": 32,
+  \"intermediate_size\": 48, \"moe_intermediate_size\": 16, \"shared_expert_intermediate_size\": 24,
+  \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"num_experts\": 4,
+  \"num_experts_per_tok\": 2, \"tie_word_embeddings\": true, \"max_position_embeddings\": 64}")
+expect_output("train qwen2_moe" 0 "trained to step 6" train --config ${work}/qwen_config.json --router probmoe
+              --data ${work}/budget.txt --out ${work}/qwen --steps 6 --batch 4 --seq 32 --eval-interval 6
+              --eval-batches 2)
+file(READ ${work}/qwen/model/config.json qwen_saved)
+if(NOT qwen_saved MATCHES "\"model_type\":[ \t]*\"qwen2_moe\"" OR NOT qwen_saved MATCHES "\"Qwen2MoeForCausalLM\""
+   OR NOT qwen_saved MATCHES "\"shared_expert_intermediate_size\":[ \t]*24"
+   OR NOT qwen_saved MATCHES "\"router\":[ \t]*\"probmoe\"")
+  message(FATAL_ERROR "the qwen2_moe run was not saved back as qwen2_moe with its router:\n${qwen_saved}")
+endif()
+expect_output("generate qwen2_moe" 0 "tokens/s" generate --model ${work}/qwen/model --prompt "the cat" --max-new 8)
+file(WRITE ${work}/rope_config.json "{${small_config},
+  \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}")
+expect_output("train with rope scaling" 2 "rope_config.json: rope_scaling is not supported: rope type \"dynamic\""
+              train --config ${work}/rope_config.json --data ${work}/budget.txt --out ${work}/never)
+
 # probmoe compare: bad input is refused before anything runs.
 file(REMOVE_RECURSE ${work}/cmp)
 expect_output("compare: unknown router" 2 "unknown router 'top3'" compare --routers topk,top3 --out ${work}/cmp)

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "core/bf16.h"
 #include "tiny_model.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -328,6 +329,73 @@ static void test_round_trip_bf16(void **state) {
     }
     pm_model_free(loaded);
     pm_model_free(model);
+    remove_tree(parent);
+}
+
+/* Save back in each family's layout: BF16 shards load as the model rounded to bf16, with the
+ * family's config and tensor names (no lm_head when tied), and give the same logits. */
+static void test_families_save_back(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    const char *names[] = {"model.layers.1.mlp.experts.5.down_proj.weight",
+                           "model.layers.0.mlp.shared_expert_gate.weight",
+                           "model.layers.1.block_sparse_moe.experts.2.w3.weight"};
+    const char *fields[] = {"\"OlmoeForCausalLM\"", "\"Qwen2MoeForCausalLM\"", "\"num_local_experts\""};
+    for (pm_arch arch = PM_ARCH_OLMOE; arch <= PM_ARCH_MIXTRAL; arch++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s/%s", parent, pm_arch_name(arch));
+        pm_model_config cfg = tiny_family_config(arch, PM_ROUTER_TOPK);
+        pm_model *model = pm_model_create(&cfg, 1, 8);
+        assert_non_null(model);
+        pm_rng rng;
+        pm_rng_init(&rng, 40 + arch, 0);
+        random_normal(&rng, pm_model_weights(model), (int)pm_model_size(model), 0.5);
+        float *weights = pm_model_weights(model); /* bf16 values: the file then holds them exactly */
+        for (size_t i = 0; i < pm_model_size(model); i++) weights[i] = bf16_to_float(bf16_from_float(weights[i]));
+        const checkpoint_options options = {true, 4 << 10};
+        assert_int_equal(checkpoint_save(model, NULL, dir, &options), 0);
+        assert_false(exists(fmt("%s/model.safetensors", dir)));
+        assert_non_null(strstr(read_text(fmt("%s/config.json", dir)), fields[arch]));
+        assert_non_null(strstr(read_text(fmt("%s/model.safetensors.index.json", dir)), names[arch]));
+        assert_int_equal(strstr(read_text(fmt("%s/model.safetensors.index.json", dir)), "lm_head") == NULL,
+                         cfg.tie_word_embeddings);
+        pm_model *loaded = load(dir, false);
+        assert_int_equal(pm_model_get_config(loaded)->arch, arch);
+        assert_same_weights(loaded, model);
+        const int32_t tokens[8] = {3, 1, 4, 1, 5, 9, 2, 6};
+        assert_int_equal(pm_model_forward(model, tokens, NULL, 1, 8, false, 0, 0, NULL), 0);
+        assert_int_equal(pm_model_forward(loaded, tokens, NULL, 1, 8, false, 0, 0, NULL), 0);
+        assert_memory_equal(pm_model_logits(loaded), pm_model_logits(model), sizeof(float) * 8 * cfg.vocab_size);
+        pm_model_free(loaded);
+        pm_model_free(model);
+    }
+    remove_tree(parent);
+}
+
+/* Weights saved untied, under a config.json that says tied: refused, naming both (Hugging Face
+ * would silently replace the trained lm_head with the embedding). */
+static void test_tied_config_with_lm_head_refused(void **state) {
+    (void)state;
+    const char *parent = make_temp_dir();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/ckpt", parent);
+    pm_model_config cfg = tiny_family_config(PM_ARCH_QWEN2_MOE, PM_ROUTER_TOPK);
+    cfg.tie_word_embeddings = false;
+    pm_model *model = pm_model_create(&cfg, 1, 8);
+    assert_non_null(model);
+    pm_model_init_weights(model, 3);
+    assert_int_equal(checkpoint_save(model, NULL, dir, NULL), 0);
+    pm_model_free(model);
+    cfg.tie_word_embeddings = true;
+    char *json = pm_model_config_to_json(&cfg);
+    write_text(fmt("%s/config.json", dir), json);
+    free(json);
+    assert_null(checkpoint_load_model(dir, 1, 8, false));
+    assert_non_null(strstr(pm_last_error(), "lm_head.weight"));
+    assert_non_null(strstr(pm_last_error(), "tie_word_embeddings to false"));
+    pm_model *skipped = checkpoint_load_model(dir, 1, 8, true);
+    assert_non_null(skipped);
+    pm_model_free(skipped);
     remove_tree(parent);
 }
 
@@ -849,6 +917,8 @@ int main(void) {
         cmocka_unit_test(test_round_trip_f32),
         cmocka_unit_test(test_round_trip_bf16),
         cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_families_save_back),
+        cmocka_unit_test(test_tied_config_with_lm_head_refused),
         cmocka_unit_test(test_training_state),
         cmocka_unit_test(test_tokenizer_files),
         cmocka_unit_test(test_f16_by_hand),

@@ -146,7 +146,11 @@ static void compare_runs(const char *single, const char *parallel, int ranks) {
         }
         const double relative = sqrt(diff) / (sqrt(sq) + 1e-30);
         if (getenv("DP_VERBOSE")) print_message("%d ranks %-48s %.2g\n", ranks, param->name, relative);
-        if (relative > 1e-5) fail_msg("%d ranks: %s differs by %.3g of its norm", ranks, param->name, relative);
+        /* k's bias (qwen2_moe) adds nearly the same score to all of a query's keys (but for rope's
+         * rotation), which the softmax ignores: its gradient is the small remainder of cancelling
+         * terms, so AdamW passes on more of the rounding */
+        const double most = strstr(param->name, "k_proj.bias") ? 1e-4 : 1e-5;
+        if (relative > most) fail_msg("%d ranks: %s differs by %.3g of its norm", ranks, param->name, relative);
     }
     pm_model_free(x);
     pm_model_free(y);
@@ -159,14 +163,9 @@ static run_spec spec_for(pm_router_kind kind) {
     return spec;
 }
 
-static void check_router(pm_router_kind kind) {
-    run_spec spec = spec_for(kind);
-    if (kind == PM_ROUTER_TOPK) {
-        spec.cfg.router.lb_coef = 0.01f;
-        spec.cfg.router.z_coef = 0.001f;
-        spec.cfg.router.bias_rate = 0.01f;
-    }
-    const char *name = pm_router_kind_name(kind);
+/* Runs spec on one rank, on 2 and 3 data-parallel ranks and under expert parallelism, and
+ * compares each with the single rank's run. */
+static void check_runs(run_spec spec, const char *name) {
     snprintf(spec.out, sizeof spec.out, "%s/%s-1", work, name);
     omp_set_num_threads(1);
     assert_int_equal(thread_comm_run(1, train_rank, &spec), 0); /* a single rank */
@@ -184,6 +183,28 @@ static void check_router(pm_router_kind kind) {
         snprintf(spec.out, sizeof spec.out, "%s/%s-%d-ep%d", work, name, ranks, group);
         assert_int_equal(thread_comm_run_experts(ranks, group, train_rank, &spec), 0);
         compare_runs(single, spec.out, ranks);
+    }
+}
+
+static void check_router(pm_router_kind kind) {
+    run_spec spec = spec_for(kind);
+    if (kind == PM_ROUTER_TOPK) {
+        spec.cfg.router.lb_coef = 0.01f;
+        spec.cfg.router.z_coef = 0.001f;
+        spec.cfg.router.bias_rate = 0.01f;
+    }
+    check_runs(spec, pm_router_kind_name(kind));
+}
+
+/* The other families' parts under both parallelisms: qwen2_moe's tied embedding (whose
+ * gradient sums lm_head's and the embedding's), biases and shared expert; mixtral's window. */
+static void test_families(void **state) {
+    (void)state;
+    for (pm_arch arch = PM_ARCH_QWEN2_MOE; arch <= PM_ARCH_MIXTRAL; arch++) {
+        run_spec spec = spec_for(PM_ROUTER_PROBMOE);
+        spec.cfg = tiny_family_config(arch, PM_ROUTER_PROBMOE);
+        spec.cfg.vocab_size = 256;
+        check_runs(spec, pm_arch_name(arch));
     }
 }
 
@@ -399,7 +420,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_rank_is_plain), cmocka_unit_test(test_topk),
         cmocka_unit_test(test_probmoe),           cmocka_unit_test(test_probmoe_dyn),
-        cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe),
+        cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe), cmocka_unit_test(test_families),
         cmocka_unit_test(test_batch_smaller_than_ranks),  cmocka_unit_test(test_divergence_stops_every_rank),
         cmocka_unit_test(test_expert_gradients_stay_with_owner), cmocka_unit_test(test_expert_parallel_checkpoint_resumes),
         cmocka_unit_test(test_memory_check_counts_the_machines_processes),

@@ -18,6 +18,8 @@ static pm_model_config tiny_config(pm_router_kind kind) {
     return cfg;
 }
 
+/* Every family (its biases, shared expert, tied embeddings, sliding window shorter than the
+ * sequence) and every router. */
 static void test_cache_matches_full_forward(void **state) {
     (void)state;
     enum { S = 13 };
@@ -25,11 +27,16 @@ static void test_cache_matches_full_forward(void **state) {
     pm_rng rng;
     pm_rng_init(&rng, 3, 0);
     for (int i = 0; i < S; i++) tokens[i] = (int32_t)(pm_rng_u32(&rng) % 50);
-    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
-        pm_model_config cfg = tiny_config((pm_router_kind)kind);
+    for (int case_ = 0; case_ < 3 * pm_router_kind_count(); case_++) {
+        const int kind = case_ % pm_router_kind_count();
+        const pm_arch arch = (pm_arch)(case_ / pm_router_kind_count());
+        pm_model_config cfg = tiny_family_config(arch, (pm_router_kind)kind);
+        cfg.initializer_range = 0.3f;
+        cfg.router.tau = 0.2f;
         pm_model *model = pm_model_create(&cfg, 1, S);
         assert_non_null(model);
         pm_model_init_weights(model, 11);
+        tiny_model_set_biases(model);
         assert_int_equal(pm_model_forward(model, tokens, NULL, 1, S, false, 0, 0, NULL), 0);
         const float *full = pm_model_logits(model);
         pm_generator *gen = pm_generator_create(model, NULL, S);
@@ -38,7 +45,7 @@ static void test_cache_matches_full_forward(void **state) {
         for (int t = 0; t < S; t++) {
             assert_int_equal(pm_generator_feed(gen, tokens[t], logits), 0);
             for (int v = 0; v < 50; v++)
-                assert_close(logits[v], full[t * 50 + v], 1e-4, 1e-4, pm_router_kind_name((pm_router_kind)kind), t);
+                assert_close(logits[v], full[t * 50 + v], 1e-4, 1e-4, pm_arch_name(arch), t * 100 + kind);
         }
         assert_true(pm_generator_feed(gen, 1, logits) < 0); /* the context is full */
         assert_non_null(strstr(pm_last_error(), "context is full"));

@@ -215,6 +215,8 @@ static void test_config(void **state) {
     (void)state;
     run_format("config.json", "config/config-probmoe.json", "config.json", load_config, true, NULL, 0);
     run_format("config.json (HF)", "config/olmoe.json", "config.json", load_config, true, NULL, 0);
+    run_format("qwen2_moe config", "config/qwen2_moe.json", "config.json", load_config, true, NULL, 0);
+    run_format("mixtral config", "config/mixtral.json", "config.json", load_config, true, NULL, 0);
 }
 
 static void test_safetensors(void **state) {
@@ -226,18 +228,24 @@ static void test_safetensors(void **state) {
                &header_length, 1);
 }
 
+/* The index of a model saved in shards: OLMoE's in F32, and a Qwen2-MoE's (shared expert, biases,
+ * tied embedding) in BF16. */
 static void test_index(void **state) {
     (void)state;
-    snprintf(model_dir, sizeof model_dir, "%s/model", work);
-    pm_model_config cfg = tiny_model_config(PM_ROUTER_PROBMOE);
-    pm_model *model = pm_model_create(&cfg, 1, 8);
-    checkpoint_options options = {.shard_bytes = 4096};
-    assert_int_equal(checkpoint_save(model, NULL, model_dir, &options), 0);
-    pm_model_free(model);
-    /* the base is the index just saved (the fuzz seed's model is another) */
-    char index[192];
-    snprintf(index, sizeof index, "%s/model.safetensors.index.json", model_dir);
-    run_format("shard index", index, "model/model.safetensors.index.json", load_model_dir, true, NULL, 0);
+    for (int family = 0; family < 2; family++) {
+        snprintf(model_dir, sizeof model_dir, "%s/model", work);
+        pm_model_config cfg = family ? tiny_family_config(PM_ARCH_QWEN2_MOE, PM_ROUTER_PROBMOE)
+                                     : tiny_model_config(PM_ROUTER_PROBMOE);
+        pm_model *model = pm_model_create(&cfg, 1, 8);
+        checkpoint_options options = {.bf16 = family == 1, .shard_bytes = 4096};
+        assert_int_equal(checkpoint_save(model, NULL, model_dir, &options), 0);
+        pm_model_free(model);
+        /* the base is the index just saved (the fuzz seed's model is another) */
+        char index[192];
+        snprintf(index, sizeof index, "%s/model.safetensors.index.json", model_dir);
+        run_format(family ? "qwen2_moe index" : "shard index", index, "model/model.safetensors.index.json",
+                   load_model_dir, true, NULL, 0);
+    }
 }
 
 static void test_tokenizers(void **state) {

@@ -5,7 +5,10 @@
  *  - probmoe/: a directory probmoe wrote (dev/write_checkpoint.c) plus the logits the reference
  *    computed from reading it: probmoe's logits must match both its own and the reference's;
  *  - live: with /usr/bin/python3 and torch installed, a fresh checkpoint (another seed) goes
- *    through dev/check_interop.py --check, and its logits back into this test. */
+ *    through dev/check_interop.py --check, and its logits back into this test.
+ * The same for qwen2_moe and mixtral (torch_<family>/, probmoe_<family>/): the reference writes
+ * Hugging Face's own config.json (no "probmoe" object: the family's top-k), probmoe writes the
+ * family's layout (qwen2_moe as BF16 shards). */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
 #include <stdio.h>
@@ -96,18 +99,28 @@ static void compare(const char *what, const float *got, const logits_file *want,
 }
 
 /* PyTorch → probmoe: the reference's directory loads and reproduces its logits. */
-static void test_load_torch_checkpoint(void **state) {
-    (void)state;
-    const char *dir = FIXTURE_DIR "/interop/torch";
+static void load_torch_checkpoint(const char *dir, pm_arch arch) {
     logits_file torch = read_logits(dir, "torch_logits.safetensors");
     pm_model *model = pm_model_load(dir, 1, torch.T);
     if (!model) fail_msg("pm_model_load(%s): %s", dir, pm_last_error());
     const pm_model_config *cfg = pm_model_get_config(model);
-    /* the Hugging Face fields and the probmoe object were understood */
+    /* the Hugging Face fields (and the probmoe object, where there is one) were understood */
+    assert_int_equal(cfg->arch, arch);
     assert_int_equal(cfg->router.kind, PM_ROUTER_TOPK);
-    assert_true(cfg->router.norm_topk_prob);
     assert_int_equal(cfg->num_kv_heads, 2);
     assert_int_equal(cfg->experts_per_token, 2);
+    if (arch == PM_ARCH_OLMOE) assert_true(cfg->router.norm_topk_prob);
+    if (arch == PM_ARCH_QWEN2_MOE) {
+        assert_false(cfg->router.norm_topk_prob);
+        assert_true(cfg->qkv_bias && cfg->tie_word_embeddings);
+        assert_int_equal(cfg->shared_expert_size, 10);
+        assert_null(pm_model_find_param(model, "lm_head.weight"));
+    }
+    if (arch == PM_ARCH_MIXTRAL) {
+        assert_true(cfg->router.norm_topk_prob);
+        assert_int_equal(cfg->sliding_window, 5);
+        assert_int_equal(cfg->num_experts, 4); /* num_local_experts */
+    }
     pm_model_free(model);
     float *logits = model_logits(dir, torch.prompt, torch.T, torch.V);
     compare("torch checkpoint: probmoe vs torch_logits", logits, &torch, torch.prompt, CROSS_TOLERANCE);
@@ -115,11 +128,22 @@ static void test_load_torch_checkpoint(void **state) {
     free_logits(&torch);
 }
 
+static void test_load_torch_checkpoint(void **state) {
+    (void)state;
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch", PM_ARCH_OLMOE);
+}
+static void test_load_torch_qwen2_moe(void **state) {
+    (void)state;
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_qwen2_moe", PM_ARCH_QWEN2_MOE);
+}
+static void test_load_torch_mixtral(void **state) {
+    (void)state;
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_mixtral", PM_ARCH_MIXTRAL);
+}
+
 /* probmoe → PyTorch: the directory probmoe wrote gives probmoe's logits again and those the
  * reference computed after reading it (dev/check_interop.py --check wrote torch_logits). */
-static void test_probmoe_checkpoint_read_by_torch(void **state) {
-    (void)state;
-    const char *dir = FIXTURE_DIR "/interop/probmoe";
+static void probmoe_checkpoint_read_by_torch(const char *dir) {
     logits_file own = read_logits(dir, "probmoe_logits.safetensors");
     logits_file torch = read_logits(dir, "torch_logits.safetensors");
     assert_int_equal(own.T, torch.T);
@@ -130,6 +154,19 @@ static void test_probmoe_checkpoint_read_by_torch(void **state) {
     free(logits);
     free_logits(&own);
     free_logits(&torch);
+}
+
+static void test_probmoe_checkpoint_read_by_torch(void **state) {
+    (void)state;
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe");
+}
+static void test_probmoe_qwen2_moe_read_by_torch(void **state) {
+    (void)state;
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_qwen2_moe");
+}
+static void test_probmoe_mixtral_read_by_torch(void **state) {
+    (void)state;
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_mixtral");
 }
 
 static char live_work[64]; /* the live test's temporary directory, "" when none */
@@ -143,7 +180,17 @@ static int remove_live_work(void **state) {
     return system(command) == 0 ? 0 : -1;
 }
 
-/* Both directions live: a fresh checkpoint through the PyTorch reference, when it is installed. */
+/* Whether dir/name exists. */
+static bool has_file(const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *file = fopen(path, "rb");
+    if (file) fclose(file);
+    return file != NULL;
+}
+
+/* Both directions live, for every family: a fresh checkpoint through the PyTorch reference,
+ * when it is installed. */
 static void test_live_round_trip(void **state) {
     (void)state;
     if (system(PYTHON " -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
@@ -151,33 +198,41 @@ static void test_live_round_trip(void **state) {
                       "committed fixtures still test both directions)\n");
         return;
     }
-    char work[64], dir[96], command[4096];
+    char work[64], dir[128], command[4096];
     snprintf(work, sizeof work, "/tmp/probmoe_interop_XXXXXX");
     assert_non_null(mkdtemp(work));
     memcpy(live_work, work, sizeof work);
-    snprintf(dir, sizeof dir, "%s/model", work);
-    const pm_model_config cfg = interop_config();
-    float *logits = malloc(sizeof(float) * INTEROP_PROMPT_LEN * (size_t)cfg.vocab_size);
-    assert_non_null(logits);
-    if (interop_write_checkpoint(dir, 97, logits) < 0) fail_msg("%s", pm_last_error());
-    snprintf(command, sizeof command, PYTHON " '%s/../../dev/check_interop.py' --check '%s'", FIXTURE_DIR, dir);
-    int status = system(command);
-    if (status != 0) fail_msg("'%s' failed (status %d)", command, status);
-    logits_file torch = read_logits(dir, "torch_logits.safetensors");
-    assert_int_equal(torch.V, cfg.vocab_size);
-    compare("live: probmoe vs torch_logits", logits, &torch, interop_prompt, CROSS_TOLERANCE);
-    /* and the directory loads back to the same logits */
-    float *loaded = model_logits(dir, interop_prompt, INTEROP_PROMPT_LEN, cfg.vocab_size);
-    assert_true(relative_error(loaded, logits, INTEROP_PROMPT_LEN * (size_t)cfg.vocab_size) <= SELF_TOLERANCE);
-    free(loaded);
-    free_logits(&torch);
-    free(logits);
+    for (pm_arch arch = PM_ARCH_OLMOE; arch <= PM_ARCH_MIXTRAL; arch++) {
+        snprintf(dir, sizeof dir, "%s/%s", work, pm_arch_name(arch));
+        const pm_model_config cfg = interop_config(arch);
+        float *logits = malloc(sizeof(float) * INTEROP_PROMPT_LEN * (size_t)cfg.vocab_size);
+        assert_non_null(logits);
+        if (interop_write_checkpoint(dir, 97, arch, logits) < 0) fail_msg("%s", pm_last_error());
+        /* qwen2_moe's is saved as BF16 shards: the reference reads those too */
+        assert_int_equal(has_file(dir, "model.safetensors.index.json"), arch == PM_ARCH_QWEN2_MOE);
+        snprintf(command, sizeof command, PYTHON " '%s/../../dev/check_interop.py' --check '%s'", FIXTURE_DIR, dir);
+        int status = system(command);
+        if (status != 0) fail_msg("'%s' failed (status %d)", command, status);
+        logits_file torch = read_logits(dir, "torch_logits.safetensors");
+        assert_int_equal(torch.V, cfg.vocab_size);
+        compare(pm_arch_name(arch), logits, &torch, interop_prompt, CROSS_TOLERANCE);
+        /* and the directory loads back to the same logits */
+        float *loaded = model_logits(dir, interop_prompt, INTEROP_PROMPT_LEN, cfg.vocab_size);
+        assert_true(relative_error(loaded, logits, INTEROP_PROMPT_LEN * (size_t)cfg.vocab_size) <= SELF_TOLERANCE);
+        free(loaded);
+        free_logits(&torch);
+        free(logits);
+    }
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_torch_checkpoint),
+        cmocka_unit_test(test_load_torch_qwen2_moe),
+        cmocka_unit_test(test_load_torch_mixtral),
         cmocka_unit_test(test_probmoe_checkpoint_read_by_torch),
+        cmocka_unit_test(test_probmoe_qwen2_moe_read_by_torch),
+        cmocka_unit_test(test_probmoe_mixtral_read_by_torch),
         cmocka_unit_test_teardown(test_live_round_trip, remove_live_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

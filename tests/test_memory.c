@@ -106,9 +106,20 @@ static void expect_arena_holds_activations(const pm_model *model, const pm_memor
 static void test_estimate_matches_allocation(void **state) {
     (void)state;
     const int B = 4, S = 96;
-    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
-        const pm_model_config cfg = measured_config(kind);
-        const char *name = pm_router_kind_name(kind);
+    for (int c = 0; c < 3 * pm_router_kind_count(); c++) { /* every family and router */
+        const int kind = c % pm_router_kind_count();
+        const pm_arch arch = (pm_arch)(c / pm_router_kind_count());
+        pm_model_config cfg = measured_config(kind);
+        const pm_model_config family = tiny_family_config(arch, kind);
+        cfg.arch = arch;
+        cfg.qkv_bias = family.qkv_bias;
+        cfg.tie_word_embeddings = family.tie_word_embeddings;
+        cfg.shared_expert_size = family.shared_expert_size ? 80 : 0;
+        cfg.dense_intermediate_size = family.dense_intermediate_size;
+        cfg.sliding_window = family.sliding_window;
+        cfg.router.norm_topk_prob = family.router.norm_topk_prob;
+        char name[64];
+        snprintf(name, sizeof name, "%s %s", pm_arch_name(arch), pm_router_kind_name(kind));
         pm_memory_estimate inference, training;
         if (pm_model_memory_estimate(&cfg, B, S, false, &inference) != PM_OK ||
             pm_model_memory_estimate(&cfg, B, S, true, &training) != PM_OK)

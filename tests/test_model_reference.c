@@ -1,6 +1,7 @@
 /* The whole model against the PyTorch reference of dev/ (fixtures in tests/fixtures): logits,
- * loss and every parameter gradient for each router, then ten AdamW steps. probmoe and
- * probmoe-dyn replay the reference's samples through pm_model_set_routing_source. */
+ * loss and every parameter gradient for each family (olmoe, qwen2_moe, mixtral) and router,
+ * then ten AdamW steps. probmoe and probmoe-dyn replay the reference's samples through
+ * pm_model_set_routing_source. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -69,7 +70,21 @@ static double json_number(const cJSON *object, const char *key) {
     return item->valuedouble;
 }
 
-static void compare_router(const char *router) {
+/* The fixture's parameters (every tensor but the batch, expectations, gradients and samples). */
+static int fixture_params(const st_file *file) {
+    int count = 0;
+    const char *others[] = {"batch.", "expected.", "grad.", "samples."};
+    for (int i = 0; i < st_count(file); i++) {
+        const char *name = st_tensor_at(file, i)->name;
+        bool other = false;
+        for (size_t j = 0; j < sizeof others / sizeof others[0]; j++) other |= strncmp(name, others[j], strlen(others[j])) == 0;
+        count += !other;
+    }
+    return count;
+}
+
+/* fixture: "topk" (OLMoE) or "qwen2_moe_topk", ...; family: the model_type it must give. */
+static void compare_router(const char *router, pm_arch family) {
     char path[512];
     snprintf(path, sizeof path, "%s/reference_%s.safetensors", FIXTURE_DIR, router);
     st_file *file = NULL;
@@ -79,8 +94,11 @@ static void compare_router(const char *router) {
     const st_tensor *inputs_tensor = st_find(file, "batch.input_ids");
     assert_non_null(inputs_tensor);
     const int B = (int)inputs_tensor->shape[0], S = (int)inputs_tensor->shape[1];
+    assert_int_equal(cfg.arch, family);
     pm_model *model = pm_model_create(&cfg, B, S);
     if (!model) fail_msg("%s", pm_last_error());
+    /* the same tensors on both sides: each model tensor is read below, and none is left over */
+    assert_int_equal(pm_model_num_params(model), fixture_params(file));
     for (int i = 0; i < pm_model_num_params(model); i++) {
         const pm_param *param = pm_model_param(model, i);
         if (st_read_f32(file, param->name, param->shape, param->rank, pm_model_weights(model) + param->offset) < 0)
@@ -156,17 +174,29 @@ static void compare_router(const char *router) {
     st_close(file);
 }
 
-static void test_topk(void **state) { (void)state; compare_router("topk"); }
-static void test_probmoe(void **state) { (void)state; compare_router("probmoe"); }
-static void test_probmoe_dyn(void **state) { (void)state; compare_router("probmoe-dyn"); }
-static void test_densemixer(void **state) { (void)state; compare_router("densemixer"); }
-static void test_softmoe(void **state) { (void)state; compare_router("softmoe"); }
+#define FAMILY_TESTS(prefix, family)                                                             \
+    static void test_##prefix##topk(void **state) { (void)state; compare_router(#prefix "topk", family); }   \
+    static void test_##prefix##probmoe(void **state) { (void)state; compare_router(#prefix "probmoe", family); } \
+    static void test_##prefix##probmoe_dyn(void **state) {                                        \
+        (void)state;                                                                              \
+        compare_router(#prefix "probmoe-dyn", family);                                            \
+    }                                                                                             \
+    static void test_##prefix##densemixer(void **state) {                                         \
+        (void)state;                                                                              \
+        compare_router(#prefix "densemixer", family);                                             \
+    }                                                                                             \
+    static void test_##prefix##softmoe(void **state) { (void)state; compare_router(#prefix "softmoe", family); }
+
+FAMILY_TESTS(, PM_ARCH_OLMOE)
+FAMILY_TESTS(qwen2_moe_, PM_ARCH_QWEN2_MOE)
+FAMILY_TESTS(mixtral_, PM_ARCH_MIXTRAL)
+
+#define FAMILY_CASES(prefix)                                                                      \
+    cmocka_unit_test(test_##prefix##topk), cmocka_unit_test(test_##prefix##probmoe),               \
+        cmocka_unit_test(test_##prefix##probmoe_dyn), cmocka_unit_test(test_##prefix##densemixer), \
+        cmocka_unit_test(test_##prefix##softmoe)
 
 int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_topk),       cmocka_unit_test(test_probmoe),
-        cmocka_unit_test(test_probmoe_dyn), cmocka_unit_test(test_densemixer),
-        cmocka_unit_test(test_softmoe),
-    };
+    const struct CMUnitTest tests[] = {FAMILY_CASES(), FAMILY_CASES(qwen2_moe_), FAMILY_CASES(mixtral_)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

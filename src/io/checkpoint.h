@@ -3,7 +3,7 @@
  * crash at any moment leaves the previous checkpoint intact and loadable.
  *
  * A directory holds
- *   config.json                       Hugging Face OlmoeConfig fields + "probmoe" object
+ *   config.json                       the family's Hugging Face config fields + "probmoe" object
  *   model.safetensors                 HF tensor names, F32 (or BF16 on request); above the
  *     or model-0000i-of-0000n.safetensors + model.safetensors.index.json  shard limit
  *   tokenizer.json (or encoder.json + vocab.bpe)   when the model has a BPE tokenizer

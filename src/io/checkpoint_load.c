@@ -69,12 +69,17 @@ static int restore_router_values(pm_model *model, const st_file *file, const cha
 /* A tensor only some routers have (softmoe's learned budget, src/model/params.c): a model
  * rerouted to another kind leaves it behind. */
 static bool router_only_tensor(const char *name) {
-    const size_t length = strlen(name), suffix = strlen(".mlp.gate.log_alpha");
+    const size_t length = strlen(name), suffix = strlen(".gate.log_alpha"); /* mlp. or block_sparse_moe. */
     return strcmp(name, "model.soft_budget.eta") == 0 ||
-           (length > suffix && strcmp(name + length - suffix, ".mlp.gate.log_alpha") == 0);
+           (length > suffix && strcmp(name + length - suffix, ".gate.log_alpha") == 0);
 }
 
-static int fail_unknown(const char *path, const char *name) {
+static int fail_unknown(const pm_model *model, const char *path, const char *name) {
+    /* Hugging Face would tie over it silently; the weights may have been trained untied */
+    if (strcmp(name, "lm_head.weight") == 0 && pm_model_get_config(model)->tie_word_embeddings)
+        return pm_fail(PM_ERR_ARG, "%s holds lm_head.weight, but config.json ties lm_head to the embedding "
+                       "(tie_word_embeddings = true): set tie_word_embeddings to false to use it, or skip it with "
+                       "--allow-unknown", path);
     return pm_fail(PM_ERR_ARG, "%s: the tensor '%s' is not a parameter of the model that config.json describes "
                    "(a different architecture or config?): use the config.json the weights were saved with, or allow "
                    "unknown tensors (--allow-unknown) to skip it", path, name);
@@ -146,7 +151,7 @@ static int load_file(weight_loader *w, const char *dir, const char *file_name, c
         int p = find_param(w, tensor->name);
         if (p < 0) {
             if (!w->allow_unknown && !(w->skip_router_values && router_only_tensor(tensor->name)))
-                status = fail_unknown(path, tensor->name);
+                status = fail_unknown(w->model, path, tensor->name);
             continue;
         }
         if (w->file_of && (!w->file_of[p] || strcmp(w->file_of[p], file_name) != 0)) {
@@ -202,7 +207,7 @@ static int load_index(weight_loader *w, const char *dir, const char *index_path)
         }
         int p = find_param(w, entry->string);
         if (p < 0 && !w->allow_unknown && !(w->skip_router_values && router_only_tensor(entry->string)))
-            status = fail_unknown(index_path, entry->string);
+            status = fail_unknown(w->model, index_path, entry->string);
         else if (p >= 0 && w->file_of[p])
             status = pm_fail(PM_ERR_ARG, "%s lists the tensor '%s' twice; each tensor must appear once in its "
                              "weight_map", index_path, entry->string);

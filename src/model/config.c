@@ -1,4 +1,5 @@
-/* The model configuration: Hugging Face's config.json for OLMoE plus a "probmoe" object. */
+/* The model configuration: a Hugging Face MoE family's config.json (model_type picks the family,
+ * config_family.c reads its own fields) plus a "probmoe" object for the router. */
 #include <cjson/cJSON.h>
 #include <float.h>
 #include <math.h>
@@ -7,6 +8,8 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/arch.h"
+#include "model/config_internal.h"
 #include "route/router_fields.h"
 #include "probmoe.h"
 
@@ -34,12 +37,44 @@ static int positive(int value, const char *field) {
     return PM_OK;
 }
 
+/* The family's own constraints: its block's parts exist only where the family has them. */
+static int check_family(const pm_model_config *cfg) {
+    const char *name = pm_arch_name(cfg->arch);
+    if (!name)
+        return pm_fail(PM_ERR_ARG, "model config: arch = %d is not a model family; give one of %s", (int)cfg->arch,
+                       arch_list());
+    const model_arch *arch = arch_get(cfg->arch);
+    if (cfg->qkv_bias && !arch->qkv_bias_allowed)
+        return pm_fail(PM_ERR_ARG, "model config: %s has no q/k/v biases; qkv_bias is for qwen2_moe", name);
+    if (arch->shared_expert && (cfg->shared_expert_size < 1 || cfg->shared_expert_size > (1 << 18)))
+        return pm_fail(PM_ERR_ARG, "model config: shared_expert_intermediate_size = %d; %s needs a shared expert of "
+                       "1 to %d", cfg->shared_expert_size, name, 1 << 18);
+    if (!arch->shared_expert && cfg->shared_expert_size != 0)
+        return pm_fail(PM_ERR_ARG, "model config: %s has no shared expert; shared_expert_intermediate_size is for "
+                       "qwen2_moe", name);
+    if (cfg->dense_intermediate_size < 0 || cfg->dense_intermediate_size > (1 << 18) ||
+        (cfg->dense_intermediate_size != 0 && cfg->arch != PM_ARCH_QWEN2_MOE))
+        return pm_fail(PM_ERR_ARG, "model config: intermediate_size = %d of the dense MLPs must be 0 to %d (and 0 "
+                       "outside qwen2_moe)", cfg->dense_intermediate_size, 1 << 18);
+    if (cfg->sliding_window < 0 || (cfg->sliding_window != 0 && !arch->sliding_window_allowed))
+        return pm_fail(PM_ERR_ARG, "model config: sliding_window = %d; give 0 (attention over every position)%s",
+                       cfg->sliding_window, arch->sliding_window_allowed ? " or a positive window" : "");
+    if (arch->always_norm_topk && !cfg->router.norm_topk_prob)
+        return pm_fail(PM_ERR_ARG, "model config: %s renormalises the top-k weights; norm_topk_prob must be true",
+                       name);
+    return PM_OK;
+}
+
 pm_status pm_model_config_check(const pm_model_config *cfg) {
+    int family = check_family(cfg);
+    if (family < 0) return family;
+    /* the family's own names of the experts' width and number */
+    const char *width = arch_get(cfg->arch)->expert_width_key, *experts = arch_get(cfg->arch)->num_experts_key;
     const struct { int value; const char *field; } sizes[] = {
         {cfg->vocab_size, "vocab_size"}, {cfg->hidden_size, "hidden_size"},
-        {cfg->intermediate_size, "intermediate_size"}, {cfg->num_layers, "num_hidden_layers"},
+        {cfg->intermediate_size, width}, {cfg->num_layers, "num_hidden_layers"},
         {cfg->num_heads, "num_attention_heads"}, {cfg->num_kv_heads, "num_key_value_heads"},
-        {cfg->num_experts, "num_experts"}, {cfg->experts_per_token, "num_experts_per_tok"},
+        {cfg->num_experts, experts}, {cfg->experts_per_token, "num_experts_per_tok"},
         {cfg->max_position_embeddings, "max_position_embeddings"},
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -50,8 +85,8 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
      * them (table entries, tensor elements, buffers) fits its type. */
     const struct { int value, most; const char *field; } bounds[] = {
         {cfg->vocab_size, 1 << 24, "vocab_size"}, {cfg->hidden_size, 1 << 16, "hidden_size"},
-        {cfg->intermediate_size, 1 << 18, "intermediate_size"}, {cfg->num_layers, 1 << 10, "num_hidden_layers"},
-        {cfg->num_heads, 1 << 10, "num_attention_heads"}, {cfg->num_experts, 1 << 12, "num_experts"},
+        {cfg->intermediate_size, 1 << 18, width}, {cfg->num_layers, 1 << 10, "num_hidden_layers"},
+        {cfg->num_heads, 1 << 10, "num_attention_heads"}, {cfg->num_experts, 1 << 12, experts},
         {cfg->max_position_embeddings, 1 << 20, "max_position_embeddings"},
     };
     for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
@@ -60,29 +95,31 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
                            bounds[i].field, bounds[i].value, bounds[i].most);
     /* the parameter count, in double so that it cannot wrap */
     const double H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
-    const double parameters = 2.0 * cfg->vocab_size * H + cfg->num_layers * (4.0 * H * H + E * (H + 3.0 * H * I));
+    const double shared = cfg->shared_expert_size * 3.0 * H + H;
+    const double parameters = 2.0 * cfg->vocab_size * H + cfg->num_layers * (4.0 * H * H + E * (H + 3.0 * H * I) + shared);
     if (parameters > 68719476736.0) /* 2^36 floats: 256 GiB of weights alone */
         return pm_fail(PM_ERR_ARG, "model config: %.3g parameters (%.0f GiB of float32 weights, more with gradients "
                        "and optimizer state) is more than this program can hold; use a smaller model",
                        parameters, parameters * 4.0 / 1073741824.0);
     if (cfg->hidden_size % cfg->num_heads != 0)
-        return pm_fail(PM_ERR_ARG, "model config: num_attention_heads = %d does not divide hidden_size = %d",
+        return pm_fail(PM_ERR_ARG, "model config: num_attention_heads = %d does not divide hidden_size = %d; it must "
+                       "divide it",
                        cfg->num_heads, cfg->hidden_size);
     if ((cfg->hidden_size / cfg->num_heads) % 2 != 0)
         return pm_fail(PM_ERR_ARG, "model config: the head size hidden_size / num_attention_heads = %d must "
                        "be even for rotary embeddings", cfg->hidden_size / cfg->num_heads);
     if (cfg->num_heads % cfg->num_kv_heads != 0)
         return pm_fail(PM_ERR_ARG, "model config: num_key_value_heads = %d does not divide "
-                       "num_attention_heads = %d", cfg->num_kv_heads, cfg->num_heads);
+                       "num_attention_heads = %d; it must divide it", cfg->num_kv_heads, cfg->num_heads);
     if (cfg->experts_per_token > cfg->num_experts)
-        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds num_experts = %d",
-                       cfg->experts_per_token, cfg->num_experts);
+        return pm_fail(PM_ERR_ARG, "model config: num_experts_per_tok = %d exceeds %s = %d; it must be at most that",
+                       cfg->experts_per_token, experts, cfg->num_experts);
     if (!(cfg->rope_theta > 0.0f) || !isfinite(cfg->rope_theta))
         return pm_fail(PM_ERR_ARG, "model config: rope_theta = %g; it must be positive and finite", (double)cfg->rope_theta);
     if (!(cfg->rms_norm_eps > 0.0f) || !isfinite(cfg->rms_norm_eps))
         return pm_fail(PM_ERR_ARG, "model config: rms_norm_eps = %g; it must be positive and finite", (double)cfg->rms_norm_eps);
     if (cfg->router.num_experts != cfg->num_experts)
-        return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d",
+        return pm_fail(PM_ERR_ARG, "model config: the router has %d experts but num_experts = %d; they must agree",
                        cfg->router.num_experts, cfg->num_experts);
     if (!(cfg->soft_budget >= 0.0f) || !isfinite(cfg->soft_budget))
         return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget = %g; give a finite budget, or 0 for "
@@ -101,18 +138,11 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
 
 /* ------------------------------------------------------------------ parsing */
 
-typedef struct {
-    const cJSON *object;
-    const char *source;
-    const char *prefix; /* "" or "probmoe." for messages */
-    int status;
-} json_reader;
-
 static const cJSON *field(json_reader *reader, const char *name) {
     return cJSON_GetObjectItemCaseSensitive(reader->object, name);
 }
 
-static void read_int(json_reader *reader, const char *name, int *out, bool required) {
+void config_read_int(json_reader *reader, const char *name, int *out, bool required) {
     if (reader->status < 0) return;
     const cJSON *item = field(reader, name);
     if (!item || cJSON_IsNull(item)) {
@@ -130,7 +160,7 @@ static void read_int(json_reader *reader, const char *name, int *out, bool requi
     *out = (int)value;
 }
 
-static void read_float(json_reader *reader, const char *name, float *out) {
+void config_read_float(json_reader *reader, const char *name, float *out) {
     if (reader->status < 0) return;
     const cJSON *item = field(reader, name);
     if (!item || cJSON_IsNull(item)) return;
@@ -147,7 +177,7 @@ static void read_float(json_reader *reader, const char *name, float *out) {
     *out = (float)item->valuedouble;
 }
 
-static void read_bool(json_reader *reader, const char *name, bool *out) {
+void config_read_bool(json_reader *reader, const char *name, bool *out) {
     if (reader->status < 0) return;
     const cJSON *item = field(reader, name);
     if (!item || cJSON_IsNull(item)) return;
@@ -159,9 +189,10 @@ static void read_bool(json_reader *reader, const char *name, bool *out) {
     *out = cJSON_IsTrue(item);
 }
 
-/* The "probmoe" object; missing fields keep the router's defaults. */
+/* The "probmoe" object; missing fields keep the router's defaults (no object: the family's top-k). */
 static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_coef, const char *source) {
-    pm_router_kind kind = PM_ROUTER_PROBMOE;
+    /* without a "probmoe" object the model routes as its family does: top-k */
+    pm_router_kind kind = object ? PM_ROUTER_PROBMOE : PM_ROUTER_TOPK;
     json_reader reader = {object, source, "probmoe.", PM_OK};
     const cJSON *name = object ? cJSON_GetObjectItemCaseSensitive(object, "router") : NULL;
     if (name && !cJSON_IsString(name))
@@ -177,12 +208,29 @@ static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_c
     for (int i = 0; object && i < router_field_count(); i++) {
         const router_field *f = router_field_at(i);
         void *value = router_field_value(&cfg->router, f);
-        if (f->type == ROUTER_FIELD_INT) read_int(&reader, f->key, value, false);
-        else if (f->type == ROUTER_FIELD_FLOAT) read_float(&reader, f->key, value);
-        else read_bool(&reader, f->key, value);
+        if (f->type == ROUTER_FIELD_INT) config_read_int(&reader, f->key, value, false);
+        else if (f->type == ROUTER_FIELD_FLOAT) config_read_float(&reader, f->key, value);
+        else config_read_bool(&reader, f->key, value);
     }
-    read_float(&reader, "soft_budget", &cfg->soft_budget);
+    config_read_float(&reader, "soft_budget", &cfg->soft_budget);
     return reader.status;
+}
+
+/* The family named by model_type (absent: olmoe, the format of probmoe's own configs). */
+static const model_arch *read_family(const cJSON *root, const char *source, int *status) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!type) return arch_get(PM_ARCH_OLMOE);
+    if (!cJSON_IsString(type)) {
+        *status = pm_fail(PM_ERR_ARG, "%s: model_type must be a string, one of %s", source, arch_list());
+        return NULL;
+    }
+    const model_arch *arch = arch_find(type->valuestring);
+    if (arch) return arch;
+    const bool mla = strncmp(type->valuestring, "deepseek", 8) == 0;
+    *status = pm_fail(PM_ERR_ARG, "%s: model_type \"%.64s\" is not supported%s; give one of the supported families: %s",
+                      source, type->valuestring,
+                      mla ? " (its Multi-head Latent Attention, kv_lora_rank, is not implemented)" : "", arch_list());
+    return NULL;
 }
 
 pm_status pm_model_config_from_json(pm_model_config *cfg, const char *json, const char *source) {
@@ -193,32 +241,35 @@ pm_status pm_model_config_from_json(pm_model_config *cfg, const char *json, cons
                        cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
     }
     *cfg = pm_model_config_default();
+    int status = PM_OK;
+    const model_arch *arch = read_family(root, source, &status);
+    if (!arch) {
+        cJSON_Delete(root);
+        return status;
+    }
+    cfg->arch = arch->arch;
     json_reader reader = {root, source, "", PM_OK};
-    read_int(&reader, "vocab_size", &cfg->vocab_size, true);
-    read_int(&reader, "hidden_size", &cfg->hidden_size, true);
-    read_int(&reader, "intermediate_size", &cfg->intermediate_size, true);
-    read_int(&reader, "num_hidden_layers", &cfg->num_layers, true);
-    read_int(&reader, "num_attention_heads", &cfg->num_heads, true);
+    config_read_int(&reader, "vocab_size", &cfg->vocab_size, true);
+    config_read_int(&reader, "hidden_size", &cfg->hidden_size, true);
+    config_read_int(&reader, arch->expert_width_key, &cfg->intermediate_size, true);
+    config_read_int(&reader, "num_hidden_layers", &cfg->num_layers, true);
+    config_read_int(&reader, "num_attention_heads", &cfg->num_heads, true);
     cfg->num_kv_heads = cfg->num_heads;
-    read_int(&reader, "num_key_value_heads", &cfg->num_kv_heads, false);
-    read_int(&reader, "num_experts", &cfg->num_experts, true);
-    read_int(&reader, "num_experts_per_tok", &cfg->experts_per_token, true);
-    read_int(&reader, "max_position_embeddings", &cfg->max_position_embeddings, false);
-    read_float(&reader, "rope_theta", &cfg->rope_theta);
-    read_float(&reader, "rms_norm_eps", &cfg->rms_norm_eps);
-    read_float(&reader, "initializer_range", &cfg->initializer_range);
-    bool tied = false, norm = false;
+    config_read_int(&reader, "num_key_value_heads", &cfg->num_kv_heads, false);
+    config_read_int(&reader, arch->num_experts_key, &cfg->num_experts, true);
+    config_read_int(&reader, "num_experts_per_tok", &cfg->experts_per_token, true);
+    config_read_int(&reader, "max_position_embeddings", &cfg->max_position_embeddings, false);
+    config_read_float(&reader, "rope_theta", &cfg->rope_theta);
+    config_read_float(&reader, "rms_norm_eps", &cfg->rms_norm_eps);
+    config_read_float(&reader, "initializer_range", &cfg->initializer_range);
+    bool norm = false;
     float hf_aux_coef = 0.0f;
-    read_bool(&reader, "tie_word_embeddings", &tied);
-    read_bool(&reader, "norm_topk_prob", &norm);
-    read_float(&reader, "router_aux_loss_coef", &hf_aux_coef);
-    int status = reader.status;
-    if (status == 0 && tied)
-        status = pm_fail(PM_ERR_ARG, "%s: tie_word_embeddings = true is not supported (OLMoE unties "
-                         "lm_head); set it to false", source);
-    const cJSON *hidden_act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-    if (status == 0 && hidden_act && !(cJSON_IsString(hidden_act) && strcmp(hidden_act->valuestring, "silu") == 0))
-        status = pm_fail(PM_ERR_ARG, "%s: hidden_act must be \"silu\" (SwiGLU experts)", source);
+    config_read_bool(&reader, "tie_word_embeddings", &cfg->tie_word_embeddings);
+    config_read_float(&reader, "router_aux_loss_coef", &hf_aux_coef);
+    if (reader.status == 0 && !(hf_aux_coef >= 0.0f))
+        reader.status = pm_fail(PM_ERR_ARG, "%s: router_aux_loss_coef = %g; it must be at least 0 (0 turns the "
+                                "load-balancing loss off)", source, (double)hf_aux_coef);
+    status = reader.status < 0 ? reader.status : config_family_read(&reader, arch, cfg, &norm);
     if (status == 0) {
         cfg->router.norm_topk_prob = norm;
         status = read_router(cJSON_GetObjectItemCaseSensitive(root, "probmoe"), cfg, hf_aux_coef, source);
@@ -256,35 +307,11 @@ pm_status pm_model_config_load(pm_model_config *cfg, const char *path) {
 
 char *pm_model_config_to_json(const pm_model_config *cfg) {
     cJSON *root = cJSON_CreateObject(), *probmoe = cJSON_CreateObject();
-    cJSON *architectures = cJSON_CreateArray();
-    if (!root || !probmoe || !architectures) {
+    if (!root || !probmoe || !config_family_write(root, cfg)) {
         cJSON_Delete(root);
         cJSON_Delete(probmoe);
-        cJSON_Delete(architectures);
         return NULL;
     }
-    cJSON_AddItemToArray(architectures, cJSON_CreateString("OlmoeForCausalLM"));
-    cJSON_AddItemToObject(root, "architectures", architectures);
-    cJSON_AddStringToObject(root, "model_type", "olmoe");
-    cJSON_AddNumberToObject(root, "vocab_size", cfg->vocab_size);
-    cJSON_AddNumberToObject(root, "hidden_size", cfg->hidden_size);
-    cJSON_AddNumberToObject(root, "intermediate_size", cfg->intermediate_size);
-    cJSON_AddNumberToObject(root, "num_hidden_layers", cfg->num_layers);
-    cJSON_AddNumberToObject(root, "num_attention_heads", cfg->num_heads);
-    cJSON_AddNumberToObject(root, "num_key_value_heads", cfg->num_kv_heads);
-    cJSON_AddNumberToObject(root, "num_experts", cfg->num_experts);
-    cJSON_AddNumberToObject(root, "num_experts_per_tok", cfg->experts_per_token);
-    cJSON_AddNumberToObject(root, "max_position_embeddings", cfg->max_position_embeddings);
-    cJSON_AddNumberToObject(root, "rope_theta", cfg->rope_theta);
-    cJSON_AddNumberToObject(root, "rms_norm_eps", cfg->rms_norm_eps);
-    cJSON_AddNumberToObject(root, "initializer_range", cfg->initializer_range);
-    cJSON_AddBoolToObject(root, "norm_topk_prob", cfg->router.norm_topk_prob);
-    cJSON_AddNumberToObject(root, "router_aux_loss_coef", cfg->router.lb_coef);
-    cJSON_AddBoolToObject(root, "tie_word_embeddings", false);
-    cJSON_AddStringToObject(root, "hidden_act", "silu");
-    cJSON_AddBoolToObject(root, "attention_bias", false);
-    cJSON_AddNullToObject(root, "clip_qkv");
-    cJSON_AddBoolToObject(root, "output_router_logits", false);
     cJSON_AddStringToObject(probmoe, "router", pm_router_kind_name(cfg->router.kind));
     for (int i = 0; i < router_field_count(); i++) {
         const router_field *f = router_field_at(i);

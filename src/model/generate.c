@@ -34,6 +34,7 @@ struct pm_generator {
     float *x, *ln, *q, *k, *v, *attn, *tmp, *moe_out, *rstd;
     float *scores;                      /* (rows, heads, max_len) attention weights */
     float *router_logits;               /* (rows, E) */
+    float *shared_gate_up, *shared_act, *shared_scale; /* (rows, 2S), (rows, S), (rows): qwen2_moe */
     int32_t *positions;                 /* (rows) each fed token's position */
     unsigned char *feeding;             /* (rows) rows fed in the current step (repeats refused) */
     moe_state moe;                      /* the fed tokens' expert rows, reused layer after layer */
@@ -55,7 +56,7 @@ void pm_generator_free(pm_generator *gen) {
     }
     float *buffers[] = {gen->k_cache, gen->v_cache, gen->x,      gen->ln,     gen->q,      gen->k,
                         gen->v,       gen->attn,    gen->tmp,    gen->moe_out, gen->rstd, gen->scores,
-                        gen->router_logits};
+                        gen->router_logits, gen->shared_gate_up, gen->shared_act, gen->shared_scale};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     moe_state_free(&gen->moe);
     free(gen->lengths);
@@ -102,12 +103,14 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, R = (uint64_t)rows;
     const uint64_t pairs = R * (uint64_t)pm_router_max_pairs(router, false);
     /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
-     * v (KV), rstd, the scores of every head, the router logits, its length, position and
-     * flag; the expert rows of the fed tokens; per layer a router and its routing of `rows`
+     * v (KV), rstd, the scores of every head, the router logits, the shared expert's gate | up,
+     * activation and scale, its length, position and flag; the expert rows of the fed tokens;
+     * per layer a router and its routing of `rows`
      * tokens and the mean of active experts; the experts' weight pointers (not the bf16 copy,
      * which pm_generator_set_precision allocates later, if asked) */
     uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));
-    const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts;
+    const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts +
+                         3 * (uint64_t)cfg->shared_expert_size + 1;
     bytes = sat_add(bytes, sat_mul(R, sizeof(float) * row + 2 * sizeof(int32_t) + 1));
     bytes = sat_add(bytes, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
     bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, R) +
@@ -193,6 +196,9 @@ pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *
     gen->rstd = alloc_floats(R, &ok);
     gen->scores = alloc_floats(R * cfg->num_heads * max_len, &ok);
     gen->router_logits = alloc_floats(R * E, &ok);
+    gen->shared_gate_up = alloc_floats(R * 2 * (size_t)cfg->shared_expert_size, &ok);
+    gen->shared_act = alloc_floats(R * (size_t)cfg->shared_expert_size, &ok);
+    gen->shared_scale = alloc_floats(R, &ok);
     gen->lengths = calloc(R, sizeof(int));
     gen->positions = malloc(sizeof(int32_t) * R);
     gen->feeding = calloc(R, 1);
@@ -292,13 +298,17 @@ static float *cache_row(const pm_generator *gen, float *cache, int row, int l) {
 /* Attention of each fed token's query over its own row's cached keys and values in layer l. */
 static void attend(pm_generator *gen, int l, const int *rows, int count) {
     const pm_model_config *cfg = &gen->model->cfg;
-    const int H = cfg->hidden_size, heads = cfg->num_heads, D = H / heads;
+    const int H = cfg->hidden_size, heads = cfg->num_heads, D = H / heads, W = cfg->sliding_window;
+    const size_t KV = (size_t)D * cfg->num_kv_heads;
 #pragma omp parallel for schedule(static) if (count > 1)
-    for (int i = 0; i < count; i++)
+    for (int i = 0; i < count; i++) {
+        /* a sliding window (Mixtral) sees the last W positions, the token's own included */
+        const int n = gen->lengths[rows[i]] + 1, first = W > 0 && n > W ? n - W : 0;
         attention_decode_forward(gen->attn + (size_t)i * H, gen->scores + (size_t)i * heads * gen->max_len,
-                                 gen->q + (size_t)i * H, cache_row(gen, gen->k_cache, rows[i], l),
-                                 cache_row(gen, gen->v_cache, rows[i], l), gen->lengths[rows[i]] + 1, heads,
+                                 gen->q + (size_t)i * H, cache_row(gen, gen->k_cache, rows[i], l) + first * KV,
+                                 cache_row(gen, gen->v_cache, rows[i], l) + first * KV, n - first, heads,
                                  cfg->num_kv_heads, D);
+    }
 }
 
 /* out (count, N) = in (count, K) · parameter index (N, K)ᵀ in the generator's precision. */
@@ -324,6 +334,18 @@ static int moe_rows(pm_generator *gen, int l, int count) {
     gen->active_sum[l] += routing->offsets[count];
     moe_forward_rows(&gen->moe, gen->moe_out, gen->ln, routing, gen->experts + (size_t)l * cfg->num_experts);
     for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->moe_out[i];
+    const layer_params *lp = &model->layer_params[l];
+    if (lp->shared0 >= 0) { /* the shared expert, scaled by sigmoid of its gate (fp32, as training's) */
+        const int S = cfg->shared_expert_size;
+        product(gen, gen->shared_gate_up, gen->ln, lp->shared0, count, H, 2 * S);
+        swiglu_forward(gen->shared_act, gen->shared_gate_up, count, S);
+        product(gen, gen->moe_out, gen->shared_act, lp->shared0 + 2, count, S, H);
+        matmul_rows_forward(gen->shared_scale, gen->ln, param_weights(model, lp->shared_gate), count, H, 1);
+        for (int i = 0; i < count; i++) {
+            const float scale = (float)(1.0 / (1.0 + exp(-(double)gen->shared_scale[i])));
+            for (int h = 0; h < H; h++) gen->x[(size_t)i * H + h] += scale * gen->moe_out[(size_t)i * H + h];
+        }
+    }
     return PM_OK;
 }
 
@@ -341,13 +363,20 @@ static int feed_checked(pm_generator *gen, const int *rows, const int32_t *token
     for (int l = 0; l < cfg->num_layers; l++) {
         const layer_params *lp = &model->layer_params[l];
         rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, lp->input_norm), count, H, eps);
+        /* q and k: projection, bias (qwen2_moe), OLMoE's norm, rope */
         product(gen, gen->tmp, gen->ln, lp->q, count, H, H);
-        rmsnorm_forward(gen->q, gen->rstd, gen->tmp, param_weights(model, lp->q_norm), count, H, eps);
-        rope_forward(gen->q, gen->q, gen->positions, count, cfg->num_heads, D, cfg->rope_theta);
+        if (lp->q_bias >= 0) bias_forward(gen->tmp, param_weights(model, lp->q_bias), count, H);
+        if (lp->q_norm >= 0) rmsnorm_forward(gen->q, gen->rstd, gen->tmp, param_weights(model, lp->q_norm), count, H, eps);
+        rope_forward(gen->q, lp->q_norm >= 0 ? gen->q : gen->tmp, gen->positions, count, cfg->num_heads, D,
+                     cfg->rope_theta);
         product(gen, gen->tmp, gen->ln, lp->k, count, H, KV);
-        rmsnorm_forward(gen->k, gen->rstd, gen->tmp, param_weights(model, lp->k_norm), count, KV, eps);
-        rope_forward(gen->k, gen->k, gen->positions, count, cfg->num_kv_heads, D, cfg->rope_theta);
+        if (lp->k_bias >= 0) bias_forward(gen->tmp, param_weights(model, lp->k_bias), count, KV);
+        if (lp->k_norm >= 0)
+            rmsnorm_forward(gen->k, gen->rstd, gen->tmp, param_weights(model, lp->k_norm), count, KV, eps);
+        rope_forward(gen->k, lp->k_norm >= 0 ? gen->k : gen->tmp, gen->positions, count, cfg->num_kv_heads, D,
+                     cfg->rope_theta);
         product(gen, gen->v, gen->ln, lp->v, count, H, KV);
+        if (lp->v_bias >= 0) bias_forward(gen->v, param_weights(model, lp->v_bias), count, KV);
         for (int i = 0; i < count; i++) {
             const size_t at = (size_t)gen->positions[i] * KV;
             memcpy(cache_row(gen, gen->k_cache, rows[i], l) + at, gen->k + (size_t)i * KV, sizeof(float) * KV);

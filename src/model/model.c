@@ -1,4 +1,5 @@
-/* The OLMoE decoder: buffers, forward pass and backward pass. */
+/* The MoE decoder of every family of the architecture table (arch.c): buffers, forward pass and
+ * backward pass. */
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -9,7 +10,9 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/memory.h"
+#include "model/arch.h"
 #include "model/model_internal.h"
+#include "moe/shared_expert.h"
 #include "nn/nn.h"
 #include "route/router_internal.h"
 #include "route/router_memory.h"
@@ -33,6 +36,7 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, E = (uint64_t)cfg->num_experts;
     const uint64_t V = (uint64_t)cfg->vocab_size, pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
     const int tokens = T > INT_MAX ? INT_MAX : (int)T;
+    const uint64_t shared = (uint64_t)cfg->shared_expert_size;
     layer_state stand_in;
     for (int l = 0; l < cfg->num_layers; l++) {
         layer_state *layer = model->layers ? &model->layers[l] : &stand_in;
@@ -52,6 +56,13 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
         layer->ln2 = arena_floats(arena, sat_mul(T, H));
         layer->rstd2 = arena_floats(arena, T);
         layer->router_logits = arena_floats(arena, sat_mul(T, E));
+        layer->shared_gate_up = layer->shared_act = layer->shared_out = layer->shared_scale = NULL;
+        if (shared > 0) {
+            layer->shared_gate_up = arena_floats(arena, sat_mul(T, 2 * shared));
+            layer->shared_act = arena_floats(arena, sat_mul(T, shared));
+            layer->shared_out = arena_floats(arena, sat_mul(T, H));
+            layer->shared_scale = arena_floats(arena, T);
+        }
         moe_state_layout(&layer->moe, arena, (int)H, cfg->intermediate_size, (int)E, tokens, pairs);
     }
     model->positions = arena_take(arena, T, sizeof(int32_t));
@@ -70,6 +81,13 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
     model->d_attn = arena_floats(arena, sat_mul(T, H));
     model->d_router = arena_floats(arena, sat_mul(T, E));
     model->c = arena_floats(arena, pairs);
+    model->d_shared_gate_up = model->d_shared_act = model->d_shared_out = model->d_shared_scale = NULL;
+    if (shared > 0) {
+        model->d_shared_gate_up = arena_floats(arena, sat_mul(T, 2 * shared));
+        model->d_shared_act = arena_floats(arena, sat_mul(T, shared));
+        model->d_shared_out = arena_floats(arena, sat_mul(T, H));
+        model->d_shared_scale = arena_floats(arena, T);
+    }
     /* the attention backward's scratch for the threads there are now (more later are capped) */
     model->attention_threads = omp_get_max_threads();
     model->attention_scratch = arena_take(arena, attention_backward_scratch_bytes(max_seq, model->attention_threads), 1);
@@ -325,27 +343,58 @@ static void add_into(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+/* The shared expert of layer l (qwen2_moe): its weights, gradients and activations. */
+static shared_expert_weights shared_weights(pm_model *model, int l) {
+    const int first = model->layer_params[l].shared0, gate = model->layer_params[l].shared_gate;
+    return (shared_expert_weights){param_weights(model, first), param_weights(model, first + 2),
+                                   param_weights(model, gate), param_weights16(model, first),
+                                   param_weights16(model, first + 2), param_grads(model, first),
+                                   param_grads(model, first + 2), param_grads(model, gate)};
+}
+
+static shared_expert_acts shared_acts(const layer_state *layer) {
+    return (shared_expert_acts){layer->shared_gate_up, layer->shared_act, layer->shared_out, layer->shared_scale};
+}
+
+/* q, k and v of ln1 before rope: the projections and their biases (qwen2_moe); with OLMoE's
+ * norms over the whole projections, q_rot and k_rot get the normed values rope then rotates. */
+static void project_qkv(pm_model *model, layer_state *layer, const layer_params *lp, int T) {
+    const pm_model_config *cfg = &model->cfg;
+    const int H = cfg->hidden_size, KV = H / cfg->num_heads * cfg->num_kv_heads;
+    matmul_bf16 *bf16 = model->bf16;
+    linear_forward(bf16, layer->q_raw, layer->ln1, param_weights(model, lp->q), param_weights16(model, lp->q), T, H, H);
+    linear_forward(bf16, layer->k_raw, layer->ln1, param_weights(model, lp->k), param_weights16(model, lp->k), T, H, KV);
+    linear_forward(bf16, layer->v, layer->ln1, param_weights(model, lp->v), param_weights16(model, lp->v), T, H, KV);
+    if (lp->q_bias >= 0) {
+        bias_forward(layer->q_raw, param_weights(model, lp->q_bias), T, H);
+        bias_forward(layer->k_raw, param_weights(model, lp->k_bias), T, KV);
+        bias_forward(layer->v, param_weights(model, lp->v_bias), T, KV);
+    }
+    if (lp->q_norm >= 0) {
+        rmsnorm_forward(layer->q_rot, layer->q_rstd, layer->q_raw, param_weights(model, lp->q_norm), T, H,
+                        cfg->rms_norm_eps);
+        rmsnorm_forward(layer->k_rot, layer->k_rstd, layer->k_raw, param_weights(model, lp->k_norm), T, KV,
+                        cfg->rms_norm_eps);
+    }
+}
+
 static int layer_forward(pm_model *model, int l, float *x_out, bool training, uint64_t seed, uint64_t step) {
     const pm_model_config *cfg = &model->cfg;
     layer_state *layer = &model->layers[l];
     const layer_params *lp = &model->layer_params[l];
     const int B = model->batch, S = model->seq, T = B * S, H = cfg->hidden_size;
-    const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads, E = cfg->num_experts;
+    const int D = H / cfg->num_heads, E = cfg->num_experts;
     rmsnorm_forward(layer->ln1, layer->rstd1, layer->x_in, param_weights(model, lp->input_norm), T, H,
                     cfg->rms_norm_eps);
     matmul_bf16 *bf16 = model->bf16;
-    linear_forward(bf16, layer->q_raw, layer->ln1, param_weights(model, lp->q), param_weights16(model, lp->q), T, H, H);
-    linear_forward(bf16, layer->k_raw, layer->ln1, param_weights(model, lp->k), param_weights16(model, lp->k), T, H, KV);
-    linear_forward(bf16, layer->v, layer->ln1, param_weights(model, lp->v), param_weights16(model, lp->v), T, H, KV);
-    /* OLMoE normalises the whole projections (not per head), then applies rope */
-    rmsnorm_forward(layer->q_rot, layer->q_rstd, layer->q_raw, param_weights(model, lp->q_norm), T, H,
-                    cfg->rms_norm_eps);
-    rmsnorm_forward(layer->k_rot, layer->k_rstd, layer->k_raw, param_weights(model, lp->k_norm), T, KV,
-                    cfg->rms_norm_eps);
-    rope_forward(layer->q_rot, layer->q_rot, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
-    rope_forward(layer->k_rot, layer->k_rot, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
-    attention_forward(layer->attn_out, layer->att, layer->q_rot, layer->k_rot, layer->v, B, S, cfg->num_heads,
-                      cfg->num_kv_heads, D);
+    project_qkv(model, layer, lp, T);
+    const bool normed = lp->q_norm >= 0;
+    rope_forward(layer->q_rot, normed ? layer->q_rot : layer->q_raw, model->positions, T, cfg->num_heads, D,
+                 cfg->rope_theta);
+    rope_forward(layer->k_rot, normed ? layer->k_rot : layer->k_raw, model->positions, T, cfg->num_kv_heads, D,
+                 cfg->rope_theta);
+    attention_forward_window(layer->attn_out, layer->att, layer->q_rot, layer->k_rot, layer->v, B, S, cfg->num_heads,
+                             cfg->num_kv_heads, D, cfg->sliding_window);
     linear_forward(bf16, layer->x_mid, layer->attn_out, param_weights(model, lp->o), param_weights16(model, lp->o), T,
                    H, H);
     add_into(layer->x_mid, layer->x_in, (size_t)T * H);
@@ -360,6 +409,11 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
                              layer->experts, model->expert_comm);
     else
         moe_forward(&layer->moe, x_out, layer->ln2, layer->routing, layer->experts);
+    if (lp->shared0 >= 0) {
+        const shared_expert_weights weights = shared_weights(model, l);
+        const shared_expert_acts acts = shared_acts(layer);
+        shared_expert_forward(bf16, &acts, x_out, layer->ln2, &weights, T, H, cfg->shared_expert_size);
+    }
     add_into(x_out, layer->x_mid, (size_t)T * H);
     return PM_OK;
 }
@@ -423,6 +477,7 @@ static int layer_backward(pm_model *model, int l) {
     const int B = model->batch, S = model->seq, T = B * S, H = cfg->hidden_size;
     const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads, E = cfg->num_experts;
     float *d_resid = model->d_resid; /* dL/d(layer output) on entry, dL/d(layer input) on exit */
+    matmul_bf16 *bf16 = model->bf16;
     /* MoE block: x_out = x_mid + moe(ln2) */
     memset(model->d_ln, 0, sizeof(float) * T * H);
     if (model->expert_forward)
@@ -431,6 +486,14 @@ static int layer_backward(pm_model *model, int l) {
     else
         moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing,
                      layer->experts);
+    if (lp->shared0 >= 0) {
+        const shared_expert_weights weights = shared_weights(model, l);
+        const shared_expert_acts acts = shared_acts(layer);
+        const shared_expert_scratch scratch = {model->d_shared_gate_up, model->d_shared_act, model->d_shared_out,
+                                               model->d_shared_scale};
+        shared_expert_backward(bf16, &acts, &scratch, model->d_ln, d_resid, layer->ln2, &weights, T, H,
+                               cfg->shared_expert_size);
+    }
     memset(model->d_router, 0, sizeof(float) * T * E);
     pm_router_zero_grads(layer->router); /* its soft_k and alpha gradients of this pass only */
     int status = pm_router_backward(layer->router, model->d_router, layer->routing, layer->router_logits, model->c,
@@ -443,7 +506,6 @@ static int layer_backward(pm_model *model, int l) {
                      param_weights(model, lp->post_norm), layer->rstd2, T, H);
     /* attention block: x_mid = x_in + o_proj(attention(...)) */
     memset(model->d_attn, 0, sizeof(float) * T * H);
-    matmul_bf16 *bf16 = model->bf16;
     linear_backward(bf16, model->d_attn, param_grads(model, lp->o), d_resid, layer->attn_out, param_weights(model, lp->o),
                     param_weights16(model, lp->o), T, H, H);
     memset(model->d_q, 0, sizeof(float) * T * H);
@@ -452,17 +514,28 @@ static int layer_backward(pm_model *model, int l) {
     attention_backward_in(model->d_q, model->d_k, model->d_v, model->d_attn, layer->att, layer->q_rot, layer->k_rot,
                           layer->v, B, S, cfg->num_heads, cfg->num_kv_heads, D, model->attention_scratch,
                           model->attention_threads);
-    /* rope is linear: its backward maps d(rotated) to d(normalised) */
+    /* rope is linear: its backward maps d(rotated) to d(normalised), or straight to d(projected)
+     * without OLMoE's norms */
     memset(model->d_q_raw, 0, sizeof(float) * T * H);
     memset(model->d_k_raw, 0, sizeof(float) * T * KV);
-    memset(model->d_attn, 0, sizeof(float) * T * H); /* reused: d of the normalised q */
-    rope_backward(model->d_attn, model->d_q, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
-    rmsnorm_backward(model->d_q_raw, param_grads(model, lp->q_norm), model->d_attn, layer->q_raw,
-                     param_weights(model, lp->q_norm), layer->q_rstd, T, H);
-    memset(model->d_q, 0, sizeof(float) * T * KV); /* reused: d of the normalised k */
-    rope_backward(model->d_q, model->d_k, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
-    rmsnorm_backward(model->d_k_raw, param_grads(model, lp->k_norm), model->d_q, layer->k_raw,
-                     param_weights(model, lp->k_norm), layer->k_rstd, T, KV);
+    if (lp->q_norm >= 0) {
+        memset(model->d_attn, 0, sizeof(float) * T * H); /* reused: d of the normalised q */
+        rope_backward(model->d_attn, model->d_q, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
+        rmsnorm_backward(model->d_q_raw, param_grads(model, lp->q_norm), model->d_attn, layer->q_raw,
+                         param_weights(model, lp->q_norm), layer->q_rstd, T, H);
+        memset(model->d_q, 0, sizeof(float) * T * KV); /* reused: d of the normalised k */
+        rope_backward(model->d_q, model->d_k, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
+        rmsnorm_backward(model->d_k_raw, param_grads(model, lp->k_norm), model->d_q, layer->k_raw,
+                         param_weights(model, lp->k_norm), layer->k_rstd, T, KV);
+    } else {
+        rope_backward(model->d_q_raw, model->d_q, model->positions, T, cfg->num_heads, D, cfg->rope_theta);
+        rope_backward(model->d_k_raw, model->d_k, model->positions, T, cfg->num_kv_heads, D, cfg->rope_theta);
+    }
+    if (lp->q_bias >= 0) {
+        bias_backward(param_grads(model, lp->q_bias), model->d_q_raw, T, H);
+        bias_backward(param_grads(model, lp->k_bias), model->d_k_raw, T, KV);
+        bias_backward(param_grads(model, lp->v_bias), model->d_v, T, KV);
+    }
     memset(model->d_ln, 0, sizeof(float) * T * H);
     linear_backward(bf16, model->d_ln, param_grads(model, lp->q), model->d_q_raw, layer->ln1, param_weights(model, lp->q),
                     param_weights16(model, lp->q), T, H, H);
@@ -491,8 +564,7 @@ pm_status pm_model_backward(pm_model *model) {
                      param_weights(model, model->final_norm), model->rstdf, T, H);
     /* the parameter table's order: embedding, layer 0 .. L-1, final norm, lm_head, then the
      * learned budget's tensors (params.c) */
-    const size_t head = model->params[model->final_norm].offset;
-    const size_t budget = model->params[model->lm_head].offset + model->params[model->lm_head].count;
+    const size_t head = model->params[model->final_norm].offset, budget = model->head_end;
     if (model->grads_ready) model->grads_ready(model->grads_ready_user, head, budget - head, false);
     for (int l = cfg->num_layers - 1; l >= 0; l--) {
         int status = layer_backward(model, l);

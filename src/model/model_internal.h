@@ -1,4 +1,4 @@
-/* Internals of the OLMoE model: the parameter table and per-layer activations. */
+/* Internals of the model (every family): the parameter table and per-layer activations. */
 #ifndef PM_MODEL_INTERNAL_H
 #define PM_MODEL_INTERNAL_H
 
@@ -8,9 +8,12 @@
 #include "probmoe.h"
 
 /* Indices into the parameter table for one decoder layer; expert e's gate, up and down
- * projections are at expert0 + 3e + 0, 1, 2. */
+ * projections are at expert0 + 3e + 0, 1, 2. A part the family lacks is -1. */
 typedef struct {
     int input_norm, q, k, v, o, q_norm, k_norm, post_norm, router, expert0;
+    int q_bias, k_bias, v_bias; /* qwen2_moe */
+    int shared0;           /* the shared expert's gate, up and down at shared0 + 0, 1, 2 (qwen2_moe) */
+    int shared_gate;       /* its sigmoid gate (1, H) */
     int log_alpha;         /* the learned budget's log alpha of this layer, or -1 */
 } layer_params;
 
@@ -26,6 +29,9 @@ typedef struct {
     float *x_mid;         /* (T, H) after the attention residual */
     float *ln2, *rstd2;   /* (T, H), (T) */
     float *router_logits; /* (T, E) */
+    /* the shared expert (qwen2_moe), or NULL: (T, 2S) gate | up, (T, S) SwiGLU, (T, H) output,
+     * (T) sigmoid of its gate */
+    float *shared_gate_up, *shared_act, *shared_out, *shared_scale;
     pm_router *router;
     pm_routing *routing;
     moe_state moe;
@@ -42,7 +48,8 @@ struct pm_model {
     size_t size;           /* floats in weights / grads */
     float *weights, *grads;
     layer_params *layer_params;
-    int embed, final_norm, lm_head;
+    int embed, final_norm, lm_head; /* lm_head == embed when tied */
+    size_t head_end;       /* the end of the final norm and lm_head in floats: the learned budget follows */
     int budget_eta;        /* the learned budget's eta (L values), or -1 (soft_budget.c) */
     float *budget_k, *budget_dk; /* (L) k_l of the last forward, dL/dk_l of the backward */
     layer_state *layers;
@@ -80,6 +87,7 @@ struct pm_model {
     pm_fp32_matmul fp32_matmul; /* who runs fp32 products (pm_model_set_fp32_matmul; in bf16 as well) */
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
+    float *d_shared_gate_up, *d_shared_act, *d_shared_out, *d_shared_scale; /* (T, 2S), (T, S), (T, H), (T) */
     moe_scratch moe_scratch;
     float *attention_scratch; /* attention_backward_in's, for attention_threads threads */
     int attention_threads;
@@ -88,7 +96,7 @@ struct pm_model {
 };
 
 /* The elements of the largest product input bf16 products convert for `tokens` tokens:
- * lm_head's (T, V), or the expert rows' (pairs, 2I) (precision.c). */
+ * lm_head's (T, V), the expert rows' (pairs, 2I) or the shared expert's (T, 2S) (precision.c). */
 uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens);
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 int model_pairs_per_token(const pm_router_config *router);

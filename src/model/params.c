@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "model/arch.h"
 #include "model/model_internal.h"
 
 enum { NAME_LENGTH = 96 };
@@ -28,26 +29,40 @@ static int add_param(pm_model *model, const char *name, int64_t rows, int64_t co
     return index;
 }
 
-int model_param_entries(const pm_model_config *cfg) { return 4 + cfg->num_layers * (10 + 3 * cfg->num_experts); }
+/* At most, per layer: 8 attention and norm tensors (OLMoE's q and k norms included), the router
+ * and its log alpha, q/k/v biases, the shared expert's four and the experts' 3E; then the
+ * embedding, final norm, lm_head and the budget's eta. */
+int model_param_entries(const pm_model_config *cfg) {
+    return 4 + cfg->num_layers * (10 + 3 + 4 + 3 * cfg->num_experts);
+}
 
 /* Keep in step with the table model_build_params lays out below. */
 uint64_t model_param_floats(const pm_model_config *cfg) {
+    const model_arch *arch = arch_get(cfg->arch);
     const uint64_t H = (uint64_t)cfg->hidden_size, I = (uint64_t)cfg->intermediate_size;
     const uint64_t E = (uint64_t)cfg->num_experts, V = (uint64_t)cfg->vocab_size, L = (uint64_t)cfg->num_layers;
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads;
-    /* norms (input, q, k, post), q, k, v and o, the gate, the experts' gate, up and down */
-    const uint64_t attention = 3 * H + KV + 2 * H * H + 2 * KV * H;
-    const uint64_t per_layer = sat_add(sat_add(attention, E * H), sat_mul3(E, 3 * H, I));
+    const uint64_t S = (uint64_t)cfg->shared_expert_size;
+    /* norms (input, post, OLMoE's q and k), q, k, v and o, their biases, the gate, the shared
+     * expert and its gate, the experts' gate, up and down */
+    uint64_t attention = 2 * H + 2 * H * H + 2 * KV * H;
+    if (arch->qk_norm) attention += H + KV;
+    if (cfg->qkv_bias) attention += H + 2 * KV;
+    const uint64_t shared = S ? sat_mul(3 * H, S) + H : 0;
+    const uint64_t per_layer = sat_add(sat_add(attention + shared, E * H), sat_mul3(E, 3 * H, I));
     const uint64_t budget = pm_router_learns_budget(cfg->router.kind) ? 2 * L : 0;
-    return sat_add(sat_add(sat_mul(2 * V, H) + H, sat_mul(L, per_layer)), budget);
+    const uint64_t tables = sat_mul(cfg->tie_word_embeddings ? V : 2 * V, H);
+    return sat_add(sat_add(tables + H, sat_mul(L, per_layer)), budget);
 }
 
 int model_build_params(pm_model *model) {
     const pm_model_config *cfg = &model->cfg;
-    const int H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
+    const model_arch *arch = arch_get(cfg->arch);
+    const int H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts, S = cfg->shared_expert_size;
     const int KV = H / cfg->num_heads * cfg->num_kv_heads;
     const bool budget = pm_router_learns_budget(cfg->router.kind);
     const int total = model_param_entries(cfg);
+    const char *moe = arch->moe_prefix;
     model->params = calloc((size_t)total, sizeof(pm_param));
     model->names = calloc((size_t)total, NAME_LENGTH);
     model->layer_params = calloc((size_t)cfg->num_layers, sizeof(layer_params));
@@ -57,37 +72,56 @@ int model_build_params(pm_model *model) {
     model->embed = add_param(model, "model.embed_tokens.weight", cfg->vocab_size, H);
     for (int l = 0; l < cfg->num_layers; l++) {
         layer_params *lp = &model->layer_params[l];
+        *lp = (layer_params){.q_norm = -1, .k_norm = -1, .q_bias = -1, .k_bias = -1, .v_bias = -1, .shared0 = -1,
+                             .shared_gate = -1, .log_alpha = -1};
 #define LAYER_PARAM(field, suffix, rows, cols)                                      \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                  \
     lp->field = add_param(model, name, rows, cols)
         LAYER_PARAM(input_norm, "input_layernorm.weight", H, 0);
         LAYER_PARAM(q, "self_attn.q_proj.weight", H, H);
+        if (cfg->qkv_bias) { LAYER_PARAM(q_bias, "self_attn.q_proj.bias", H, 0); }
         LAYER_PARAM(k, "self_attn.k_proj.weight", KV, H);
+        if (cfg->qkv_bias) { LAYER_PARAM(k_bias, "self_attn.k_proj.bias", KV, 0); }
         LAYER_PARAM(v, "self_attn.v_proj.weight", KV, H);
+        if (cfg->qkv_bias) { LAYER_PARAM(v_bias, "self_attn.v_proj.bias", KV, 0); }
         LAYER_PARAM(o, "self_attn.o_proj.weight", H, H);
-        LAYER_PARAM(q_norm, "self_attn.q_norm.weight", H, 0);
-        LAYER_PARAM(k_norm, "self_attn.k_norm.weight", KV, 0);
+        if (arch->qk_norm) {
+            LAYER_PARAM(q_norm, "self_attn.q_norm.weight", H, 0);
+            LAYER_PARAM(k_norm, "self_attn.k_norm.weight", KV, 0);
+        }
         LAYER_PARAM(post_norm, "post_attention_layernorm.weight", H, 0);
-        LAYER_PARAM(router, "mlp.gate.weight", E, H);
-        model->params[lp->router].router = true;
-        lp->log_alpha = -1;
 #undef LAYER_PARAM
-        for (int e = 0; e < E; e++) {
+        snprintf(name, sizeof name, "model.layers.%d.%s.gate.weight", l, moe);
+        lp->router = add_param(model, name, E, H);
+        model->params[lp->router].router = true;
+        if (S > 0) { /* before the experts, which end the layer (expert parallelism's regions) */
             const char *projections[3] = {"gate_proj", "up_proj", "down_proj"};
             for (int j = 0; j < 3; j++) {
-                snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, projections[j]);
+                snprintf(name, sizeof name, "model.layers.%d.%s.shared_expert.%s.weight", l, moe, projections[j]);
+                const int index = add_param(model, name, j < 2 ? S : H, j < 2 ? H : S);
+                if (j == 0) lp->shared0 = index;
+            }
+            snprintf(name, sizeof name, "model.layers.%d.%s.shared_expert_gate.weight", l, moe);
+            lp->shared_gate = add_param(model, name, 1, H);
+        }
+        for (int e = 0; e < E; e++) {
+            for (int j = 0; j < 3; j++) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l, moe, e,
+                         arch->expert_names[j]);
                 int index = add_param(model, name, j < 2 ? I : H, j < 2 ? H : I);
                 if (e == 0 && j == 0) lp->expert0 = index;
             }
         }
     }
     model->final_norm = add_param(model, "model.norm.weight", H, 0);
-    model->lm_head = add_param(model, "lm_head.weight", cfg->vocab_size, H);
+    /* tied: the logits read the embedding, and Hugging Face's files hold no lm_head */
+    model->lm_head = cfg->tie_word_embeddings ? model->embed : add_param(model, "lm_head.weight", cfg->vocab_size, H);
+    model->head_end = model->size;
     /* the learned budget last: the other tensors keep their indices, and so their
      * initialisation streams, whatever the router */
     model->budget_eta = -1;
     for (int l = 0; budget && l < cfg->num_layers; l++) {
-        snprintf(name, sizeof name, "model.layers.%d.mlp.gate.log_alpha", l);
+        snprintf(name, sizeof name, "model.layers.%d.%s.gate.log_alpha", l, moe);
         const int index = model->layer_params[l].log_alpha = add_param(model, name, 1, 0);
         model->params[index].router = model->params[index].optional = true;
     }
@@ -125,7 +159,12 @@ static void zero_range(void *user, size_t offset, size_t count) {
  * so their pages stay unallocated. */
 void pm_model_zero_grads(pm_model *model) { model_for_local_ranges(model, zero_range, model->grads); }
 
-/* Matrices normal(0, initializer_range), norm weights 1; one generator stream per tensor,
+static bool is_bias(const pm_param *param) {
+    const size_t length = strlen(param->name), suffix = strlen(".bias");
+    return length > suffix && strcmp(param->name + length - suffix, ".bias") == 0;
+}
+
+/* Matrices normal(0, initializer_range), norm weights 1, biases 0; one generator stream per tensor,
  * so initialisation does not depend on the thread count or on the table's order. */
 void pm_model_init_weights(pm_model *model, uint64_t seed) {
     const float range = model->cfg.initializer_range;
@@ -135,7 +174,8 @@ void pm_model_init_weights(pm_model *model, uint64_t seed) {
         float *w = model->weights + param->offset;
         if (!model_param_kept(model, i)) continue; /* its owner draws it from the same stream */
         if (param->rank == 1) {
-            for (size_t j = 0; j < param->count; j++) w[j] = 1.0f;
+            const float value = is_bias(param) ? 0.0f : 1.0f;
+            for (size_t j = 0; j < param->count; j++) w[j] = value;
             continue;
         }
         pm_rng rng;

@@ -28,7 +28,9 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
     const uint64_t V = (uint64_t)cfg->vocab_size;
     const uint64_t pairs = sat_mul(tokens, (uint64_t)model_pairs_per_token(&cfg->router));
     const uint64_t expert = sat_mul(pairs, 2 * I > H ? 2 * I : H), widest = sat_mul(tokens, V > H ? V : H);
-    return expert > widest ? expert : widest;
+    const uint64_t shared = sat_mul(tokens, 2 * (uint64_t)cfg->shared_expert_size); /* its (T, 2S) gradient */
+    const uint64_t most = expert > widest ? expert : widest;
+    return shared > most ? shared : most;
 }
 
 /* Whether the measured table (matmul_measured_onednn) sends any product of the model's linear

@@ -74,28 +74,30 @@ static inline float exp_nonpositive(float x) {
 /*
  * Rows first .. first + rows − 1 of one head's (S, S) attention matrix, a (rows, S): on entry
  * columns j <= first + rows − 1 hold the raw scores q·k. On return row i holds
- * softmax(scale · scores) over keys j <= i and exact zeros from i + 1 on (the scores the
- * block's sgemm computed above the diagonal included), so P·V and the backward can read
- * whole rows. The maximum is subtracted first, so large scores do not overflow; the sum is
- * in double.
+ * softmax(scale · scores) over keys j <= i (and j > i − window with a sliding window) and exact
+ * zeros elsewhere (the scores the block's sgemm computed above the diagonal included), so P·V
+ * and the backward can read whole rows; the backward then gives the keys outside the window
+ * nothing by itself. The maximum is subtracted first, so large scores do not overflow; the sum
+ * is in double.
  */
-static void causal_softmax_rows(float *a, int S, int first, int rows, float scale) {
+static void causal_softmax_rows(float *a, int S, int first, int rows, float scale, int window) {
     for (int r = 0; r < rows; r++) {
-        const int n = first + r + 1;
+        const int n = first + r + 1, lo = window > 0 && n > window ? n - window : 0;
         float *s = a + (size_t)r * S;
         float m = -INFINITY;
 #pragma omp simd reduction(max : m)
-        for (int j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+        for (int j = lo; j < n; j++) m = s[j] > m ? s[j] : m;
         double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n; j++) {
+        for (int j = lo; j < n; j++) {
             const float e = exp_nonpositive(scale * (s[j] - m));
             s[j] = e;
             sum += e;
         }
         const float inv = (float)(1.0 / sum);
 #pragma omp simd
-        for (int j = 0; j < n; j++) s[j] *= inv;
+        for (int j = lo; j < n; j++) s[j] *= inv;
+        memset(s, 0, sizeof(float) * (size_t)lo);
         memset(s + n, 0, sizeof(float) * (size_t)(S - n));
     }
 }
@@ -103,21 +105,21 @@ static void causal_softmax_rows(float *a, int S, int first, int rows, float scal
 /* One (sequence, head): for each query block, scores straight into att, softmax in place,
  * then out = P·V over the block's keys. att is (S, S); q and out rows are strided by q_ld,
  * k and v rows by kv_ld. */
-static void forward_head(float *out, float *att, const float *q, const float *k,
-                         const float *v, int S, int D, int q_ld, int kv_ld, float scale) {
+static void forward_head(float *out, float *att, const float *q, const float *k, const float *v, int S, int D,
+                         int q_ld, int kv_ld, float scale, int window) {
     for (int i0 = 0; i0 < S; i0 += QB) {
         const int rows = S - i0 < QB ? S - i0 : QB, keys = i0 + rows;
         float *a = att + (size_t)i0 * S;
         gemm(CblasNoTrans, CblasTrans, rows, keys, D, q + (size_t)i0 * q_ld, q_ld, k, kv_ld,
              0.0f, a, S);
-        causal_softmax_rows(a, S, i0, rows, scale);
+        causal_softmax_rows(a, S, i0, rows, scale, window);
         gemm(CblasNoTrans, CblasNoTrans, rows, D, keys, a, S, v, kv_ld, 0.0f,
              out + (size_t)i0 * q_ld, q_ld);
     }
 }
 
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                       int B, int S, int H, int KVH, int D) {
+void attention_forward_window(float *out, float *att, const float *q, const float *k, const float *v, int B, int S,
+                              int H, int KVH, int D, int window) {
     if (B <= 0 || S <= 0 || H <= 0 || KVH <= 0 || D <= 0) return;
     const int group = H / KVH, q_ld = H * D, kv_ld = KVH * D;
     const float scale = (float)(1.0 / sqrt((double)D));
@@ -127,8 +129,13 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
         const size_t q_off = (size_t)b * S * q_ld + (size_t)h * D;
         const size_t kv_off = (size_t)b * S * kv_ld + (size_t)g * D;
         forward_head(out + q_off, att + (size_t)bh * S * S, q + q_off, k + kv_off, v + kv_off, S,
-                     D, q_ld, kv_ld, scale);
+                     D, q_ld, kv_ld, scale, window);
     }
+}
+
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       int B, int S, int H, int KVH, int D) {
+    attention_forward_window(out, att, q, k, v, B, S, H, KVH, D, 0);
 }
 
 /*

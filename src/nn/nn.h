@@ -159,6 +159,11 @@ void rope_backward(float *din, const float *dout, const int32_t *positions, int 
  */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int S, int H, int KVH, int D);
+/* As attention_forward with a sliding window (Mixtral): query i attends to keys
+ * i − window < j <= i; window 0 means every earlier key. The backward is attention_backward's:
+ * att holds zeros outside the window. */
+void attention_forward_window(float *out, float *att, const float *q, const float *k, const float *v, int B, int S,
+                              int H, int KVH, int D, int window);
 /* One new token's attention over its cache of n positions (decoding): q (H, D), keys and values
  * (n, KVH, D) with the token's own at n − 1, out (H, D); scores (H, n) is scratch. */
 void attention_decode_forward(float *out, float *scores, const float *q, const float *keys, const float *values,
@@ -183,6 +188,11 @@ void swiglu_forward(float *out, const float *gate_up, int T, int N);
 /* dgate_up (T, 2N) := the gradients of gate and up, laid out as gate_up. An exception to the
  * += rule: its one caller (the experts' backward) would otherwise zero the buffer first. */
 void swiglu_backward(float *dgate_up, const float *dout, const float *gate_up, int T, int N);
+
+/* out (T, N) += bias (N) on every row. */
+void bias_forward(float *out, const float *bias, int T, int N);
+/* dbias (N) += Σ_t dout (T, N), the rows summed in order (deterministic). */
+void bias_backward(float *dbias, const float *dout, int T, int N);
 
 /* out (T, C) = table[tokens[t]] (table (V, C), 0 <= tokens[t] < V). */
 void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C);

@@ -6,5 +6,11 @@
 #include "probmoe.h"
 
 pm_model_config tiny_model_config(pm_router_kind kind);
+/* The same model in another family, every part of the family on: qwen2_moe with q/k/v biases, a
+ * shared expert of width 20 and tied embeddings; mixtral with a sliding window of 5 positions
+ * (and its renormalised top-k). */
+pm_model_config tiny_family_config(pm_arch arch, pm_router_kind kind);
+/* Biases (initialised to 0) set to values of about 0.3, so that a test sees them. */
+void tiny_model_set_biases(pm_model *model);
 
 #endif
