@@ -324,7 +324,7 @@ static void test_bad_arguments(void **state) {
     (void)state;
     expect_bad_groups(8, 3, 3, 1, "groups = 3 does not divide num_experts = 8");
     expect_bad_groups(8, 3, 4, 5, "max_groups = 5 > groups = 4");
-    expect_bad_groups(8, 5, 4, 2, "k = 5; 2 groups of 2 experts hold at most 4");
+    expect_bad_groups(8, 5, 4, 2, "k = 5, but max_groups = 2 groups of 2 experts hold at most 4");
     expect_bad_groups(8, 2, 0, 1, "groups = 0, max_groups = 1; both must be at least 1");
     expect_bad_groups(8, 2, 2, 0, "max_groups = 0");
     assert_null(circuit_compile_cardinality(4, 3, 2));

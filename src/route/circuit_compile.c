@@ -68,9 +68,9 @@ const char *circuit_groups_invalid(int num_experts, int k, int groups, int max_g
         snprintf(why, sizeof why, "max_groups = %d > groups = %d; a token can touch at most the %d groups there are",
                  max_groups, groups, groups);
     else if (k < 1 || k > max_groups * (num_experts / groups))
-        snprintf(why, sizeof why, "k = %d; %d groups of %d experts hold at most %d, so need 1 <= k <= %d (raise "
-                 "max_groups or lower k)", k, max_groups, num_experts / groups, max_groups * (num_experts / groups),
-                 max_groups * (num_experts / groups));
+        snprintf(why, sizeof why, "k = %d, but max_groups = %d groups of %d experts hold at most %d; need "
+                 "1 <= k <= %d (raise max_groups or lower k)", k, max_groups, num_experts / groups,
+                 max_groups * (num_experts / groups), max_groups * (num_experts / groups));
     else
         return NULL;
     return why;
