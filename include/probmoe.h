@@ -212,6 +212,9 @@ typedef struct {
     double build_seconds;
 } pm_circuit_info;
 PM_API bool pm_router_circuit_info(const pm_router *router, pm_circuit_info *info);
+/* P(i ∈ S) of one token's E logits under the router's subset distribution (its group limit
+ * included); PM_ERR_ARG if the router has none. */
+PM_API pm_status pm_router_subset_marginals(const pm_router *router, const float *theta, float *marginals);
 
 /* Routing buffers for up to max_tokens tokens with this router. NULL on failure. */
 PM_API pm_routing *pm_routing_create(const pm_router *router, int max_tokens);

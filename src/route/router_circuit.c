@@ -2,10 +2,12 @@
  * router_sample.c's, for impl = circuit and for constraints the DP cannot express (the
  * group limit of probmoe-group). Tokens in the linear system go through the circuit
  * CIRCUIT_LANES at a time; the rest one at a time in logs. Token t draws from substream t. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "route/circuit_compile.h"
+#include "route/route_args.h"
 #include "route/router_internal.h"
 
 bool router_uses_circuit(const pm_router_config *cfg) {
@@ -59,6 +61,26 @@ bool pm_router_circuit_info(const pm_router *router, pm_circuit_info *info) {
         info->build_seconds = router->circuit->build_seconds;
     }
     return true;
+}
+
+pm_status pm_router_subset_marginals(const pm_router *router, const float *theta, float *marginals) {
+    if (!router || !marginals) return pm_fail(PM_ERR_ARG, "pm_router_subset_marginals: router or marginals is NULL");
+    const pm_router_config *cfg = &router->cfg;
+    int kmin, kmax;
+    if (!pm_router_subset_range(cfg, &kmin, &kmax))
+        return pm_fail(PM_ERR_ARG, "pm_router_subset_marginals: %s has no subset distribution", router->ops->name);
+    int status = check_finite(theta, cfg->num_experts, "pm_router_subset_marginals", "theta");
+    if (status < 0 || !router->circuit) return status < 0 ? status : pm_subset_marginals(theta, cfg->num_experts, kmin, kmax, marginals);
+    const circuit *c = router->circuit;
+    double *workspace = malloc(sizeof(double) * (circuit_workspace(c, 1) + (size_t)c->num_items));
+    if (!workspace) return pm_fail(PM_ERR_NOMEM, "pm_router_subset_marginals: out of memory");
+    circuit_eval ev;
+    circuit_forward(&ev, c, &theta, 1, !circuit_is_linear(c, theta), workspace);
+    double *m = workspace + circuit_workspace(c, 1);
+    circuit_marginals(&ev, m);
+    for (int i = 0; i < c->num_items; i++) marginals[i] = (float)m[i];
+    free(workspace);
+    return PM_OK;
 }
 
 /* The group's tokens split by number system: returns how many are linear (tokens[0..]),
