@@ -162,6 +162,9 @@ PM_API bool pm_router_samples(const pm_router_config *cfg);
 /* Whether the kind is an ablation (topk-marginal, sample-softmax: the ProbMoE paper's forward ×
  * backward study) rather than a method; compare leaves them out unless asked. */
 PM_API bool pm_router_is_ablation(pm_router_kind kind);
+/* Whether compare runs the kind only when --routers names it: the ablations, and variants
+ * under an extra constraint (probmoe-group), which are not the methods compare weighs. */
+PM_API bool pm_router_is_opt_in(pm_router_kind kind);
 /* Whether Hugging Face trains this kind with its router_aux_loss_coef (top-k style routers), so
  * that a config.json without a "probmoe" object gives it that coefficient. */
 PM_API bool pm_router_uses_hf_aux_loss(pm_router_kind kind);

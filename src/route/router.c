@@ -95,6 +95,11 @@ bool pm_router_is_ablation(pm_router_kind kind) {
     return ops && ops->ablation;
 }
 
+bool pm_router_is_opt_in(pm_router_kind kind) {
+    const router_ops *ops = router_ops_of(kind);
+    return ops && (ops->ablation || ops->opt_in);
+}
+
 bool pm_router_learns_budget(pm_router_kind kind) {
     const router_ops *ops = router_ops_of(kind);
     return ops && ops->learned_budget;

@@ -133,6 +133,8 @@ struct router_ops {
     route_rule train, infer;
     /* An ablation (the ProbMoE paper's forward × backward study), not a method of its own. */
     bool ablation;
+    /* compare runs it only when named (a variant under an extra constraint: probmoe-group) */
+    bool opt_in;
     /* Hugging Face trains it with the Switch loss (router_aux_loss_coef applies by default). */
     bool hf_aux_loss;
     /* Its learnable soft_k and alpha come from the model's learned budget (softmoe). */

@@ -53,5 +53,6 @@ const router_ops router_probmoe_group = {
     .max_pairs = route_max_pairs_k,
     .subset_range = route_range_exact_k,
     .group_limit = group_limit,
+    .opt_in = true,
     .scratch_doubles = route_sample_scratch,
 };
