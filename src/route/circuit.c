@@ -223,6 +223,14 @@ void circuit_free(circuit *c) { free(c); }
 
 /* ------------------------------------------------------------ evaluating */
 
+/*
+ * Node tables are node-major with a stride of `stride` lanes: value[node·stride + l]. The
+ * linear system always uses CIRCUIT_LANES lanes (unused ones repeat lane 0 and are ignored),
+ * so that each node is one vector operation; the log system, used for rare extreme tokens,
+ * loops over its lanes.
+ */
+typedef double lane_vector __attribute__((vector_size(CIRCUIT_LANES * sizeof(double)), aligned(sizeof(double))));
+
 static inline double log_add_exp(double a, double b) {
     if (a == -INFINITY) return b;
     if (b == -INFINITY) return a;
@@ -230,78 +238,104 @@ static inline double log_add_exp(double a, double b) {
 }
 
 size_t circuit_workspace(const circuit *c, int lanes) {
-    return (size_t)lanes * (4 * (size_t)c->num_nodes + (size_t)c->num_roots);
+    (void)lanes; /* the linear system always fills CIRCUIT_LANES lanes */
+    return (size_t)CIRCUIT_LANES * (4 * (size_t)c->num_nodes + (size_t)c->num_roots);
 }
 
 bool circuit_is_linear(const circuit *c, const float *theta) {
     return subset_dp_is_linear(theta, c->num_items, c->max_degree > 0 ? c->max_degree : 1);
 }
 
-void circuit_forward(circuit_eval *ev, const circuit *c, const float *const *theta, int lanes,
-                     bool log_domain, double *workspace) {
-    const int L = lanes;
-    ev->c = c;
-    ev->lanes = L;
-    ev->log_domain = log_domain;
-    ev->value = workspace;
-    ev->tangent = ev->value + (size_t)c->num_nodes * L;
-    ev->adjoint = ev->tangent + (size_t)c->num_nodes * L;
-    ev->adjoint_tangent = ev->adjoint + (size_t)c->num_nodes * L;
-    ev->root_weight = ev->adjoint_tangent + (size_t)c->num_nodes * L;
-    for (int l = 0; l < L; l++) {
-        ev->theta[l] = theta[l];
-        float hi = theta[l][0];
-        for (int i = 1; i < c->num_items; i++) hi = theta[l][i] > hi ? theta[l][i] : hi;
-        ev->shift[l] = log_domain ? 0.0 : hi;
-    }
-    double *V = ev->value;
+static inline int child_count(const circuit *c, int n) { return c->first_child[n + 1] - c->first_child[n]; }
+
+/* V for the linear system: w_i = exp(θ_i − shift) at x_i, 1 at ¬x_i and true. */
+static void forward_linear(circuit_eval *ev) {
+    const circuit *c = ev->c;
+    lane_vector *V = (lane_vector *)ev->value;
+    const lane_vector one = {1, 1, 1, 1, 1, 1, 1, 1};
     for (int n = 0; n < c->num_nodes; n++) {
-        double *v = V + (size_t)n * L;
-        const int *ch = c->child + c->first_child[n], count = c->first_child[n + 1] - c->first_child[n];
+        const int *ch = c->child + c->first_child[n], count = child_count(c, n);
         switch (c->kind[n]) {
-        case CIRCUIT_TRUE:
-        case CIRCUIT_NEGATED:
-            for (int l = 0; l < L; l++) v[l] = log_domain ? 0.0 : 1.0;
-            break;
         case CIRCUIT_LITERAL:
-            for (int l = 0; l < L; l++)
-                v[l] = log_domain ? theta[l][c->item[n]] : pm_exp((double)theta[l][c->item[n]] - ev->shift[l]);
+            for (int l = 0; l < CIRCUIT_LANES; l++)
+                V[n][l] = pm_exp((double)ev->theta[l][c->item[n]] - ev->shift[l]);
             break;
-        case CIRCUIT_SUM:
-            if (!log_domain) {
-                for (int l = 0; l < L; l++) v[l] = 0.0;
-                for (int e = 0; e < count; e++)
-                    for (int l = 0; l < L; l++) v[l] += V[(size_t)ch[e] * L + l];
-            } else {
-                for (int l = 0; l < L; l++) {
-                    double top = -INFINITY, sum = 0.0;
-                    for (int e = 0; e < count; e++) top = fmax(top, V[(size_t)ch[e] * L + l]);
-                    for (int e = 0; e < count; e++) sum += exp(V[(size_t)ch[e] * L + l] - top);
-                    v[l] = top + log(sum);
-                }
-            }
+        case CIRCUIT_SUM: {
+            lane_vector acc = V[ch[0]];
+            for (int e = 1; e < count; e++) acc += V[ch[e]];
+            V[n] = acc;
             break;
-        default: /* product */
-            for (int l = 0; l < L; l++) v[l] = log_domain ? 0.0 : 1.0;
-            for (int e = 0; e < count; e++)
-                for (int l = 0; l < L; l++) {
-                    if (log_domain) v[l] += V[(size_t)ch[e] * L + l];
-                    else v[l] *= V[(size_t)ch[e] * L + l];
-                }
+        }
+        case CIRCUIT_PRODUCT: {
+            lane_vector acc = V[ch[0]];
+            for (int e = 1; e < count; e++) acc *= V[ch[e]];
+            V[n] = acc;
+            break;
+        }
+        default:
+            V[n] = one;
         }
     }
+}
+
+/* log V for the log system, lane by lane. */
+static void forward_log(circuit_eval *ev) {
+    const circuit *c = ev->c;
+    const int S = ev->stride;
+    double *V = ev->value;
+    for (int n = 0; n < c->num_nodes; n++) {
+        const int *ch = c->child + c->first_child[n], count = child_count(c, n);
+        for (int l = 0; l < ev->lanes; l++) {
+            double v = 0.0;
+            if (c->kind[n] == CIRCUIT_LITERAL) {
+                v = ev->theta[l][c->item[n]];
+            } else if (c->kind[n] == CIRCUIT_SUM) {
+                double top = -INFINITY, sum = 0.0;
+                for (int e = 0; e < count; e++) top = fmax(top, V[(size_t)ch[e] * S + l]);
+                for (int e = 0; e < count; e++) sum += exp(V[(size_t)ch[e] * S + l] - top);
+                v = top + log(sum);
+            } else if (c->kind[n] == CIRCUIT_PRODUCT) {
+                for (int e = 0; e < count; e++) v += V[(size_t)ch[e] * S + l];
+            }
+            V[(size_t)n * S + l] = v;
+        }
+    }
+}
+
+void circuit_forward(circuit_eval *ev, const circuit *c, const float *const *theta, int lanes,
+                     bool log_domain, double *workspace) {
+    ev->c = c;
+    ev->lanes = lanes;
+    ev->stride = log_domain ? lanes : CIRCUIT_LANES;
+    ev->log_domain = log_domain;
+    const size_t cells = (size_t)c->num_nodes * ev->stride;
+    ev->value = workspace;
+    ev->tangent = ev->value + cells;
+    ev->adjoint = ev->tangent + cells;
+    ev->adjoint_tangent = ev->adjoint + cells;
+    ev->root_weight = ev->adjoint_tangent + cells;
+    for (int l = 0; l < ev->stride; l++) {
+        const float *token = theta[l < lanes ? l : 0];
+        ev->theta[l] = token;
+        float hi = token[0];
+        for (int i = 1; i < c->num_items; i++) hi = token[i] > hi ? token[i] : hi;
+        ev->shift[l] = log_domain ? 0.0 : hi;
+    }
+    if (log_domain) forward_log(ev);
+    else forward_linear(ev);
     /* Z = Σ_r exp(degree_r·shift)·V_r, scaled by exp(−c) with c the largest log term */
-    for (int l = 0; l < L; l++) {
+    const int S = ev->stride;
+    const double *V = ev->value;
+    for (int l = 0; l < S; l++) {
         double top = -INFINITY;
         for (int r = 0; r < c->num_roots; r++) {
-            const double term = c->degree[c->root[r]] * ev->shift[l] + (log_domain ? V[(size_t)c->root[r] * L + l]
-                                                                                    : log(V[(size_t)c->root[r] * L + l]));
-            top = fmax(top, term);
+            const double v = V[(size_t)c->root[r] * S + l];
+            top = fmax(top, c->degree[c->root[r]] * ev->shift[l] + (log_domain ? v : log(v)));
         }
         double z = 0.0;
         for (int r = 0; r < c->num_roots; r++) {
-            const double v = V[(size_t)c->root[r] * L + l];
-            double *weight = ev->root_weight + (size_t)r * L + l;
+            const double v = V[(size_t)c->root[r] * S + l];
+            double *weight = ev->root_weight + (size_t)r * S + l;
             if (log_domain) {
                 *weight = 0.0;
                 z += exp(v - top);
@@ -315,62 +349,102 @@ void circuit_forward(circuit_eval *ev, const circuit *c, const float *const *the
     }
 }
 
-/* Π_{j ≠ skip} V(children[j]) of one lane (linear) or its log. */
-static inline double others(const circuit_eval *ev, const int *ch, int count, int skip, int l) {
-    double p = ev->log_domain ? 0.0 : 1.0;
-    for (int j = 0; j < count; j++)
-        if (j != skip) {
-            const double v = ev->value[(size_t)ch[j] * ev->lanes + l];
-            p = ev->log_domain ? p + v : p * v;
-        }
-    return p;
-}
-
-/* Σ_{l ≠ skip} D(children[l]) Π_{j ≠ skip, l} V(children[j]): the tangent of others() (linear),
- * or Σ_{j ≠ skip} R(children[j]) (log). */
-static inline double others_tangent(const circuit_eval *ev, const int *ch, int count, int skip, int l) {
-    const int L = ev->lanes;
-    double sum = 0.0;
-    for (int a = 0; a < count; a++) {
-        if (a == skip) continue;
-        double term = ev->tangent[(size_t)ch[a] * L + l];
-        if (!ev->log_domain)
-            for (int j = 0; j < count; j++)
-                if (j != skip && j != a) term *= ev->value[(size_t)ch[j] * L + l];
-        sum += term;
-    }
-    return sum;
-}
-
-/* Upward tangent D V along u (linear), or R = D log V (log). */
-static void forward_tangent(circuit_eval *ev, const double *u) {
+/* The upward tangent along u: D V (linear), D log V (log). u is (lanes, E) token-major. */
+static void tangent_linear(circuit_eval *ev, const double *u) {
     const circuit *c = ev->c;
-    const int L = ev->lanes, E = c->num_items;
+    const int E = c->num_items;
+    const lane_vector *V = (const lane_vector *)ev->value;
+    lane_vector *D = (lane_vector *)ev->tangent;
+    const lane_vector zero = {0};
+    for (int n = 0; n < c->num_nodes; n++) {
+        const int *ch = c->child + c->first_child[n], count = child_count(c, n);
+        switch (c->kind[n]) {
+        case CIRCUIT_LITERAL: {
+            lane_vector d = zero;
+            for (int l = 0; l < ev->lanes; l++) d[l] = u[(size_t)l * E + c->item[n]];
+            D[n] = d * V[n];
+            break;
+        }
+        case CIRCUIT_SUM: {
+            lane_vector acc = D[ch[0]];
+            for (int e = 1; e < count; e++) acc += D[ch[e]];
+            D[n] = acc;
+            break;
+        }
+        case CIRCUIT_PRODUCT: {
+            /* the product rule over a running prefix: (P·V_c)' = P'·V_c + P·D_c */
+            lane_vector prefix = V[ch[0]], tangent = D[ch[0]];
+            for (int e = 1; e < count; e++) {
+                tangent = tangent * V[ch[e]] + prefix * D[ch[e]];
+                prefix *= V[ch[e]];
+            }
+            D[n] = tangent;
+            break;
+        }
+        default:
+            D[n] = zero;
+        }
+    }
+}
+
+static void tangent_log(circuit_eval *ev, const double *u) {
+    const circuit *c = ev->c;
+    const int S = ev->stride, E = c->num_items;
     const double *V = ev->value;
     double *D = ev->tangent;
     for (int n = 0; n < c->num_nodes; n++) {
-        double *d = D + (size_t)n * L;
-        const int *ch = c->child + c->first_child[n], count = c->first_child[n + 1] - c->first_child[n];
-        switch (c->kind[n]) {
-        case CIRCUIT_LITERAL:
-            for (int l = 0; l < L; l++)
-                d[l] = u[(size_t)l * E + c->item[n]] * (ev->log_domain ? 1.0 : V[(size_t)n * L + l]);
-            break;
-        case CIRCUIT_SUM:
-            for (int l = 0; l < L; l++) {
-                double sum = 0.0;
-                for (int e = 0; e < count; e++) {
-                    const double t = D[(size_t)ch[e] * L + l];
-                    sum += ev->log_domain ? exp(V[(size_t)ch[e] * L + l] - V[(size_t)n * L + l]) * t : t;
-                }
-                d[l] = sum;
+        const int *ch = c->child + c->first_child[n], count = child_count(c, n);
+        for (int l = 0; l < ev->lanes; l++) {
+            double d = 0.0;
+            if (c->kind[n] == CIRCUIT_LITERAL) d = u[(size_t)l * E + c->item[n]];
+            else if (c->kind[n] == CIRCUIT_SUM)
+                for (int e = 0; e < count; e++)
+                    d += exp(V[(size_t)ch[e] * S + l] - V[(size_t)n * S + l]) * D[(size_t)ch[e] * S + l];
+            else if (c->kind[n] == CIRCUIT_PRODUCT)
+                for (int e = 0; e < count; e++) d += D[(size_t)ch[e] * S + l];
+            D[(size_t)n * S + l] = d;
+        }
+    }
+}
+
+/* Linear downward pass: A = ∂Z/∂V (scaled by the root weights) and, with tangents, its
+ * tangent DA. A product sends each child the product of its siblings (and the tangent of it). */
+static void backward_linear(circuit_eval *ev, bool tangents) {
+    const circuit *c = ev->c;
+    const lane_vector *V = (const lane_vector *)ev->value, *D = (const lane_vector *)ev->tangent;
+    lane_vector *A = (lane_vector *)ev->adjoint, *DA = (lane_vector *)ev->adjoint_tangent;
+    const lane_vector zero = {0}, one = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (int n = 0; n < c->num_nodes; n++) A[n] = DA[n] = zero;
+    for (int r = 0; r < c->num_roots; r++) A[c->root[r]] += ((const lane_vector *)ev->root_weight)[r];
+    for (int n = c->num_nodes - 1; n >= 0; n--) {
+        const int kind = c->kind[n];
+        if (kind != CIRCUIT_SUM && kind != CIRCUIT_PRODUCT) continue;
+        const int *ch = c->child + c->first_child[n], count = child_count(c, n);
+        const lane_vector an = A[n], dan = DA[n];
+        if (kind == CIRCUIT_SUM) {
+            for (int e = 0; e < count; e++) {
+                A[ch[e]] += an;
+                if (tangents) DA[ch[e]] += dan;
             }
-            break;
-        case CIRCUIT_PRODUCT:
-            for (int l = 0; l < L; l++) d[l] = others_tangent(ev, ch, count, -1, l);
-            break;
-        default:
-            for (int l = 0; l < L; l++) d[l] = 0.0;
+        } else if (count == 2) {
+            const int a = ch[0], b = ch[1];
+            A[a] += an * V[b];
+            A[b] += an * V[a];
+            if (tangents) {
+                DA[a] += dan * V[b] + an * D[b];
+                DA[b] += dan * V[a] + an * D[a];
+            }
+        } else {
+            for (int e = 0; e < count; e++) {
+                lane_vector rest = one, rest_tangent = zero;
+                for (int j = 0; j < count; j++) {
+                    if (j == e) continue;
+                    rest_tangent = rest_tangent * V[ch[j]] + rest * D[ch[j]];
+                    rest *= V[ch[j]];
+                }
+                A[ch[e]] += an * rest;
+                if (tangents) DA[ch[e]] += dan * rest + an * rest_tangent;
+            }
         }
     }
 }
@@ -383,37 +457,31 @@ static inline void merge_log(double *la, double *ra, double a, double r) {
     *la = merged;
 }
 
-/* The downward pass: A = ∂Z/∂V (scaled) and, with tangents, its tangent DA (linear); in the
- * log system log A and D log A. */
-static void backward(circuit_eval *ev, bool tangents) {
+/* Log downward pass: log A and D log A, each contribution merged as a log-add-exp with its
+ * tangent as the matching convex combination. */
+static void backward_log(circuit_eval *ev, bool tangents) {
     const circuit *c = ev->c;
-    const int L = ev->lanes;
+    const int S = ev->stride;
+    const double *V = ev->value, *D = ev->tangent;
     double *A = ev->adjoint, *DA = ev->adjoint_tangent;
-    const double zero = ev->log_domain ? -INFINITY : 0.0;
-    for (size_t i = 0; i < (size_t)c->num_nodes * L; i++) A[i] = zero, DA[i] = 0.0;
+    for (size_t i = 0; i < (size_t)c->num_nodes * S; i++) A[i] = -INFINITY, DA[i] = 0.0;
     for (int r = 0; r < c->num_roots; r++)
-        for (int l = 0; l < L; l++) {
-            double *a = A + (size_t)c->root[r] * L + l, *da = DA + (size_t)c->root[r] * L + l;
-            if (ev->log_domain) merge_log(a, da, 0.0, 0.0);
-            else *a += ev->root_weight[(size_t)r * L + l];
-        }
+        for (int l = 0; l < ev->lanes; l++) merge_log(A + (size_t)c->root[r] * S + l, DA + (size_t)c->root[r] * S + l, 0.0, 0.0);
     for (int n = c->num_nodes - 1; n >= 0; n--) {
         const int kind = c->kind[n];
         if (kind != CIRCUIT_SUM && kind != CIRCUIT_PRODUCT) continue;
-        const int *ch = c->child + c->first_child[n], count = c->first_child[n + 1] - c->first_child[n];
+        const int *ch = c->child + c->first_child[n], count = child_count(c, n);
         for (int e = 0; e < count; e++)
-            for (int l = 0; l < L; l++) {
-                const double an = A[(size_t)n * L + l], dan = DA[(size_t)n * L + l];
-                double *a = A + (size_t)ch[e] * L + l, *da = DA + (size_t)ch[e] * L + l;
-                if (kind == CIRCUIT_SUM) {
-                    if (ev->log_domain) merge_log(a, da, an, dan);
-                    else *a += an, *da += dan;
-                    continue;
-                }
-                const double rest = others(ev, ch, count, e, l);
-                const double rest_tangent = tangents ? others_tangent(ev, ch, count, e, l) : 0.0;
-                if (ev->log_domain) merge_log(a, da, an + rest, dan + rest_tangent);
-                else *a += an * rest, *da += dan * rest + an * rest_tangent;
+            for (int l = 0; l < ev->lanes; l++) {
+                double rest = 0.0, rest_tangent = 0.0;
+                if (kind == CIRCUIT_PRODUCT)
+                    for (int j = 0; j < count; j++)
+                        if (j != e) {
+                            rest += V[(size_t)ch[j] * S + l];
+                            rest_tangent += tangents ? D[(size_t)ch[j] * S + l] : 0.0;
+                        }
+                merge_log(A + (size_t)ch[e] * S + l, DA + (size_t)ch[e] * S + l, A[(size_t)n * S + l] + rest,
+                          DA[(size_t)n * S + l] + rest_tangent);
             }
     }
 }
@@ -421,19 +489,20 @@ static void backward(circuit_eval *ev, bool tangents) {
 /* m_i = w_i A(x_i) / Z and 1 − m_i = A(¬x_i) / Z of lane l (smoothness: Z = w_i A(x_i) + A(¬x_i)). */
 static void item_marginal(const circuit_eval *ev, int l, int i, double *m, double *not_m) {
     const circuit *c = ev->c;
-    const int L = ev->lanes, pos = c->positive[i], neg = c->negative[i];
+    const int S = ev->stride, pos = c->positive[i], neg = c->negative[i];
     if (ev->log_domain) {
-        *m = pos < 0 ? 0.0 : exp(ev->adjoint[(size_t)pos * L + l] + ev->value[(size_t)pos * L + l] - ev->log_z[l]);
-        *not_m = neg < 0 ? 0.0 : exp(ev->adjoint[(size_t)neg * L + l] - ev->log_z[l]);
+        *m = pos < 0 ? 0.0 : exp(ev->adjoint[(size_t)pos * S + l] + ev->value[(size_t)pos * S + l] - ev->log_z[l]);
+        *not_m = neg < 0 ? 0.0 : exp(ev->adjoint[(size_t)neg * S + l] - ev->log_z[l]);
     } else {
         const double scale = 1.0 / ev->z_scaled[l];
-        *m = pos < 0 ? 0.0 : ev->adjoint[(size_t)pos * L + l] * ev->value[(size_t)pos * L + l] * scale;
-        *not_m = neg < 0 ? 0.0 : ev->adjoint[(size_t)neg * L + l] * scale;
+        *m = pos < 0 ? 0.0 : ev->adjoint[(size_t)pos * S + l] * ev->value[(size_t)pos * S + l] * scale;
+        *not_m = neg < 0 ? 0.0 : ev->adjoint[(size_t)neg * S + l] * scale;
     }
 }
 
 void circuit_marginals(circuit_eval *ev, double *marginals) {
-    backward(ev, false);
+    if (ev->log_domain) backward_log(ev, false);
+    else backward_linear(ev, false);
     const int E = ev->c->num_items;
     for (int l = 0; l < ev->lanes; l++)
         for (int i = 0; i < E; i++) {
@@ -449,10 +518,15 @@ void circuit_marginals(circuit_eval *ev, double *marginals) {
  */
 void circuit_cov_mv(circuit_eval *ev, const double *u, double *out, double *marginals) {
     const circuit *c = ev->c;
-    const int L = ev->lanes, E = c->num_items;
-    forward_tangent(ev, u);
-    backward(ev, true);
-    for (int l = 0; l < L; l++)
+    const int S = ev->stride, E = c->num_items;
+    if (ev->log_domain) {
+        tangent_log(ev, u);
+        backward_log(ev, true);
+    } else {
+        tangent_linear(ev, u);
+        backward_linear(ev, true);
+    }
+    for (int l = 0; l < ev->lanes; l++)
         for (int i = 0; i < E; i++) {
             double m, not_m;
             item_marginal(ev, l, i, &m, &not_m);
@@ -461,11 +535,11 @@ void circuit_cov_mv(circuit_eval *ev, const double *u, double *out, double *marg
             double result = 0.0;
             if (pos >= 0 && neg >= 0) {
                 const double ui = u[(size_t)l * E + i];
-                const double dg = ev->adjoint_tangent[(size_t)pos * L + l], dn = ev->adjoint_tangent[(size_t)neg * L + l];
+                const double dg = ev->adjoint_tangent[(size_t)pos * S + l], dn = ev->adjoint_tangent[(size_t)neg * S + l];
                 if (ev->log_domain) {
                     result = m * not_m * (ui + dg - dn);
                 } else {
-                    const double scale = 1.0 / ev->z_scaled[l], w = ev->value[(size_t)pos * L + l];
+                    const double scale = 1.0 / ev->z_scaled[l], w = ev->value[(size_t)pos * S + l];
                     result = m * not_m * ui + w * dg * scale * not_m - m * dn * scale;
                 }
             }
@@ -490,7 +564,7 @@ static void sort_ints(int *a, int count) {
 
 int circuit_sample(const circuit_eval *ev, int lane, pm_rng *rng, int *idx, int *stack) {
     const circuit *c = ev->c;
-    const int L = ev->lanes, l = lane;
+    const int L = ev->stride, l = lane;
     int chosen_root = c->num_roots - 1;
     if (c->num_roots > 1) {
         /* invert the distribution of the roots (the sizes); rounding falls to the last */

@@ -76,21 +76,22 @@ void circuit_free(circuit *c);
 
 /* ------------------------------------------------------------ evaluating */
 
-/* The node tables of one pass over `lanes` tokens (node-major: value[node·lanes + l]). */
+/* The node tables of one pass over `lanes` tokens (node-major: value[node·stride + l]). */
 typedef struct {
     const circuit *c;
     int lanes;
+    int stride;                       /* lanes the tables hold per node (CIRCUIT_LANES when linear) */
     bool log_domain;
     double shift[CIRCUIT_LANES];      /* linear: max θ of the token */
     double log_z[CIRCUIT_LANES];
     double z_scaled[CIRCUIT_LANES];   /* linear: Σ_r root_weight·value = Z·exp(−c) */
-    double *root_weight;              /* (roots, lanes) linear: exp(degree·shift − c); log: 0 */
-    double *value;                    /* (nodes, lanes) linear value or its log */
-    double *tangent, *adjoint, *adjoint_tangent; /* (nodes, lanes) for the backward sweeps */
+    double *root_weight;              /* (roots, stride) linear: exp(degree·shift − c); log: 0 */
+    double *value;                    /* (nodes, stride) linear value or its log */
+    double *tangent, *adjoint, *adjoint_tangent; /* (nodes, stride) for the backward sweeps */
     const float *theta[CIRCUIT_LANES];
 } circuit_eval;
 
-/* Doubles of workspace a pass over `lanes` tokens needs. */
+/* Doubles of workspace a pass over up to CIRCUIT_LANES tokens needs (the same for any lanes). */
 size_t circuit_workspace(const circuit *c, int lanes);
 /* Whether the linear system is exact for these logits (as subset_dp_is_linear). */
 bool circuit_is_linear(const circuit *c, const float *theta);
