@@ -329,6 +329,11 @@ static void test_bad_arguments(void **state) {
     expect_bad_groups(8, 2, 2, 0, "max_groups = 0");
     assert_null(circuit_compile_cardinality(4, 3, 2));
     assert_non_null(strstr(pm_last_error(), "sizes 3..2 of 4"));
+    /* sizes whose circuit would not fit are refused before anything is built */
+    assert_null(circuit_compile_cardinality(4096, 0, 4096));
+    assert_non_null(strstr(pm_last_error(), "use impl = dp"));
+    assert_null(circuit_compile_groups(4096, 2048, 2, 1));
+    assert_non_null(strstr(pm_last_error(), "the group limit would need"));
 }
 
 int main(void) {

@@ -720,6 +720,11 @@ static void test_bad_input(void **state) {
     expect_config_error(cfg, "topk has no subset distribution");
     cfg.impl = 7;
     expect_config_error(cfg, "impl = 7");
+    cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, 4096, 8);
+    cfg.k_min = 0;
+    cfg.k_max = 4096;
+    cfg.impl = PM_IMPL_CIRCUIT;
+    expect_config_error(cfg, "router config (probmoe-dyn): circuit: the size range would need about");
     cfg = pm_router_config_default((pm_router_kind)17, 8, 2);
     expect_config_error(cfg, "kind = 17");
     cfg = pm_router_config_default(PM_ROUTER_TOPK, 0, 1);

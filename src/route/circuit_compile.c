@@ -39,12 +39,34 @@ static void cardinality_table(circuit_builder *b, int first, int count, int kmin
     }
 }
 
+/* Most table cells a compiler builds (about three nodes each): beyond, the passes would need
+ * gigabytes per thread, where the DP needs a table of the same cells once. */
+#define CIRCUIT_MAX_CELLS (1 << 20)
+
+static bool too_large(double cells, const char *what) {
+    if (cells <= CIRCUIT_MAX_CELLS) return false;
+    pm_fail(PM_ERR_ARG, "circuit: %s would need about %.3g nodes (at most %d table cells, about %d nodes, are "
+            "compiled); lower k or kmax, or use impl = dp", what, 3.0 * cells, CIRCUIT_MAX_CELLS, 3 * CIRCUIT_MAX_CELLS);
+    return true;
+}
+
+int circuit_check_cardinality_size(int num_experts, int kmax) {
+    return too_large(((double)num_experts + 1) * ((double)kmax + 1), "the size range") ? PM_ERR_ARG : PM_OK;
+}
+
+int circuit_check_groups_size(int num_experts, int k, int groups, int max_groups) {
+    const int size = num_experts / groups, group_k = k < size ? k : size;
+    const double cells = (double)groups * ((size + 1.0) * (group_k + 1.0) + (k + 1.0) * (max_groups + 1.0) * (group_k + 1.0));
+    return too_large(cells, "the group limit") ? PM_ERR_ARG : PM_OK;
+}
+
 circuit *circuit_compile_cardinality(int num_experts, int kmin, int kmax) {
     if (num_experts < 1 || kmin < 0 || kmin > kmax || kmax > num_experts) {
         pm_fail(PM_ERR_ARG, "circuit: sizes %d..%d of %d experts; need 0 <= kmin <= kmax <= E", kmin, kmax,
                 num_experts);
         return NULL;
     }
+    if (circuit_check_cardinality_size(num_experts, kmax) < 0) return NULL;
     circuit_builder b;
     circuit_builder_init(&b, num_experts);
     int *table = malloc(sizeof(int) * ((size_t)num_experts + 1) * ((size_t)kmax + 1));
@@ -91,6 +113,7 @@ circuit *circuit_compile_groups(int num_experts, int k, int groups, int max_grou
     }
     const int size = num_experts / groups, group_k = k < size ? k : size;
     const int width = max_groups + 1;
+    if (circuit_check_groups_size(num_experts, k, groups, max_groups) < 0) return NULL;
     circuit_builder b;
     circuit_builder_init(&b, num_experts);
     int *within = malloc(sizeof(int) * ((size_t)size + 1) * ((size_t)group_k + 1));

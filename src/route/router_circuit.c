@@ -22,6 +22,14 @@ bool pm_router_group_limit(const pm_router_config *cfg, int *groups, int *max_gr
     return true;
 }
 
+int router_check_circuit(const pm_router_config *cfg) {
+    int kmin, kmax, groups, max_groups;
+    if (pm_router_group_limit(cfg, &groups, &max_groups))
+        return circuit_check_groups_size(cfg->num_experts, cfg->k, groups, max_groups);
+    router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
+    return circuit_check_cardinality_size(cfg->num_experts, kmax);
+}
+
 circuit *router_compile_circuit(const pm_router_config *cfg) {
     const router_ops *ops = router_ops_of(cfg->kind);
     int kmin, kmax, groups, max_groups;

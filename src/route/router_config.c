@@ -48,6 +48,10 @@ pm_status pm_router_config_check(const pm_router_config *cfg) {
                        "compute; --impl applies to the routers that sample or differentiate p(S) (probmoe, "
                        "probmoe-dyn, probmoe-group and the ablations)", ops->name, ops->name);
     int status = ops->check ? ops->check(cfg) : PM_OK;
+    if (status == 0 && router_uses_circuit(cfg)) {
+        status = router_check_circuit(cfg);
+        if (status < 0) pm_fail(status, "router config (%s): %s", ops->name, pm_last_error());
+    }
     if (status == 0) status = check_nonnegative(cfg->lb_coef, "lb_coef");
     if (status == 0) status = check_nonnegative(cfg->z_coef, "z_coef");
     if (status == 0) status = check_nonnegative(cfg->bias_rate, "bias_rate");

@@ -212,6 +212,8 @@ bool router_uses_circuit(const pm_router_config *cfg);
 /* Its circuit (router_circuit.c): the cardinality circuit of its range, or the group-limited
  * one. NULL with pm_last_error() set on failure. */
 circuit *router_compile_circuit(const pm_router_config *cfg);
+/* PM_OK, or an error when its circuit would be too large (for the config check). */
+int router_check_circuit(const pm_router_config *cfg);
 /* Per-thread scratch of the circuit blocks below, and the bytes of the circuit. */
 size_t router_circuit_scratch(const pm_router_config *cfg);
 uint64_t router_circuit_bytes(const pm_router_config *cfg);
