@@ -92,7 +92,8 @@ static void test_cardinality_against_brute_force(void **state) {
                 circuit *c = circuit_compile_cardinality(n, kmin, kmax);
                 assert_non_null(c);
                 assert_int_equal(c->num_roots, kmax - kmin + 1);
-                for (int s = 0; s < 3; s++) check_circuit(c, (brute_constraint){kmin, kmax, 1, 1}, scales[s], &rng, n * 100 + kmin * 10 + kmax);
+                const brute_constraint range = {kmin, kmax, 1, 1};
+                for (int s = 0; s < 3; s++) check_circuit(c, range, scales[s], &rng, n * 100 + kmin * 10 + kmax);
                 circuit_free(c);
                 cases++;
             }
@@ -115,7 +116,8 @@ static void test_groups_against_brute_force(void **state) {
                     assert_non_null(c);
                     assert_int_equal(c->num_roots, 1);
                     assert_int_equal(c->max_degree, k);
-                    for (int s = 0; s < 3; s++) check_circuit(c, (brute_constraint){k, k, G, M}, scales[s], &rng, cases);
+                    const brute_constraint limit = {k, k, G, M};
+                    for (int s = 0; s < 3; s++) check_circuit(c, limit, scales[s], &rng, cases);
                     circuit_free(c);
                     cases++;
                 }

@@ -466,7 +466,10 @@ static void backward_log(circuit_eval *ev, bool tangents) {
     double *A = ev->adjoint, *DA = ev->adjoint_tangent;
     for (size_t i = 0; i < (size_t)c->num_nodes * S; i++) A[i] = -INFINITY, DA[i] = 0.0;
     for (int r = 0; r < c->num_roots; r++)
-        for (int l = 0; l < ev->lanes; l++) merge_log(A + (size_t)c->root[r] * S + l, DA + (size_t)c->root[r] * S + l, 0.0, 0.0);
+        for (int l = 0; l < ev->lanes; l++) {
+            const size_t at = (size_t)c->root[r] * S + l;
+            merge_log(A + at, DA + at, 0.0, 0.0);
+        }
     for (int n = c->num_nodes - 1; n >= 0; n--) {
         const int kind = c->kind[n];
         if (kind != CIRCUIT_SUM && kind != CIRCUIT_PRODUCT) continue;
@@ -535,7 +538,8 @@ void circuit_cov_mv(circuit_eval *ev, const double *u, double *out, double *marg
             double result = 0.0;
             if (pos >= 0 && neg >= 0) {
                 const double ui = u[(size_t)l * E + i];
-                const double dg = ev->adjoint_tangent[(size_t)pos * S + l], dn = ev->adjoint_tangent[(size_t)neg * S + l];
+                const double dg = ev->adjoint_tangent[(size_t)pos * S + l];
+                const double dn = ev->adjoint_tangent[(size_t)neg * S + l];
                 if (ev->log_domain) {
                     result = m * not_m * (ui + dg - dn);
                 } else {

@@ -46,7 +46,8 @@ static void cardinality_table(circuit_builder *b, int first, int count, int kmin
 static bool too_large(double cells, const char *what) {
     if (cells <= CIRCUIT_MAX_CELLS) return false;
     pm_fail(PM_ERR_ARG, "circuit: %s would need about %.3g nodes (at most %d table cells, about %d nodes, are "
-            "compiled); lower k or kmax, or use impl = dp", what, 3.0 * cells, CIRCUIT_MAX_CELLS, 3 * CIRCUIT_MAX_CELLS);
+            "compiled); lower k or kmax, or use impl = dp", what, 3.0 * cells, CIRCUIT_MAX_CELLS,
+            3 * CIRCUIT_MAX_CELLS);
     return true;
 }
 
@@ -56,7 +57,8 @@ int circuit_check_cardinality_size(int num_experts, int kmax) {
 
 int circuit_check_groups_size(int num_experts, int k, int groups, int max_groups) {
     const int size = num_experts / groups, group_k = k < size ? k : size;
-    const double cells = (double)groups * ((size + 1.0) * (group_k + 1.0) + (k + 1.0) * (max_groups + 1.0) * (group_k + 1.0));
+    const double cells =
+        (double)groups * ((size + 1.0) * (group_k + 1.0) + (k + 1.0) * (max_groups + 1.0) * (group_k + 1.0));
     return too_large(cells, "the group limit") ? PM_ERR_ARG : PM_OK;
 }
 

@@ -78,7 +78,8 @@ pm_status pm_router_subset_marginals(const pm_router *router, const float *theta
     if (!pm_router_subset_range(cfg, &kmin, &kmax))
         return pm_fail(PM_ERR_ARG, "pm_router_subset_marginals: %s has no subset distribution", router->ops->name);
     int status = check_finite(theta, cfg->num_experts, "pm_router_subset_marginals", "theta");
-    if (status < 0 || !router->circuit) return status < 0 ? status : pm_subset_marginals(theta, cfg->num_experts, kmin, kmax, marginals);
+    if (status < 0) return status;
+    if (!router->circuit) return pm_subset_marginals(theta, cfg->num_experts, kmin, kmax, marginals);
     const circuit *c = router->circuit;
     double *workspace = malloc(sizeof(double) * (circuit_workspace(c, 1) + (size_t)c->num_items));
     if (!workspace) return pm_fail(PM_ERR_NOMEM, "pm_router_subset_marginals: out of memory");
