@@ -2,6 +2,8 @@
  * thread and on all threads: nanoseconds per token and each router's ratio to topk measured
  * in the same run. Targets (issue 13): probmoe at E = 64, k = 8 on one thread within 2x of
  * its arithmetic bound (computed below); probmoe-dyn within 1.3x of probmoe.
+ * Also the circuit implementation (--impl circuit) of probmoe and probmoe-dyn next to the DP, and
+ * probmoe-group, with each circuit's nodes, edges, bytes and compile time.
  * Usage: route [repeats] */
 #include <math.h>
 #include <stdint.h>
@@ -95,15 +97,17 @@ static double measure_fma_per_ns(void) {
     return 12.0 * 8.0 * rounds / seconds / 1e9;
 }
 
-/* Best time over `repeats` of one forward + backward, in ns per token. */
+/* Best time over `repeats` of one forward + backward, in ns per token; *circuit gets the size of
+ * the router's compiled circuit (nodes 0 when it uses none). */
 static double time_router(const pm_router_config *cfg, const float *logits, const float *c,
-                          float *dlogits, int repeats) {
+                          float *dlogits, int repeats, pm_circuit_info *circuit) {
     pm_router *router = pm_router_create(cfg);
-    pm_routing *routing = pm_routing_create(router, TOKENS);
+    pm_routing *routing = router ? pm_routing_create(router, TOKENS) : NULL;
     if (!router || !routing) {
         fprintf(stderr, "route: %s\n", pm_last_error());
         exit(1);
     }
+    if (!pm_router_circuit_info(router, circuit)) memset(circuit, 0, sizeof *circuit);
     pm_rng rng;
     pm_rng_init(&rng, 1, 0);
     double best = INFINITY;
@@ -136,35 +140,46 @@ int main(int argc, char **argv) {
     fill_normal(&rng, c, (size_t)TOKENS * 256);
 
     printf("router forward+backward, training mode, T = %d tokens, best of %d\n", TOKENS, repeats);
-    printf("%-7s %3s %3s  %-20s %10s %9s\n", "threads", "E", "k", "router", "ns/token", "vs topk");
+    printf("%-7s %3s %3s  %-24s %10s %9s\n", "threads", "E", "k", "router", "ns/token", "vs topk");
     double probmoe_64_8 = 0.0, dyn_ratio_64_8 = 0.0, wide_ratio_64_8 = 0.0;
     for (int tc = 0; tc < (all_threads > 1 ? 2 : 1); tc++) {
         omp_set_num_threads(thread_counts[tc]);
         for (int s = 0; s < 5; s++) {
             const int E = sizes[s][0], k = sizes[s][1];
-            /* every kind with its defaults, then probmoe-dyn over the wider range [1, 2k] */
-            enum { MAX_VARIANTS = 33 };
-            const int kinds = pm_router_kind_count() < MAX_VARIANTS - 1 ? pm_router_kind_count() : MAX_VARIANTS - 1;
+            /* every kind with its defaults (probmoe-group's: G = 8, M = 4 at E = 64 and 256), then
+             * probmoe-dyn over the wider range [1, 2k], then probmoe and probmoe-dyn on the circuit */
+            enum { MAX_VARIANTS = 36 };
+            const int kinds = pm_router_kind_count() < MAX_VARIANTS - 3 ? pm_router_kind_count() : MAX_VARIANTS - 3;
             pm_router_config variants[MAX_VARIANTS];
-            char names[MAX_VARIANTS][32];
-            for (int v = 0; v <= kinds; v++) {
-                pm_router_kind kind = v < kinds ? v : PM_ROUTER_PROBMOE_DYN;
+            char names[MAX_VARIANTS][40];
+            for (int v = 0; v < kinds + 3; v++) {
+                pm_router_kind kind = v < kinds ? v : v == kinds + 1 ? PM_ROUTER_PROBMOE : PM_ROUTER_PROBMOE_DYN;
                 variants[v] = pm_router_config_default(kind, E, k);
                 if (v == kinds) {
                     variants[v].k_min = 1;
                     variants[v].k_max = 2 * k < E ? 2 * k : E;
                 }
-                if (v == kinds || kind == PM_ROUTER_PROBMOE_DYN)
-                    snprintf(names[v], sizeof names[v], "probmoe-dyn %d..%d", variants[v].k_min,
-                             variants[v].k_max);
+                if (v > kinds) variants[v].impl = PM_IMPL_CIRCUIT;
+                const char *impl = v > kinds ? " circuit" : "";
+                int groups, max_groups;
+                if (kind == PM_ROUTER_PROBMOE_DYN)
+                    snprintf(names[v], sizeof names[v], "probmoe-dyn %d..%d%s", variants[v].k_min, variants[v].k_max,
+                             impl);
+                else if (pm_router_group_limit(&variants[v], &groups, &max_groups))
+                    snprintf(names[v], sizeof names[v], "%s G%d M%d", pm_router_kind_name(kind), groups, max_groups);
                 else
-                    snprintf(names[v], sizeof names[v], "%s", pm_router_kind_name(kind));
+                    snprintf(names[v], sizeof names[v], "%s%s", pm_router_kind_name(kind), impl);
             }
             double ns[MAX_VARIANTS];
-            for (int v = 0; v <= kinds; v++) {
-                ns[v] = time_router(&variants[v], logits, c, dlogits, repeats);
-                printf("%-7d %3d %3d  %-20s %10.1f %8.2fx\n", thread_counts[tc], E, k, names[v], ns[v],
+            for (int v = 0; v < kinds + 3; v++) {
+                pm_circuit_info circuit;
+                ns[v] = time_router(&variants[v], logits, c, dlogits, repeats, &circuit);
+                printf("%-7d %3d %3d  %-24s %10.1f %8.2fx", thread_counts[tc], E, k, names[v], ns[v],
                        ns[v] / ns[PM_ROUTER_TOPK]);
+                if (circuit.nodes > 0)
+                    printf("  circuit %6d nodes %6d edges %8.1f KB, compiled in %.3f ms", circuit.nodes, circuit.edges,
+                           circuit.bytes / 1024.0, circuit.build_seconds * 1e3);
+                printf("\n");
             }
             if (tc == 0 && E == 64 && k == 8) {
                 probmoe_64_8 = ns[PM_ROUTER_PROBMOE];

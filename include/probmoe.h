@@ -140,7 +140,16 @@ typedef struct {
     float lb_coef;         /* Switch load balancing: lb_coef * E * Σ_i f_i P_i */
     float z_coef;          /* router z-loss: z_coef * mean_t (logsumexp θ_t)^2 */
     float bias_rate;       /* topk only: DeepSeek-V3 selection-bias step γ; 0 = off */
+    /* how the subset distribution is computed (routers with one): PM_IMPL_DP or PM_IMPL_CIRCUIT */
+    int impl;
+    /* probmoe-group: E is split into `groups` equal, contiguous groups, and a token's k experts
+     * come from at most max_groups of them (DeepSeek-V3's n_group, topk_group) */
+    int groups, max_groups;
 } pm_router_config;
+
+/* The implementations of the subset distribution: the dynamic program (subset_dp) or a
+ * compiled circuit (the same distribution; the only one for constraints such as groups). */
+enum { PM_IMPL_DP = 0, PM_IMPL_CIRCUIT = 1 };
 
 /* A config with defaults for the kind: the given k; probmoe-dyn range [max(1, k − 2), k]
  * capped at E (the ProbMoE paper's kind of range); softmoe soft_k = k, alpha = 1, tau = -1
@@ -153,6 +162,9 @@ PM_API bool pm_router_samples(const pm_router_config *cfg);
 /* Whether the kind is an ablation (topk-marginal, sample-softmax: the ProbMoE paper's forward ×
  * backward study) rather than a method; compare leaves them out unless asked. */
 PM_API bool pm_router_is_ablation(pm_router_kind kind);
+/* Whether compare runs the kind only when --routers names it: the ablations, and variants
+ * under an extra constraint (probmoe-group), which are not the methods compare weighs. */
+PM_API bool pm_router_is_opt_in(pm_router_kind kind);
 /* Whether Hugging Face trains this kind with its router_aux_loss_coef (top-k style routers), so
  * that a config.json without a "probmoe" object gives it that coefficient. */
 PM_API bool pm_router_uses_hf_aux_loss(pm_router_kind kind);
@@ -162,6 +174,9 @@ PM_API bool pm_router_learns_budget(pm_router_kind kind);
 /* The range kmin..kmax of the subset distribution p(S) the router samples or differentiates;
  * false if it has none. */
 PM_API bool pm_router_subset_range(const pm_router_config *cfg, int *kmin, int *kmax);
+/* The group limit of the router's subset distribution (probmoe-group: its groups and
+ * max_groups); false if it has none. */
+PM_API bool pm_router_group_limit(const pm_router_config *cfg, int *groups, int *max_groups);
 /* Most (token, expert) pairs per token the router asks the MoE layer to compute. */
 PM_API int pm_router_max_pairs(const pm_router_config *cfg, bool training);
 
@@ -192,6 +207,17 @@ typedef struct {
 PM_API pm_router *pm_router_create(const pm_router_config *cfg);
 PM_API void pm_router_free(pm_router *router);
 PM_API const pm_router_config *pm_router_get_config(const pm_router *router);
+/* The compiled circuit the router evaluates its subset distribution with (impl = circuit, or
+ * probmoe-group): its nodes, edges, bytes and build time. false if it uses none. */
+typedef struct {
+    int nodes, edges;
+    uint64_t bytes;
+    double build_seconds;
+} pm_circuit_info;
+PM_API bool pm_router_circuit_info(const pm_router *router, pm_circuit_info *info);
+/* P(i ∈ S) of one token's E logits under the router's subset distribution (its group limit
+ * included); PM_ERR_ARG if the router has none. */
+PM_API pm_status pm_router_subset_marginals(const pm_router *router, const float *theta, float *marginals);
 
 /* Routing buffers for up to max_tokens tokens with this router. NULL on failure. */
 PM_API pm_routing *pm_routing_create(const pm_router *router, int max_tokens);

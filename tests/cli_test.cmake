@@ -22,6 +22,25 @@ expect_output("worked example marginals" 0 "P\\(in S\\): 0\\.8625 0\\.6580 0\\.3
               route --router probmoe --k 2 --marginals ${work}/example.txt)
 expect_output("normalised top-k" 0 "token 0: 0:0\\.727273 1:0\\.272727"
               route --router topk --k 2 --norm ${work}/example.txt)
+# the circuit implementation and probmoe-group (src/route/circuit*.c)
+expect_output("worked example on the circuit" 0 "circuit: 23 nodes.*P\\(in S\\): 0\\.8625 0\\.6580 0\\.3420 0\\.1375"
+              route --router probmoe --k 2 --impl circuit --marginals ${work}/example.txt)
+expect_output("group-limited marginals" 0 "token 0: 0:0\\.623377 1:0\\.233766.*P\\(in S\\): 0\\.9730 0\\.9730 0\\.0270 0\\.0270"
+              route --router probmoe-group --k 2 --groups 2 --max-groups 1 --marginals ${work}/example.txt)
+expect_output("groups not dividing E" 1 "groups = 3 does not divide num_experts = 4; the groups are equal and contiguous"
+              route --router probmoe-group --k 2 --groups 3 ${work}/example.txt)
+expect_output("more groups than exist" 1 "max_groups = 3 > groups = 2"
+              route --router probmoe-group --k 2 --groups 2 --max-groups 3 ${work}/example.txt)
+expect_output("k above the groups' room" 1 "k = 3, but max_groups = 1 groups of 2 experts hold at most 2; need 1 <= k <= 2"
+              route --router probmoe-group --k 3 --groups 2 --max-groups 1 ${work}/example.txt)
+expect_output("group router on the DP" 1 "cannot express the group limit"
+              route --router probmoe-group --k 2 --impl dp ${work}/example.txt)
+expect_output("circuit for topk" 1 "topk has no subset distribution"
+              route --router topk --k 2 --impl circuit ${work}/example.txt)
+expect_output("unknown impl" 2 "--impl sdd: choose one of dp, circuit"
+              route --router probmoe --k 2 --impl sdd ${work}/example.txt)
+expect_output("zero groups" 2 "--groups '0' is out of range"
+              route --router probmoe-group --k 2 --groups 0 ${work}/example.txt)
 expect_output("unknown router" 2 "unknown router 'top3'" route --router top3 ${work}/example.txt)
 expect_output("k above E" 1 "k = 9" route --router topk --k 9 ${work}/example.txt)
 expect_output("ragged rows" 1 "line 2 has 2 logits" route ${work}/ragged.txt)

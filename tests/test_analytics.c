@@ -44,6 +44,29 @@ static analytics *synthetic(void) {
     return a;
 }
 
+/* Groups a token's experts span, worked by hand: 8 experts in 4 groups of 2. */
+static void groups_touched(void **state) {
+    (void)state;
+    static const float flat[4 * 8] = {0};
+    const int group_offsets[5] = {0, 2, 4, 7, 7}, group_experts[7] = {0, 1, 0, 2, 1, 6, 7};
+    const int32_t ids[4] = {1, 2, 3, 4};
+    analytics *a = analytics_create_raw(1, 8, 2, 10);
+    assert_int_equal(analytics_groups(a), 1);
+    assert_int_equal(analytics_set_groups(a, 3), PM_ERR_ARG);
+    assert_non_null(strstr(pm_last_error(), "groups = 3; need a divisor of the 8 experts"));
+    assert_int_equal(analytics_set_groups(a, 4), PM_OK);
+    assert_int_equal(analytics_add_routing(a, 0, flat, group_offsets, group_experts, ids, 4), PM_OK);
+    assert_int_equal(analytics_finish(a), PM_OK);
+    /* {0,1}: 1 group; {0,2}: 2; {1,6,7}: 2; {}: 0 */
+    assert_close(analytics_get_layer(a, 0)->mean_groups, 5.0 / 4.0, 0, TOL, "groups touched", 0);
+    analytics_free(a);
+    a = analytics_create_raw(1, 8, 2, 10); /* one group: any expert touches it */
+    assert_int_equal(analytics_add_routing(a, 0, flat, group_offsets, group_experts, ids, 4), PM_OK);
+    assert_int_equal(analytics_finish(a), PM_OK);
+    assert_close(analytics_get_layer(a, 0)->mean_groups, 3.0 / 4.0, 0, TOL, "one group", 0);
+    analytics_free(a);
+}
+
 static void hand_computed_layer(void **state) {
     (void)state;
     analytics *a = synthetic();
@@ -254,7 +277,7 @@ static void tiny_model(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(hand_computed_layer),  cmocka_unit_test(frequency_buckets),
+        cmocka_unit_test(hand_computed_layer),  cmocka_unit_test(groups_touched), cmocka_unit_test(frequency_buckets),
         cmocka_unit_test(power_of_two_buckets), cmocka_unit_test(bad_input_rejected),
         cmocka_unit_test(files_written),        cmocka_unit_test(tiny_model),
     };

@@ -25,6 +25,10 @@ static void test_every_router_round_trips(void **state) {
         cfg.router.z_coef = 0.001f;
         cfg.router.bias_rate = 0.01f;
         if (pm_router_config_check(&cfg.router) < 0) cfg.router.bias_rate = 0.0f; /* topk only */
+        cfg.router.groups = 2; /* probmoe-group: 2 from at most 2 of 2 groups of 3 */
+        cfg.router.max_groups = 2;
+        cfg.router.impl = cfg.router.impl == PM_IMPL_DP ? PM_IMPL_CIRCUIT : PM_IMPL_DP;
+        if (pm_router_config_check(&cfg.router) < 0) cfg.router.impl ^= 1; /* the only one it has */
         assert_int_equal(pm_model_config_check(&cfg), PM_OK);
         char *json = pm_model_config_to_json(&cfg);
         assert_non_null(json);
@@ -52,6 +56,26 @@ static void test_wrapped_messages_are_whole(void **state) {
                         "\"num_experts_per_tok\": 2, \"probmoe\": {\"router\": \"probmoe-dyn\", \"k_max\": 2.5}}";
     assert_int_equal(pm_model_config_from_json(&cfg, typed, "c.json"), PM_ERR_ARG);
     assert_string_equal(pm_last_error(), "c.json: probmoe.k_max must be a whole number");
+    const char *impl = "{\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 24, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts\": 6, "
+                       "\"num_experts_per_tok\": 2, \"probmoe\": {\"router\": \"probmoe\", \"impl\": \"sdd\"}}";
+    assert_int_equal(pm_model_config_from_json(&cfg, impl, "c.json"), PM_ERR_ARG);
+    assert_string_equal(pm_last_error(), "c.json: probmoe.impl must be one of dp, circuit");
+    const char *groups = "{\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 24, "
+                         "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts\": 6, "
+                         "\"num_experts_per_tok\": 2, \"probmoe\": {\"router\": \"probmoe-group\", \"groups\": 4}}";
+    assert_int_equal(pm_model_config_from_json(&cfg, groups, "c.json"), PM_ERR_ARG);
+    assert_non_null(strstr(pm_last_error(), "c.json: router config (probmoe-group): groups = 4 does not divide "
+                                            "num_experts = 6"));
+    /* the group router's fields load from the probmoe object */
+    const char *good = "{\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 24, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts\": 6, "
+                       "\"num_experts_per_tok\": 2, \"probmoe\": {\"router\": \"probmoe-group\", \"groups\": 2, "
+                       "\"max_groups\": 1}}";
+    assert_int_equal(pm_model_config_from_json(&cfg, good, "c.json"), PM_OK);
+    assert_int_equal(cfg.router.groups, 2);
+    assert_int_equal(cfg.router.max_groups, 1);
+    assert_int_equal(cfg.router.impl, PM_IMPL_CIRCUIT);
 }
 
 static void test_every_router_is_listed(void **state) {

@@ -36,6 +36,15 @@ static void softmax_ld(const long double *theta, int n, long double *probs, long
     *lse = top + logl(sum);
 }
 
+/* The router's subset distribution as a brute-force constraint: its size range and, for
+ * probmoe-group, its group limit. */
+static brute_constraint constraint_of(const pm_router_config *cfg) {
+    brute_constraint c = {0, cfg->num_experts, 1, 1};
+    assert_true(pm_router_subset_range(cfg, &c.kmin, &c.kmax));
+    pm_router_group_limit(cfg, &c.groups, &c.max_groups);
+    return c;
+}
+
 /* L(θ) = Σ_t Σ_pairs a_p w_p(θ) + aux terms, ROUTING.md section 2 written out directly. */
 static long double reference_loss(const reference *ref, const long double *theta,
                                   long double soft_k, long double alpha) {
@@ -65,11 +74,10 @@ static long double reference_loss(const reference *ref, const long double *theta
                 loss += a[q - begin] * p[routing->experts[q]] / (cfg->soft_renormalize ? kept_sum : 1.0L);
         } else if (backward == route_backward_marginal) {
             /* gate g = z + m(θ) − m(θ0): value z, gradient through the marginals; weights π_j */
-            int kmin, kmax;
-            assert_true(pm_router_subset_range(cfg, &kmin, &kmax));
+            const brute_constraint constraint = constraint_of(cfg);
             long double m[E], m0[E], cov[E * E];
-            brute_moments_ld(th, E, kmin, kmax, m, cov);
-            brute_moments_ld(ref->theta0 + t * E, E, kmin, kmax, m0, cov);
+            brute_moments_ld_c(th, E, constraint, m, cov);
+            brute_moments_ld_c(ref->theta0 + t * E, E, constraint, m0, cov);
             for (int p = begin; p < end; p++) {
                 int j = routing->experts[p];
                 loss += a[p - begin] * (1.0L + m[j] - m0[j]) * probs[j];
@@ -359,6 +367,20 @@ static void test_sampling_frequencies(void **state) {
     pm_router_free(router);
 }
 
+/* Switches cfg to the other implementation of its subset distribution (dp ↔ circuit); false
+ * when the router has no other (no subset distribution, or a group limit: circuit only). */
+static bool other_impl(pm_router_config *cfg) {
+    cfg->impl = cfg->impl == PM_IMPL_DP ? PM_IMPL_CIRCUIT : PM_IMPL_DP;
+    return pm_router_config_check(cfg) == PM_OK;
+}
+
+/* Whether the subset touches at most max_groups of the constraint's groups. */
+static bool within_groups(uint32_t mask, int n, brute_constraint c) {
+    int touched = 0;
+    for (int g = 0; g < c.groups; g++) touched += (mask >> (g * (n / c.groups)) & ((1u << (n / c.groups)) - 1)) != 0;
+    return touched <= c.max_groups;
+}
+
 /* The combine weights a softmax-weighted rule must give: π_j, renormalised unless the rule
  * keeps them unnormalised. */
 static void check_softmax_weights(const pm_router_config *cfg, const route_rule *rule, const float *theta,
@@ -407,17 +429,20 @@ static void test_every_router_forward(void **state) {
     pm_rng_init(&rng, 80, 0);
     random_normal(&rng, logits, TOKENS * EXPERTS, 1.5);
     for (int kind = 0; kind < pm_router_kind_count(); kind++)
-        for (int norm = 0; norm <= 1; norm++) {
+        for (int variant = 0; variant < 4; variant++) {
+            const int norm = variant & 1;
             pm_router_config cfg = pm_router_config_default(kind, EXPERTS, 3);
             cfg.norm_topk_prob = norm;
             cfg.soft_renormalize = norm;
+            if (variant >= 2 && !other_impl(&cfg)) continue;
             pm_router *router = pm_router_create(&cfg);
             pm_routing *routing = pm_routing_create(router, TOKENS);
             for (int training = 0; training <= 1; training++) {
                 const route_rule *rule = router_rule(router, training);
                 assert_int_equal(pm_router_forward(router, routing, logits, TOKENS, training, &rng), 0);
-                int kmin = 0, kmax = EXPERTS;
-                pm_router_subset_range(&cfg, &kmin, &kmax);
+                brute_constraint constraint = {cfg.k, cfg.k, 1, 1};
+                if (pm_router_subset_range(&cfg, &constraint.kmin, &constraint.kmax)) constraint = constraint_of(&cfg);
+                const int kmin = constraint.kmin, kmax = constraint.kmax;
                 for (int t = 0; t < TOKENS; t++) {
                     const float *theta = logits + t * EXPERTS;
                     const int begin = routing->offsets[t], count = routing->offsets[t + 1] - begin;
@@ -429,9 +454,9 @@ static void test_every_router_forward(void **state) {
                     if (rule->forward == route_forward_topk)
                         assert_int_equal(mask, brute_map(theta, EXPERTS, cfg.k, cfg.k));
                     else if (rule->forward == route_forward_map)
-                        assert_int_equal(mask, brute_map(theta, EXPERTS, kmin, kmax));
+                        assert_int_equal(mask, brute_map_c(theta, EXPERTS, constraint));
                     else if (rule->forward == route_forward_sample)
-                        assert_true(count >= kmin && count <= kmax);
+                        assert_true(count >= kmin && count <= kmax && within_groups(mask, EXPERTS, constraint));
                     else if (rule->forward == route_forward_lapsum)
                         check_lapsum_selection(router, theta, EXPERTS, routing, t);
                     else
@@ -455,12 +480,12 @@ static void test_every_sampler_distribution(void **state) {
     const float theta[EXPERTS] = {1.2f, -0.3f, 0.4f, 2.0f, -1.5f};
     for (int t = 0; t < TOKENS; t++) memcpy(logits + t * EXPERTS, theta, sizeof theta);
     int samplers = 0;
-    for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+    for (int variant = 0; variant < 2 * pm_router_kind_count(); variant++) {
+        const int kind = variant / 2;
         pm_router_config cfg = pm_router_config_default(kind, EXPERTS, 2);
-        if (!pm_router_samples(&cfg)) continue;
+        if (!pm_router_samples(&cfg) || (variant % 2 && !other_impl(&cfg))) continue;
         samplers++;
-        int kmin, kmax;
-        assert_true(pm_router_subset_range(&cfg, &kmin, &kmax));
+        const brute_constraint constraint = constraint_of(&cfg);
         pm_router *router = pm_router_create(&cfg);
         pm_routing *routing = pm_routing_create(router, TOKENS);
         pm_rng rng;
@@ -468,7 +493,7 @@ static void test_every_sampler_distribution(void **state) {
         assert_int_equal(pm_router_forward(router, routing, logits, TOKENS, true, &rng), 0);
         long double prob[1 << EXPERTS];
         long counts[1 << EXPERTS] = {0};
-        brute_subset_probs(theta, EXPERTS, kmin, kmax, prob);
+        brute_subset_probs_c(theta, EXPERTS, constraint, prob);
         for (int t = 0; t < TOKENS; t++) {
             uint32_t mask = 0;
             for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) mask |= 1u << routing->experts[p];
@@ -498,15 +523,17 @@ static void test_every_sampler_distribution(void **state) {
 static void test_every_router_gradient(void **state) {
     (void)state;
     for (int kind = 0; kind < pm_router_kind_count(); kind++)
-        for (int variant = 0; variant < 3; variant++)
+        for (int variant = 0; variant < 4; variant++)
             for (int training = 0; training <= 1; training++) {
                 pm_router_config cfg = pm_router_config_default(kind, E, 2);
                 cfg.norm_topk_prob = variant >= 1;
                 cfg.soft_renormalize = variant >= 1;
-                if (variant == 2) {
+                if (variant >= 2) {
                     cfg.lb_coef = 0.2f;
                     cfg.z_coef = 0.03f;
                 }
+                /* variant 3: the other implementation of p(S), where the router has one */
+                if (variant == 3 && !other_impl(&cfg)) continue;
                 check_router_gradient(cfg, training, 100 + 10 * (uint64_t)kind + 2 * (uint64_t)variant +
                                                           (uint64_t)training);
             }
@@ -669,6 +696,35 @@ static void test_bad_input(void **state) {
     cfg.bias_rate = 0.0f;
     cfg.lb_coef = NAN;
     expect_config_error(cfg, "lb_coef");
+    pm_router_kind group;
+    assert_int_equal(pm_router_kind_parse("probmoe-group", &group), PM_OK);
+    cfg = pm_router_config_default(group, 8, 3);
+    cfg.groups = 3;
+    expect_config_error(cfg, "groups = 3 does not divide num_experts = 8");
+    cfg.groups = 4;
+    cfg.max_groups = 5;
+    expect_config_error(cfg, "max_groups = 5 > groups = 4");
+    cfg.max_groups = 1;
+    expect_config_error(cfg, "k = 3, but max_groups = 1 groups of 2 experts hold at most 2");
+    cfg.groups = 0;
+    expect_config_error(cfg, "groups = 0, max_groups = 1; both must be at least 1");
+    cfg.groups = 4;
+    cfg.max_groups = 0;
+    expect_config_error(cfg, "max_groups = 0");
+    cfg.max_groups = 2;
+    assert_int_equal(pm_router_config_check(&cfg), PM_OK);
+    cfg.impl = PM_IMPL_DP;
+    expect_config_error(cfg, "cannot express the group limit");
+    cfg = pm_router_config_default(PM_ROUTER_TOPK, 8, 2);
+    cfg.impl = PM_IMPL_CIRCUIT;
+    expect_config_error(cfg, "topk has no subset distribution");
+    cfg.impl = 7;
+    expect_config_error(cfg, "impl = 7");
+    cfg = pm_router_config_default(PM_ROUTER_PROBMOE_DYN, 4096, 8);
+    cfg.k_min = 0;
+    cfg.k_max = 4096;
+    cfg.impl = PM_IMPL_CIRCUIT;
+    expect_config_error(cfg, "router config (probmoe-dyn): circuit: the size range would need about");
     cfg = pm_router_config_default((pm_router_kind)17, 8, 2);
     expect_config_error(cfg, "kind = 17");
     cfg = pm_router_config_default(PM_ROUTER_TOPK, 0, 1);
@@ -770,6 +826,116 @@ static void test_own_softmax_matches_batch_softmax(void **state) {
     }
 }
 
+
+/* --impl circuit gives the DP's results: the same samples draw for draw (the circuit's sampler
+ * spends its uniforms as the DP's does), gradients equal up to rounding, the same inference, for
+ * every router with a subset distribution and no group limit; E = 64 with tokens in the log
+ * system and a partly filled last group, and a small E. */
+static void test_impl_circuit_matches_dp(void **state) {
+    (void)state;
+    const int shapes[][2] = {{64, 8}, {12, 3}};
+    const int tokens = 29;
+    int routers = 0;
+    for (int s = 0; s < 2; s++)
+        for (int kind = 0; kind < pm_router_kind_count(); kind++) {
+            const int experts = shapes[s][0];
+            pm_router_config dp = pm_router_config_default(kind, experts, shapes[s][1]), circ = dp;
+            if (dp.impl != PM_IMPL_DP || !other_impl(&circ)) continue;
+            routers++;
+            pm_router *a = pm_router_create(&dp), *b = pm_router_create(&circ);
+            assert_false(pm_router_circuit_info(a, NULL));
+            pm_circuit_info info;
+            assert_true(pm_router_circuit_info(b, &info));
+            assert_true(info.nodes > experts && info.edges > info.nodes && info.bytes > 0);
+            pm_routing *ra = pm_routing_create(a, tokens), *rb = pm_routing_create(b, tokens);
+            pm_rng rng;
+            pm_rng_init(&rng, 1600 + (uint64_t)kind, 0);
+            float *logits = malloc(sizeof(float) * tokens * experts), *c = malloc(sizeof(float) * tokens * experts);
+            float *da = calloc((size_t)tokens * experts, sizeof(float)), *db = calloc((size_t)tokens * experts, sizeof(float));
+            random_normal(&rng, logits, tokens * experts, 1.5);
+            random_normal(&rng, c, tokens * experts, 1.0);
+            for (int i = 0; i < experts; i++) logits[3 * experts + i] *= 300.0f; /* the log system */
+            for (int training = 1; training >= 0; training--) {
+                pm_rng same_a, same_b;
+                pm_rng_init(&same_a, 1700, 0);
+                pm_rng_init(&same_b, 1700, 0);
+                assert_int_equal(pm_router_forward(a, ra, logits, tokens, training, &same_a), PM_OK);
+                assert_int_equal(pm_router_forward(b, rb, logits, tokens, training, &same_b), PM_OK);
+                assert_memory_equal(ra->offsets, rb->offsets, sizeof(int) * (tokens + 1));
+                assert_memory_equal(ra->experts, rb->experts, sizeof(int) * ra->offsets[tokens]);
+                assert_memory_equal(ra->weights, rb->weights, sizeof(float) * ra->offsets[tokens]);
+                memset(da, 0, sizeof(float) * tokens * experts);
+                memset(db, 0, sizeof(float) * tokens * experts);
+                assert_int_equal(pm_router_backward(a, da, ra, logits, c, 1.0f), PM_OK);
+                assert_int_equal(pm_router_backward(b, db, rb, logits, c, 1.0f), PM_OK);
+                float largest = 0.0f;
+                for (int i = 0; i < tokens * experts; i++) largest = fmaxf(largest, fabsf(da[i]));
+                for (int i = 0; i < tokens * experts; i++) assert_close(db[i], da[i], 1e-5, 1e-6 * largest, "dθ circuit vs dp", i);
+            }
+            free(logits), free(c), free(da), free(db);
+            pm_routing_free(ra);
+            pm_routing_free(rb);
+            pm_router_free(a);
+            pm_router_free(b);
+        }
+    assert_int_equal(routers, 8); /* probmoe, probmoe-dyn, topk-marginal, sample-softmax at two shapes */
+}
+
+/* probmoe-group's samples follow p(S) under the limit where it binds (chi-square against the
+ * enumeration, no excluded subset drawn), and its inference is the most probable allowed subset. */
+static void test_group_router_distribution(void **state) {
+    (void)state;
+    enum { TOKENS = 40000 };
+    const int shapes[][4] = {{6, 3, 3, 2}, {8, 4, 4, 2}, {8, 2, 2, 1}, {9, 4, 3, 2}};
+    const float theta[9] = {1.2f, -0.3f, 0.4f, 2.0f, -1.5f, 0.0f, 0.7f, -0.8f, 0.9f};
+    static float logits[TOKENS * 9];
+    pm_router_kind kind;
+    assert_int_equal(pm_router_kind_parse("probmoe-group", &kind), PM_OK);
+    for (int s = 0; s < 4; s++) {
+        const int experts = shapes[s][0];
+        pm_router_config cfg = pm_router_config_default(kind, experts, shapes[s][1]);
+        cfg.groups = shapes[s][2];
+        cfg.max_groups = shapes[s][3];
+        const brute_constraint constraint = constraint_of(&cfg);
+        assert_int_equal(constraint.groups, cfg.groups);
+        for (int t = 0; t < TOKENS; t++) memcpy(logits + t * experts, theta, sizeof(float) * experts);
+        pm_router *router = pm_router_create(&cfg);
+        pm_routing *routing = pm_routing_create(router, TOKENS);
+        pm_rng rng;
+        pm_rng_init(&rng, 1800 + (uint64_t)s, 0);
+        assert_int_equal(pm_router_forward(router, routing, logits, TOKENS, true, &rng), PM_OK);
+        static long double prob[1 << 9];
+        static long counts[1 << 9];
+        memset(counts, 0, sizeof counts);
+        brute_subset_probs_c(theta, experts, constraint, prob);
+        for (int t = 0; t < TOKENS; t++) {
+            uint32_t mask = 0;
+            for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++) mask |= 1u << routing->experts[p];
+            counts[mask]++;
+        }
+        double chi2 = 0.0;
+        int cells = 0, excluded = 0;
+        for (int mask = 0; mask < 1 << experts; mask++) {
+            if (prob[mask] == 0.0L) {
+                assert_int_equal(counts[mask], 0);
+                excluded += __builtin_popcount((unsigned)mask) == cfg.k; /* k-subsets the limit excludes */
+                continue;
+            }
+            const double expected = (double)(prob[mask] * TOKENS);
+            chi2 += (counts[mask] - expected) * (counts[mask] - expected) / expected;
+            cells++;
+        }
+        assert_true(excluded > 0); /* the limit binds */
+        assert_true(chi2 < (cells - 1) + 6.0 * sqrt(2.0 * (cells - 1)));
+        assert_int_equal(pm_router_forward(router, routing, logits, 1, false, NULL), PM_OK);
+        uint32_t mask = 0;
+        for (int p = routing->offsets[0]; p < routing->offsets[1]; p++) mask |= 1u << routing->experts[p];
+        assert_int_equal(mask, brute_map_c(theta, experts, constraint));
+        pm_routing_free(routing);
+        pm_router_free(router);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_softmax_matches_batch_softmax),
@@ -790,6 +956,8 @@ int main(void) {
         cmocka_unit_test(test_auxiliary_values),
         cmocka_unit_test(test_selection_bias),
         cmocka_unit_test(test_softmoe_budget),
+        cmocka_unit_test(test_impl_circuit_matches_dp),
+        cmocka_unit_test(test_group_router_distribution),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,6 +143,11 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
         printf("  %5d  %6.2f  %12.3f  %8.2f  %4d  %15.3f  %9.2f  %10.3f\n", l, layer->mean_active, layer->load_entropy,
                layer->max_over_mean, layer->dead_experts, layer->routing_entropy, layer->cover99, layer->topk_mass);
     }
+    if (analytics_groups(a) > 1) {
+        printf("  groups a token's experts span (of G = %d):", analytics_groups(a));
+        for (int l = 0; l < analytics_num_layers(a); l++) printf(" %.2f", analytics_get_layer(a, l)->mean_groups);
+        printf("\n");
+    }
     analytics_free(a);
     return 0;
 }

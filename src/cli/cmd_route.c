@@ -114,11 +114,11 @@ static int parse_route_options(int argc, char **argv, route_options *opt) {
     return 0;
 }
 
-static void print_marginals(const pm_router_config *cfg, const float *theta) {
+static void print_marginals(const pm_router *router, const pm_router_config *cfg, const float *theta) {
     int kmin, kmax;
     if (!pm_router_subset_range(cfg, &kmin, &kmax)) return;
     float *m = malloc(sizeof(float) * cfg->num_experts);
-    if (!m || pm_subset_marginals(theta, cfg->num_experts, kmin, kmax, m) < 0) {
+    if (!m || pm_router_subset_marginals(router, theta, m) < 0) {
         free(m);
         return;
     }
@@ -170,12 +170,16 @@ int cmd_route(int argc, char **argv) {
         return 1;
     }
     printf("%s, %d experts, %s mode\n", pm_router_kind_name(opt.kind), E, opt.train ? "training" : "inference");
+    pm_circuit_info circuit;
+    if (pm_router_circuit_info(router, &circuit))
+        printf("circuit: %d nodes, %d edges, %.1f KB, compiled in %.3f ms\n", circuit.nodes, circuit.edges,
+               (double)circuit.bytes / 1024.0, circuit.build_seconds * 1e3);
     for (int t = 0; t < T; t++) {
         printf("token %d:", t);
         for (int p = routing->offsets[t]; p < routing->offsets[t + 1]; p++)
             printf(" %d:%.6f", routing->experts[p], routing->weights[p]);
         printf("\n");
-        if (opt.marginals) print_marginals(&cfg, logits + (size_t)t * E);
+        if (opt.marginals) print_marginals(router, &cfg, logits + (size_t)t * E);
     }
     printf("mean active experts %.3f; load", routing->mean_active);
     for (int e = 0; e < E; e++) printf(" %lld", (long long)routing->load[e]);

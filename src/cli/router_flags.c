@@ -42,6 +42,15 @@ bool router_flags_apply(const router_flags *flags, pm_router_config *cfg) {
             return false;
         if (field->type == ROUTER_FIELD_FLOAT && !parse_float_flag(field->flag, text, range, value)) return false;
         if (field->type == ROUTER_FIELD_BOOL) *(bool *)value = true;
+        if (field->type == ROUTER_FIELD_CHOICE) {
+            const int index = router_field_choice(field, text);
+            if (index < 0) {
+                fprintf(stderr, "%s: %s %s: choose one of %s\n", cli_command(), field->flag, text,
+                        router_field_choices(field));
+                return false;
+            }
+            *(int *)value = index;
+        }
     }
     return true;
 }

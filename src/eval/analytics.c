@@ -12,6 +12,7 @@ typedef struct {
     int64_t tokens, pairs;
     int64_t *load;          /* (E) pairs per expert */
     double entropy_sum, cover_sum, topk_sum;
+    int64_t groups_sum;     /* groups touched, summed over tokens */
     int64_t *active_by_id;  /* (V) combine pairs summed over the occurrences of each id */
     double *fractions;      /* (E) results */
     analytics_layer result;
@@ -19,6 +20,7 @@ typedef struct {
 
 struct analytics {
     int L, E, k, V;
+    int groups;             /* G of mean_groups: equal, contiguous groups of E / G experts */
     int64_t *id_count;      /* (V) occurrences of each token id (counted in layer 0) */
     layer_sums *layers;
     double *sorted;         /* (E) scratch: one token's π in decreasing order */
@@ -37,6 +39,7 @@ analytics *analytics_create_raw(int num_layers, int num_experts, int k, int voca
     analytics *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->L = num_layers, a->E = num_experts, a->k = k, a->V = vocab_size;
+    a->groups = 1;
     a->id_count = calloc((size_t)vocab_size, sizeof *a->id_count);
     a->layers = calloc((size_t)num_layers, sizeof *a->layers);
     a->sorted = malloc(sizeof(double) * (size_t)num_experts);
@@ -59,8 +62,20 @@ analytics *analytics_create_raw(int num_layers, int num_experts, int k, int voca
 
 analytics *analytics_create(const pm_model *model) {
     const pm_model_config *cfg = pm_model_get_config(model);
-    return analytics_create_raw(cfg->num_layers, cfg->num_experts, cfg->router.k, cfg->vocab_size);
+    analytics *a = analytics_create_raw(cfg->num_layers, cfg->num_experts, cfg->router.k, cfg->vocab_size);
+    /* the router's groups where they divide E (every router carries the field) */
+    if (a && cfg->router.groups > 1 && cfg->num_experts % cfg->router.groups == 0) a->groups = cfg->router.groups;
+    return a;
 }
+
+int analytics_set_groups(analytics *a, int groups) {
+    if (groups < 1 || a->E % groups != 0)
+        return pm_fail(PM_ERR_ARG, "analytics: groups = %d; need a divisor of the %d experts", groups, a->E);
+    a->groups = groups;
+    return PM_OK;
+}
+
+int analytics_groups(const analytics *a) { return a->groups; }
 
 void analytics_free(analytics *a) {
     if (!a) return;
@@ -134,7 +149,16 @@ int analytics_add_routing(analytics *a, int layer, const float *probs, const int
     layer_sums *s = &a->layers[layer];
     for (int t = 0; t < T; t++) {
         const int active = offsets[t + 1] - offsets[t];
-        for (int p = offsets[t]; p < offsets[t + 1]; p++) s->load[experts[p]]++;
+        /* distinct groups of the token's experts (a token has at most E pairs) */
+        const int width = a->E / a->groups;
+        int touched = 0;
+        for (int p = offsets[t]; p < offsets[t + 1]; p++) {
+            s->load[experts[p]]++;
+            bool first = true;
+            for (int q = offsets[t]; q < p && first; q++) first = experts[q] / width != experts[p] / width;
+            touched += first;
+        }
+        s->groups_sum += touched;
         s->pairs += active;
         s->active_by_id[tokens[t]] += active;
         if (layer == 0) a->id_count[tokens[t]]++;
@@ -197,6 +221,7 @@ static void finish_layer(analytics *a, layer_sums *s) {
         r->cover99 = s->cover_sum / (double)s->tokens;
         r->topk_mass = s->topk_sum / (double)s->tokens;
         r->mean_active = (double)s->pairs / (double)s->tokens;
+        r->mean_groups = (double)s->groups_sum / (double)s->tokens;
     }
 }
 

@@ -6,6 +6,9 @@
  *  - from the router's probabilities π (softmax of the logits): the mean per-token entropy
  *    H(π)/log E, the mean number of experts needed to cover 99% of π's mass and the mean
  *    mass of π's k largest entries (k = the router's k);
+ *  - the mean number of groups a token's experts span, with the experts in G equal, contiguous
+ *    groups (G: the router's groups, the machines of expert parallelism; any router can be
+ *    given one, so that top-k's spread shows next to probmoe-group's limit);
  *  - the mean number of active experts (combine pairs per token), overall and per bucket of
  *    token frequency: token ids are ranked by how often they occur in the evaluated data
  *    (rank 1 = most frequent) and bucketed by rank in powers of two (ranks 1, 2-3, 4-7, ...).
@@ -38,6 +41,7 @@ typedef struct {
     double cover99;         /* mean over tokens of the fewest experts holding 99% of π_t */
     double topk_mass;       /* mean over tokens of the mass of π_t's k largest entries */
     double mean_active;     /* mean combine pairs per token */
+    double mean_groups;     /* mean over tokens of the groups their experts span (of analytics_groups) */
 } analytics_layer;
 
 typedef struct {
@@ -71,6 +75,11 @@ int analytics_add_routing(analytics *a, int layer, const float *probs, const int
 /* Computes the results of everything added so far (may be called again after more adds).
  * 0 or a negative pm_status. */
 int analytics_finish(analytics *a);
+
+/* The groups mean_groups counts (1 unless set; analytics_create takes the router's). G must
+ * divide the experts; PM_ERR_ARG otherwise. Set it before adding routing. */
+int analytics_set_groups(analytics *a, int groups);
+int analytics_groups(const analytics *a);
 
 int analytics_num_layers(const analytics *a);
 int analytics_num_experts(const analytics *a);

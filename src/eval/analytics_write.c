@@ -74,6 +74,8 @@ static cJSON *layers_json(const analytics *a) {
         cJSON_AddNumberToObject(layer, "routing_entropy", r->routing_entropy);
         cJSON_AddNumberToObject(layer, "cover99", r->cover99);
         cJSON_AddNumberToObject(layer, "topk_mass", r->topk_mass);
+        cJSON_AddNumberToObject(layer, "groups", analytics_groups(a));
+        cJSON_AddNumberToObject(layer, "mean_groups", r->mean_groups);
         cJSON_AddItemToObject(layer, "load", cJSON_CreateDoubleArray(r->load, analytics_num_experts(a)));
         cJSON_AddItemToArray(layers, layer);
     }

@@ -16,9 +16,10 @@ int compare_preset(const char *name, compare_options *opt) {
         return pm_fail(PM_ERR_ARG, "compare: unknown preset '%s'; choose quick, standard or paper", name);
     opt->preset = quick ? "quick" : standard ? "standard" : "paper";
     opt->out_dir = quick ? "runs/compare-quick" : standard ? "runs/compare-standard" : "runs/compare-paper";
-    /* every router of the table but the ablation hybrids, and topk with the Switch loss */
+    /* every router of the table but the opt-in ones (the ablation hybrids, probmoe-group), and
+     * topk with the Switch loss */
     for (int kind = 0; kind < pm_router_kind_count() && opt->router_count < COMPARE_MAX_ROUTERS - 1; kind++) {
-        if (pm_router_is_ablation(kind)) continue;
+        if (pm_router_is_opt_in(kind)) continue;
         opt->routers[opt->router_count++] = pm_router_kind_name(kind);
         if (kind == PM_ROUTER_TOPK) opt->routers[opt->router_count++] = "topk-lb";
     }

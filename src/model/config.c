@@ -189,6 +189,20 @@ void config_read_bool(json_reader *reader, const char *name, bool *out) {
     *out = cJSON_IsTrue(item);
 }
 
+/* A name among a CHOICE field's, stored as its index. */
+static void read_choice(json_reader *reader, const router_field *f, int *out) {
+    if (reader->status < 0) return;
+    const cJSON *item = field(reader, f->key);
+    if (!item || cJSON_IsNull(item)) return;
+    const int index = cJSON_IsString(item) ? router_field_choice(f, item->valuestring) : -1;
+    if (index < 0) {
+        reader->status = pm_fail(PM_ERR_ARG, "%s: %s%s must be one of %s", reader->source, reader->prefix, f->key,
+                                 router_field_choices(f));
+        return;
+    }
+    *out = index;
+}
+
 /* The "probmoe" object; missing fields keep the router's defaults (no object: the family's top-k). */
 static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_coef, const char *source) {
     /* without a "probmoe" object the model routes as its family does: top-k */
@@ -210,6 +224,7 @@ static int read_router(const cJSON *object, pm_model_config *cfg, float hf_aux_c
         void *value = router_field_value(&cfg->router, f);
         if (f->type == ROUTER_FIELD_INT) config_read_int(&reader, f->key, value, false);
         else if (f->type == ROUTER_FIELD_FLOAT) config_read_float(&reader, f->key, value);
+        else if (f->type == ROUTER_FIELD_CHOICE) read_choice(&reader, f, value);
         else config_read_bool(&reader, f->key, value);
     }
     config_read_float(&reader, "soft_budget", &cfg->soft_budget);
@@ -318,6 +333,10 @@ char *pm_model_config_to_json(const pm_model_config *cfg) {
         const void *value = router_field_const_value(&cfg->router, f);
         if (f->type == ROUTER_FIELD_INT) cJSON_AddNumberToObject(probmoe, f->key, *(const int *)value);
         else if (f->type == ROUTER_FIELD_FLOAT) cJSON_AddNumberToObject(probmoe, f->key, *(const float *)value);
+        else if (f->type == ROUTER_FIELD_CHOICE) {
+            const int index = *(const int *)value; /* out of range only in a config that fails its check */
+            cJSON_AddStringToObject(probmoe, f->key, index >= 0 && index <= (int)f->max ? f->choices[index] : "?");
+        }
         else cJSON_AddBoolToObject(probmoe, f->key, *(const bool *)value);
     }
     if (pm_router_learns_budget(cfg->router.kind))

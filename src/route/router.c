@@ -61,6 +61,10 @@ pm_router *pm_router_create(const pm_router_config *cfg) {
     }
     fill_values(router->state, ops->state, ops->state_count, cfg);
     fill_values(router->params, ops->params, ops->param_count, cfg);
+    if (router_uses_circuit(cfg) && !(router->circuit = router_compile_circuit(cfg))) {
+        pm_router_free(router);
+        return NULL;
+    }
     return router;
 }
 
@@ -71,6 +75,7 @@ void pm_router_free(pm_router *router) {
     free(router->param_grads);
     free(router->step_load);
     free(router->scratch);
+    circuit_free(router->circuit);
     free(router);
 }
 
@@ -88,6 +93,11 @@ bool pm_router_samples(const pm_router_config *cfg) {
 bool pm_router_is_ablation(pm_router_kind kind) {
     const router_ops *ops = router_ops_of(kind);
     return ops && ops->ablation;
+}
+
+bool pm_router_is_opt_in(pm_router_kind kind) {
+    const router_ops *ops = router_ops_of(kind);
+    return ops && (ops->ablation || ops->opt_in);
 }
 
 bool pm_router_learns_budget(pm_router_kind kind) {
@@ -211,6 +221,7 @@ uint64_t router_memory_bytes(const pm_router_config *cfg) {
     const uint64_t threads = (uint64_t)omp_get_max_threads();
     uint64_t bytes = sizeof(pm_router) + sizeof(float) * state + (sizeof(float) + sizeof(double)) * params;
     bytes = sat_add(bytes, sizeof(int64_t) * (uint64_t)cfg->num_experts);
+    if (router_uses_circuit(cfg)) bytes = sat_add(bytes, router_circuit_bytes(cfg));
     return sat_add(bytes, sat_mul3(sizeof(double), scratch_doubles_of(ops, cfg), threads));
 }
 

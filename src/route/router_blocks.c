@@ -88,6 +88,11 @@ void route_forward_topk(const group_ctx *group) {
 }
 
 void route_forward_map(const group_ctx *group) {
+    /* under a group limit the top-k* rule no longer holds: max-product on the circuit */
+    if (group->router->ops->group_limit) {
+        circuit_forward_map(group);
+        return;
+    }
     const pm_router_config *cfg = &group->router->cfg;
     const int E = cfg->num_experts;
     int kmin, kmax;

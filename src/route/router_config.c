@@ -18,6 +18,8 @@ pm_router_config pm_router_config_default(pm_router_kind kind, int num_experts, 
     cfg.alpha = 1.0f;
     cfg.tau = -1.0f;
     cfg.cap = 2.0f;
+    cfg.impl = PM_IMPL_DP;
+    cfg.groups = cfg.max_groups = 1;
     const router_ops *ops = router_ops_of(kind);
     if (ops && ops->defaults && num_experts >= 1) ops->defaults(&cfg);
     return cfg;
@@ -38,7 +40,18 @@ pm_status pm_router_config_check(const pm_router_config *cfg) {
                        pm_router_kind_list());
     const int E = cfg->num_experts;
     if (E < 1) return pm_fail(PM_ERR_ARG, "router config: num_experts = %d; need at least 1", E);
+    if (cfg->impl != PM_IMPL_DP && cfg->impl != PM_IMPL_CIRCUIT)
+        return pm_fail(PM_ERR_ARG, "router config (%s): impl = %d; choose dp (%d) or circuit (%d)", ops->name,
+                       cfg->impl, PM_IMPL_DP, PM_IMPL_CIRCUIT);
+    if (cfg->impl == PM_IMPL_CIRCUIT && !ops->subset_range)
+        return pm_fail(PM_ERR_ARG, "router config (%s): impl = circuit, but %s has no subset distribution to "
+                       "compute; --impl applies to the routers that sample or differentiate p(S) (probmoe, "
+                       "probmoe-dyn, probmoe-group and the ablations)", ops->name, ops->name);
     int status = ops->check ? ops->check(cfg) : PM_OK;
+    if (status == 0 && router_uses_circuit(cfg)) {
+        status = router_check_circuit(cfg);
+        if (status < 0) pm_fail(status, "router config (%s): %s", ops->name, pm_last_error());
+    }
     if (status == 0) status = check_nonnegative(cfg->lb_coef, "lb_coef");
     if (status == 0) status = check_nonnegative(cfg->z_coef, "z_coef");
     if (status == 0) status = check_nonnegative(cfg->bias_rate, "bias_rate");

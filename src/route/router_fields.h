@@ -10,7 +10,8 @@
 
 #include "probmoe.h"
 
-typedef enum { ROUTER_FIELD_INT, ROUTER_FIELD_FLOAT, ROUTER_FIELD_BOOL } router_field_type;
+/* CHOICE: one of the names in choices, stored as its index in an int. */
+typedef enum { ROUTER_FIELD_INT, ROUTER_FIELD_FLOAT, ROUTER_FIELD_BOOL, ROUTER_FIELD_CHOICE } router_field_type;
 
 typedef struct {
     const char *key;         /* in the "probmoe" object of config.json */
@@ -22,7 +23,12 @@ typedef struct {
      * below E): min and max, ±INFINITY for none, each excluded when open */
     double min, max;
     bool min_open, max_open;
+    const char *const *choices; /* CHOICE: the names, NULL-terminated */
 } router_field;
+
+/* The index of name among a CHOICE field's names, or −1; and the names as "a, b". */
+int router_field_choice(const router_field *field, const char *name);
+const char *router_field_choices(const router_field *field);
 
 int router_field_count(void);
 const router_field *router_field_at(int index);

@@ -18,6 +18,7 @@
 
 #include "core/batch_comm.h"
 #include "probmoe.h"
+#include "route/circuit.h"
 #include "route/subset_lanes.h"
 
 typedef struct router_ops router_ops;
@@ -39,6 +40,7 @@ struct pm_router {
     float *params;                  /* the ops' learnable parameters, one after another */
     double *param_grads;            /* their accumulated gradients, same layout */
     int state_floats, param_floats;
+    circuit *circuit;               /* the compiled subset distribution (router_uses_circuit), or NULL */
     int64_t *step_load;             /* (E) training combine pairs per expert since pm_router_step */
     /* data parallelism (router_set_batch_origin): the ranks sharing a training batch, and the
      * index of this rank's first token in it (NULL, 0: the batch is all here) */
@@ -131,6 +133,8 @@ struct router_ops {
     route_rule train, infer;
     /* An ablation (the ProbMoE paper's forward × backward study), not a method of its own. */
     bool ablation;
+    /* compare runs it only when named (a variant under an extra constraint: probmoe-group) */
+    bool opt_in;
     /* Hugging Face trains it with the Switch loss (router_aux_loss_coef applies by default). */
     bool hf_aux_loss;
     /* Its learnable soft_k and alpha come from the model's learned budget (softmoe). */
@@ -139,6 +143,9 @@ struct router_ops {
     int (*max_pairs)(const pm_router_config *cfg);
     /* The subset distribution p(S) it samples or differentiates (kmin..kmax); NULL if none. */
     void (*subset_range)(const pm_router_config *cfg, int *kmin, int *kmax);
+    /* The group limit of its subset distribution (probmoe-group); NULL: none. A router with one
+     * runs on a compiled circuit whatever its impl. */
+    void (*group_limit)(const pm_router_config *cfg, int *groups, int *max_groups);
     /* Doubles of per-thread scratch its rules need (beyond the shared 4E + 8). */
     size_t (*scratch_doubles)(const pm_router_config *cfg);
     /* Per-token buffers of a batch (routing state), floats and doubles; NULL: none. */
@@ -196,6 +203,25 @@ int route_check_k(const pm_router_config *cfg);
 /* Exact-k range [k, k]. */
 void route_range_exact_k(const pm_router_config *cfg, int *kmin, int *kmax);
 int route_max_pairs_k(const pm_router_config *cfg);
+
+/* ------------------------------------------------ the circuit implementation */
+
+/* Whether the router evaluates its subset distribution with a compiled circuit (impl =
+ * circuit, or a group limit). */
+bool router_uses_circuit(const pm_router_config *cfg);
+/* Its circuit (router_circuit.c): the cardinality circuit of its range, or the group-limited
+ * one. NULL with pm_last_error() set on failure. */
+circuit *router_compile_circuit(const pm_router_config *cfg);
+/* PM_OK, or an error when its circuit would be too large (for the config check). */
+int router_check_circuit(const pm_router_config *cfg);
+/* Per-thread scratch of the circuit blocks below, and the bytes of the circuit. */
+size_t router_circuit_scratch(const pm_router_config *cfg);
+uint64_t router_circuit_bytes(const pm_router_config *cfg);
+/* route_forward_sample, route_backward_marginal and route_forward_map on the circuit. */
+void circuit_forward_sample(const group_ctx *group);
+void circuit_backward_marginal(const group_ctx *group, const pm_routing *routing, const float *c,
+                               double *rows);
+void circuit_forward_map(const group_ctx *group);
 
 /* ----------------------------------------------------------- shared math */
 

@@ -73,6 +73,7 @@ static inline void transpose_block(lanes_block b) {
 /* Scratch layout: the scalar DP's workspace, u and z⊙c, then the lanes' workspace, their
  * (E, LANES) u and Cov·u, and their uniforms. */
 size_t route_sample_scratch(const pm_router_config *cfg) {
+    if (router_uses_circuit(cfg)) return router_circuit_scratch(cfg);
     int kmin, kmax;
     router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
     const size_t E = (size_t)cfg->num_experts;
@@ -110,6 +111,7 @@ static double *lanes_workspace(const group_ctx *group, int kmax) {
 }
 
 size_t route_sample_kept_doubles(const pm_router_config *cfg) {
+    if (router_uses_circuit(cfg)) return 0; /* the circuit's backward pass recomputes its forward pass */
     int kmin, kmax;
     router_ops_of(cfg->kind)->subset_range(cfg, &kmin, &kmax);
     return subset_lanes_tables_size(cfg->num_experts, kmax) + 1; /* + the linear_tokens mask */
@@ -152,6 +154,10 @@ static void lanes_forward(const group_ctx *group, const int *lane_token, int lan
 }
 
 void route_forward_sample(const group_ctx *group) {
+    if (group->router->circuit) {
+        circuit_forward_sample(group);
+        return;
+    }
     const int E = group->router->cfg.num_experts;
     int *counts = group->state->stage_counts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
@@ -199,6 +205,10 @@ void route_forward_sample(const group_ctx *group) {
 
 void route_backward_marginal(const group_ctx *group, const pm_routing *routing, const float *c,
                              double *rows) {
+    if (group->router->circuit) {
+        circuit_backward_marginal(group, routing, c, rows);
+        return;
+    }
     const int E = group->router->cfg.num_experts;
     int kmin, kmax, lane_token[DP_LANES], scalar_token[DP_LANES], scalar_count;
     size_range(group, &kmin, &kmax);

@@ -9,7 +9,7 @@
 #include "route/router_internal.h"
 
 extern const router_ops router_topk, router_probmoe, router_probmoe_dyn, router_densemixer, router_softmoe,
-    router_topk_marginal, router_sample_softmax;
+    router_topk_marginal, router_sample_softmax, router_probmoe_group;
 
 static const router_ops *const router_table[] = {
     &router_topk,
@@ -19,6 +19,7 @@ static const router_ops *const router_table[] = {
     &router_softmoe,
     &router_topk_marginal,
     &router_sample_softmax,
+    &router_probmoe_group,
 };
 
 enum { ROUTER_COUNT = sizeof router_table / sizeof router_table[0] };

@@ -16,34 +16,40 @@ static void widen(const float *theta, int n, long double *wide) {
     for (int i = 0; i < n; i++) wide[i] = theta[i];
 }
 
-static int in_range(uint32_t mask, int kmin, int kmax) {
-    int size = __builtin_popcount(mask);
-    return size >= kmin && size <= kmax;
+/* The size range, and at most max_groups of `groups` equal, contiguous groups touched. */
+static int allowed(uint32_t mask, int n, brute_constraint c) {
+    const int size = __builtin_popcount(mask);
+    if (size < c.kmin || size > c.kmax) return 0;
+    if (c.groups <= 1) return 1;
+    const int width = n / c.groups;
+    int touched = 0;
+    for (int g = 0; g < c.groups; g++) touched += (mask >> (g * width) & ((1u << width) - 1)) != 0;
+    return touched <= c.max_groups;
 }
 
-static long double logz_ld(const long double *theta, int n, int kmin, int kmax) {
+static long double logz_ld(const long double *theta, int n, brute_constraint c) {
     long double top = -INFINITY;
     for (uint32_t mask = 0; mask < (1u << n); mask++)
-        if (in_range(mask, kmin, kmax)) {
+        if (allowed(mask, n, c)) {
             long double s = subset_log_weight(theta, n, mask);
             if (s > top) top = s;
         }
     long double sum = 0.0L;
     for (uint32_t mask = 0; mask < (1u << n); mask++)
-        if (in_range(mask, kmin, kmax)) sum += expl(subset_log_weight(theta, n, mask) - top);
+        if (allowed(mask, n, c)) sum += expl(subset_log_weight(theta, n, mask) - top);
     return top + logl(sum);
 }
 
-static void subset_probs_ld(const long double *theta, int n, int kmin, int kmax, long double *prob) {
-    long double log_z = logz_ld(theta, n, kmin, kmax);
+static void subset_probs_ld(const long double *theta, int n, brute_constraint c, long double *prob) {
+    long double log_z = logz_ld(theta, n, c);
     for (uint32_t mask = 0; mask < (1u << n); mask++)
-        prob[mask] = in_range(mask, kmin, kmax) ? expl(subset_log_weight(theta, n, mask) - log_z) : 0.0L;
+        prob[mask] = allowed(mask, n, c) ? expl(subset_log_weight(theta, n, mask) - log_z) : 0.0L;
 }
 
-void brute_moments_ld(const long double *theta, int n, int kmin, int kmax,
-                      long double *marginals, long double *cov) {
+void brute_moments_ld_c(const long double *theta, int n, brute_constraint c, long double *marginals,
+                        long double *cov) {
     long double *prob = malloc(sizeof(long double) << n);
-    subset_probs_ld(theta, n, kmin, kmax, prob);
+    subset_probs_ld(theta, n, c, prob);
     for (int i = 0; i < n; i++) marginals[i] = 0.0L;
     for (int i = 0; i < n * n; i++) cov[i] = 0.0L;
     for (uint32_t mask = 0; mask < (1u << n); mask++) {
@@ -67,12 +73,12 @@ void brute_moments_ld(const long double *theta, int n, int kmin, int kmax,
     free(prob);
 }
 
-static uint32_t map_ld(const long double *theta, int n, int kmin, int kmax) {
+static uint32_t map_ld(const long double *theta, int n, brute_constraint c) {
     uint32_t best = 0;
     long double best_weight = -INFINITY;
     int best_size = 0;
     for (uint32_t mask = 0; mask < (1u << n); mask++) {
-        if (!in_range(mask, kmin, kmax)) continue;
+        if (!allowed(mask, n, c)) continue;
         long double s = subset_log_weight(theta, n, mask);
         int size = __builtin_popcount(mask);
         /* Lower indices win ties: compare masks by their lowest differing item. */
@@ -123,27 +129,46 @@ long double brute_lapsum(const long double *r, int n, long double k, long double
     return t;
 }
 
-long double brute_logz(const float *theta, int n, int kmin, int kmax) {
-    long double wide[MAX_ITEMS] = {0};
-    widen(theta, n, wide);
-    return logz_ld(wide, n, kmin, kmax);
+static brute_constraint range(int kmin, int kmax) { return (brute_constraint){kmin, kmax, 1, 1}; }
+
+void brute_moments_ld(const long double *theta, int n, int kmin, int kmax, long double *marginals,
+                      long double *cov) {
+    brute_moments_ld_c(theta, n, range(kmin, kmax), marginals, cov);
 }
 
-void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long double *prob) {
+long double brute_logz_c(const float *theta, int n, brute_constraint c) {
     long double wide[MAX_ITEMS] = {0};
     widen(theta, n, wide);
-    subset_probs_ld(wide, n, kmin, kmax, prob);
+    return logz_ld(wide, n, c);
+}
+
+void brute_subset_probs_c(const float *theta, int n, brute_constraint c, long double *prob) {
+    long double wide[MAX_ITEMS] = {0};
+    widen(theta, n, wide);
+    subset_probs_ld(wide, n, c, prob);
+}
+
+void brute_moments_c(const float *theta, int n, brute_constraint c, long double *marginals, long double *cov) {
+    long double wide[MAX_ITEMS] = {0};
+    widen(theta, n, wide);
+    brute_moments_ld_c(wide, n, c, marginals, cov);
+}
+
+uint32_t brute_map_c(const float *theta, int n, brute_constraint c) {
+    long double wide[MAX_ITEMS] = {0};
+    widen(theta, n, wide);
+    return map_ld(wide, n, c);
+}
+
+long double brute_logz(const float *theta, int n, int kmin, int kmax) { return brute_logz_c(theta, n, range(kmin, kmax)); }
+
+void brute_subset_probs(const float *theta, int n, int kmin, int kmax, long double *prob) {
+    brute_subset_probs_c(theta, n, range(kmin, kmax), prob);
 }
 
 void brute_moments(const float *theta, int n, int kmin, int kmax, long double *marginals,
                    long double *cov) {
-    long double wide[MAX_ITEMS] = {0};
-    widen(theta, n, wide);
-    brute_moments_ld(wide, n, kmin, kmax, marginals, cov);
+    brute_moments_c(theta, n, range(kmin, kmax), marginals, cov);
 }
 
-uint32_t brute_map(const float *theta, int n, int kmin, int kmax) {
-    long double wide[MAX_ITEMS] = {0};
-    widen(theta, n, wide);
-    return map_ld(wide, n, kmin, kmax);
-}
+uint32_t brute_map(const float *theta, int n, int kmin, int kmax) { return brute_map_c(theta, n, range(kmin, kmax)); }

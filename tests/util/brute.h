@@ -18,6 +18,18 @@ void brute_moments_ld(const long double *theta, int n, int kmin, int kmax,
 /* The most probable subset as a bit mask: largest Σθ, then fewer items, then lower indices. */
 uint32_t brute_map(const float *theta, int n, int kmin, int kmax);
 
+/* The same under a constraint: kmin <= |S| <= kmax and, when groups > 1, S touches at most
+ * max_groups of `groups` equal, contiguous groups of n / groups items (probmoe-group). */
+typedef struct {
+    int kmin, kmax, groups, max_groups;
+} brute_constraint;
+long double brute_logz_c(const float *theta, int n, brute_constraint c);
+void brute_subset_probs_c(const float *theta, int n, brute_constraint c, long double *prob);
+void brute_moments_c(const float *theta, int n, brute_constraint c, long double *marginals, long double *cov);
+void brute_moments_ld_c(const long double *theta, int n, brute_constraint c, long double *marginals,
+                        long double *cov);
+uint32_t brute_map_c(const float *theta, int n, brute_constraint c);
+
 
 
 /* LapSum by bisection in long double, independent of the closed form under test:
