@@ -553,15 +553,15 @@ static void test_broken_files(void **state) {
     expect_json_error(dir, "{" PIPELINE ", \"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}",
                       "model type WordPiece is not supported", NULL);
     expect_json_error(dir, "{" PIPELINE ", \"normalizer\": {\"type\": \"Lowercase\"}, \"model\": {\"type\": \"BPE\", "
-                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "normalizer Lowercase is not supported", NULL);
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "normalizer type Lowercase is not supported", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true}, "
                       "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
                       "add_prefix_space", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
-                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "pre_tokenizer Whitespace is not supported", NULL);
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "pre_tokenizer type Whitespace is not supported", NULL);
     expect_json_error(dir, "{" PIPELINE ", \"post_processor\": {\"type\": \"BertProcessing\"}, "
                       "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
-                      "post_processor BertProcessing is not supported", NULL);
+                      "post_processor type BertProcessing is not supported", NULL);
     expect_json_error(dir, "[1, 2]", "expected a JSON object", NULL);
     /* A truncated file: the first half of a good one. */
     char *good = small_tokenizer_json(false);

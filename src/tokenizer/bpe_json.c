@@ -58,7 +58,7 @@ static int check_post_processor(const char *file, const cJSON *p, int depth) {
         }
         return PM_OK;
     }
-    return pm_fail(PM_ERR_ARG, "%s: post_processor %s is not supported (supported: ByteLevel, TemplateProcessing, "
+    return pm_fail(PM_ERR_ARG, "%s: post_processor type %s is not supported (supported: ByteLevel, TemplateProcessing, "
                    "Sequence)", file, type);
 }
 

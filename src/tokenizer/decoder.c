@@ -71,11 +71,11 @@ static int parse_step(const char *file, const cJSON *json, bool byte_level, deco
         return PM_OK; /* byte-level tokens are stored as their bytes */
     }
     if (byte_level)
-        return pm_fail(PM_ERR_ARG, "%s: decoder %s is not supported with a byte-level vocabulary (only ByteLevel)",
+        return pm_fail(PM_ERR_ARG, "%s: decoder type %s is not supported with a byte-level vocabulary (only ByteLevel)",
                        file, type);
     if (d->fused) {
         if (strcmp(type, "Strip") != 0 || d->strip_start || d->strip_stop)
-            return pm_fail(PM_ERR_ARG, "%s: decoder %s after Fuse is not supported (only one Strip)", file, type);
+            return pm_fail(PM_ERR_ARG, "%s: decoder type %s after Fuse is not supported (only one Strip)", file, type);
         step s = {0};
         const int status = parse_strip(file, json, &s);
         d->strip = s.strip;
@@ -131,7 +131,7 @@ static int parse_step(const char *file, const cJSON *json, bool byte_level, deco
         }
         return json_bool(file, json, "add_prefix_space", "the Metaspace decoder", true, &s->prepend);
     }
-    return pm_fail(PM_ERR_ARG, "%s: decoder %s is not supported (supported: ByteLevel; Replace, ByteFallback, "
+    return pm_fail(PM_ERR_ARG, "%s: decoder type %s is not supported (supported: ByteLevel; Replace, ByteFallback, "
                    "Metaspace, Fuse, Strip)", file, type);
 }
 

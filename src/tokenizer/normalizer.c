@@ -86,7 +86,7 @@ static int add_from_json(const char *file, const cJSON *json, normalizer *n, int
         }
         return add_step(file, n, s);
     }
-    return pm_fail(PM_ERR_ARG, "%s: normalizer %s is not supported (supported: NFC, NFD, NFKC, NFKD, Prepend, Replace "
+    return pm_fail(PM_ERR_ARG, "%s: normalizer type %s is not supported (supported: NFC, NFD, NFKC, NFKD, Prepend, Replace "
                    "with a String pattern, Sequence)", file, type);
 }
 

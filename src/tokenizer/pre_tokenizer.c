@@ -174,7 +174,7 @@ static int parse(const char *file, const cJSON *json, pre_tokenizer *p, bool *by
         *byte_level = true;
         return parse_byte_level(file, json, p);
     }
-    return pm_fail(PM_ERR_ARG, "%s: pre_tokenizer %s is not supported (supported: Split, ByteLevel, Metaspace, "
+    return pm_fail(PM_ERR_ARG, "%s: pre_tokenizer type %s is not supported (supported: Split, ByteLevel, Metaspace, "
                    "Sequence)", file, type);
 }
 
