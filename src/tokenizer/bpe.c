@@ -347,7 +347,7 @@ static int64_t decode_sequence_bpe(const tokenizer *self, const int32_t *tokens,
     }
     if (!status) decoder_finish(t->pipeline.decoder, &text, 0);
     const int64_t length = status ? status : (int64_t)text.length;
-    if (!status && capacity) memcpy(out, text.data, text.length < capacity ? text.length : capacity);
+    if (!status && capacity && text.length) memcpy(out, text.data, text.length < capacity ? text.length : capacity);
     text_buffer_free(&text);
     return length;
 }

@@ -238,7 +238,7 @@ size_t decoder_token(const decoder *d, const char *token, size_t length, bool fi
 }
 
 void decoder_finish(const decoder *d, text_buffer *out, size_t start) {
-    if (!d || !d->fused) return;
+    if (!d || !d->fused || out->length <= start) return;
     char *text = out->data + start;
     size_t n = out->length - start, from = 0;
     for (int k = 0; k < d->strip_start && from < n && text[from] == d->strip; k++) from++;
