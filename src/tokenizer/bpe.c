@@ -221,9 +221,8 @@ static int merge_piece(encode_state *s, const uint8_t *p, size_t length, cache_e
     return PM_OK;
 }
 
-/* pretokenize's callback: one piece of the text. */
-static int encode_piece(void *user, const char *start, size_t length) {
-    encode_state *s = user;
+/* One piece, merged as a whole. */
+static int encode_word(encode_state *s, const char *start, size_t length) {
     const bpe_model *m = s->model;
     const uint8_t *p = (const uint8_t *)start;
     if (length == 1 && m->byte_level) {
@@ -248,6 +247,22 @@ static int encode_piece(void *user, const char *start, size_t length) {
         return PM_OK;
     }
     return merge_piece(s, p, length, slot, check);
+}
+
+/* The pre-tokenizer's callback: one piece of the text, cut before each run of U+2581 where
+ * that is exact (cut_before_meta). */
+static int encode_piece(void *user, const char *start, size_t length) {
+    encode_state *s = user;
+    if (!s->model->cut_before_meta || length < 4) return encode_word(s, start, length);
+    size_t word = 0;
+    for (size_t i = 1; i + 3 <= length; i++) {
+        /* E2 only leads a character, so a match is at a character boundary. */
+        if (memcmp(start + i, BPE_META, 3) != 0 || (i >= 3 && memcmp(start + i - 3, BPE_META, 3) == 0)) continue;
+        const int status = encode_word(s, start + word, i - word);
+        if (status) return status;
+        word = i;
+    }
+    return encode_word(s, start + word, length - word);
 }
 
 /* A normalized stretch: the normalized added tokens cut out, the rest pre-tokenized. */

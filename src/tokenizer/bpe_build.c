@@ -468,6 +468,13 @@ static int build_characters(const bpe_builder *b, const bpe_options *o, bpe_mode
         }
     }
     m->fuse_unk = o->fuse_unk;
+    m->cut_before_meta = true;
+    for (int32_t id = 0; id < m->count && m->cut_before_meta; id++) {
+        size_t n;
+        const uint8_t *s = bpe_token_bytes(m, id, &n);
+        for (size_t i = 1; i + 3 <= n && m->cut_before_meta; i++)
+            if (memcmp(s + i, BPE_META, 3) == 0 && (i < 3 || memcmp(s + i - 3, BPE_META, 3) != 0)) m->cut_before_meta = false;
+    }
     return PM_OK;
 }
 

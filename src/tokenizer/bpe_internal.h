@@ -24,6 +24,7 @@ typedef struct {
 } bpe_pair;
 
 #define BPE_NO_PAIR UINT64_MAX
+#define BPE_META "\xE2\x96\x81" /* U+2581, SentencePiece's space */
 #define BPE_NO_RANK INT32_MAX
 
 /* An open-addressing map from a byte string to a token id (used for ignore_merges). */
@@ -47,6 +48,10 @@ typedef struct bpe_model {
     int32_t byte_fallback[256]; /* the token <0xNN> of each byte, or -1 (no byte fallback) */
     int32_t unk;                /* the unknown token, or -1 */
     bool fuse_unk;              /* consecutive unknown characters give one unknown token */
+    /* No token has SentencePiece's meta symbol U+2581 right after another character, so no
+     * merge crosses the start of a run of them: a piece may be cut there, into words that
+     * repeat (and are cached), without changing the result. */
+    bool cut_before_meta;
     int32_t eos;
     uint64_t hash;
 } bpe_model;
