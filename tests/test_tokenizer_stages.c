@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utf8proc.h>
+
 #include "check.h"
 #include "core/error.h"
 #include "tokenizer/normalizer.h"
@@ -52,6 +54,44 @@ static void test_unicode_forms(void **state) {
     expect_normalized("{\"type\": \"NFKC\"}", "\xef\xac\x81" "x\xc2\xb2", "fix2"); /* ﬁ, ² */
     expect_normalized("{\"type\": \"NFKD\"}", "\xe2\x91\xa0", "1");                /* ① */
     expect_normalized("{\"type\": \"NFC\"}", "", "");
+}
+
+/* NFC through the inert-code-point shortcut equals utf8proc's NFC of the whole text, on random
+ * strings of the code points where composition is subtle: combining marks out of order,
+ * Hangul jamo, Indic vowel signs that compose with what precedes them, singletons,
+ * composition exclusions. */
+static void test_nfc_by_stretches(void **state) {
+    (void)state;
+    static const int32_t alphabet[] = {'a', 'e', 'A', 's', ' ', '<', '=', 0x300, 0x301, 0x307, 0x323, 0x338, 0x1100,
+                                       0x1161, 0x11A8, 0xAC00, 0xAC01, 0x0B47, 0x0B3E, 0x0B56, 0x0BC6, 0x0BBE, 0x0BD7,
+                                       0x0CBF, 0x0CD5, 0x0DD9, 0x0DCF, 0xF900, 0x0344, 0x0958, 0x2126, 0x00C5, 0x212B,
+                                       0x0F73, 0x1E9B, 0x05D0, 0x05B7, 0x6771, 0x00E9, 0x1E63, 0x1D15E, 0x1D165};
+    const int letters = (int)(sizeof alphabet / sizeof *alphabet);
+    normalizer *n = normalizer_of("{\"type\": \"NFC\"}");
+    text_buffer out = {0};
+    normalizer_scratch scratch = {0};
+    uint64_t random = 14;
+    for (int trial = 0; trial < 20000; trial++) {
+        char text[128];
+        size_t length = 0;
+        random = random * 6364136223846793005ull + 1442695040888963407ull;
+        const int count = 1 + (int)((random >> 33) % 12);
+        for (int i = 0; i < count; i++) {
+            random = random * 6364136223846793005ull + 1442695040888963407ull;
+            length += (size_t)utf8proc_encode_char(alphabet[(random >> 33) % (uint64_t)letters], (utf8proc_uint8_t *)text + length);
+        }
+        utf8proc_uint8_t *want = NULL;
+        const utf8proc_ssize_t want_length = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)length, &want,
+                                                          UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        assert_true(want_length >= 0);
+        assert_int_equal(normalize(n, text, length, &out, &scratch), 0);
+        if (out.length != (size_t)want_length || memcmp(out.data, want, out.length) != 0)
+            fail_msg("trial %d: NFC of '%.*s' differs from utf8proc's", trial, (int)length, text);
+        free(want);
+    }
+    text_buffer_free(&out);
+    normalizer_scratch_free(&scratch);
+    normalizer_free(n);
 }
 
 static void test_prepend_replace_sequence(void **state) {
@@ -240,7 +280,8 @@ static void test_pre_tokenizer_refusals(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unicode_forms),       cmocka_unit_test(test_prepend_replace_sequence),
+        cmocka_unit_test(test_unicode_forms),       cmocka_unit_test(test_nfc_by_stretches),
+        cmocka_unit_test(test_prepend_replace_sequence),
         cmocka_unit_test(test_normalizer_refusals), cmocka_unit_test(test_split_behaviors),
         cmocka_unit_test(test_family_regexes),      cmocka_unit_test(test_metaspace),
         cmocka_unit_test(test_pre_tokenizer_refusals),

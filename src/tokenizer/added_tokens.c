@@ -1,6 +1,7 @@
-/* The added-token matcher of added_tokens.h. Each pass keeps its tokens sorted by first byte,
- * longest first within a byte, so a position is tried only against tokens that can start
- * there. Word and whitespace characters are Unicode's (utf8proc categories; White_Space). */
+/* The added-token matcher of added_tokens.h. Each pass keeps its tokens in a byte trie, so a
+ * position costs a walk as long as the longest token that starts like the text there, however
+ * many tokens share a prefix (DeepSeek has 800 that begin "<｜"). Word and whitespace
+ * characters are Unicode's (utf8proc categories; White_Space). */
 #include "tokenizer/added_tokens.h"
 
 #include <stdlib.h>
@@ -9,10 +10,18 @@
 
 #include "core/error.h"
 
+/* A trie node: the byte leading to it, its first child and next sibling (-1: none), and the
+ * token that ends here (-1: none). */
 typedef struct {
-    int32_t *order;      /* indices into tokens, by (first byte, length descending) */
-    int32_t count;
-    int32_t first[257];  /* order[first[b] .. first[b + 1]) start with byte b */
+    int32_t child, sibling, token;
+    uint8_t byte;
+} trie_node;
+
+typedef struct {
+    trie_node *nodes;
+    int32_t count, capacity;
+    int32_t root_child[256]; /* the root's children, by byte */
+    bool any;
 } pass;
 
 struct added_tokens {
@@ -29,8 +38,8 @@ void added_tokens_free(added_tokens *a) {
     if (!a) return;
     for (int32_t i = 0; i < a->count; i++) free(a->tokens[i].content);
     free(a->tokens);
-    free(a->passes[0].order);
-    free(a->passes[1].order);
+    free(a->passes[0].nodes);
+    free(a->passes[1].nodes);
     free(a);
 }
 
@@ -51,62 +60,54 @@ int added_tokens_add(added_tokens *a, const added_token *token) {
     return PM_OK;
 }
 
-int32_t added_tokens_count(const added_tokens *a) {
-    return a ? a->count : 0;
+static int32_t new_node(pass *ps, uint8_t byte) {
+    if (ps->count == ps->capacity) {
+        const int32_t capacity = ps->capacity ? 2 * ps->capacity : 256;
+        trie_node *grown = realloc(ps->nodes, (size_t)capacity * sizeof *grown);
+        if (!grown) return -1;
+        ps->nodes = grown;
+        ps->capacity = capacity;
+    }
+    ps->nodes[ps->count] = (trie_node){-1, -1, -1, byte};
+    return ps->count++;
 }
 
-added_token *added_tokens_at(added_tokens *a, int32_t index) {
-    return &a->tokens[index];
-}
-
-const added_token *added_tokens_get(const added_tokens *a, int32_t index) {
-    return &a->tokens[index];
-}
-
-typedef struct {
-    unsigned char first_byte;
-    uint32_t length;
-    int32_t id, index;
-} sort_key;
-
-static int by_first_byte_longest(const void *x, const void *y) {
-    const sort_key *a = x, *b = y;
-    if (a->first_byte != b->first_byte) return a->first_byte < b->first_byte ? -1 : 1;
-    if (a->length != b->length) return a->length > b->length ? -1 : 1;
-    return (a->id > b->id) - (a->id < b->id);
+/* Inserts token index's content (the builder has refused one content under two ids). */
+static int insert(pass *ps, const added_token *t, int32_t index) {
+    int32_t *link = &ps->root_child[(uint8_t)t->content[0]], node = *link;
+    if (node < 0 && (node = *link = new_node(ps, (uint8_t)t->content[0])) < 0) return -1;
+    for (uint32_t k = 1; k < t->length; k++) {
+        const uint8_t byte = (uint8_t)t->content[k];
+        int32_t child = ps->nodes[node].child, previous = -1;
+        while (child >= 0 && ps->nodes[child].byte != byte) {
+            previous = child;
+            child = ps->nodes[child].sibling;
+        }
+        if (child < 0) {
+            if ((child = new_node(ps, byte)) < 0) return -1;
+            if (previous < 0) ps->nodes[node].child = child;
+            else ps->nodes[previous].sibling = child;
+        }
+        node = child;
+    }
+    if (ps->nodes[node].token < 0) ps->nodes[node].token = index;
+    return 0;
 }
 
 int added_tokens_finish(added_tokens *a) {
-    sort_key *keys = malloc(((size_t)a->count + 1) * sizeof *keys);
-    if (!keys) return pm_fail(PM_ERR_NOMEM, "added tokens: out of memory");
     for (int p = 0; p < 2; p++) {
         pass *ps = &a->passes[p];
-        free(ps->order);
-        ps->order = malloc(((size_t)a->count + 1) * sizeof *ps->order);
-        if (!ps->order) {
-            free(keys);
-            return pm_fail(PM_ERR_NOMEM, "added tokens: out of memory");
-        }
-        ps->count = 0;
+        free(ps->nodes);
+        memset(ps, 0, sizeof *ps);
+        for (int b = 0; b < 256; b++) ps->root_child[b] = -1;
         for (int32_t i = 0; i < a->count; i++) {
             const added_token *t = &a->tokens[i];
-            if (t->normalized == (p == 1) && t->length > 0)
-                keys[ps->count++] = (sort_key){(unsigned char)t->content[0], t->length, t->id, i};
+            if (t->normalized != (p == 1) || t->length == 0) continue;
+            if (insert(ps, t, i)) return pm_fail(PM_ERR_NOMEM, "added tokens: out of memory");
+            ps->any = true;
         }
-        qsort(keys, (size_t)ps->count, sizeof *keys, by_first_byte_longest);
-        int32_t k = 0;
-        for (int b = 0; b <= 256; b++) {
-            while (k < ps->count && keys[k].first_byte < b) k++;
-            ps->first[b] = k;
-        }
-        for (int32_t i = 0; i < ps->count; i++) ps->order[i] = keys[i].index;
     }
-    free(keys);
     return PM_OK;
-}
-
-bool added_tokens_any(const added_tokens *a, bool normalized) {
-    return a && a->passes[normalized].count > 0;
 }
 
 static bool is_white_space(utf8proc_int32_t c) { /* Unicode's White_Space property */
@@ -114,11 +115,11 @@ static bool is_white_space(utf8proc_int32_t c) { /* Unicode's White_Space proper
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-static bool is_word(utf8proc_int32_t c) { /* \w: letters, marks, decimal digits, connector punctuation */
+static bool is_word(utf8proc_int32_t c) { /* \w: letters, marks, digits, letter numbers, connector punctuation */
     switch (utf8proc_category(c)) {
     case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
     case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
         return true;
     default:
         return c == 0x200C || c == 0x200D; /* Join_Control */
@@ -144,22 +145,23 @@ static utf8proc_int32_t char_at(const char *text, size_t length, size_t at, size
 
 /* The longest token of the pass that starts at text[at], or NULL. */
 static const added_token *longest_at(const added_tokens *a, const pass *ps, const char *text, size_t length, size_t at) {
-    const unsigned char b = (unsigned char)text[at];
-    for (int32_t k = ps->first[b]; k < ps->first[b + 1]; k++) {
-        const added_token *t = &a->tokens[ps->order[k]];
-        if (t->length <= length - at && memcmp(t->content, text + at, t->length) == 0) return t;
+    int32_t node = ps->root_child[(uint8_t)text[at]], found = -1;
+    for (size_t k = at + 1; node >= 0;) {
+        if (ps->nodes[node].token >= 0) found = ps->nodes[node].token;
+        if (k == length) break;
+        const uint8_t byte = (uint8_t)text[k++];
+        for (node = ps->nodes[node].child; node >= 0 && ps->nodes[node].byte != byte; node = ps->nodes[node].sibling) {}
     }
-    return NULL;
+    return found >= 0 ? &a->tokens[found] : NULL;
 }
 
 bool added_tokens_next(const added_tokens *a, bool normalized, const char *text, size_t length, size_t from,
                        size_t taken_until, added_match *m) {
     if (!a) return false;
     const pass *ps = &a->passes[normalized];
-    if (ps->count == 0) return false;
+    if (!ps->any) return false;
     for (size_t at = from; at < length;) {
-        const unsigned char b = (unsigned char)text[at];
-        const added_token *t = ps->first[b] < ps->first[b + 1] ? longest_at(a, ps, text, length, at) : NULL;
+        const added_token *t = ps->root_child[(uint8_t)text[at]] >= 0 ? longest_at(a, ps, text, length, at) : NULL;
         if (!t) {
             at++;
             continue;

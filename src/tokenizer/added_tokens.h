@@ -26,12 +26,8 @@ added_tokens *added_tokens_create(void);
 void added_tokens_free(added_tokens *a);
 /* Adds a token (content copied); 0 or PM_ERR_NOMEM. */
 int added_tokens_add(added_tokens *a, const added_token *token);
-/* Ends adding: sorts each pass's tokens for matching. */
+/* Ends adding: builds each pass's matcher. */
 int added_tokens_finish(added_tokens *a);
-int32_t added_tokens_count(const added_tokens *a);
-/* All tokens, in the order added (for normalizing contents, and for the id -> flags lookup). */
-added_token *added_tokens_at(added_tokens *a, int32_t index);
-const added_token *added_tokens_get(const added_tokens *a, int32_t index);
 
 /* A match: text[start..end) (whitespace taken by lstrip/rstrip included) is token. */
 typedef struct {
@@ -44,7 +40,5 @@ typedef struct {
  * false when there is none. */
 bool added_tokens_next(const added_tokens *a, bool normalized, const char *text, size_t length, size_t from,
                        size_t taken_until, added_match *m);
-/* Whether the pass has any token. */
-bool added_tokens_any(const added_tokens *a, bool normalized);
 
 #endif

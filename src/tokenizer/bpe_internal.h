@@ -150,6 +150,12 @@ const char *bpe_excerpt(const char *text, size_t length, char out[48]);
 
 /* ------------------------------------------------------------------ merging */
 
+/* SentencePiece-style symbols of a piece (valid UTF-8) into ids (room for length): one per
+ * character, a character outside the vocabulary as its byte-fallback tokens, else the
+ * unknown token (consecutive ones fused if fuse_unk). The count, or a negative pm_status
+ * when a character has no token at all. */
+int64_t bpe_character_symbols(const bpe_model *m, const uint8_t *p, size_t length, int32_t *ids);
+
 /* Scratch space for merging one piece; grows to the longest piece seen. */
 typedef struct {
     size_t capacity;

@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "tokenizer/json_util.h"
+#include "tokenizer/nfc_boundary.h"
 
 typedef enum { NORMALIZE_UNICODE, NORMALIZE_PREPEND, NORMALIZE_REPLACE } step_kind;
 
@@ -106,26 +107,15 @@ int normalizer_from_json(const char *file, const void *json, normalizer **out) {
     return PM_OK;
 }
 
-/* Code points below U+0300 are unchanged by NFC and cannot combine with what precedes them, so
- * a text without a lead byte of U+0300 or above is already in NFC (most ASCII text). */
-static bool below_u0300(const char *text, size_t length) {
-    for (size_t i = 0; i < length; i++)
-        if ((unsigned char)text[i] >= 0xCC) return false;
-    return true;
-}
-
 static bool ascii(const char *text, size_t length) {
     for (size_t i = 0; i < length; i++)
         if ((unsigned char)text[i] >= 0x80) return false;
     return true;
 }
 
-static int unicode_form(utf8proc_option_t options, const char *text, size_t length, text_buffer *out,
-                        normalizer_scratch *scratch) {
-    out->length = 0;
-    const bool composing = options & UTF8PROC_COMPOSE, compat = options & UTF8PROC_COMPAT;
-    if (ascii(text, length) || (composing && !compat && below_u0300(text, length)))
-        return text_buffer_append(out, text, length);
+/* Appends utf8proc's normal form of text[0..length) to out. */
+static int append_form(utf8proc_option_t options, const char *text, size_t length, text_buffer *out,
+                       normalizer_scratch *scratch) {
     for (;;) {
         const utf8proc_ssize_t n = utf8proc_decompose((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)length,
                                                       scratch->codepoints, (utf8proc_ssize_t)scratch->codepoint_capacity,
@@ -146,6 +136,47 @@ static int unicode_form(utf8proc_option_t options, const char *text, size_t leng
         scratch->codepoints = grown;
         scratch->codepoint_capacity = (size_t)n;
     }
+}
+
+/* The code point at text[at] (valid UTF-8) and its byte count. */
+static size_t next_codepoint(const char *text, size_t length, size_t at, int32_t *cp) {
+    utf8proc_int32_t c = -1;
+    const utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)text + at, (utf8proc_ssize_t)(length - at), &c);
+    *cp = c;
+    return n > 0 ? (size_t)n : 1;
+}
+
+/* NFC by stretches (nfc_boundary.h): inert code points are copied, utf8proc composes the
+ * stretches from the inert code point before each other one to the next inert one. */
+static int nfc(const char *text, size_t length, text_buffer *out, normalizer_scratch *scratch) {
+    size_t copied = 0, last_inert = 0;
+    for (size_t at = 0; at < length;) {
+        int32_t cp;
+        size_t n = next_codepoint(text, length, at, &cp);
+        if (nfc_inert(cp)) {
+            last_inert = at;
+            at += n;
+            continue;
+        }
+        size_t end = at + n;
+        for (size_t m; end < length; end += m) {
+            m = next_codepoint(text, length, end, &cp);
+            if (nfc_inert(cp)) break;
+        }
+        int status = text_buffer_append(out, text + copied, last_inert - copied);
+        if (!status) status = append_form(UTF8PROC_STABLE | UTF8PROC_COMPOSE, text + last_inert, end - last_inert, out, scratch);
+        if (status) return status;
+        copied = last_inert = at = end;
+    }
+    return text_buffer_append(out, text + copied, length - copied);
+}
+
+static int unicode_form(utf8proc_option_t options, const char *text, size_t length, text_buffer *out,
+                        normalizer_scratch *scratch) {
+    out->length = 0;
+    if (ascii(text, length)) return text_buffer_append(out, text, length);
+    if (options == (UTF8PROC_STABLE | UTF8PROC_COMPOSE)) return nfc(text, length, out, scratch);
+    return append_form(options, text, length, out, scratch);
 }
 
 static int replace_all(const step *s, const char *text, size_t length, text_buffer *out) {
