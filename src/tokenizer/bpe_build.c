@@ -279,6 +279,13 @@ int bpe_builder_end_vocab(bpe_builder *b) {
         }
         if (other >= 0) {
             const entry *o = &b->entries[other];
+            if (o->added != e->added) { /* one of them is an added token's content */
+                const entry *added = o->added ? o : e, *vocab = o->added ? e : o;
+                return pm_fail(PM_ERR_ARG, "%s: duplicate id %d: the added token with content '%s' and the vocabulary's "
+                               "token '%s' both have it", b->file, e->id,
+                               bpe_excerpt(b->arena + added->key, added->key_length, ex2),
+                               bpe_excerpt(b->arena + vocab->key, vocab->key_length, ex));
+            }
             return pm_fail(PM_ERR_ARG, "%s: duplicate id %d: tokens '%s' and '%s' both have it", b->file, e->id,
                            bpe_excerpt(b->arena + o->key, o->key_length, ex2), bpe_excerpt(key, e->key_length, ex));
         }
