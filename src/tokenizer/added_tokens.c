@@ -60,6 +60,12 @@ int added_tokens_add(added_tokens *a, const added_token *token) {
     return PM_OK;
 }
 
+bool added_tokens_strip_whitespace(const added_tokens *a) {
+    for (int32_t i = 0; a && i < a->count; i++)
+        if (a->tokens[i].lstrip || a->tokens[i].rstrip) return true;
+    return false;
+}
+
 static int32_t new_node(pass *ps, uint8_t byte) {
     if (ps->count == ps->capacity) {
         const int32_t capacity = ps->capacity ? 2 * ps->capacity : 256;

@@ -28,6 +28,9 @@ void added_tokens_free(added_tokens *a);
 int added_tokens_add(added_tokens *a, const added_token *token);
 /* Ends adding: builds each pass's matcher. */
 int added_tokens_finish(added_tokens *a);
+/* Whether some token takes whitespace beside it (lstrip or rstrip): decoding cannot give that
+ * whitespace back. */
+bool added_tokens_strip_whitespace(const added_tokens *a);
 
 /* A match: text[start..end) (whitespace taken by lstrip/rstrip included) is token. */
 typedef struct {

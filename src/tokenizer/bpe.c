@@ -382,8 +382,10 @@ int tokenizer_load(const char *path, tokenizer **out) {
     }
     t->pipeline = pipeline;
     const bpe_model *model = t->model = pipeline.model;
-    /* Byte-level without a normalizer: every text's tokens concatenate back to it. */
-    const bool lossless = model->byte_level && !pipeline.normalizer && !pipeline.decoder;
+    /* Byte-level, no normalizer, no added token that swallows whitespace: every text's tokens
+     * concatenate back to it. */
+    const bool lossless = model->byte_level && !pipeline.normalizer && !pipeline.decoder &&
+                          !added_tokens_strip_whitespace(pipeline.added);
     t->base = (tokenizer){"bpe", model->count, model->eos, model->hash, encode_bpe, decode_bpe, destroy_bpe, t,
                           decode_sequence_bpe, lossless};
     *out = &t->base;

@@ -34,7 +34,8 @@ struct tokenizer {
      * space): writes at most capacity bytes and returns how many the text needs, or a
      * negative pm_status (an id outside the vocabulary). NULL: decode_token concatenated. */
     int64_t (*decode)(const tokenizer *self, const int32_t *tokens, size_t count, char *out, size_t capacity);
-    /* decode(encode(text)) == text for every valid UTF-8 text (no normalizer, byte-level). */
+    /* decode(encode(text)) == text for every valid UTF-8 text (byte-level, no normalizer, no
+     * added token with lstrip or rstrip). */
     bool lossless;
 };
 
