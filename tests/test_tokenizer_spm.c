@@ -323,6 +323,9 @@ static void test_refusals(void **state) {
     cJSON_AddItemToArray(cJSON_GetObjectItem(root, "added_tokens"),
                          object_of("{\"id\": 3, \"content\": \"<x>\", \"lstrip\": \"yes\"}"));
     expect_refused(root, "\"lstrip\" must be true or false");
+    root = spm_json(true, false);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(root, "added_tokens"), object_of("{\"id\": 3, \"content\": \"\xa9\"}"));
+    expect_refused(root, "has no UTF-8 string \"content\"");
 }
 
 int main(void) {

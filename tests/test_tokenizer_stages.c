@@ -144,6 +144,10 @@ static void test_normalizer_refusals(void **state) {
                    "pattern is empty");
     expect_refused(parse_normalizer, "{\"type\": \"Prepend\"}", "Prepend normalizer has no string \"prepend\"");
     expect_refused(parse_normalizer, "{\"type\": \"Sequence\"}", "no \"normalizers\" array");
+    /* cJSON does not check UTF-8; text built from a bad string would break characters */
+    expect_refused(parse_normalizer, "{\"type\": \"Prepend\", \"prepend\": \"\xa5x\"}", "\"prepend\" is not valid UTF-8");
+    expect_refused(parse_normalizer, "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xe2\x96\"}",
+                   "\"content\" is not valid UTF-8");
     expect_refused(parse_normalizer, "[1]", "must be an object or null");
     expect_refused(parse_normalizer, "{}", "normalizer type (no type)");
 }
@@ -276,6 +280,8 @@ static void test_pre_tokenizer_refusals(void **state) {
     expect_refused(parse_pre_tokenizer, "{\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\", "
                    "\"prepend_scheme\": \"sometimes\"}", "prepend_scheme 'sometimes'");
     expect_refused(parse_pre_tokenizer, "{\"type\": \"Metaspace\"}", "one-character \"replacement\"");
+    expect_refused(parse_pre_tokenizer, "{\"type\": \"Metaspace\", \"replacement\": \"\x96\x81\"}", "one-character \"replacement\"");
+    expect_refused(parse_pre_tokenizer, "{\"type\": \"Metaspace\", \"replacement\": \"ab\"}", "one-character \"replacement\"");
 }
 
 int main(void) {

@@ -23,6 +23,8 @@ int64_t bpe_character_symbols(const bpe_model *m, const uint8_t *p, size_t lengt
     bool previous_unknown = false;
     for (size_t at = 0; at < length;) {
         const size_t bytes = char_length(p[at]);
+        if (bytes > length - at) /* the stages before keep pieces whole characters */
+            return pm_fail(PM_ERR_STATE, "encode: a piece ends inside a character");
         const uint32_t cp = decode_char(p + at, bytes);
         const int32_t id = cp < 0x10000 ? m->char_token[cp] : bpe_whole_token(m, p + at, bytes);
         if (id >= 0) {

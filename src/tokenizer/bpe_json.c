@@ -96,8 +96,9 @@ static int add_added_tokens(const char *file, const cJSON *root, const normalize
     size_t index = 0;
     for (const cJSON *t = list->child; t && !status; t = t->next, index++) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(t, "content");
-        if (!cJSON_IsString(content)) {
-            status = pm_fail(PM_ERR_ARG, "%s: added_tokens[%zu] has no string \"content\"", file, index);
+        if (!cJSON_IsString(content) || !json_valid_utf8(content->valuestring)) {
+            /* (an invalid one could match inside a character of the text) */
+            status = pm_fail(PM_ERR_ARG, "%s: added_tokens[%zu] has no UTF-8 string \"content\"", file, index);
             break;
         }
         char what[64];

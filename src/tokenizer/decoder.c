@@ -37,7 +37,8 @@ void decoder_free(decoder *d) {
 static int short_string(const char *file, const cJSON *object, const char *key, const char *what, char *out,
                         size_t *length) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(object, key);
-    if (!cJSON_IsString(v)) return pm_fail(PM_ERR_ARG, "%s: the %s decoder has no string \"%s\"", file, what, key);
+    if (!cJSON_IsString(v) || !json_valid_utf8(v->valuestring))
+        return pm_fail(PM_ERR_ARG, "%s: the %s decoder has no UTF-8 string \"%s\"", file, what, key);
     *length = strlen(v->valuestring);
     if (*length >= DECODE_TEXT_MAX)
         return pm_fail(PM_ERR_ARG, "%s: the %s decoder's \"%s\" is longer than %d bytes", file, what, key,

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 const char *json_type_of(const cJSON *object) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(object, "type");
     return cJSON_IsString(t) ? t->valuestring : "(no type)";
@@ -34,6 +36,8 @@ int json_copy_string(const char *file, const cJSON *object, const char *key, con
     *out = NULL;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(object, key);
     if (!cJSON_IsString(v)) return pm_fail(PM_ERR_ARG, "%s: %s has no string \"%s\"", file, what, key);
+    if (!json_valid_utf8(v->valuestring))
+        return pm_fail(PM_ERR_ARG, "%s: %s: \"%s\" is not valid UTF-8", file, what, key);
     *out = strdup(v->valuestring);
     if (!*out) return pm_fail(PM_ERR_NOMEM, "out of memory loading %s", file);
     *length = strlen(*out);
@@ -59,4 +63,9 @@ int json_pattern(const char *file, const cJSON *object, const char *what, char *
 
 int json_string_pattern(const char *file, const cJSON *object, const char *what, char **pattern, size_t *length) {
     return json_pattern(file, object, what, pattern, length, NULL);
+}
+
+bool json_valid_utf8(const char *text) {
+    const size_t length = strlen(text);
+    return utf8_invalid_at((const unsigned char *)text, length) == length;
 }

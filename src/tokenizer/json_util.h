@@ -22,6 +22,8 @@ int json_copy_string(const char *file, const cJSON *object, const char *key, con
 /* The "pattern" of Split, Replace: {"String": s} or {"Regex": r}. regex may be NULL when only
  * String patterns are supported (then a Regex is refused). */
 int json_pattern(const char *file, const cJSON *object, const char *what, char **pattern, size_t *length, bool *regex);
+/* Whether a string from the file is valid UTF-8 (cJSON does not check). */
+bool json_valid_utf8(const char *text);
 /* A String pattern only. */
 int json_string_pattern(const char *file, const cJSON *object, const char *what, char **pattern, size_t *length);
 

@@ -118,11 +118,17 @@ static int parse_split(const char *file, const cJSON *json, pre_tokenizer *p) {
     return status ? status : add_step(file, p, s);
 }
 
+static size_t utf8_char_length(unsigned char lead) {
+    return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+}
+
 static int parse_metaspace(const char *file, const cJSON *json, pre_tokenizer *p) {
     step s = {.kind = STEP_METASPACE, .prepend = PREPEND_ALWAYS, .split = true};
     const cJSON *replacement = cJSON_GetObjectItemCaseSensitive(json, "replacement");
-    if (!cJSON_IsString(replacement) || strlen(replacement->valuestring) == 0 ||
-        strlen(replacement->valuestring) >= sizeof s.replacement)
+    /* one character: a cut before it is then always between characters */
+    if (!cJSON_IsString(replacement) || !json_valid_utf8(replacement->valuestring) ||
+        strlen(replacement->valuestring) == 0 || strlen(replacement->valuestring) > 4 ||
+        utf8_char_length((unsigned char)replacement->valuestring[0]) != strlen(replacement->valuestring))
         return pm_fail(PM_ERR_ARG, "%s: the Metaspace pre-tokenizer needs a one-character \"replacement\"", file);
     s.replacement_length = strlen(replacement->valuestring);
     memcpy(s.replacement, replacement->valuestring, s.replacement_length);
@@ -251,10 +257,6 @@ static int push_segment(step_state *st, size_t *count, size_t start, size_t end,
     }
     st->segments[(*count)++] = (segment){start, end, match};
     return PM_OK;
-}
-
-static size_t utf8_char_length(unsigned char lead) {
-    return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
 }
 
 /* The matches and the gaps between them, in order, covering the text (HF's find_matches). */
