@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "tokenizer/json_util.h"
+#include "tokenizer/pretokenize.h"
 #include "tokenizer/text_buffer.h"
 
 typedef enum { STEP_SPLIT, STEP_METASPACE } step_kind;
@@ -59,9 +60,6 @@ struct pre_tokenizer_state {
     pcre2_match_context *context;
     pcre2_jit_stack *jit_stack;
 };
-
-static const char gpt2_pattern[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 void pre_tokenizer_free(pre_tokenizer *p) {
     if (!p) return;
@@ -157,7 +155,7 @@ static int parse_byte_level(const char *file, const cJSON *json, pre_tokenizer *
     const int status = json_bool(file, json, "use_regex", "the ByteLevel pre-tokenizer", true, &use_regex);
     if (status || !use_regex) return status;
     step s = {.kind = STEP_SPLIT, .behavior = ISOLATED};
-    const int compiled = compile(file, gpt2_pattern, sizeof gpt2_pattern - 1, false, &s.code);
+    const int compiled = compile(file, pretokenize_gpt2_pattern, strlen(pretokenize_gpt2_pattern), false, &s.code);
     return compiled ? compiled : add_step(file, p, s);
 }
 
