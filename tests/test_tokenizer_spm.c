@@ -5,6 +5,7 @@
  * whose ids follow from Hugging Face's rules. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +273,41 @@ static void test_added_token_flags(void **state) {
     tokenizer_free(tok);
 }
 
+/* Two threads encoding at once (each borrows its own normalizer, pre-tokenizer and cache
+ * state) give the ids one thread gives. */
+static void test_threads(void **state) {
+    (void)state;
+    cJSON *root = spm_json(true, false);
+    tokenizer *tokenizers[2] = {load_json(root), bytes_with_added(
+        "[{\"id\": 256, \"content\": \"<x>\", \"lstrip\": true, \"rstrip\": false, \"single_word\": false, "
+        "\"normalized\": true, \"special\": true}]", "{\"type\": \"NFC\"}")};
+    enum { TEXTS = 64 };
+    char texts[TEXTS][64];
+    static const char *parts[] = {"ab", " ", "c", "\xc3\xa9", "e\xcc\x81", "<s>", "<x>", "  ", "ba", "\xe6\x9d\xb1"};
+    for (int t = 0; t < TEXTS; t++) {
+        texts[t][0] = '\0';
+        for (int k = 0; k < 6; k++) strcat(texts[t], parts[(t * 7 + k * 3 + k * k) % 10]);
+    }
+    for (int which = 0; which < 2; which++) {
+        const tokenizer *tok = tokenizers[which];
+        int32_t serial[TEXTS][64];
+        int64_t counts[TEXTS];
+        for (int t = 0; t < TEXTS; t++) counts[t] = tok->encode(tok, texts[t], strlen(texts[t]), serial[t], 64);
+        int mismatches = 0;
+#pragma omp parallel num_threads(2) reduction(+ : mismatches)
+        for (int r = 0; r < 2000; r++) {
+            const int t = omp_get_thread_num() == 0 ? r % TEXTS : TEXTS - 1 - r % TEXTS;
+            int32_t ids[64];
+            const int64_t n = tok->encode(tok, texts[t], strlen(texts[t]), ids, 64);
+            if (n != counts[t] || memcmp(ids, serial[t], (size_t)n * sizeof *ids) != 0) mismatches++;
+        }
+        assert_int_equal(mismatches, 0);
+    }
+    tokenizer_free(tokenizers[0]);
+    tokenizer_free(tokenizers[1]);
+    cJSON_Delete(root);
+}
+
 /* ------------------------------------------------------------------ refusals */
 
 static void expect_refused(cJSON *root, const char *fragment) {
@@ -332,7 +368,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama2_style),      cmocka_unit_test(test_unknown_characters),
         cmocka_unit_test(test_merge_across_meta), cmocka_unit_test(test_metaspace_family),
-        cmocka_unit_test(test_added_token_flags), cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_added_token_flags), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
