@@ -43,10 +43,11 @@ struct tokenizer {
 const tokenizer *tokenizer_bytes(void);
 
 /*
- * Loads a byte-level BPE tokenizer: a tokenizer.json file (Hugging Face format, model type
- * BPE with a ByteLevel pre-tokenizer), or a directory holding tokenizer.json, or one holding
- * GPT-2's encoder.json and vocab.bpe. 0 or a negative pm_status with a message naming the file
- * and what is wrong (e.g. a merge whose parts are not in the vocabulary).
+ * Loads a BPE tokenizer: a tokenizer.json file (Hugging Face format, model type BPE, with the
+ * normalizers, pre-tokenizers and decoders README.md lists), or a directory holding
+ * tokenizer.json, or one holding GPT-2's encoder.json and vocab.bpe. 0 or a negative pm_status
+ * with a message naming the file and what is wrong (e.g. a merge whose parts are not in the
+ * vocabulary, or a component that is not supported).
  */
 int tokenizer_load(const char *path, tokenizer **out);
 /* Frees a loaded tokenizer (does nothing for static ones). */
