@@ -28,6 +28,7 @@ typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } prepend_scheme;
 typedef struct {
     step_kind kind;
     pcre2_code *code; /* Split */
+    bool jit;         /* code is JIT-compiled: matched through PCRE2's fast path */
     split_behavior behavior;
     bool invert;
     char replacement[8]; /* Metaspace: its UTF-8 */
@@ -68,7 +69,7 @@ void pre_tokenizer_free(pre_tokenizer *p) {
     free(p);
 }
 
-static int compile(const char *file, const char *pattern, size_t length, bool literal, pcre2_code **out) {
+static int compile(const char *file, const char *pattern, size_t length, bool literal, pcre2_code **out, bool *jit) {
     int error;
     PCRE2_SIZE offset;
     const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
@@ -79,7 +80,7 @@ static int compile(const char *file, const char *pattern, size_t length, bool li
         return pm_fail(PM_ERR_ARG, "%s: the Split pattern does not compile (PCRE2: %s, at offset %zu)", file,
                        (const char *)message, (size_t)offset);
     }
-    pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* optional: without JIT the interpreter matches */
+    *jit = pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE) == 0; /* optional: else the interpreter matches */
     return PM_OK;
 }
 
@@ -111,7 +112,7 @@ static int parse_split(const char *file, const cJSON *json, pre_tokenizer *p) {
     size_t length = 0;
     bool regex = false;
     if (!status) status = json_pattern(file, json, "the Split pre-tokenizer", &pattern, &length, &regex);
-    if (!status) status = compile(file, pattern, length, !regex, &s.code);
+    if (!status) status = compile(file, pattern, length, !regex, &s.code, &s.jit);
     free(pattern);
     return status ? status : add_step(file, p, s);
 }
@@ -155,7 +156,7 @@ static int parse_byte_level(const char *file, const cJSON *json, pre_tokenizer *
     const int status = json_bool(file, json, "use_regex", "the ByteLevel pre-tokenizer", true, &use_regex);
     if (status || !use_regex) return status;
     step s = {.kind = STEP_SPLIT, .behavior = ISOLATED};
-    const int compiled = compile(file, pretokenize_gpt2_pattern, strlen(pretokenize_gpt2_pattern), false, &s.code);
+    const int compiled = compile(file, pretokenize_gpt2_pattern, strlen(pretokenize_gpt2_pattern), false, &s.code, &s.jit);
     return compiled ? compiled : add_step(file, p, s);
 }
 
@@ -263,7 +264,9 @@ static int find_segments(const step *sp, step_state *st, pcre2_match_context *co
     *count = 0;
     size_t at = 0, previous_end = 0;
     while (at <= length) {
-        const int found = pcre2_match(sp->code, (PCRE2_SPTR)text, length, at, PCRE2_NO_UTF_CHECK, st->match, context);
+        /* (the text is valid UTF-8: checked once, where encoding starts) */
+        const int found = sp->jit ? pcre2_jit_match(sp->code, (PCRE2_SPTR)text, length, at, 0, st->match, context)
+                                  : pcre2_match(sp->code, (PCRE2_SPTR)text, length, at, PCRE2_NO_UTF_CHECK, st->match, context);
         if (found == PCRE2_ERROR_NOMATCH) break;
         if (found < 0) {
             PCRE2_UCHAR message[160];
@@ -327,6 +330,9 @@ static int run(const pre_tokenizer *p, pre_tokenizer_state *s, int index, const 
 static int run_split(const pre_tokenizer *p, pre_tokenizer_state *s, int index, const char *text, size_t length,
                      bool at_start, pre_tokenizer_piece piece, void *user) {
     const step *sp = &p->steps[index];
+    /* One character cannot be cut: every behavior but Removed gives it back whole. */
+    if (sp->behavior != REMOVED && utf8_char_length((unsigned char)text[0]) == length)
+        return run(p, s, index + 1, text, length, at_start, piece, user);
     step_state *st = &s->steps[index];
     size_t count = 0;
     int status = find_segments(sp, st, s->context, text, length, &count);
