@@ -211,6 +211,12 @@ static void test_split_behaviors(void **state) {
     /* a String pattern is literal, not a regex */
     expect_pieces("{\"type\": \"Split\", \"pattern\": {\"String\": \".\"}, \"behavior\": \"Isolated\"}", "a.b", "a|.|b");
     expect_pieces("{\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"Isolated\"}", "", "");
+    /* one character: Removed drops it when it matches; the other behaviors keep it whole */
+    expect_pieces("{\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"Removed\"}", "-", "");
+    expect_pieces("{\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"Removed\", "
+                  "\"invert\": true}", "x", "");
+    expect_pieces("{\"type\": \"Split\", \"pattern\": {\"String\": \"\xc3\xa9\"}, \"behavior\": \"Contiguous\"}",
+                  "\xc3\xa9", "\xc3\xa9");
 }
 
 static void test_family_regexes(void **state) {
