@@ -155,6 +155,48 @@ static void tokenizer_seeds(void) {
                              "\"\xc4\xa0t\": 256, \"he\": 257, \"\xc4\xa0the\": 258, \"<|endoftext|>\": 259}"
                              FUZZ_SEPARATOR "#version: 0.2\n\xc4\xa0 t\nh e\n\xc4\xa0t he\n");
     write_seed("gpt2", "small", text, size);
+
+    /* The other families' stages, small. SentencePiece-style as Llama-2: Prepend and Replace
+     * normalizers, byte fallback, unk, its decoder. */
+    size = (size_t)snprintf(text, capacity, "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": "
+                            "true, \"normalized\": false, \"lstrip\": false, \"rstrip\": false, \"single_word\": "
+                            "false}], \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
+                            "\"Prepend\", \"prepend\": \"\xe2\x96\x81\"}, {\"type\": \"Replace\", \"pattern\": "
+                            "{\"String\": \" \"}, \"content\": \"\xe2\x96\x81\"}]}, \"pre_tokenizer\": null, "
+                            "\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
+                            "\"pattern\": {\"String\": \"\xe2\x96\x81\"}, \"content\": \" \"}, {\"type\": "
+                            "\"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": \"Strip\", \"content\": \" \", "
+                            "\"start\": 1, \"stop\": 0}]}, \"model\": {\"type\": \"BPE\", \"unk_token\": "
+                            "\"<unk>\", \"fuse_unk\": true, \"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, ");
+    for (int b = 0; b < 256; b++) size += (size_t)snprintf(text + size, capacity - size, "\"<0x%02X>\": %d, ", b, 1 + b);
+    size += (size_t)snprintf(text + size, capacity - size,
+                             "\"\xe2\x96\x81\": 257, \"t\": 258, \"h\": 259, \"e\": 260, \"\xe2\x96\x81t\": 261, "
+                             "\"he\": 262, \"\xe2\x96\x81the\": 263}, \"merges\": [\"\xe2\x96\x81 t\", \"h e\", "
+                             "\"\xe2\x96\x81t he\"]}}");
+    write_seed("tokenizer_json", "sentencepiece.json", text, size);
+    /* Byte-level as Qwen and DeepSeek: NFC, a Sequence of Splits, added tokens with every flag. */
+    size = (size_t)snprintf(text, capacity, "{\"added_tokens\": [{\"id\": 259, \"content\": \"<|x|>\", "
+                            "\"special\": true, \"normalized\": false, \"lstrip\": true, \"rstrip\": true, "
+                            "\"single_word\": false}, {\"id\": 260, \"content\": \"word\", \"special\": false, "
+                            "\"normalized\": true, \"lstrip\": false, \"rstrip\": false, \"single_word\": true}], "
+                            "\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"Sequence\", "
+                            "\"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{N}{1,3}\"}, "
+                            "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"Split\", \"pattern\": "
+                            "{\"Regex\": \"(?i:'s|'t)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+| ?[^\\\\s\\\\p{L}"
+                            "\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+                            "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+                            "\"add_prefix_space\": false, \"use_regex\": false}]}, \"decoder\": {\"type\": "
+                            "\"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int b = 0; b < 256; b++) {
+        char utf8[8];
+        size_t n = byte_to_utf8((uint8_t)b, utf8);
+        utf8[n] = '\0';
+        const char *escape = utf8[0] == '"' || utf8[0] == '\\' ? "\\" : "";
+        size += (size_t)snprintf(text + size, capacity - size, "\"%s%s\": %d, ", escape, utf8, b);
+    }
+    size += (size_t)snprintf(text + size, capacity - size, "\"\xc4\xa0t\": 256, \"he\": 257, \"\xc4\xa0the\": 258}, "
+                             "\"merges\": [\"\xc4\xa0 t\", \"h e\", \"\xc4\xa0t he\"]}}");
+    write_seed("tokenizer_json", "split_nfc.json", text, size);
     free(text);
 }
 

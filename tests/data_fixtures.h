@@ -102,6 +102,6 @@ static inline size_t decode_test(const tokenizer *self, int32_t token, char *out
 }
 
 static const tokenizer test_tokenizer = {"bytes+eos", TEST_VOCAB, TEST_EOS, 0x7465737445305331ull,
-                                         encode_test, decode_test, NULL, NULL};
+                                         encode_test, decode_test, NULL, NULL, NULL, false};
 
 #endif

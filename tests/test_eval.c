@@ -292,7 +292,7 @@ static void test_gsm8k_exact_match(void **state) {
     pm_model *model = tiny_model(CONTEXT);
     const pm_param *head = pm_model_find_param(model, "lm_head.weight");
     memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
-    tokenizer sevens = {"sevens", VOCAB, -1, 7, encode_bytes, decode_seven, NULL, NULL};
+    tokenizer sevens = {"sevens", VOCAB, -1, 7, encode_bytes, decode_seven, NULL, NULL, NULL, false};
     eval_gsm8k_result result;
     assert_int_equal(eval_gsm8k(model, &sevens, data, CHAT_PLAIN, -1, 3, 1, out, NULL, &result), 0);
     assert_int_equal(result.correct, 2);
@@ -355,7 +355,7 @@ static void test_gsm8k_chat_format_stops(void **state) {
     pm_model *model = tiny_model(CONTEXT);
     const pm_param *head = pm_model_find_param(model, "lm_head.weight");
     memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
-    tokenizer chat = {"chat", VOCAB, 2, 8, encode_chat, decode_seven, NULL, NULL};
+    tokenizer chat = {"chat", VOCAB, 2, 8, encode_chat, decode_seven, NULL, NULL, NULL, false};
     const struct {
         chat_format format;
         const char *generated;
@@ -519,7 +519,7 @@ static void test_gsm8k_batched(void **state) {
         const char *name = pm_router_kind_name(kinds[k]);
         /* without an end-of-text token every row runs to max_new; then the byte that stops
          * some rows early but not all becomes end of text */
-        tokenizer plain = {"plain", VOCAB, -1, 5, encode_plain, decode_plain, NULL, NULL};
+        tokenizer plain = {"plain", VOCAB, -1, 5, encode_plain, decode_plain, NULL, NULL, NULL, false};
         static gsm8k_outputs full, one, batched;
         run_gsm8k(kinds[k], 1, &plain, data, out, &full);
         int stop = -1;

@@ -251,6 +251,8 @@ static void test_index(void **state) {
 static void test_tokenizers(void **state) {
     (void)state;
     run_format("tokenizer.json", "tokenizer_json/trained.json", "tokenizer.json", load_tokenizer, true, NULL, 0);
+    run_format("tokenizer.json SP", "tokenizer_json/sentencepiece.json", "tokenizer.json", load_tokenizer, true, NULL, 0);
+    run_format("tokenizer.json NFC", "tokenizer_json/split_nfc.json", "tokenizer.json", load_tokenizer, true, NULL, 0);
     run_format_named("GPT-2 files", "gpt2/small", "gpt2-pair", "/gpt2/", load_gpt2, true, NULL, 0);
 }
 

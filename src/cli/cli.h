@@ -17,6 +17,9 @@ int cmd_generate(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+/* `probmoe tokenizer encode` and `decode` (cmd_tokenizer_codec.c), dispatched by cmd_tokenizer. */
+int cmd_tokenizer_encode(int argc, char **argv);
+int cmd_tokenizer_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 /* `probmoe data arith` (cmd_data_arith.c), dispatched by cmd_data, and its usage text. */
 int cmd_data_arith(int argc, char **argv);

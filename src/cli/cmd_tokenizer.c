@@ -1,6 +1,6 @@
 #define _POSIX_C_SOURCE 200809L /* isatty, fileno, clock_gettime */
 /* probmoe tokenizer train: learns a byte-level BPE vocabulary from text files and writes a
- * tokenizer.json for training and generation. */
+ * tokenizer.json for training and generation; encode and decode are in cmd_tokenizer_codec.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,8 @@
 
 static const char tokenizer_usage[] =
     "usage: probmoe tokenizer train --vocab-size N --out FILE CORPUS...\n"
+    "       probmoe tokenizer encode --tokenizer FILE [--json] [TEXT_FILE...]   (text lines to ids)\n"
+    "       probmoe tokenizer decode --tokenizer FILE [--json] [IDS_FILE...]    (ids to text lines)\n"
     "\n"
     "Learns a byte-level BPE vocabulary from UTF-8 text files (split into pieces by GPT-2's\n"
     "pre-tokenizer, then merging the most frequent pair of tokens again and again) and writes it\n"
@@ -141,11 +143,19 @@ int cmd_tokenizer(int argc, char **argv) {
         cli_set_command("probmoe tokenizer train");
         return cmd_tokenizer_train(argc - 1, argv + 1);
     }
+    if (argc >= 2 && strcmp(argv[1], "encode") == 0) {
+        cli_set_command("probmoe tokenizer encode");
+        return cmd_tokenizer_encode(argc - 1, argv + 1);
+    }
+    if (argc >= 2 && strcmp(argv[1], "decode") == 0) {
+        cli_set_command("probmoe tokenizer decode");
+        return cmd_tokenizer_decode(argc - 1, argv + 1);
+    }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)) {
         printf(tokenizer_usage, BPE_TRAIN_MIN_VOCAB, BPE_TRAIN_MAX_VOCAB);
         return 0;
     }
-    if (argc < 2) fputs("probmoe tokenizer: give a subcommand (train)\n\n", stderr);
+    if (argc < 2) fputs("probmoe tokenizer: give a subcommand (train, encode, decode)\n\n", stderr);
     else fprintf(stderr, "probmoe tokenizer: unknown subcommand '%s'\n\n", argv[1]);
     fprintf(stderr, tokenizer_usage, BPE_TRAIN_MIN_VOCAB, BPE_TRAIN_MAX_VOCAB);
     return 2;

@@ -13,7 +13,7 @@ static const char usage[] =
     "  compare    train every router on the same budget and write a report\n"
     "  eval       validation loss on token shards; GSM8K answer loss and exact match\n"
     "  data       prepare token shards from corpora and text files; generate arithmetic problems\n"
-    "  tokenizer  learn a byte-level BPE vocabulary (tokenizer.json) from text files\n"
+    "  tokenizer  learn a byte-level BPE vocabulary (tokenizer.json); encode text to ids and decode back\n"
     "  route      route token logits with any router and print experts, weights and load\n"
     "  version    print the version\n"
     "\n"

@@ -1,8 +1,10 @@
 /*
- * The byte-level BPE tokenizer: tokenizer_load and the encoder. Encoding splits out added
- * tokens written literally (leftmost, then longest), pre-tokenizes the text between them with
- * GPT-2's regex, and merges each piece's bytes by rank. Natural text repeats its pieces, so a
- * small cache of piece -> tokens answers most of them without merging.
+ * The BPE tokenizer: tokenizer_load and the encoder. Encoding follows Hugging Face's pipeline:
+ * added tokens with normalized false are cut out of the raw text; each stretch between them is
+ * normalized, the normalized added tokens are cut out of it, the rest is pre-tokenized into
+ * pieces, and each piece's symbols (bytes, or characters with byte fallback) are merged by
+ * rank. Natural text repeats its pieces, so a small cache of piece -> tokens answers most of
+ * them without merging.
  *
  * Thread safety: the model is read-only; everything mutable (the PCRE2 matcher, the cache,
  * scratch arrays) lives in a worker, and each encode call borrows a worker from a pool. The
@@ -19,8 +21,11 @@
 
 #include "core/error.h"
 #include "core/utf8.h"
+#include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_internal.h"
-#include "tokenizer/pretokenize.h"
+#include "tokenizer/decoder.h"
+#include "tokenizer/normalizer.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 /* A direct-mapped cache: 16k entries of 60 bytes, about 1 MB per worker. Pieces up to 22
@@ -40,7 +45,9 @@ typedef struct {
 
 typedef struct worker {
     struct worker *next_idle;
-    pretokenizer *pre;
+    pre_tokenizer_state *pre;
+    text_buffer normalized;
+    normalizer_scratch normalizer_scratch;
     cache_entry *cache;
     int32_t *ids; /* the current piece's symbols */
     size_t ids_capacity;
@@ -49,28 +56,31 @@ typedef struct worker {
 
 typedef struct {
     tokenizer base;
-    bpe_model *model;
+    bpe_pipeline pipeline;
+    bpe_model *model; /* pipeline.model */
     pthread_mutex_t lock; /* guards idle */
     worker *idle;
 } bpe_tokenizer;
 
 static void worker_free(worker *w) {
     if (!w) return;
-    pretokenizer_free(w->pre);
+    pre_tokenizer_state_free(w->pre);
+    text_buffer_free(&w->normalized);
+    normalizer_scratch_free(&w->normalizer_scratch);
     free(w->cache);
     free(w->ids);
     bpe_scratch_free(&w->scratch);
     free(w);
 }
 
-static int worker_create(worker **out) {
+static int worker_create(const bpe_tokenizer *t, worker **out) {
     worker *w = calloc(1, sizeof *w);
     if (w) w->cache = calloc(CACHE_SLOTS, sizeof *w->cache);
     if (!w || !w->cache) {
         worker_free(w);
         return pm_fail(PM_ERR_NOMEM, "bpe: out of memory for an encoder");
     }
-    const int status = pretokenizer_create(&w->pre);
+    const int status = pre_tokenizer_state_create(t->pipeline.pre, &w->pre);
     if (status) {
         worker_free(w);
         return status;
@@ -88,7 +98,7 @@ static int acquire(bpe_tokenizer *t, worker **out) {
         *out = w;
         return PM_OK;
     }
-    return worker_create(out);
+    return worker_create(t, out);
 }
 
 static void release(bpe_tokenizer *t, worker *w) {
@@ -100,8 +110,10 @@ static void release(bpe_tokenizer *t, worker *w) {
 
 typedef struct {
     const bpe_model *model;
+    const bpe_pipeline *pipeline;
     worker *w;
     const char *text; /* the whole text, for offsets in messages */
+    size_t length;
     int32_t *tokens;
     size_t capacity, count;
 } encode_state;
@@ -118,8 +130,11 @@ static inline uint64_t piece_hash(const uint8_t *p, size_t length) {
 }
 
 static int missing_byte(const encode_state *s, const uint8_t *at) {
-    return pm_fail(PM_ERR_ARG, "encode: the vocabulary has no token for byte 0x%02X (at byte %zu of the text)", *at,
-                   (size_t)((const char *)at - s->text));
+    const char *byte = (const char *)at;
+    if (byte >= s->text && byte < s->text + s->length) /* not in a normalized copy */
+        return pm_fail(PM_ERR_ARG, "encode: the vocabulary has no token for byte 0x%02X (at byte %zu of the text)", *at,
+                       (size_t)(byte - s->text));
+    return pm_fail(PM_ERR_ARG, "encode: the vocabulary has no token for byte 0x%02X (in the normalized text)", *at);
 }
 
 /* Merges one piece from its bytes and emits its tokens; caches short results. */
@@ -137,12 +152,19 @@ static int merge_piece(encode_state *s, const uint8_t *p, size_t length, cache_e
     const int status = bpe_scratch_reserve(&w->scratch, length);
     if (status) return status;
     int32_t *ids = w->ids;
-    for (size_t i = 0; i < length; i++) {
-        ids[i] = m->byte_token[p[i]];
-        if (ids[i] < 0) return missing_byte(s, p + i);
+    size_t symbols = length;
+    if (m->byte_level) {
+        for (size_t i = 0; i < length; i++) {
+            ids[i] = m->byte_token[p[i]];
+            if (ids[i] < 0) return missing_byte(s, p + i);
+        }
+    } else {
+        const int64_t count = bpe_character_symbols(m, p, length, ids);
+        if (count < 0) return (int)count;
+        symbols = (size_t)count;
     }
-    const size_t n = length <= BPE_SCAN_MAX ? bpe_merge_scan(m, ids, length, &w->scratch)
-                                            : bpe_merge_heap(m, ids, length, &w->scratch);
+    const size_t n = symbols <= BPE_SCAN_MAX ? bpe_merge_scan(m, ids, symbols, &w->scratch)
+                                             : bpe_merge_heap(m, ids, symbols, &w->scratch);
     for (size_t i = 0; i < n; i++) emit(s, ids[i]);
     if (slot && n <= CACHE_TOKENS_MAX) {
         slot->check = check;
@@ -154,12 +176,11 @@ static int merge_piece(encode_state *s, const uint8_t *p, size_t length, cache_e
     return PM_OK;
 }
 
-/* pretokenize's callback: one piece of the text. */
-static int encode_piece(void *user, const char *start, size_t length) {
-    encode_state *s = user;
+/* One piece, merged as a whole. */
+static int encode_word(encode_state *s, const char *start, size_t length) {
     const bpe_model *m = s->model;
     const uint8_t *p = (const uint8_t *)start;
-    if (length == 1) {
+    if (length == 1 && m->byte_level) {
         const int32_t id = m->byte_token[p[0]];
         if (id < 0) return missing_byte(s, p);
         emit(s, id);
@@ -183,20 +204,48 @@ static int encode_piece(void *user, const char *start, size_t length) {
     return merge_piece(s, p, length, slot, check);
 }
 
-/* The first added token in text[from..length): its offset (length if none) and *found. */
-static size_t find_added(const bpe_model *m, const uint8_t *text, size_t from, size_t length,
-                         const bpe_added **found) {
-    for (size_t i = from; i < length; i++) {
-        if (!m->added_first_byte[text[i]]) continue;
-        for (int32_t k = 0; k < m->added_count; k++) { /* longest first */
-            const bpe_added *a = &m->added[k];
-            if (a->length <= length - i && a->bytes[0] == text[i] && memcmp(a->bytes, text + i, a->length) == 0) {
-                *found = a;
-                return i;
-            }
-        }
+/* The pre-tokenizer's callback: one piece of the text, cut before each run of U+2581 where
+ * that is exact (cut_before_meta). */
+static int encode_piece(void *user, const char *start, size_t length) {
+    encode_state *s = user;
+    if (!s->model->cut_before_meta || length < 4) return encode_word(s, start, length);
+    size_t word = 0;
+    for (size_t i = 1; i + 3 <= length; i++) {
+        /* E2 only leads a character, so a match is at a character boundary. */
+        if (memcmp(start + i, BPE_META, 3) != 0 || (i >= 3 && memcmp(start + i - 3, BPE_META, 3) == 0)) continue;
+        const int status = encode_word(s, start + word, i - word);
+        if (status) return status;
+        word = i;
     }
-    return length;
+    return encode_word(s, start + word, length - word);
+}
+
+/* A normalized stretch: the normalized added tokens cut out, the rest pre-tokenized. */
+static int encode_normalized(encode_state *s, const char *text, size_t length, bool at_start) {
+    const bpe_pipeline *p = s->pipeline;
+    size_t at = 0;
+    while (at < length) {
+        added_match m;
+        const bool found = added_tokens_next(p->added, true, text, length, at, at, &m);
+        const size_t end = found ? m.start : length;
+        if (end > at) {
+            const int status = pre_tokenize_text(p->pre, s->w->pre, text + at, end - at, at_start && at == 0, encode_piece, s);
+            if (status) return status;
+        }
+        if (!found) break;
+        emit(s, m.token->id);
+        at = m.end;
+    }
+    return PM_OK;
+}
+
+/* A stretch of the raw text between added tokens. */
+static int encode_stretch(encode_state *s, const char *text, size_t length, bool at_start) {
+    const bpe_pipeline *p = s->pipeline;
+    if (!p->normalizer) return encode_normalized(s, text, length, at_start);
+    worker *w = s->w;
+    const int status = normalize(p->normalizer, text, length, &w->normalized, &w->normalizer_scratch);
+    return status ? status : encode_normalized(s, w->normalized.data, w->normalized.length, at_start);
 }
 
 static int64_t encode_bpe(const tokenizer *self, const char *text, size_t length, int32_t *tokens,
@@ -210,17 +259,16 @@ static int64_t encode_bpe(const tokenizer *self, const char *text, size_t length
     worker *w = NULL;
     int status = acquire(t, &w);
     if (status) return status;
-    encode_state s = {t->model, w, text, tokens, capacity, 0};
-    const bpe_model *m = t->model;
-    for (size_t at = 0; at < length && !status;) {
-        const bpe_added *added = NULL;
-        size_t next = m->added_count ? find_added(m, (const uint8_t *)text, at, length, &added) : length;
-        if (next > at) status = pretokenize(w->pre, text + at, next - at, encode_piece, &s);
-        if (added && !status) {
-            emit(&s, added->id);
-            next += added->length;
-        }
-        at = next;
+    encode_state s = {t->model, &t->pipeline, w, text, length, tokens, capacity, 0};
+    size_t at = 0, taken = 0;
+    while (at < length && !status) {
+        added_match m;
+        const bool found = added_tokens_next(t->pipeline.added, false, text, length, at, taken, &m);
+        const size_t end = found ? m.start : length;
+        if (end > at) status = encode_stretch(&s, text + at, end - at, at == 0);
+        if (!found || status) break;
+        emit(&s, m.token->id);
+        at = taken = m.end;
     }
     if (w->ids_capacity > KEEP_SCRATCH_MAX) { /* a huge piece's scratch is not worth keeping */
         bpe_scratch_free(&w->scratch);
@@ -232,14 +280,46 @@ static int64_t encode_bpe(const tokenizer *self, const char *text, size_t length
     return status ? status : (int64_t)s.count;
 }
 
+/* One token's text as it stands inside a sequence (not first). */
 static size_t decode_bpe(const tokenizer *self, int32_t token, char *out, size_t capacity) {
-    const bpe_model *m = ((const bpe_tokenizer *)self->impl)->model;
+    const bpe_tokenizer *t = self->impl;
+    const bpe_model *m = t->model;
     if (token < 0 || token >= m->count) return 0;
     size_t n;
     const uint8_t *bytes = bpe_token_bytes(m, token, &n);
+    if (t->pipeline.decoder) {
+        char buffer[TOKENIZER_MAX_TOKEN_BYTES];
+        const size_t length = decoder_token(t->pipeline.decoder, (const char *)bytes, n, false, buffer);
+        if (length > capacity) return 0;
+        memcpy(out, buffer, length);
+        return length;
+    }
     if (n > capacity) return 0;
     memcpy(out, bytes, n);
     return n;
+}
+
+static int64_t decode_sequence_bpe(const tokenizer *self, const int32_t *tokens, size_t count, char *out,
+                                   size_t capacity) {
+    const bpe_tokenizer *t = self->impl;
+    const bpe_model *m = t->model;
+    text_buffer text = {0};
+    int status = PM_OK;
+    for (size_t i = 0; i < count && !status; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->count) {
+            status = pm_fail(PM_ERR_ARG, "decode: id %d is outside the vocabulary (0 to %d)", tokens[i], m->count - 1);
+            break;
+        }
+        size_t n;
+        const uint8_t *bytes = bpe_token_bytes(m, tokens[i], &n);
+        status = text_buffer_reserve(&text, TOKENIZER_MAX_TOKEN_BYTES);
+        if (!status) text.length += decoder_token(t->pipeline.decoder, (const char *)bytes, n, i == 0, text.data + text.length);
+    }
+    if (!status) decoder_finish(t->pipeline.decoder, &text, 0);
+    const int64_t length = status ? status : (int64_t)text.length;
+    if (!status && capacity && text.length) memcpy(out, text.data, text.length < capacity ? text.length : capacity);
+    text_buffer_free(&text);
+    return length;
 }
 
 static void destroy_bpe(tokenizer *self) {
@@ -250,7 +330,7 @@ static void destroy_bpe(tokenizer *self) {
         worker_free(w);
     }
     pthread_mutex_destroy(&t->lock);
-    bpe_model_free(t->model);
+    bpe_pipeline_free(&t->pipeline);
     free(t);
 }
 
@@ -260,7 +340,7 @@ static bool is_file(const char *path) {
 }
 
 /* Loads the model from a file or a directory (tokenizer.json first, then GPT-2's pair). */
-static int load_model(const char *path, bpe_model **model) {
+static int load_model(const char *path, bpe_pipeline *model) {
     struct stat st;
     if (stat(path, &st) != 0) return pm_fail(PM_ERR_ARG, "cannot open %s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return bpe_load_tokenizer_json(path, model);
@@ -291,17 +371,23 @@ int tokenizer_load(const char *path, tokenizer **out) {
     if (!out) return pm_fail(PM_ERR_ARG, "tokenizer_load: out is NULL");
     *out = NULL;
     if (!path) return pm_fail(PM_ERR_ARG, "tokenizer_load: path is NULL");
-    bpe_model *model;
-    int status = load_model(path, &model);
+    bpe_pipeline pipeline;
+    int status = load_model(path, &pipeline);
     if (status) return status;
     bpe_tokenizer *t = calloc(1, sizeof *t);
     if (!t || pthread_mutex_init(&t->lock, NULL) != 0) {
         free(t);
-        bpe_model_free(model);
+        bpe_pipeline_free(&pipeline);
         return pm_fail(PM_ERR_NOMEM, "out of memory loading %s", path);
     }
-    t->model = model;
-    t->base = (tokenizer){"bpe", model->count, model->eos, model->hash, encode_bpe, decode_bpe, destroy_bpe, t};
+    t->pipeline = pipeline;
+    const bpe_model *model = t->model = pipeline.model;
+    /* Byte-level, no normalizer, no added token that swallows whitespace: every text's tokens
+     * concatenate back to it. */
+    const bool lossless = model->byte_level && !pipeline.normalizer && !pipeline.decoder &&
+                          !added_tokens_strip_whitespace(pipeline.added);
+    t->base = (tokenizer){"bpe", model->count, model->eos, model->hash, encode_bpe, decode_bpe, destroy_bpe, t,
+                          decode_sequence_bpe, lossless};
     *out = &t->base;
     return PM_OK;
 }

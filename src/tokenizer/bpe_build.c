@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/bpe_internal.h"
 #include "tokenizer/byte_unicode.h"
 
@@ -27,6 +28,7 @@ typedef struct {
 
 struct bpe_builder {
     char *file;
+    bool byte_level;
     char *arena; /* key strings and token bytes */
     size_t arena_length, arena_capacity;
     entry *entries; /* added tokens first, then vocabulary entries not equal to one */
@@ -83,9 +85,10 @@ int bpe_read_file(const char *path, char **text, size_t *length) {
     return PM_OK;
 }
 
-bpe_builder *bpe_builder_create(const char *file) {
+bpe_builder *bpe_builder_create(const char *file, bool byte_level) {
     bpe_builder *b = calloc(1, sizeof *b);
     if (b) b->file = strdup(file);
+    if (b) b->byte_level = byte_level;
     if (!b || !b->file) {
         free(b);
         pm_fail(PM_ERR_NOMEM, "out of memory loading %s", file);
@@ -226,6 +229,14 @@ int bpe_builder_add_token(bpe_builder *b, const char *text, size_t length, int64
         return pm_fail(PM_ERR_ARG, "%s: token '%s' appears twice in the vocabulary (ids %d and %lld)", b->file,
                        bpe_excerpt(text, length, ex), e->id, (long long)id);
     }
+    if (!b->byte_level) { /* SentencePiece-style: the token is its text */
+        if (utf8_invalid_at((const unsigned char *)text, length) < length)
+            return pm_fail(PM_ERR_ARG, "%s: token with id %lld is not valid UTF-8", b->file, (long long)id);
+        if (length > TOKENIZER_MAX_TOKEN_BYTES)
+            return pm_fail(PM_ERR_ARG, "%s: token '%s' (id %lld) is longer than %d bytes", b->file,
+                           bpe_excerpt(text, length, ex), (long long)id, TOKENIZER_MAX_TOKEN_BYTES);
+        return append_entry(b, text, length, (const uint8_t *)text, length, id, false);
+    }
     /* Every mapped character is at least one UTF-8 byte, so length bytes are enough. */
     if (grow((void **)&b->scratch, &b->scratch_capacity, length, 1)) return out_of_memory(b);
     uint8_t *bytes = (uint8_t *)b->scratch;
@@ -268,6 +279,13 @@ int bpe_builder_end_vocab(bpe_builder *b) {
         }
         if (other >= 0) {
             const entry *o = &b->entries[other];
+            if (o->added != e->added) { /* one of them is an added token's content */
+                const entry *added = o->added ? o : e, *vocab = o->added ? e : o;
+                return pm_fail(PM_ERR_ARG, "%s: duplicate id %d: the added token with content '%s' and the vocabulary's "
+                               "token '%s' both have it", b->file, e->id,
+                               bpe_excerpt(b->arena + added->key, added->key_length, ex2),
+                               bpe_excerpt(b->arena + vocab->key, vocab->key_length, ex));
+            }
             return pm_fail(PM_ERR_ARG, "%s: duplicate id %d: tokens '%s' and '%s' both have it", b->file, e->id,
                            bpe_excerpt(b->arena + o->key, o->key_length, ex2), bpe_excerpt(key, e->key_length, ex));
         }
@@ -313,20 +331,19 @@ int32_t bpe_builder_added_id(const bpe_builder *b, const char *content) {
     return e >= 0 && b->entries[e].added ? b->entries[e].id : -1;
 }
 
+int32_t bpe_builder_token_id(const bpe_builder *b, const char *text, size_t length) {
+    const int32_t e = find_key(b, text, length, NULL);
+    return e >= 0 ? b->entries[e].id : -1;
+}
+
 void bpe_model_free(bpe_model *m) {
     if (!m) return;
     free(m->offset);
     free(m->bytes);
     free(m->pairs);
-    free(m->added);
+    free(m->char_token);
     free(m->whole.slots);
     free(m);
-}
-
-static int longer_first(const void *a, const void *b) {
-    const bpe_added *x = a, *y = b;
-    if (x->length != y->length) return x->length > y->length ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
 }
 
 int32_t bpe_whole_token(const bpe_model *m, const uint8_t *text, size_t length) {
@@ -345,30 +362,22 @@ static size_t power_of_two_at_least(size_t n) {
     return p;
 }
 
-/* Token bytes in id order, the single-byte tokens and the added tokens. */
+/* Token bytes in id order and the single-byte tokens. */
 static int build_tokens(const bpe_builder *b, bpe_model *m) {
     m->count = (int32_t)b->token_count;
     m->offset = malloc((b->token_count + 1) * sizeof *m->offset);
     m->bytes = malloc(b->arena_length + 1);
-    m->added = malloc((b->added_count + 1) * sizeof *m->added);
-    if (!m->offset || !m->bytes || !m->added) return out_of_memory(b);
+    if (!m->offset || !m->bytes) return out_of_memory(b);
     for (int i = 0; i < 256; i++) m->byte_token[i] = -1;
     uint32_t at = 0;
     for (int32_t id = 0; id < m->count; id++) {
         const entry *e = &b->entries[b->entry_of_id[id]];
         m->offset[id] = at;
         memcpy(m->bytes + at, b->arena + e->bytes, e->byte_length);
-        if (e->added) {
-            m->added[m->added_count++] = (bpe_added){id, e->byte_length, NULL};
-            m->added_first_byte[(uint8_t)b->arena[e->bytes]] = true;
-        } else if (e->byte_length == 1) {
-            m->byte_token[m->bytes[at]] = id;
-        }
+        if (!e->added && e->byte_length == 1) m->byte_token[m->bytes[at]] = id;
         at += e->byte_length;
     }
     m->offset[m->count] = at;
-    for (int32_t i = 0; i < m->added_count; i++) m->added[i].bytes = m->bytes + m->offset[m->added[i].id];
-    qsort(m->added, (size_t)m->added_count, sizeof *m->added, longer_first);
     return PM_OK;
 }
 
@@ -426,22 +435,73 @@ static uint64_t model_hash(const bpe_builder *b, const bpe_model *m) {
         const int32_t pair[2] = {b->merges[i].left, b->merges[i].right};
         h = fnv1a(h, pair, sizeof pair);
     }
+    if (!b->byte_level) { /* the same bytes, encoded another way */
+        h = fnv1a(h, "text tokens", 11);
+        h = fnv1a(h, m->byte_fallback, sizeof m->byte_fallback);
+        h = fnv1a(h, &m->unk, sizeof m->unk);
+        h = fnv1a(h, &m->fuse_unk, sizeof m->fuse_unk);
+    }
     return h;
 }
 
-int bpe_builder_finish(bpe_builder *b, bool ignore_merges, bpe_model **out) {
+/* SentencePiece-style: the token of each single character (BMP in a table, the rest through
+ * the string map), the byte-fallback tokens and the unknown token. */
+static int build_characters(const bpe_builder *b, const bpe_options *o, bpe_model *m) {
+    m->char_token = malloc(0x10000 * sizeof *m->char_token);
+    if (!m->char_token) return out_of_memory(b);
+    memset(m->char_token, 0xFF, 0x10000 * sizeof *m->char_token);
+    for (int32_t id = 0; id < m->count; id++) {
+        if (b->entries[b->entry_of_id[id]].added) continue;
+        size_t n;
+        const uint8_t *s = bpe_token_bytes(m, id, &n);
+        uint32_t cp = 0x10000;
+        if (n == 1) cp = s[0];
+        else if (n == 2 && s[0] >= 0xC0) cp = (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+        else if (n == 3 && s[0] >= 0xE0) cp = (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+        if (cp < 0x10000) m->char_token[cp] = id;
+    }
+    if (o->byte_fallback)
+        for (int byte = 0; byte < 256; byte++) {
+            char name[8];
+            snprintf(name, sizeof name, "<0x%02X>", byte);
+            m->byte_fallback[byte] = bpe_builder_token_id(b, name, 6);
+        }
+    if (o->unk_token) {
+        m->unk = bpe_builder_token_id(b, o->unk_token, strlen(o->unk_token));
+        if (m->unk < 0) {
+            char ex[48];
+            return pm_fail(PM_ERR_ARG, "%s: the unknown token '%s' (model.unk_token) is not in the vocabulary", b->file,
+                           bpe_excerpt(o->unk_token, strlen(o->unk_token), ex));
+        }
+    }
+    m->fuse_unk = o->fuse_unk;
+    m->cut_before_meta = true;
+    for (int32_t id = 0; id < m->count && m->cut_before_meta; id++) {
+        size_t n;
+        const uint8_t *s = bpe_token_bytes(m, id, &n);
+        for (size_t i = 1; i + 3 <= n && m->cut_before_meta; i++)
+            if (memcmp(s + i, BPE_META, 3) == 0 && (i < 3 || memcmp(s + i - 3, BPE_META, 3) != 0)) m->cut_before_meta = false;
+    }
+    return PM_OK;
+}
+
+int bpe_builder_finish(bpe_builder *b, const bpe_options *options, bpe_model **out) {
     *out = NULL;
     if (!b->entry_of_id) return pm_fail(PM_ERR_STATE, "bpe: the vocabulary of %s was not ended", b->file);
     bpe_model *m = calloc(1, sizeof *m);
     if (!m) return out_of_memory(b);
+    m->byte_level = b->byte_level;
+    m->unk = -1;
+    for (int i = 0; i < 256; i++) m->byte_fallback[i] = -1;
     int status = build_tokens(b, m);
     if (!status) status = build_pairs(b, m);
-    if (!status && ignore_merges) status = build_whole(b, m);
+    if (!status && (options->ignore_merges || !b->byte_level)) status = build_whole(b, m);
+    if (!status && !b->byte_level) status = build_characters(b, options, m);
     if (status) {
         bpe_model_free(m);
         return status;
     }
-    m->ignore_merges = ignore_merges;
+    m->ignore_merges = options->ignore_merges;
     m->eos = -1;
     m->hash = model_hash(b, m);
     *out = m;

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_internal.h"
+#include "tokenizer/pre_tokenizer.h"
 
 static const char end_of_text[] = "<|endoftext|>";
 
@@ -66,13 +68,13 @@ static int add_merge_lines(const char *file, char *text, size_t length, bpe_buil
     return PM_OK;
 }
 
-int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **out) {
+int bpe_load_gpt2_model(const char *encoder_json, const char *vocab_bpe, bpe_model **out) {
     *out = NULL;
     char *text;
     size_t length;
     int status = bpe_read_file(encoder_json, &text, &length);
     if (status) return status;
-    bpe_builder *b = bpe_builder_create(encoder_json);
+    bpe_builder *b = bpe_builder_create(encoder_json, true);
     if (!b) {
         free(text);
         return PM_ERR_NOMEM;
@@ -86,9 +88,24 @@ int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **o
         if (!status) status = add_merge_lines(vocab_bpe, text, length, b);
         free(text);
     }
-    if (!status) status = bpe_builder_finish(b, false, out);
+    const bpe_options options = {0};
+    if (!status) status = bpe_builder_finish(b, &options, out);
     if (status == PM_ERR_ARG && !read_failed) pm_fail(status, "%s; " BPE_FILE_ADVICE, pm_last_error());
     if (!status) (*out)->eos = bpe_builder_added_id(b, end_of_text);
     bpe_builder_free(b);
+    return status;
+}
+
+int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_pipeline *out) {
+    memset(out, 0, sizeof *out);
+    int status = bpe_load_gpt2_model(encoder_json, vocab_bpe, &out->model);
+    if (!status) status = pre_tokenizer_gpt2(&out->pre);
+    if (!status && !(out->added = added_tokens_create())) status = pm_fail(PM_ERR_NOMEM, "out of memory loading %s", encoder_json);
+    if (!status && out->model->eos >= 0) {
+        const added_token eot = {out->model->eos, sizeof end_of_text - 1, (char *)end_of_text, true, false, false, false, false};
+        status = added_tokens_add(out->added, &eot);
+    }
+    if (!status) status = added_tokens_finish(out->added);
+    if (status) bpe_pipeline_free(out);
     return status;
 }

@@ -1,8 +1,11 @@
 /*
- * Byte-level BPE internals shared by the loaders (tokenizer.json, encoder.json + vocab.bpe),
- * the merge loop and the encoder. A loader feeds a bpe_builder (added tokens, then the
- * vocabulary, then merges in rank order); the builder validates every entry and produces an
- * immutable bpe_model that any number of threads may read at once.
+ * BPE internals shared by the loaders (tokenizer.json, encoder.json + vocab.bpe), the merge
+ * loop and the encoder. A loader feeds a bpe_builder (added tokens, then the vocabulary, then
+ * merges in rank order); the builder validates every entry and produces an immutable bpe_model
+ * that any number of threads may read at once. Two kinds of vocabulary: byte-level (GPT-2's
+ * byte alphabet; a piece starts as its bytes) and SentencePiece-style (tokens are text; a
+ * piece starts as its characters, and a character outside the vocabulary becomes its
+ * byte-fallback tokens <0xNN> or the unknown token).
  */
 #ifndef PM_TOKENIZER_BPE_INTERNAL_H
 #define PM_TOKENIZER_BPE_INTERNAL_H
@@ -21,14 +24,8 @@ typedef struct {
 } bpe_pair;
 
 #define BPE_NO_PAIR UINT64_MAX
+#define BPE_META "\xE2\x96\x81" /* U+2581, SentencePiece's space */
 #define BPE_NO_RANK INT32_MAX
-
-/* A token split out of the text literally before pre-tokenization (HF "added_tokens"). */
-typedef struct {
-    int32_t id;
-    uint32_t length;
-    const uint8_t *bytes; /* points into bpe_model.bytes */
-} bpe_added;
 
 /* An open-addressing map from a byte string to a token id (used for ignore_merges). */
 typedef struct {
@@ -44,11 +41,17 @@ typedef struct bpe_model {
     bpe_pair *pairs;         /* hash table of merges, pair_mask + 1 slots */
     uint32_t pair_mask;
     int32_t merge_count;
-    bpe_added *added; /* longest first, so the first match at a position is the longest */
-    int32_t added_count;
-    bool added_first_byte[256]; /* which bytes can start an added token (a quick skip) */
     bool ignore_merges;         /* HF option: a piece that is a whole token is emitted as is */
-    bpe_string_map whole;       /* byte string -> id, built only for ignore_merges */
+    bpe_string_map whole;       /* token string -> id, for ignore_merges and characters */
+    bool byte_level;            /* token bytes are raw bytes; otherwise the vocabulary's text */
+    int32_t *char_token;        /* SentencePiece-style: the token of each BMP character, or -1 */
+    int32_t byte_fallback[256]; /* the token <0xNN> of each byte, or -1 (no byte fallback) */
+    int32_t unk;                /* the unknown token, or -1 */
+    bool fuse_unk;              /* consecutive unknown characters give one unknown token */
+    /* No token has SentencePiece's meta symbol U+2581 right after another character, so no
+     * merge crosses the start of a run of them: a piece may be cut there, into words that
+     * repeat (and are cached), without changing the result. */
+    bool cut_before_meta;
     int32_t eos;
     uint64_t hash;
 } bpe_model;
@@ -84,8 +87,9 @@ void bpe_model_free(bpe_model *m);
 
 typedef struct bpe_builder bpe_builder;
 
-/* file names the source in every error message. NULL when out of memory (error set). */
-bpe_builder *bpe_builder_create(const char *file);
+/* file names the source in every error message; byte_level: vocabulary strings are in GPT-2's
+ * byte alphabet (else taken as text). NULL when out of memory (error set). */
+bpe_builder *bpe_builder_create(const char *file, bool byte_level);
 void bpe_builder_free(bpe_builder *b);
 /* Changes the file later messages name (GPT-2 keeps the merges in a second file). */
 int bpe_builder_rename(bpe_builder *b, const char *file);
@@ -99,16 +103,39 @@ int bpe_builder_end_vocab(bpe_builder *b);
 /* The next merge (rank = the number added before it); where says e.g. "line 7" for messages. */
 int bpe_builder_add_merge(bpe_builder *b, const char *left, size_t left_length, const char *right,
                           size_t right_length, const char *where);
+/* The model's options beyond its tokens and merges (tokenizer.json's "model"). */
+typedef struct {
+    bool ignore_merges;
+    bool byte_fallback; /* SentencePiece-style only */
+    const char *unk_token; /* NULL for none */
+    bool fuse_unk;
+} bpe_options;
 /* Finishes the model (free the builder after); its eos is -1 until the loader sets it. */
-int bpe_builder_finish(bpe_builder *b, bool ignore_merges, bpe_model **out);
+int bpe_builder_finish(bpe_builder *b, const bpe_options *options, bpe_model **out);
 /* The id of an added token with this content, or -1 (to choose eos_token). */
 int32_t bpe_builder_added_id(const bpe_builder *b, const char *content);
+/* The id of the token (added or in the vocabulary) written `text` in the file, or -1. */
+int32_t bpe_builder_token_id(const bpe_builder *b, const char *text, size_t length);
 
-/* Loaders: they fill a builder and finish it. */
+/* Loaders: they fill a builder and finish it, and set up the stages around the model. */
+struct normalizer;
+struct pre_tokenizer;
+struct added_tokens;
+struct decoder;
+typedef struct {
+    bpe_model *model;
+    struct normalizer *normalizer;     /* NULL: none */
+    struct pre_tokenizer *pre;         /* NULL: a stretch is one piece */
+    struct added_tokens *added;        /* never NULL once loaded */
+    struct decoder *decoder;           /* NULL: tokens decode to their bytes */
+} bpe_pipeline;
+void bpe_pipeline_free(bpe_pipeline *p);
 /* Appended to the message when a tokenizer file was read but its contents are refused. */
 #define BPE_FILE_ADVICE "use the tokenizer files the model was trained with, or train one with `probmoe tokenizer train`"
-int bpe_load_tokenizer_json(const char *file, bpe_model **out);
-int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_model **out);
+int bpe_load_tokenizer_json(const char *file, bpe_pipeline *out);
+int bpe_load_gpt2(const char *encoder_json, const char *vocab_bpe, bpe_pipeline *out);
+/* The GPT-2 file loader's model alone (tests of the merge loops). */
+int bpe_load_gpt2_model(const char *encoder_json, const char *vocab_bpe, bpe_model **out);
 /* An id read as a JSON number: the integer, or -1 if it is negative, fractional or too big. */
 static inline int64_t bpe_id_of_number(double v) {
     return v >= 0 && v < 2147483647.0 && (double)(int64_t)v == v ? (int64_t)v : -1;
@@ -122,6 +149,12 @@ int bpe_read_file(const char *path, char **text, size_t *length);
 const char *bpe_excerpt(const char *text, size_t length, char out[48]);
 
 /* ------------------------------------------------------------------ merging */
+
+/* SentencePiece-style symbols of a piece (valid UTF-8) into ids (room for length): one per
+ * character, a character outside the vocabulary as its byte-fallback tokens, else the
+ * unknown token (consecutive ones fused if fuse_unk). The count, or a negative pm_status
+ * when a character has no token at all. */
+int64_t bpe_character_symbols(const bpe_model *m, const uint8_t *p, size_t length, int32_t *ids);
 
 /* Scratch space for merging one piece; grows to the longest piece seen. */
 typedef struct {

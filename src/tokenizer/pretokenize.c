@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 
-static const char gpt2_pattern[] =
+const char pretokenize_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 struct pretokenizer {
@@ -20,7 +20,7 @@ int pretokenizer_create(pretokenizer **out) {
     if (!pre) return pm_fail(PM_ERR_NOMEM, "pretokenizer: out of memory");
     int error;
     PCRE2_SIZE offset;
-    pre->code = pcre2_compile((PCRE2_SPTR)gpt2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &error,
+    pre->code = pcre2_compile((PCRE2_SPTR)pretokenize_gpt2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &error,
                               &offset, NULL);
     if (!pre->code) {
         free(pre);

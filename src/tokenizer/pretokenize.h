@@ -11,6 +11,9 @@
 
 typedef struct pretokenizer pretokenizer;
 
+/* GPT-2's pattern (also ByteLevel's use_regex in pre_tokenizer.c). */
+extern const char pretokenize_gpt2_pattern[];
+
 /* 0 or a negative pm_status (the pattern failed to compile). */
 int pretokenizer_create(pretokenizer **out);
 void pretokenizer_free(pretokenizer *pre);
