@@ -1,4 +1,5 @@
 /* The circuit engine (circuit.h): building, then the passes over a batch of tokens. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "route/circuit.h"
 
 #include <math.h>
