@@ -279,6 +279,14 @@ static size_t decode_seven(const tokenizer *self, int32_t token, char *out, size
     return 1;
 }
 
+/* A model whose logits are all equal (lm_head zeroed): greedy decoding chooses token 0. */
+static pm_model *uniform_model(void) {
+    pm_model *model = tiny_model(CONTEXT);
+    const pm_param *head = pm_model_find_param(model, "lm_head.weight");
+    memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
+    return model;
+}
+
 static void test_gsm8k_exact_match(void **state) {
     (void)state;
     char dir[] = "/tmp/probmoe_eval_XXXXXX";
@@ -289,9 +297,7 @@ static void test_gsm8k_exact_match(void **state) {
     write_text(data, "{\"question\": \"q1\", \"answer\": \"#### 777\"}\n"
                      "{\"question\": \"q2\", \"answer\": \"#### 5\"}\n"
                      "{\"question\": \"q3\", \"answer\": \"#### 777.0\"}\n");
-    pm_model *model = tiny_model(CONTEXT);
-    const pm_param *head = pm_model_find_param(model, "lm_head.weight");
-    memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
+    pm_model *model = uniform_model();
     tokenizer sevens = {"sevens", VOCAB, -1, 7, encode_bytes, decode_seven, NULL, NULL, NULL, false};
     eval_gsm8k_result result;
     assert_int_equal(eval_gsm8k(model, &sevens, data, CHAT_PLAIN, -1, 3, 1, out, NULL, &result), 0);
@@ -352,9 +358,7 @@ static void test_gsm8k_chat_format_stops(void **state) {
     snprintf(data, sizeof data, "%s/test.jsonl", dir);
     snprintf(out, sizeof out, "%s/out.jsonl", dir);
     write_text(data, "{\"question\": \"q1\", \"answer\": \"#### 777\"}\n");
-    pm_model *model = tiny_model(CONTEXT);
-    const pm_param *head = pm_model_find_param(model, "lm_head.weight");
-    memset(pm_model_weights(model) + head->offset, 0, sizeof(float) * head->count);
+    pm_model *model = uniform_model();
     tokenizer chat = {"chat", VOCAB, 2, 8, encode_chat, decode_seven, NULL, NULL, NULL, false};
     const struct {
         chat_format format;
