@@ -307,6 +307,10 @@ expect_output("compare: impossible task" 2 "arithmetic task .* max_steps \\(--ma
 expect_output("compare: too many test problems asked" 2 "exceeds the 20 test problems" compare --arith-test 20
               --arith-limit 30 --out ${work}/cmp)
 expect_output("compare: a router twice" 2 "listed twice" compare --routers topk,probmoe,topk --out ${work}/cmp)
+expect_output("compare: groups that do not divide E" 2 "--groups 3 --max-groups 1; G must divide the 8 experts"
+              compare --groups 3 --out ${work}/cmp)
+expect_output("compare: a limit past the groups" 2 "--groups 4 --max-groups 5; G must divide the 8 experts and M be 1 to G"
+              compare --groups 4 --max-groups 5 --out ${work}/cmp)
 if(EXISTS ${work}/cmp)
   message(FATAL_ERROR "a refused compare created ${work}/cmp")
 endif()
@@ -350,8 +354,13 @@ file(READ ${work}/cmp/runs/probmoe-seed1/finetune/model/config.json tuned_config
 if(NOT tuned_config MATCHES "\"router\":[ \t]*\"probmoe\"")
   message(FATAL_ERROR "the fine-tuned model does not route with probmoe:\n${tuned_config}")
 endif()
+file(READ ${work}/cmp/runs/topk-seed1/eval.json topk_eval)
+if(NOT topk_eval MATCHES "\"groups\": 4, \"mean_groups\": [12][.0-9]*, \"max_groups\": [12][,}]")
+  message(FATAL_ERROR "eval.json lacks the groups a token spans (G = 4 of the 8 experts):\n${topk_eval}")
+endif()
 file(READ ${work}/cmp/report.md report)
-if(NOT report MATCHES "## Claims" OR NOT report MATCHES "\\| probmoe beats topk on arithmetic exact match"
+if(NOT report MATCHES "G = 4 equal, contiguous groups of 2" OR NOT report MATCHES "groups_per_layer"
+   OR NOT report MATCHES "## Claims" OR NOT report MATCHES "\\| probmoe beats topk on arithmetic exact match"
    OR NOT report MATCHES "\\| topk \\| [0-9.]+ ± [0-9.]+ \\|"
    OR NOT report MATCHES "\\| probmoe \\| [-+][0-9.]+ \\[[-+][0-9.]+, [-+][0-9.]+\\]")
   message(FATAL_ERROR "report.md lacks the claims, figures or differences:\n${report}")
@@ -387,6 +396,18 @@ list(LENGTH layer_rows row_count)
 if(NOT row_count EQUAL 3) # a header and one row per layer of the 2-layer quick model
   message(FATAL_ERROR "routing_layers.csv has ${row_count} lines")
 endif()
+expect_output("eval analytics with groups" 0 "groups a token's experts span \\(of G = 2\\), mean and most: [12][.0-9]* \\([12]\\)"
+              eval --model ${work}/cmp/runs/topk-seed1/finetune/model --data ${work}/cmp/data --batches 2 --seq 32
+              --analytics ${work}/analytics --groups 2)
+file(READ ${work}/analytics/routing_layers.csv layers_csv)
+if(NOT layers_csv MATCHES ",groups,mean_groups,max_groups," OR NOT layers_csv MATCHES "\n0,[^\n]*,2,[12][.0-9]*,[12],")
+  message(FATAL_ERROR "routing_layers.csv lacks the groups columns:\n${layers_csv}")
+endif()
+expect_output("eval groups that do not divide E" 1 "groups = 3; need a divisor of the 8 experts"
+              eval --model ${work}/cmp/runs/topk-seed1/finetune/model --data ${work}/cmp/data --batches 2 --seq 32
+              --analytics ${work}/analytics --groups 3)
+expect_output("eval --groups without analytics" 2 "--groups applies to --analytics"
+              eval --model ${work}/cmp/runs/topk-seed1/finetune/model --data ${work}/cmp/data --groups 2)
 expect_output("eval analytics without data" 2 "give both" eval --model ${work}/cmp/runs/topk-seed1/finetune/model
               --gsm8k --analytics ${work}/analytics)
 # The arithmetic problems go through GSM8K evaluation as they are.

@@ -59,11 +59,13 @@ static void groups_touched(void **state) {
     assert_int_equal(analytics_finish(a), PM_OK);
     /* {0,1}: 1 group; {0,2}: 2; {1,6,7}: 2; {}: 0 */
     assert_close(analytics_get_layer(a, 0)->mean_groups, 5.0 / 4.0, 0, TOL, "groups touched", 0);
+    assert_int_equal(analytics_get_layer(a, 0)->max_groups, 2);
     analytics_free(a);
     a = analytics_create_raw(1, 8, 2, 10); /* one group: any expert touches it */
     assert_int_equal(analytics_add_routing(a, 0, flat, group_offsets, group_experts, ids, 4), PM_OK);
     assert_int_equal(analytics_finish(a), PM_OK);
     assert_close(analytics_get_layer(a, 0)->mean_groups, 3.0 / 4.0, 0, TOL, "one group", 0);
+    assert_int_equal(analytics_get_layer(a, 0)->max_groups, 1);
     analytics_free(a);
 }
 
@@ -206,10 +208,11 @@ static void files_written(void **state) {
     snprintf(path, sizeof path, "%s/routing_layers.csv", dir);
     char *csv = slurp(path);
     assert_non_null(strstr(csv, "layer,tokens,pairs,mean_active,load_entropy,max_over_mean,"
-                                "dead_experts,routing_entropy,cover99,topk_mass,load_0,load_1,"
+                                "dead_experts,routing_entropy,cover99,topk_mass,groups,mean_groups,"
+                                "max_groups,load_0,load_1,"
                                 "load_2,load_3\n"));
     assert_non_null(strstr(csv, "\n0,4,8,2.000000,"));
-    assert_non_null(strstr(csv, ",2.750000,0.822500,0.500000,0.375000,0.125000,0.000000\n"));
+    assert_non_null(strstr(csv, ",2.750000,0.822500,1,1.000000,1,0.500000,0.375000,0.125000,0.000000\n"));
     free(csv);
 
     snprintf(path, sizeof path, "%s/routing_frequency.csv", dir);

@@ -27,6 +27,8 @@ typedef struct {
     const char *router;
     double exact_match, answer_loss, active, load_entropy;
     const char *budget; /* ", \"budget_k\": [...]" or "" */
+    double mean_groups; /* groups a token's experts span: mean and most */
+    int max_groups;
 } run_figures;
 
 static void write_run(const compare_options *opt, const run_figures *f, int seed) {
@@ -37,8 +39,9 @@ static void write_run(const compare_options *opt, const run_figures *f, int seed
     snprintf(text, sizeof text,
              "{\"text_val_loss\": 5.0, \"arith_exact_match\": %.6f, \"arith_answer_loss\": %.6f, \"arith_examples\": 100, "
              "\"gsm8k_answer_loss\": 3.0, \"gsm8k_examples\": 10, \"mean_active_inference\": %.4f, "
-             "\"load_entropy\": %.4f, \"dead_experts\": 0, \"routing_entropy\": 0.5, \"cover99\": 4.0%s}\n",
-             f->exact_match, f->answer_loss, f->active, f->load_entropy, f->budget);
+             "\"load_entropy\": %.4f, \"dead_experts\": 0, \"routing_entropy\": 0.5, \"cover99\": 4.0, "
+             "\"groups\": 4, \"mean_groups\": %.4f, \"max_groups\": %d%s}\n",
+             f->exact_match, f->answer_loss, f->active, f->load_entropy, f->mean_groups, f->max_groups, f->budget);
     snprintf(path, sizeof path, "%s/eval.json", dir);
     write_file(path, text);
     snprintf(text, sizeof text, "{\"steps\": 10, \"val_loss\": 0.2, \"tokens_per_s\": 1.0, \"mean_active\": %.4f}\n",
@@ -73,6 +76,12 @@ static void expect(const char *report, const char *line) {
     if (!strstr(report, line)) fail_msg("report.md lacks\n  %s\n%s", line, report);
 }
 
+/* probmoe-group's seed 2 with a token whose experts span 2 groups. */
+static void runs_past_limit(const compare_options *opt) {
+    const run_figures past = {"probmoe-group", 0.3, 0.2, 2.0, 0.9, "", 1.01, 2};
+    write_run(opt, &past, 2);
+}
+
 static void test_claims_follow_the_figures(void **state) {
     (void)state;
     snprintf(work, sizeof work, "/tmp/probmoe_report_XXXXXX");
@@ -80,8 +89,8 @@ static void test_claims_follow_the_figures(void **state) {
     compare_options opt;
     assert_int_equal(compare_preset("quick", &opt), 0);
     opt.out_dir = work;
-    opt.router_count = 5;
-    const char *routers[5] = {"topk", "probmoe", "probmoe-dyn", "densemixer", "softmoe"};
+    opt.router_count = 6;
+    const char *routers[6] = {"topk", "probmoe", "probmoe-dyn", "densemixer", "softmoe", "probmoe-group"};
     memcpy(opt.routers, routers, sizeof routers);
     opt.seeds = 3;
     opt.measure_reps = 1;
@@ -89,24 +98,34 @@ static void test_claims_follow_the_figures(void **state) {
         const double em = 0.30 + 0.02 * (s - 1), loss = 0.20 + 0.01 * (s - 1);
         /* probmoe: +4, +5, +6 points of exact match; answer loss +0.01, −0.01, 0; lower load entropy */
         const double probmoe_loss[3] = {0.01, -0.01, 0.0};
-        run_figures runs[5] = {
-            {"topk", em, loss, 2.0, 0.9, ""},
-            {"probmoe", em + 0.03 + 0.01 * s, loss + probmoe_loss[s - 1], 2.0, 0.8, ""},
+        run_figures runs[6] = {
+            {"topk", em, loss, 2.0, 0.9, "", 1.5 + 0.1 * s, 2},
+            {"probmoe", em + 0.03 + 0.01 * s, loss + probmoe_loss[s - 1], 2.0, 0.8, "", 1.7, 2},
             /* fewer experts, quality unchanged */
-            {"probmoe-dyn", em + (s == 2 ? 0.01 : -0.01), loss + (s == 2 ? -0.002 : 0.002), 1.5 + 0.01 * s, 0.9, ""},
-            {"densemixer", em, loss + 0.002 * s, 2.0, 0.9, ""},
+            {"probmoe-dyn", em + (s == 2 ? 0.01 : -0.01), loss + (s == 2 ? -0.002 : 0.002), 1.5 + 0.01 * s, 0.9, "",
+             1.4, 2},
+            {"densemixer", em, loss + 0.002 * s, 2.0, 0.9, "", 1.7, 2},
             /* fewer experts but a worse loss in every seed; a budget that grows with depth */
-            {"softmoe", em, loss + 0.1 + 0.01 * s, 1.8, 0.9, ", \"budget_k\": [1.2, 2.8]"},
+            {"softmoe", em, loss + 0.1 + 0.01 * s, 1.8, 0.9, ", \"budget_k\": [1.2, 2.8]", 1.6, 2},
+            /* within the limit (M = 1 of the quick preset's G = 4) */
+            {"probmoe-group", em, loss, 2.0, 0.9, "", 1.0, 1},
         };
-        for (int r = 0; r < 5; r++) write_run(&opt, &runs[r], s);
+        for (int r = 0; r < 6; r++) write_run(&opt, &runs[r], s);
     }
     write_measure(&opt, "topk", 1000.0, 100.0);
     write_measure(&opt, "probmoe", 900.0, 101.0);
     write_measure(&opt, "probmoe-dyn", 950.0, 99.0);
     write_measure(&opt, "densemixer", 700.0, 150.0);
     write_measure(&opt, "softmoe", 980.0, 100.0);
+    write_measure(&opt, "probmoe-group", 800.0, 100.0);
     assert_int_equal(compare_write_report(&opt), 0);
     const char *report = read_report(&opt);
+    /* topk spans 1.6, 1.7, 1.8 groups: mean 1.70 ± 0.10; the limit holds in every seed */
+    expect(report, "Groups: every router's experts are counted in G = 4 equal, contiguous groups of 2");
+    expect(report, "| probmoe-group keeps every token's experts within M = 1 of G = 4 groups, where top-k needs a "
+                   "two-stage heuristic (ProbMoE's circuit, DeepSeek-V3's limit) | **held** | most groups one token "
+                   "spanned: 1; topk's tokens span 1.70 groups on average |");
+    expect(report, " 1.70 ± 0.10 | 2 |");
     /* the exact bootstrap of {4, 5, 6}: P(all 4) = 1/27 ≥ 2.5% gives lo = 4; P(mean < 6) = 26/27
      * < 97.5% gives hi = 6 */
     expect(report, "| probmoe beats topk on arithmetic exact match (%) (ProbMoE) | **held** | probmoe − topk, "
@@ -127,6 +146,12 @@ static void test_claims_follow_the_figures(void **state) {
                    "not hold** | tokens/s 0.70× topk's, peak memory 1.50× topk's |");
     /* figures: topk's exact match 30, 32, 34 → 32.0 ± 2.0 */
     expect(report, "| topk | 32.0 ± 2.0 | 0.210 ± 0.010 |");
+    /* one token of one seed past the limit: it did not hold */
+    runs_past_limit(&opt);
+    assert_int_equal(compare_write_report(&opt), 0);
+    report = read_report(&opt);
+    expect(report, "within M = 1 of G = 4 groups, where top-k needs a two-stage heuristic (ProbMoE's circuit, "
+                   "DeepSeek-V3's limit) | **did not hold** | most groups one token spanned: 2;");
     char command[128];
     snprintf(command, sizeof command, "rm -rf %s", work);
     assert_int_equal(system(command), 0);

@@ -61,6 +61,7 @@ static void write_metrics(const char *path, int steps, int val_every, double sca
 static analytics *small_analytics(void) {
     /* 2 layers, 4 experts, tokens 0..5 with falling frequency. */
     analytics *a = analytics_create_raw(2, 4, 2, 8);
+    assert_int_equal(analytics_set_groups(a, 2), PM_OK); /* {0, 1} and {2, 3} */
     enum { T = 21 };
     int32_t ids[T];
     int offsets[T + 1], experts[T * 2];
@@ -103,6 +104,8 @@ static bool exists(const char *path) {
     return access(path, F_OK) == 0;
 }
 
+static char *read_text(const char *path);
+
 /* Runs every plot into scratch_dir/sub; expect is PM_OK or PLOTS_SKIPPED. */
 static void all_plots(const char *sub, int expect) {
     char dir[256];
@@ -125,10 +128,10 @@ static void all_plots(const char *sub, int expect) {
     assert_int_equal(plots_intervals(dir, "intervals", "val. loss", "nats", rows, 2, 4.0), expect);
     assert_int_equal(plots_layer_values(dir, "layers", NULL, NULL, metrics_a, "mean_active"), expect);
 
-    const char *stems[7] = {"loss", "eval_load", "eval_active", "eval_frequency", "active_runs",
-                            "intervals", "layers"};
+    const char *stems[8] = {"loss", "eval_load", "eval_active", "eval_frequency", "active_runs",
+                            "intervals", "layers", "eval_groups"};
     char name[64];
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8; i++) {
         snprintf(name, sizeof name, "%s.gp", stems[i]);
         assert_true(exists(in_dir(sub, name)));
         snprintf(name, sizeof name, "%s.png", stems[i]);
@@ -140,6 +143,11 @@ static void all_plots(const char *sub, int expect) {
     }
     assert_true(exists(in_dir(sub, "loss_0_0.dat")));
     assert_true(exists(in_dir(sub, "eval_load.dat")));
+    /* layer 0 by hand: the 9 tokens of odd ids add expert 3 to expert t mod 3, which spans both
+     * groups unless t mod 3 = 2 (t = 8, 17, 20); 12 + 6·2 + 3 = 27 groups over 21 tokens */
+    char *groups = read_text(in_dir(sub, "eval_groups.dat"));
+    assert_non_null(strstr(groups, "\n0 1.285714\n"));
+    free(groups);
 }
 
 static void with_gnuplot(void **state) {

@@ -32,7 +32,10 @@ static const char compare_usage[] =
     "  --pretrain-steps N --finetune-steps N   the training budget\n"
     "  --arith-train N --arith-test N --arith-max-steps N --arith-max-operand N   the task\n"
     "  --arith-limit N --max-new N --gsm8k-limit N   the evaluation\n"
-    "  --measure-reps N --measure-steps N   the side-by-side timing\n";
+    "  --measure-reps N --measure-steps N   the side-by-side timing\n"
+    "  --groups G --max-groups M   every router's analytics count the groups of E/G experts\n"
+    "                        a token spans; probmoe-group (list it in --routers) keeps them\n"
+    "                        within M (default: probmoe-group's defaults for the model)\n";
 
 /* Options that take a whole number, and where it goes. */
 static int *int_target(compare_options *opt, const char *arg) {
@@ -41,7 +44,8 @@ static int *int_target(compare_options *opt, const char *arg) {
         {"--arith-test", &opt->arith.test_count}, {"--arith-max-steps", &opt->arith.max_steps},
         {"--arith-max-operand", &opt->arith.max_operand}, {"--arith-limit", &opt->arith_limit},
         {"--max-new", &opt->arith_max_new}, {"--gsm8k-limit", &opt->gsm8k_limit},
-        {"--measure-reps", &opt->measure_reps}, {"--measure-steps", &opt->measure_steps}};
+        {"--measure-reps", &opt->measure_reps}, {"--measure-steps", &opt->measure_steps},
+        {"--groups", &opt->groups}, {"--max-groups", &opt->max_groups}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (strcmp(arg, ints[i].name) == 0) return ints[i].target;
     return NULL;

@@ -29,6 +29,8 @@ static const char eval_usage[] =
     "                   the results do not depend on it\n"
     "  --allow-unknown  load checkpoints holding tensors this model does not use\n"
     "  --analytics DIR  routing analytics of the --data rows (CSV, JSON, plots) into DIR\n"
+    "  --groups G       with --analytics: count the groups of E/G experts each token's experts\n"
+    "                   span, for any router (default: the router's own groups, as probmoe-group's)\n"
     "\n"
     "Routers use their inference rules. --data and --gsm8k may be given together.\n";
 
@@ -39,7 +41,7 @@ static const char *const default_gsm8k[] = {"../shared/data/gsm8k/test.jsonl", "
 typedef struct {
     const char *model_dir, *data_dir, *gsm8k, *out, *analytics_dir, *chat_format;
     bool use_gsm8k, allow_unknown;
-    int batches, seq, limit, max_new, eval_batch;
+    int batches, seq, limit, max_new, eval_batch, groups;
 } eval_options;
 
 static int parse_eval_options(int argc, char **argv, eval_options *opt) {
@@ -64,7 +66,8 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
             continue;
         }
         static const char *const valued[] = {"--model", "--data", "--out", "--batches", "--seq", "--limit",
-                                             "--max-new", "--analytics", "--eval-batch", "--chat-format"};
+                                             "--max-new", "--analytics", "--eval-batch", "--chat-format",
+                                             "--groups"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= strcmp(arg, valued[k]) == 0;
         if (!known) {
@@ -84,6 +87,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
         else if (strcmp(arg, "--seq") == 0) ok = parse_int_flag(arg, value, 1, 1 << 20, &opt->seq);
         else if (strcmp(arg, "--limit") == 0) ok = parse_int_flag(arg, value, 1, 2147483647, &opt->limit);
         else if (strcmp(arg, "--eval-batch") == 0) ok = parse_int_flag(arg, value, 1, EVAL_MAX_BATCH, &opt->eval_batch);
+        else if (strcmp(arg, "--groups") == 0) ok = parse_int_flag(arg, value, 1, 4096, &opt->groups);
         else ok = parse_int_flag(arg, value, 0, 1 << 20, &opt->max_new);
         if (!ok) return 2;
         i++;
@@ -103,6 +107,10 @@ static int parse_eval_options(int argc, char **argv, eval_options *opt) {
     }
     if (opt->analytics_dir && !opt->data_dir) {
         fprintf(stderr, "probmoe eval: --analytics routes the validation windows of --data SHARD_DIR; give both\n");
+        return 2;
+    }
+    if (opt->groups && !opt->analytics_dir) {
+        fprintf(stderr, "probmoe eval: --groups applies to --analytics DIR\n");
         return 2;
     }
     return 0;
@@ -131,8 +139,8 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
            r.loss, r.perplexity, r.batches, r.seq, r.tokens, opt->data_dir);
     if (!opt->analytics_dir) return 0;
     analytics *a = NULL;
-    if (eval_routing(model, tok, opt->data_dir, r.batches, seq, opt->eval_batch, opt->analytics_dir, opt->model_dir,
-                     &a) < 0) {
+    if (eval_routing(model, tok, opt->data_dir, r.batches, seq, opt->eval_batch, opt->groups, opt->analytics_dir,
+                     opt->model_dir, &a) < 0) {
         fprintf(stderr, "probmoe eval: %s\n", pm_last_error());
         return 1;
     }
@@ -144,8 +152,9 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
                layer->max_over_mean, layer->dead_experts, layer->routing_entropy, layer->cover99, layer->topk_mass);
     }
     if (analytics_groups(a) > 1) {
-        printf("  groups a token's experts span (of G = %d):", analytics_groups(a));
-        for (int l = 0; l < analytics_num_layers(a); l++) printf(" %.2f", analytics_get_layer(a, l)->mean_groups);
+        printf("  groups a token's experts span (of G = %d), mean and most:", analytics_groups(a));
+        for (int l = 0; l < analytics_num_layers(a); l++)
+            printf(" %.2f (%d)", analytics_get_layer(a, l)->mean_groups, analytics_get_layer(a, l)->max_groups);
         printf("\n");
     }
     analytics_free(a);

@@ -13,6 +13,7 @@ typedef struct {
     int64_t *load;          /* (E) pairs per expert */
     double entropy_sum, cover_sum, topk_sum;
     int64_t groups_sum;     /* groups touched, summed over tokens */
+    int groups_max;         /* the most groups one token touched */
     int64_t *active_by_id;  /* (V) combine pairs summed over the occurrences of each id */
     double *fractions;      /* (E) results */
     analytics_layer result;
@@ -159,6 +160,7 @@ int analytics_add_routing(analytics *a, int layer, const float *probs, const int
             touched += first;
         }
         s->groups_sum += touched;
+        if (touched > s->groups_max) s->groups_max = touched;
         s->pairs += active;
         s->active_by_id[tokens[t]] += active;
         if (layer == 0) a->id_count[tokens[t]]++;
@@ -223,6 +225,7 @@ static void finish_layer(analytics *a, layer_sums *s) {
         r->mean_active = (double)s->pairs / (double)s->tokens;
         r->mean_groups = (double)s->groups_sum / (double)s->tokens;
     }
+    r->max_groups = s->groups_max;
 }
 
 /* Ranks the ids seen (count > 0) and fills the power-of-two rank buckets. */

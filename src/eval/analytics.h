@@ -6,7 +6,7 @@
  *  - from the router's probabilities π (softmax of the logits): the mean per-token entropy
  *    H(π)/log E, the mean number of experts needed to cover 99% of π's mass and the mean
  *    mass of π's k largest entries (k = the router's k);
- *  - the mean number of groups a token's experts span, with the experts in G equal, contiguous
+ *  - the mean and the largest number of groups a token's experts span, with the experts in G equal, contiguous
  *    groups (G: the router's groups, the machines of expert parallelism; any router can be
  *    given one, so that top-k's spread shows next to probmoe-group's limit);
  *  - the mean number of active experts (combine pairs per token), overall and per bucket of
@@ -42,6 +42,7 @@ typedef struct {
     double topk_mass;       /* mean over tokens of the mass of π_t's k largest entries */
     double mean_active;     /* mean combine pairs per token */
     double mean_groups;     /* mean over tokens of the groups their experts span (of analytics_groups) */
+    int max_groups;         /* the most groups one token's experts spanned */
 } analytics_layer;
 
 typedef struct {

@@ -23,14 +23,14 @@ int analytics_write_layers_csv(const analytics *a, const char *path) {
     if (status) return status;
     const int E = analytics_num_experts(a);
     fprintf(out.file, "layer,tokens,pairs,mean_active,load_entropy,max_over_mean,dead_experts,"
-            "routing_entropy,cover99,topk_mass");
+            "routing_entropy,cover99,topk_mass,groups,mean_groups,max_groups");
     for (int e = 0; e < E; e++) fprintf(out.file, ",load_%d", e);
     fprintf(out.file, "\n");
     for (int l = 0; l < analytics_num_layers(a); l++) {
         const analytics_layer *r = analytics_get_layer(a, l);
-        fprintf(out.file, "%d,%lld,%lld,%.6f,%.6f,%.6f,%d,%.6f,%.6f,%.6f", l, (long long)r->tokens,
-                (long long)r->pairs, r->mean_active, r->load_entropy, r->max_over_mean,
-                r->dead_experts, r->routing_entropy, r->cover99, r->topk_mass);
+        fprintf(out.file, "%d,%lld,%lld,%.6f,%.6f,%.6f,%d,%.6f,%.6f,%.6f,%d,%.6f,%d", l, (long long)r->tokens,
+                (long long)r->pairs, r->mean_active, r->load_entropy, r->max_over_mean, r->dead_experts,
+                r->routing_entropy, r->cover99, r->topk_mass, analytics_groups(a), r->mean_groups, r->max_groups);
         for (int e = 0; e < E; e++) fprintf(out.file, ",%.6f", r->load[e]);
         fprintf(out.file, "\n");
     }
@@ -76,6 +76,7 @@ static cJSON *layers_json(const analytics *a) {
         cJSON_AddNumberToObject(layer, "topk_mass", r->topk_mass);
         cJSON_AddNumberToObject(layer, "groups", analytics_groups(a));
         cJSON_AddNumberToObject(layer, "mean_groups", r->mean_groups);
+        cJSON_AddNumberToObject(layer, "max_groups", r->max_groups);
         cJSON_AddItemToObject(layer, "load", cJSON_CreateDoubleArray(r->load, analytics_num_experts(a)));
         cJSON_AddItemToArray(layers, layer);
     }

@@ -115,10 +115,12 @@ bool eval_score_answer(const char *generated, const char *reference, char *predi
  * Routing analytics (analytics.h) over the first `batches` validation windows of seq tokens
  * of shard_dir, `batch` per forward pass, in inference mode, written to out_dir (routing_layers.csv,
  * routing_frequency.csv, routing.json) with plots in out_dir/plots (skipped with a warning
- * without gnuplot). *out (may be NULL) receives the analytics; free with analytics_free.
+ * without gnuplot). groups > 0: the groups a token's experts span are counted over that many
+ * equal groups (it must divide the experts), whatever the router; 0: the router's own groups.
+ * *out (may be NULL) receives the analytics; free with analytics_free.
  */
 #include "eval/analytics.h"
 int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq, int batch,
-                 const char *out_dir, const char *label, analytics **out);
+                 int groups, const char *out_dir, const char *label, analytics **out);
 
 #endif

@@ -12,7 +12,7 @@
 #include "core/fs.h"
 
 int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, int batches, int seq, int batch,
-                 const char *out_dir, const char *label, analytics **out) {
+                 int groups, const char *out_dir, const char *label, analytics **out) {
     if (out) *out = NULL;
     int status = eval_check_batch(model, batch, seq);
     if (status < 0) return status;
@@ -23,6 +23,7 @@ int eval_routing(pm_model *model, const tokenizer *tok, const char *shard_dir, i
     const size_t window = (size_t)batch * seq;
     int32_t *inputs = malloc(sizeof(int32_t) * window), *targets = malloc(sizeof(int32_t) * window);
     if (!a || !inputs || !targets) status = pm_fail(PM_ERR_NOMEM, "routing analytics: out of memory");
+    if (status == 0 && groups > 0) status = analytics_set_groups(a, groups);
     for (int i = 0; status == 0 && i < batches;) {
         const int n = eval_next_rows((size_t)i, (size_t)batches, batch);
         for (int r = 0; r < n; r++) /* window i + r, as one-row batches number them */

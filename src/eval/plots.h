@@ -60,6 +60,9 @@ typedef struct {
     int count;
 } plots_series;
 int plots_active_per_layer(const char *dir, const char *stem, const plots_series *runs, int count);
+/* The same bars for any per-layer figure (the groups a token's experts span, say). */
+int plots_per_layer_bars(const char *dir, const char *stem, const char *title, const char *ylabel,
+                         const plots_series *runs, int count);
 
 /* (d) Mean active experts against token frequency rank: one line per series. */
 typedef struct {
@@ -94,7 +97,8 @@ int plots_layer_values(const char *dir, const char *stem, const char *title, con
 void plots_bucket_points(const analytics *a, int layer, double *x, double *y);
 
 /* (b), (c) and (d) of one finished evaluation: STEM_load, STEM_active, STEM_frequency (one
- * line per layer and their mean). label names the run in titles and legends. Returns 0,
+ * line per layer and their mean), and with more than one group STEM_groups (the groups a
+ * token's experts span per layer). label names the run in titles and legends. Returns 0,
  * PLOTS_SKIPPED or a negative pm_status. */
 int plots_from_analytics(const char *dir, const char *stem, const char *label, const analytics *a);
 

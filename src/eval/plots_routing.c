@@ -43,7 +43,8 @@ int plots_expert_load(const char *dir, const char *stem, const char *title, cons
     return plots_close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
 }
 
-int plots_active_per_layer(const char *dir, const char *stem, const plots_series *runs, int count) {
+int plots_per_layer_bars(const char *dir, const char *stem, const char *title, const char *ylabel,
+                         const plots_series *runs, int count) {
     if (count < 1) return pm_fail(PM_ERR_ARG, "plots: no run to plot");
     int L = 0;
     for (int r = 0; r < count; r++) L = runs[r].count > L ? runs[r].count : L;
@@ -53,7 +54,7 @@ int plots_active_per_layer(const char *dir, const char *stem, const plots_series
     int status = plots_open_pair(dir, stem, &dat, dat_path, &gp, gp_path);
     if (status) return status;
     /* Rows are layers, columns runs; a run with fewer layers leaves NaN (no bar). */
-    fprintf(dat, "# layer, then mean active experts of each run:");
+    fprintf(dat, "# layer, then %s of each run:", ylabel);
     for (int r = 0; r < count; r++) fprintf(dat, " [%s]", runs[r].label);
     fprintf(dat, "\n");
     for (int l = 0; l < L; l++) {
@@ -67,9 +68,9 @@ int plots_active_per_layer(const char *dir, const char *stem, const plots_series
         for (int l = 0; l < runs[r].count; l++) top = runs[r].values[l] > top ? runs[r].values[l] : top;
     /* Headroom above the tallest bar for the key, and so equal bars (top-k: all k) do not touch the frame. */
     fprintf(gp, "set yrange [0:%g]\n", top > 0.0 ? 1.3 * top : 1.0);
-    fprintf(gp, "set title 'Mean active experts per layer'\n"
-                "set xlabel 'layer'\nset ylabel 'active experts per token'\n"
-                "set grid noxtics ytics\n"
+    plots_set_quoted(gp, "title", title);
+    plots_set_quoted(gp, "ylabel", ylabel);
+    fprintf(gp, "set xlabel 'layer'\nset grid noxtics ytics\n"
                 "set style data histograms\nset style histogram clustered gap 1\n"
                 "set style fill solid 0.85 border rgb 'black'\nset boxwidth 0.9\n"
                 "set key inside top center horizontal box opaque samplen 2\n");
@@ -82,6 +83,10 @@ int plots_active_per_layer(const char *dir, const char *stem, const plots_series
         fprintf(gp, "%s", r + 1 < count ? ", \\\n" : "\n");
     }
     return plots_close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);
+}
+
+int plots_active_per_layer(const char *dir, const char *stem, const plots_series *runs, int count) {
+    return plots_per_layer_bars(dir, stem, "Mean active experts per layer", "active experts per token", runs, count);
 }
 
 int plots_active_vs_frequency(const char *dir, const char *stem, const plots_xy *series, int count) {
@@ -145,12 +150,12 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
     int buckets;
     analytics_get_buckets(a, &buckets);
     double *load = malloc(sizeof(double) * (size_t)L * (size_t)E);
-    double *active = malloc(sizeof(double) * (size_t)L);
+    double *active = malloc(sizeof(double) * (size_t)L), *spanned = malloc(sizeof(double) * (size_t)L);
     double *xy = malloc(sizeof(double) * 2 * (size_t)(L + 1) * (size_t)(buckets + 1));
     plots_xy *series = malloc(sizeof *series * (size_t)(L + 1));
     char (*names)[64] = malloc(sizeof *names * (size_t)(L + 1));
     int status = PM_OK;
-    if (!load || !active || !xy || !series || !names) {
+    if (!load || !active || !spanned || !xy || !series || !names) {
         status = pm_fail(PM_ERR_NOMEM, "plots: out of memory");
         goto done;
     }
@@ -158,6 +163,7 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
         const analytics_layer *r = analytics_get_layer(a, l);
         for (int e = 0; e < E; e++) load[(size_t)l * E + e] = r->load[e];
         active[l] = r->mean_active;
+        spanned[l] = r->mean_groups;
     }
     char name[512], title[600];
     snprintf(title, sizeof title, "Expert load fraction: %s", label);
@@ -167,6 +173,13 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
 
     plots_name(name, sizeof name, stem, "_active"); /* no longer than _load */
     status = combine(status, plots_active_per_layer(dir, name, &(plots_series){label, active, L}, 1));
+    if (analytics_groups(a) > 1) {
+        char ylabel[96];
+        snprintf(ylabel, sizeof ylabel, "groups spanned per token (of G = %d)", analytics_groups(a));
+        plots_name(name, sizeof name, stem, "_groups");
+        status = combine(status, plots_per_layer_bars(dir, name, "Mean groups a token's experts span, per layer",
+                                                      ylabel, &(plots_series){label, spanned, L}, 1));
+    }
 
     if (buckets > 0) {
         /* One line per layer, then their mean. */
@@ -186,6 +199,7 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
 done:
     free(load);
     free(active);
+    free(spanned);
     free(xy);
     free(series);
     free(names);

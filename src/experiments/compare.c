@@ -89,6 +89,13 @@ static int check_settings(const compare_options *opt) {
              (double)opt->finetune_lr, opt->eval_batches, (unsigned long long)a->seed, a->train_count,
              a->test_count, a->min_steps, a->max_steps, a->max_operand, opt->arith_limit, opt->arith_max_new,
              opt->gsm8k_limit, opt->measure_reps, opt->measure_steps);
+    /* the groups only when given, so that directories made before the flags existed still match */
+    if (opt->groups > 0 || opt->max_groups > 0) {
+        int groups, max_groups;
+        compare_groups(opt, &groups, &max_groups);
+        const size_t end = strlen(settings) - 2; /* before "}\n" */
+        snprintf(settings + end, sizeof settings - end, ", \"groups\": [%d, %d]}\n", groups, max_groups);
+    }
     snprintf(path, sizeof path, "%s/settings.json", opt->out_dir);
     FILE *file = fopen(path, "r");
     if (!file) return compare_write_text(path, settings);
@@ -125,9 +132,14 @@ int compare_check(const compare_options *opt) {
     if (opt->arith_max_new < 1 || opt->arith_max_new >= opt->model.max_position_embeddings)
         return pm_fail(PM_ERR_ARG, "compare: --max-new %d; give 1 to %d", opt->arith_max_new,
                        opt->model.max_position_embeddings - 1);
+    int groups, max_groups;
+    compare_groups(opt, &groups, &max_groups);
+    if (groups < 1 || opt->model.num_experts % groups != 0 || max_groups < 1 || max_groups > groups)
+        return pm_fail(PM_ERR_ARG, "compare: --groups %d --max-groups %d; G must divide the %d experts and M be "
+                       "1 to G", groups, max_groups, opt->model.num_experts);
     for (int r = 0; r < opt->router_count; r++) {
         pm_model_config model = opt->model;
-        status = compare_router_config(opt->routers[r], &opt->model, &model.router);
+        status = compare_router_config(opt, opt->routers[r], &model.router);
         if (status == 0) status = pm_model_config_check(&model);
         if (status < 0) return status;
         for (int q = 0; q < r; q++)

@@ -41,6 +41,9 @@ typedef struct {
     int seeds;
     compare_protocol protocol;
     bool freeze_router;             /* fine-tune without updating the routing parameters */
+    /* G: every router's analytics count the groups of E/G experts a token spans, and
+     * probmoe-group routes within M of them; 0: probmoe-group's defaults for the model */
+    int groups, max_groups;
     pm_model_config model;          /* the router part is set per run */
     const char *text_path;          /* the pre-training corpus (the caller locates the data) */
     int vocab_size;                 /* of the BPE vocabulary learned from it */

@@ -152,6 +152,29 @@ static void cost_claims(FILE *file, const report_data *data) {
     }
 }
 
+/* probmoe-group's limit, checked on every evaluated token: the most groups any token's experts
+ * spanned, over layers and seeds, against M; topk's mean spread beside it. */
+static void group_limit_claim(FILE *file, const report_data *data, int group) {
+    if (group < 0) return;
+    int groups, max_groups;
+    compare_groups(data->opt, &groups, &max_groups);
+    double most[COMPARE_MAX_SEEDS], worst = NAN;
+    report_series(data, group, GROUPS_MOST, most);
+    for (int s = 0; s < data->seeds; s++)
+        if (!isnan(most[s]) && (isnan(worst) || most[s] > worst)) worst = most[s];
+    char claim[256], figure[512];
+    snprintf(claim, sizeof claim, "probmoe-group keeps every token's experts within M = %d of G = %d groups, where "
+             "top-k needs a two-stage heuristic (ProbMoE's circuit, DeepSeek-V3's limit)", max_groups, groups);
+    size_t used = (size_t)snprintf(figure, sizeof figure, "most groups one token spanned: %.0f", worst);
+    if (data->topk >= 0) {
+        double spread[COMPARE_MAX_SEEDS], mean, std;
+        report_series(data, data->topk, GROUPS_MEAN, spread);
+        if (stats_mean_std(spread, data->seeds, &mean, &std) > 0 && used < sizeof figure)
+            snprintf(figure + used, sizeof figure - used, "; topk's tokens span %.2f groups on average", mean);
+    }
+    claim_line(file, claim, isnan(worst) ? "not measured" : worst <= max_groups ? "held" : "did not hold", figure);
+}
+
 void report_write_claims(FILE *file, const report_data *data) {
     const int probmoe = report_router_index(data, "probmoe"), densemixer = report_router_index(data, "densemixer");
     const int dyn = report_router_index(data, "probmoe-dyn"), softmoe = report_router_index(data, "softmoe");
@@ -184,6 +207,7 @@ void report_write_claims(FILE *file, const report_data *data) {
     sparsity_claim(file, data, dyn, "probmoe-dyn matches topk's quality with fewer active experts (ProbMoE)");
     sparsity_claim(file, data, softmoe, "softmoe activates fewer experts than topk at equal or better loss (SoftMoE)");
     allocation_claims(file, data, softmoe);
+    group_limit_claim(file, data, report_router_index(data, "probmoe-group"));
     cost_claims(file, data);
     fprintf(file, "\n");
 }

@@ -32,8 +32,12 @@ int compare_write_text(const char *path, const char *text);
 /* runs/<name>-seed<seed> under out_dir. */
 void compare_run_dir(const compare_options *opt, const char *name, int seed, char *out, size_t size);
 
-/* The router config of a compare router name ("topk-lb": topk + Switch loss 0.01). */
-int compare_router_config(const char *name, const pm_model_config *model, pm_router_config *out);
+/* The router config of a compare router name ("topk-lb": topk + Switch loss 0.01; probmoe-group
+ * with compare_groups' G and M). */
+int compare_router_config(const compare_options *opt, const char *name, pm_router_config *out);
+/* The groups G of every router's analytics and probmoe-group's limit M: opt's, where given,
+ * else probmoe-group's defaults for the model. */
+void compare_groups(const compare_options *opt, int *groups, int *max_groups);
 
 /* Stages (compare_stages.c). */
 int compare_prepare(const compare_options *opt);

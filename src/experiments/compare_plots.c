@@ -13,8 +13,8 @@
 #include "experiments/compare_internal.h"
 #include "experiments/compare_report_internal.h"
 
-/* layers[].mean_active of a run's routing.json into values (at most capacity); the count. */
-static int active_per_layer(const char *path, double *values, int capacity) {
+/* layers[].field of a run's routing.json into values (at most capacity); the count. */
+static int per_layer(const char *path, const char *field, double *values, int capacity) {
     FILE *file = fopen(path, "r");
     if (!file) return 0;
     fseek(file, 0, SEEK_END);
@@ -30,8 +30,8 @@ static int active_per_layer(const char *path, double *values, int capacity) {
     const cJSON *layer;
     int count = 0;
     cJSON_ArrayForEach(layer, cJSON_GetObjectItemCaseSensitive(root, "layers")) {
-        const cJSON *active = cJSON_GetObjectItemCaseSensitive(layer, "mean_active");
-        if (count < capacity && cJSON_IsNumber(active)) values[count++] = active->valuedouble;
+        const cJSON *value = cJSON_GetObjectItemCaseSensitive(layer, field);
+        if (count < capacity && cJSON_IsNumber(value)) values[count++] = value->valuedouble;
     }
     cJSON_Delete(root);
     return count;
@@ -103,16 +103,28 @@ void report_write_plots(FILE *file, const report_data *data) {
         note(file, plots_layer_values(dir, "softmoe_budget", "SoftMoE's learned k_l per layer during fine-tuning (seed 1)",
                                       "k_l", paths[1][softmoe], "soft_k"),
              "softmoe_budget", "softmoe k_l per layer", &skipped);
-    static double active[COMPARE_MAX_ROUTERS][64];
-    plots_series series[COMPARE_MAX_ROUTERS];
+    static double active[COMPARE_MAX_ROUTERS][64], spanned[COMPARE_MAX_ROUTERS][64];
+    plots_series series[COMPARE_MAX_ROUTERS], groups_series[COMPARE_MAX_ROUTERS];
+    int with_groups = 0;
     for (int r = 0; r < opt->router_count; r++) {
         char run[COMPARE_PATH], routing[COMPARE_PATH + 32];
         compare_run_dir(opt, opt->routers[r], 1, run, sizeof run);
         snprintf(routing, sizeof routing, "%.4000s/routing/routing.json", run);
-        series[r] = (plots_series){opt->routers[r], active[r], active_per_layer(routing, active[r], 64)};
+        series[r] = (plots_series){opt->routers[r], active[r], per_layer(routing, "mean_active", active[r], 64)};
+        groups_series[r] = (plots_series){opt->routers[r], spanned[r], per_layer(routing, "mean_groups", spanned[r], 64)};
+        with_groups += groups_series[r].count > 0;
     }
     note(file, plots_active_per_layer(dir, "active_per_layer", series, opt->router_count), "active_per_layer",
          "active experts per layer at inference", &skipped);
+    int groups, max_groups;
+    compare_groups(opt, &groups, &max_groups);
+    if (with_groups && groups > 1) {
+        char ylabel[96];
+        snprintf(ylabel, sizeof ylabel, "groups spanned per token (of G = %d)", groups);
+        note(file, plots_per_layer_bars(dir, "groups_per_layer", "Mean groups a token's experts span, per layer (seed 1)",
+                                        ylabel, groups_series, opt->router_count),
+             "groups_per_layer", "groups a token's experts span per layer at inference", &skipped);
+    }
     if (skipped)
         fprintf(file, "(gnuplot is not installed: the plots' data and scripts are in plots/, without images.)\n\n");
     fprintf(file, "Each run's expert-load heatmap, active experts per layer and active experts against token "

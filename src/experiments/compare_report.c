@@ -61,6 +61,8 @@ const report_metric report_metrics[METRIC_COUNT] = {
     [DEAD_EXPERTS] = {"dead experts", 1, -1},
     [ROUTING_ENTROPY] = {"per-token routing entropy", 3, 0},
     [COVER99] = {"experts covering 99% of π", 2, 0},
+    [GROUPS_MEAN] = {"groups a token spans (mean)", 2, 0},
+    [GROUPS_MOST] = {"groups a token spans (most)", 0, 0},
     [TOKENS_PER_S] = {"training tokens/s (side by side)", 0, +1},
     [PEAK_MIB] = {"peak memory (MiB, side by side)", 0, -1},
 };
@@ -93,6 +95,8 @@ void report_run_metrics(const compare_options *opt, const char *router, int seed
     values[DEAD_EXPERTS] = json_number(path, "dead_experts");
     values[ROUTING_ENTROPY] = json_number(path, "routing_entropy");
     values[COVER99] = json_number(path, "cover99");
+    values[GROUPS_MEAN] = json_number(path, "mean_groups");
+    values[GROUPS_MOST] = json_number(path, "max_groups");
     /* measured once per router (seed 1's model), side by side */
     values[TOKENS_PER_S] = measured(opt, router, "tokens_per_s");
     values[PEAK_MIB] = measured(opt, router, "peak_mib");
@@ -166,7 +170,11 @@ static void write_figures(FILE *file, const report_data *data) {
             report_series(data, r, m, series);
             const int used = stats_mean_std(series, data->seeds, &mean, &std);
             const int digits = report_metrics[m].digits;
+            double most = NAN;
+            for (int s = 0; s < data->seeds; s++)
+                if (!isnan(series[s]) && (isnan(most) || series[s] > most)) most = series[s];
             if (used == 0) fprintf(file, " n/a |");
+            else if (m == GROUPS_MOST) fprintf(file, " %.0f |", most); /* the most over seeds too */
             else if (m == TOKENS_PER_S || m == PEAK_MIB || used == 1) fprintf(file, " %.*f |", digits, mean);
             else fprintf(file, " %.*f ± %.*f |", digits, mean, digits, std);
         }
@@ -178,7 +186,7 @@ static void write_figures(FILE *file, const report_data *data) {
 static void write_differences(FILE *file, const report_data *data) {
     if (data->topk < 0) return;
     static const int shown[] = {EXACT_MATCH, ARITH_LOSS, GSM8K_LOSS, TEXT_LOSS, ACTIVE_INFERENCE, LOAD_ENTROPY,
-                                ROUTING_ENTROPY};
+                                ROUTING_ENTROPY, GROUPS_MEAN};
     fprintf(file, "\n## Differences against topk\n\nPer seed, router minus topk (the same backbone and data order "
             "per seed under the fine-tuning protocol); the mean difference and its paired bootstrap 95%% interval "
             "over seeds. An interval that contains 0 is reported as \"no difference\".\n\n| router |");
@@ -230,6 +238,11 @@ int compare_write_report(const compare_options *opt) {
             opt->arith.min_steps, opt->arith.max_steps, opt->arith.max_operand,
             opt->freeze_router ? ", the routing parameters frozen" : "", opt->eval_batches, opt->arith_limit,
             opt->arith_max_new, opt->gsm8k_limit, opt->seeds);
+    int groups, max_groups;
+    compare_groups(opt, &groups, &max_groups);
+    fprintf(file, "Groups: every router's experts are counted in G = %d equal, contiguous groups of %d (as expert "
+            "parallelism over %d ranks would hold them, `--groups`); probmoe-group, where listed, routes within "
+            "M = %d of them (`--max-groups`).\n\n", groups, m->num_experts / groups, groups, max_groups);
     report_write_claims(file, data);
     write_figures(file, data);
     write_differences(file, data);

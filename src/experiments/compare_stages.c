@@ -94,14 +94,25 @@ static void latest_checkpoint(const char *dir, char *out, size_t size) {
     if (best >= 0 && (size_t)snprintf(out, size, "%s/checkpoint-%06ld", dir, best) >= size) out[0] = '\0';
 }
 
-int compare_router_config(const char *name, const pm_model_config *model, pm_router_config *out) {
+void compare_groups(const compare_options *opt, int *groups, int *max_groups) {
+    pm_router_kind group_kind = PM_ROUTER_PROBMOE;
+    pm_router_kind_parse("probmoe-group", &group_kind); /* in the table, without a public constant */
+    const pm_router_config d =
+        pm_router_config_default(group_kind, opt->model.num_experts, opt->model.experts_per_token);
+    *groups = opt->groups > 0 ? opt->groups : d.groups;
+    *max_groups = opt->max_groups > 0 ? opt->max_groups : d.max_groups;
+}
+
+int compare_router_config(const compare_options *opt, const char *name, pm_router_config *out) {
     pm_router_kind kind;
     const bool with_lb = strcmp(name, "topk-lb") == 0;
     if (!with_lb && pm_router_kind_parse(name, &kind) < 0)
         return pm_fail(PM_ERR_ARG, "compare: unknown router '%s'; choose from topk-lb, %s", name,
                        pm_router_kind_list());
-    *out = pm_router_config_default(with_lb ? PM_ROUTER_TOPK : kind, model->num_experts, model->experts_per_token);
+    *out = pm_router_config_default(with_lb ? PM_ROUTER_TOPK : kind, opt->model.num_experts,
+                                    opt->model.experts_per_token);
     if (with_lb) out->lb_coef = 0.01f;
+    if (strcmp(name, "probmoe-group") == 0) compare_groups(opt, &out->groups, &out->max_groups);
     return PM_OK;
 }
 
@@ -175,7 +186,7 @@ static int train_job(const compare_options *opt, const void *arg) {
     if (status < 0) return status;
     pm_model_config cfg = opt->model;
     cfg.vocab_size = tok->vocab_size;
-    status = compare_router_config(stage->router, &cfg, &cfg.router);
+    status = compare_router_config(opt, stage->router, &cfg.router);
     train_options t = train_options_default();
     t.tokenizer_path = in.tokenizer;
     t.seed = (uint64_t)stage->seed;
@@ -295,14 +306,19 @@ static int eval_job(const compare_options *opt, const void *arg) {
     if (status == 0) status = eval_gsm8k(model, tok, opt->gsm8k_test, CHAT_PLAIN, opt->gsm8k_limit, 0, batch, NULL, NULL, &gsm8k);
     analytics *a = NULL;
     snprintf(routing_dir, sizeof routing_dir, "%s/routing", stage->dir);
-    if (status == 0) status = eval_routing(model, tok, in.text_data, opt->eval_batches, opt->seq, batch, routing_dir,
-                                             stage->router, &a);
+    int groups, max_groups;
+    compare_groups(opt, &groups, &max_groups);
+    if (status == 0) status = eval_routing(model, tok, in.text_data, opt->eval_batches, opt->seq, batch, groups,
+                                             routing_dir, stage->router, &a);
     if (status == 0) {
         const int L = analytics_num_layers(a);
-        double active = 0.0, entropy = 0.0, routing_entropy = 0.0, cover = 0.0, dead = 0.0;
+        double active = 0.0, entropy = 0.0, routing_entropy = 0.0, cover = 0.0, dead = 0.0, spanned = 0.0;
+        int most_spanned = 0;
         for (int l = 0; l < L; l++) {
             const analytics_layer *layer = analytics_get_layer(a, l);
             active += layer->mean_active / L;
+            spanned += layer->mean_groups / L;
+            if (layer->max_groups > most_spanned) most_spanned = layer->max_groups;
             entropy += layer->load_entropy / L;
             routing_entropy += layer->routing_entropy / L;
             cover += layer->cover99 / L;
@@ -315,7 +331,8 @@ static int eval_job(const compare_options *opt, const void *arg) {
             {"arith_answer_loss", arith.answer_loss, 6}, {"arith_examples", arith.examples, 0},
             {"gsm8k_answer_loss", gsm8k.answer_loss, 6}, {"gsm8k_examples", gsm8k.examples, 0},
             {"mean_active_inference", active, 4}, {"load_entropy", entropy, 4}, {"dead_experts", dead, 0},
-            {"routing_entropy", routing_entropy, 4}, {"cover99", cover, 4}};
+            {"routing_entropy", routing_entropy, 4}, {"cover99", cover, 4}, {"groups", groups, 0},
+            {"mean_groups", spanned, 4}, {"max_groups", most_spanned, 0}};
         for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
             compare_json_field(json, sizeof json, fields[i].key, fields[i].value, fields[i].decimals);
         snprintf(json + strlen(json), sizeof json - strlen(json), "%s}\n", budget);
