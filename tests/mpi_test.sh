@@ -26,7 +26,7 @@ common=(--data corpus.txt --layers 2 --hidden 32 --heads 4 --experts 4 --k 2 --b
         --steps 20 --warmup 2 --lr 3e-3 --eval-interval 0)
 losses() { grep -o '"loss": [0-9.e+-]*' "$1/metrics.jsonl" | cut -d' ' -f2; }
 status=0
-for router in topk probmoe probmoe-dyn densemixer softmoe; do
+for router in topk probmoe probmoe-dyn densemixer softmoe probmoe-group; do
   extra=()
   [ "$router" = topk ] && extra=(--lb-coef 0.01 --z-coef 0.001 --bias-rate 0.01)
   if ! "$probmoe" train "${common[@]}" --router "$router" "${extra[@]}" --out "single-$router" > single.log 2>&1; then
@@ -42,6 +42,11 @@ for router in topk probmoe probmoe-dyn densemixer softmoe; do
     fi
     [ "$group" -gt 1 ] && ! grep -q "MB sent by all-to-all" "$out.log" && {
       echo "FAIL $router np $np expert groups of $group: no all-to-all bytes reported"; status=1; }
+    # probmoe-group's defaults here, 2 groups of 2 and at most 1 of them, match expert groups of 2:
+    # a token's 2 experts sit on one rank, so one row per rank is half a row per pair
+    [ "$router" = probmoe-group ] && [ "$group" -eq 2 ] && ! grep -q "any of its experts (0.50×)" "$out.log" && {
+      echo "FAIL probmoe-group np $np expert groups of 2: not half the rows per (token, rank)"
+      grep "expert rows" "$out.log"; status=1; }
     if ! paste <(losses "single-$router") <(losses "$out") | awk -v r="$router" -v n="$np" '
         { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1 + 1e-6) { printf "FAIL %s np %d step %d: loss %s, single %s\n", r, n, NR, $2, $1; bad = 1 } }
         END { if (NR != 20) { printf "FAIL %s np %d: %d steps logged\n", r, n, NR; bad = 1 } exit bad }'; then

@@ -280,11 +280,30 @@ typedef struct {
     int32_t tokens[GRAD_BATCH * GRAD_SEQ], targets[GRAD_BATCH * GRAD_SEQ];
     float *single;   /* the single process's gradient */
     int bad[64];     /* per rank: entries that break the expectations */
+    int64_t traffic[64][4]; /* per rank: rows per pair and per rank, counted and by brute force */
 } gradient_spec;
+
+/* The rows of H floats a rank's pairs (CSR) send to other ranks and back, by brute force: per
+ * pair whose expert another rank holds, and per distinct such rank of each token. */
+static void count_traffic(const int *offsets, const int *experts, int T, int E, int ranks, int self, int64_t *pairs,
+                          int64_t *per_rank) {
+    for (int t = 0; t < T; t++) {
+        bool seen[64] = {false};
+        for (int p = offsets[t]; p < offsets[t + 1]; p++)
+            for (int j = 0; j < ranks; j++) {
+                int first, count;
+                batch_comm_rows(E, j, ranks, &first, &count);
+                if (j == self || experts[p] < first || experts[p] >= first + count) continue;
+                *pairs += 2;
+                if (!seen[j]) *per_rank += 2;
+                seen[j] = true;
+            }
+    }
+}
 
 /* One forward and backward of this rank's rows with the experts split over all ranks (one
  * group, no replicas): the rank's gradient of its experts is the single process's; of other
- * ranks' experts, zero. */
+ * ranks' experts, zero. The rows it counts as sent match a brute-force count of its pairs. */
 static int expert_gradient_rank(int rank, const batch_comm *comm, void *user) {
     gradient_spec *spec = user;
     pm_model *model = pm_model_create(&spec->cfg, GRAD_BATCH, GRAD_SEQ);
@@ -301,6 +320,17 @@ static int expert_gradient_rank(int rank, const batch_comm *comm, void *user) {
         status = pm_model_forward(model, spec->tokens + first * GRAD_SEQ, spec->targets + first * GRAD_SEQ, rows,
                                   GRAD_SEQ, true, 3, 0, &loss);
     if (status == 0) status = pm_model_backward(model);
+    int64_t pairs = 0, per_rank = 0, counted_pairs, counted_ranks;
+    for (int l = 0; status == 0 && l < spec->cfg.num_layers; l++) {
+        const pm_routing *r = pm_model_routing(model, l); /* forward: compute pairs; backward: weighted */
+        count_traffic(r->c_offsets, r->c_experts, r->num_tokens, spec->cfg.num_experts, comm->size, rank, &pairs,
+                      &per_rank);
+        count_traffic(r->offsets, r->experts, r->num_tokens, spec->cfg.num_experts, comm->size, rank, &pairs,
+                      &per_rank);
+    }
+    model_expert_traffic(model, &counted_pairs, &counted_ranks);
+    const int64_t traffic[4] = {counted_pairs, pairs, counted_ranks, per_rank};
+    memcpy(spec->traffic[rank], traffic, sizeof traffic);
     const float *grads = pm_model_grads(model);
     for (int p = 0; status == 0 && p < pm_model_num_params(model); p++) {
         const pm_param *param = pm_model_param(model, p);
@@ -338,10 +368,16 @@ static void check_expert_gradients(pm_router_kind kind) {
     for (int ranks = 2; ranks <= 4; ranks++) {
         memset(spec.bad, 0, sizeof spec.bad);
         assert_int_equal(thread_comm_run_experts(ranks, ranks, expert_gradient_rank, &spec), 0);
-        for (int r = 0; r < ranks; r++)
+        for (int r = 0; r < ranks; r++) {
             if (spec.bad[r])
                 fail_msg("%s, %d ranks: rank %d has %d expert gradient entries or tensors off", pm_router_kind_name(kind),
                          ranks, r, spec.bad[r]);
+            const int64_t *t = spec.traffic[r];
+            if (t[0] != t[1] || t[2] != t[3] || t[3] > t[1] || t[1] == 0)
+                fail_msg("%s, %d ranks: rank %d counted %lld rows per pair and %lld per rank; brute force %lld and "
+                         "%lld", pm_router_kind_name(kind), ranks, r, (long long)t[0], (long long)t[2],
+                         (long long)t[1], (long long)t[3]);
+        }
     }
     pm_model_free(model);
 }

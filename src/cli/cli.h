@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -76,9 +77,15 @@ void comm_watchdog_start(double seconds, int rank, int size);
 void comm_watchdog_enter(const char *name);
 void comm_watchdog_leave(void);
 void comm_watchdog_stop(void);
+/* This process's expert rows of H floats to other ranks and back (train_result's). */
+typedef struct {
+    int hidden;
+    int64_t pair_rows, rank_rows;
+} cli_expert_traffic;
 /* Rank 0 prints what the run's collectives cost (bytes handed to each kind per step and
- * process, the share of the run the slowest process spent blocked in them). Collective. */
-void cli_mpi_report(const batch_comm *comm, long steps, double seconds);
+ * process, the share of the run the slowest process spent blocked in them, and under expert
+ * parallelism the expert rows sent per pair against one per (token, rank)). Collective. */
+void cli_mpi_report(const batch_comm *comm, long steps, double seconds, const cli_expert_traffic *traffic);
 void cli_mpi_stop(void);
 
 /* Runs scripts/SCRIPT NAME from the repository ($PROBMOE_ROOT or the working directory) and

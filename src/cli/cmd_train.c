@@ -526,14 +526,15 @@ int cmd_train(int argc, char **argv) {
     request.train.comm = comm;
     if (comm && comm->rank > 0) request.train.progress = false;
     if (comm) cli_mpi_set_timeout(request.flags.comm_timeout);
-    train_result result;
+    train_result result = {0}; /* read by the report below even when train_run fails early */
     struct timespec began, ended;
     clock_gettime(CLOCK_MONOTONIC, &began);
     status = train_run(&request.model, &request.train, tok, &result);
     clock_gettime(CLOCK_MONOTONIC, &ended);
     /* every rank (a collective), also after an error, with the steps all of them did */
+    const cli_expert_traffic traffic = {request.model.hidden_size, result.expert_pair_rows, result.expert_rank_rows};
     cli_mpi_report(comm, status == 0 ? result.steps_done - result.first_step : 0,
-                   (double)(ended.tv_sec - began.tv_sec) + 1e-9 * (double)(ended.tv_nsec - began.tv_nsec));
+                   (double)(ended.tv_sec - began.tv_sec) + 1e-9 * (double)(ended.tv_nsec - began.tv_nsec), &traffic);
     tokenizer_free(tok);
     if (status < 0) {
         if (comm) fprintf(stderr, "probmoe train (rank %d of %d): %s\n", comm->rank, comm->size, pm_last_error());

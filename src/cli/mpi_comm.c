@@ -291,13 +291,14 @@ static double peak_resident_bytes(void) {
     return kib * 1024.0;
 }
 
-void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
+void cli_mpi_report(const batch_comm *comm, long steps, double seconds, const cli_expert_traffic *traffic) {
     if (!comm) return;
-    /* the last entry: the peak memory of the ranks other than 0 */
-    double mine[2 + KINDS] = {waited_seconds, sent_bytes[SUMS], sent_bytes[EXCHANGES], sent_bytes[OTHERS],
-                              comm->rank ? peak_resident_bytes() : 0.0};
-    double most[2 + KINDS];
-    MPI_Reduce(mine, most, 2 + KINDS, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    /* then the peak memory of the ranks other than 0, and the expert rows of traffic */
+    double mine[4 + KINDS] = {waited_seconds, sent_bytes[SUMS], sent_bytes[EXCHANGES], sent_bytes[OTHERS],
+                              comm->rank ? peak_resident_bytes() : 0.0, (double)traffic->pair_rows,
+                              (double)traffic->rank_rows};
+    double most[4 + KINDS];
+    MPI_Reduce(mine, most, 4 + KINDS, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (comm->rank != 0 || steps <= 0 || seconds <= 0.0) return;
     printf("communication over %d processes", comm->size);
     if (comm->expert_size > 1) printf(" (expert groups of %d)", comm->expert_size);
@@ -307,6 +308,13 @@ void cli_mpi_report(const batch_comm *comm, long steps, double seconds) {
            "step) blocked in them\n", most[3] / steps / 1e6, 100.0 * most[0] / seconds, most[0] / steps);
     printf("peak memory: rank 0 %.0f MB (it evaluates and saves the whole model), the largest of the others %.0f MB\n",
            peak_resident_bytes() / 1e6, most[4] / 1e6);
+    if (comm->expert_size <= 1) return;
+    /* what the limit of probmoe-group can save: rows are per pair here, one per rank there */
+    const double row = sizeof(float) * (double)traffic->hidden / steps / 1e6;
+    printf("expert rows of a process's tokens to other ranks and back (forward and backward), per step, the largest "
+           "process's: %.2f MB as sent, one row per (token, expert) pair; %.2f MB if each token went once to each "
+           "rank holding any of its experts (%.2f×)\n", most[5] * row, most[6] * row,
+           most[5] > 0.0 ? most[6] / most[5] : 1.0);
 }
 
 void cli_mpi_stop(void) {
@@ -337,7 +345,9 @@ int cli_mpi_start(int *argc, char ***argv, const char *command, int expert_paral
 }
 
 void cli_mpi_set_timeout(double seconds) { (void)seconds; }
-void cli_mpi_report(const batch_comm *comm, long steps, double seconds) { (void)comm, (void)steps, (void)seconds; }
+void cli_mpi_report(const batch_comm *comm, long steps, double seconds, const cli_expert_traffic *traffic) {
+    (void)comm, (void)steps, (void)seconds, (void)traffic;
+}
 void cli_mpi_stop(void) {}
 
 #endif

@@ -71,6 +71,11 @@ static inline void batch_comm_rows(int rows, int rank, int size, int *first, int
     *count = (int)(b - a);
 }
 
+/* The rank whose batch_comm_rows hold `row`: the largest j with rows·j / size ≤ row. */
+static inline int batch_comm_row_owner(int row, int rows, int size) {
+    return (int)(((long long)(row + 1) * size - 1) / rows);
+}
+
 /* The experts [*first, *first + *count) of E that group rank expert_rank of comm runs (all of
  * them without expert parallelism). */
 static inline void batch_comm_experts(const batch_comm *comm, int E, int expert_rank, int *first, int *count) {

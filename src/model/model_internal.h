@@ -176,4 +176,9 @@ void model_local_experts(const pm_model *model, int l, size_t *offset, size_t *c
  * from its owner. Collective; without expert parallelism nothing happens. */
 void model_collect_experts(pm_model *model, float *values);
 
+/* Expert parallelism's rows of H floats sent to other ranks and back so far, summed over the
+ * layers: one per (token, expert) pair as sent, and one per (token, rank) as a dispatch that
+ * sends each token once to each rank would (moe_owner_traffic); 0 and 0 without it. */
+void model_expert_traffic(const pm_model *model, int64_t *pair_rows, int64_t *rank_rows);
+
 #endif

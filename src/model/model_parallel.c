@@ -117,3 +117,11 @@ void model_collect_experts(pm_model *model, float *values) {
             comm->collect_floats(comm, values + offset, last->offset + last->count - offset, j);
         }
 }
+
+void model_expert_traffic(const pm_model *model, int64_t *pair_rows, int64_t *rank_rows) {
+    *pair_rows = *rank_rows = 0;
+    for (int l = 0; model->expert_comm && l < model->cfg.num_layers; l++) {
+        *pair_rows += model->layers[l].owner.pair_rows;
+        *rank_rows += model->layers[l].owner.rank_rows;
+    }
+}

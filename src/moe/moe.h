@@ -110,6 +110,10 @@ typedef struct {
     int *offsets, *selected; /* (count + 1), (count) the owned rows of each expert, weighted first */
     int *owned_row;          /* (capacity) the owned row of each received row */
     float *x, *gate_up, *act;   /* (capacity, H), (capacity, 2I), (capacity, I): kept for the backward pass */
+    /* Rows of H floats this rank has sent to other ranks and got back, over all passes so far:
+     * one per (token, expert) pair, as sent, and one per (token, rank), what a dispatch sending
+     * a token once to each rank that holds any of its experts would send (moe_owner_traffic). */
+    int64_t pair_rows, rank_rows;
 } moe_owner;
 
 /* Staging shared by all layers: rows in transit and the owned rows' backward scratch. */
@@ -133,6 +137,11 @@ int64_t moe_owner_capacity(int group, int max_tokens, int pairs_per_token, int n
  * (saturating). */
 uint64_t moe_owner_bytes(int hidden, int intermediate, int num_experts, int group, uint64_t capacity);
 uint64_t moe_owner_scratch_bytes(int hidden, int intermediate, uint64_t capacity, uint64_t local_pairs);
+
+/* Adds the rows of one pass out and back (both counted) for the pairs of T tokens in CSR form
+ * (offsets, experts) to owner's pair_rows and rank_rows; the forward pass calls it with the
+ * compute pairs, the backward pass with the weighted ones. Exposed for tests. */
+void moe_owner_traffic(moe_owner *owner, int num_experts, const int *offsets, const int *experts, int T);
 
 /* moe_forward and moe_backward with the experts spread over comm's expert group (collective
  * in the group). state holds this rank's pairs; of experts (E) only this rank's are used. */

@@ -215,10 +215,27 @@ static void copy_weighted(void *user, int weighted, int received) {
 
 /* ------------------------------------------------------------ the passes */
 
+void moe_owner_traffic(moe_owner *owner, int num_experts, const int *offsets, const int *experts, int T) {
+    const int G = owner->group, self = batch_comm_row_owner(owner->first, num_experts, G);
+    int64_t pairs = 0, ranks = 0;
+    for (int t = 0; t < T; t++)
+        for (int p = offsets[t]; p < offsets[t + 1]; p++) {
+            const int rank = batch_comm_row_owner(experts[p], num_experts, G);
+            if (rank == self) continue;
+            pairs++;
+            bool first = true; /* a token has at most E pairs: a scan beats a set */
+            for (int q = offsets[t]; q < p && first; q++) first = batch_comm_row_owner(experts[q], num_experts, G) != rank;
+            ranks += first;
+        }
+    owner->pair_rows += 2 * pairs; /* out, and back */
+    owner->rank_rows += 2 * ranks;
+}
+
 void moe_forward_parallel(moe_state *state, moe_owner *owner, moe_owner_scratch *staging, float *y, const float *x,
                           const pm_routing *routing, const moe_expert *experts, const batch_comm *comm) {
     const int H = state->hidden, I = state->intermediate;
     moe_prepare(state, routing);
+    moe_owner_traffic(owner, state->num_experts, routing->c_offsets, routing->c_experts, routing->num_tokens);
     moe_gather_rows(state, x);
     exchange_layout(state, owner, comm);
     comm->exchange_rows(comm, state->x, owner->rows_out, staging->recv, owner->rows_in, H);
@@ -238,6 +255,7 @@ void moe_backward_parallel(moe_state *state, moe_scratch *scratch, moe_owner *ow
                            const batch_comm *comm) {
     const int H = state->hidden, I = state->intermediate;
     moe_output_grads(state, scratch, c, dy, routing);
+    moe_owner_traffic(owner, state->num_experts, routing->offsets, routing->experts, routing->num_tokens);
     /* the weighted rows' output gradients to their owners */
     pack_weighted(state, owner, staging->send, scratch->d_out, true);
     comm->exchange_rows(comm, staging->send, owner->weighted_out, staging->recv, owner->weighted_in, H);

@@ -431,6 +431,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
     if (writer && opt->progress) fprintf(stderr, "\n");
     const long done = result->steps_done - first_step;
     result->tokens_per_second = done * (double)tokens * opt->accum / (now_seconds() - start);
+    model_expert_traffic(model, &result->expert_pair_rows, &result->expert_rank_rows);
     free(inputs);
     free(targets);
     free(layer_stats);

@@ -69,6 +69,9 @@ typedef struct train_result {
     bool has_budget;  /* the router learns a budget: its k_l and alpha per layer at the end */
     float budget_k[TRAIN_MAX_REPORTED_LAYERS], budget_alpha[TRAIN_MAX_REPORTED_LAYERS];
     bool interrupted; /* stopped by SIGINT/SIGTERM after saving a checkpoint */
+    /* expert parallelism, this rank: rows of H floats sent to other ranks and back, one per
+     * pair as sent and one per (token, rank) as a per-rank dispatch would (model_expert_traffic) */
+    int64_t expert_pair_rows, expert_rank_rows;
     char last_checkpoint[4096];
     char model_dir[4096]; /* where the final model went */
 } train_result;
