@@ -60,9 +60,12 @@ typedef struct {
     int count;
 } plots_series;
 int plots_active_per_layer(const char *dir, const char *stem, const plots_series *runs, int count);
-/* The same bars for any per-layer figure (the groups a token's experts span, say). */
+/* The same bars for any per-layer figure. */
 int plots_per_layer_bars(const char *dir, const char *stem, const char *title, const char *ylabel,
                          const plots_series *runs, int count);
+/* The mean groups (of G) a token's experts span, per layer, as those bars. */
+int plots_groups_per_layer(const char *dir, const char *stem, const char *title, int groups,
+                           const plots_series *runs, int count);
 
 /* (d) Mean active experts against token frequency rank: one line per series. */
 typedef struct {

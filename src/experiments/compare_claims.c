@@ -158,10 +158,7 @@ static void group_limit_claim(FILE *file, const report_data *data, int group) {
     if (group < 0) return;
     int groups, max_groups;
     compare_groups(data->opt, &groups, &max_groups);
-    double most[COMPARE_MAX_SEEDS], worst = NAN;
-    report_series(data, group, GROUPS_MOST, most);
-    for (int s = 0; s < data->seeds; s++)
-        if (!isnan(most[s]) && (isnan(worst) || most[s] > worst)) worst = most[s];
+    const double worst = report_most(data, group, GROUPS_MOST);
     char claim[256], figure[512];
     snprintf(claim, sizeof claim, "probmoe-group keeps every token's experts within M = %d of G = %d groups, where "
              "top-k needs a two-stage heuristic (ProbMoE's circuit, DeepSeek-V3's limit)", max_groups, groups);

@@ -118,13 +118,10 @@ void report_write_plots(FILE *file, const report_data *data) {
          "active experts per layer at inference", &skipped);
     int groups, max_groups;
     compare_groups(opt, &groups, &max_groups);
-    if (with_groups && groups > 1) {
-        char ylabel[96];
-        snprintf(ylabel, sizeof ylabel, "groups spanned per token (of G = %d)", groups);
-        note(file, plots_per_layer_bars(dir, "groups_per_layer", "Mean groups a token's experts span, per layer (seed 1)",
-                                        ylabel, groups_series, opt->router_count),
+    if (with_groups && groups > 1)
+        note(file, plots_groups_per_layer(dir, "groups_per_layer", "Mean groups a token's experts span, per layer "
+                                          "(seed 1)", groups, groups_series, opt->router_count),
              "groups_per_layer", "groups a token's experts span per layer at inference", &skipped);
-    }
     if (skipped)
         fprintf(file, "(gnuplot is not installed: the plots' data and scripts are in plots/, without images.)\n\n");
     fprintf(file, "Each run's expert-load heatmap, active experts per layer and active experts against token "

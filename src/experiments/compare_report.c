@@ -147,6 +147,14 @@ void report_series(const report_data *data, int r, int m, double *out) {
     for (int s = 0; s < data->seeds; s++) out[s] = data->values[((size_t)r * data->seeds + s) * METRIC_COUNT + m];
 }
 
+double report_most(const report_data *data, int r, int m) {
+    double series[COMPARE_MAX_SEEDS], most = NAN;
+    report_series(data, r, m, series);
+    for (int s = 0; s < data->seeds; s++)
+        if (!isnan(series[s]) && (isnan(most) || series[s] > most)) most = series[s];
+    return most;
+}
+
 void report_difference(const report_data *data, int a, int b, int m, stats_difference *out) {
     double x[COMPARE_MAX_SEEDS], y[COMPARE_MAX_SEEDS];
     const int n = data->seeds;
@@ -170,11 +178,8 @@ static void write_figures(FILE *file, const report_data *data) {
             report_series(data, r, m, series);
             const int used = stats_mean_std(series, data->seeds, &mean, &std);
             const int digits = report_metrics[m].digits;
-            double most = NAN;
-            for (int s = 0; s < data->seeds; s++)
-                if (!isnan(series[s]) && (isnan(most) || series[s] > most)) most = series[s];
             if (used == 0) fprintf(file, " n/a |");
-            else if (m == GROUPS_MOST) fprintf(file, " %.0f |", most); /* the most over seeds too */
+            else if (m == GROUPS_MOST) fprintf(file, " %.0f |", report_most(data, r, m)); /* the most over seeds too */
             else if (m == TOKENS_PER_S || m == PEAK_MIB || used == 1) fprintf(file, " %.*f |", digits, mean);
             else fprintf(file, " %.*f ± %.*f |", digits, mean, digits, std);
         }

@@ -33,6 +33,8 @@ void report_data_free(report_data *data);
 int report_router_index(const report_data *data, const char *name);
 /* Per-seed values of metric m of router r (data->seeds values). */
 void report_series(const report_data *data, int r, int m, double *out);
+/* The largest of router r's per-seed values of metric m, NaN where no seed has one. */
+double report_most(const report_data *data, int r, int m);
 /* Router a minus router b, paired by seed. */
 void report_difference(const report_data *data, int a, int b, int m, stats_difference *out);
 /* The learned k_l of a run's fine-tuned model (softmoe); the count (0 if none). */

@@ -218,14 +218,13 @@ static void copy_weighted(void *user, int weighted, int received) {
 void moe_owner_traffic(moe_owner *owner, int num_experts, const int *offsets, const int *experts, int T) {
     const int G = owner->group, self = batch_comm_row_owner(owner->first, num_experts, G);
     int64_t pairs = 0, ranks = 0;
+    /* experts increase within a token (pm_routing), and their owners with them: a token's
+     * distinct ranks are where the owner changes */
     for (int t = 0; t < T; t++)
-        for (int p = offsets[t]; p < offsets[t + 1]; p++) {
+        for (int p = offsets[t], previous = -1; p < offsets[t + 1]; p++) {
             const int rank = batch_comm_row_owner(experts[p], num_experts, G);
-            if (rank == self) continue;
-            pairs++;
-            bool first = true; /* a token has at most E pairs: a scan beats a set */
-            for (int q = offsets[t]; q < p && first; q++) first = batch_comm_row_owner(experts[q], num_experts, G) != rank;
-            ranks += first;
+            if (rank != self) pairs++, ranks += rank != previous;
+            previous = rank;
         }
     owner->pair_rows += 2 * pairs; /* out, and back */
     owner->rank_rows += 2 * ranks;
