@@ -129,6 +129,9 @@ def routing_margin(cfg, P, ids):
         x = x + rm.attention(P, pre + "self_attn.", cfg,
                              rm.rms_norm(x, P[pre + "input_layernorm.weight"], eps), *ids.shape)
         h = rm.rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
+        if not rm.is_moe_layer(cfg, i):        # qwen2_moe's dense layers route nothing
+            x = x + rm.dense_mlp(P, i, h)
+            continue
         if k < rm.num_experts(cfg):
             pi = torch.softmax(h @ P[moe + "gate.weight"].t(), -1).sort(-1, descending=True).values
             margins.append((pi[:, k - 1] - pi[:, k]).min().item())

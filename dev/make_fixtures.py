@@ -1,8 +1,10 @@
 """Writes tests/fixtures/reference_<router>.safetensors (OLMoE) and
-reference_<family>_<router>.safetensors (qwen2_moe, mixtral) (see dev/README.md) and runs self-checks.
+reference_<family>_<router>.safetensors (qwen2_moe, qwen2_moe_dense, mixtral) (see dev/README.md)
+and runs self-checks.
 
-Run: /usr/bin/python3 dev/make_fixtures.py
+Run: /usr/bin/python3 dev/make_fixtures.py [FAMILY...] [--out DIR]
 """
+import argparse
 import copy
 import json
 import math
@@ -33,13 +35,19 @@ ROUTER_OPTS = {
 }
 
 # the other families' tiny models: smaller (their files stay small), with each family's parts on:
-# qwen2_moe tied embeddings, q/k/v biases and a shared expert; mixtral a sliding window shorter
-# than the sequence
+# qwen2_moe tied embeddings, q/k/v biases and a shared expert; qwen2_moe_dense the same with dense
+# MLP layers among the MoE ones (MoE layers 1 and 5: 0, 2 and 4 by the step, 3 as mlp_only);
+# mixtral a sliding window shorter than the sequence
+QWEN2_MOE = dict(vocab=37, hidden=16, intermediate=12, shared=10, dense=24, tie=True)
 FAMILIES = {
     "olmoe": {},
-    "qwen2_moe": dict(vocab=37, hidden=16, intermediate=12, shared=10, dense=24, tie=True),
+    "qwen2_moe": QWEN2_MOE,
+    "qwen2_moe_dense": dict(QWEN2_MOE, layers=6, decoder_sparse_step=2, mlp_only_layers=[3]),
     "mixtral": dict(vocab=37, hidden=16, intermediate=12, sliding_window=4),
 }
+MODEL_TYPE = {"qwen2_moe_dense": "qwen2_moe"}   # fixture family -> model_type; default itself
+# the routers a family's files cover (default all): for the dense layers three suffice
+FAMILY_ROUTERS = {"qwen2_moe_dense": ("topk", "probmoe", "softmoe")}
 
 DESCRIPTIONS = {
     "topk": "Reference forward, gradients and 10 AdamW steps of a tiny OLMoE-style model with the "
@@ -55,15 +63,20 @@ DESCRIPTIONS = {
 }
 
 
+def model_type(family):
+    return MODEL_TYPE.get(family, family)
+
+
 def make_config(router, family="olmoe"):
     opts = dict(ROUTER_OPTS[router])
     norm = opts.pop("norm_topk_prob", False)
-    return rm.make_config(norm_topk_prob=norm, family=family, **FAMILIES[family], **opts)
+    return rm.make_config(norm_topk_prob=norm, family=model_type(family), **FAMILIES[family],
+                          **opts)
 
 
-def fixture_path(router, family):
+def fixture_path(router, family, out_dir=OUT_DIR):
     name = router if family == "olmoe" else f"{family}_{router}"
-    return os.path.join(OUT_DIR, f"reference_{name}.safetensors")
+    return os.path.join(out_dir, f"reference_{name}.safetensors")
 
 
 def description(router, family):
@@ -71,6 +84,9 @@ def description(router, family):
     if family == "olmoe":
         return text
     parts = {"qwen2_moe": "Qwen2-MoE-style (q/k/v biases, a sigmoid-gated shared expert, tied embeddings)",
+             "qwen2_moe_dense": "Qwen2-MoE-style (q/k/v biases, a sigmoid-gated shared expert, tied "
+                                "embeddings; 6 layers, decoder_sparse_step 2, mlp_only_layers [3]: "
+                                "MoE layers 1 and 5, the others dense SwiGLU MLPs)",
              "mixtral": "Mixtral-style (w1/w3/w2 experts, renormalised top-k, sliding window 4)"}
     return text.replace("OLMoE-style", parts[family])
 
@@ -84,6 +100,13 @@ def initial_state(cfg):
     drop = torch.randperm(B * S, generator=gen)[:3]
     tgt.view(-1)[drop] = -1
     return params, ids, tgt
+
+
+def gradients(loss, P):
+    """{name: d loss / d P[name]}; zeros for a tensor the forward did not use (an expert that no
+    token chose, which the 6-layer dense family's samples do produce)."""
+    grads = torch.autograd.grad(loss, list(P.values()), allow_unused=True)
+    return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(P.items(), grads)}
 
 
 def csr(mask):
@@ -102,6 +125,7 @@ def routing_margin(cfg, P, ids):
     with torch.no_grad():
         theta_list, budget = [], []
         ks = rm.soft_budget(P, cfg) if pm["router"] == "softmoe" else None
+        index = rm.moe_index(cfg)
         eps = cfg["rms_norm_eps"]
         x = P["model.embed_tokens.weight"][ids.reshape(-1)]
         for i in range(cfg["num_hidden_layers"]):
@@ -109,10 +133,14 @@ def routing_margin(cfg, P, ids):
             x = x + rm.attention(P, pre + "self_attn.", cfg,
                                  rm.rms_norm(x, P[pre + "input_layernorm.weight"], eps), *ids.shape)
             h = rm.rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
+            if i not in index:
+                x = x + rm.dense_mlp(P, i, h)
+                continue
+            m = index[i]
             theta_list.append(h @ P[moe + "gate.weight"].t())
             if ks is not None:
-                budget.append((ks[i], torch.exp(P[moe + "gate.log_alpha"].double()[0])))
-            y, _, _ = rm.moe(P, moe, cfg, h, None, None, None, None if ks is None else ks[i])
+                budget.append((ks[m], torch.exp(P[moe + "gate.log_alpha"].double()[0])))
+            y, _, _ = rm.moe(P, moe, cfg, h, None, None, None, None if ks is None else ks[m])
             x = x + y
         for layer, theta in enumerate(theta_list):
             if pm["router"] in ("topk", "densemixer"):
@@ -130,7 +158,7 @@ def routing_margin(cfg, P, ids):
     return min(margins) if margins else float("nan")
 
 
-def run_router(router, family="olmoe"):
+def run_router(router, family="olmoe", out_dir=OUT_DIR):
     cfg = make_config(router, family)
     params, ids, tgt = initial_state(cfg)
     init = {n: p.clone() for n, p in params.items()}
@@ -143,13 +171,12 @@ def run_router(router, family="olmoe"):
     for s in range(STEPS):
         record, routing = [], []
         out = rm.forward(P, cfg, ids, tgt, gen=gen, record=record, routing=routing)
-        grads = torch.autograd.grad(out["loss"], list(P.values()))
-        grads = dict(zip(P.keys(), grads))
+        grads = gradients(out["loss"], P)
         if s == 0:
             first = (out, grads)
         step_losses.append(out["loss"].item())
         kept += [m.sum(1) for m in routing]
-        for layer, mask in enumerate(record):
+        for layer, mask in enumerate(record):   # layer = m, the index among MoE layers
             samples[(s, layer)] = csr(mask)
         if router in ("topk", "densemixer", "softmoe"):
             min_margin = min(min_margin, routing_margin(cfg, {n: p.detach() for n, p in P.items()}, ids))
@@ -173,7 +200,7 @@ def run_router(router, family="olmoe"):
     adamw = dict(rm.ADAMW, steps=STEPS)
     meta = {"config": json.dumps(cfg), "adamw": json.dumps(adamw),
             "description": description(router, family)}
-    path = fixture_path(router, family)
+    path = fixture_path(router, family, out_dir)
     st.write(path, tensors, meta)
 
     # round trip
@@ -215,7 +242,7 @@ def replay_fixture(path):
         forced = None
         if cfg["probmoe"]["router"] in ("probmoe", "probmoe-dyn"):
             forced = []
-            for layer in range(cfg["num_hidden_layers"]):
+            for layer in range(len(rm.moe_layers(cfg))):   # m, not the decoder number
                 off = tensors[f"samples.step{s}.layer{layer}.offsets"]
                 exp = tensors[f"samples.step{s}.layer{layer}.experts"]
                 mask = torch.zeros(T, E, dtype=torch.bool)
@@ -223,7 +250,7 @@ def replay_fixture(path):
                     mask[t, torch.from_numpy(exp[off[t]:off[t + 1]].astype(np.int64))] = True
                 forced.append(mask)
         out = rm.forward(P, cfg, ids, tgt, forced=forced)
-        grads = dict(zip(names, torch.autograd.grad(out["loss"], [P[n] for n in names])))
+        grads = gradients(out["loss"], {n: P[n] for n in names})
         if s == 0:
             worst = max(worst, diff(out["logits"].detach(), tensors["expected.logits"]),
                         diff([out["loss"].item()], tensors["expected.loss"]),
@@ -249,6 +276,13 @@ FD_TENSORS = {
                   "model.layers.0.mlp.shared_expert.down_proj.weight",
                   "model.layers.1.mlp.shared_expert_gate.weight",
                   "model.layers.0.mlp.experts.1.down_proj.weight"],
+    # dense layers 0 and 4 (and 3, the mlp_only one) next to MoE layers 1 and 5
+    "qwen2_moe_dense": ["model.embed_tokens.weight", "model.layers.0.mlp.gate_proj.weight",
+                        "model.layers.4.mlp.down_proj.weight", "model.layers.3.mlp.up_proj.weight",
+                        "model.layers.2.self_attn.q_proj.bias", "model.layers.1.mlp.gate.weight",
+                        "model.layers.5.mlp.gate.weight",
+                        "model.layers.5.mlp.shared_expert.down_proj.weight",
+                        "model.layers.1.mlp.experts.2.up_proj.weight"],
     "mixtral": ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
                 "model.layers.1.self_attn.k_proj.weight", "model.layers.0.block_sparse_moe.gate.weight",
                 "model.layers.1.block_sparse_moe.experts.2.w1.weight",
@@ -263,7 +297,7 @@ def fd_check(router, family="olmoe", h=1e-4, per_tensor=3):
     params, ids, tgt = initial_state(cfg)
     P = {n: p.double().requires_grad_() for n, p in params.items()}
     out = rm.forward(P, cfg, ids, tgt)
-    grads = dict(zip(P.keys(), torch.autograd.grad(out["loss"], list(P.values()))))
+    grads = gradients(out["loss"], P)
     gen = torch.Generator().manual_seed(99)
     names = list(FD_TENSORS[family])
     names += [n for n in P if rm.is_budget(n)]   # softmoe's learned budget
@@ -327,8 +361,7 @@ def densemixer_check():
     for cfg in (cfg_t, cfg_d):
         P = {n: p.double().requires_grad_() for n, p in params.items()}
         out = rm.forward(P, cfg, ids, tgt)
-        res.append((out["logits"].detach(),
-                    dict(zip(P.keys(), torch.autograd.grad(out["loss"], list(P.values()))))))
+        res.append((out["logits"].detach(), gradients(out["loss"], P)))
     (lt, gt), (ld, gd) = res
     assert torch.equal(lt, ld)
     last = f"model.layers.{cfg_d['num_hidden_layers'] - 1}."
@@ -340,21 +373,48 @@ def densemixer_check():
     assert err < 1e-12 and rdiff > 1e-6
 
 
+def layout_check():
+    """The dense family's layer layout, as Qwen2MoeDecoderLayer decides it, and its tensors."""
+    cfg = make_config("softmoe", "qwen2_moe_dense")
+    assert rm.moe_layers(cfg) == [1, 5], rm.moe_layers(cfg)
+    assert rm.moe_layers(make_config("softmoe", "qwen2_moe")) == [0, 1]
+    shapes = dict(rm.param_shapes(cfg))
+    assert shapes["model.layers.3.mlp.down_proj.weight"] == (16, 24)
+    assert "model.layers.3.mlp.gate.weight" not in shapes
+    assert "model.layers.2.mlp.gate.log_alpha" not in shapes
+    assert shapes["model.soft_budget.eta"] == (2,)
+    print("qwen2_moe_dense layout: MoE layers [1, 5], dense 0, 2, 3, 4")
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description="self-checks, then the reference fixtures")
+    ap.add_argument("families", nargs="*", metavar="FAMILY",
+                    help=f"only these families' files ({', '.join(FAMILIES)}; default all)")
+    ap.add_argument("--out", default=OUT_DIR, help="output directory (default tests/fixtures)")
+    args = ap.parse_args()
+    unknown = [f for f in args.families if f not in FAMILIES]
+    if unknown:
+        ap.error(f"unknown family {unknown[0]!r} (known: {', '.join(FAMILIES)})")
+    return args
+
+
 def main():
+    args = parse_args()
     torch.set_num_threads(1)
-    os.makedirs(OUT_DIR, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     worked_example_check()
     densemixer_check()
+    layout_check()
     fd_check("topk")
     fd_check("softmoe")
-    for family in ("qwen2_moe", "mixtral"):
+    for family in ("qwen2_moe", "qwen2_moe_dense", "mixtral"):
         fd_check("topk", family)
         fd_check("softmoe", family)
-    families = sys.argv[1:] or list(FAMILIES)   # e.g. "qwen2_moe mixtral": only those files
+    families = args.families or list(FAMILIES)   # e.g. "qwen2_moe mixtral": only those files
     total = 0
     for family in families:
-        for router in rm.ROUTERS:
-            path = run_router(router, family)
+        for router in FAMILY_ROUTERS.get(family, rm.ROUTERS):
+            path = run_router(router, family, args.out)
             total += os.path.getsize(path)
             worst = replay_fixture(path)
             print(f"  replay from the file alone: max abs difference {worst:.1e}")

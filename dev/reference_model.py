@@ -3,7 +3,9 @@ Hugging Face families (config.json's model_type):
 - olmoe (OlmoeForCausalLM): RMSNorm over the whole projected q and k, no biases, untied lm_head;
 - qwen2_moe (Qwen2MoeForCausalLM): biases on q, k and v (qkv_bias), no q/k norms, a shared SwiGLU
   expert of width shared_expert_intermediate_size scaled by sigmoid(shared_expert_gate(h)) added
-  to the routed output, the experts' width moe_intermediate_size, tied or untied embeddings;
+  to the routed output, the experts' width moe_intermediate_size, tied or untied embeddings, and
+  dense SwiGLU MLP layers (width intermediate_size, no router) where decoder_sparse_step and
+  mlp_only_layers say so (is_moe_layer);
 - mixtral (MixtralForCausalLM): block_sparse_moe.gate and experts w1 (gate), w3 (up), w2 (down),
   top-k weights always renormalised, num_local_experts, and a sliding window (query i sees keys
   i - W < j <= i) when sliding_window is set.
@@ -29,12 +31,15 @@ PROBMOE_DEFAULTS = {"router": "probmoe", "k_min": 1, "k_max": 3, "soft_k": 1.5, 
 
 def make_config(vocab=61, hidden=32, intermediate=24, layers=2, heads=4, kv_heads=2, experts=4,
                 k=2, max_pos=64, norm_topk_prob=False, family="olmoe", shared=20, dense=40,
-                tie=False, sliding_window=None, **probmoe):
+                tie=False, sliding_window=None, decoder_sparse_step=1, mlp_only_layers=(),
+                **probmoe):
     pm = dict(PROBMOE_DEFAULTS)
     for key, val in probmoe.items():
         if key not in pm:
             raise KeyError(key)
         pm[key] = val
+    if family != "qwen2_moe" and (decoder_sparse_step != 1 or mlp_only_layers):
+        raise ValueError("dense MLP layers are qwen2_moe's only")
     common = {"vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
               "num_attention_heads": heads, "num_key_value_heads": kv_heads,
               "num_experts_per_tok": k, "max_position_embeddings": max_pos, "rope_theta": 10000.0,
@@ -53,8 +58,10 @@ def make_config(vocab=61, hidden=32, intermediate=24, layers=2, heads=4, kv_head
         return {"model_type": "qwen2_moe", "architectures": ["Qwen2MoeForCausalLM"], **common,
                 "intermediate_size": dense, "moe_intermediate_size": intermediate,
                 "shared_expert_intermediate_size": shared, "num_experts": experts,
-                "norm_topk_prob": norm_topk_prob, "qkv_bias": True, "decoder_sparse_step": 1,
-                "mlp_only_layers": [], "use_sliding_window": False, "probmoe": pm}
+                "norm_topk_prob": norm_topk_prob, "qkv_bias": True,
+                "decoder_sparse_step": decoder_sparse_step,
+                "mlp_only_layers": sorted(mlp_only_layers), "use_sliding_window": False,
+                "probmoe": pm}
     if family == "mixtral":
         return {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"], **common,
                 "intermediate_size": intermediate, "num_local_experts": experts,
@@ -77,6 +84,25 @@ def expert_width(cfg):
 def norm_topk(cfg):
     """Whether the top-k weights are renormalised: Mixtral always does."""
     return True if family(cfg) == "mixtral" else cfg["norm_topk_prob"]
+
+
+def is_moe_layer(cfg, i):
+    """Qwen2MoeDecoderLayer's rule (HF defaults 1 and []); the other families: every layer."""
+    if family(cfg) != "qwen2_moe":
+        return True
+    return (i not in cfg.get("mlp_only_layers", []) and cfg["num_experts"] > 0
+            and (i + 1) % cfg.get("decoder_sparse_step", 1) == 0)
+
+
+def moe_layers(cfg):
+    """Decoder numbers of the MoE layers, increasing; per-layer routing state (aux losses,
+    samples, the softmoe budget) is indexed by the position m in this list."""
+    return [i for i in range(cfg["num_hidden_layers"]) if is_moe_layer(cfg, i)]
+
+
+def moe_index(cfg):
+    """{decoder number: m} of the MoE layers."""
+    return {i: m for m, i in enumerate(moe_layers(cfg))}
 
 
 def moe_prefix(cfg, i):
@@ -108,8 +134,12 @@ def param_shapes(cfg):
         if fam == "olmoe":
             out += [(p + "self_attn.q_norm.weight", (H,)),
                     (p + "self_attn.k_norm.weight", (kvh * D,))]
+        out += [(p + "post_attention_layernorm.weight", (H,))]
+        if not is_moe_layer(cfg, i):
+            out += dense_mlp_shapes(cfg, i)
+            continue
         m = moe_prefix(cfg, i)
-        out += [(p + "post_attention_layernorm.weight", (H,)), (m + "gate.weight", (E, H))]
+        out += [(m + "gate.weight", (E, H))]
         if fam == "qwen2_moe":
             Sh = cfg["shared_expert_intermediate_size"]
             out += [(m + "shared_expert.gate_proj.weight", (Sh, H)),
@@ -125,10 +155,17 @@ def param_shapes(cfg):
     if not cfg["tie_word_embeddings"]:
         out += [("lm_head.weight", (V, H))]
     if cfg.get("probmoe", {}).get("router") == "softmoe":   # the learned budget (ROUTING.md section 3, "The learned budget")
-        L = cfg["num_hidden_layers"]
-        out += [(moe_prefix(cfg, i) + "gate.log_alpha", (1,)) for i in range(L)]
-        out += [("model.soft_budget.eta", (L,))]
+        layers = moe_layers(cfg)
+        out += [(moe_prefix(cfg, i) + "gate.log_alpha", (1,)) for i in layers]
+        out += [("model.soft_budget.eta", (len(layers),))]
     return out
+
+
+def dense_mlp_shapes(cfg, i):
+    H, I = cfg["hidden_size"], cfg["intermediate_size"]
+    p = f"model.layers.{i}.mlp."
+    return [(p + "gate_proj.weight", (I, H)), (p + "up_proj.weight", (I, H)),
+            (p + "down_proj.weight", (H, I))]
 
 
 def is_budget(name):
@@ -223,6 +260,11 @@ def swiglu_mlp(P, q, names, x):
 
 def expert(P, pre, e, x, names=EXPERT_NAMES["olmoe"]):
     return swiglu_mlp(P, f"{pre}experts.{e}.", names, x)
+
+
+def dense_mlp(P, i, x):
+    """qwen2_moe's dense layer i: SwiGLU of width intermediate_size, every token, no router."""
+    return swiglu_mlp(P, f"model.layers.{i}.mlp.", EXPERT_NAMES["qwen2_moe"], x)
 
 
 def shared_expert(P, pre, x):
@@ -320,10 +362,11 @@ def lapsum(theta, k, alpha, iters=200):
 # ----------------------------------------------------------------------------- MoE block
 
 def soft_budget(P, cfg):
-    """k_l = 1 + (K - L) softmax(eta)_l with K = probmoe.soft_budget or L * soft_k."""
-    pm, L = cfg["probmoe"], cfg["num_hidden_layers"]
-    K = pm.get("soft_budget") or L * pm["soft_k"]
-    return 1.0 + (K - L) * torch.softmax(P["model.soft_budget.eta"].double(), 0)
+    """k_m = 1 + (K - M) softmax(eta)_m over the M MoE layers, K = probmoe.soft_budget or
+    M * soft_k."""
+    pm, M = cfg["probmoe"], len(moe_layers(cfg))
+    K = pm.get("soft_budget") or M * pm["soft_k"]
+    return 1.0 + (K - M) * torch.softmax(P["model.soft_budget.eta"].double(), 0)
 
 
 def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
@@ -387,20 +430,26 @@ def moe(P, pre, cfg, h, gen, record, forced=None, soft_k=None):
 def forward(P, cfg, input_ids, targets, gen=None, record=None, routing=None, forced=None):
     """Returns dict(logits (B,S,V), loss (total), ce_loss, aux).
     gen: torch.Generator for ProbMoE sampling; record: list to which the sampled (T, E) masks of
-    probmoe layers are appended; routing: list collecting every layer's selection mask;
-    forced: per-layer list of (T, E) bool masks replacing ProbMoE sampling."""
+    probmoe layers are appended; routing: list collecting every MoE layer's selection mask;
+    forced: list of (T, E) bool masks replacing ProbMoE sampling, one per MoE layer (index m).
+    Dense layers (qwen2_moe) route nothing and add no aux loss."""
     B, S = input_ids.shape
     eps = cfg["rms_norm_eps"]
     x = P["model.embed_tokens.weight"][input_ids.reshape(-1)]   # (T, H), batch-major
     aux_total = x.new_zeros(())
     ks = soft_budget(P, cfg) if cfg["probmoe"]["router"] == "softmoe" else None
+    index = moe_index(cfg)
     for i in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{i}."
         x = x + attention(P, pre + "self_attn.", cfg,
                           rms_norm(x, P[pre + "input_layernorm.weight"], eps), B, S)
-        y, aux, sel = moe(P, moe_prefix(cfg, i), cfg,
-                          rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps), gen, record,
-                          None if forced is None else forced[i], None if ks is None else ks[i])
+        h = rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
+        if i not in index:
+            x = x + dense_mlp(P, i, h)
+            continue
+        m = index[i]
+        y, aux, sel = moe(P, moe_prefix(cfg, i), cfg, h, gen, record,
+                          None if forced is None else forced[m], None if ks is None else ks[m])
         if routing is not None:
             routing.append(sel)
         x = x + y

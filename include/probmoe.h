@@ -291,6 +291,9 @@ typedef enum {
 /* config.json's model_type of the family ("olmoe", ...); NULL for an invalid value. */
 PM_API const char *pm_arch_name(pm_arch arch);
 
+/* The most decoder layers a model may have. */
+#define PM_MAX_LAYERS 1024
+
 typedef struct {
     pm_arch arch;
     int vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads;
@@ -303,13 +306,29 @@ typedef struct {
     int dense_intermediate_size; /* qwen2_moe: its config's intermediate_size (dense MLPs'), kept
                                     to be written back; 0 elsewhere */
     int sliding_window;       /* mixtral: each query sees the last sliding_window positions; 0: all */
+    /* qwen2_moe's dense layers (its decoder_sparse_step and mlp_only_layers): layer l is a dense
+     * SwiGLU MLP of width dense_intermediate_size, not a MoE layer, when mlp_only_layers[l] or
+     * (l + 1) % decoder_sparse_step != 0. Step 0 or 1 and none listed: every layer is a MoE
+     * layer (the only choice of the other families). pm_model_layer_is_moe applies the rule. */
+    int decoder_sparse_step;
+    bool mlp_only_layers[PM_MAX_LAYERS];
     pm_router_config router; /* num_experts and k mirror the fields above */
-    /* The total K of the layers' k_l for a router that learns a budget (softmoe); 0: L·soft_k.
-     * Must lie in (L, L·E): every layer keeps more than one and fewer than E experts. */
+    /* The total K of the MoE layers' k_l for a router that learns a budget (softmoe); 0: M·soft_k.
+     * Must lie in (M, M·E): every MoE layer keeps more than one and fewer than E experts. */
     float soft_budget;
 } pm_model_config;
 
-/* K of cfg: soft_budget, or L·soft_k when it is 0 (soft_k defaults to k: L·k). */
+/* Whether decoder layer `layer` of cfg is a MoE layer (false for a dense MLP layer, or a layer
+ * outside 0 .. num_layers-1). */
+PM_API bool pm_model_layer_is_moe(const pm_model_config *cfg, int layer);
+/* M, the MoE layers of cfg. Everything about routing that is per layer (a model's routings and
+ * routers, the learned budget, router values, routing statistics, analytics) is indexed by the
+ * MoE layer m in 0 .. M-1; it is the decoder layer when every layer is a MoE layer. */
+PM_API int pm_model_moe_layers(const pm_model_config *cfg);
+/* The decoder layer number of MoE layer m (-1 if there is none). */
+PM_API int pm_model_moe_layer_number(const pm_model_config *cfg, int m);
+
+/* K of cfg: soft_budget, or M·soft_k when it is 0 (soft_k defaults to k: M·k), M the MoE layers. */
 PM_API float pm_model_soft_budget(const pm_model_config *cfg);
 
 /* The demo model: 4 layers, hidden 256, 8 heads, 8 experts of width 512, k 2, probmoe. */
@@ -421,8 +440,9 @@ PM_API pm_fp32_matmul pm_model_get_fp32_matmul(const pm_model *model);
 
 /*
  * Forward pass over tokens (B, S). With targets (B, S; < 0 ignored) it sets *loss to the
- * mean cross-entropy plus the routers' auxiliary terms summed over layers. Training mode
- * samples routes with generator (seed, stream = step·L + layer). Logits stay available.
+ * mean cross-entropy plus the routers' auxiliary terms summed over MoE layers. Training mode
+ * samples routes with generator (seed, stream = step·L + l, l the decoder layer). Logits stay
+ * available.
  */
 PM_API pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t *targets, int B,
                      int S, bool training, uint64_t seed, uint64_t step, float *loss);
@@ -430,17 +450,18 @@ PM_API pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const 
 PM_API pm_status pm_model_backward(pm_model *model);
 PM_API const float *pm_model_logits(const pm_model *model);          /* (B, S, V) */
 PM_API void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
-PM_API const pm_routing *pm_model_routing(const pm_model *model, int layer);
-PM_API pm_router *pm_model_router(pm_model *model, int layer);
-/* The learned budget's current per-layer k_l and alpha (each L values; either may be NULL),
+/* MoE layer m's routing of the last forward and its router (m < pm_model_moe_layers). */
+PM_API const pm_routing *pm_model_routing(const pm_model *model, int m);
+PM_API pm_router *pm_model_router(pm_model *model, int m);
+/* The learned budget's current per-layer k_l and alpha (each M values; either may be NULL),
  * from the model's tensors: the values the routers use (k_l capped at E − 1/2). false if the
  * model's router learns no budget. Also sets them into the routers, so that a generator or
  * a saved model uses the budget after the last update. */
 PM_API bool pm_model_budget(pm_model *model, float *k, float *alpha);
 
 /*
- * Test hook: when set, each training forward asks source(user, layer, T, &offsets, &experts)
- * for the subsets to use in that layer (CSR over tokens, experts increasing); returning false
+ * Test hook: when set, each training forward asks source(user, m, T, &offsets, &experts)
+ * for the subsets to use in MoE layer m (CSR over tokens, experts increasing); returning false
  * lets the router choose. The subsets then get the router's training weights (π_j for
  * probmoe). Used to replay the samples of the PyTorch reference.
  */
@@ -451,8 +472,8 @@ PM_API void pm_model_set_routing_source(pm_model *model, pm_routing_source sourc
 /* Writes the model directory dir (config.json, model.safetensors with Hugging Face names,
  * F32), replacing an existing one crash-safely: a crash leaves the old or the new directory. */
 PM_API pm_status pm_model_save(pm_model *model, const char *dir);
-/* Every layer's router values (pm_router_value: state and learnable parameters) as JSON,
- * {"name": [[layer 0 values], [layer 1 values], ...], ...}; free() it; NULL on OOM. The model
+/* Every MoE layer's router values (pm_router_value: state and learnable parameters) as JSON,
+ * {"name": [[MoE layer 0 values], [MoE layer 1 values], ...], ...}; free() it; NULL on OOM. The model
  * directory keeps it in the weights' metadata ("probmoe.router_values"). */
 PM_API char *pm_model_router_values_json(const pm_model *model);
 /* Sets the values the JSON lists (names the router lacks, or wrong sizes: an error, and
@@ -497,8 +518,8 @@ PM_API pm_precision pm_generator_get_precision(const pm_generator *gen);
 PM_API int pm_generator_rows(const pm_generator *gen);
 PM_API int pm_generator_length(const pm_generator *gen);                  /* row 0's tokens */
 PM_API int pm_generator_row_length(const pm_generator *gen, int row);     /* -1 for no such row */
-/* Experts per token in the layer, over every token fed since the last pm_generator_reset. */
-PM_API double pm_generator_mean_active(const pm_generator *gen, int layer);
+/* Experts per token in MoE layer m, over every token fed since the last pm_generator_reset. */
+PM_API double pm_generator_mean_active(const pm_generator *gen, int m);
 /* Greedy when temperature <= 0; otherwise nucleus sampling with top_p in (0, 1]. */
 PM_API int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);
 

@@ -315,7 +315,7 @@ if(EXISTS ${work}/cmp)
   message(FATAL_ERROR "a refused compare created ${work}/cmp")
 endif()
 # train: budgets and ranges that cannot work are refused before anything is written
-expect_output("train: budget at L" 2 "budget K = 4 must lie strictly between L = 4 and L·E = 32"
+expect_output("train: budget at L" 2 "budget K = 4 must lie strictly between the MoE layers M = 4 and M·E = 32"
               train --data ${work}/corpus.txt --router softmoe --soft-budget 4 --out ${work}/never)
 expect_output("train: budget at L·E" 2 "budget K = 32 must lie strictly between"
               train --data ${work}/corpus.txt --router softmoe --soft-budget 32 --out ${work}/never)

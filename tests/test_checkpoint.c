@@ -337,26 +337,29 @@ static void test_round_trip_bf16(void **state) {
 static void test_families_save_back(void **state) {
     (void)state;
     const char *parent = make_temp_dir();
+    /* the fourth: qwen2_moe with dense layers (0 and 2) */
     const char *names[] = {"model.layers.1.mlp.experts.5.down_proj.weight",
                            "model.layers.0.mlp.shared_expert_gate.weight",
-                           "model.layers.1.block_sparse_moe.experts.2.w3.weight"};
-    const char *fields[] = {"\"OlmoeForCausalLM\"", "\"Qwen2MoeForCausalLM\"", "\"num_local_experts\""};
-    for (pm_arch arch = PM_ARCH_OLMOE; arch <= PM_ARCH_MIXTRAL; arch++) {
+                           "model.layers.1.block_sparse_moe.experts.2.w3.weight", "model.layers.2.mlp.down_proj.weight"};
+    const char *fields[] = {"\"OlmoeForCausalLM\"", "\"Qwen2MoeForCausalLM\"", "\"num_local_experts\"",
+                            "\"decoder_sparse_step\":\t2"};
+    for (int c = 0; c < 4; c++) {
+        const pm_arch arch = c < 3 ? (pm_arch)c : PM_ARCH_QWEN2_MOE;
         char dir[256];
-        snprintf(dir, sizeof dir, "%s/%s", parent, pm_arch_name(arch));
-        pm_model_config cfg = tiny_family_config(arch, PM_ROUTER_TOPK);
+        snprintf(dir, sizeof dir, "%s/%s%d", parent, pm_arch_name(arch), c);
+        pm_model_config cfg = c < 3 ? tiny_family_config(arch, PM_ROUTER_TOPK) : tiny_dense_config(PM_ROUTER_TOPK);
         pm_model *model = pm_model_create(&cfg, 1, 8);
         assert_non_null(model);
         pm_rng rng;
-        pm_rng_init(&rng, 40 + arch, 0);
+        pm_rng_init(&rng, 40 + (uint64_t)c, 0);
         random_normal(&rng, pm_model_weights(model), (int)pm_model_size(model), 0.5);
         float *weights = pm_model_weights(model); /* bf16 values: the file then holds them exactly */
         for (size_t i = 0; i < pm_model_size(model); i++) weights[i] = bf16_to_float(bf16_from_float(weights[i]));
         const checkpoint_options options = {true, 4 << 10};
         assert_int_equal(checkpoint_save(model, NULL, dir, &options), 0);
         assert_false(exists(fmt("%s/model.safetensors", dir)));
-        assert_non_null(strstr(read_text(fmt("%s/config.json", dir)), fields[arch]));
-        assert_non_null(strstr(read_text(fmt("%s/model.safetensors.index.json", dir)), names[arch]));
+        assert_non_null(strstr(read_text(fmt("%s/config.json", dir)), fields[c]));
+        assert_non_null(strstr(read_text(fmt("%s/model.safetensors.index.json", dir)), names[c]));
         assert_int_equal(strstr(read_text(fmt("%s/model.safetensors.index.json", dir)), "lm_head") == NULL,
                          cfg.tie_word_embeddings);
         pm_model *loaded = load(dir, false);

@@ -121,9 +121,12 @@ static void test_unsupported_fields_refused(void **state) {
         {PM_ARCH_OLMOE, ", \"hidden_act\": \"gelu\"", "hidden_act", "silu"},
         {PM_ARCH_OLMOE, ", \"clip_qkv\": 8", "clip_qkv", "null"},
         {PM_ARCH_OLMOE, ", \"attention_bias\": true", "attention_bias", "false"},
-        {PM_ARCH_QWEN2_MOE, ", \"mlp_only_layers\": [1]", "mlp_only_layers", "every layer must be a MoE layer"},
+        {PM_ARCH_QWEN2_MOE, ", \"mlp_only_layers\": [0, 1]", "mlp_only_layers", "needs at least one"},
+        {PM_ARCH_QWEN2_MOE, ", \"decoder_sparse_step\": 3", "decoder_sparse_step", "all 2 layers dense"},
         {PM_ARCH_QWEN2_MOE, ", \"mlp_only_layers\": 1", "mlp_only_layers", "must be a list"},
-        {PM_ARCH_QWEN2_MOE, ", \"decoder_sparse_step\": 2", "decoder_sparse_step", "dense"},
+        {PM_ARCH_QWEN2_MOE, ", \"mlp_only_layers\": [-1]", "mlp_only_layers", "0 or more"},
+        {PM_ARCH_QWEN2_MOE, ", \"mlp_only_layers\": [0.5]", "mlp_only_layers", "fractional"},
+        {PM_ARCH_QWEN2_MOE, ", \"decoder_sparse_step\": 0", "decoder_sparse_step", "1 to"},
         {PM_ARCH_QWEN2_MOE, ", \"use_sliding_window\": true", "use_sliding_window", "false"},
         {PM_ARCH_QWEN2_MOE, ", \"layer_types\": [\"sliding_attention\", \"full_attention\"]", "layer_types",
          "full_attention"},
@@ -145,6 +148,41 @@ static void test_unsupported_fields_refused(void **state) {
     }
 }
 
+/* Qwen2-MoE's dense layers: Hugging Face's rule picks the MoE layers, the config round trips
+ * (a listed number past the last layer names none and is dropped), and the parameter table has
+ * each dense layer's MLP of intermediate_size where a MoE layer has its router and experts. */
+static void test_dense_layers(void **state) {
+    (void)state;
+    pm_model_config cfg;
+    const char *extra = ", \"num_hidden_layers\": 6, \"decoder_sparse_step\": 2, \"mlp_only_layers\": [3, 9]";
+    if (parse(&cfg, PM_ARCH_QWEN2_MOE, extra) != PM_OK) fail_msg("%s", pm_last_error());
+    const bool moe[6] = {false, true, false, false, false, true}; /* (l + 1) % 2 == 0, but not 3 */
+    for (int l = 0; l < 6; l++) assert_int_equal(pm_model_layer_is_moe(&cfg, l), moe[l]);
+    assert_false(pm_model_layer_is_moe(&cfg, 6));
+    assert_int_equal(pm_model_moe_layers(&cfg), 2);
+    assert_int_equal(pm_model_moe_layer_number(&cfg, 0), 1);
+    assert_int_equal(pm_model_moe_layer_number(&cfg, 1), 5);
+    assert_int_equal(pm_model_moe_layer_number(&cfg, 2), -1);
+    char *json = pm_model_config_to_json(&cfg);
+    assert_non_null(json);
+    if (!strstr(json, "\"decoder_sparse_step\":\t2") || !strstr(json, "\"mlp_only_layers\":\t[3]"))
+        fail_msg("the dense layers are not written back:\n%s", json);
+    pm_model_config back;
+    if (pm_model_config_from_json(&back, json, "config.json") != PM_OK) fail_msg("%s", pm_last_error());
+    free(json);
+    for (int l = 0; l < 6; l++) assert_int_equal(pm_model_layer_is_moe(&back, l), moe[l]);
+    pm_model *model = pm_model_create(&cfg, 1, 4);
+    assert_non_null(model);
+    const pm_param *mlp = pm_model_find_param(model, "model.layers.0.mlp.up_proj.weight");
+    assert_non_null(mlp);
+    assert_int_equal(mlp->shape[0], 40); /* intermediate_size, not the experts' 24 */
+    assert_null(pm_model_find_param(model, "model.layers.3.mlp.gate.weight"));
+    assert_null(pm_model_find_param(model, "model.layers.3.mlp.shared_expert_gate.weight"));
+    assert_non_null(pm_model_find_param(model, "model.layers.5.mlp.experts.5.down_proj.weight"));
+    assert_null(pm_model_find_param(model, "model.layers.5.mlp.up_proj.weight"));
+    pm_model_free(model);
+}
+
 /* The model refuses a family's part in another family (a config built in C). */
 static void test_parts_outside_their_family(void **state) {
     (void)state;
@@ -163,6 +201,10 @@ static void test_parts_outside_their_family(void **state) {
     cfg = tiny_family_config(PM_ARCH_MIXTRAL, PM_ROUTER_TOPK);
     cfg.router.norm_topk_prob = false;
     assert_true(pm_model_config_check(&cfg) < 0);
+    cfg = tiny_family_config(PM_ARCH_MIXTRAL, PM_ROUTER_TOPK);
+    cfg.mlp_only_layers[0] = true;
+    assert_true(pm_model_config_check(&cfg) < 0);
+    assert_non_null(strstr(pm_last_error(), "mlp_only_layers are for qwen2_moe"));
     cfg = tiny_model_config(PM_ROUTER_TOPK);
     cfg.arch = (pm_arch)7;
     assert_true(pm_model_config_check(&cfg) < 0);
@@ -175,6 +217,7 @@ int main(void) {
         cmocka_unit_test(test_families_round_trip),
         cmocka_unit_test(test_hugging_face_configs),
         cmocka_unit_test(test_unsupported_fields_refused),
+        cmocka_unit_test(test_dense_layers),
         cmocka_unit_test(test_parts_outside_their_family),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

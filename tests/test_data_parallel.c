@@ -197,7 +197,8 @@ static void check_router(pm_router_kind kind) {
 }
 
 /* The other families' parts under both parallelisms: qwen2_moe's tied embedding (whose
- * gradient sums lm_head's and the embedding's), biases and shared expert; mixtral's window. */
+ * gradient sums lm_head's and the embedding's), biases, shared expert and dense layers (whose
+ * tensors expert parallelism does not split); mixtral's window. */
 static void test_families(void **state) {
     (void)state;
     for (pm_arch arch = PM_ARCH_QWEN2_MOE; arch <= PM_ARCH_MIXTRAL; arch++) {
@@ -206,6 +207,10 @@ static void test_families(void **state) {
         spec.cfg.vocab_size = 256;
         check_runs(spec, pm_arch_name(arch));
     }
+    run_spec spec = spec_for(PM_ROUTER_PROBMOE); /* dense layers among the MoE layers */
+    spec.cfg = tiny_dense_config(PM_ROUTER_PROBMOE);
+    spec.cfg.vocab_size = 256;
+    check_runs(spec, "qwen2_moe with dense layers");
 }
 
 static void test_topk(void **state) {

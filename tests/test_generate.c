@@ -19,7 +19,7 @@ static pm_model_config tiny_config(pm_router_kind kind) {
 }
 
 /* Every family (its biases, shared expert, tied embeddings, sliding window shorter than the
- * sequence) and every router. */
+ * sequence, qwen2_moe's dense layers) and every router. */
 static void test_cache_matches_full_forward(void **state) {
     (void)state;
     enum { S = 13 };
@@ -27,10 +27,11 @@ static void test_cache_matches_full_forward(void **state) {
     pm_rng rng;
     pm_rng_init(&rng, 3, 0);
     for (int i = 0; i < S; i++) tokens[i] = (int32_t)(pm_rng_u32(&rng) % 50);
-    for (int case_ = 0; case_ < 3 * pm_router_kind_count(); case_++) {
+    for (int case_ = 0; case_ < 4 * pm_router_kind_count(); case_++) { /* the fourth: qwen2_moe's dense layers */
         const int kind = case_ % pm_router_kind_count();
-        const pm_arch arch = (pm_arch)(case_ / pm_router_kind_count());
-        pm_model_config cfg = tiny_family_config(arch, (pm_router_kind)kind);
+        const pm_arch arch = (pm_arch)(case_ / pm_router_kind_count() % 3);
+        pm_model_config cfg = case_ < 3 * pm_router_kind_count() ? tiny_family_config(arch, (pm_router_kind)kind)
+                                                                : tiny_dense_config((pm_router_kind)kind);
         cfg.initializer_range = 0.3f;
         cfg.router.tau = 0.2f;
         pm_model *model = pm_model_create(&cfg, 1, S);

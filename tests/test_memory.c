@@ -99,16 +99,18 @@ static void expect_arena_holds_activations(const pm_model *model, const pm_memor
 #endif
             previous_end = end;
         }
-        if ((const char *)layer->moe.x < previous_end) fail_msg("%s: layer %d's expert rows overlap", router, l);
+        if (layer->moe_index >= 0 && (const char *)layer->moe.x < previous_end) /* a dense layer has none */
+            fail_msg("%s: layer %d's expert rows overlap", router, l);
     }
 }
 
 static void test_estimate_matches_allocation(void **state) {
     (void)state;
     const int B = 4, S = 96;
-    for (int c = 0; c < 3 * pm_router_kind_count(); c++) { /* every family and router */
+    for (int c = 0; c < 4 * pm_router_kind_count(); c++) { /* every family and router; qwen2_moe's dense layers */
         const int kind = c % pm_router_kind_count();
-        const pm_arch arch = (pm_arch)(c / pm_router_kind_count());
+        const bool dense = c >= 3 * pm_router_kind_count();
+        const pm_arch arch = dense ? PM_ARCH_QWEN2_MOE : (pm_arch)(c / pm_router_kind_count());
         pm_model_config cfg = measured_config(kind);
         const pm_model_config family = tiny_family_config(arch, kind);
         cfg.arch = arch;
@@ -118,8 +120,9 @@ static void test_estimate_matches_allocation(void **state) {
         cfg.dense_intermediate_size = family.dense_intermediate_size;
         cfg.sliding_window = family.sliding_window;
         cfg.router.norm_topk_prob = family.router.norm_topk_prob;
+        if (dense) cfg.decoder_sparse_step = 2, cfg.dense_intermediate_size = 200; /* wider than the shared 80 */
         char name[64];
-        snprintf(name, sizeof name, "%s %s", pm_arch_name(arch), pm_router_kind_name(kind));
+        snprintf(name, sizeof name, "%s%s %s", pm_arch_name(arch), dense ? " dense" : "", pm_router_kind_name(kind));
         pm_memory_estimate inference, training;
         if (pm_model_memory_estimate(&cfg, B, S, false, &inference) != PM_OK ||
             pm_model_memory_estimate(&cfg, B, S, true, &training) != PM_OK)

@@ -16,7 +16,7 @@
 #error "FIXTURE_DIR must name tests/fixtures"
 #endif
 
-/* Replays "samples.step{s}.layer{l}.*" of the fixture for the current step. */
+/* Replays "samples.step{s}.layer{m}.*" of the fixture (m: the MoE layer) for the current step. */
 typedef struct {
     const st_file *file;
     int step;
@@ -191,12 +191,29 @@ FAMILY_TESTS(, PM_ARCH_OLMOE)
 FAMILY_TESTS(qwen2_moe_, PM_ARCH_QWEN2_MOE)
 FAMILY_TESTS(mixtral_, PM_ARCH_MIXTRAL)
 
+/* Qwen2-MoE with dense MLP layers: 6 layers, MoE layers 1 and 5 only (dev/README.md). */
+static void test_qwen2_moe_dense_topk(void **state) {
+    (void)state;
+    compare_router("qwen2_moe_dense_topk", PM_ARCH_QWEN2_MOE);
+}
+static void test_qwen2_moe_dense_probmoe(void **state) {
+    (void)state;
+    compare_router("qwen2_moe_dense_probmoe", PM_ARCH_QWEN2_MOE);
+}
+static void test_qwen2_moe_dense_softmoe(void **state) {
+    (void)state;
+    compare_router("qwen2_moe_dense_softmoe", PM_ARCH_QWEN2_MOE);
+}
+
 #define FAMILY_CASES(prefix)                                                                      \
     cmocka_unit_test(test_##prefix##topk), cmocka_unit_test(test_##prefix##probmoe),               \
         cmocka_unit_test(test_##prefix##probmoe_dyn), cmocka_unit_test(test_##prefix##densemixer), \
         cmocka_unit_test(test_##prefix##softmoe)
 
 int main(void) {
-    const struct CMUnitTest tests[] = {FAMILY_CASES(), FAMILY_CASES(qwen2_moe_), FAMILY_CASES(mixtral_)};
+    const struct CMUnitTest tests[] = {FAMILY_CASES(), FAMILY_CASES(qwen2_moe_), FAMILY_CASES(mixtral_),
+                                       cmocka_unit_test(test_qwen2_moe_dense_topk),
+                                       cmocka_unit_test(test_qwen2_moe_dense_probmoe),
+                                       cmocka_unit_test(test_qwen2_moe_dense_softmoe)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,6 +225,7 @@ static void test_step_matches_fp32(void **state) {
      * sampling router may draw other subsets from bf16's slightly different logits) */
     check_step_of(tiny_family_config(PM_ARCH_QWEN2_MOE, PM_ROUTER_TOPK), "qwen2_moe");
     check_step_of(tiny_family_config(PM_ARCH_MIXTRAL, PM_ROUTER_TOPK), "mixtral");
+    check_step_of(tiny_dense_config(PM_ROUTER_TOPK), "qwen2_moe with dense layers");
 }
 
 static char work[64];

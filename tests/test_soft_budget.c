@@ -340,7 +340,7 @@ static void test_bad_budgets(void **state) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cfg.soft_budget = bad[i];
         assert_true(pm_model_config_check(&cfg) < 0);
-        assert_non_null(strstr(pm_last_error(), "must lie strictly between L = 3 and L·E = 12"));
+        assert_non_null(strstr(pm_last_error(), "must lie strictly between the MoE layers M = 3 and M·E = 12"));
     }
     cfg.soft_budget = NAN;
     assert_true(pm_model_config_check(&cfg) < 0);

@@ -148,8 +148,9 @@ static int run_shards(pm_model *model, const tokenizer *tok, const eval_options 
     printf("  layer  active  load entropy  max/mean  dead  routing entropy  cover 99%%  top-k mass\n");
     for (int l = 0; l < analytics_num_layers(a); l++) {
         const analytics_layer *layer = analytics_get_layer(a, l);
-        printf("  %5d  %6.2f  %12.3f  %8.2f  %4d  %15.3f  %9.2f  %10.3f\n", l, layer->mean_active, layer->load_entropy,
-               layer->max_over_mean, layer->dead_experts, layer->routing_entropy, layer->cover99, layer->topk_mass);
+        printf("  %5d  %6.2f  %12.3f  %8.2f  %4d  %15.3f  %9.2f  %10.3f\n", analytics_layer_number(a, l),
+               layer->mean_active, layer->load_entropy, layer->max_over_mean, layer->dead_experts,
+               layer->routing_entropy, layer->cover99, layer->topk_mass);
     }
     if (analytics_groups(a) > 1) {
         printf("  groups a token's experts span (of G = %d), mean and most:", analytics_groups(a));

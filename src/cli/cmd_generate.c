@@ -232,9 +232,10 @@ int cmd_generate(int argc, char **argv) {
     }
     if (status) fprintf(stderr, "probmoe generate: %s\n", pm_last_error());
     const double seconds = now_seconds() - start;
-    fprintf(stderr, "\n[%d tokens, %.1f tokens/s; mean active experts per layer:", generated,
-            seconds > 0 ? generated / seconds : 0.0);
-    for (int l = 0; status == 0 && l < cfg->num_layers; l++) fprintf(stderr, " %.2f", pm_generator_mean_active(gen, l));
+    fprintf(stderr, "\n[%d tokens, %.1f tokens/s; mean active experts per %slayer:", generated,
+            seconds > 0 ? generated / seconds : 0.0, pm_model_moe_layers(cfg) < cfg->num_layers ? "MoE " : "");
+    for (int m = 0; status == 0 && m < pm_model_moe_layers(cfg); m++)
+        fprintf(stderr, " %.2f", pm_generator_mean_active(gen, m));
     fprintf(stderr, "]\n");
     free(output);
     free(prompt);

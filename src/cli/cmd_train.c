@@ -351,7 +351,7 @@ static void print_summary(const train_result *result, const train_request *reque
     printf("  layer  active experts  load entropy  max/mean load  dead experts%s\n",
            result->has_budget ? "  learned k_l   alpha" : "");
     for (int l = 0; l < result->num_layers; l++) {
-        printf("  %5d  %14.2f  %12.3f  %13.2f  %12d", l, result->routing[l].mean_active,
+        printf("  %5d  %14.2f  %12.3f  %13.2f  %12d", result->layer_numbers[l], result->routing[l].mean_active,
                result->routing[l].load_entropy, result->routing[l].max_over_mean, result->routing[l].dead_experts);
         if (result->has_budget) printf("  %11.3f  %6.3f", result->budget_k[l], result->budget_alpha[l]);
         printf("\n");

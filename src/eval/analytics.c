@@ -22,6 +22,7 @@ typedef struct {
 struct analytics {
     int L, E, k, V;
     int groups;             /* G of mean_groups: equal, contiguous groups of E / G experts */
+    int *layer_numbers;     /* (L) the decoder layer of each (MoE) layer analysed */
     int64_t *id_count;      /* (V) occurrences of each token id (counted in layer 0) */
     layer_sums *layers;
     double *sorted;         /* (E) scratch: one token's π in decreasing order */
@@ -45,7 +46,9 @@ analytics *analytics_create_raw(int num_layers, int num_experts, int k, int voca
     a->layers = calloc((size_t)num_layers, sizeof *a->layers);
     a->sorted = malloc(sizeof(double) * (size_t)num_experts);
     a->rank_order = malloc(sizeof(int) * (size_t)vocab_size);
-    bool ok = a->id_count && a->layers && a->sorted && a->rank_order;
+    a->layer_numbers = malloc(sizeof(int) * (size_t)num_layers);
+    bool ok = a->id_count && a->layers && a->sorted && a->rank_order && a->layer_numbers;
+    for (int l = 0; ok && l < num_layers; l++) a->layer_numbers[l] = l;
     for (int l = 0; ok && l < num_layers; l++) {
         layer_sums *s = &a->layers[l];
         s->load = calloc((size_t)num_experts, sizeof *s->load);
@@ -63,7 +66,9 @@ analytics *analytics_create_raw(int num_layers, int num_experts, int k, int voca
 
 analytics *analytics_create(const pm_model *model) {
     const pm_model_config *cfg = pm_model_get_config(model);
-    analytics *a = analytics_create_raw(cfg->num_layers, cfg->num_experts, cfg->router.k, cfg->vocab_size);
+    /* the MoE layers only: a dense layer routes nothing */
+    analytics *a = analytics_create_raw(pm_model_moe_layers(cfg), cfg->num_experts, cfg->router.k, cfg->vocab_size);
+    for (int m = 0; a && m < a->L; m++) a->layer_numbers[m] = pm_model_moe_layer_number(cfg, m);
     /* the router's groups where they divide E (every router carries the field) */
     if (a && cfg->router.groups > 1 && cfg->num_experts % cfg->router.groups == 0) a->groups = cfg->router.groups;
     return a;
@@ -86,6 +91,7 @@ void analytics_free(analytics *a) {
         free(a->layers[l].active_by_id);
     }
     free(a->layers);
+    free(a->layer_numbers);
     free(a->id_count);
     free(a->sorted);
     free(a->rank_order);
@@ -172,18 +178,18 @@ int analytics_add_routing(analytics *a, int layer, const float *probs, const int
 
 int analytics_add_batch(analytics *a, const pm_model *model, const int32_t *tokens, int B, int S) {
     const pm_model_config *cfg = pm_model_get_config(model);
-    if (cfg->num_layers != a->L || cfg->num_experts != a->E)
-        return pm_fail(PM_ERR_ARG, "analytics: the model has %d layers of %d experts, not %d of %d",
-                       cfg->num_layers, cfg->num_experts, a->L, a->E);
+    if (pm_model_moe_layers(cfg) != a->L || cfg->num_experts != a->E)
+        return pm_fail(PM_ERR_ARG, "analytics: the model has %d MoE layers of %d experts, not %d of %d",
+                       pm_model_moe_layers(cfg), cfg->num_experts, a->L, a->E);
     const int T = B * S;
     for (int l = 0; l < a->L; l++) {
         const pm_routing *routing = pm_model_routing(model, l);
         if (!routing || routing->num_tokens != T || !pm_routing_probs(routing))
             return pm_fail(PM_ERR_STATE, "analytics: layer %d did not route the %d tokens of this "
-                           "batch (run pm_model_forward first)", l, T);
+                           "batch (run pm_model_forward first)", a->layer_numbers[l], T);
         if (routing->training)
             return pm_fail(PM_ERR_STATE, "analytics: layer %d was routed in training mode; "
-                           "evaluate in inference mode", l);
+                           "evaluate in inference mode", a->layer_numbers[l]);
         int status = analytics_add_routing(a, l, pm_routing_probs(routing), routing->offsets,
                                            routing->experts, tokens, T);
         if (status) return status;
@@ -282,6 +288,7 @@ int analytics_finish(analytics *a) {
 }
 
 int analytics_num_layers(const analytics *a) { return a->L; }
+int analytics_layer_number(const analytics *a, int layer) { return a->layer_numbers[layer]; }
 int analytics_num_experts(const analytics *a) { return a->E; }
 int analytics_k(const analytics *a) { return a->k; }
 

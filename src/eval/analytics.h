@@ -6,9 +6,9 @@
  *  - from the router's probabilities π (softmax of the logits): the mean per-token entropy
  *    H(π)/log E, the mean number of experts needed to cover 99% of π's mass and the mean
  *    mass of π's k largest entries (k = the router's k);
- *  - the mean and the largest number of groups a token's experts span, with the experts in G equal, contiguous
- *    groups (G: the router's groups, the machines of expert parallelism; any router can be
- *    given one, so that top-k's spread shows next to probmoe-group's limit);
+ *  - the mean and the largest number of groups a token's experts span, with the experts in G
+ *    equal, contiguous groups (G: the router's groups, the machines of expert parallelism;
+ *    any router can be given one, so that top-k's spread shows next to probmoe-group's limit);
  *  - the mean number of active experts (combine pairs per token), overall and per bucket of
  *    token frequency: token ids are ranked by how often they occur in the evaluated data
  *    (rank 1 = most frequent) and bucketed by rank in powers of two (ranks 1, 2-3, 4-7, ...).
@@ -82,7 +82,10 @@ int analytics_finish(analytics *a);
 int analytics_set_groups(analytics *a, int groups);
 int analytics_groups(const analytics *a);
 
+/* The layers analysed: a model's MoE layers (analytics_create), in order. */
 int analytics_num_layers(const analytics *a);
+/* The decoder layer number of analysed layer `layer` (itself for analytics_create_raw). */
+int analytics_layer_number(const analytics *a, int layer);
 int analytics_num_experts(const analytics *a);
 int analytics_k(const analytics *a);
 /* Results after analytics_finish; pointers stay valid until the next finish or free. */

@@ -28,7 +28,8 @@ int analytics_write_layers_csv(const analytics *a, const char *path) {
     fprintf(out.file, "\n");
     for (int l = 0; l < analytics_num_layers(a); l++) {
         const analytics_layer *r = analytics_get_layer(a, l);
-        fprintf(out.file, "%d,%lld,%lld,%.6f,%.6f,%.6f,%d,%.6f,%.6f,%.6f,%d,%.6f,%d", l, (long long)r->tokens,
+        fprintf(out.file, "%d,%lld,%lld,%.6f,%.6f,%.6f,%d,%.6f,%.6f,%.6f,%d,%.6f,%d", analytics_layer_number(a, l),
+                (long long)r->tokens,
                 (long long)r->pairs, r->mean_active, r->load_entropy, r->max_over_mean, r->dead_experts,
                 r->routing_entropy, r->cover99, r->topk_mass, analytics_groups(a), r->mean_groups, r->max_groups);
         for (int e = 0; e < E; e++) fprintf(out.file, ",%.6f", r->load[e]);
@@ -46,7 +47,7 @@ int analytics_write_buckets_csv(const analytics *a, const char *path) {
     const analytics_bucket *buckets = analytics_get_buckets(a, &count);
     fprintf(out.file, "bucket,rank_lo,rank_hi,token_ids,occurrences,min_count,max_count,"
             "mean_active");
-    for (int l = 0; l < L; l++) fprintf(out.file, ",mean_active_layer_%d", l);
+    for (int l = 0; l < L; l++) fprintf(out.file, ",mean_active_layer_%d", analytics_layer_number(a, l));
     fprintf(out.file, "\n");
     for (int b = 0; b < count; b++) {
         const analytics_bucket *k = &buckets[b];
@@ -64,7 +65,7 @@ static cJSON *layers_json(const analytics *a) {
     for (int l = 0; l < analytics_num_layers(a); l++) {
         const analytics_layer *r = analytics_get_layer(a, l);
         cJSON *layer = cJSON_CreateObject();
-        cJSON_AddNumberToObject(layer, "layer", l);
+        cJSON_AddNumberToObject(layer, "layer", analytics_layer_number(a, l));
         cJSON_AddNumberToObject(layer, "tokens", (double)r->tokens);
         cJSON_AddNumberToObject(layer, "pairs", (double)r->pairs);
         cJSON_AddNumberToObject(layer, "mean_active", r->mean_active);

@@ -89,6 +89,13 @@ int plots_active_per_layer(const char *dir, const char *stem, const plots_series
     return plots_per_layer_bars(dir, stem, "Mean active experts per layer", "active experts per token", runs, count);
 }
 
+int plots_groups_per_layer(const char *dir, const char *stem, const char *title, int groups,
+                           const plots_series *runs, int count) {
+    char ylabel[96];
+    snprintf(ylabel, sizeof ylabel, "groups spanned per token (of G = %d)", groups);
+    return plots_per_layer_bars(dir, stem, title, ylabel, runs, count);
+}
+
 int plots_active_vs_frequency(const char *dir, const char *stem, const plots_xy *series, int count) {
     if (count < 1) return pm_fail(PM_ERR_ARG, "plots: no series to plot");
     for (int s = 0; s < count; s++)
@@ -174,11 +181,9 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
     plots_name(name, sizeof name, stem, "_active"); /* no longer than _load */
     status = combine(status, plots_active_per_layer(dir, name, &(plots_series){label, active, L}, 1));
     if (analytics_groups(a) > 1) {
-        char ylabel[96];
-        snprintf(ylabel, sizeof ylabel, "groups spanned per token (of G = %d)", analytics_groups(a));
         plots_name(name, sizeof name, stem, "_groups");
-        status = combine(status, plots_per_layer_bars(dir, name, "Mean groups a token's experts span, per layer",
-                                                      ylabel, &(plots_series){label, spanned, L}, 1));
+        status = combine(status, plots_groups_per_layer(dir, name, "Mean groups a token's experts span, per layer",
+                                                        analytics_groups(a), &(plots_series){label, spanned, L}, 1));
     }
 
     if (buckets > 0) {
@@ -186,7 +191,7 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
         for (int s = 0; s <= L; s++) {
             double *x = xy + (size_t)2 * s * buckets, *y = x + buckets;
             plots_bucket_points(a, s < L ? s : -1, x, y);
-            if (s < L) snprintf(names[s], sizeof names[s], "layer %d", s);
+            if (s < L) snprintf(names[s], sizeof names[s], "layer %d", analytics_layer_number(a, s));
             else snprintf(names[s], sizeof names[s], "mean over layers");
             series[s] = (plots_xy){names[s], x, y, buckets};
         }

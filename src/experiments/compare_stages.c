@@ -269,7 +269,7 @@ typedef struct {
 /* ", \"budget_k\": [..], \"budget_alpha\": [..]" for a model that learns a budget, else "". */
 static void budget_json(pm_model *model, char *out, size_t size) {
     out[0] = '\0';
-    const int L = pm_model_get_config(model)->num_layers;
+    const int L = pm_model_moe_layers(pm_model_get_config(model));
     float *values = malloc(sizeof(float) * 2 * (size_t)L);
     if (values && pm_model_budget(model, values, values + L)) {
         size_t used = (size_t)snprintf(out, size, ", \"budget_k\": [");

@@ -54,8 +54,8 @@ static int restore_router_values(pm_model *model, const st_file *file, const cha
     const char *values = st_metadata(file, "probmoe.router_values");
     if (values) return pm_model_set_router_values_json(model, values, path);
     const char *taus = st_metadata(file, "probmoe.layer_tau");
-    for (int l = 0; taus && l < pm_model_get_config(model)->num_layers; l++) {
-        float *tau = pm_router_find_value(pm_model_router(model, l), "tau", NULL);
+    for (int m = 0; taus && m < pm_model_moe_layers(pm_model_get_config(model)); m++) {
+        float *tau = pm_router_find_value(pm_model_router(model, m), "tau", NULL);
         while (*taus == '[' || *taus == ',' || *taus == ' ') taus++;
         char *end;
         const float value = strtof(taus, &end);

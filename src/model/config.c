@@ -28,8 +28,27 @@ pm_model_config pm_model_config_default(void) {
     cfg.rope_theta = 10000.0f;
     cfg.rms_norm_eps = 1e-5f;
     cfg.initializer_range = 0.02f;
+    cfg.decoder_sparse_step = 1;
     cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, cfg.num_experts, cfg.experts_per_token);
     return cfg;
+}
+
+/* Qwen2MoeDecoderLayer's rule: a MoE block unless listed in mlp_only_layers or off the step. */
+bool pm_model_layer_is_moe(const pm_model_config *cfg, int layer) {
+    if (layer < 0 || layer >= cfg->num_layers || layer >= PM_MAX_LAYERS || cfg->mlp_only_layers[layer]) return false;
+    return cfg->decoder_sparse_step <= 1 || (layer + 1) % cfg->decoder_sparse_step == 0;
+}
+
+int pm_model_moe_layers(const pm_model_config *cfg) {
+    int count = 0;
+    for (int l = 0; l < cfg->num_layers && l < PM_MAX_LAYERS; l++) count += pm_model_layer_is_moe(cfg, l);
+    return count;
+}
+
+int pm_model_moe_layer_number(const pm_model_config *cfg, int m) {
+    for (int l = 0; m >= 0 && l < cfg->num_layers && l < PM_MAX_LAYERS; l++)
+        if (pm_model_layer_is_moe(cfg, l) && m-- == 0) return l;
+    return -1;
 }
 
 static int positive(int value, const char *field) {
@@ -59,6 +78,14 @@ static int check_family(const pm_model_config *cfg) {
     if (cfg->sliding_window < 0 || (cfg->sliding_window != 0 && !arch->sliding_window_allowed))
         return pm_fail(PM_ERR_ARG, "model config: sliding_window = %d; give 0 (attention over every position)%s",
                        cfg->sliding_window, arch->sliding_window_allowed ? " or a positive window" : "");
+    bool listed = false;
+    for (int l = 0; l < PM_MAX_LAYERS; l++) listed |= cfg->mlp_only_layers[l];
+    if (cfg->arch != PM_ARCH_QWEN2_MOE && (cfg->decoder_sparse_step > 1 || listed))
+        return pm_fail(PM_ERR_ARG, "model config: %s has no dense MLP layers; decoder_sparse_step and "
+                       "mlp_only_layers are for qwen2_moe", name);
+    if (cfg->decoder_sparse_step < 0 || cfg->decoder_sparse_step > PM_MAX_LAYERS)
+        return pm_fail(PM_ERR_ARG, "model config: decoder_sparse_step = %d; it must be 1 to %d",
+                       cfg->decoder_sparse_step, PM_MAX_LAYERS);
     if (arch->always_norm_topk && !cfg->router.norm_topk_prob)
         return pm_fail(PM_ERR_ARG, "model config: %s renormalises the top-k weights; norm_topk_prob must be true",
                        name);
@@ -93,10 +120,19 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
         if (bounds[i].value > bounds[i].most)
             return pm_fail(PM_ERR_ARG, "model config: %s = %d is above the largest supported, %d; check the config",
                            bounds[i].field, bounds[i].value, bounds[i].most);
+    const int M = pm_model_moe_layers(cfg), dense = cfg->num_layers - M;
+    if (M == 0)
+        return pm_fail(PM_ERR_ARG, "model config: decoder_sparse_step = %d and mlp_only_layers make all %d layers "
+                       "dense MLPs; probmoe routes MoE layers and needs at least one", cfg->decoder_sparse_step,
+                       cfg->num_layers);
+    if (dense > 0 && cfg->dense_intermediate_size < 1)
+        return pm_fail(PM_ERR_ARG, "model config: %d layers are dense MLPs but intermediate_size (their width) is "
+                       "%d; give it", dense, cfg->dense_intermediate_size);
     /* the parameter count, in double so that it cannot wrap */
     const double H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->num_experts;
-    const double shared = cfg->shared_expert_size * 3.0 * H + H;
-    const double parameters = 2.0 * cfg->vocab_size * H + cfg->num_layers * (4.0 * H * H + E * (H + 3.0 * H * I) + shared);
+    const double shared = cfg->shared_expert_size * 3.0 * H + H, mlp = 3.0 * H * cfg->dense_intermediate_size;
+    const double parameters = 2.0 * cfg->vocab_size * H + cfg->num_layers * 4.0 * H * H +
+                              M * (E * (H + 3.0 * H * I) + shared) + dense * mlp;
     if (parameters > 68719476736.0) /* 2^36 floats: 256 GiB of weights alone */
         return pm_fail(PM_ERR_ARG, "model config: %.3g parameters (%.0f GiB of float32 weights, more with gradients "
                        "and optimizer state) is more than this program can hold; use a smaller model",
@@ -123,16 +159,16 @@ pm_status pm_model_config_check(const pm_model_config *cfg) {
                        cfg->router.num_experts, cfg->num_experts);
     if (!(cfg->soft_budget >= 0.0f) || !isfinite(cfg->soft_budget))
         return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget = %g; give a finite budget, or 0 for "
-                       "num_hidden_layers × soft_k", (double)cfg->soft_budget);
+                       "the MoE layers × soft_k", (double)cfg->soft_budget);
     if (cfg->soft_budget > 0.0f && !pm_router_learns_budget(cfg->router.kind))
         return pm_fail(PM_ERR_ARG, "model config: probmoe.soft_budget (--soft-budget) is set, but the %s router "
                        "learns no budget; drop it or use softmoe", pm_router_kind_name(cfg->router.kind));
-    const float K = pm_model_soft_budget(cfg), L = (float)cfg->num_layers;
-    if (pm_router_learns_budget(cfg->router.kind) && !(K > L && K < L * (float)cfg->num_experts))
-        return pm_fail(PM_ERR_ARG, "model config: the %s budget K = %g must lie strictly between L = %d and "
-                       "L·E = %d (each layer keeps more than one and fewer than E experts); set "
+    const float K = pm_model_soft_budget(cfg);
+    if (pm_router_learns_budget(cfg->router.kind) && !(K > (float)M && K < (float)M * (float)cfg->num_experts))
+        return pm_fail(PM_ERR_ARG, "model config: the %s budget K = %g must lie strictly between the MoE layers "
+                       "M = %d and M·E = %d (each MoE layer keeps more than one and fewer than E experts); set "
                        "probmoe.soft_budget (--soft-budget) or k", pm_router_kind_name(cfg->router.kind),
-                       (double)K, cfg->num_layers, cfg->num_layers * cfg->num_experts);
+                       (double)K, M, M * cfg->num_experts);
     return pm_router_config_check(&cfg->router);
 }
 

@@ -2,6 +2,7 @@
  * every field whose behaviour the model does not implement, refused with its name, since
  * running it otherwise would silently compute another model. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -83,32 +84,35 @@ static void read_olmoe(json_reader *reader, bool *norm) {
     if (item(reader, "clip_qkv")) refuse(reader, "clip_qkv", "q, k and v are not clipped; set it to null");
 }
 
-/* Qwen2-MoE's fields. A layer is a dense MLP when it is in mlp_only_layers or, with
- * decoder_sparse_step s, when (l + 1) % s != 0: any s > 1 makes layer 0 dense. */
+/* Qwen2-MoE's dense layers: decoder_sparse_step and mlp_only_layers (numbers at or past
+ * num_hidden_layers name no layer, as in Hugging Face's code, and are dropped). */
+static void read_dense_layers(json_reader *reader, pm_model_config *cfg) {
+    config_read_int(reader, "decoder_sparse_step", &cfg->decoder_sparse_step, false);
+    if (reader->status == 0 && (cfg->decoder_sparse_step < 1 || cfg->decoder_sparse_step > PM_MAX_LAYERS))
+        reader->status = pm_fail(PM_ERR_ARG, "%s: decoder_sparse_step = %d; it must be 1 to %d", reader->source,
+                                 cfg->decoder_sparse_step, PM_MAX_LAYERS);
+    const cJSON *dense = item(reader, "mlp_only_layers"), *layer;
+    if (reader->status == 0 && dense && !cJSON_IsArray(dense))
+        reader->status = pm_fail(PM_ERR_ARG, "%s: mlp_only_layers must be a list of layer numbers", reader->source);
+    cJSON_ArrayForEach(layer, dense) {
+        if (reader->status < 0) break;
+        const double number = cJSON_IsNumber(layer) ? layer->valuedouble : -1.0;
+        if (number < 0 || number != floor(number))
+            reader->status = pm_fail(PM_ERR_ARG, "%s: mlp_only_layers must be a list of layer numbers (0 or more); "
+                                     "it holds %s", reader->source, cJSON_IsNumber(layer) ? "a negative or "
+                                     "fractional number" : "something else");
+        else if (number < cfg->num_layers && number < PM_MAX_LAYERS)
+            cfg->mlp_only_layers[(int)number] = true;
+    }
+}
+
 static void read_qwen2_moe(json_reader *reader, pm_model_config *cfg, bool *norm) {
     config_read_bool(reader, "norm_topk_prob", norm);
     cfg->qkv_bias = true;
     config_read_bool(reader, "qkv_bias", &cfg->qkv_bias);
     config_read_int(reader, "intermediate_size", &cfg->dense_intermediate_size, true);
     config_read_int(reader, "shared_expert_intermediate_size", &cfg->shared_expert_size, true);
-    int step = 1;
-    config_read_int(reader, "decoder_sparse_step", &step, false);
-    if (reader->status == 0 && step < 1)
-        reader->status = pm_fail(PM_ERR_ARG, "%s: decoder_sparse_step = %d must be at least 1", reader->source, step);
-    if (reader->status == 0 && step != 1)
-        refuse(reader, "decoder_sparse_step other than 1", "it makes some layers dense MLPs, which are not "
-               "implemented yet; every layer must be a MoE layer");
-    const cJSON *dense = item(reader, "mlp_only_layers"), *layer;
-    if (reader->status == 0 && dense && !cJSON_IsArray(dense))
-        reader->status = pm_fail(PM_ERR_ARG, "%s: mlp_only_layers must be a list of layer numbers", reader->source);
-    cJSON_ArrayForEach(layer, dense) {
-        if (reader->status < 0) break;
-        if (!cJSON_IsNumber(layer))
-            reader->status = pm_fail(PM_ERR_ARG, "%s: mlp_only_layers must be a list of layer numbers", reader->source);
-        else if (layer->valuedouble >= 0 && layer->valuedouble < cfg->num_layers)
-            refuse(reader, "mlp_only_layers other than []", "dense MLP layers among the MoE layers are not "
-                   "implemented yet; every layer must be a MoE layer");
-    }
+    read_dense_layers(reader, cfg);
     bool sliding = false;
     config_read_bool(reader, "use_sliding_window", &sliding);
     if (sliding) refuse(reader, "use_sliding_window = true", "qwen2_moe's per-layer sliding window is not "
@@ -174,14 +178,16 @@ bool config_family_write(cJSON *root, const pm_model_config *cfg) {
         cJSON_AddBoolToObject(root, "attention_bias", false);
         cJSON_AddNullToObject(root, "clip_qkv");
     } else if (cfg->arch == PM_ARCH_QWEN2_MOE) {
-        /* intermediate_size is the dense MLPs' width, unused while every layer is a MoE layer */
+        /* intermediate_size is the dense MLPs' width (a stand-in when every layer is a MoE layer) */
         const int dense = cfg->dense_intermediate_size > 0 ? cfg->dense_intermediate_size : cfg->shared_expert_size;
         cJSON_AddNumberToObject(root, "intermediate_size", dense);
         cJSON_AddNumberToObject(root, "shared_expert_intermediate_size", cfg->shared_expert_size);
         cJSON_AddBoolToObject(root, "norm_topk_prob", cfg->router.norm_topk_prob);
         cJSON_AddBoolToObject(root, "qkv_bias", cfg->qkv_bias);
-        cJSON_AddNumberToObject(root, "decoder_sparse_step", 1);
-        cJSON_AddArrayToObject(root, "mlp_only_layers");
+        cJSON_AddNumberToObject(root, "decoder_sparse_step", cfg->decoder_sparse_step > 1 ? cfg->decoder_sparse_step : 1);
+        cJSON *listed = cJSON_AddArrayToObject(root, "mlp_only_layers");
+        for (int l = 0; listed && l < cfg->num_layers && l < PM_MAX_LAYERS; l++)
+            if (cfg->mlp_only_layers[l]) cJSON_AddItemToArray(listed, cJSON_CreateNumber(l));
         cJSON_AddBoolToObject(root, "use_sliding_window", false);
         cJSON_AddNullToObject(root, "sliding_window");
         cJSON_AddNumberToObject(root, "max_window_layers", cfg->num_layers);

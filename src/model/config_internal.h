@@ -23,7 +23,7 @@ void config_read_float(json_reader *reader, const char *name, float *out);
 void config_read_bool(json_reader *reader, const char *name, bool *out);
 
 /* The fields of cfg's family (cfg->arch set) beyond the common ones, and the refusal of every
- * field the model does not implement (rope scaling, MLA, dense layers among MoE layers, ...),
+ * field the model does not implement (rope scaling, MLA, ...),
  * each naming the field and what is supported. *norm_topk gets the family's renormalisation. */
 int config_family_read(json_reader *reader, const model_arch *arch, pm_model_config *cfg, bool *norm_topk);
 /* The family's own fields of cfg, added to root (model_type, architectures, its field names). */

@@ -34,14 +34,16 @@ struct pm_generator {
     float *x, *ln, *q, *k, *v, *attn, *tmp, *moe_out, *rstd;
     float *scores;                      /* (rows, heads, max_len) attention weights */
     float *router_logits;               /* (rows, E) */
-    float *shared_gate_up, *shared_act, *shared_scale; /* (rows, 2S), (rows, S), (rows): qwen2_moe */
+    /* the shared expert's or a dense layer's MLP (qwen2_moe): (rows, 2W), (rows, W), (rows), W the
+     * wider of their widths */
+    float *shared_gate_up, *shared_act, *shared_scale;
     int32_t *positions;                 /* (rows) each fed token's position */
     unsigned char *feeding;             /* (rows) rows fed in the current step (repeats refused) */
     moe_state moe;                      /* the fed tokens' expert rows, reused layer after layer */
-    pm_router **routers;
+    pm_router **routers;                /* (M) one per MoE layer, as the routings */
     pm_routing **routings;
-    double *active_sum;                 /* (L) experts used, summed over tokens */
-    moe_expert *experts;                /* (L, E) the weights the experts' products read */
+    double *active_sum;                 /* (M) experts used, summed over tokens */
+    moe_expert *experts;                /* (M, E) the weights the experts' products read */
     uint16_t *weights16;                /* bf16 copy of the model's weights, or NULL: fp32 */
     long tokens_seen;
     bool routed;                        /* the routers have routed a token */
@@ -49,10 +51,10 @@ struct pm_generator {
 
 void pm_generator_free(pm_generator *gen) {
     if (!gen) return;
-    const int L = gen->model->cfg.num_layers;
-    for (int l = 0; gen->routers && l < L; l++) {
-        pm_routing_free(gen->routings ? gen->routings[l] : NULL);
-        pm_router_free(gen->routers[l]);
+    const int M = gen->model->num_moe;
+    for (int m = 0; gen->routers && m < M; m++) {
+        pm_routing_free(gen->routings ? gen->routings[m] : NULL);
+        pm_router_free(gen->routers[m]);
     }
     float *buffers[] = {gen->k_cache, gen->v_cache, gen->x,      gen->ln,     gen->q,      gen->k,
                         gen->v,       gen->attn,    gen->tmp,    gen->moe_out, gen->rstd, gen->scores,
@@ -68,6 +70,13 @@ void pm_generator_free(pm_generator *gen) {
     free(gen->experts);
     free(gen->weights16);
     free(gen);
+}
+
+/* The width of the generator's MLP buffers: the shared expert's, or a dense layer's if wider. */
+static int mlp_width(const pm_model *model) {
+    const pm_model_config *cfg = &model->cfg;
+    const int dense = model->num_moe < cfg->num_layers ? cfg->dense_intermediate_size : 0;
+    return dense > cfg->shared_expert_size ? dense : cfg->shared_expert_size;
 }
 
 /* The values inference depends on (softmoe's tau and learned soft_k and alpha, the selection
@@ -100,22 +109,23 @@ static int take_trained_values(pm_router *target, const pm_router *trained, cons
 static int generator_memory_check(const pm_model *model, const pm_router_config *router, int max_len, int rows) {
     const pm_model_config *cfg = &model->cfg;
     const uint64_t L = (uint64_t)cfg->num_layers, H = (uint64_t)cfg->hidden_size, n = (uint64_t)max_len;
+    const uint64_t M = (uint64_t)model->num_moe;
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, R = (uint64_t)rows;
     const uint64_t pairs = R * (uint64_t)pm_router_max_pairs(router, false);
     /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
-     * v (KV), rstd, the scores of every head, the router logits, the shared expert's gate | up,
-     * activation and scale, its length, position and flag; the expert rows of the fed tokens;
-     * per layer a router and its routing of `rows`
+     * v (KV), rstd, the scores of every head, the router logits, the shared expert's (or dense
+     * MLP's) gate | up, activation and scale, its length, position and flag; the expert rows of
+     * the fed tokens; per MoE layer a router and its routing of `rows`
      * tokens and the mean of active experts; the experts' weight pointers (not the bf16 copy,
      * which pm_generator_set_precision allocates later, if asked) */
     uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));
     const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts +
-                         3 * (uint64_t)cfg->shared_expert_size + 1;
+                         3 * (uint64_t)mlp_width(model) + 1;
     bytes = sat_add(bytes, sat_mul(R, sizeof(float) * row + 2 * sizeof(int32_t) + 1));
     bytes = sat_add(bytes, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
-    bytes = sat_add(bytes, sat_mul(L, router_memory_bytes(router) + routing_memory_bytes(router, R) +
+    bytes = sat_add(bytes, sat_mul(M, router_memory_bytes(router) + routing_memory_bytes(router, R) +
                                           2 * sizeof(void *) + sizeof(double)));
-    bytes = sat_add(bytes, sat_mul(L * (uint64_t)cfg->num_experts, sizeof(moe_expert)));
+    bytes = sat_add(bytes, sat_mul(M * (uint64_t)cfg->num_experts, sizeof(moe_expert)));
     pm_memory_estimate own;
     int status = pm_model_memory_estimate(cfg, model->max_batch, model->max_seq, false, &own);
     if (status < 0) return status;
@@ -136,10 +146,10 @@ static int generator_memory_check(const pm_model *model, const pm_router_config 
 static void point_experts(pm_generator *gen) {
     pm_model *model = gen->model;
     const int E = model->cfg.num_experts;
-    for (int l = 0; l < model->cfg.num_layers; l++)
+    for (int m = 0; m < model->num_moe; m++)
         for (int e = 0; e < E; e++) {
-            const int first = model->layer_params[l].expert0 + 3 * e;
-            moe_expert *ex = &gen->experts[(size_t)l * E + e];
+            const int first = model->layer_params[model->moe_layers[m]].expert0 + 3 * e;
+            moe_expert *ex = &gen->experts[(size_t)m * E + e];
             *ex = (moe_expert){param_weights(model, first), param_weights(model, first + 1),
                                param_weights(model, first + 2), NULL, NULL, NULL, NULL, NULL, NULL};
             if (gen->weights16) {
@@ -184,7 +194,7 @@ pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *
     gen->model = model;
     gen->max_len = max_len;
     gen->rows = rows;
-    const int L = cfg->num_layers, H = cfg->hidden_size, E = cfg->num_experts;
+    const int L = cfg->num_layers, M = model->num_moe, H = cfg->hidden_size, E = cfg->num_experts;
     const size_t KV = (size_t)H / cfg->num_heads * cfg->num_kv_heads, R = (size_t)rows;
     bool ok = true;
     gen->k_cache = alloc_floats(R * L * max_len * KV, &ok);
@@ -196,16 +206,16 @@ pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *
     gen->rstd = alloc_floats(R, &ok);
     gen->scores = alloc_floats(R * cfg->num_heads * max_len, &ok);
     gen->router_logits = alloc_floats(R * E, &ok);
-    gen->shared_gate_up = alloc_floats(R * 2 * (size_t)cfg->shared_expert_size, &ok);
-    gen->shared_act = alloc_floats(R * (size_t)cfg->shared_expert_size, &ok);
+    gen->shared_gate_up = alloc_floats(R * 2 * (size_t)mlp_width(model), &ok);
+    gen->shared_act = alloc_floats(R * (size_t)mlp_width(model), &ok);
     gen->shared_scale = alloc_floats(R, &ok);
     gen->lengths = calloc(R, sizeof(int));
     gen->positions = malloc(sizeof(int32_t) * R);
     gen->feeding = calloc(R, 1);
-    gen->routers = calloc((size_t)L, sizeof(pm_router *));
-    gen->routings = calloc((size_t)L, sizeof(pm_routing *));
-    gen->active_sum = calloc((size_t)L, sizeof(double));
-    gen->experts = malloc(sizeof(moe_expert) * (size_t)L * E);
+    gen->routers = calloc((size_t)M, sizeof(pm_router *));
+    gen->routings = calloc((size_t)M, sizeof(pm_routing *));
+    gen->active_sum = calloc((size_t)M, sizeof(double));
+    gen->experts = malloc(sizeof(moe_expert) * (size_t)M * E);
     ok = ok && gen->lengths && gen->positions && gen->feeding && gen->routers && gen->routings && gen->active_sum &&
          gen->experts;
     if (ok) point_experts(gen);
@@ -216,14 +226,14 @@ pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *
         pm_generator_free(gen);
         return NULL;
     }
-    for (int l = 0; ok && l < L; l++) {
-        gen->routers[l] = pm_router_create(use);
-        if (gen->routers[l] && take_trained_values(gen->routers[l], model->layers[l].router, use, &cfg->router) < 0) {
+    for (int m = 0; ok && m < M; m++) {
+        gen->routers[m] = pm_router_create(use);
+        if (gen->routers[m] && take_trained_values(gen->routers[m], moe_layer(model, m)->router, use, &cfg->router) < 0) {
             pm_generator_free(gen);
             return NULL;
         }
-        gen->routings[l] = gen->routers[l] ? pm_routing_create(gen->routers[l], rows) : NULL;
-        ok = gen->routers[l] && gen->routings[l];
+        gen->routings[m] = gen->routers[m] ? pm_routing_create(gen->routers[m], rows) : NULL;
+        ok = gen->routers[m] && gen->routings[m];
     }
     if (!ok) {
         pm_generator_free(gen);
@@ -240,7 +250,7 @@ pm_generator *pm_generator_create(pm_model *model, const pm_router_config *route
 void pm_generator_reset(pm_generator *gen) {
     memset(gen->lengths, 0, sizeof(int) * (size_t)gen->rows);
     gen->tokens_seen = 0;
-    memset(gen->active_sum, 0, sizeof(double) * gen->model->cfg.num_layers);
+    memset(gen->active_sum, 0, sizeof(double) * (size_t)gen->model->num_moe);
 }
 
 pm_status pm_generator_reset_row(pm_generator *gen, int row) {
@@ -284,8 +294,8 @@ int pm_generator_row_length(const pm_generator *gen, int row) {
     return row >= 0 && row < gen->rows ? gen->lengths[row] : -1;
 }
 
-double pm_generator_mean_active(const pm_generator *gen, int layer) {
-    return gen->tokens_seen ? gen->active_sum[layer] / gen->tokens_seen : 0.0;
+double pm_generator_mean_active(const pm_generator *gen, int m) {
+    return gen->tokens_seen ? gen->active_sum[m] / gen->tokens_seen : 0.0;
 }
 
 /* Layer l's keys or values of one row from position 0 on. */
@@ -319,33 +329,40 @@ static void product(pm_generator *gen, float *out, const float *in, int index, i
         matmul_rows_forward(out, in, param_weights(gen->model, index), count, K, N);
 }
 
-/* The MoE block of layer l on the fed tokens' normed rows gen->ln, added into gen->x. Routing
- * at inference is a function of each token alone, and so are the experts' rows. */
-static int moe_rows(pm_generator *gen, int l, int count) {
+/* A SwiGLU MLP of width W on gen->ln, its gate and up at parameter `first`, down after, added
+ * into gen->x scaled by sigmoid of `gate`'s logit (fp32, as training's), or by 1 without one
+ * (gate < 0): the shared expert or a dense layer's MLP. */
+static void mlp_rows(pm_generator *gen, int first, int W, int gate, int count) {
+    pm_model *model = gen->model;
+    const int H = model->cfg.hidden_size;
+    product(gen, gen->shared_gate_up, gen->ln, first, count, H, 2 * W);
+    swiglu_forward(gen->shared_act, gen->shared_gate_up, count, W);
+    product(gen, gen->moe_out, gen->shared_act, first + 2, count, W, H);
+    if (gate >= 0) matmul_rows_forward(gen->shared_scale, gen->ln, param_weights(model, gate), count, H, 1);
+    for (int i = 0; i < count; i++) {
+        const float scale = gate >= 0 ? (float)(1.0 / (1.0 + exp(-(double)gen->shared_scale[i]))) : 1.0f;
+        for (int h = 0; h < H; h++) gen->x[(size_t)i * H + h] += scale * gen->moe_out[(size_t)i * H + h];
+    }
+}
+
+/* The MoE block of layer l (MoE layer m) on the fed tokens' normed rows gen->ln, added into
+ * gen->x. Routing at inference is a function of each token alone, and so are the experts'
+ * rows. */
+static int moe_rows(pm_generator *gen, int l, int m, int count) {
     pm_model *model = gen->model;
     const pm_model_config *cfg = &model->cfg;
     const int H = cfg->hidden_size;
     /* fp32 in either precision, as in training's bf16: the routing stays that of the weights */
     matmul_rows_forward(gen->router_logits, gen->ln, param_weights(model, model->layer_params[l].router), count, H,
                         cfg->num_experts);
-    int status = pm_router_forward(gen->routers[l], gen->routings[l], gen->router_logits, count, false, NULL);
+    int status = pm_router_forward(gen->routers[m], gen->routings[m], gen->router_logits, count, false, NULL);
     if (status < 0) return status;
-    const pm_routing *routing = gen->routings[l];
-    gen->active_sum[l] += routing->offsets[count];
-    moe_forward_rows(&gen->moe, gen->moe_out, gen->ln, routing, gen->experts + (size_t)l * cfg->num_experts);
+    const pm_routing *routing = gen->routings[m];
+    gen->active_sum[m] += routing->offsets[count];
+    moe_forward_rows(&gen->moe, gen->moe_out, gen->ln, routing, gen->experts + (size_t)m * cfg->num_experts);
     for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->moe_out[i];
     const layer_params *lp = &model->layer_params[l];
-    if (lp->shared0 >= 0) { /* the shared expert, scaled by sigmoid of its gate (fp32, as training's) */
-        const int S = cfg->shared_expert_size;
-        product(gen, gen->shared_gate_up, gen->ln, lp->shared0, count, H, 2 * S);
-        swiglu_forward(gen->shared_act, gen->shared_gate_up, count, S);
-        product(gen, gen->moe_out, gen->shared_act, lp->shared0 + 2, count, S, H);
-        matmul_rows_forward(gen->shared_scale, gen->ln, param_weights(model, lp->shared_gate), count, H, 1);
-        for (int i = 0; i < count; i++) {
-            const float scale = (float)(1.0 / (1.0 + exp(-(double)gen->shared_scale[i])));
-            for (int h = 0; h < H; h++) gen->x[(size_t)i * H + h] += scale * gen->moe_out[(size_t)i * H + h];
-        }
-    }
+    if (lp->shared0 >= 0) mlp_rows(gen, lp->shared0, cfg->shared_expert_size, lp->shared_gate, count);
     return PM_OK;
 }
 
@@ -386,7 +403,12 @@ static int feed_checked(pm_generator *gen, const int *rows, const int32_t *token
         product(gen, gen->tmp, gen->attn, lp->o, count, H, H);
         for (size_t i = 0; i < (size_t)count * H; i++) gen->x[i] += gen->tmp[i];
         rmsnorm_forward(gen->ln, gen->rstd, gen->x, param_weights(model, lp->post_norm), count, H, eps);
-        int status = moe_rows(gen, l, count);
+        const int m = model->layers[l].moe_index;
+        if (m < 0) {
+            mlp_rows(gen, lp->dense0, cfg->dense_intermediate_size, -1, count);
+            continue;
+        }
+        int status = moe_rows(gen, l, m, count);
         if (status < 0) return status;
     }
     gen->routed = true;

@@ -36,7 +36,9 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, E = (uint64_t)cfg->num_experts;
     const uint64_t V = (uint64_t)cfg->vocab_size, pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
     const int tokens = T > INT_MAX ? INT_MAX : (int)T;
-    const uint64_t shared = (uint64_t)cfg->shared_expert_size;
+    const uint64_t shared = (uint64_t)cfg->shared_expert_size, dense = (uint64_t)cfg->dense_intermediate_size;
+    const bool has_dense = pm_model_moe_layers(cfg) < cfg->num_layers;
+    const uint64_t widest = has_dense && dense > shared ? dense : shared; /* of the shared expert and dense MLPs */
     layer_state stand_in;
     for (int l = 0; l < cfg->num_layers; l++) {
         layer_state *layer = model->layers ? &model->layers[l] : &stand_in;
@@ -55,8 +57,15 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
         layer->x_mid = arena_floats(arena, sat_mul(T, H));
         layer->ln2 = arena_floats(arena, sat_mul(T, H));
         layer->rstd2 = arena_floats(arena, T);
+        layer->router_logits = layer->shared_gate_up = layer->shared_act = layer->shared_out = NULL;
+        layer->shared_scale = NULL;
+        if (!pm_model_layer_is_moe(cfg, l)) { /* the dense MLP's activations, as a shared expert's */
+            layer->shared_gate_up = arena_floats(arena, sat_mul(T, 2 * dense));
+            layer->shared_act = arena_floats(arena, sat_mul(T, dense));
+            layer->shared_out = arena_floats(arena, sat_mul(T, H));
+            continue;
+        }
         layer->router_logits = arena_floats(arena, sat_mul(T, E));
-        layer->shared_gate_up = layer->shared_act = layer->shared_out = layer->shared_scale = NULL;
         if (shared > 0) {
             layer->shared_gate_up = arena_floats(arena, sat_mul(T, 2 * shared));
             layer->shared_act = arena_floats(arena, sat_mul(T, shared));
@@ -82,9 +91,9 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
     model->d_router = arena_floats(arena, sat_mul(T, E));
     model->c = arena_floats(arena, pairs);
     model->d_shared_gate_up = model->d_shared_act = model->d_shared_out = model->d_shared_scale = NULL;
-    if (shared > 0) {
-        model->d_shared_gate_up = arena_floats(arena, sat_mul(T, 2 * shared));
-        model->d_shared_act = arena_floats(arena, sat_mul(T, shared));
+    if (widest > 0) {
+        model->d_shared_gate_up = arena_floats(arena, sat_mul(T, 2 * widest));
+        model->d_shared_act = arena_floats(arena, sat_mul(T, widest));
         model->d_shared_out = arena_floats(arena, sat_mul(T, H));
         model->d_shared_scale = arena_floats(arena, T);
     }
@@ -103,11 +112,15 @@ static uint64_t activation_arena_bytes(const pm_model_config *cfg, int max_batch
     return plan.used;
 }
 
-/* A layer's router, its routing and its experts' weight views (the activations are the
- * arena's). */
+/* A MoE layer's router, its routing and its experts' weight views (the activations are the
+ * arena's); a dense layer has none. */
 static bool layer_create(pm_model *model, layer_state *layer, int l) {
     const pm_model_config *cfg = &model->cfg;
     const int T = model->max_batch * model->max_seq, E = cfg->num_experts;
+    layer->moe_index = -1;
+    for (int m = 0; m < model->num_moe; m++)
+        if (model->moe_layers[m] == l) layer->moe_index = m;
+    if (layer->moe_index < 0) return true;
     layer->router = pm_router_create(&cfg->router);
     layer->routing = layer->router ? pm_routing_create(layer->router, T) : NULL;
     layer->experts = calloc((size_t)E, sizeof(moe_expert));
@@ -150,25 +163,25 @@ pm_status pm_model_memory_estimate(const pm_model_config *cfg, int max_batch, in
         return pm_fail(PM_ERR_ARG, "pm_model_memory_estimate: batch %d × sequence %d; need at least 1 × 1", max_batch,
                        max_seq);
     const uint64_t T = (uint64_t)max_batch * (uint64_t)max_seq, L = (uint64_t)cfg->num_layers;
-    const uint64_t E = (uint64_t)cfg->num_experts;
+    const uint64_t E = (uint64_t)cfg->num_experts, M = (uint64_t)pm_model_moe_layers(cfg);
     const uint64_t floats = model_param_floats(cfg);
     out->parameters = sat_mul(sizeof(float), floats);
     /* the gradient buffer is allocated zeroed and written only by a backward pass: without
      * training its pages are never touched, so they cost no memory */
     out->gradients = training ? out->parameters : 0;
     out->optimizer = training ? sat_mul(2 * sizeof(float), floats) : 0;
-    /* the activation arena, then each layer's router, routing and expert views */
+    /* the activation arena, then each MoE layer's router, routing and expert views */
     uint64_t layer = sat_add(router_memory_bytes(&cfg->router), routing_memory_bytes(&cfg->router, T));
     layer = sat_add(layer, sizeof(moe_expert) * E);
     out->activation_arena = activation_arena_bytes(cfg, max_batch, max_seq);
-    uint64_t activations = sat_add(out->activation_arena, sat_mul(L, layer));
+    uint64_t activations = sat_add(out->activation_arena, sat_mul(M, layer));
     /* the struct, its layers and budget values, the parameter table and names */
-    activations = sat_add(activations, sizeof(pm_model) +
-                                           L * (sizeof(layer_state) + sizeof(layer_params) + 2 * sizeof(float)) +
+    activations = sat_add(activations, sizeof(pm_model) + L * (sizeof(layer_state) + sizeof(layer_params)) +
+                                           M * (2 * sizeof(float) + sizeof(int)) +
                                            (uint64_t)model_param_entries(cfg) * (sizeof(pm_param) + 96));
     /* malloc's bookkeeping: up to 32 bytes for each of the about 25 allocations of a layer's
      * router and routing, and 16 of the model */
-    activations = sat_add(activations, 32 * (32 * L + 16));
+    activations = sat_add(activations, 32 * (32 * M + 16));
     /* training: the trainer's batches of inputs and targets (and the evaluation's) */
     if (training) activations = sat_add(activations, 4 * sizeof(int32_t) * T);
     out->activations = activations;
@@ -240,8 +253,8 @@ pm_model *pm_model_create(const pm_model_config *cfg, int max_batch, int max_seq
         model->weights = malloc(sizeof(float) * (model->size ? model->size : 1));
         model->grads = calloc(model->size ? model->size : 1, sizeof(float));
         model->layers = calloc((size_t)cfg->num_layers, sizeof(layer_state));
-        model->budget_k = calloc((size_t)cfg->num_layers, sizeof(float));
-        model->budget_dk = calloc((size_t)cfg->num_layers, sizeof(float));
+        model->budget_k = calloc((size_t)model->num_moe, sizeof(float));
+        model->budget_dk = calloc((size_t)model->num_moe, sizeof(float));
         ok = model->weights && model->grads && model->layers && model->budget_k && model->budget_dk;
     }
     if (ok) {
@@ -275,6 +288,7 @@ void pm_model_free(pm_model *model) {
     free(model->params);
     free(model->names);
     free(model->layer_params);
+    free(model->moe_layers);
     free(model);
 }
 
@@ -282,8 +296,8 @@ const pm_model_config *pm_model_get_config(const pm_model *model) { return &mode
 int pm_model_max_batch(const pm_model *model) { return model->max_batch; }
 int pm_model_max_seq(const pm_model *model) { return model->max_seq; }
 const float *pm_model_logits(const pm_model *model) { return model->logits; }
-const pm_routing *pm_model_routing(const pm_model *model, int layer) { return model->layers[layer].routing; }
-pm_router *pm_model_router(pm_model *model, int layer) { return model->layers[layer].router; }
+const pm_routing *pm_model_routing(const pm_model *model, int m) { return moe_layer(model, m)->routing; }
+pm_router *pm_model_router(pm_model *model, int m) { return moe_layer(model, m)->router; }
 
 void pm_model_last_losses(const pm_model *model, float *ce, float *aux) {
     if (ce) *ce = model->ce_loss;
@@ -318,7 +332,7 @@ static int route_layer(pm_model *model, int l, int T, bool training, uint64_t se
     layer_state *layer = &model->layers[l];
     const int *offsets, *experts;
     if (training && model->routing_source &&
-        model->routing_source(model->routing_user, l, T, &offsets, &experts))
+        model->routing_source(model->routing_user, layer->moe_index, T, &offsets, &experts))
         return pm_router_forward_given(layer->router, layer->routing, layer->router_logits, T, training,
                                        offsets, experts);
     pm_rng rng;
@@ -343,13 +357,16 @@ static void add_into(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-/* The shared expert of layer l (qwen2_moe): its weights, gradients and activations. */
-static shared_expert_weights shared_weights(pm_model *model, int l) {
-    const int first = model->layer_params[l].shared0, gate = model->layer_params[l].shared_gate;
+/* The shared expert of layer l (qwen2_moe), or its dense MLP (no gate): its weights and
+ * gradients; *width gets its width. */
+static shared_expert_weights shared_weights(pm_model *model, int l, int *width) {
+    const layer_params *lp = &model->layer_params[l];
+    const int first = lp->dense0 >= 0 ? lp->dense0 : lp->shared0, gate = lp->shared_gate;
+    *width = lp->dense0 >= 0 ? model->cfg.dense_intermediate_size : model->cfg.shared_expert_size;
     return (shared_expert_weights){param_weights(model, first), param_weights(model, first + 2),
-                                   param_weights(model, gate), param_weights16(model, first),
+                                   gate >= 0 ? param_weights(model, gate) : NULL, param_weights16(model, first),
                                    param_weights16(model, first + 2), param_grads(model, first),
-                                   param_grads(model, first + 2), param_grads(model, gate)};
+                                   param_grads(model, first + 2), gate >= 0 ? param_grads(model, gate) : NULL};
 }
 
 static shared_expert_acts shared_acts(const layer_state *layer) {
@@ -400,6 +417,15 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     add_into(layer->x_mid, layer->x_in, (size_t)T * H);
     rmsnorm_forward(layer->ln2, layer->rstd2, layer->x_mid, param_weights(model, lp->post_norm), T, H,
                     cfg->rms_norm_eps);
+    if (lp->dense0 >= 0) { /* a dense layer: x_out = x_mid + mlp(ln2) */
+        int width;
+        const shared_expert_weights weights = shared_weights(model, l, &width);
+        const shared_expert_acts acts = shared_acts(layer);
+        memset(x_out, 0, sizeof(float) * (size_t)T * H);
+        shared_expert_forward(bf16, &acts, x_out, layer->ln2, &weights, T, H, width);
+        add_into(x_out, layer->x_mid, (size_t)T * H);
+        return PM_OK;
+    }
     /* the router's logits in fp32 at any precision: they decide the routing */
     matmul_forward(layer->router_logits, layer->ln2, param_weights(model, lp->router), T, H, E);
     int status = route_layer(model, l, T, training, seed, step);
@@ -410,9 +436,10 @@ static int layer_forward(pm_model *model, int l, float *x_out, bool training, ui
     else
         moe_forward(&layer->moe, x_out, layer->ln2, layer->routing, layer->experts);
     if (lp->shared0 >= 0) {
-        const shared_expert_weights weights = shared_weights(model, l);
+        int width;
+        const shared_expert_weights weights = shared_weights(model, l, &width);
         const shared_expert_acts acts = shared_acts(layer);
-        shared_expert_forward(bf16, &acts, x_out, layer->ln2, &weights, T, H, cfg->shared_expert_size);
+        shared_expert_forward(bf16, &acts, x_out, layer->ln2, &weights, T, H, width);
     }
     add_into(x_out, layer->x_mid, (size_t)T * H);
     return PM_OK;
@@ -440,7 +467,7 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
         float *x_out = l + 1 < L ? model->layers[l + 1].x_in : model->x_final;
         status = layer_forward(model, l, x_out, training, seed, step);
         if (status < 0) return status;
-        aux += model->layers[l].routing->lb_loss + model->layers[l].routing->z_loss;
+        if (model->layers[l].routing) aux += model->layers[l].routing->lb_loss + model->layers[l].routing->z_loss;
     }
     rmsnorm_forward(model->lnf, model->rstdf, model->x_final, param_weights(model, model->final_norm), T, H,
                     cfg->rms_norm_eps);
@@ -465,46 +492,23 @@ pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const int32_t
 
 void model_set_batch_origin(pm_model *model, const batch_comm *comm, uint32_t first_token) {
     model->comm = comm;
-    for (int l = 0; l < model->cfg.num_layers; l++) router_set_batch_origin(model->layers[l].router, comm, first_token);
+    for (int m = 0; m < model->num_moe; m++) router_set_batch_origin(moe_layer(model, m)->router, comm, first_token);
 }
 
 /* -------------------------------------------------------------- backward */
 
-static int layer_backward(pm_model *model, int l) {
+/* Given d_ln = dL/d ln2 and d_resid = dL/d x_out: the post-attention norm, the attention block
+ * (x_mid = x_in + o_proj(attention(...))) and the input norm; d_resid becomes dL/d x_in. */
+static int attention_block_backward(pm_model *model, int l) {
     const pm_model_config *cfg = &model->cfg;
     layer_state *layer = &model->layers[l];
     const layer_params *lp = &model->layer_params[l];
     const int B = model->batch, S = model->seq, T = B * S, H = cfg->hidden_size;
-    const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads, E = cfg->num_experts;
-    float *d_resid = model->d_resid; /* dL/d(layer output) on entry, dL/d(layer input) on exit */
+    const int D = H / cfg->num_heads, KV = D * cfg->num_kv_heads;
+    float *d_resid = model->d_resid;
     matmul_bf16 *bf16 = model->bf16;
-    /* MoE block: x_out = x_mid + moe(ln2) */
-    memset(model->d_ln, 0, sizeof(float) * T * H);
-    if (model->expert_forward)
-        moe_backward_parallel(&layer->moe, &model->moe_scratch, &layer->owner, &model->owner_scratch, model->d_ln,
-                              model->c, d_resid, layer->routing, layer->experts, model->expert_comm);
-    else
-        moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing,
-                     layer->experts);
-    if (lp->shared0 >= 0) {
-        const shared_expert_weights weights = shared_weights(model, l);
-        const shared_expert_acts acts = shared_acts(layer);
-        const shared_expert_scratch scratch = {model->d_shared_gate_up, model->d_shared_act, model->d_shared_out,
-                                               model->d_shared_scale};
-        shared_expert_backward(bf16, &acts, &scratch, model->d_ln, d_resid, layer->ln2, &weights, T, H,
-                               cfg->shared_expert_size);
-    }
-    memset(model->d_router, 0, sizeof(float) * T * E);
-    pm_router_zero_grads(layer->router); /* its soft_k and alpha gradients of this pass only */
-    int status = pm_router_backward(layer->router, model->d_router, layer->routing, layer->router_logits, model->c,
-                                    1.0f);
-    if (status < 0) return status;
-    model_budget_collect(model, l);
-    matmul_backward(model->d_ln, param_grads(model, lp->router), model->d_router, layer->ln2,
-                    param_weights(model, lp->router), T, H, E);
     rmsnorm_backward(d_resid, param_grads(model, lp->post_norm), model->d_ln, layer->x_mid,
                      param_weights(model, lp->post_norm), layer->rstd2, T, H);
-    /* attention block: x_mid = x_in + o_proj(attention(...)) */
     memset(model->d_attn, 0, sizeof(float) * T * H);
     linear_backward(bf16, model->d_attn, param_grads(model, lp->o), d_resid, layer->attn_out, param_weights(model, lp->o),
                     param_weights16(model, lp->o), T, H, H);
@@ -548,6 +552,47 @@ static int layer_backward(pm_model *model, int l) {
     return PM_OK;
 }
 
+static int layer_backward(pm_model *model, int l) {
+    const pm_model_config *cfg = &model->cfg;
+    layer_state *layer = &model->layers[l];
+    const layer_params *lp = &model->layer_params[l];
+    const int T = model->batch * model->seq, H = cfg->hidden_size, E = cfg->num_experts;
+    float *d_resid = model->d_resid; /* dL/d(layer output) on entry, dL/d(layer input) on exit */
+    matmul_bf16 *bf16 = model->bf16;
+    const shared_expert_scratch scratch = {model->d_shared_gate_up, model->d_shared_act, model->d_shared_out,
+                                           model->d_shared_scale};
+    memset(model->d_ln, 0, sizeof(float) * T * H);
+    if (lp->dense0 >= 0) { /* a dense layer: x_out = x_mid + mlp(ln2) */
+        int width;
+        const shared_expert_weights weights = shared_weights(model, l, &width);
+        const shared_expert_acts acts = shared_acts(layer);
+        shared_expert_backward(bf16, &acts, &scratch, model->d_ln, d_resid, layer->ln2, &weights, T, H, width);
+        return attention_block_backward(model, l);
+    }
+    /* MoE block: x_out = x_mid + moe(ln2) */
+    if (model->expert_forward)
+        moe_backward_parallel(&layer->moe, &model->moe_scratch, &layer->owner, &model->owner_scratch, model->d_ln,
+                              model->c, d_resid, layer->routing, layer->experts, model->expert_comm);
+    else
+        moe_backward(&layer->moe, &model->moe_scratch, model->d_ln, model->c, d_resid, layer->routing,
+                     layer->experts);
+    if (lp->shared0 >= 0) {
+        int width;
+        const shared_expert_weights weights = shared_weights(model, l, &width);
+        const shared_expert_acts acts = shared_acts(layer);
+        shared_expert_backward(bf16, &acts, &scratch, model->d_ln, d_resid, layer->ln2, &weights, T, H, width);
+    }
+    memset(model->d_router, 0, sizeof(float) * T * E);
+    pm_router_zero_grads(layer->router); /* its soft_k and alpha gradients of this pass only */
+    int status = pm_router_backward(layer->router, model->d_router, layer->routing, layer->router_logits, model->c,
+                                    1.0f);
+    if (status < 0) return status;
+    model_budget_collect(model, layer->moe_index);
+    matmul_backward(model->d_ln, param_grads(model, lp->router), model->d_router, layer->ln2,
+                    param_weights(model, lp->router), T, H, E);
+    return attention_block_backward(model, l);
+}
+
 pm_status pm_model_backward(pm_model *model) {
     if (!model->has_targets)
         return pm_fail(PM_ERR_STATE, "pm_model_backward: the last forward pass had no targets; pass targets "
@@ -573,6 +618,10 @@ pm_status pm_model_backward(pm_model *model) {
         const size_t first = model->params[model->layer_params[l].input_norm].offset;
         const size_t end = l + 1 < cfg->num_layers ? model->params[model->layer_params[l + 1].input_norm].offset : head;
         if (!model->expert_forward) {
+            model->grads_ready(model->grads_ready_user, first, end - first, false);
+            continue;
+        }
+        if (model->layers[l].moe_index < 0) { /* a dense layer: nothing of it is split */
             model->grads_ready(model->grads_ready_user, first, end - first, false);
             continue;
         }

@@ -8,9 +8,10 @@
 #include "probmoe.h"
 
 /* Indices into the parameter table for one decoder layer; expert e's gate, up and down
- * projections are at expert0 + 3e + 0, 1, 2. A part the family lacks is -1. */
+ * projections are at expert0 + 3e + 0, 1, 2. A part the family (or a dense layer) lacks is -1. */
 typedef struct {
     int input_norm, q, k, v, o, q_norm, k_norm, post_norm, router, expert0;
+    int dense0;            /* a dense layer's MLP (qwen2_moe): gate, up and down at dense0 + 0, 1, 2 */
     int q_bias, k_bias, v_bias; /* qwen2_moe */
     int shared0;           /* the shared expert's gate, up and down at shared0 + 0, 1, 2 (qwen2_moe) */
     int shared_gate;       /* its sigmoid gate (1, H) */
@@ -29,9 +30,12 @@ typedef struct {
     float *x_mid;         /* (T, H) after the attention residual */
     float *ln2, *rstd2;   /* (T, H), (T) */
     float *router_logits; /* (T, E) */
-    /* the shared expert (qwen2_moe), or NULL: (T, 2S) gate | up, (T, S) SwiGLU, (T, H) output,
-     * (T) sigmoid of its gate */
+    /* the shared expert (qwen2_moe), or a dense layer's MLP (of width D), or NULL: (T, 2S) gate |
+     * up, (T, S) SwiGLU, (T, H) output, (T) sigmoid of its gate (NULL for the MLP) */
     float *shared_gate_up, *shared_act, *shared_out, *shared_scale;
+    /* a MoE layer's index among the MoE layers, its router, routing and experts; a dense layer
+     * has -1 and NULL */
+    int moe_index;
     pm_router *router;
     pm_routing *routing;
     moe_state moe;
@@ -48,10 +52,12 @@ struct pm_model {
     size_t size;           /* floats in weights / grads */
     float *weights, *grads;
     layer_params *layer_params;
+    int num_moe;           /* MoE layers (M) */
+    int *moe_layers;       /* (M) their decoder layer numbers */
     int embed, final_norm, lm_head; /* lm_head == embed when tied */
     size_t head_end;       /* the end of the final norm and lm_head in floats: the learned budget follows */
-    int budget_eta;        /* the learned budget's eta (L values), or -1 (soft_budget.c) */
-    float *budget_k, *budget_dk; /* (L) k_l of the last forward, dL/dk_l of the backward */
+    int budget_eta;        /* the learned budget's eta (M values), or -1 (soft_budget.c) */
+    float *budget_k, *budget_dk; /* (M) k_m of the last forward, dL/dk_m of the backward */
     layer_state *layers;
     /* batch */
     int batch, seq;
@@ -87,7 +93,8 @@ struct pm_model {
     pm_fp32_matmul fp32_matmul; /* who runs fp32 products (pm_model_set_fp32_matmul; in bf16 as well) */
     /* backward scratch */
     float *d_logits, *d_resid, *d_ln, *d_q, *d_k, *d_v, *d_q_raw, *d_k_raw, *d_attn, *d_router, *c;
-    float *d_shared_gate_up, *d_shared_act, *d_shared_out, *d_shared_scale; /* (T, 2S), (T, S), (T, H), (T) */
+    /* the shared expert's and dense MLPs': (T, 2W), (T, W), (T, H), (T) for the wider W */
+    float *d_shared_gate_up, *d_shared_act, *d_shared_out, *d_shared_scale;
     moe_scratch moe_scratch;
     float *attention_scratch; /* attention_backward_in's, for attention_threads threads */
     int attention_threads;
@@ -113,13 +120,16 @@ pm_status model_memory_check_limit(const pm_model_config *cfg, int max_batch, in
                                    uint64_t limit, const char *source);
 
 /* The learned budget (soft_budget.c), when the router learns one: its tensors' initial values
- * (eta 0, so k_l = K/L, and log alpha of the router config); before a forward pass, each
- * layer's router gets its k_l and alpha; after a layer's router backward, dL/dk_l and
+ * (eta 0, so k_m = K/M, and log alpha of the router config); before a forward pass, each MoE
+ * layer's router gets its k_m and alpha; after MoE layer m's router backward, dL/dk_m and
  * dL/dalpha are taken from the router; after the whole backward, dL/deta. */
 void model_budget_init(pm_model *model);
 int model_budget_apply(pm_model *model);
-void model_budget_collect(pm_model *model, int layer);
+void model_budget_collect(pm_model *model, int m);
 int model_budget_finish(pm_model *model);
+
+/* MoE layer m's state. */
+static inline layer_state *moe_layer(const pm_model *model, int m) { return &model->layers[model->moe_layers[m]]; }
 
 static inline float *param_weights(pm_model *model, int index) {
     return model->weights + model->params[index].offset;
@@ -170,7 +180,7 @@ void model_for_local_ranges(const pm_model *model, void (*each)(void *user, size
  * system, except on rank 0; model_set_expert_parallel does so for the weights and gradients,
  * the trainer for AdamW's moments once loaded. What was there reads as 0 afterwards. */
 void model_release_other_experts(const pm_model *model, float *values);
-/* This rank's experts of layer l: their gradients' (and weights') range in floats. */
+/* This rank's experts of (MoE) layer l: their gradients' (and weights') range in floats. */
 void model_local_experts(const pm_model *model, int l, size_t *offset, size_t *count);
 /* values, laid out as the weights (the weights, AdamW's moments): rank 0 gets every expert's
  * from its owner. Collective; without expert parallelism nothing happens. */

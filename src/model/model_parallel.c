@@ -21,10 +21,11 @@ int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_t
         return pm_fail(PM_ERR_ARG, "expert parallelism: %lld expert rows may arrive at one process (more than %d); "
                        "use a smaller batch or sequence", (long long)capacity, INT32_MAX);
     int status = PM_OK;
-    for (int l = 0; status == 0 && l < cfg->num_layers; l++)
-        status = moe_owner_init(&model->layers[l].owner, H, I, E, G, comm->expert_rank, (int)capacity);
+    for (int m = 0; status == 0 && m < model->num_moe; m++)
+        status = moe_owner_init(&moe_layer(model, m)->owner, H, I, E, G, comm->expert_rank, (int)capacity);
     if (status == 0)
-        status = moe_owner_scratch_init(&model->owner_scratch, H, I, (int)capacity, model->layers[0].moe.capacity_pairs);
+        status = moe_owner_scratch_init(&model->owner_scratch, H, I, (int)capacity,
+                                        moe_layer(model, 0)->moe.capacity_pairs);
     if (status < 0) return status;
     model->expert_comm = comm;
     model_release_other_experts(model, model->weights);
@@ -35,10 +36,10 @@ int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_t
 /* The expert (or -1) and layer of parameter index. */
 static int expert_of(const pm_model *model, int index, int *layer) {
     const int E = model->cfg.num_experts;
-    for (int l = 0; l < model->cfg.num_layers; l++) {
-        const int first = model->layer_params[l].expert0;
+    for (int m = 0; m < model->num_moe; m++) {
+        const int first = model->layer_params[model->moe_layers[m]].expert0;
         if (index >= first && index < first + 3 * E) {
-            *layer = l;
+            *layer = model->moe_layers[m];
             return (index - first) / 3;
         }
     }
@@ -48,7 +49,7 @@ static int expert_of(const pm_model *model, int index, int *layer) {
 bool model_param_local(const pm_model *model, int index) {
     if (!model->expert_comm) return true;
     int layer, expert = expert_of(model, index, &layer);
-    const moe_owner *owner = &model->layers[0].owner;
+    const moe_owner *owner = &moe_layer(model, 0)->owner;
     return expert < 0 || (expert >= owner->first && expert < owner->first + owner->count);
 }
 
@@ -62,7 +63,8 @@ void model_for_local_ranges(const pm_model *model, void (*each)(void *user, size
         return;
     }
     size_t at = 0; /* the start of the shared tensors not given yet */
-    for (int l = 0; l < model->cfg.num_layers; l++) {
+    for (int m = 0; m < model->num_moe; m++) {
+        const int l = model->moe_layers[m];
         size_t offset, count;
         model_local_experts(model, l, &offset, &count);
         const pm_param *first = &model->params[model->layer_params[l].expert0];
@@ -85,7 +87,8 @@ static void release(float *values, size_t offset, size_t count) {
 void model_release_other_experts(const pm_model *model, float *values) {
     if (!model->expert_comm || model->expert_comm->rank == 0) return;
     const int E = model->cfg.num_experts;
-    for (int l = 0; l < model->cfg.num_layers; l++) {
+    for (int m = 0; m < model->num_moe; m++) {
+        const int l = model->moe_layers[m];
         const moe_owner *owner = &model->layers[l].owner;
         const pm_param *first = &model->params[model->layer_params[l].expert0];
         const pm_param *mine = first + 3 * owner->first, *after = first + 3 * (owner->first + owner->count);
@@ -107,8 +110,9 @@ void model_collect_experts(pm_model *model, float *values) {
     const batch_comm *comm = model->expert_comm;
     if (!comm) return;
     const int E = model->cfg.num_experts;
-    for (int l = 0; l < model->cfg.num_layers; l++)
+    for (int m = 0; m < model->num_moe; m++)
         for (int j = 1; j < comm->expert_size; j++) {
+            const int l = model->moe_layers[m];
             int first, count;
             batch_comm_rows(E, j, comm->expert_size, &first, &count);
             const int index = model->layer_params[l].expert0 + 3 * first;
@@ -120,8 +124,8 @@ void model_collect_experts(pm_model *model, float *values) {
 
 void model_expert_traffic(const pm_model *model, int64_t *pair_rows, int64_t *rank_rows) {
     *pair_rows = *rank_rows = 0;
-    for (int l = 0; model->expert_comm && l < model->cfg.num_layers; l++) {
-        *pair_rows += model->layers[l].owner.pair_rows;
-        *rank_rows += model->layers[l].owner.rank_rows;
+    for (int m = 0; model->expert_comm && m < model->num_moe; m++) {
+        *pair_rows += moe_layer(model, m)->owner.pair_rows;
+        *rank_rows += moe_layer(model, m)->owner.rank_rows;
     }
 }

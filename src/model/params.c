@@ -48,11 +48,13 @@ uint64_t model_param_floats(const pm_model_config *cfg) {
     uint64_t attention = 2 * H + 2 * H * H + 2 * KV * H;
     if (arch->qk_norm) attention += H + KV;
     if (cfg->qkv_bias) attention += H + 2 * KV;
-    const uint64_t shared = S ? sat_mul(3 * H, S) + H : 0;
-    const uint64_t per_layer = sat_add(sat_add(attention + shared, E * H), sat_mul3(E, 3 * H, I));
-    const uint64_t budget = pm_router_learns_budget(cfg->router.kind) ? 2 * L : 0;
+    const uint64_t shared = S ? sat_mul(3 * H, S) + H : 0, M = (uint64_t)pm_model_moe_layers(cfg);
+    const uint64_t moe = sat_add(sat_add(shared, E * H), sat_mul3(E, 3 * H, I));
+    const uint64_t dense = sat_mul(3 * H, (uint64_t)cfg->dense_intermediate_size); /* a dense layer's MLP */
+    const uint64_t layers = sat_add(sat_add(sat_mul(L, attention), sat_mul(M, moe)), sat_mul(L - M, dense));
+    const uint64_t budget = pm_router_learns_budget(cfg->router.kind) ? 2 * M : 0;
     const uint64_t tables = sat_mul(cfg->tie_word_embeddings ? V : 2 * V, H);
-    return sat_add(sat_add(tables + H, sat_mul(L, per_layer)), budget);
+    return sat_add(sat_add(tables + H, layers), budget);
 }
 
 int model_build_params(pm_model *model) {
@@ -66,14 +68,16 @@ int model_build_params(pm_model *model) {
     model->params = calloc((size_t)total, sizeof(pm_param));
     model->names = calloc((size_t)total, NAME_LENGTH);
     model->layer_params = calloc((size_t)cfg->num_layers, sizeof(layer_params));
-    if (!model->params || !model->names || !model->layer_params)
+    model->num_moe = pm_model_moe_layers(cfg);
+    model->moe_layers = calloc((size_t)model->num_moe, sizeof(int));
+    if (!model->params || !model->names || !model->layer_params || !model->moe_layers)
         return pm_fail(PM_ERR_NOMEM, "model: out of memory for the parameter table");
     char name[NAME_LENGTH];
     model->embed = add_param(model, "model.embed_tokens.weight", cfg->vocab_size, H);
     for (int l = 0; l < cfg->num_layers; l++) {
         layer_params *lp = &model->layer_params[l];
-        *lp = (layer_params){.q_norm = -1, .k_norm = -1, .q_bias = -1, .k_bias = -1, .v_bias = -1, .shared0 = -1,
-                             .shared_gate = -1, .log_alpha = -1};
+        *lp = (layer_params){.q_norm = -1, .k_norm = -1, .router = -1, .expert0 = -1, .dense0 = -1, .q_bias = -1,
+                             .k_bias = -1, .v_bias = -1, .shared0 = -1, .shared_gate = -1, .log_alpha = -1};
 #define LAYER_PARAM(field, suffix, rows, cols)                                      \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                  \
     lp->field = add_param(model, name, rows, cols)
@@ -91,11 +95,20 @@ int model_build_params(pm_model *model) {
         }
         LAYER_PARAM(post_norm, "post_attention_layernorm.weight", H, 0);
 #undef LAYER_PARAM
+        const char *projections[3] = {"gate_proj", "up_proj", "down_proj"};
+        if (!pm_model_layer_is_moe(cfg, l)) { /* Qwen2MoeMLP: gate and up (D, H), down (H, D) */
+            const int D = cfg->dense_intermediate_size;
+            for (int j = 0; j < 3; j++) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, moe, projections[j]);
+                const int index = add_param(model, name, j < 2 ? D : H, j < 2 ? H : D);
+                if (j == 0) lp->dense0 = index;
+            }
+            continue;
+        }
         snprintf(name, sizeof name, "model.layers.%d.%s.gate.weight", l, moe);
         lp->router = add_param(model, name, E, H);
         model->params[lp->router].router = true;
         if (S > 0) { /* before the experts, which end the layer (expert parallelism's regions) */
-            const char *projections[3] = {"gate_proj", "up_proj", "down_proj"};
             for (int j = 0; j < 3; j++) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.shared_expert.%s.weight", l, moe, projections[j]);
                 const int index = add_param(model, name, j < 2 ? S : H, j < 2 ? H : S);
@@ -120,13 +133,16 @@ int model_build_params(pm_model *model) {
     /* the learned budget last: the other tensors keep their indices, and so their
      * initialisation streams, whatever the router */
     model->budget_eta = -1;
-    for (int l = 0; budget && l < cfg->num_layers; l++) {
+    for (int l = 0, m = 0; l < cfg->num_layers; l++)
+        if (pm_model_layer_is_moe(cfg, l)) model->moe_layers[m++] = l;
+    for (int m = 0; budget && m < model->num_moe; m++) {
+        const int l = model->moe_layers[m];
         snprintf(name, sizeof name, "model.layers.%d.%s.gate.log_alpha", l, moe);
         const int index = model->layer_params[l].log_alpha = add_param(model, name, 1, 0);
         model->params[index].router = model->params[index].optional = true;
     }
     if (budget) {
-        model->budget_eta = add_param(model, "model.soft_budget.eta", cfg->num_layers, 0);
+        model->budget_eta = add_param(model, "model.soft_budget.eta", model->num_moe, 0);
         model->params[model->budget_eta].router = model->params[model->budget_eta].optional = true;
     }
     return PM_OK;

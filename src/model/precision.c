@@ -11,11 +11,11 @@
 
 /* Points every layer's experts (weights16 NULL: fp32) and MoE state at the copy. */
 static void point_experts(pm_model *model) {
-    for (int l = 0; l < model->cfg.num_layers; l++) {
-        layer_state *layer = &model->layers[l];
+    for (int m = 0; m < model->num_moe; m++) {
+        layer_state *layer = moe_layer(model, m);
         layer->moe.bf16 = model->bf16;
         for (int e = 0; e < model->cfg.num_experts; e++) {
-            const int first = model->layer_params[l].expert0 + 3 * e;
+            const int first = model->layer_params[model->moe_layers[m]].expert0 + 3 * e;
             layer->experts[e].gate16 = param_weights16(model, first);
             layer->experts[e].up16 = param_weights16(model, first + 1);
             layer->experts[e].down16 = param_weights16(model, first + 2);
@@ -28,7 +28,11 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
     const uint64_t V = (uint64_t)cfg->vocab_size;
     const uint64_t pairs = sat_mul(tokens, (uint64_t)model_pairs_per_token(&cfg->router));
     const uint64_t expert = sat_mul(pairs, 2 * I > H ? 2 * I : H), widest = sat_mul(tokens, V > H ? V : H);
-    const uint64_t shared = sat_mul(tokens, 2 * (uint64_t)cfg->shared_expert_size); /* its (T, 2S) gradient */
+    /* the (T, 2W) gradient of the shared expert or of a dense layer's MLP */
+    uint64_t width = (uint64_t)cfg->shared_expert_size;
+    if (pm_model_moe_layers(cfg) < cfg->num_layers && (uint64_t)cfg->dense_intermediate_size > width)
+        width = (uint64_t)cfg->dense_intermediate_size;
+    const uint64_t shared = sat_mul(tokens, 2 * width);
     const uint64_t most = expert > widest ? expert : widest;
     return shared > most ? shared : most;
 }

@@ -1,4 +1,4 @@
-/* Every layer's router values (state and learnable parameters, as the router table lists
+/* Every MoE layer's router values (state and learnable parameters, as the router table lists
  * them) as JSON, so that the model directory and checkpoints carry them with the weights. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -8,17 +8,17 @@
 #include "model/model_internal.h"
 
 char *pm_model_router_values_json(const pm_model *model) {
-    const int L = model->cfg.num_layers;
+    const int M = model->num_moe;
     cJSON *root = cJSON_CreateObject();
     bool ok = root != NULL;
-    const pm_router *first = model->layers[0].router;
+    const pm_router *first = moe_layer(model, 0)->router;
     for (int v = 0; ok && v < pm_router_value_count(first); v++) {
         pm_router_value value;
         pm_router_value_get(first, v, &value);
         cJSON *layers = cJSON_AddArrayToObject(root, value.name);
         ok = layers != NULL;
-        for (int l = 0; ok && l < L; l++) {
-            pm_router_value_get(model->layers[l].router, v, &value);
+        for (int m = 0; ok && m < M; m++) {
+            pm_router_value_get(moe_layer(model, m)->router, v, &value);
             /* cJSON prints doubles with enough digits to read back the same float */
             cJSON *numbers = cJSON_CreateArray();
             ok = numbers && cJSON_AddItemToArray(layers, numbers);
@@ -33,7 +33,7 @@ char *pm_model_router_values_json(const pm_model *model) {
 }
 
 pm_status pm_model_set_router_values_json(pm_model *model, const char *json, const char *source) {
-    const int L = model->cfg.num_layers;
+    const int M = model->num_moe;
     cJSON *root = cJSON_Parse(json);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -45,14 +45,16 @@ pm_status pm_model_set_router_values_json(pm_model *model, const char *json, con
     for (int pass = 0; pass < 2 && status == 0; pass++)
         cJSON_ArrayForEach(item, root) {
             if (status < 0) break;
-            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != L) {
-                status = pm_fail(PM_ERR_ARG, "%s: router value '%s' must list %d layers", source, item->string, L);
+            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != M) {
+                status = pm_fail(PM_ERR_ARG, "%s: router value '%s' must list %d MoE layers", source, item->string,
+                                 M);
                 break;
             }
-            for (int l = 0; status == 0 && l < L; l++) {
+            for (int m = 0; status == 0 && m < M; m++) {
+                const int l = model->moe_layers[m];
                 int size = 0;
-                float *values = pm_router_find_value(model->layers[l].router, item->string, &size);
-                const cJSON *numbers = cJSON_GetArrayItem(item, l);
+                float *values = pm_router_find_value(moe_layer(model, m)->router, item->string, &size);
+                const cJSON *numbers = cJSON_GetArrayItem(item, m);
                 if (!values)
                     status = pm_fail(PM_ERR_ARG, "%s: the %s router has no value '%s'; was this saved by a model "
                                      "with another router?", source, pm_router_kind_name(model->cfg.router.kind),

@@ -2,7 +2,8 @@
  * Qwen2-MoE's shared expert: a SwiGLU MLP of its own width S that every token runs, scaled by
  * sigmoid(x · gateᵀ) with a (1, H) gate, and added to the routed experts' output:
  *   y += sigmoid(x · gateᵀ) ⊙ down(silu(x · gate_projᵀ) ⊙ (x · up_projᵀ))
- * It is not routed, so no router sees it and its gradient takes no part in c.
+ * It is not routed, so no router sees it and its gradient takes no part in c. Without a gate
+ * (gate NULL) it is a plain SwiGLU MLP, y += down(...): qwen2_moe's dense layers.
  */
 #ifndef PM_MOE_SHARED_EXPERT_H
 #define PM_MOE_SHARED_EXPERT_H

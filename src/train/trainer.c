@@ -116,10 +116,10 @@ int evaluate_loss(pm_model *model, const batch_source *data, int batches, int B,
     return status;
 }
 
-/* Each layer's routing statistics of the step's last micro-batch, over the global batch (the
- * ranks' loads summed); stats holds num_layers entries. Collective under data parallelism. */
+/* Each MoE layer's routing statistics of the step's last micro-batch, over the global batch (the
+ * ranks' loads summed); stats holds an entry per MoE layer. Collective under data parallelism. */
 static void step_routing_stats(pm_model *model, const batch_comm *comm, routing_stats *stats) {
-    const int L = pm_model_get_config(model)->num_layers, E = pm_model_get_config(model)->num_experts;
+    const int L = model->num_moe, E = pm_model_get_config(model)->num_experts;
     double *counts = malloc(sizeof(double) * (size_t)(E + 1));
     for (int l = 0; l < L; l++) {
         const pm_routing *routing = pm_model_routing(model, l);
@@ -142,13 +142,13 @@ static void log_step(FILE *metrics, pm_model *model, const routing_stats *layer_
             step, loss, lr, grad_norm, tokens_per_second);
     if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.6f", val_loss);
     fprintf(metrics, ", \"layers\": [");
-    const int L = pm_model_get_config(model)->num_layers;
+    const int L = model->num_moe;
     float *budget = malloc(sizeof(float) * 2 * (size_t)L);
     const bool has_budget = budget && pm_model_budget(model, budget, budget + L);
     for (int l = 0; l < L; l++) {
         const routing_stats stats = layer_stats[l];
-        fprintf(metrics, "%s{\"mean_active\": %.4f, \"load_entropy\": %.4f, \"max_over_mean\": %.4f, "
-                "\"dead_experts\": %d", l ? ", " : "", stats.mean_active, stats.load_entropy,
+        fprintf(metrics, "%s{\"layer\": %d, \"mean_active\": %.4f, \"load_entropy\": %.4f, \"max_over_mean\": %.4f, "
+                "\"dead_experts\": %d", l ? ", " : "", model->moe_layers[l], stats.mean_active, stats.load_entropy,
                 stats.max_over_mean, stats.dead_experts);
         /* the learned budget after this step's update */
         if (has_budget) fprintf(metrics, ", \"soft_k\": %.6g, \"alpha\": %.6g", budget[l], budget[L + l]);
@@ -159,9 +159,9 @@ static void log_step(FILE *metrics, pm_model *model, const routing_stats *layer_
     fflush(metrics);
 }
 
-/* The learned budget's k_l and alpha of the reported layers into result; false if none. */
+/* The learned budget's k_m and alpha of the reported MoE layers into result; false if none. */
 static bool copy_budget(pm_model *model, train_result *result) {
-    const int L = pm_model_get_config(model)->num_layers;
+    const int L = model->num_moe;
     float *budget = malloc(sizeof(float) * 2 * (size_t)L);
     const bool has = budget && pm_model_budget(model, budget, budget + L);
     for (int l = 0; has && l < result->num_layers; l++) {
@@ -201,7 +201,8 @@ static double global_gradient_norm(pm_model *model) {
     const float *grads = pm_model_grads(model);
     double shared = 0.0, experts = 0.0;
     size_t at = 0; /* the start of the shared tensors not counted yet */
-    for (int l = 0; l < cfg->num_layers; l++) {
+    for (int m = 0; m < model->num_moe; m++) {
+        const int l = model->moe_layers[m];
         size_t offset, count;
         model_local_experts(model, l, &offset, &count);
         const pm_param *first = pm_model_param(model, model->layer_params[l].expert0);
@@ -257,7 +258,7 @@ static int accumulate_gradients(pm_model *model, const batch_source *data, const
 /* The training load of each router since its last step, summed over the ranks (topk's bias
  * follows the global batch's load). */
 static void sum_step_loads(pm_model *model, const batch_comm *comm) {
-    const int L = pm_model_get_config(model)->num_layers, E = pm_model_get_config(model)->num_experts;
+    const int L = model->num_moe, E = pm_model_get_config(model)->num_experts;
     double *load = malloc(sizeof(double) * (size_t)E);
     for (int l = 0; load && l < L; l++) {
         int64_t *step_load = router_step_load(pm_model_router(model, l));
@@ -337,7 +338,7 @@ static int train_loop(train_session *session, long first_step, train_result *res
     const size_t tokens = (size_t)opt->batch * opt->seq;
     const bool writer = !opt->comm || opt->comm->rank == 0; /* prints, evaluates and writes */
     int32_t *inputs = malloc(sizeof(int32_t) * tokens), *targets = malloc(sizeof(int32_t) * tokens);
-    routing_stats *layer_stats = malloc(sizeof(routing_stats) * (size_t)pm_model_get_config(model)->num_layers);
+    routing_stats *layer_stats = malloc(sizeof(routing_stats) * (size_t)model->num_moe);
     if (!inputs || !targets || !layer_stats) status = pm_fail(PM_ERR_NOMEM, "train: out of memory for a batch");
     const double start = now_seconds();
     int bad_in_a_row = 0;
@@ -384,8 +385,8 @@ static int train_loop(train_session *session, long first_step, train_result *res
         session->experts_collected = false;
         /* each router's per-step update (topk's selection bias with bias_rate > 0), unless frozen */
         if (opt->comm && !opt->adamw.freeze_router) sum_step_loads(model, opt->comm);
-        for (int l = 0; !opt->adamw.freeze_router && l < pm_model_get_config(model)->num_layers; l++)
-            pm_router_step(pm_model_router(model, l));
+        for (int m = 0; !opt->adamw.freeze_router && m < model->num_moe; m++)
+            pm_router_step(pm_model_router(model, m));
         const double now = now_seconds();
         const double tokens_per_second = tokens * opt->accum / (now - step_start);
         double val_loss = NAN;
@@ -404,10 +405,11 @@ static int train_loop(train_session *session, long first_step, train_result *res
                     opt->progress ? "\n" : "", step + 1, opt->steps, loss, val_loss, tokens_per_second);
         result->steps_done = step + 1;
         result->final_train_loss = loss;
-        result->num_layers = pm_model_get_config(model)->num_layers < TRAIN_MAX_REPORTED_LAYERS
-                                 ? pm_model_get_config(model)->num_layers
-                                 : TRAIN_MAX_REPORTED_LAYERS;
-        for (int l = 0; l < result->num_layers; l++) result->routing[l] = layer_stats[l];
+        result->num_layers = model->num_moe < TRAIN_MAX_REPORTED_LAYERS ? model->num_moe : TRAIN_MAX_REPORTED_LAYERS;
+        for (int m = 0; m < result->num_layers; m++) {
+            result->routing[m] = layer_stats[m];
+            result->layer_numbers[m] = model->moe_layers[m];
+        }
         result->has_budget = copy_budget(model, result);
         if (!isnan(val_loss)) result->final_val_loss = val_loss;
         /* the ranks stop together: on a signal any of them got, or an error of any of them */

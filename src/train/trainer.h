@@ -64,9 +64,10 @@ typedef struct train_result {
     long steps_done;
     long first_step;  /* the step this invocation started from (a resumed run's checkpoint) */
     double final_train_loss, final_val_loss, unigram_loss, tokens_per_second;
-    int num_layers;  /* routing of the last training step, per layer */
+    int num_layers;  /* routing of the last training step, per MoE layer (the first 64) */
     routing_stats routing[TRAIN_MAX_REPORTED_LAYERS];
-    bool has_budget;  /* the router learns a budget: its k_l and alpha per layer at the end */
+    int layer_numbers[TRAIN_MAX_REPORTED_LAYERS]; /* their decoder layer numbers */
+    bool has_budget;  /* the router learns a budget: its k_m and alpha per MoE layer at the end */
     float budget_k[TRAIN_MAX_REPORTED_LAYERS], budget_alpha[TRAIN_MAX_REPORTED_LAYERS];
     bool interrupted; /* stopped by SIGINT/SIGTERM after saving a checkpoint */
     /* expert parallelism, this rank: rows of H floats sent to other ranks and back, one per

@@ -33,6 +33,13 @@ pm_model_config tiny_family_config(pm_arch arch, pm_router_kind kind) {
     return cfg;
 }
 
+pm_model_config tiny_dense_config(pm_router_kind kind) {
+    pm_model_config cfg = tiny_family_config(PM_ARCH_QWEN2_MOE, kind);
+    cfg.num_layers = 4;
+    cfg.decoder_sparse_step = 2;
+    return cfg;
+}
+
 void tiny_model_set_biases(pm_model *model) {
     float *weights = pm_model_weights(model);
     for (int i = 0; i < pm_model_num_params(model); i++) {

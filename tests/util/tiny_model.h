@@ -10,6 +10,9 @@ pm_model_config tiny_model_config(pm_router_kind kind);
  * shared expert of width 20 and tied embeddings; mixtral with a sliding window of 5 positions
  * (and its renormalised top-k). */
 pm_model_config tiny_family_config(pm_arch arch, pm_router_kind kind);
+/* qwen2_moe's with dense layers: 4 layers, decoder_sparse_step 2, so layers 0 and 2 are dense
+ * MLPs (width 40) and 1 and 3 MoE layers. */
+pm_model_config tiny_dense_config(pm_router_kind kind);
 /* Biases (initialised to 0) set to values of about 0.3, so that a test sees them. */
 void tiny_model_set_biases(pm_model *model);
 
