@@ -291,6 +291,24 @@ if(NOT qwen_saved MATCHES "\"model_type\":[ \t]*\"qwen2_moe\"" OR NOT qwen_saved
   message(FATAL_ERROR "the qwen2_moe run was not saved back as qwen2_moe with its router:\n${qwen_saved}")
 endif()
 expect_output("generate qwen2_moe" 0 "tokens/s" generate --model ${work}/qwen/model --prompt "the cat" --max-new 8)
+# Its dense layers: with decoder_sparse_step 2, layers 0 and 2 are dense MLPs; the routing table
+# lists the MoE layers 1 and 3 by number, softmoe's budget covers those two, and the config
+# keeps the dense layers when saved back.
+file(REMOVE_RECURSE ${work}/qwen_dense)
+file(READ ${work}/qwen_config.json qwen_config)
+string(REPLACE "\"num_hidden_layers\": 2" "\"num_hidden_layers\": 4, \"decoder_sparse_step\": 2" qwen_dense_config
+       "${qwen_config}")
+file(WRITE ${work}/qwen_dense_config.json "${qwen_dense_config}")
+expect_output("train qwen2_moe with dense layers" 0
+              "learned k_l +alpha\n +1 +[0-9.]+ [^\n]*\n +3 +[0-9.]+ [^\n]*\n  the learned k_l sum to the budget K = 4\n"
+              train --config ${work}/qwen_dense_config.json --router softmoe --data ${work}/budget.txt
+              --out ${work}/qwen_dense --steps 4 --batch 4 --seq 32 --eval-interval 4 --eval-batches 2)
+file(READ ${work}/qwen_dense/model/config.json qwen_dense_saved)
+if(NOT qwen_dense_saved MATCHES "\"decoder_sparse_step\":[ \t]*2")
+  message(FATAL_ERROR "the dense layers were not saved back:\n${qwen_dense_saved}")
+endif()
+expect_output("generate qwen2_moe with dense layers" 0 "mean active experts per MoE layer: [0-9.]+ [0-9.]+\\]"
+              generate --model ${work}/qwen_dense/model --prompt "the cat" --max-new 4)
 file(WRITE ${work}/rope_config.json "{${small_config},
   \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}")
 expect_output("train with rope scaling" 2 "rope_config.json: rope_scaling is not supported: rope type \"dynamic\""
