@@ -12,7 +12,9 @@
   --write-torch DIR [--family F]
                      PyTorch → probmoe. Writes a model directory the PyTorch way: config.json
                      (olmoe: OLMoE config + "probmoe" object; qwen2_moe, mixtral: the family's
-                     Hugging Face config alone, so its own top-k routing), model.safetensors (HF
+                     Hugging Face config alone, so its own top-k routing; qwen2_moe_dense:
+                     qwen2_moe with dense MLP layers, decoder_sparse_step 2 and
+                     mlp_only_layers [3] of 6 layers), model.safetensors (HF
                      names; the embedding and lm_head as F16, the rest F32) and
                      torch_logits.safetensors (prompt + the reference's inference logits).
                      tests/test_interop.c loads it with pm_model_load and must reproduce the
@@ -140,6 +142,12 @@ def routing_margin(cfg, P, ids):
     return min(margins) if margins else float("inf")
 
 
+def dense_text(cfg):
+    """' (MoE layers [1, 5] of 6)' when some layers are dense MLPs, else ''."""
+    moe, n = rm.moe_layers(cfg), cfg["num_hidden_layers"]
+    return "" if len(moe) == n else f" (MoE layers {moe} of {n})"
+
+
 def relative_error(got, want):
     scale = float(np.abs(want).max())
     diff = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
@@ -168,8 +176,8 @@ def check(path):
         raise InteropError(f"probmoe_logits has shape {list(want.shape)}, expected {list(got.shape)}")
     err = relative_error(got, want)
     ok = err <= TOLERANCE
-    print(f"{path}: {rm.family(cfg)} {cfg.get('probmoe', {}).get('router', 'topk')} model, "
-          f"{len(params)} tensors, prompt of "
+    print(f"{path}: {rm.family(cfg)} {cfg.get('probmoe', {}).get('router', 'topk')} model"
+          f"{dense_text(cfg)}, {len(params)} tensors, prompt of "
           f"{len(prompt)} tokens: max|torch - probmoe| / max|probmoe| = {err:.2e} "
           f"(tolerance {TOLERANCE:g}); smallest top-k margin {margin:.1e}; "
           f"{'OK' if ok else 'MISMATCH'}")
@@ -189,12 +197,18 @@ def check(path):
 FAMILY_OPTIONS = {"olmoe": dict(norm_topk_prob=True),
                   "qwen2_moe": dict(shared=10, dense=20, tie=True),
                   "mixtral": dict(sliding_window=5)}
+# case: (family, make_config options); qwen2_moe_dense has dense MLP layers 0, 2, 4 (off the
+# step) and 3 (listed) among MoE layers 1 and 5, the layout of dev/write_checkpoint.c's case
+CASES = {**{f: (f, options) for f, options in FAMILY_OPTIONS.items()},
+         "qwen2_moe_dense": ("qwen2_moe", dict(FAMILY_OPTIONS["qwen2_moe"], layers=6,
+                                               decoder_sparse_step=2, mlp_only_layers=(3,)))}
 
 
-def write_torch(path, family="olmoe"):
-    cfg = rm.make_config(vocab=61, hidden=16, intermediate=12, layers=2, heads=4, kv_heads=2,
-                         experts=4, k=2, max_pos=32, router="topk", lb_coef=0.01, family=family,
-                         **FAMILY_OPTIONS[family])
+def write_torch(path, case="olmoe"):
+    family, options = CASES[case]
+    options = dict(dict(vocab=61, hidden=16, intermediate=12, layers=2, heads=4, kv_heads=2,
+                        experts=4, k=2, max_pos=32, router="topk", lb_coef=0.01), **options)
+    cfg = rm.make_config(family=family, **options)
     params = rm.init_params(cfg, torch.Generator().manual_seed(TORCH_SEED))
     if family != "olmoe":
         del cfg["probmoe"]   # a Hugging Face config as the family's tools write it
@@ -218,7 +232,8 @@ def write_torch(path, family="olmoe"):
     again, _ = inference_logits(cfg2, params2, TORCH_PROMPT)
     if not np.array_equal(again, logits):
         raise InteropError(f"{path}: reading the directory back does not reproduce the logits")
-    print(f"{path}: {family} topk model written by the reference, {len(arrays)} tensors "
+    print(f"{path}: {case} topk model{dense_text(cfg)} written by the reference, "
+          f"{len(arrays)} tensors "
           f"({', '.join(n for n in F16_TENSORS if n in arrays)} as F16); logits max |.| "
           f"{np.abs(logits).max():.2f}; "
           f"smallest top-k margin {margin:.1e}")
@@ -230,8 +245,8 @@ def main():
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--check", metavar="DIR", help="check a probmoe-written model directory")
     group.add_argument("--write-torch", metavar="DIR", help="write a model directory from PyTorch")
-    parser.add_argument("--family", default="olmoe", choices=sorted(FAMILY_OPTIONS),
-                        help="the family --write-torch writes")
+    parser.add_argument("--family", default="olmoe", choices=sorted(CASES),
+                        help="the family --write-torch writes (or qwen2_moe_dense)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     try:

@@ -3,7 +3,12 @@
 #   probmoe/  written by probmoe (dev/write_checkpoint.c), checked by the PyTorch reference,
 #             which adds torch_logits.safetensors;
 #   torch/    written by the PyTorch reference (dev/check_interop.py --write-torch);
-#   probmoe_<family>/, torch_<family>/  the same for qwen2_moe and mixtral.
+#   probmoe_<case>/, torch_<case>/  the same for qwen2_moe, mixtral and qwen2_moe_dense
+#             (qwen2_moe with dense MLP layers).
+#   sh dev/make_interop_fixtures.sh [CASE ...]
+# writes only the given cases (olmoe, qwen2_moe, mixtral, qwen2_moe_dense; default all), into
+# $OUT (default tests/fixtures/interop): the committed files of one case need not be rewritten
+# to add another (a fresh run of an older case may differ from them by float rounding).
 # Needs cmake and the C toolchain (it builds the write_checkpoint target in $BUILD, default
 # build/) and /usr/bin/python3 with python3-torch. Deterministic; a few seconds.
 set -eu
@@ -11,18 +16,18 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
-OUT=tests/fixtures/interop
+OUT=${OUT:-tests/fixtures/interop}
+[ $# -gt 0 ] || set -- olmoe qwen2_moe mixtral qwen2_moe_dense
 
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" --target write_checkpoint -- --no-print-directory >/dev/null
-rm -rf "$OUT/probmoe" "$OUT/torch"
 mkdir -p "$OUT"
-"$BUILD/dev/write_checkpoint" "$OUT/probmoe"
-"$PYTHON" dev/check_interop.py --check "$OUT/probmoe"
-"$PYTHON" dev/check_interop.py --write-torch "$OUT/torch"
-for family in qwen2_moe mixtral; do
-    rm -rf "$OUT/probmoe_$family" "$OUT/torch_$family"
-    "$BUILD/dev/write_checkpoint" "$OUT/probmoe_$family" 20260607 "$family"
-    "$PYTHON" dev/check_interop.py --check "$OUT/probmoe_$family"
-    "$PYTHON" dev/check_interop.py --write-torch "$OUT/torch_$family" --family "$family"
+for case in "$@"; do
+    # olmoe's directories came first and carry no suffix
+    probmoe="$OUT/probmoe_$case" torch="$OUT/torch_$case"
+    [ "$case" != olmoe ] || { probmoe="$OUT/probmoe"; torch="$OUT/torch"; }
+    rm -rf "$probmoe" "$torch"
+    "$BUILD/dev/write_checkpoint" "$probmoe" 20260607 "$case"
+    "$PYTHON" dev/check_interop.py --check "$probmoe"
+    "$PYTHON" dev/check_interop.py --write-torch "$torch" --family "$case"
 done

@@ -4,7 +4,8 @@
  *
  *   write_checkpoint DIR [SEED [FAMILY]]
  *
- * Creates the model of interop_config(FAMILY) (olmoe by default; qwen2_moe or mixtral),
+ * Creates the model of interop_config(FAMILY) (olmoe by default; qwen2_moe, mixtral, or
+ * qwen2_moe_dense: qwen2_moe with dense MLP layers among its MoE layers),
  * initialises it with pm_model_init_weights(SEED) (default 20260607) and then sets every
  * vector (norm weights, biases) to 1 + 0.1·N(0, 1) (the initialiser sets them to 1 or 0, which
  * would not tell q_norm from k_norm or a layer's norms apart), saves it in the family's layout
@@ -35,12 +36,34 @@
 /* Token ids below vocab_size 50, including both ends of the range and a repeat. */
 static const int32_t interop_prompt[INTEROP_PROMPT_LEN] = {1, 17, 42, 3, 3, 29, 8, 49, 0, 23, 11, 36};
 
+/* The interop cases: each family, and qwen2_moe once more with dense MLP layers. */
+typedef struct {
+    const char *name; /* the FAMILY argument; the fixtures' directory suffix */
+    pm_arch arch;
+    bool dense_layers; /* qwen2_moe's decoder_sparse_step and mlp_only_layers in use */
+} interop_case;
+
+static const interop_case interop_cases[] = {
+    {"olmoe", PM_ARCH_OLMOE, false},
+    {"qwen2_moe", PM_ARCH_QWEN2_MOE, false},
+    {"mixtral", PM_ARCH_MIXTRAL, false},
+    {"qwen2_moe_dense", PM_ARCH_QWEN2_MOE, true},
+};
+#define INTEROP_CASES (sizeof interop_cases / sizeof interop_cases[0])
+
+/* The case called name, or NULL. */
+static const interop_case *interop_find_case(const char *name) {
+    for (size_t i = 0; i < INTEROP_CASES; i++)
+        if (strcmp(interop_cases[i].name, name) == 0) return &interop_cases[i];
+    return NULL;
+}
+
 /* Tiny and small on disk (~50 KB): head size 8, grouped-query attention (2 query heads share one
  * KV head), 6 experts of width 16, top-2 ProbMoE (deterministic top-k of softmax at inference,
  * weights π without renormalisation). initializer_range 0.3 makes the logits O(1). */
-static pm_model_config interop_config(pm_arch arch) {
+static pm_model_config interop_config(const interop_case *c) {
     pm_model_config cfg = pm_model_config_default();
-    cfg.arch = arch;
+    cfg.arch = c->arch;
     cfg.vocab_size = 50;
     cfg.hidden_size = 16;
     cfg.intermediate_size = 16;
@@ -52,14 +75,19 @@ static pm_model_config interop_config(pm_arch arch) {
     cfg.max_position_embeddings = 32;
     cfg.initializer_range = 0.3f;
     cfg.router = pm_router_config_default(PM_ROUTER_PROBMOE, cfg.num_experts, cfg.experts_per_token);
-    if (arch == PM_ARCH_QWEN2_MOE) { /* q/k/v biases, a shared expert, tied embeddings */
+    if (c->arch == PM_ARCH_QWEN2_MOE) { /* q/k/v biases, a shared expert, tied embeddings */
         cfg.qkv_bias = true;
         cfg.shared_expert_size = 12;
-        cfg.dense_intermediate_size = 24;
+        cfg.dense_intermediate_size = 24; /* the dense layers' width, unlike the experts' and the shared one's */
         cfg.tie_word_embeddings = true;
-    } else if (arch == PM_ARCH_MIXTRAL) { /* a window shorter than the prompt */
+    } else if (c->arch == PM_ARCH_MIXTRAL) { /* a window shorter than the prompt */
         cfg.sliding_window = 5;
         cfg.router.norm_topk_prob = true;
+    }
+    if (c->dense_layers) { /* dense 0, 2, 4 (off the step) and 3 (listed): two MoE layers, 1 and 5 */
+        cfg.num_layers = 6;
+        cfg.decoder_sparse_step = 2;
+        cfg.mlp_only_layers[3] = true;
     }
     return cfg;
 }
@@ -88,8 +116,9 @@ static void perturb_norm_weights(pm_model *model, uint64_t seed) {
 
 /* Creates, saves and runs the model; writes dir/probmoe_logits.safetensors. If logits is not
  * NULL it receives the (T, V) logits (T·V floats). 0 or a negative pm_status. */
-static int interop_write_checkpoint(const char *dir, uint64_t seed, pm_arch arch, float *logits) {
-    const pm_model_config cfg = interop_config(arch);
+static int interop_write_checkpoint(const char *dir, uint64_t seed, const interop_case *c, float *logits) {
+    const pm_arch arch = c->arch;
+    const pm_model_config cfg = interop_config(c);
     pm_model *model = pm_model_create(&cfg, 1, INTEROP_PROMPT_LEN);
     if (!model) return PM_ERR_NOMEM; /* pm_model_create said why */
     pm_model_init_weights(model, seed);
@@ -127,17 +156,16 @@ static int interop_write_checkpoint(const char *dir, uint64_t seed, pm_arch arch
 int main(int argc, char **argv) {
     if (argc < 2 || argc > 4) {
         fprintf(stderr, "usage: %s DIR [SEED [FAMILY]]\n  writes a tiny probmoe model directory DIR of "
-                        "FAMILY (olmoe, qwen2_moe or mixtral) and DIR/probmoe_logits.safetensors\n", argv[0]);
+                        "FAMILY (olmoe, qwen2_moe, mixtral or qwen2_moe_dense) and "
+                        "DIR/probmoe_logits.safetensors\n", argv[0]);
         return 2;
     }
     uint64_t seed = INTEROP_DEFAULT_SEED;
-    pm_arch arch = PM_ARCH_OLMOE;
-    if (argc == 4) {
-        while (pm_arch_name(arch) && strcmp(pm_arch_name(arch), argv[3]) != 0) arch = (pm_arch)(arch + 1);
-        if (!pm_arch_name(arch)) {
-            fprintf(stderr, "%s: FAMILY must be olmoe, qwen2_moe or mixtral, not '%s'\n", argv[0], argv[3]);
-            return 2;
-        }
+    const interop_case *c = interop_find_case(argc == 4 ? argv[3] : "olmoe");
+    if (!c) {
+        fprintf(stderr, "%s: FAMILY must be olmoe, qwen2_moe, mixtral or qwen2_moe_dense, not '%s'\n", argv[0],
+                argv[3]);
+        return 2;
     }
     if (argc >= 3) {
         char *end;
@@ -147,7 +175,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (interop_write_checkpoint(argv[1], seed, arch, NULL) < 0) {
+    if (interop_write_checkpoint(argv[1], seed, c, NULL) < 0) {
         fprintf(stderr, "%s: %s\n", argv[0], pm_last_error());
         return 1;
     }

@@ -8,7 +8,8 @@
  *    through dev/check_interop.py --check, and its logits back into this test.
  * The same for qwen2_moe and mixtral (torch_<family>/, probmoe_<family>/): the reference writes
  * Hugging Face's own config.json (no "probmoe" object: the family's top-k), probmoe writes the
- * family's layout (qwen2_moe as BF16 shards). */
+ * family's layout (qwen2_moe as BF16 shards); and for qwen2_moe_dense (torch_qwen2_moe_dense/,
+ * probmoe_qwen2_moe_dense/), qwen2_moe with dense MLP layers among its MoE layers. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
 #include <stdio.h>
@@ -98,8 +99,28 @@ static void compare(const char *what, const float *got, const logits_file *want,
     if (!(err <= rel)) fail_msg("%s: max |got - want| / max |want| = %.3e > %.0e", what, err, rel);
 }
 
+/* The loaded model has the case's dense and MoE layers (check_interop.py writes the same
+ * layout), and a qwen2_moe dense layer has its MLP and no router. */
+static void check_layers(const pm_model *model, const interop_case *c) {
+    const pm_model_config *cfg = pm_model_get_config(model);
+    const pm_model_config want = interop_config(c);
+    assert_int_equal(cfg->num_layers, want.num_layers);
+    assert_int_equal(pm_model_moe_layers(cfg), pm_model_moe_layers(&want));
+    for (int l = 0; l < cfg->num_layers; l++) {
+        const bool moe = pm_model_layer_is_moe(&want, l);
+        assert_int_equal(pm_model_layer_is_moe(cfg, l), moe);
+        if (c->arch != PM_ARCH_QWEN2_MOE) continue;
+        char router[64], dense[64];
+        snprintf(router, sizeof router, "model.layers.%d.mlp.gate.weight", l);
+        snprintf(dense, sizeof dense, "model.layers.%d.mlp.down_proj.weight", l);
+        assert_int_equal(pm_model_find_param(model, router) != NULL, moe);
+        assert_int_equal(pm_model_find_param(model, dense) != NULL, !moe);
+    }
+}
+
 /* PyTorch → probmoe: the reference's directory loads and reproduces its logits. */
-static void load_torch_checkpoint(const char *dir, pm_arch arch) {
+static void load_torch_checkpoint(const char *dir, const interop_case *c) {
+    const pm_arch arch = c->arch;
     logits_file torch = read_logits(dir, "torch_logits.safetensors");
     pm_model *model = pm_model_load(dir, 1, torch.T);
     if (!model) fail_msg("pm_model_load(%s): %s", dir, pm_last_error());
@@ -115,7 +136,10 @@ static void load_torch_checkpoint(const char *dir, pm_arch arch) {
         assert_true(cfg->qkv_bias && cfg->tie_word_embeddings);
         assert_int_equal(cfg->shared_expert_size, 10);
         assert_null(pm_model_find_param(model, "lm_head.weight"));
+        /* Hugging Face's intermediate_size, the dense layers' width */
+        assert_int_equal(cfg->dense_intermediate_size, 20);
     }
+    check_layers(model, c);
     if (arch == PM_ARCH_MIXTRAL) {
         assert_true(cfg->router.norm_topk_prob);
         assert_int_equal(cfg->sliding_window, 5);
@@ -130,20 +154,28 @@ static void load_torch_checkpoint(const char *dir, pm_arch arch) {
 
 static void test_load_torch_checkpoint(void **state) {
     (void)state;
-    load_torch_checkpoint(FIXTURE_DIR "/interop/torch", PM_ARCH_OLMOE);
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch", interop_find_case("olmoe"));
 }
 static void test_load_torch_qwen2_moe(void **state) {
     (void)state;
-    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_qwen2_moe", PM_ARCH_QWEN2_MOE);
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_qwen2_moe", interop_find_case("qwen2_moe"));
 }
 static void test_load_torch_mixtral(void **state) {
     (void)state;
-    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_mixtral", PM_ARCH_MIXTRAL);
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_mixtral", interop_find_case("mixtral"));
+}
+static void test_load_torch_qwen2_moe_dense(void **state) {
+    (void)state;
+    load_torch_checkpoint(FIXTURE_DIR "/interop/torch_qwen2_moe_dense", interop_find_case("qwen2_moe_dense"));
 }
 
 /* probmoe → PyTorch: the directory probmoe wrote gives probmoe's logits again and those the
  * reference computed after reading it (dev/check_interop.py --check wrote torch_logits). */
-static void probmoe_checkpoint_read_by_torch(const char *dir) {
+static void probmoe_checkpoint_read_by_torch(const char *dir, const interop_case *c) {
+    pm_model *model = pm_model_load(dir, 1, INTEROP_PROMPT_LEN);
+    if (!model) fail_msg("pm_model_load(%s): %s", dir, pm_last_error());
+    check_layers(model, c);
+    pm_model_free(model);
     logits_file own = read_logits(dir, "probmoe_logits.safetensors");
     logits_file torch = read_logits(dir, "torch_logits.safetensors");
     assert_int_equal(own.T, torch.T);
@@ -158,15 +190,20 @@ static void probmoe_checkpoint_read_by_torch(const char *dir) {
 
 static void test_probmoe_checkpoint_read_by_torch(void **state) {
     (void)state;
-    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe");
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe", interop_find_case("olmoe"));
 }
 static void test_probmoe_qwen2_moe_read_by_torch(void **state) {
     (void)state;
-    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_qwen2_moe");
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_qwen2_moe", interop_find_case("qwen2_moe"));
 }
 static void test_probmoe_mixtral_read_by_torch(void **state) {
     (void)state;
-    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_mixtral");
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_mixtral", interop_find_case("mixtral"));
+}
+static void test_probmoe_qwen2_moe_dense_read_by_torch(void **state) {
+    (void)state;
+    probmoe_checkpoint_read_by_torch(FIXTURE_DIR "/interop/probmoe_qwen2_moe_dense",
+                                     interop_find_case("qwen2_moe_dense"));
 }
 
 static char live_work[64]; /* the live test's temporary directory, "" when none */
@@ -189,7 +226,7 @@ static bool has_file(const char *dir, const char *name) {
     return file != NULL;
 }
 
-/* Both directions live, for every family: a fresh checkpoint through the PyTorch reference,
+/* Both directions live, for every case: a fresh checkpoint through the PyTorch reference,
  * when it is installed. */
 static void test_live_round_trip(void **state) {
     (void)state;
@@ -202,20 +239,21 @@ static void test_live_round_trip(void **state) {
     snprintf(work, sizeof work, "/tmp/probmoe_interop_XXXXXX");
     assert_non_null(mkdtemp(work));
     memcpy(live_work, work, sizeof work);
-    for (pm_arch arch = PM_ARCH_OLMOE; arch <= PM_ARCH_MIXTRAL; arch++) {
-        snprintf(dir, sizeof dir, "%s/%s", work, pm_arch_name(arch));
-        const pm_model_config cfg = interop_config(arch);
+    for (size_t i = 0; i < INTEROP_CASES; i++) {
+        const interop_case *c = &interop_cases[i];
+        snprintf(dir, sizeof dir, "%s/%s", work, c->name);
+        const pm_model_config cfg = interop_config(c);
         float *logits = malloc(sizeof(float) * INTEROP_PROMPT_LEN * (size_t)cfg.vocab_size);
         assert_non_null(logits);
-        if (interop_write_checkpoint(dir, 97, arch, logits) < 0) fail_msg("%s", pm_last_error());
+        if (interop_write_checkpoint(dir, 97, c, logits) < 0) fail_msg("%s", pm_last_error());
         /* qwen2_moe's is saved as BF16 shards: the reference reads those too */
-        assert_int_equal(has_file(dir, "model.safetensors.index.json"), arch == PM_ARCH_QWEN2_MOE);
+        assert_int_equal(has_file(dir, "model.safetensors.index.json"), c->arch == PM_ARCH_QWEN2_MOE);
         snprintf(command, sizeof command, PYTHON " '%s/../../dev/check_interop.py' --check '%s'", FIXTURE_DIR, dir);
         int status = system(command);
         if (status != 0) fail_msg("'%s' failed (status %d)", command, status);
         logits_file torch = read_logits(dir, "torch_logits.safetensors");
         assert_int_equal(torch.V, cfg.vocab_size);
-        compare(pm_arch_name(arch), logits, &torch, interop_prompt, CROSS_TOLERANCE);
+        compare(c->name, logits, &torch, interop_prompt, CROSS_TOLERANCE);
         /* and the directory loads back to the same logits */
         float *loaded = model_logits(dir, interop_prompt, INTEROP_PROMPT_LEN, cfg.vocab_size);
         assert_true(relative_error(loaded, logits, INTEROP_PROMPT_LEN * (size_t)cfg.vocab_size) <= SELF_TOLERANCE);
@@ -230,9 +268,11 @@ int main(void) {
         cmocka_unit_test(test_load_torch_checkpoint),
         cmocka_unit_test(test_load_torch_qwen2_moe),
         cmocka_unit_test(test_load_torch_mixtral),
+        cmocka_unit_test(test_load_torch_qwen2_moe_dense),
         cmocka_unit_test(test_probmoe_checkpoint_read_by_torch),
         cmocka_unit_test(test_probmoe_qwen2_moe_read_by_torch),
         cmocka_unit_test(test_probmoe_mixtral_read_by_torch),
+        cmocka_unit_test(test_probmoe_qwen2_moe_dense_read_by_torch),
         cmocka_unit_test_teardown(test_live_round_trip, remove_live_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
