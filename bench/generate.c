@@ -80,15 +80,19 @@ static long cache_bytes(int level, long fallback) {
     return fallback;
 }
 
-/* Bytes one token reads at cache position `position` with `active` experts per layer, weights
- * of weight_bytes each (the router, norms and embedding stay fp32, as in the decoder). */
+/* Bytes one token reads at cache position `position` with `active` experts per MoE layer,
+ * weights of weight_bytes each (the router, norms and embedding stay fp32, as in the decoder);
+ * qwen2_moe's dense layers read their MLP instead of a router and experts. */
 static double token_bytes(const pm_model_config *cfg, double active, double position, int weight_bytes) {
     const double H = cfg->hidden_size, I = cfg->intermediate_size, L = cfg->num_layers;
-    const double KV = H / cfg->num_heads * cfg->num_kv_heads;
+    const double M = pm_model_moe_layers(cfg), KV = H / cfg->num_heads * cfg->num_kv_heads;
     const double attention = H * H + 2 * KV * H + H * H, experts = active * 3 * H * I;
-    const double fp32 = 4.0 * (L * (cfg->num_experts * H + 3 * H + KV) + 2 * H); /* router, norms; embedding row, final norm */
+    const double dense = 3 * H * cfg->dense_intermediate_size, shared = 3 * H * cfg->shared_expert_size;
+    /* routers; norms; embedding row, final norm */
+    const double fp32 = 4.0 * (M * cfg->num_experts * H + L * (3 * H + KV) + 2 * H);
     const double cache = 4.0 * L * 2 * KV * (position + 1);
-    return weight_bytes * (L * (attention + experts) + cfg->vocab_size * H) + fp32 + cache;
+    return weight_bytes * (L * attention + M * (experts + shared) + (L - M) * dense + cfg->vocab_size * H) + fp32 +
+           cache;
 }
 
 /* Generates greedily from token 0 until the context is full, again and again until `tokens`
@@ -120,7 +124,8 @@ static int time_generation(pm_model *model, pm_precision precision, int context,
     }
     *rate = fed / (now_seconds() - start);
     *active = 0.0;
-    for (int l = 0; l < cfg->num_layers; l++) *active += pm_generator_mean_active(gen, l) / cfg->num_layers;
+    const int M = pm_model_moe_layers(cfg);
+    for (int m = 0; m < M; m++) *active += pm_generator_mean_active(gen, m) / M;
     pm_generator_free(gen);
     free(logits);
     return 0;

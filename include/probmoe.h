@@ -450,7 +450,8 @@ PM_API pm_status pm_model_forward(pm_model *model, const int32_t *tokens, const 
 PM_API pm_status pm_model_backward(pm_model *model);
 PM_API const float *pm_model_logits(const pm_model *model);          /* (B, S, V) */
 PM_API void pm_model_last_losses(const pm_model *model, float *ce, float *aux);
-/* MoE layer m's routing of the last forward and its router (m < pm_model_moe_layers). */
+/* MoE layer m's routing of the last forward and its router; NULL unless 0 <= m < M
+ * (pm_model_moe_layers). */
 PM_API const pm_routing *pm_model_routing(const pm_model *model, int m);
 PM_API pm_router *pm_model_router(pm_model *model, int m);
 /* The learned budget's current per-layer k_l and alpha (each M values; either may be NULL),
@@ -518,7 +519,8 @@ PM_API pm_precision pm_generator_get_precision(const pm_generator *gen);
 PM_API int pm_generator_rows(const pm_generator *gen);
 PM_API int pm_generator_length(const pm_generator *gen);                  /* row 0's tokens */
 PM_API int pm_generator_row_length(const pm_generator *gen, int row);     /* -1 for no such row */
-/* Experts per token in MoE layer m, over every token fed since the last pm_generator_reset. */
+/* Experts per token in MoE layer m, over every token fed since the last pm_generator_reset
+ * (NaN unless 0 <= m < M). */
 PM_API double pm_generator_mean_active(const pm_generator *gen, int m);
 /* Greedy when temperature <= 0; otherwise nucleus sampling with top_p in (0, 1]. */
 PM_API int pm_sample_token(const float *logits, int V, float temperature, float top_p, pm_rng *rng);

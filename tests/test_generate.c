@@ -98,7 +98,7 @@ static void test_save_load_round_trip(void **state) {
     if (!loaded) fail_msg("%s", pm_last_error());
     assert_int_equal(pm_model_size(loaded), pm_model_size(model));
     assert_memory_equal(pm_model_weights(loaded), pm_model_weights(model), sizeof(float) * pm_model_size(model));
-    for (int l = 0; l < cfg.num_layers; l++) {
+    for (int l = 0; l < pm_model_moe_layers(&cfg); l++) {
         assert_true(*pm_router_find_value(pm_model_router(model, l), "tau", NULL) > 0.0f);
         assert_true(*pm_router_find_value(pm_model_router(loaded, l), "tau", NULL) == *pm_router_find_value(pm_model_router(model, l), "tau", NULL));
     }
@@ -133,7 +133,7 @@ static void test_every_router_routes_alike_after_reload(void **state) {
             float loss;
             assert_int_equal(pm_model_forward(model, tokens, targets, B, S, true, 5, (uint64_t)step, &loss), 0);
             assert_int_equal(pm_model_backward(model), 0);
-            for (int l = 0; l < cfg.num_layers; l++) pm_router_step(pm_model_router(model, l));
+            for (int l = 0; l < pm_model_moe_layers(&cfg); l++) pm_router_step(pm_model_router(model, l));
         }
         if (cfg.router.bias_rate > 0.0f) {
             const float *bias = pm_router_find_value(pm_model_router(model, 0), "selection_bias", NULL);
@@ -144,7 +144,7 @@ static void test_every_router_routes_alike_after_reload(void **state) {
         assert_int_equal(pm_model_save(model, dir), 0);
         pm_model *loaded = pm_model_load(dir, B, S);
         if (!loaded) fail_msg("%s", pm_last_error());
-        for (int l = 0; l < cfg.num_layers; l++) {
+        for (int l = 0; l < pm_model_moe_layers(&cfg); l++) {
             const pm_router *a = pm_model_router(model, l), *b = pm_model_router(loaded, l);
             assert_int_equal(pm_router_value_count(a), pm_router_value_count(b));
             for (int v = 0; v < pm_router_value_count(a); v++) {
@@ -158,7 +158,7 @@ static void test_every_router_routes_alike_after_reload(void **state) {
         for (int training = 0; training <= 1; training++) {
             assert_int_equal(pm_model_forward(model, tokens, NULL, B, S, training, 9, 4, NULL), 0);
             assert_int_equal(pm_model_forward(loaded, tokens, NULL, B, S, training, 9, 4, NULL), 0);
-            for (int l = 0; l < cfg.num_layers; l++) {
+            for (int l = 0; l < pm_model_moe_layers(&cfg); l++) {
                 const pm_routing *a = pm_model_routing(model, l), *b = pm_model_routing(loaded, l);
                 assert_memory_equal(a->offsets, b->offsets, sizeof(int) * (T + 1));
                 assert_memory_equal(a->experts, b->experts, sizeof(int) * (size_t)a->offsets[T]);

@@ -121,7 +121,8 @@ static void all_plots(const char *sub, int expect) {
     analytics *a = small_analytics();
     assert_int_equal(plots_from_analytics(dir, "eval", "probmoe", a), expect);
     const double active_a[2] = {2.0, 2.0}, active_b[3] = {1.5, 2.5, 2.2};
-    const plots_series series[2] = {{"topk", active_a, 2}, {"probmoe-dyn", active_b, 3}};
+    const int moe_layers[3] = {1, 3, 5}; /* the runs' MoE layers among dense ones */
+    const plots_series series[2] = {{"topk", active_a, 2, NULL}, {"probmoe-dyn", active_b, 3, moe_layers}};
     assert_int_equal(plots_active_per_layer(dir, "active_runs", series, 2), expect);
     analytics_free(a);
     const plots_interval rows[2] = {{"topk", 4.0, 3.9, 4.1}, {"probmoe", 4.2, NAN, NAN}};
@@ -148,6 +149,13 @@ static void all_plots(const char *sub, int expect) {
     char *groups = read_text(in_dir(sub, "eval_groups.dat"));
     assert_non_null(strstr(groups, "\n0 1.285714\n"));
     free(groups);
+    char *load_script = read_text(in_dir(sub, "eval_load.gp")); /* rows labelled by layer number */
+    assert_non_null(strstr(load_script, "set ytics ('0' 0)\nset ytics add ('1' 1)\n"));
+    free(load_script);
+    /* the bars' groups are labelled with the layer numbers: 1, 3 and 5, not 0, 1, 2 */
+    char *bars = read_text(in_dir(sub, "active_runs.dat"));
+    assert_non_null(strstr(bars, "\n1 2.000000 1.500000\n3 2.000000 2.500000\n5 nan 2.200000\n"));
+    free(bars);
 }
 
 static void with_gnuplot(void **state) {
@@ -451,7 +459,7 @@ static void layer_value_series(void **state) {
     for (int s = 1; s <= 40; s++) {
         fprintf(file, "{\"step\": %d, \"loss\": 3.0, \"layers\": [", s);
         for (int l = 0; l < 3; l++) {
-            fprintf(file, "%s{\"mean_active\": 2.0", l ? ", " : "");
+            fprintf(file, "%s{\"layer\": %d, \"mean_active\": 2.0", l ? ", " : "", 2 * l); /* dense layers between */
             if (s % 10 == 0 && !(s == 30 && l == 2)) fprintf(file, ", \"soft_k\": %.4f", 2.0 + s / 100.0 + l / 10.0);
             fprintf(file, "}");
         }
@@ -473,7 +481,7 @@ static void layer_value_series(void **state) {
     char *script = read_text(in_dir("layers", "soft_k.gp"));
     assert_int_equal(count_of(script, "with lines"), 3);
     assert_non_null(strstr(script, "using 1:4 with lines"));
-    assert_non_null(strstr(script, "title 'layer 2'"));
+    assert_non_null(strstr(script, "title 'layer 4'")); /* the decoder layer number of the third */
     free(script);
     if (have_gnuplot()) assert_image(in_dir("layers", "soft_k.png"), true);
     assert_int_equal(plots_layer_values(dir, "alpha", NULL, NULL, path, "alpha"), PM_ERR_ARG);
@@ -486,7 +494,7 @@ static void bad_input(void **state) {
     const plots_run missing = {"x", "/nonexistent/metrics.jsonl"};
     assert_int_equal(plots_loss(dir, "loss", &missing, 1), PM_ERR_ARG);
     assert_int_equal(plots_loss(dir, "loss", &missing, 0), PM_ERR_ARG);
-    assert_int_equal(plots_expert_load(dir, "load", NULL, NULL, 0, 4), PM_ERR_ARG);
+    assert_int_equal(plots_expert_load(dir, "load", NULL, NULL, NULL, 0, 4), PM_ERR_ARG);
     assert_int_equal(plots_loss_panels(dir, "loss", NULL, 0), PM_ERR_ARG);
     const plots_panel empty = {"empty", &missing, 0};
     assert_int_equal(plots_loss_panels(dir, "loss", &empty, 1), PM_ERR_ARG);

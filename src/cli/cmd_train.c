@@ -29,8 +29,8 @@ static const char train_usage_head[] =
     "                     \"train\" object with the options below)\n"
     "model:   --layers N --hidden N --intermediate N --heads N --kv-heads N --experts N --k N\n"
     "         --max-positions N\n"
-    "         --soft-budget K  softmoe's learned budget: the layers' k_l sum to K, L < K < L·E\n"
-    "                          (default L·soft_k = L·k)\n";
+    "         --soft-budget K  softmoe's learned budget: the MoE layers' k_l sum to K, M < K < M·E\n"
+    "                          (M the MoE layers; default M·soft_k = M·k)\n";
 static const char train_usage_tail[] =
     "train:   --steps N | --tokens N   --batch N --seq N --accum N --lr X --min-lr-ratio X\n"
     "         --warmup N --schedule cosine|linear|constant --clip X --weight-decay X --seed N\n"

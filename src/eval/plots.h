@@ -49,15 +49,17 @@ int plots_loss_panels(const char *dir, const char *stem, const plots_panel *pane
 /* One panel, titled "Training and validation loss". */
 int plots_loss(const char *dir, const char *stem, const plots_run *runs, int count);
 
-/* (b) Load fractions load[l·E + e] as a layer × expert heatmap; title may be NULL. */
+/* (b) Load fractions load[l·E + e] as a layer × expert heatmap; title may be NULL; layers (L)
+ * label the rows with decoder layer numbers, or NULL: 0, 1, ... */
 int plots_expert_load(const char *dir, const char *stem, const char *title, const double *load,
-                      int L, int E);
+                      const int *layers, int L, int E);
 
 /* (c) Mean active experts per layer: one bar per run in each layer's group. */
 typedef struct {
     const char *label;
     const double *values; /* (count) one per layer */
     int count;
+    const int *layers;    /* (count) their decoder layer numbers (the MoE layers), or NULL: 0, 1, ... */
 } plots_series;
 int plots_active_per_layer(const char *dir, const char *stem, const plots_series *runs, int count);
 /* The same bars for any per-layer figure. */

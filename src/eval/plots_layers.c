@@ -9,12 +9,14 @@ typedef struct {
     const char *field;
     plots_values steps, starts, values;
     int layers; /* the most layers of a kept line */
+    plots_values numbers; /* that line's decoder layer numbers ("layer"), if it gives them */
 } layer_series;
 
 static void free_series(layer_series *series) {
     plots_values_free(&series->steps);
     plots_values_free(&series->starts);
     plots_values_free(&series->values);
+    plots_values_free(&series->numbers);
 }
 
 static int collect_layer_values(const cJSON *line, void *context) {
@@ -35,7 +37,14 @@ static int collect_layer_values(const cJSON *line, void *context) {
         status = plots_values_push(&series->values, cJSON_IsNumber(value) ? value->valuedouble : NAN);
         count++;
     }
-    if (count > series->layers) series->layers = count;
+    if (count > series->layers) {
+        series->layers = count;
+        series->numbers.count = 0;
+        cJSON_ArrayForEach(layer, layers) {
+            const cJSON *number = cJSON_GetObjectItemCaseSensitive(layer, "layer");
+            if (!status && cJSON_IsNumber(number)) status = plots_values_push(&series->numbers, number->valuedouble);
+        }
+    }
     return status;
 }
 
@@ -76,7 +85,9 @@ int plots_layer_values(const char *dir, const char *stem, const char *title, con
     for (int l = 0; l < series.layers; l++) {
         fprintf(gp, "  '%s.dat' using 1:%d with lines lw 2 lc ", stem, l + 2);
         plots_write_colour(gp, l, 0);
-        fprintf(gp, " title 'layer %d'%s", l, l + 1 < series.layers ? ", \\\n" : "\n");
+        const bool numbered = series.numbers.count == (size_t)series.layers;
+        fprintf(gp, " title 'layer %d'%s", numbered ? (int)series.numbers.values[l] : l,
+                l + 1 < series.layers ? ", \\\n" : "\n");
     }
     free_series(&series);
     return plots_close_pair_and_run(dir, stem, dat, dat_path, gp, gp_path);

@@ -6,7 +6,7 @@
 #include "eval/plots_internal.h"
 
 int plots_expert_load(const char *dir, const char *stem, const char *title, const double *load,
-                      int L, int E) {
+                      const int *layers, int L, int E) {
     if (L < 1 || E < 1) return pm_fail(PM_ERR_ARG, "plots: %d layers of %d experts", L, E);
     FILE *dat, *gp;
     char dat_path[PLOTS_PATH_MAX], gp_path[PLOTS_PATH_MAX];
@@ -28,7 +28,8 @@ int plots_expert_load(const char *dir, const char *stem, const char *title, cons
             E - 0.5, L - 0.5);
     /* Integer tics while they fit; gnuplot's own spacing beyond. */
     if (E <= 32) fprintf(gp, "set xtics 1\n");
-    if (L <= 32) fprintf(gp, "set ytics 1\n");
+    if (L <= 32 && !layers) fprintf(gp, "set ytics 1\n");
+    for (int l = 0; layers && l < L && L <= 32; l++) fprintf(gp, "set ytics %s('%d' %d)\n", l ? "add " : "", layers[l], l);
     /* Write each cell's value when the cells are big enough to hold it, white on the dark
      * cells (over 60% of the largest load) so it stays legible. */
     double largest = 0.0;
@@ -57,8 +58,10 @@ int plots_per_layer_bars(const char *dir, const char *stem, const char *title, c
     fprintf(dat, "# layer, then %s of each run:", ylabel);
     for (int r = 0; r < count; r++) fprintf(dat, " [%s]", runs[r].label);
     fprintf(dat, "\n");
+    const int *numbers = NULL; /* the first run's that has them */
+    for (int r = count - 1; r >= 0; r--) numbers = runs[r].layers && runs[r].count == L ? runs[r].layers : numbers;
     for (int l = 0; l < L; l++) {
-        fprintf(dat, "%d", l);
+        fprintf(dat, "%d", numbers ? numbers[l] : l);
         for (int r = 0; r < count; r++)
             fprintf(dat, " %.6f", l < runs[r].count ? runs[r].values[l] : NAN);
         fprintf(dat, "\n");
@@ -158,11 +161,12 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
     analytics_get_buckets(a, &buckets);
     double *load = malloc(sizeof(double) * (size_t)L * (size_t)E);
     double *active = malloc(sizeof(double) * (size_t)L), *spanned = malloc(sizeof(double) * (size_t)L);
+    int *layers = malloc(sizeof(int) * (size_t)L);
     double *xy = malloc(sizeof(double) * 2 * (size_t)(L + 1) * (size_t)(buckets + 1));
     plots_xy *series = malloc(sizeof *series * (size_t)(L + 1));
     char (*names)[64] = malloc(sizeof *names * (size_t)(L + 1));
     int status = PM_OK;
-    if (!load || !active || !spanned || !xy || !series || !names) {
+    if (!load || !active || !spanned || !layers || !xy || !series || !names) {
         status = pm_fail(PM_ERR_NOMEM, "plots: out of memory");
         goto done;
     }
@@ -171,19 +175,20 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
         for (int e = 0; e < E; e++) load[(size_t)l * E + e] = r->load[e];
         active[l] = r->mean_active;
         spanned[l] = r->mean_groups;
+        layers[l] = analytics_layer_number(a, l);
     }
     char name[512], title[600];
     snprintf(title, sizeof title, "Expert load fraction: %s", label);
     status = plots_name(name, sizeof name, stem, "_load");
     if (status) goto done;
-    status = plots_expert_load(dir, name, title, load, L, E);
+    status = plots_expert_load(dir, name, title, load, layers, L, E);
 
     plots_name(name, sizeof name, stem, "_active"); /* no longer than _load */
-    status = combine(status, plots_active_per_layer(dir, name, &(plots_series){label, active, L}, 1));
+    status = combine(status, plots_active_per_layer(dir, name, &(plots_series){label, active, L, layers}, 1));
     if (analytics_groups(a) > 1) {
         plots_name(name, sizeof name, stem, "_groups");
         status = combine(status, plots_groups_per_layer(dir, name, "Mean groups a token's experts span, per layer",
-                                                        analytics_groups(a), &(plots_series){label, spanned, L}, 1));
+                                                        analytics_groups(a), &(plots_series){label, spanned, L, layers}, 1));
     }
 
     if (buckets > 0) {
@@ -205,6 +210,7 @@ done:
     free(load);
     free(active);
     free(spanned);
+    free(layers);
     free(xy);
     free(series);
     free(names);

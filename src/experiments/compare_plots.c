@@ -110,8 +110,9 @@ void report_write_plots(FILE *file, const report_data *data) {
         char run[COMPARE_PATH], routing[COMPARE_PATH + 32];
         compare_run_dir(opt, opt->routers[r], 1, run, sizeof run);
         snprintf(routing, sizeof routing, "%.4000s/routing/routing.json", run);
-        series[r] = (plots_series){opt->routers[r], active[r], per_layer(routing, "mean_active", active[r], 64)};
-        groups_series[r] = (plots_series){opt->routers[r], spanned[r], per_layer(routing, "mean_groups", spanned[r], 64)};
+        series[r] = (plots_series){opt->routers[r], active[r], per_layer(routing, "mean_active", active[r], 64), NULL};
+        groups_series[r] = (plots_series){opt->routers[r], spanned[r], per_layer(routing, "mean_groups", spanned[r], 64),
+                                          NULL};
         with_groups += groups_series[r].count > 0;
     }
     note(file, plots_active_per_layer(dir, "active_per_layer", series, opt->router_count), "active_per_layer",

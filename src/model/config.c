@@ -84,8 +84,8 @@ static int check_family(const pm_model_config *cfg) {
         return pm_fail(PM_ERR_ARG, "model config: %s has no dense MLP layers; decoder_sparse_step and "
                        "mlp_only_layers are for qwen2_moe", name);
     if (cfg->decoder_sparse_step < 0 || cfg->decoder_sparse_step > PM_MAX_LAYERS)
-        return pm_fail(PM_ERR_ARG, "model config: decoder_sparse_step = %d; it must be 1 to %d",
-                       cfg->decoder_sparse_step, PM_MAX_LAYERS);
+        return pm_fail(PM_ERR_ARG, "model config: decoder_sparse_step = %d; it must be 0 to %d (0 and 1: every "
+                       "layer is a MoE layer)", cfg->decoder_sparse_step, PM_MAX_LAYERS);
     if (arch->always_norm_topk && !cfg->router.norm_topk_prob)
         return pm_fail(PM_ERR_ARG, "model config: %s renormalises the top-k weights; norm_topk_prob must be true",
                        name);

@@ -295,6 +295,7 @@ int pm_generator_row_length(const pm_generator *gen, int row) {
 }
 
 double pm_generator_mean_active(const pm_generator *gen, int m) {
+    if (m < 0 || m >= gen->model->num_moe) return NAN;
     return gen->tokens_seen ? gen->active_sum[m] / gen->tokens_seen : 0.0;
 }
 

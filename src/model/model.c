@@ -296,8 +296,10 @@ const pm_model_config *pm_model_get_config(const pm_model *model) { return &mode
 int pm_model_max_batch(const pm_model *model) { return model->max_batch; }
 int pm_model_max_seq(const pm_model *model) { return model->max_seq; }
 const float *pm_model_logits(const pm_model *model) { return model->logits; }
-const pm_routing *pm_model_routing(const pm_model *model, int m) { return moe_layer(model, m)->routing; }
-pm_router *pm_model_router(pm_model *model, int m) { return moe_layer(model, m)->router; }
+const pm_routing *pm_model_routing(const pm_model *model, int m) {
+    return m >= 0 && m < model->num_moe ? moe_layer(model, m)->routing : NULL;
+}
+pm_router *pm_model_router(pm_model *model, int m) { return m >= 0 && m < model->num_moe ? moe_layer(model, m)->router : NULL; }
 
 void pm_model_last_losses(const pm_model *model, float *ce, float *aux) {
     if (ce) *ce = model->ce_loss;

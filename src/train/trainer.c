@@ -449,14 +449,14 @@ static int model_rows(const train_options *opt) {
 }
 
 /* What expert parallelism adds to a process: the rows its experts receive, kept for the
- * backward pass in every layer, and the rows in transit. */
+ * backward pass in every MoE layer, and the rows in transit. */
 static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *comm, const train_options *opt,
                                   int share_rows, int local_rows) {
     if (!comm || comm->expert_size <= 1 || comm->expert_size > cfg->num_experts) return 0;
     const int per_token = model_pairs_per_token(&cfg->router);
     const int64_t capacity = moe_owner_capacity(comm->expert_size, share_rows * opt->seq, per_token, cfg->num_experts);
     const uint64_t local_pairs = (uint64_t)local_rows * (uint64_t)opt->seq * (uint64_t)per_token;
-    const uint64_t layers = sat_mul((uint64_t)cfg->num_layers, moe_owner_bytes(cfg->hidden_size, cfg->intermediate_size,
+    const uint64_t layers = sat_mul((uint64_t)pm_model_moe_layers(cfg), moe_owner_bytes(cfg->hidden_size, cfg->intermediate_size,
                                                                             cfg->num_experts, comm->expert_size,
                                                                             (uint64_t)capacity));
     return sat_add(layers, moe_owner_scratch_bytes(cfg->hidden_size, cfg->intermediate_size, (uint64_t)capacity,
