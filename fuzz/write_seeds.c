@@ -120,6 +120,14 @@ static void model_seeds(void) {
                     "\"attention_dropout\": 0.0, \"hidden_act\": \"silu\", \"router_aux_loss_coef\": 0.001, "
                     "\"tie_word_embeddings\": false, \"output_router_logits\": false, "
                     "\"initializer_range\": 0.02}\n");
+    /* the same family with dense MLP layers among the MoE layers */
+    write_text_seed("config", "qwen2_moe_dense.json",
+                    "{\"model_type\": \"qwen2_moe\", \"vocab_size\": 64, \"hidden_size\": 16, "
+                    "\"intermediate_size\": 24, \"moe_intermediate_size\": 12, "
+                    "\"shared_expert_intermediate_size\": 10, \"num_hidden_layers\": 6, "
+                    "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"num_experts\": 4, "
+                    "\"num_experts_per_tok\": 2, \"decoder_sparse_step\": 2, \"mlp_only_layers\": [3, 9], "
+                    "\"tie_word_embeddings\": true}\n");
     write_text_seed("config", "mixtral.json",
                     "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", "
                     "\"vocab_size\": 32000, \"hidden_size\": 4096, \"intermediate_size\": 14336, "
