@@ -3,7 +3,8 @@
  *  - Each of the three products equals, to fp32 accumulation error, the exact (double)
  *    product of the bf16-rounded inputs: both inputs are rounded, nothing else is; and it
  *    differs from the fp32 product by bf16 rounding (so the bf16 path really ran).
- *  - One training step of the tiny model in bf16 gives fp32's loss to 1% and every tensor's
+ *  - One training step of the tiny model in bf16 (sampling routers replaying the fp32 step's
+ *    subsets) gives fp32's loss to 1% and every tensor's
  *    gradient to 5% of its norm (bf16 keeps 8 bits: 0.4% per rounding, which sums of
  *    hundreds of terms average but the backward pass compounds over the layers; measured
  *    below 0.9%), softmoe's to 10%: its truncation at tau is a threshold, and the rounding of
@@ -142,6 +143,39 @@ static float step(pm_model *model, const int32_t *tokens, const int32_t *targets
     return loss;
 }
 
+/* The subsets a step sampled, per MoE layer, to replay in the next steps: a sampling router
+ * would otherwise draw other subsets from bf16's slightly different logits, and the comparison
+ * would depend on whether a draw sits near a boundary. */
+typedef struct {
+    int layers;
+    int *offsets[8], *experts[8];
+} recorded_samples;
+
+static void record_samples(recorded_samples *r, const pm_model *model) {
+    r->layers = pm_model_moe_layers(pm_model_get_config(model));
+    assert_true(r->layers <= 8);
+    for (int m = 0; m < r->layers; m++) {
+        const pm_routing *routing = pm_model_routing(model, m);
+        const int tokens = routing->num_tokens, pairs = routing->offsets[tokens];
+        r->offsets[m] = malloc(sizeof(int) * (size_t)(tokens + 1));
+        r->experts[m] = malloc(sizeof(int) * (size_t)(pairs > 0 ? pairs : 1));
+        memcpy(r->offsets[m], routing->offsets, sizeof(int) * (size_t)(tokens + 1));
+        memcpy(r->experts[m], routing->experts, sizeof(int) * (size_t)pairs);
+    }
+}
+
+static bool replay_samples(void *user, int m, int tokens, const int **offsets, const int **experts) {
+    (void)tokens;
+    const recorded_samples *r = user;
+    *offsets = r->offsets[m];
+    *experts = r->experts[m];
+    return true;
+}
+
+static void free_samples(recorded_samples *r) {
+    for (int m = 0; m < r->layers; m++) free(r->offsets[m]), free(r->experts[m]);
+}
+
 static void check_step_of(pm_model_config cfg, const char *name) {
     const pm_router_kind kind = cfg.router.kind;
     pm_model *model = pm_model_create(&cfg, B, S);
@@ -156,6 +190,11 @@ static void check_step_of(pm_model_config cfg, const char *name) {
     const size_t size = pm_model_size(model);
     float *g32 = malloc(sizeof(float) * size), *g16 = malloc(sizeof(float) * size), *again = malloc(sizeof(float) * size);
     const float loss32 = step(model, tokens, targets, g32);
+    recorded_samples samples = {0};
+    if (pm_router_samples(&cfg.router)) {
+        record_samples(&samples, model);
+        pm_model_set_routing_source(model, replay_samples, &samples);
+    }
     assert_int_equal(pm_model_set_precision(model, PM_PRECISION_BF16), PM_OK);
     assert_int_equal(pm_model_get_precision(model), PM_PRECISION_BF16);
     const float loss16 = step(model, tokens, targets, g16);
@@ -206,6 +245,8 @@ static void check_step_of(pm_model_config cfg, const char *name) {
         fail_msg("%s: bf16 with the experts side by side: loss %.7f (one at a time %.7f), gradient within %.3g of its "
                  "norm", name, loss_side, loss_one, sqrt(side_diff / side_norm));
     free(g_side);
+    pm_model_set_routing_source(model, NULL, NULL); /* fp32 again draws as it did: bit for bit */
+    free_samples(&samples);
     assert_int_equal(pm_model_set_precision(model, PM_PRECISION_FP32), PM_OK);
     const float loss_back = step(model, tokens, targets, again);
     assert_true(loss_back == loss32);
@@ -221,11 +262,11 @@ static void test_step_matches_fp32(void **state) {
     if (!matmul_bf16_available()) skip();
     omp_set_num_threads(2);
     for (int kind = 0; kind < pm_router_kind_count(); kind++) check_step((pm_router_kind)kind);
-    /* the other families' parts in bf16: biases, the shared expert's products, tied lm_head (topk: a
-     * sampling router may draw other subsets from bf16's slightly different logits) */
-    check_step_of(tiny_family_config(PM_ARCH_QWEN2_MOE, PM_ROUTER_TOPK), "qwen2_moe");
-    check_step_of(tiny_family_config(PM_ARCH_MIXTRAL, PM_ROUTER_TOPK), "mixtral");
-    check_step_of(tiny_dense_config(PM_ROUTER_TOPK), "qwen2_moe with dense layers");
+    /* the other families' parts in bf16: biases, the shared expert's products, tied lm_head, dense
+     * layers' MLPs */
+    check_step_of(tiny_family_config(PM_ARCH_QWEN2_MOE, PM_ROUTER_PROBMOE), "qwen2_moe");
+    check_step_of(tiny_family_config(PM_ARCH_MIXTRAL, PM_ROUTER_PROBMOE), "mixtral");
+    check_step_of(tiny_dense_config(PM_ROUTER_PROBMOE), "qwen2_moe with dense layers");
 }
 
 static char work[64];
