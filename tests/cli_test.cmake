@@ -309,6 +309,18 @@ if(NOT qwen_dense_saved MATCHES "\"decoder_sparse_step\":[ \t]*2")
 endif()
 expect_output("generate qwen2_moe with dense layers" 0 "mean active experts per MoE layer: [0-9.]+ [0-9.]+\\]"
               generate --model ${work}/qwen_dense/model --prompt "the cat" --max-new 4)
+file(REMOVE_RECURSE ${work}/qwen_dense_data ${work}/qwen_dense_analytics)
+expect_output("prepare bytes" 0 "tokenizer bytes" data prepare --out ${work}/qwen_dense_data ${work}/budget.txt)
+expect_output("eval qwen2_moe with dense layers" 0 "top-k mass\n +1 [^\n]*\n +3 [^\n]*\n"
+              eval --model ${work}/qwen_dense/model --data ${work}/qwen_dense_data --batches 2 --seq 32
+              --analytics ${work}/qwen_dense_analytics)
+file(STRINGS ${work}/qwen_dense_analytics/routing_layers.csv dense_rows)
+list(GET dense_rows 1 dense_first)
+list(GET dense_rows 2 dense_second)
+list(LENGTH dense_rows dense_count)
+if(NOT dense_count EQUAL 3 OR NOT dense_first MATCHES "^1," OR NOT dense_second MATCHES "^3,")
+  message(FATAL_ERROR "the analytics should list MoE layers 1 and 3 only:\n${dense_rows}")
+endif()
 file(WRITE ${work}/rope_config.json "{${small_config},
   \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}")
 expect_output("train with rope scaling" 2 "rope_config.json: rope_scaling is not supported: rope type \"dynamic\""
