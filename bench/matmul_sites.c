@@ -3,7 +3,7 @@
  * oneDNN's f32 matmul in the same run: GFLOP/s of both, the ratio and the winner, oneDNN only
  * when more than MATMUL_ONEDNN_MARGIN (3%) faster. The two alternate, a warm-up each and then
  * `rounds` runs each, the best kept, since this machine is noisy. Experts run at their mean row
- * count (tokens · k / E). Ends with the lines of matmul_bf16.c's measured table
+ * count (tokens · k / E). Ends with the lines of matmul_choice.c's measured table
  * (PM_FP32_MATMUL_MEASURED, train's default) for the products oneDNN won at every site of
  * that shape.
  * Usage: matmul_sites [rounds (default 7)] */
@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
         printf("%s: one training step's products (every layer and expert, experts at their mean rows): OpenBLAS %.1f "
                "ms, oneDNN %.1f ms, the winner of each %.1f ms\n", configs[ci].name, 1e3 * blas_total[ci],
                1e3 * dnnl_total[ci], 1e3 * best_total[ci]);
-    printf("measured_onednn[] in src/nn/matmul_bf16.c (products oneDNN won at every site of that shape):\n");
+    printf("measured_onednn[] in src/nn/matmul_choice.c (products oneDNN won at every site of that shape):\n");
     int listed = 0;
     static const char *const enum_names[] = {"MATMUL_FORWARD", "MATMUL_DATA", "MATMUL_WEIGHTS"};
     for (int i = 0; i < line_count; i++)

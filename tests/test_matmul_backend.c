@@ -1,6 +1,6 @@
 /*
- * fp32 matrix products through oneDNN (nn/matmul_bf16.c) and the choice between OpenBLAS and
- * oneDNN (pm_model_set_fp32_matmul, train's --fp32-matmul).
+ * fp32 matrix products through oneDNN (nn/matmul_onednn.c) and the choice between OpenBLAS and
+ * oneDNN (nn/matmul_choice.c, pm_model_set_fp32_matmul, train's --fp32-matmul).
  *  - Each of the three products through oneDNN equals OpenBLAS's to fp32 rounding (1e-5 of the
  *    result's norm) for several shapes, empty and single rows and odd sizes among them; the
  *    forward product overwrites its output (NaN before), the backward ones add to theirs.

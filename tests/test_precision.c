@@ -1,5 +1,5 @@
 /*
- * bf16 matrix products (nn/matmul_bf16.c, pm_model_set_precision, train's --precision bf16).
+ * bf16 matrix products (nn/linear.c, pm_model_set_precision, train's --precision bf16).
  *  - Each of the three products equals, to fp32 accumulation error, the exact (double)
  *    product of the bf16-rounded inputs: both inputs are rounded, nothing else is; and it
  *    differs from the fp32 product by bf16 rounding (so the bf16 path really ran).

@@ -38,12 +38,13 @@ void matmul_backward_into(float *din, float *dweight, const float *dout, const f
                           int K, int N);
 
 /*
- * The matrix-product context (matmul_bf16.c, through oneDNN): bf16 products, both inputs
- * rounded to bf16 (round to nearest even), products accumulated and written in fp32; and the
- * choice, per product and shape, of OpenBLAS or oneDNN for fp32 products (pm_fp32_matmul). It
- * keeps the primitives and the scratch for the inputs' bf16 copies; it is used by one thread at
- * a time (the kernels themselves run on the OpenMP threads), and its workers (below) let several
- * threads run products at once. Without oneDNN at build time no context can be made.
+ * The matrix-product context (through oneDNN: matmul_onednn.c, workers in matmul_workers.c):
+ * bf16 products, both inputs rounded to bf16 (round to nearest even), products accumulated and
+ * written in fp32; and the choice, per product and shape, of OpenBLAS or oneDNN for fp32
+ * products (pm_fp32_matmul, matmul_choice.c). It keeps the primitives and the scratch for the
+ * inputs' bf16 copies; it is used by one thread at a time (the kernels themselves run on the
+ * OpenMP threads), and its workers (below) let several threads run products at once. Without
+ * oneDNN at build time no context can be made (matmul_no_onednn.c). linear_* are in linear.c.
  */
 typedef struct matmul_bf16 matmul_bf16;
 bool matmul_bf16_available(void);
