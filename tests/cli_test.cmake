@@ -309,6 +309,27 @@ if(NOT qwen_dense_saved MATCHES "\"decoder_sparse_step\":[ \t]*2")
 endif()
 expect_output("generate qwen2_moe with dense layers" 0 "mean active experts per MoE layer: [0-9.]+ [0-9.]+\\]"
               generate --model ${work}/qwen_dense/model --prompt "the cat" --max-new 4)
+# probmoe info reads the config alone: the layers by kind and the parameters. 4 layers of
+# hidden 32 and 4 heads over 2 KV heads (attention 2·32² + 2·16·32 = 3072, biases 64, norms
+# 64), MoE layers 1 and 3 (router 4·32, shared expert 3·32·24 + 32, 4 experts of 3·32·16),
+# dense 0 and 2 (3·32·48), a tied 256 × 32 embedding and the final norm 32: 47,456; idle at
+# k = 2: 2 layers × 2 experts × 1,536 = 6,144.
+expect_output("info of the dense-layer config" 0
+              "layers      4: MoE layers 1, 3\n +dense MLP layers \\(width 48\\): 0, 2\n.*parameters  47456, 41312 active"
+              info --config ${work}/qwen_dense_config.json)
+# the published sizes of OLMoE-1B-7B (6.9B, 1.3B active), Qwen1.5-MoE-A2.7B (14.3B, 2.7B) and
+# Mixtral-8x7B (46.7B, 12.9B), from their Hugging Face configs (the fuzz seeds)
+expect_output("info: OLMoE's size" 0 "parameters  6919161856, 1282017280 active per token at k = 8"
+              info --config ${CMAKE_CURRENT_LIST_DIR}/../fuzz/corpus/config/olmoe.json --batch 1 --seq 16)
+expect_output("info: Qwen1.5-MoE's size" 0 "parameters  14315784192, 2689173504 active per token at k = 4"
+              info --config ${CMAKE_CURRENT_LIST_DIR}/../fuzz/corpus/config/qwen2_moe.json --batch 1 --seq 16)
+expect_output("info: Mixtral's size" 0 "parameters  46702792704, 12879925248 active per token at k = 2"
+              info --config ${CMAKE_CURRENT_LIST_DIR}/../fuzz/corpus/config/mixtral.json --batch 1 --seq 16)
+expect_output("info of a model directory" 0 "family      qwen2_moe.*memory for batches of 2 × 16 tokens"
+              info --model ${work}/qwen_dense/model --batch 2 --seq 16)
+expect_output("info: no such directory" 1 "is not a directory" info --model ${work}/nowhere)
+expect_output("info: longer than the context" 2 "longer than the model's context" info --config
+              ${work}/qwen_dense_config.json --seq 100000)
 file(REMOVE_RECURSE ${work}/qwen_dense_data ${work}/qwen_dense_analytics)
 expect_output("prepare bytes" 0 "tokenizer bytes" data prepare --out ${work}/qwen_dense_data ${work}/budget.txt)
 expect_output("eval qwen2_moe with dense layers" 0 "top-k mass\n +1 [^\n]*\n +3 [^\n]*\n"

@@ -22,6 +22,7 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_tokenizer_encode(int argc, char **argv);
 int cmd_tokenizer_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 /* `probmoe data arith` (cmd_data_arith.c), dispatched by cmd_data, and its usage text. */
 int cmd_data_arith(int argc, char **argv);
 extern const char data_arith_usage[];

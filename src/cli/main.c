@@ -15,6 +15,7 @@ static const char usage[] =
     "  data       prepare token shards from corpora and text files; generate arithmetic problems\n"
     "  tokenizer  learn a byte-level BPE vocabulary (tokenizer.json); encode text to ids and decode back\n"
     "  route      route token logits with any router and print experts, weights and load\n"
+    "  info       describe a model from its config.json: layers, experts, router, parameters, memory\n"
     "  version    print the version\n"
     "\n"
     "Run 'probmoe <command> --help' for a command's options.\n";
@@ -35,7 +36,7 @@ int main(int argc, char **argv) {
         {"route", "probmoe route", cmd_route},          {"train", "probmoe train", cmd_train},
         {"generate", "probmoe generate", cmd_generate}, {"compare", "probmoe compare", cmd_compare},
         {"eval", "probmoe eval", cmd_eval},             {"data", "probmoe data", cmd_data},
-        {"tokenizer", "probmoe tokenizer", cmd_tokenizer},
+        {"tokenizer", "probmoe tokenizer", cmd_tokenizer}, {"info", "probmoe info", cmd_info},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
