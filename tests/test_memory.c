@@ -263,6 +263,47 @@ static void test_generator_cache_refused(void **state) {
     pm_model_free(model);
 }
 
+/* A generator allocates what its memory check counted (its arena, struct, routers and
+ * routings), to 10%, for every family and router, qwen2_moe's dense layers and several rows
+ * (the test_generate tests run its buffers, under AddressSanitizer with guards between them). */
+static void test_generator_estimate_matches_allocation(void **state) {
+    (void)state;
+    { /* the OpenMP threads' own allocations happen at their first parallel region: before */
+        pm_model_config cfg = tiny_model_config(PM_ROUTER_TOPK);
+        pm_model *model = pm_model_create(&cfg, 1, 8);
+        if (model) pm_model_init_weights(model, 1);
+        pm_generator *gen = model ? pm_generator_create(model, NULL, 8) : NULL;
+        assert_non_null(gen);
+        assert_int_equal(pm_generator_feed(gen, 1, NULL), PM_OK);
+        pm_generator_free(gen);
+        pm_model_free(model);
+    }
+    for (int c = 0; c < 4 * pm_router_kind_count(); c++) {
+        const pm_router_kind kind = (pm_router_kind)(c % pm_router_kind_count());
+        const int family = c / pm_router_kind_count(), rows = 1 + 3 * (c % 2);
+        pm_model_config cfg = family < 3 ? tiny_family_config((pm_arch)family, kind) : tiny_dense_config(kind);
+        if (family == 3) cfg.dense_intermediate_size = 60; /* wider than the shared expert */
+        cfg.max_position_embeddings = 512; /* the cache then outweighs the routers' upper bounds */
+        char name[64];
+        snprintf(name, sizeof name, "%s%s %s, %d rows", pm_arch_name(cfg.arch), family == 3 ? " dense" : "",
+                 pm_router_kind_name(kind), rows);
+        pm_model *model = pm_model_create(&cfg, 1, 8);
+        if (!model) fail_msg("%s: %s", name, pm_last_error());
+        pm_model_init_weights(model, 1);
+        const uint64_t estimate = model_generator_bytes(model, &cfg.router, 512, rows);
+        const size_t before = heap_in_use();
+        pm_generator *gen = pm_generator_create_rows(model, NULL, 512, rows);
+        if (!gen) fail_msg("%s: %s", name, pm_last_error());
+        int order[4] = {0, 1, 2, 3};
+        const int32_t tokens[4] = {1, 2, 3, 4};
+        /* after a step: a router may take its scratch when it first routes */
+        if (pm_generator_feed_rows(gen, order, tokens, rows, NULL) != PM_OK) fail_msg("%s: %s", name, pm_last_error());
+        expect_close_above(estimate, heap_in_use() - before, "a generator", name);
+        pm_generator_free(gen);
+        pm_model_free(model);
+    }
+}
+
 /* A routing's CSR offsets are ints: more (token, expert) pairs than that are refused. */
 static void test_routing_pairs_bounded(void **state) {
     (void)state;
@@ -282,6 +323,7 @@ int main(void) {
         cmocka_unit_test(test_impossible_model_refused),
         cmocka_unit_test(test_estimate_saturates),
         cmocka_unit_test(test_generator_cache_refused),
+        cmocka_unit_test(test_generator_estimate_matches_allocation),
         cmocka_unit_test(test_routing_pairs_bounded),
     };
     return cmocka_run_group_tests(tests, keep_allocations_in_heap, NULL);

@@ -10,13 +10,15 @@
  *
  * One row at a time is a chain of matrix-vector products, bounded by reading the weights that
  * token uses (attention, the router, its experts, lm_head): the products are GEMV kernels over
- * only the chosen experts, every buffer is made at creation (a step allocates nothing), and
+ * only the chosen experts, every buffer is made at creation on one arena, whose planned size the
+ * memory check uses (a step allocates nothing), and
  * pm_generator_set_precision can keep a bf16 copy of the products' weights, half the bytes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "core/bf16.h"
 #include "core/error.h"
 #include "core/memory.h"
@@ -45,29 +47,18 @@ struct pm_generator {
     double *active_sum;                 /* (M) experts used, summed over tokens */
     moe_expert *experts;                /* (M, E) the weights the experts' products read */
     uint16_t *weights16;                /* bf16 copy of the model's weights, or NULL: fp32 */
+    pm_arena arena;                     /* every buffer above but the routers' own and weights16 */
     long tokens_seen;
     bool routed;                        /* the routers have routed a token */
 };
 
 void pm_generator_free(pm_generator *gen) {
     if (!gen) return;
-    const int M = gen->model->num_moe;
-    for (int m = 0; gen->routers && m < M; m++) {
-        pm_routing_free(gen->routings ? gen->routings[m] : NULL);
+    for (int m = 0; gen->routers && m < gen->model->num_moe; m++) {
+        pm_routing_free(gen->routings[m]);
         pm_router_free(gen->routers[m]);
     }
-    float *buffers[] = {gen->k_cache, gen->v_cache, gen->x,      gen->ln,     gen->q,      gen->k,
-                        gen->v,       gen->attn,    gen->tmp,    gen->moe_out, gen->rstd, gen->scores,
-                        gen->router_logits, gen->shared_gate_up, gen->shared_act, gen->shared_scale};
-    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
-    moe_state_free(&gen->moe);
-    free(gen->lengths);
-    free(gen->positions);
-    free(gen->feeding);
-    free(gen->routers);
-    free(gen->routings);
-    free(gen->active_sum);
-    free(gen->experts);
+    arena_free(&gen->arena);
     free(gen->weights16);
     free(gen);
 }
@@ -104,28 +95,59 @@ static int take_trained_values(pm_router *target, const pm_router *trained, cons
     return status;
 }
 
-/* The generator's buffers (keep in step with pm_generator_create below) on top of the model's:
- * refused before anything is allocated if they do not fit this machine's memory. */
+/*
+ * The generator's buffers, laid out on its arena by this one function: planned on an empty
+ * arena (gen a stand-in) for the memory check, then on the block. Per row: its key and value
+ * caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and v (KV), rstd, the scores of
+ * every head, the router logits, the shared expert's (or dense MLP's) gate | up, activation
+ * and scale, its length, position and flag. The fed tokens' expert rows; per MoE layer its
+ * router's and routing's pointers, the mean of active experts, and the experts' weight views.
+ */
+static void generator_layout(pm_arena *arena, pm_generator *gen, const pm_model *model, int max_pairs) {
+    const pm_model_config *cfg = &model->cfg;
+    const uint64_t L = (uint64_t)cfg->num_layers, H = (uint64_t)cfg->hidden_size, n = (uint64_t)gen->max_len;
+    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, R = (uint64_t)gen->rows;
+    const uint64_t M = (uint64_t)model->num_moe, E = (uint64_t)cfg->num_experts, W = (uint64_t)mlp_width(model);
+    gen->k_cache = arena_floats(arena, sat_mul3(R, L * n, KV));
+    gen->v_cache = arena_floats(arena, sat_mul3(R, L * n, KV));
+    float **row_buffers[] = {&gen->x, &gen->ln, &gen->q, &gen->attn, &gen->tmp, &gen->moe_out};
+    for (size_t i = 0; i < sizeof row_buffers / sizeof row_buffers[0]; i++) *row_buffers[i] = arena_floats(arena, R * H);
+    gen->k = arena_floats(arena, R * KV);
+    gen->v = arena_floats(arena, R * KV);
+    gen->rstd = arena_floats(arena, R);
+    gen->scores = arena_floats(arena, sat_mul3(R, (uint64_t)cfg->num_heads, n));
+    gen->router_logits = arena_floats(arena, R * E);
+    gen->shared_gate_up = arena_floats(arena, R * 2 * W);
+    gen->shared_act = arena_floats(arena, R * W);
+    gen->shared_scale = arena_floats(arena, R);
+    gen->lengths = arena_ints(arena, R);
+    gen->positions = arena_take(arena, R, sizeof(int32_t));
+    gen->feeding = arena_take(arena, R, 1);
+    moe_state_layout(&gen->moe, arena, cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, gen->rows,
+                     (uint64_t)max_pairs);
+    gen->routers = arena_take(arena, M, sizeof(pm_router *));
+    gen->routings = arena_take(arena, M, sizeof(pm_routing *));
+    gen->active_sum = arena_take(arena, M, sizeof(double));
+    gen->experts = arena_take(arena, M * E, sizeof(moe_expert));
+}
+
+uint64_t model_generator_bytes(const pm_model *model, const pm_router_config *router, int max_len, int rows) {
+    pm_generator stand_in = {.max_len = max_len, .rows = rows};
+    pm_arena plan = {0};
+    generator_layout(&plan, &stand_in, model, rows * pm_router_max_pairs(router, false));
+    /* the struct, and the routers and their routings of `rows` tokens, one per MoE layer, with
+     * malloc's bookkeeping: up to 32 bytes for each of the about 25 allocations of a router and
+     * its routing, and of the struct and arena */
+    const uint64_t M = (uint64_t)model->num_moe;
+    const uint64_t routers = sat_mul(M, router_memory_bytes(router) + routing_memory_bytes(router, rows) + 32 * 25);
+    return sat_add(plan.used + sizeof(pm_generator) + 64, routers);
+}
+
+/* The generator's buffers on top of the model's, and its routers': refused before anything
+ * is allocated if they do not fit this machine's memory. */
 static int generator_memory_check(const pm_model *model, const pm_router_config *router, int max_len, int rows) {
     const pm_model_config *cfg = &model->cfg;
-    const uint64_t L = (uint64_t)cfg->num_layers, H = (uint64_t)cfg->hidden_size, n = (uint64_t)max_len;
-    const uint64_t M = (uint64_t)model->num_moe;
-    const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, R = (uint64_t)rows;
-    const uint64_t pairs = R * (uint64_t)pm_router_max_pairs(router, false);
-    /* per row: its key and value caches; a fed token's x, ln, q, attn, tmp, moe_out (H), k and
-     * v (KV), rstd, the scores of every head, the router logits, the shared expert's (or dense
-     * MLP's) gate | up, activation and scale, its length, position and flag; the expert rows of
-     * the fed tokens; per MoE layer a router and its routing of `rows`
-     * tokens and the mean of active experts; the experts' weight pointers (not the bf16 copy,
-     * which pm_generator_set_precision allocates later, if asked) */
-    uint64_t bytes = sat_mul(R, sat_mul3(2 * sizeof(float), L * n, KV));
-    const uint64_t row = 6 * H + 2 * KV + 1 + (uint64_t)cfg->num_heads * n + (uint64_t)cfg->num_experts +
-                         3 * (uint64_t)mlp_width(model) + 1;
-    bytes = sat_add(bytes, sat_mul(R, sizeof(float) * row + 2 * sizeof(int32_t) + 1));
-    bytes = sat_add(bytes, moe_state_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->num_experts, pairs));
-    bytes = sat_add(bytes, sat_mul(M, router_memory_bytes(router) + routing_memory_bytes(router, R) +
-                                          2 * sizeof(void *) + sizeof(double)));
-    bytes = sat_add(bytes, sat_mul(M * (uint64_t)cfg->num_experts, sizeof(moe_expert)));
+    const uint64_t bytes = model_generator_bytes(model, router, max_len, rows);
     pm_memory_estimate own;
     int status = pm_model_memory_estimate(cfg, model->max_batch, model->max_seq, false, &own);
     if (status < 0) return status;
@@ -160,12 +182,6 @@ static void point_experts(pm_generator *gen) {
         }
 }
 
-static float *alloc_floats(size_t count, bool *ok) {
-    float *p = malloc(sizeof(float) * (count > 0 ? count : 1));
-    *ok &= p != NULL;
-    return p;
-}
-
 pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *router, int max_len, int rows) {
     const pm_model_config *cfg = &model->cfg;
     const pm_router_config *use = router ? router : &cfg->router;
@@ -194,33 +210,19 @@ pm_generator *pm_generator_create_rows(pm_model *model, const pm_router_config *
     gen->model = model;
     gen->max_len = max_len;
     gen->rows = rows;
-    const int L = cfg->num_layers, M = model->num_moe, H = cfg->hidden_size, E = cfg->num_experts;
-    const size_t KV = (size_t)H / cfg->num_heads * cfg->num_kv_heads, R = (size_t)rows;
-    bool ok = true;
-    gen->k_cache = alloc_floats(R * L * max_len * KV, &ok);
-    gen->v_cache = alloc_floats(R * L * max_len * KV, &ok);
-    float **row_buffers[] = {&gen->x, &gen->ln, &gen->q, &gen->attn, &gen->tmp, &gen->moe_out};
-    for (size_t i = 0; i < sizeof row_buffers / sizeof row_buffers[0]; i++) *row_buffers[i] = alloc_floats(R * H, &ok);
-    gen->k = alloc_floats(R * KV, &ok);
-    gen->v = alloc_floats(R * KV, &ok);
-    gen->rstd = alloc_floats(R, &ok);
-    gen->scores = alloc_floats(R * cfg->num_heads * max_len, &ok);
-    gen->router_logits = alloc_floats(R * E, &ok);
-    gen->shared_gate_up = alloc_floats(R * 2 * (size_t)mlp_width(model), &ok);
-    gen->shared_act = alloc_floats(R * (size_t)mlp_width(model), &ok);
-    gen->shared_scale = alloc_floats(R, &ok);
-    gen->lengths = calloc(R, sizeof(int));
-    gen->positions = malloc(sizeof(int32_t) * R);
-    gen->feeding = calloc(R, 1);
-    gen->routers = calloc((size_t)M, sizeof(pm_router *));
-    gen->routings = calloc((size_t)M, sizeof(pm_routing *));
-    gen->active_sum = calloc((size_t)M, sizeof(double));
-    gen->experts = malloc(sizeof(moe_expert) * (size_t)M * E);
-    ok = ok && gen->lengths && gen->positions && gen->feeding && gen->routers && gen->routings && gen->active_sum &&
-         gen->experts;
-    if (ok) point_experts(gen);
-    if (ok && moe_state_init(&gen->moe, H, cfg->intermediate_size, E, rows, rows * pm_router_max_pairs(use, false)) < 0)
-        ok = false;
+    const int M = model->num_moe, max_pairs = rows * pm_router_max_pairs(use, false);
+    generator_layout(&gen->arena, gen, model, max_pairs); /* plan */
+    bool ok = arena_allocate(&gen->arena);
+    if (ok) {
+        generator_layout(&gen->arena, gen, model, max_pairs);
+        /* what the code reads before it writes: no row is fed or filled, no router made yet */
+        memset(gen->lengths, 0, sizeof(int) * (size_t)rows);
+        memset(gen->feeding, 0, (size_t)rows);
+        memset(gen->routers, 0, sizeof(pm_router *) * (size_t)M);
+        memset(gen->routings, 0, sizeof(pm_routing *) * (size_t)M);
+        memset(gen->active_sum, 0, sizeof(double) * (size_t)M);
+        point_experts(gen);
+    }
     /* the learned budget's current k_l and alpha into the model's routers, to copy below */
     if (ok && model_budget_apply(model) < 0) {
         pm_generator_free(gen);

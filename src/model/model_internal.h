@@ -108,6 +108,10 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 int model_pairs_per_token(const pm_router_config *router);
 
+/* The bytes pm_generator_create_rows allocates for a generator of the model (generate.c): its
+ * arena, struct, routers and routings; not a bf16 copy, made later if asked. */
+uint64_t model_generator_bytes(const pm_model *model, const pm_router_config *router, int max_len, int rows);
+
 /* Builds the parameter table (names, shapes, offsets) for cfg. 0 or PM_ERR_NOMEM. */
 int model_build_params(pm_model *model);
 /* The table's entries, and the floats it lays out, for cfg (params.c; the memory estimate). */
