@@ -11,8 +11,8 @@
  * One row at a time is a chain of matrix-vector products, bounded by reading the weights that
  * token uses (attention, the router, its experts, lm_head): the products are GEMV kernels over
  * only the chosen experts, every buffer is made at creation on one arena, whose planned size the
- * memory check uses (a step allocates nothing), and
- * pm_generator_set_precision can keep a bf16 copy of the products' weights, half the bytes. */
+ * memory check uses (a step allocates nothing), and pm_generator_set_precision can keep a bf16
+ * copy of the products' weights, half the bytes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
