@@ -21,6 +21,7 @@
 #include "thread_comm.h"
 #include "tiny_model.h"
 #include "model/model_internal.h"
+#include "nn/matmul_onednn_internal.h"
 #include "train/trainer.h"
 #include "word_corpus.h"
 
@@ -398,6 +399,47 @@ static void test_expert_gradients_stay_with_owner(void **state) {
     check_expert_gradients(tiny_dense_config(PM_ROUTER_PROBMOE), "qwen2_moe with dense layers");
 }
 
+/* bf16 under expert parallelism: the owner's expert products run on up to `capacity` received
+ * rows, more than the rank's own pairs; the copies of their inputs are reserved when the
+ * experts are split, so a step does not grow them (nothing is allocated mid-run). */
+static int bf16_owner_rank(int rank, const batch_comm *comm, void *user) {
+    gradient_spec *spec = user;
+    pm_model *model = pm_model_create(&spec->cfg, 1, GRAD_SEQ); /* one row a rank: its own products are small */
+    if (!model) return 1;
+    pm_model_init_weights(model, 5);
+    int first, rows;
+    batch_comm_rows(GRAD_BATCH, rank, comm->size, &first, &rows);
+    int status = pm_model_set_precision(model, PM_PRECISION_BF16);
+    if (status == 0) status = model_set_expert_parallel(model, comm, GRAD_SEQ);
+    model_set_batch_origin(model, comm, (uint32_t)(first * GRAD_SEQ));
+    const size_t reserved = status == 0 ? model->bf16->capacity : 0;
+    const moe_owner *owner = &moe_layer(model, 0)->owner;
+    if (status == 0 && reserved < model_bf16_owner_elements(&spec->cfg, (uint64_t)owner->capacity)) spec->bad[rank]++;
+    float loss;
+    pm_model_zero_grads(model);
+    if (status == 0)
+        status = pm_model_forward(model, spec->tokens + first * GRAD_SEQ, spec->targets + first * GRAD_SEQ, rows,
+                                  GRAD_SEQ, true, 3, 0, &loss);
+    if (status == 0) status = pm_model_backward(model);
+    if (status == 0 && (model->bf16->capacity != reserved || !isfinite(loss))) spec->bad[rank]++;
+    pm_model_free(model);
+    return status < 0;
+}
+
+static void test_bf16_expert_rows_reserved(void **state) {
+    (void)state;
+    if (!matmul_bf16_available()) skip();
+    gradient_spec spec = {.cfg = tiny_model_config(PM_ROUTER_PROBMOE)};
+    for (int i = 0; i < GRAD_BATCH * GRAD_SEQ; i++) {
+        spec.tokens[i] = (i * 7 + 3) % spec.cfg.vocab_size;
+        spec.targets[i] = (i * 11 + 1) % spec.cfg.vocab_size;
+    }
+    omp_set_num_threads(1);
+    assert_int_equal(thread_comm_run_experts(4, 4, bf16_owner_rank, &spec), 0);
+    for (int r = 0; r < 4; r++)
+        if (spec.bad[r]) fail_msg("rank %d: the bf16 copies were not reserved for its received rows", r);
+}
+
 /* A checkpoint of a run with experts split over groups (4 ranks, groups of 2) holds every
  * expert's weights and moments: resumed in one process it continues as the single process's
  * own checkpoint does. */
@@ -470,6 +512,7 @@ int main(void) {
         cmocka_unit_test(test_densemixer),        cmocka_unit_test(test_softmoe), cmocka_unit_test(test_families),
         cmocka_unit_test(test_batch_smaller_than_ranks),  cmocka_unit_test(test_divergence_stops_every_rank),
         cmocka_unit_test(test_expert_gradients_stay_with_owner), cmocka_unit_test(test_expert_parallel_checkpoint_resumes),
+        cmocka_unit_test(test_bf16_expert_rows_reserved),
         cmocka_unit_test(test_memory_check_counts_the_machines_processes),
     };
     return cmocka_run_group_tests(tests, make_corpus, remove_work);

@@ -105,6 +105,9 @@ struct pm_model {
 /* The elements of the largest product input bf16 products convert for `tokens` tokens:
  * lm_head's (T, V), the expert rows' (pairs, 2I) or the shared expert's (T, 2S) (precision.c). */
 uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens);
+/* The same for the experts' products on `rows` rows an owner receives under expert parallelism:
+ * (rows, 2I) or (rows, H) inputs. */
+uint64_t model_bf16_owner_elements(const pm_model_config *cfg, uint64_t rows);
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 int model_pairs_per_token(const pm_router_config *router);
 

@@ -26,6 +26,12 @@ int model_set_expert_parallel(pm_model *model, const batch_comm *comm, int max_t
     if (status == 0)
         status = moe_owner_scratch_init(&model->owner_scratch, H, I, (int)capacity,
                                         moe_layer(model, 0)->moe.capacity_pairs);
+    /* bf16: the owner's expert products take up to `capacity` rows, more than a local batch
+     * has pairs; their inputs' copies are reserved now rather than grown mid-run */
+    const uint64_t owned = model_bf16_owner_elements(cfg, (uint64_t)capacity);
+    if (status == 0 && model->weights16 && (owned > SIZE_MAX / 2 || !matmul_bf16_reserve(model->bf16, (size_t)owned)))
+        status = pm_fail(PM_ERR_NOMEM, "expert parallelism: out of memory for the bf16 copies of %llu expert rows' "
+                         "inputs; use a smaller batch or sequence", (unsigned long long)capacity);
     if (status < 0) return status;
     model->expert_comm = comm;
     model_release_other_experts(model, model->weights);

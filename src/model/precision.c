@@ -37,6 +37,11 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
     return shared > most ? shared : most;
 }
 
+uint64_t model_bf16_owner_elements(const pm_model_config *cfg, uint64_t rows) {
+    const uint64_t H = (uint64_t)cfg->hidden_size, I = (uint64_t)cfg->intermediate_size;
+    return sat_mul(rows, 2 * I > H ? 2 * I : H);
+}
+
 /* Whether the measured table (matmul_measured_onednn) sends any product of the model's linear
  * layers to oneDNN: q and o (H, H), k and v (H, KV), the experts' gate and up as one (H, 2I)
  * and down (I, H), lm_head (H, V). */

@@ -464,11 +464,19 @@ static uint64_t expert_rows_bytes(const pm_model_config *cfg, const batch_comm *
 }
 
 /* What bf16 products add to a process of `rows` sequences: the weights' bf16 copy and the two
- * scratch copies of a product's inputs (the largest: lm_head's T·V, or an expert's rows), and
- * two per thread for the experts run side by side. */
-static uint64_t bf16_bytes(const pm_model_config *cfg, const train_options *opt, int rows) {
+ * scratch copies of a product's inputs (the largest: lm_head's T·V, an expert's rows, or under
+ * expert parallelism the rows an owner's experts receive from share_rows sequences a rank),
+ * and two per thread for the experts run side by side. */
+static uint64_t bf16_bytes(const pm_model_config *cfg, const batch_comm *comm, const train_options *opt, int rows,
+                           int share_rows) {
     if (opt->precision != PM_PRECISION_BF16) return 0;
-    const uint64_t widest = model_bf16_scratch_elements(cfg, (uint64_t)rows * (uint64_t)opt->seq);
+    uint64_t widest = model_bf16_scratch_elements(cfg, (uint64_t)rows * (uint64_t)opt->seq);
+    if (comm && comm->expert_size > 1 && comm->expert_size <= cfg->num_experts) {
+        const int64_t capacity = moe_owner_capacity(comm->expert_size, share_rows * opt->seq,
+                                                    model_pairs_per_token(&cfg->router), cfg->num_experts);
+        const uint64_t owned = model_bf16_owner_elements(cfg, (uint64_t)capacity);
+        widest = owned > widest ? owned : widest;
+    }
     const uint64_t workers = sat_mul((uint64_t)omp_get_max_threads(),
                                      moe_side_by_side_elements(cfg->hidden_size, cfg->intermediate_size));
     return sat_add(sat_mul(2, model_param_floats(cfg)), sat_mul(2 * sizeof(uint16_t), sat_add(widest, workers)));
@@ -507,8 +515,8 @@ static int check_training_memory(const pm_model_config *cfg, const char *from_di
     /* rank 0 (a whole batch of pairs in transit) and the others (their shares) */
     uint64_t first = sat_add(whole.total, expert_rows_bytes(&model, comm, opt, share_rows, opt->batch));
     uint64_t other = sat_add(share.total, expert_rows_bytes(&model, comm, opt, share_rows, share_rows));
-    first = sat_add(first, bf16_bytes(&model, opt, opt->batch));
-    other = sat_add(other, bf16_bytes(&model, opt, share_rows));
+    first = sat_add(first, bf16_bytes(&model, comm, opt, opt->batch, share_rows));
+    other = sat_add(other, bf16_bytes(&model, comm, opt, share_rows, share_rows));
     const bool rank0_here = !comm || comm->node_has_rank0;
     const uint64_t mine = !comm || comm->rank == 0 ? first : other;
     const uint64_t others = sat_mul((uint64_t)(rank0_here ? together - 1 : together), other);
