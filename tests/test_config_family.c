@@ -114,6 +114,7 @@ static void test_unsupported_fields_refused(void **state) {
         {PM_ARCH_MIXTRAL, ", \"rope_parameters\": {\"rope_type\": \"llama3\"}", "rope_parameters", "llama3"},
         {PM_ARCH_OLMOE, ", \"rope_scaling\": 2", "rope_scaling", "give an object"},
         {PM_ARCH_MIXTRAL, ", \"head_dim\": 128", "head_dim", "hidden_size / num_attention_heads = 8"},
+        {PM_ARCH_QWEN2_MOE, ", \"head_dim\": 1965443991", "head_dim", "differs"}, /* × heads overflows an int */
         {PM_ARCH_QWEN2_MOE, ", \"partial_rotary_factor\": 0.5", "partial_rotary_factor", "set it to 1"},
         {PM_ARCH_MIXTRAL, ", \"rope_parameters\": {\"rope_type\": \"default\", \"partial_rotary_factor\": 0.25}",
          "partial_rotary_factor", "every dimension"},

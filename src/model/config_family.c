@@ -3,6 +3,7 @@
  * running it otherwise would silently compute another model. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -60,7 +61,9 @@ static void read_common(json_reader *reader, pm_model_config *cfg) {
     if (partial != 1.0f) refuse(reader, "partial_rotary_factor", "rope rotates every dimension here; set it to 1");
     int head_dim = 0;
     config_read_int(reader, "head_dim", &head_dim, false);
-    if (reader->status == 0 && head_dim != 0 && cfg->num_heads > 0 && head_dim * cfg->num_heads != cfg->hidden_size) {
+    /* in 64 bits: both numbers come from the file and may be as large as an int */
+    if (reader->status == 0 && head_dim != 0 && cfg->num_heads > 0 &&
+        (int64_t)head_dim * cfg->num_heads != cfg->hidden_size) {
         char why[128];
         snprintf(why, sizeof why, "head_dim = %d differs from hidden_size / num_attention_heads = %d; it must "
                  "equal it", head_dim, cfg->hidden_size / cfg->num_heads);
