@@ -63,13 +63,6 @@ void pm_generator_free(pm_generator *gen) {
     free(gen);
 }
 
-/* The width of the generator's MLP buffers: the shared expert's, or a dense layer's if wider. */
-static int mlp_width(const pm_model *model) {
-    const pm_model_config *cfg = &model->cfg;
-    const int dense = model->num_moe < cfg->num_layers ? cfg->dense_intermediate_size : 0;
-    return dense > cfg->shared_expert_size ? dense : cfg->shared_expert_size;
-}
-
 /* The values inference depends on (softmoe's tau and learned soft_k and alpha, the selection
  * bias) come from the model's own router. A router given by the caller keeps those it sets
  * itself (a value whose start differs from the model config's start, say --tau 0.2). */
@@ -107,7 +100,7 @@ static void generator_layout(pm_arena *arena, pm_generator *gen, const pm_model 
     const pm_model_config *cfg = &model->cfg;
     const uint64_t L = (uint64_t)cfg->num_layers, H = (uint64_t)cfg->hidden_size, n = (uint64_t)gen->max_len;
     const uint64_t KV = H / (uint64_t)cfg->num_heads * (uint64_t)cfg->num_kv_heads, R = (uint64_t)gen->rows;
-    const uint64_t M = (uint64_t)model->num_moe, E = (uint64_t)cfg->num_experts, W = (uint64_t)mlp_width(model);
+    const uint64_t M = (uint64_t)model->num_moe, E = (uint64_t)cfg->num_experts, W = (uint64_t)model_mlp_width(cfg);
     gen->k_cache = arena_floats(arena, sat_mul3(R, L * n, KV));
     gen->v_cache = arena_floats(arena, sat_mul3(R, L * n, KV));
     float **row_buffers[] = {&gen->x, &gen->ln, &gen->q, &gen->attn, &gen->tmp, &gen->moe_out};

@@ -37,8 +37,7 @@ static void activation_layout(pm_arena *arena, const pm_model_config *cfg, int m
     const uint64_t V = (uint64_t)cfg->vocab_size, pairs = sat_mul(T, (uint64_t)model_pairs_per_token(&cfg->router));
     const int tokens = T > INT_MAX ? INT_MAX : (int)T;
     const uint64_t shared = (uint64_t)cfg->shared_expert_size, dense = (uint64_t)cfg->dense_intermediate_size;
-    const bool has_dense = pm_model_moe_layers(cfg) < cfg->num_layers;
-    const uint64_t widest = has_dense && dense > shared ? dense : shared; /* of the shared expert and dense MLPs */
+    const uint64_t widest = (uint64_t)model_mlp_width(cfg); /* the backward scratch serves both */
     layer_state stand_in;
     for (int l = 0; l < cfg->num_layers; l++) {
         layer_state *layer = model->layers ? &model->layers[l] : &stand_in;

@@ -108,6 +108,9 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
 /* The same for the experts' products on `rows` rows an owner receives under expert parallelism:
  * (rows, 2I) or (rows, H) inputs. */
 uint64_t model_bf16_owner_elements(const pm_model_config *cfg, uint64_t rows);
+/* The widest unrouted MLP of cfg: the shared expert's width, or the dense layers' if there are
+ * any and they are wider (0 for neither); the buffers they share are sized for it (params.c). */
+int model_mlp_width(const pm_model_config *cfg);
 /* Most (token, expert) pairs the router may ask to compute per token, in either mode. */
 int model_pairs_per_token(const pm_router_config *router);
 

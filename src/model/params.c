@@ -36,6 +36,11 @@ int model_param_entries(const pm_model_config *cfg) {
     return 4 + cfg->num_layers * (10 + 3 + 4 + 3 * cfg->num_experts);
 }
 
+int model_mlp_width(const pm_model_config *cfg) {
+    const int dense = pm_model_moe_layers(cfg) < cfg->num_layers ? cfg->dense_intermediate_size : 0;
+    return dense > cfg->shared_expert_size ? dense : cfg->shared_expert_size;
+}
+
 /* Keep in step with the table model_build_params lays out below. */
 uint64_t model_param_floats(const pm_model_config *cfg) {
     const model_arch *arch = arch_get(cfg->arch);

@@ -29,10 +29,7 @@ uint64_t model_bf16_scratch_elements(const pm_model_config *cfg, uint64_t tokens
     const uint64_t pairs = sat_mul(tokens, (uint64_t)model_pairs_per_token(&cfg->router));
     const uint64_t expert = sat_mul(pairs, 2 * I > H ? 2 * I : H), widest = sat_mul(tokens, V > H ? V : H);
     /* the (T, 2W) gradient of the shared expert or of a dense layer's MLP */
-    uint64_t width = (uint64_t)cfg->shared_expert_size;
-    if (pm_model_moe_layers(cfg) < cfg->num_layers && (uint64_t)cfg->dense_intermediate_size > width)
-        width = (uint64_t)cfg->dense_intermediate_size;
-    const uint64_t shared = sat_mul(tokens, 2 * width);
+    const uint64_t shared = sat_mul(tokens, 2 * (uint64_t)model_mlp_width(cfg));
     const uint64_t most = expert > widest ? expert : widest;
     return shared > most ? shared : most;
 }
