@@ -289,6 +289,7 @@ int analytics_finish(analytics *a) {
 
 int analytics_num_layers(const analytics *a) { return a->L; }
 int analytics_layer_number(const analytics *a, int layer) { return a->layer_numbers[layer]; }
+const int *analytics_layer_numbers(const analytics *a) { return a->layer_numbers; }
 int analytics_num_experts(const analytics *a) { return a->E; }
 int analytics_k(const analytics *a) { return a->k; }
 

@@ -84,8 +84,10 @@ int analytics_groups(const analytics *a);
 
 /* The layers analysed: a model's MoE layers (analytics_create), in order. */
 int analytics_num_layers(const analytics *a);
-/* The decoder layer number of analysed layer `layer` (itself for analytics_create_raw). */
+/* The decoder layer number of analysed layer `layer` (itself for analytics_create_raw), and all
+ * of them (analytics_num_layers values). */
 int analytics_layer_number(const analytics *a, int layer);
+const int *analytics_layer_numbers(const analytics *a);
 int analytics_num_experts(const analytics *a);
 int analytics_k(const analytics *a);
 /* Results after analytics_finish; pointers stay valid until the next finish or free. */

@@ -161,12 +161,12 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
     analytics_get_buckets(a, &buckets);
     double *load = malloc(sizeof(double) * (size_t)L * (size_t)E);
     double *active = malloc(sizeof(double) * (size_t)L), *spanned = malloc(sizeof(double) * (size_t)L);
-    int *layers = malloc(sizeof(int) * (size_t)L);
+    const int *layers = analytics_layer_numbers(a);
     double *xy = malloc(sizeof(double) * 2 * (size_t)(L + 1) * (size_t)(buckets + 1));
     plots_xy *series = malloc(sizeof *series * (size_t)(L + 1));
     char (*names)[64] = malloc(sizeof *names * (size_t)(L + 1));
     int status = PM_OK;
-    if (!load || !active || !spanned || !layers || !xy || !series || !names) {
+    if (!load || !active || !spanned || !xy || !series || !names) {
         status = pm_fail(PM_ERR_NOMEM, "plots: out of memory");
         goto done;
     }
@@ -175,7 +175,6 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
         for (int e = 0; e < E; e++) load[(size_t)l * E + e] = r->load[e];
         active[l] = r->mean_active;
         spanned[l] = r->mean_groups;
-        layers[l] = analytics_layer_number(a, l);
     }
     char name[512], title[600];
     snprintf(title, sizeof title, "Expert load fraction: %s", label);
@@ -196,7 +195,7 @@ int plots_from_analytics(const char *dir, const char *stem, const char *label, c
         for (int s = 0; s <= L; s++) {
             double *x = xy + (size_t)2 * s * buckets, *y = x + buckets;
             plots_bucket_points(a, s < L ? s : -1, x, y);
-            if (s < L) snprintf(names[s], sizeof names[s], "layer %d", analytics_layer_number(a, s));
+            if (s < L) snprintf(names[s], sizeof names[s], "layer %d", layers[s]);
             else snprintf(names[s], sizeof names[s], "mean over layers");
             series[s] = (plots_xy){names[s], x, y, buckets};
         }
@@ -210,7 +209,6 @@ done:
     free(load);
     free(active);
     free(spanned);
-    free(layers);
     free(xy);
     free(series);
     free(names);
