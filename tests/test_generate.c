@@ -309,6 +309,7 @@ static void test_feed_rows_errors(void **state) {
     (void)state;
     pm_model_config cfg = tiny_config(PM_ROUTER_TOPK);
     pm_model *model = pm_model_create(&cfg, 1, 8);
+    pm_model_init_weights(model, 43); /* pm_model_create leaves the weights unset: the fed steps need finite ones */
     pm_generator *gen = pm_generator_create_rows(model, NULL, 2, 3);
     assert_non_null(gen);
     const int32_t tokens[4] = {1, 2, 3, 4};
@@ -389,6 +390,7 @@ static void test_generator_errors(void **state) {
     (void)state;
     pm_model_config cfg = tiny_config(PM_ROUTER_TOPK);
     pm_model *model = pm_model_create(&cfg, 1, 8);
+    pm_model_init_weights(model, 44);
     assert_null(pm_generator_create(model, NULL, 0));
     assert_non_null(strstr(pm_last_error(), "a context of 0 tokens"));
     pm_router_config other = pm_router_config_default(PM_ROUTER_TOPK, 4, 2);
